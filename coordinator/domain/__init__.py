@@ -1,0 +1,1 @@
+"""The pure core: request and worker state machines, the matcher and the timers (no I/O)."""

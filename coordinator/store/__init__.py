@@ -1,0 +1,71 @@
+"""The ``Store`` port: transactional persistence of requests, workers, users and transitions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from coordinator.domain.ids import WorkerUUID
+from coordinator.domain.model import Request, Transition, User, Worker
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """Everything one service operation changed; committed in one transaction."""
+
+    requests: Sequence[Request] = ()  # inserted or replaced whole
+    workers: Sequence[Worker] = ()  # inserted or replaced whole
+    removed_workers: Sequence[WorkerUUID] = ()
+    transitions: Sequence[Transition] = ()  # appended
+
+    def __bool__(self) -> bool:
+        return bool(self.requests or self.workers or self.removed_workers or self.transitions)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The whole stored state, read once at start-up."""
+
+    requests: list[Request]
+    workers: list[Worker]
+
+
+class Store(Protocol):
+    """Blocking persistence; the service calls every method from a worker thread.
+
+    Implementations must raise ``StoreUnavailable`` (never a driver exception) when the
+    database cannot be read or written, and must leave the stored state unchanged when
+    ``commit`` fails.
+    """
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest version."""
+
+    def load(self) -> Snapshot:
+        """Read every request and worker."""
+
+    def commit(self, changes: Changes) -> None:
+        """Apply ``changes`` atomically and durably."""
+
+    def add_user(self, user: User, token_hash: str) -> None:
+        """Create a user; raises ``Conflict`` when the name is taken."""
+
+    def set_token(self, name: str, token_hash: str) -> None:
+        """Replace a user's token; raises ``NotFound`` for an unknown user."""
+
+    def remove_user(self, name: str) -> None:
+        """Delete a user; raises ``NotFound`` for an unknown user."""
+
+    def user_by_token(self, token_hash: str) -> User | None:
+        """Find the user holding a token, by its hash."""
+
+    def users(self) -> list[User]:
+        """Every user, by name."""
+
+    def transitions(self, kind: str | None = None, subject: str | None = None,
+                    limit: int = 1000) -> list[Transition]:
+        """Recorded transitions, oldest first, optionally of one subject."""
+
+    def close(self) -> None:
+        """Release connections; idempotent."""

@@ -1,0 +1,1 @@
+"""The dryad: the agent on every MuxPi board."""

@@ -1,0 +1,1 @@
+"""The MuxPi hardware behind small interfaces, with simulators."""
