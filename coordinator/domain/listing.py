@@ -1,0 +1,174 @@
+"""Filter, sort and paginate lists of requests and workers (spec/boruta-api.md §1.5)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Generic, TypeVar
+
+from coordinator.domain.ids import RequestID, WorkerUUID
+from coordinator.domain.model import Request, Worker
+from coordinator.errors import InvalidRequest, NotFound
+
+MAX_PAGE_LIMIT: Final = 65535  # uint16, boruta:lists.go
+
+T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
+
+
+class WrongSortItem(InvalidRequest):
+    def __init__(self) -> None:
+        super().__init__("unknown name of item by which list should be sorted")
+
+
+class WrongSortOrder(InvalidRequest):
+    def __init__(self) -> None:
+        super().__init__("unknown sort order (valid: ascending or descending)")
+
+
+class WrongListDirection(InvalidRequest):
+    def __init__(self) -> None:
+        super().__init__("unknown direction (valid: forward or backward)")
+
+
+def parse_descending(order: str) -> bool:
+    """``""``/``ascending`` → False, ``descending`` → True, case-insensitively."""
+    word = order.lower()
+    if word in ("", "ascending"):
+        return False
+    if word == "descending":
+        return True
+    raise WrongSortOrder
+
+
+def parse_backward(direction: str) -> bool:
+    """``""``/``forward`` → False, ``backward`` → True, case-insensitively."""
+    word = direction.lower()
+    if word in ("", "forward"):
+        return False
+    if word == "backward":
+        return True
+    raise WrongListDirection
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFilter:
+    """Any listed value matches within a field; non-empty fields combine with AND."""
+
+    ids: frozenset[int] = frozenset()
+    priorities: frozenset[int] = frozenset()
+    states: frozenset[str] = frozenset()  # trimmed and upper-cased by the caller
+
+    def __call__(self, req: Request) -> bool:
+        return (
+            (not self.ids or req.id in self.ids)
+            and (not self.priorities or req.priority in self.priorities)
+            and (not self.states or req.state.value in self.states)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerFilter:
+    """Any of the groups; every capability with an exactly equal value."""
+
+    groups: frozenset[str] = frozenset()
+    caps: Mapping[str, str] = field(default_factory=dict)
+
+    def __call__(self, worker: Worker) -> bool:
+        if self.groups and not self.groups.intersection(worker.groups):
+            return False
+        return all(worker.caps.get(key) == value for key, value in self.caps.items())
+
+
+_REQUEST_KEYS: Final[dict[str, Callable[[Request], Any]]] = {
+    "": lambda r: r.id,
+    "id": lambda r: r.id,
+    "priority": lambda r: (r.priority, r.id),
+    "deadline": lambda r: (r.deadline, r.id),
+    "validafter": lambda r: (r.valid_after, r.id),
+    "state": lambda r: (r.state.value, r.id),
+}
+
+_WORKER_KEYS: Final[dict[str, Callable[[Worker], Any]]] = {
+    "": lambda w: w.uuid,
+    "uuid": lambda w: w.uuid,
+    "state": lambda w: (w.state.value, w.uuid),
+    # Sorted group lists compare element by element, then by length (boruta:workers/sorter.go).
+    "groups": lambda w: (w.groups, w.uuid),
+}
+
+
+def request_sort_key(item: str) -> Callable[[Request], Any]:
+    try:
+        return _REQUEST_KEYS[item.lower()]
+    except KeyError:
+        raise WrongSortItem from None
+
+
+def worker_sort_key(item: str) -> Callable[[Worker], Any]:
+    try:
+        return _WORKER_KEYS[item.lower()]
+    except KeyError:
+        raise WrongSortItem from None
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page and the original's ListInfo figures."""
+
+    items: list[T]
+    total: int
+    remaining: int
+
+
+@dataclass(frozen=True, slots=True)
+class Listing(Generic[T, K]):
+    """How to list one kind of object: its ID, and the name of its NotFound."""
+
+    ident: Callable[[T], K]
+    what: str  # "request" / "worker": the lower-case NotFound of an unknown paginator ID
+
+
+REQUESTS: Final = Listing[Request, RequestID](lambda r: r.id, "request")
+WORKERS: Final = Listing[Worker, WorkerUUID](lambda w: w.uuid, "worker")
+
+
+def page(
+    listing: Listing[T, K],
+    objects: Mapping[K, T],
+    match: Callable[[T], bool],
+    sort_key: Callable[[T], Any],
+    descending: bool,
+    anchor: K | None,
+    backward: bool,
+    limit: int,
+) -> Page[T]:
+    """The original's ListRequests/ListWorkers algorithm, step for step.
+
+    The anchor (paginator ID) stays in the sorted list for positioning even when the filter
+    rejects it; it is then not counted in the total.
+    """
+    if anchor is not None and anchor not in objects:
+        raise NotFound(listing.what)
+    if not 0 < limit <= MAX_PAGE_LIMIT:
+        limit = MAX_PAGE_LIMIT
+    chosen = [o for o in objects.values() if match(o) or listing.ident(o) == anchor]
+    chosen.sort(key=sort_key, reverse=descending)
+    total = len(chosen)
+    if total == 0:
+        return Page([], 0, 0)
+    index = 0
+    if anchor is not None:
+        index = next(i for i, o in enumerate(chosen) if listing.ident(o) == anchor)
+    if not backward:
+        index += 1 if anchor is not None else 0
+        count = min(limit, total - index)
+        remaining = total - index - count
+    else:
+        index = total if anchor is None else index
+        count = min(limit, index)
+        remaining = index - count
+        index -= count
+    if anchor is not None and not match(objects[anchor]):
+        total -= 1
+    return Page(chosen[index : index + count], total, remaining)
