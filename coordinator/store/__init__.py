@@ -63,8 +63,9 @@ class Store(Protocol):
     def users(self) -> list[User]:
         """Every user, by name."""
 
-    def transitions(self, kind: str | None = None, subject: str | None = None,
-                    limit: int = 1000) -> list[Transition]:
+    def transitions(
+        self, kind: str | None = None, subject: str | None = None, limit: int = 1000
+    ) -> list[Transition]:
         """Recorded transitions, oldest first, optionally of one subject."""
 
     def close(self) -> None:

@@ -1,0 +1,1 @@
+"""Alembic revision files; Alembic skips this module when it scans for revisions."""

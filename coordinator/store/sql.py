@@ -1,0 +1,462 @@
+"""``SqlStore``: the ``Store`` on SQLAlchemy Core, for SQLite (a WAL file) and PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from functools import partial
+from typing import Final, Literal
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    Table,
+    create_engine,
+    delete,
+    event,
+    exc as sa_exc,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql.dml import Insert
+
+from coordinator.domain.clock import Clock, SystemClock
+from coordinator.domain.ids import RequestID, WorkerUUID
+from coordinator.domain.model import Job, Request, SubjectKind, Transition, User, Worker
+from coordinator.domain.states import RequestState, WorkerState
+from coordinator.errors import Conflict, NotFound, StoreUnavailable
+from coordinator.store import Changes, Snapshot
+from coordinator.store.boundary import database_errors
+from coordinator.store.schema import check_known, current, head, upgrade
+from coordinator.store.tables import requests, transitions, users, workers
+
+logger = logging.getLogger(__name__)
+
+SqliteSync = Literal["FULL", "NORMAL"]
+
+# Marks the engine that write transactions use: on SQLite they start with BEGIN IMMEDIATE.
+_WRITE: Final = "boruta_write"
+# Any fixed number: PostgreSQL serialises concurrent coordinators' migrations on it.
+_MIGRATION_LOCK: Final = 0x626F7275  # "boru"
+_KINDS: Final[Mapping[str, SubjectKind]] = {"request": "request", "worker": "worker"}
+
+
+class SqlStore:
+    """The ``Store`` protocol on one SQLAlchemy engine; use :meth:`open` to make one.
+
+    Every method is blocking and thread-safe (each call takes a pooled connection), and
+    raises ``StoreUnavailable`` for any database failure, after rolling back.
+    """
+
+    def __init__(
+        self, engine: Engine, *, clock: Clock | None = None, sqlite_path: str | None = None
+    ) -> None:
+        self._engine = engine
+        self._writer = engine.execution_options(**{_WRITE: True})
+        self._clock: Clock = clock or SystemClock()
+        self._sqlite_path = sqlite_path
+        self._current = False  # the schema is known to be at head
+        self._closed = False
+
+    @classmethod
+    def open(
+        cls,
+        url_or_path: str | os.PathLike[str],
+        *,
+        sqlite_sync: SqliteSync = "FULL",
+        busy_timeout: float = 5.0,
+        connect_timeout: float = 5.0,
+        clock: Clock | None = None,
+    ) -> SqlStore:
+        """Connect to a database and check that its schema is not newer than this code.
+
+        :param url_or_path: a file path or ``sqlite:///PATH`` for SQLite;
+            ``postgresql://…`` or ``postgresql+psycopg://…`` for PostgreSQL (psycopg 3).
+        :param sqlite_sync: SQLite's ``synchronous`` pragma. ``FULL`` (the default) makes
+            every commit survive power loss; ``NORMAL`` only survives a process crash.
+        :param busy_timeout: seconds a SQLite write waits for another writer's lock.
+        :param connect_timeout: seconds to wait for a PostgreSQL server.
+        :param clock: stamps the users' creation time; the system clock by default.
+        :raises StoreUnavailable: when the database cannot be opened or is too new.
+        :raises ValueError: for a URL of another database, or an in-memory database.
+        """
+        url = database_url(url_or_path)
+        if sqlite_sync not in ("FULL", "NORMAL"):
+            raise ValueError(f"sqlite_sync must be FULL or NORMAL, not {sqlite_sync!r}")
+        sqlite_path = url.database if url.get_backend_name() == "sqlite" else None
+        with database_errors(sqlite_path):
+            engine = _create_engine(url, sqlite_sync, busy_timeout, connect_timeout)
+        store = cls(engine, clock=clock, sqlite_path=sqlite_path)
+        try:
+            store._check_schema()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    @property
+    def engine(self) -> Engine:
+        """The underlying engine, for tests and diagnostics."""
+        return self._engine
+
+    @property
+    def url(self) -> str:
+        """The database URL with any password masked, for logs."""
+        return self._engine.url.render_as_string(hide_password=True)
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest version; a no-op when it is there already.
+
+        :raises StoreUnavailable: when the schema is newer than this code, or on failure.
+        """
+        with self._writing() as conn:
+            if conn.dialect.name == "postgresql":
+                _pg_lock_for_migration(conn)
+            before = current(conn)
+            upgrade(conn)
+        self._current = True
+        if before != (head(),):
+            logger.info("store schema migrated from %s to %s", before or "nothing", head())
+
+    def load(self) -> Snapshot:
+        """Read every request (by ID) and every worker (by UUID)."""
+        with self._reading() as conn:
+            request_rows = conn.execute(select(requests).order_by(requests.c.id)).all()
+            worker_rows = conn.execute(select(workers).order_by(workers.c.uuid)).all()
+        return Snapshot(
+            requests=[_request(row) for row in request_rows],
+            workers=[_worker(row) for row in worker_rows],
+        )
+
+    def commit(self, changes: Changes) -> None:
+        """Apply ``changes`` in one transaction: upserts, then removals, then transitions.
+
+        A worker both upserted and removed ends up removed.
+        """
+        if not changes:
+            return
+        with self._writing() as conn:
+            if changes.requests:
+                rows = [_request_values(r) for r in changes.requests]
+                conn.execute(_upsert(conn, requests, "id"), rows)
+            if changes.workers:
+                rows = [_worker_values(w) for w in changes.workers]
+                conn.execute(_upsert(conn, workers, "uuid"), rows)
+            if changes.removed_workers:
+                removed = list(changes.removed_workers)
+                conn.execute(delete(workers).where(workers.c.uuid.in_(removed)))
+            if changes.transitions:
+                rows = [_transition_values(t) for t in changes.transitions]
+                conn.execute(insert(transitions), rows)
+
+    def add_user(self, user: User, token_hash: str) -> None:
+        """Create a user; raises ``Conflict`` when the name (or the token) is taken."""
+        values = {
+            "name": user.name,
+            "token_hash": token_hash,
+            "admin": user.admin,
+            "groups": list(user.groups),
+            "created": self._clock.now(),
+        }
+        try:
+            with self._writing() as conn:
+                conn.execute(insert(users), values)
+        except StoreUnavailable as exc:
+            if not isinstance(exc.__cause__, sa_exc.IntegrityError):
+                raise
+            if self._user_exists(user.name):
+                raise Conflict(f"user {user.name} exists") from exc
+            raise Conflict(f"the token of user {user.name} is already in use") from exc
+
+    def set_token(self, name: str, token_hash: str) -> None:
+        """Replace a user's token; raises ``NotFound`` for an unknown user."""
+        try:
+            with self._writing() as conn:
+                result = conn.execute(
+                    update(users).where(users.c.name == name).values(token_hash=token_hash)
+                )
+                if result.rowcount == 0:
+                    raise NotFound("User")
+        except StoreUnavailable as exc:
+            if not isinstance(exc.__cause__, sa_exc.IntegrityError):
+                raise
+            raise Conflict(f"the new token of user {name} is already in use") from exc
+
+    def remove_user(self, name: str) -> None:
+        """Delete a user; raises ``NotFound`` for an unknown user."""
+        with self._writing() as conn:
+            if conn.execute(delete(users).where(users.c.name == name)).rowcount == 0:
+                raise NotFound("User")
+
+    def user_by_token(self, token_hash: str) -> User | None:
+        """Find the user holding a token, by its hash."""
+        with self._reading() as conn:
+            row = conn.execute(select(users).where(users.c.token_hash == token_hash)).first()
+        return None if row is None else _user(row)
+
+    def users(self) -> list[User]:
+        """Every user, by name."""
+        with self._reading() as conn:
+            rows = conn.execute(select(users).order_by(users.c.name)).all()
+        return [_user(row) for row in rows]
+
+    def transitions(
+        self, kind: str | None = None, subject: str | None = None, limit: int = 1000
+    ) -> list[Transition]:
+        """The latest ``limit`` recorded transitions, oldest first, optionally of one subject."""
+        query = select(transitions).order_by(transitions.c.id.desc()).limit(max(limit, 0))
+        if kind is not None:
+            query = query.where(transitions.c.kind == kind)
+        if subject is not None:
+            query = query.where(transitions.c.subject == subject)
+        with self._reading() as conn:
+            rows = conn.execute(query).all()
+        return [_transition(row) for row in reversed(rows)]
+
+    def close(self) -> None:
+        """Release every connection; idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._engine.dispose()
+
+    def _user_exists(self, name: str) -> bool:
+        with self._reading() as conn:
+            found = conn.execute(select(users.c.name).where(users.c.name == name)).first()
+        return found is not None
+
+    def _check_schema(self) -> None:
+        """Refuse a newer schema; remember whether this one is at head."""
+        with self._reading(check=False) as conn:
+            revisions = current(conn)
+        check_known(revisions)
+        self._current = revisions == (head(),)
+
+    @contextmanager
+    def _reading(self, *, check: bool = True) -> Iterator[Connection]:
+        self._usable(check)
+        with database_errors(self._sqlite_path), self._engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        self._usable(check=False)
+        with database_errors(self._sqlite_path), self._writer.begin() as conn:
+            yield conn
+
+    def _usable(self, check: bool) -> None:
+        if self._closed:
+            raise StoreUnavailable("the store is closed")
+        if check and not self._current:
+            self._check_schema()  # another process may have migrated it meanwhile
+            if not self._current:
+                raise StoreUnavailable(
+                    f"database schema is not at revision {head()}: run the migration"
+                )
+
+
+def database_url(url_or_path: str | os.PathLike[str]) -> URL:
+    """The SQLAlchemy URL for a path or URL, with PostgreSQL pinned to psycopg 3.
+
+    :raises ValueError: for an unsupported database or an in-memory SQLite database.
+    """
+    text_ = os.fspath(url_or_path)
+    if "://" not in text_:
+        return URL.create("sqlite+pysqlite", database=os.path.abspath(text_))
+    url = make_url(text_)
+    backend, driver = url.get_backend_name(), url.get_driver_name()
+    if backend == "sqlite" and driver == "pysqlite":
+        if url.database in (None, "", ":memory:"):
+            raise ValueError("an in-memory SQLite database would lose every request")
+        return url
+    if backend in ("postgresql", "postgres") and url.drivername in (
+        "postgresql",
+        "postgres",
+        "postgresql+psycopg",
+    ):
+        return url.set(drivername="postgresql+psycopg")
+    raise ValueError(f"unsupported database URL {url.render_as_string(hide_password=True)}")
+
+
+def _create_engine(
+    url: URL, sqlite_sync: SqliteSync, busy_timeout: float, connect_timeout: float
+) -> Engine:
+    # hide_parameters keeps token hashes and worker keys out of exception texts and logs.
+    if url.get_backend_name() == "sqlite":
+        engine = create_engine(url, hide_parameters=True)
+        _sqlite_pragmas(engine, sqlite_sync, busy_timeout)
+        return engine
+    return create_engine(
+        url,
+        hide_parameters=True,
+        pool_pre_ping=True,  # a restarted server leaves dead connections in the pool
+        connect_args={
+            "connect_timeout": max(1, round(connect_timeout)),
+            "application_name": "boruta-coordinator",
+        },
+    )
+
+
+def _sqlite_pragmas(engine: Engine, sync: SqliteSync, busy_timeout: float) -> None:
+    """Set WAL, the durability level, the lock wait and foreign keys on each connection."""
+    event.listen(
+        engine, "connect", partial(_sqlite_connect, sync=sync, busy_ms=round(busy_timeout * 1000))
+    )
+    event.listen(engine, "begin", _sqlite_begin)
+
+
+def _sqlite_connect(
+    dbapi_connection: sqlite3.Connection,
+    connection_record: ConnectionPoolEntry,
+    *,
+    sync: SqliteSync,
+    busy_ms: int,
+) -> None:
+    # pysqlite's own transaction handling defers BEGIN and cannot BEGIN IMMEDIATE, so turn
+    # it off and let _sqlite_begin issue the BEGIN (SQLAlchemy's documented recipe).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
+        mode = cursor.execute("PRAGMA journal_mode = WAL").fetchone()
+        if mode is None or str(mode[0]).lower() != "wal":
+            raise StoreUnavailable(f"cannot put the SQLite database in WAL mode ({mode})")
+        cursor.execute(f"PRAGMA synchronous = {sync}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+    finally:
+        cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # A writer takes the write lock up front: a deferred transaction that reads first and
+    # then writes can fail with SQLITE_BUSY without waiting when another writer got there.
+    mode = "IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "DEFERRED"
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _pg_lock_for_migration(conn: Connection) -> None:
+    """Serialise coordinators that migrate one PostgreSQL database at the same time."""
+    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+
+
+def _upsert(conn: Connection, table: Table, key: str) -> Insert:
+    """INSERT … ON CONFLICT (key) DO UPDATE of every other column, in the dialect's syntax."""
+    stmt: sqlite.Insert | postgresql.Insert
+    if conn.dialect.name == "postgresql":
+        stmt = postgresql.insert(table)
+    elif conn.dialect.name == "sqlite":
+        stmt = sqlite.insert(table)
+    else:  # pragma: no cover - database_url admits only these two
+        raise StoreUnavailable(f"no upsert for {conn.dialect.name}")
+    replace = {c.name: stmt.excluded[c.name] for c in table.columns if c.name != key}
+    return stmt.on_conflict_do_update(index_elements=[table.c[key]], set_=replace)
+
+
+def _request_values(r: Request) -> dict[str, object]:
+    job = r.job
+    return {
+        "id": r.id,
+        "priority": r.priority,
+        "owner": r.owner,
+        "groups": list(r.groups),
+        "caps": dict(r.caps),
+        "valid_after": r.valid_after,
+        "deadline": r.deadline,
+        "state": r.state.value,
+        "created": r.created,
+        "queued": r.queued,
+        "job_worker": None if job is None else job.worker,
+        "job_started": None if job is None else job.started,
+        "job_timeout": None if job is None else job.timeout,
+        "reason": r.reason,
+    }
+
+
+def _request(row: Row[tuple[object, ...]]) -> Request:
+    m = row._mapping
+    worker = m["job_worker"]
+    return Request(
+        id=RequestID(m["id"]),
+        priority=m["priority"],
+        owner=m["owner"],
+        groups=tuple(m["groups"]),
+        caps=m["caps"],
+        valid_after=m["valid_after"],
+        deadline=m["deadline"],
+        state=RequestState(m["state"]),
+        created=m["created"],
+        queued=m["queued"],
+        job=None
+        if worker is None
+        else Job(WorkerUUID(worker), started=m["job_started"], timeout=m["job_timeout"]),
+        reason=m["reason"],
+    )
+
+
+def _worker_values(w: Worker) -> dict[str, object]:
+    return {
+        "uuid": w.uuid,
+        "state": w.state.value,
+        "caps": dict(w.caps),
+        "groups": list(w.groups),
+        "registered": w.registered,
+        "changed": w.changed,
+        "ssh_address": w.ssh_address,
+        "reason": w.reason,
+        "epoch": w.epoch,
+        "key": w.key,
+    }
+
+
+def _worker(row: Row[tuple[object, ...]]) -> Worker:
+    m = row._mapping
+    return Worker(
+        uuid=WorkerUUID(m["uuid"]),
+        state=WorkerState(m["state"]),
+        caps=m["caps"],
+        groups=tuple(m["groups"]),
+        registered=m["registered"],
+        changed=m["changed"],
+        ssh_address=m["ssh_address"],
+        reason=m["reason"],
+        epoch=m["epoch"],
+        key=bytes(m["key"]),
+    )
+
+
+def _user(row: Row[tuple[object, ...]]) -> User:
+    m = row._mapping
+    return User(name=m["name"], admin=bool(m["admin"]), groups=tuple(m["groups"]))
+
+
+def _transition_values(t: Transition) -> dict[str, object]:
+    return {
+        "at": t.at,
+        "kind": t.kind,
+        "subject": t.subject,
+        "old": t.old,
+        "new": t.new,
+        "reason": t.reason,
+        "actor": t.actor,
+    }
+
+
+def _transition(row: Row[tuple[object, ...]]) -> Transition:
+    m = row._mapping
+    return Transition(
+        at=m["at"],
+        kind=_KINDS[m["kind"]],
+        subject=m["subject"],
+        old=m["old"],
+        new=m["new"],
+        reason=m["reason"],
+        actor=m["actor"],
+    )

@@ -1,0 +1,136 @@
+"""The schema as SQLAlchemy Core tables: requests, workers, users and transitions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Dialect,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    TypeDecorator,
+)
+
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
+
+
+def to_micros(value: datetime) -> int:
+    """Microseconds since the Unix epoch of an aware datetime.
+
+    :raises ValueError: for a naive datetime, whose instant is unknown.
+    """
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value.isoformat()} cannot be stored")
+    return (value - EPOCH) // _MICROSECOND
+
+
+def from_micros(value: int) -> datetime:
+    """The aware UTC datetime ``value`` microseconds after the Unix epoch."""
+    return EPOCH + timedelta(microseconds=value)
+
+
+class UtcMicros(TypeDecorator[datetime]):
+    """An instant stored as BIGINT microseconds since the epoch, read back as aware UTC.
+
+    Integers are exact and compare the same on SQLite and PostgreSQL, unlike SQLite's
+    text timestamps or PostgreSQL's ``timestamptz`` with its own rounding and time zone.
+    """
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> int | None:
+        return None if value is None else to_micros(value)
+
+    def process_result_value(self, value: int | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else from_micros(value)
+
+
+# Named constraints, so that later Alembic revisions can drop or alter them by name on
+# both databases (SQLite would otherwise leave them anonymous).
+metadata: Final = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+requests: Final = Table(
+    "requests",
+    metadata,
+    # IDs come from the service's counter, never from the database.
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("priority", Integer, nullable=False),
+    Column("owner", Text, nullable=False),
+    Column("groups", JSON, nullable=False),
+    Column("caps", JSON, nullable=False),
+    Column("valid_after", UtcMicros, nullable=False),
+    Column("deadline", UtcMicros, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("created", UtcMicros, nullable=False),
+    Column("queued", BigInteger, nullable=False),
+    # The job's worker is not a foreign key: a deregistered worker leaves its jobs behind.
+    Column("job_worker", Text, nullable=True),
+    Column("job_started", UtcMicros, nullable=True),
+    Column("job_timeout", UtcMicros, nullable=True),
+    Column("reason", Text, nullable=False),
+    Index(None, "state"),
+)
+
+workers: Final = Table(
+    "workers",
+    metadata,
+    Column("uuid", Text, primary_key=True),
+    Column("state", Text, nullable=False),
+    Column("caps", JSON, nullable=False),
+    Column("groups", JSON, nullable=False),
+    Column("registered", UtcMicros, nullable=False),
+    Column("changed", UtcMicros, nullable=False),
+    Column("ssh_address", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("epoch", BigInteger, nullable=False),
+    Column("key", LargeBinary, nullable=False),
+)
+
+users: Final = Table(
+    "users",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("token_hash", Text, nullable=False, unique=True),
+    Column("admin", Boolean, nullable=False),
+    Column("groups", JSON, nullable=False),
+    Column("created", UtcMicros, nullable=False),
+)
+
+transitions: Final = Table(
+    "transitions",
+    metadata,
+    # SQLite assigns ids only to an INTEGER PRIMARY KEY (the rowid), not to a BIGINT one.
+    Column(
+        "id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("at", UtcMicros, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("old", Text, nullable=False),
+    Column("new", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("actor", Text, nullable=False),
+    Index(None, "kind", "subject"),
+)

@@ -1,0 +1,1 @@
+"""Tests of the SQL store, run against SQLite and PostgreSQL."""
