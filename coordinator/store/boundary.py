@@ -70,9 +70,15 @@ def database_errors(sqlite_path: str | None = None) -> Iterator[None]:
     except BorutaError:
         raise
     except sa_exc.DBAPIError as exc:
-        raise StoreUnavailable(describe(exc.orig, sqlite_path)) from exc
+        raise StoreUnavailable(describe(exc.orig or exc, sqlite_path)) from exc
     except _DRIVER_ERRORS as exc:
         raise StoreUnavailable(describe(exc, sqlite_path)) from exc
+    except sa_exc.StatementError as exc:
+        # A bind value the code should never have passed (a naive datetime): a bug to see
+        # as it is, not a database outage.
+        if isinstance(exc.orig, ValueError | TypeError):
+            raise exc.orig from exc
+        raise StoreUnavailable(f"database error: {_first_line(exc)}") from exc
     except sa_exc.SQLAlchemyError as exc:
         # Not from the driver: a closed pool, a bad URL, a missing dialect module.
         raise StoreUnavailable(f"database error: {_first_line(exc)}") from exc

@@ -1,1 +1,1 @@
-"""Alembic revisions of the store's schema, append-only; run through ``coordinator.store.schema``."""
+"""Alembic revisions of the store's schema, append-only; run by ``coordinator.store.schema``."""
