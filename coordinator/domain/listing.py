@@ -129,8 +129,10 @@ class Listing(Generic[T, K]):
     what: str  # "request" / "worker": the lower-case NotFound of an unknown paginator ID
 
 
-REQUESTS: Final = Listing[Request, RequestID](lambda r: r.id, "request")
-WORKERS: Final = Listing[Worker, WorkerUUID](lambda w: w.uuid, "worker")
+# Annotated rather than built as ``Listing[...](...)``: calling a subscripted generic sets
+# ``__orig_class__``, which a frozen slots dataclass refuses with a TypeError on Python 3.11.
+REQUESTS: Final[Listing[Request, RequestID]] = Listing(lambda r: r.id, "request")
+WORKERS: Final[Listing[Worker, WorkerUUID]] = Listing(lambda w: w.uuid, "worker")
 
 
 def page(
