@@ -135,34 +135,38 @@ REQUESTS: Final[Listing[Request, RequestID]] = Listing(lambda r: r.id, "request"
 WORKERS: Final[Listing[Worker, WorkerUUID]] = Listing(lambda w: w.uuid, "worker")
 
 
-def page(
-    listing: Listing[T, K],
-    objects: Mapping[K, T],
-    match: Callable[[T], bool],
-    sort_key: Callable[[T], Any],
-    descending: bool,
-    anchor: K | None,
-    backward: bool,
-    limit: int,
-) -> Page[T]:
+@dataclass(frozen=True, slots=True)
+class ListSpec(Generic[T, K]):
+    """A parsed list body: filter, sorter and paginator."""
+
+    match: Callable[[T], bool]
+    sort_key: Callable[[T], Any]
+    descending: bool = False
+    anchor: K | None = None  # the paginator ID; None = from the start (or the end, backward)
+    backward: bool = False
+    limit: int = MAX_PAGE_LIMIT
+
+
+def page(listing: Listing[T, K], objects: Mapping[K, T], spec: ListSpec[T, K]) -> Page[T]:
     """The original's ListRequests/ListWorkers algorithm, step for step.
 
     The anchor (paginator ID) stays in the sorted list for positioning even when the filter
     rejects it; it is then not counted in the total.
     """
+    match, anchor, limit = spec.match, spec.anchor, spec.limit
     if anchor is not None and anchor not in objects:
         raise NotFound(listing.what)
     if not 0 < limit <= MAX_PAGE_LIMIT:
         limit = MAX_PAGE_LIMIT
     chosen = [o for o in objects.values() if match(o) or listing.ident(o) == anchor]
-    chosen.sort(key=sort_key, reverse=descending)
+    chosen.sort(key=spec.sort_key, reverse=spec.descending)
     total = len(chosen)
     if total == 0:
         return Page([], 0, 0)
     index = 0
     if anchor is not None:
         index = next(i for i, o in enumerate(chosen) if listing.ident(o) == anchor)
-    if not backward:
+    if not spec.backward:
         index += 1 if anchor is not None else 0
         count = min(limit, total - index)
         remaining = total - index - count

@@ -1,0 +1,1 @@
+"""The HTTP side: the Boruta-compatible API v1 and the operational endpoints."""

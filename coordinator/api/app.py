@@ -1,0 +1,115 @@
+"""``create_app``: the Starlette app from explicit routes and handlers, with a lifespan that
+opens the store and runs the service."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import anyio
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Match
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from coordinator.api.auth import Authenticator
+from coordinator.api.errors import boruta_error, error_response, internal_error
+from coordinator.api.ops import Ops
+from coordinator.api.v1 import V1, json_response
+from coordinator.domain.clock import Clock, SystemClock
+from coordinator.errors import BorutaError
+from coordinator.keys import KeyPool
+from coordinator.ports import DirectAccess, Dryads, Tunnels
+from coordinator.service import Service
+from coordinator.settings import Settings
+from coordinator.store import Store
+
+logger = logging.getLogger(__name__)
+
+
+class NoDryadLink:
+    """Until the dryad link runs in this process, no dryad can be reached."""
+
+    async def prepare(self, worker: str, public_key: str) -> None:
+        raise ConnectionError("dryad link is not running")
+
+    async def maintenance(self, worker: str, message: str) -> None:
+        raise ConnectionError("dryad link is not running")
+
+
+@dataclass
+class Parts:
+    """What the app is built from; tests pass their own clock, dryads or tunnels."""
+
+    store: Store
+    dryads: Dryads = field(default_factory=NoDryadLink)
+    tunnels: Tunnels = field(default_factory=DirectAccess)
+    clock: Clock = field(default_factory=SystemClock)
+    keys: KeyPool = field(default_factory=KeyPool)
+
+
+def create_app(settings: Settings, parts: Parts) -> Starlette:
+    """The coordinator's ASGI app; its lifespan migrates the store and runs the service."""
+    service = Service(
+        parts.store, parts.dryads, parts.tunnels, parts.clock,
+        settings.policy, settings.job_username, parts.keys,
+    )
+    v1 = V1(service, Authenticator(parts.store), settings.max_body_bytes,
+            settings.max_acquire_wait)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await anyio.to_thread.run_sync(parts.store.migrate)
+        async with anyio.create_task_group() as tg:
+            await tg.start(service.run)
+            yield
+            tg.cancel_scope.cancel()
+
+    app = Starlette(
+        routes=[*v1.routes(), *Ops(service).routes()],
+        exception_handlers={
+            BorutaError: boruta_error,
+            HTTPException: _http_error,
+            Exception: internal_error,
+        },
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    # The original redirects with 308 (httptreemux); Starlette's own slash redirect is 307.
+    app.router.redirect_slashes = False
+    app.router.default = _not_found(app)
+    return app
+
+
+def _not_found(app: Starlette) -> ASGIApp:
+    async def default(scope: Scope, receive: Receive, send: Send) -> None:
+        response = _redirect_or_404(app, Request(scope))
+        await response(scope, receive, send)
+
+    return default
+
+
+def _redirect_or_404(app: Starlette, request: Request) -> Response:
+    """The original's routing fallbacks (spec §1.3): 308 for unversioned ``/api/`` paths
+    and for a trailing-slash mismatch, else 404 with ``{"message": "<path> not found"}``."""
+    path = request.url.path
+    query = f"?{request.url.query}" if request.url.query else ""
+    if path.startswith("/api/") and not path.startswith("/api/v1/"):
+        return RedirectResponse("/api/v1/" + path.removeprefix("/api/") + query, 308)
+    other = path[:-1] if path.endswith("/") else path + "/"
+    scope = {**request.scope, "path": other}
+    if any(route.matches(scope)[0] is not Match.NONE for route in app.routes):
+        return RedirectResponse(other + query, 308)
+    return json_response({"message": f"{path} not found"}, 404)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = getattr(exc, "status_code", 500)
+    detail = getattr(exc, "detail", "error")
+    error = BorutaError(str(detail))
+    error.status = status  # type: ignore[misc]
+    return error_response(error)

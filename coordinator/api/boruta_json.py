@@ -1,0 +1,175 @@
+"""Boruta's JSON: Go field names, RFC 3339 times, state strings and ``Boruta-*`` headers."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from coordinator.domain.model import Request, Worker
+from coordinator.errors import MalformedInput
+from coordinator.ports import AccessInfo
+
+SERVER_VERSION: Final = "0.2.1"  # the original release whose API v1 we speak
+API_VERSION: Final = "v1"
+API_STATE: Final = "devel"
+
+# Go's RFC 3339 parser accepts up to nine fractional digits; Python keeps six.
+_TIME_RE: Final = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})$"
+)
+_GO_ZERO_YEAR: Final = 1  # Go's zero time.Time is 0001-01-01T00:00:00Z: "not set"
+
+
+def dumps(data: object) -> bytes:
+    """Compact JSON, as Go's ``json.Marshal`` writes it."""
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def format_time(when: datetime) -> str:
+    """Go's ``RFC3339Nano``: trailing zeros of the fraction dropped, UTC as ``Z``."""
+    text = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    if when.microsecond:
+        text += f".{when.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+def parse_time(value: object, field: str) -> datetime | None:
+    """An RFC 3339 time; ``None`` for null, absent or Go's zero time."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not (m := _TIME_RE.match(value)):
+        raise MalformedInput(f'parsing time {json.dumps(value)} in {field}: not RFC 3339')
+    year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
+    fraction = int((m.group(7) or "0").ljust(6, "0")[:6])
+    zone = m.group(8)
+    offset = timedelta(0) if zone in "Zz" else (
+        (1 if zone[0] == "+" else -1) * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
+    )
+    try:
+        naive = datetime(year, month, day, hour, minute, second, fraction)
+    except ValueError as exc:
+        raise MalformedInput(f"parsing time {json.dumps(value)} in {field}: {exc}") from None
+    if naive.year == _GO_ZERO_YEAR and naive == datetime(1, 1, 1) and not offset:
+        return None
+    return (naive - offset).replace(tzinfo=UTC)
+
+
+def parse_body(raw: bytes) -> Any:
+    """Decode a body; an empty one is the original's ``io.EOF`` case."""
+    if not raw.strip():
+        raise EmptyBody
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedInput(f"malformed JSON: {exc}") from None
+
+
+class EmptyBody(MalformedInput):
+    """The original answers an empty body without the ``invalid request`` prefix."""
+
+    prefix = ""
+
+    def __init__(self) -> None:
+        super().__init__("no body provided in HTTP request")
+
+
+def expect_object(data: object, what: str) -> Mapping[str, Any]:
+    if not isinstance(data, dict):
+        raise MalformedInput(f"{what} must be a JSON object")
+    return data
+
+
+def optional_int(data: Mapping[str, Any], key: str) -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MalformedInput(f"{key} must be a whole number")
+    return value
+
+
+def string_map(value: object, key: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise MalformedInput(f"{key} must be an object of strings")
+    return value
+
+
+def string_list(value: object, key: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise MalformedInput(f"{key} must be a list of strings")
+    return value
+
+
+def request_json(req: Request) -> dict[str, object]:
+    """ReqInfo; ``Owner.Name`` and ``Reason`` are additive fields old clients ignore."""
+    body: dict[str, object] = {
+        "ID": req.id,
+        "Priority": req.priority,
+        "Owner": {"Groups": list(req.groups) or None, "Name": req.owner},
+        "Deadline": format_time(req.deadline),
+        "ValidAfter": format_time(req.valid_after),
+        "State": req.state.value,
+        "Job": None
+        if req.job is None
+        else {"WorkerUUID": req.job.worker, "Timeout": format_time(req.job.timeout)},
+        "Caps": dict(req.caps),
+    }
+    if req.reason:
+        body["Reason"] = req.reason
+    return body
+
+
+def worker_json(worker: Worker) -> dict[str, object]:
+    """WorkerInfo; ``Reason`` (why it FAILED) is additive."""
+    body: dict[str, object] = {
+        "WorkerUUID": worker.uuid,
+        "State": worker.state.value,
+        "Groups": list(worker.groups) or None,
+        "Caps": dict(worker.caps),
+    }
+    if worker.reason:
+        body["Reason"] = worker.reason
+    return body
+
+
+def access_json(access: AccessInfo) -> dict[str, object]:
+    """AccessInfo2: a ``net.TCPAddr``, the PKCS#1 PEM key and the user name."""
+    return {
+        "Addr": {"IP": access.host, "Port": access.port, "Zone": ""},
+        "Key": access.key_pem.decode(),
+        "Username": access.username,
+    }
+
+
+def version_json() -> dict[str, str]:
+    return {"Server": SERVER_VERSION, "API_Version": API_VERSION, "API_State": API_STATE}
+
+
+def version_headers() -> dict[str, str]:
+    return {
+        "Boruta-Server-Version": SERVER_VERSION,
+        "Boruta-Api-Version": API_VERSION,
+        "Boruta-Api-State": API_STATE,
+    }
+
+
+def request_headers(req: Request) -> dict[str, str]:
+    headers = {"Boruta-Request-State": req.state.value}
+    if req.job is not None and req.state.value == "IN PROGRESS":
+        headers["Boruta-Job-Timeout"] = format_time(req.job.timeout)
+    return headers
+
+
+def list_headers(count: int, total: int, remaining: int) -> dict[str, str]:
+    return {
+        "Boruta-List-Batch-Size": str(count),
+        "Boruta-List-Total": str(total),
+        "Boruta-List-Remaining": str(remaining),
+    }

@@ -1,0 +1,314 @@
+"""The ``/api/v1`` endpoints of the original (spec §1.4), each parse → service → serialize."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final
+
+from starlette.requests import Request as HttpRequest
+from starlette.responses import Response
+from starlette.routing import Route
+
+from coordinator.api import boruta_json as bj
+from coordinator.api.auth import Authenticator
+from coordinator.domain import listing
+from coordinator.domain.ids import MAX_REQUEST_ID, RequestID, WorkerUUID, is_worker_uuid
+from coordinator.domain.listing import ListSpec, Page, RequestFilter, WorkerFilter
+from coordinator.domain.model import User
+from coordinator.domain.states import WorkerState
+from coordinator.errors import (
+    BadID,
+    BadUUID,
+    BodyTooLarge,
+    IDMismatch,
+    MalformedInput,
+    WrongStateArgument,
+)
+from coordinator.service import Service
+
+_DIGITS: Final = re.compile(r"^[0-9]+$")
+
+Endpoint = Callable[[HttpRequest], Awaitable[Response]]
+
+
+def json_response(
+    data: object, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    return Response(bj.dumps(data), status, headers, media_type="application/json")
+
+
+def no_content() -> Response:
+    return Response(status_code=204)
+
+
+def head_or_json(
+    http: HttpRequest, data: object, headers: Mapping[str, str]
+) -> Response:
+    """HEAD answers 204 with the headers: the Go client's HEAD helpers require 204 (§1.13)."""
+    if http.method == "HEAD":
+        return Response(status_code=204, headers=headers)
+    return json_response(data, headers=headers)
+
+
+def parse_request_id(text: str) -> RequestID:
+    """Base-10 uint64, as Go's ``strconv.ParseUint`` reads it."""
+    if not _DIGITS.match(text) or int(text) > MAX_REQUEST_ID:
+        raise BadID
+    return RequestID(int(text))
+
+
+def parse_worker_uuid(text: str) -> WorkerUUID:
+    if not is_worker_uuid(text):
+        raise BadUUID
+    return WorkerUUID(text)
+
+
+class V1:
+    """The endpoints, bound to one service, one authenticator and a body limit."""
+
+    def __init__(
+        self, service: Service, auth: Authenticator, max_body: int, max_wait: float
+    ) -> None:
+        self._service = service
+        self._auth = auth
+        self._max_body = max_body
+        self._max_wait = max_wait
+
+    def routes(self) -> list[Route]:
+        p = "/api/v1"
+        return [
+            Route(f"{p}/version", self.version, methods=["GET"]),
+            Route(f"{p}/reqs/", self.new_request, methods=["POST"]),
+            Route(f"{p}/reqs/list", self.list_requests, methods=["POST"]),
+            Route(f"{p}/reqs/{{rid}}", self.get_request, methods=["GET"]),
+            Route(f"{p}/reqs/{{rid}}", self.update_request, methods=["POST"]),
+            Route(f"{p}/reqs/{{rid}}/close", self.close_request, methods=["POST"]),
+            Route(f"{p}/reqs/{{rid}}/acquire_worker", self.acquire_worker, methods=["POST"]),
+            Route(f"{p}/reqs/{{rid}}/prolong", self.prolong, methods=["POST"]),
+            Route(f"{p}/workers/", self.list_workers, methods=["GET", "POST"]),
+            Route(f"{p}/workers/list", self.list_workers, methods=["POST"]),
+            Route(f"{p}/workers/{{uuid}}", self.get_worker, methods=["GET"]),
+            Route(f"{p}/workers/{{uuid}}/setstate", self.set_state, methods=["POST"]),
+            Route(f"{p}/workers/{{uuid}}/setgroups", self.set_groups, methods=["POST"]),
+            Route(f"{p}/workers/{{uuid}}/deregister", self.deregister, methods=["POST"]),
+        ]
+
+    # ---- plumbing ------------------------------------------------------------------------
+
+    async def _body(self, http: HttpRequest) -> bytes:
+        declared = http.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self._max_body:
+            raise BodyTooLarge(f"request body over {self._max_body} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in http.stream():
+            size += len(chunk)
+            if size > self._max_body:
+                raise BodyTooLarge(f"request body over {self._max_body} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _json(self, http: HttpRequest, *, optional: bool = False) -> Any:
+        raw = await self._body(http)
+        if optional and not raw.strip():
+            return None
+        return bj.parse_body(raw)
+
+    async def _user(self, http: HttpRequest) -> User:
+        return await self._auth.user(http)
+
+    # ---- version -------------------------------------------------------------------------
+
+    async def version(self, http: HttpRequest) -> Response:
+        return head_or_json(http, bj.version_json(), bj.version_headers())
+
+    # ---- requests ------------------------------------------------------------------------
+
+    async def new_request(self, http: HttpRequest) -> Response:
+        user = await self._user(http)
+        body = bj.expect_object(await self._json(http), "request")
+        priority = bj.optional_int(body, "Priority")
+        rid = await self._service.new_request(
+            user,
+            self._service.policy.default_priority if priority is None else priority,
+            bj.string_map(body.get("Caps"), "Caps"),
+            bj.parse_time(body.get("ValidAfter"), "ValidAfter"),
+            bj.parse_time(body.get("Deadline"), "Deadline"),
+        )
+        return json_response({"ReqID": rid}, 201)
+
+    async def list_requests(self, http: HttpRequest) -> Response:
+        await self._user(http)
+        body = await self._json(http, optional=True)
+        spec = _request_list_spec(body)
+        return _page_response(self._service.list_requests(spec), bj.request_json)
+
+    async def get_request(self, http: HttpRequest) -> Response:
+        await self._user(http)
+        req = self._service.get_request(parse_request_id(http.path_params["rid"]))
+        return head_or_json(http, bj.request_json(req), bj.request_headers(req))
+
+    async def update_request(self, http: HttpRequest) -> Response:
+        user = await self._user(http)
+        rid = parse_request_id(http.path_params["rid"])
+        body = bj.expect_object(await self._json(http), "request")
+        body_id = bj.optional_int(body, "ID")
+        if body_id and body_id != rid:
+            raise IDMismatch
+        priority = bj.optional_int(body, "Priority")
+        await self._service.update_request(
+            user,
+            rid,
+            priority or None,  # zero means "unchanged" (spec §1.4 #4)
+            bj.parse_time(body.get("ValidAfter"), "ValidAfter"),
+            bj.parse_time(body.get("Deadline"), "Deadline"),
+        )
+        return no_content()
+
+    async def close_request(self, http: HttpRequest) -> Response:
+        user = await self._user(http)
+        await self._service.close_request(user, parse_request_id(http.path_params["rid"]))
+        return no_content()
+
+    async def acquire_worker(self, http: HttpRequest) -> Response:
+        user = await self._user(http)
+        rid = parse_request_id(http.path_params["rid"])
+        wait = _wait_seconds(http.query_params.get("wait"), self._max_wait)
+        access = await self._service.acquire_worker(user, rid, wait)
+        return json_response(bj.access_json(access))
+
+    async def prolong(self, http: HttpRequest) -> Response:
+        user = await self._user(http)
+        await self._service.prolong_access(user, parse_request_id(http.path_params["rid"]))
+        return no_content()
+
+    # ---- workers -------------------------------------------------------------------------
+
+    async def list_workers(self, http: HttpRequest) -> Response:
+        await self._user(http)
+        body = await self._json(http, optional=True)
+        spec = _worker_list_spec(body)
+        return _page_response(self._service.list_workers(spec), bj.worker_json)
+
+    async def get_worker(self, http: HttpRequest) -> Response:
+        await self._user(http)
+        worker = self._service.get_worker(parse_worker_uuid(http.path_params["uuid"]))
+        headers = {"Boruta-Worker-State": worker.state.value}
+        return head_or_json(http, bj.worker_json(worker), headers)
+
+    async def set_state(self, http: HttpRequest) -> Response:
+        user = await self._user(http)
+        uuid = parse_worker_uuid(http.path_params["uuid"])
+        body = bj.expect_object(await self._json(http), "state")
+        value = body.get("WorkerState")
+        if value not in (WorkerState.IDLE.value, WorkerState.MAINTENANCE.value):
+            raise WrongStateArgument
+        await self._service.set_worker_state(user, uuid, WorkerState(value))
+        return json_response(None, 202)
+
+    async def set_groups(self, http: HttpRequest) -> Response:
+        user = await self._user(http)
+        uuid = parse_worker_uuid(http.path_params["uuid"])
+        groups = bj.string_list(await self._json(http), "groups")
+        await self._service.set_worker_groups(user, uuid, groups)
+        return no_content()
+
+    async def deregister(self, http: HttpRequest) -> Response:
+        user = await self._user(http)
+        await self._service.deregister(user, parse_worker_uuid(http.path_params["uuid"]))
+        return no_content()
+
+
+def _wait_seconds(text: str | None, limit: float) -> float | None:
+    if text is None:
+        return None
+    try:
+        wait = float(text)
+    except ValueError:
+        raise MalformedInput("wait must be a number of seconds") from None
+    if not 0 <= wait <= limit:
+        raise MalformedInput(f"wait must be between 0 and {limit:g} seconds")
+    return wait
+
+
+def _page_response(page: Page[Any], to_json: Callable[[Any], object]) -> Response:
+    headers = bj.list_headers(len(page.items), page.total, page.remaining)
+    return json_response([to_json(item) for item in page.items], headers=headers)
+
+
+def _parts(body: object) -> tuple[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]]:
+    """Filter, Sorter and Paginator of a list body; any may be null or absent."""
+    if body is None:
+        return {}, {}, {}
+    data = bj.expect_object(body, "list specification")
+    return tuple(  # type: ignore[return-value]
+        bj.expect_object(data.get(key) or {}, key) for key in ("Filter", "Sorter", "Paginator")
+    )
+
+
+def _sorter(sorter: Mapping[str, Any]) -> tuple[str, bool]:
+    item, order = sorter.get("Item") or "", sorter.get("Order") or ""
+    if not isinstance(item, str) or not isinstance(order, str):
+        raise MalformedInput("Sorter Item and Order must be strings")
+    return item, listing.parse_descending(order)
+
+
+def _paginator(paginator: Mapping[str, Any]) -> tuple[bool, int]:
+    direction = paginator.get("Direction") or ""
+    if not isinstance(direction, str):
+        raise MalformedInput("Paginator Direction must be a string")
+    limit = bj.optional_int(paginator, "Limit") or 0
+    if limit < 0:
+        raise MalformedInput("Paginator Limit must not be negative")
+    return listing.parse_backward(direction), limit
+
+
+def _int_list(value: object, key: str) -> frozenset[int]:
+    if value is None:
+        return frozenset()
+    if not isinstance(value, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        raise MalformedInput(f"{key} must be a list of whole numbers")
+    return frozenset(value)
+
+
+def _request_list_spec(body: object) -> ListSpec[Any, RequestID]:
+    flt, sorter, paginator = _parts(body)
+    item, descending = _sorter(sorter)
+    backward, limit = _paginator(paginator)
+    anchor = bj.optional_int(paginator, "ID") or 0
+    states = bj.string_list(flt.get("States"), "States")
+    return ListSpec(
+        match=RequestFilter(
+            ids=_int_list(flt.get("IDs"), "IDs"),
+            priorities=_int_list(flt.get("Priorities"), "Priorities"),
+            states=frozenset(s.strip().upper() for s in states),
+        ),
+        sort_key=listing.request_sort_key(item),
+        descending=descending,
+        anchor=RequestID(anchor) if anchor else None,
+        backward=backward,
+        limit=limit,
+    )
+
+
+def _worker_list_spec(body: object) -> ListSpec[Any, WorkerUUID]:
+    flt, sorter, paginator = _parts(body)
+    item, descending = _sorter(sorter)
+    backward, limit = _paginator(paginator)
+    anchor = paginator.get("ID") or ""
+    if not isinstance(anchor, str):
+        raise MalformedInput("Paginator ID must be a worker UUID string")
+    return ListSpec(
+        match=WorkerFilter(
+            groups=frozenset(bj.string_list(flt.get("Groups"), "Groups")),
+            caps=bj.string_map(flt.get("Capabilities"), "Capabilities"),
+        ),
+        sort_key=listing.worker_sort_key(item),
+        descending=descending,
+        anchor=WorkerUUID(anchor) if anchor else None,
+        backward=backward,
+        limit=limit,
+    )

@@ -1,0 +1,79 @@
+"""One operation's changes, gathered so they commit in one transaction with their audit."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from coordinator.domain.ids import RequestID, WorkerUUID
+from coordinator.domain.model import Request, SubjectKind, Transition, Worker
+from coordinator.store import Changes
+
+logger = logging.getLogger(__name__)
+
+
+class Batch:
+    """Requests and workers as the operation leaves them, plus a transition per state change.
+
+    Later steps of the same operation read through it (``request``/``worker``), so they
+    see what earlier steps decided before anything is committed.
+    """
+
+    def __init__(
+        self,
+        now: datetime,
+        actor: str,
+        requests: dict[RequestID, Request],
+        workers: dict[WorkerUUID, Worker],
+    ) -> None:
+        self.now = now
+        self.actor = actor
+        self._base_requests = requests
+        self._base_workers = workers
+        self.requests: dict[RequestID, Request] = {}
+        self.workers: dict[WorkerUUID, Worker] = {}
+        self.removed: list[WorkerUUID] = []
+        self.transitions: list[Transition] = []
+
+    def request(self, rid: RequestID) -> Request | None:
+        return self.requests.get(rid) or self._base_requests.get(rid)
+
+    def worker(self, uuid: WorkerUUID) -> Worker | None:
+        return self.workers.get(uuid) or self._base_workers.get(uuid)
+
+    def put_request(self, new: Request) -> None:
+        old = self.request(new.id)
+        self.requests[new.id] = new
+        if old is None or old.state is not new.state:
+            self._record("request", str(new.id), old.state if old else "", new.state, new.reason)
+
+    def put_worker(self, new: Worker) -> None:
+        old = self.worker(new.uuid)
+        self.workers[new.uuid] = new
+        if old is None or old.state is not new.state:
+            self._record("worker", new.uuid, old.state if old else "", new.state, new.reason)
+
+    def remove_worker(self, old: Worker) -> None:
+        self.workers.pop(old.uuid, None)
+        self.removed.append(old.uuid)
+        self._record("worker", old.uuid, old.state, "", "deregistered")
+
+    def note(self, worker: Worker, reason: str) -> None:
+        """An event that changes no state but belongs in the history (a failed healthcheck)."""
+        self._record("worker", worker.uuid, worker.state, worker.state, reason)
+
+    def _record(self, kind: SubjectKind, subject: str, old: str, new: str, reason: str) -> None:
+        if old != new:
+            logger.info("%s %s: %s -> %s %s", kind, subject, old or "(new)", new or "(removed)",
+                        f"({reason})" if reason else "")
+        self.transitions.append(
+            Transition(self.now, kind, subject, old, new, reason, self.actor)
+        )
+
+    def changes(self) -> Changes:
+        return Changes(
+            requests=list(self.requests.values()),
+            workers=list(self.workers.values()),
+            removed_workers=list(self.removed),
+            transitions=list(self.transitions),
+        )

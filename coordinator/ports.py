@@ -1,0 +1,57 @@
+"""What the service needs from the world around it: the dryads and the tunnels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from coordinator.domain.ids import RequestID, WorkerUUID
+from coordinator.domain.model import Worker
+from coordinator.domain.workers import split_address
+
+
+@dataclass(frozen=True, slots=True)
+class AccessInfo:
+    """How a job's user reaches its worker: address, private key, user name (spec §1.2)."""
+
+    host: str
+    port: int
+    key_pem: bytes = field(repr=False)
+    username: str
+
+
+class Dryads(Protocol):
+    """Commands to a worker's dryad; the dryad link implements it.
+
+    Each call returns when the dryad has done it and raises any exception when it could
+    not; the service turns a failure into FAIL with the exception's text as the reason.
+    """
+
+    async def prepare(self, worker: WorkerUUID, public_key: str) -> None:
+        """Recreate the job user with ``public_key`` as its only authorized key."""
+
+    async def maintenance(self, worker: WorkerUUID, message: str) -> None:
+        """Show maintenance on the board (message on the OLED, blinking LEDs)."""
+
+
+class Tunnels(Protocol):
+    """Per-job access paths from users to a worker's sshd."""
+
+    async def open(self, rid: RequestID, worker: Worker) -> tuple[str, int]:
+        """Open (or re-open after a restart) the job's path; returns the host and port to dial."""
+
+    async def close(self, rid: RequestID) -> None:
+        """Close the job's path and every connection through it; idempotent."""
+
+
+class DirectAccess:
+    """No tunnel: users dial the worker's registered sshd address, as on a flat lab network.
+
+    The tunnel component (dryad link) replaces this where boards sit behind the coordinator.
+    """
+
+    async def open(self, rid: RequestID, worker: Worker) -> tuple[str, int]:
+        return split_address(worker.ssh_address)
+
+    async def close(self, rid: RequestID) -> None:
+        return None

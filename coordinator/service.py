@@ -1,0 +1,517 @@
+"""The application service: one lock, the domain, the store before every answer, the matcher.
+
+Every operation runs under one lock: it reads the in-memory state, asks the domain for
+the new state, commits it to the store in a worker thread and only then applies it to
+memory and answers. A failed commit raises ``StoreUnavailable`` and changes nothing.
+Matching runs on the events that can change its outcome (new request, worker idle,
+ValidAfter reached, groups changed), never by polling.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+
+from coordinator.batch import Batch
+from coordinator.domain import listing, matcher, requests, workers
+from coordinator.domain.clock import Clock
+from coordinator.domain.ids import RequestID, WorkerUUID
+from coordinator.domain.listing import ListSpec, Page
+from coordinator.domain.matcher import Queue
+from coordinator.domain.model import Request, User, Worker
+from coordinator.domain.requests import RequestPolicy
+from coordinator.domain.states import RequestState, WorkerState
+from coordinator.domain.timers import Due, Timers
+from coordinator.errors import Forbidden, NotFound, StoreUnavailable, WorkerNotAssigned
+from coordinator.keys import KeyPool
+from coordinator.ports import AccessInfo, Dryads, Tunnels
+from coordinator.store import Store
+
+logger = logging.getLogger(__name__)
+
+MAINTENANCE_MESSAGE = "maintenance"  # what the original sends (spec §1.8)
+RETRY_AFTER_STORE_ERROR = 1.0  # seconds before the timers retry after a failed commit
+
+
+class Service:
+    """The coordinator's operations; ``client.py`` will mirror these one for one."""
+
+    def __init__(
+        self,
+        store: Store,
+        dryads: Dryads,
+        tunnels: Tunnels,
+        clock: Clock,
+        policy: RequestPolicy | None = None,
+        username: str = "boruta-user",
+        keys: KeyPool | None = None,
+    ) -> None:
+        self._store = store
+        self._dryads = dryads
+        self._tunnels = tunnels
+        self._clock = clock
+        self.policy = policy or RequestPolicy()
+        self._username = username
+        self._keys = keys or KeyPool()
+        self._lock = anyio.Lock()
+        self._requests: dict[RequestID, Request] = {}
+        self._workers: dict[WorkerUUID, Worker] = {}
+        self._queue = Queue()
+        self._timers = Timers()
+        self._access: dict[RequestID, tuple[str, int]] = {}
+        self._waiters: dict[RequestID, anyio.Event] = {}
+        self._next_id = 1
+        self._next_queued = 1
+        self._rearm = anyio.Event()
+        self._rematch = False  # a matcher pass failed to commit; the timer loop retries it
+        self._tg: TaskGroup | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Load the stored state, resume what was under way, then serve until cancelled."""
+        snapshot = await anyio.to_thread.run_sync(self._store.load)
+        now = self._clock.now()
+        self._requests = {r.id: r for r in snapshot.requests}
+        self._workers = {w.uuid: w for w in snapshot.workers}
+        self._queue = Queue(r for r in snapshot.requests if r.state is RequestState.WAITING)
+        self._timers.arm_all(snapshot.requests, now)
+        self._next_id = max(self._requests, default=0) + 1
+        self._next_queued = max((r.queued for r in snapshot.requests), default=0) + 1
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            await tg.start(self._keys.run)
+            await self._resume()
+            tg.start_soon(self._timer_loop)
+            logger.info(
+                "service resumed: %d requests (%d waiting), %d workers",
+                len(self._requests), len(self._queue), len(self._workers),
+            )
+            task_status.started()
+
+    async def _resume(self) -> None:
+        """Re-open running jobs' tunnels and restart background steps cut off by a crash."""
+        for req in self._requests.values():
+            if req.state is RequestState.IN_PROGRESS and req.job is not None:
+                worker = self._workers.get(req.job.worker)
+                if worker is not None:
+                    await self._open_tunnel(req.id, worker)
+        for worker in self._workers.values():
+            self._start_background(worker)
+        async with self._lock:
+            await self._fire_due_locked()
+            await self._match_locked(None)
+
+    async def store_reachable(self) -> bool:
+        """Whether the store answers a read (for ``/healthz``)."""
+        try:
+            await anyio.to_thread.run_sync(self._store.user_by_token, "")
+        except StoreUnavailable:
+            return False
+        return True
+
+    # ---- requests ----------------------------------------------------------------------
+
+    async def new_request(
+        self,
+        user: User,
+        priority: int,
+        caps: Mapping[str, str],
+        valid_after: datetime | None = None,
+        deadline: datetime | None = None,
+    ) -> RequestID:
+        """Queue a request; it is INVALID at once when no registered worker could take it."""
+        async with self._lock:
+            batch = self._batch(user.name)
+            req = requests.create(
+                RequestID(self._next_id), user, priority, caps, valid_after, deadline,
+                batch.now, self._next_queued,
+            )
+            batch.put_request(req)
+            if matcher.unsatisfiable([req], self._workers.values()):
+                batch.put_request(requests.invalidate(req, _NO_WORKER))
+            await self._commit(batch)
+            await self._match_locked([req.id])
+            return req.id
+
+    async def update_request(
+        self,
+        user: User,
+        rid: RequestID,
+        priority: int | None,
+        valid_after: datetime | None,
+        deadline: datetime | None,
+    ) -> None:
+        """Change a WAITING request's priority or times."""
+        if priority is None and valid_after is None and deadline is None:
+            return  # the original answers 204 without even looking the request up (spec §1.4)
+        async with self._lock:
+            batch = self._batch(user.name)
+            req = self._owned(user, rid)
+            new = requests.update(
+                req, priority, valid_after, deadline, batch.now, self._next_queued
+            )
+            if new == req:
+                return
+            batch.put_request(new)
+            await self._commit(batch)
+            await self._match_locked([rid])
+
+    async def close_request(self, user: User, rid: RequestID) -> None:
+        """Cancel a WAITING request or end an IN PROGRESS one (its worker is prepared anew)."""
+        async with self._lock:
+            batch = self._batch(user.name)
+            req = self._owned(user, rid)
+            batch.put_request(requests.close(req))
+            self._finish_job(batch, req)
+            await self._commit_and_follow(batch)
+
+    async def prolong_access(self, user: User, rid: RequestID) -> None:
+        """Move the job timeout one period on, within the maximum job length."""
+        async with self._lock:
+            batch = self._batch(user.name)
+            req = self._owned(user, rid)
+            batch.put_request(requests.prolong(req, batch.now, self.policy))
+            await self._commit(batch)
+
+    async def acquire_worker(
+        self, user: User, rid: RequestID, wait: float | None = None
+    ) -> AccessInfo:
+        """The access to the request's worker; with ``wait``, first wait up to that many
+        seconds for a WAITING request to be matched (an extension of the original)."""
+        req = self._owned(user, rid)
+        if wait and req.state is RequestState.WAITING:
+            event = self._waiters.setdefault(rid, anyio.Event())
+            with anyio.move_on_after(wait):
+                await event.wait()
+            req = self._requests[rid]
+        access = self._access.get(rid)
+        if req.state is not RequestState.IN_PROGRESS or req.job is None or access is None:
+            raise WorkerNotAssigned
+        worker = self._workers[req.job.worker]
+        return AccessInfo(access[0], access[1], worker.key, self._username)
+
+    def get_request(self, rid: RequestID) -> Request:
+        try:
+            return self._requests[rid]
+        except KeyError:
+            raise NotFound("Request") from None
+
+    def queue_position(self, rid: RequestID) -> int | None:
+        """How many waiting requests are ahead of this one; ``None`` if it is not waiting."""
+        req = self.get_request(rid)
+        return self._queue.position(req) if req.state is RequestState.WAITING else None
+
+    def list_requests(self, spec: ListSpec[Request, RequestID]) -> Page[Request]:
+        return listing.page(listing.REQUESTS, self._requests, spec)
+
+    # ---- workers -----------------------------------------------------------------------
+
+    def get_worker(self, uuid: WorkerUUID) -> Worker:
+        try:
+            return self._workers[uuid]
+        except KeyError:
+            raise NotFound("Worker") from None
+
+    def list_workers(self, spec: ListSpec[Worker, WorkerUUID]) -> Page[Worker]:
+        return listing.page(listing.WORKERS, self._workers, spec)
+
+    async def register(self, caps: Mapping[str, str], ssh_address: str) -> Worker:
+        """A dryad (re-)registers; called by the dryad link."""
+        async with self._lock:
+            batch = self._batch("")
+            known = self._workers.get(WorkerUUID(caps.get("UUID", "")))
+            new = workers.register(known, caps, ssh_address, batch.now)
+            self._put_worker(batch, new)
+            if known is None or dict(known.caps) != dict(new.caps):
+                self._invalidate_unsatisfiable(batch)
+            await self._commit_and_follow(batch)
+            return new
+
+    async def set_fail(self, uuid: WorkerUUID, reason: str) -> None:
+        """The dryad reports a failure; its running job, if any, FAILS."""
+        async with self._lock:
+            batch = self._batch("")
+            self._put_worker(batch, workers.set_fail(self.get_worker(uuid), reason, batch.now))
+            await self._commit_and_follow(batch)
+
+    async def report_health(self, uuid: WorkerUUID, passed: bool, detail: str) -> None:
+        """A healthcheck result: a failure of a worker in service sends it to FAIL."""
+        async with self._lock:
+            batch = self._batch("")
+            worker = self.get_worker(uuid)
+            if passed or worker.state in _OUT_OF_SERVICE:
+                batch.note(worker, f"healthcheck {'passed' if passed else 'failed'}: {detail}")
+            else:
+                self._put_worker(batch, workers.set_fail(worker, detail, batch.now))
+            await self._commit_and_follow(batch)
+
+    async def set_worker_state(self, admin: User, uuid: WorkerUUID, state: WorkerState) -> None:
+        """An admin's IDLE (through PREPARE) or MAINTENANCE (through BUSY)."""
+        self._require_admin(admin)
+        async with self._lock:
+            batch = self._batch(admin.name)
+            new = workers.set_state(self.get_worker(uuid), state, batch.now)
+            if new is not None:
+                self._put_worker(batch, new)
+                await self._commit_and_follow(batch)
+
+    async def set_worker_groups(
+        self, admin: User, uuid: WorkerUUID, groups: Iterable[str]
+    ) -> None:
+        """Replace a worker's groups; requests no worker can take any more become INVALID."""
+        self._require_admin(admin)
+        async with self._lock:
+            batch = self._batch(admin.name)
+            new = workers.set_groups(self.get_worker(uuid), groups)
+            batch.put_worker(new)
+            self._invalidate_unsatisfiable(batch)
+            await self._commit(batch)
+            if new.state is WorkerState.IDLE:
+                await self._match_locked(None)
+
+    async def deregister(self, admin: User, uuid: WorkerUUID) -> None:
+        """Remove a worker in MAINTENANCE or FAIL."""
+        self._require_admin(admin)
+        async with self._lock:
+            batch = self._batch(admin.name)
+            worker = self.get_worker(uuid)
+            workers.check_deregister(worker)
+            batch.remove_worker(worker)
+            self._invalidate_unsatisfiable(batch, gone=uuid)
+            await self._commit(batch)
+
+    # ---- timers ------------------------------------------------------------------------
+
+    async def fire_timers(self) -> None:
+        """Act on every timer that is due now (the timer loop calls this; so may tests)."""
+        async with self._lock:
+            await self._fire_due_locked()
+
+    async def _timer_loop(self) -> None:
+        while True:
+            nxt = self._timers.next()
+            delay = math.inf if nxt is None else (nxt - self._clock.now()).total_seconds()
+            if self._rematch:
+                delay = min(delay, RETRY_AFTER_STORE_ERROR)
+            with anyio.move_on_after(max(delay, 0)):
+                await self._rearm.wait()
+            self._rearm = anyio.Event()
+            try:
+                await self.fire_timers()
+            except StoreUnavailable:
+                logger.warning("timers: store unavailable, retrying in %.0f s",
+                               RETRY_AFTER_STORE_ERROR)
+                await anyio.sleep(RETRY_AFTER_STORE_ERROR)
+
+    async def _fire_due_locked(self) -> None:
+        batch = self._batch("")
+        due = self._timers.pop_due(batch.now)
+        ready: list[RequestID] = []
+        for kind, rid in due:
+            req = batch.request(rid)
+            if req is None:
+                continue
+            if kind is Due.VALID_AFTER:
+                ready.append(rid)
+            elif kind is Due.DEADLINE and (timed_out := requests.time_out(req, batch.now)):
+                batch.put_request(timed_out)
+            elif kind is Due.JOB_TIMEOUT and (ended := requests.expire_job(req, batch.now)):
+                batch.put_request(ended)
+                self._finish_job(batch, req)
+        try:
+            await self._commit_and_follow(batch)
+        except StoreUnavailable:
+            for kind, rid in due:  # nothing was applied: try these again
+                self._timers.push(batch.now, kind, rid)
+            raise
+        if self._rematch:
+            self._rematch = False
+            await self._match_locked(None)
+        else:
+            await self._match_locked(ready)
+
+    # ---- internals -----------------------------------------------------------------------
+
+    def _batch(self, actor: str) -> Batch:
+        return Batch(self._clock.now(), actor, self._requests, self._workers)
+
+    def _owned(self, user: User, rid: RequestID) -> Request:
+        req = self.get_request(rid)
+        if not user.admin and req.owner != user.name:
+            raise Forbidden("only the owner of a request or an admin may do this")
+        return req
+
+    @staticmethod
+    def _require_admin(user: User) -> None:
+        if not user.admin:
+            raise Forbidden("only an admin may do this")
+
+    def _put_worker(self, batch: Batch, new: Worker) -> None:
+        """Record a worker change; leaving RUN for FAIL or BUSY fails its job (spec §1.8)."""
+        old = batch.worker(new.uuid)
+        batch.put_worker(new)
+        if old is not None and workers.fails_job(old.state, new.state):
+            for req in self._requests.values():
+                if req.state is RequestState.IN_PROGRESS and req.job and req.job.worker == new.uuid:
+                    reason = f"worker {new.uuid} left RUNNING for {new.state}"
+                    batch.put_request(requests.fail(req, new.reason or reason))
+
+    def _finish_job(self, batch: Batch, req: Request) -> None:
+        """A running request ended: its worker goes to PREPARE for a new key."""
+        if req.state is not RequestState.IN_PROGRESS or req.job is None:
+            return
+        worker = batch.worker(req.job.worker)
+        if worker is not None and (prepared := workers.finish_job(worker, batch.now)):
+            batch.put_worker(prepared)
+
+    def _invalidate_unsatisfiable(self, batch: Batch, gone: WorkerUUID | None = None) -> None:
+        everyone = {**self._workers, **batch.workers}
+        if gone is not None:
+            everyone.pop(gone, None)
+        waiting = [batch.request(rid) for rid in self._queue]
+        for req in matcher.unsatisfiable([r for r in waiting if r], everyone.values()):
+            batch.put_request(requests.invalidate(req, _NO_WORKER))
+
+    async def _commit(self, batch: Batch) -> None:
+        changes = batch.changes()
+        if not changes:
+            return
+        await anyio.to_thread.run_sync(self._store.commit, changes)
+        for req in changes.requests:
+            self._apply_request(req, batch.now)
+        for worker in changes.workers:
+            self._workers[worker.uuid] = worker
+        for uuid in changes.removed_workers:
+            self._workers.pop(uuid, None)
+
+    def _apply_request(self, new: Request, now: datetime) -> None:
+        old = self._requests.get(new.id)
+        if old is not None and old.state is RequestState.WAITING:
+            self._queue.remove(old)
+        self._requests[new.id] = new
+        self._next_id = max(self._next_id, new.id + 1)
+        self._next_queued = max(self._next_queued, new.queued + 1)
+        if new.state is RequestState.WAITING:
+            self._queue.add(new)
+        elif (event := self._waiters.pop(new.id, None)) is not None:
+            event.set()
+        if old is None or (old.valid_after, old.deadline, old.job) != (
+            new.valid_after, new.deadline, new.job
+        ) or old.state is not new.state:
+            self._timers.arm(new, now)
+            self._rearm.set()
+
+    async def _commit_and_follow(self, batch: Batch) -> None:
+        """Commit, then do what the new states call for: close tunnels, start background
+        steps, and match when a worker became IDLE."""
+        await self._commit(batch)
+        for req in batch.requests.values():
+            if req.state in (RequestState.DONE, RequestState.FAILED):
+                await self._close_tunnel(req.id)
+        idle = False
+        for worker in batch.workers.values():
+            self._start_background(worker)
+            idle = idle or worker.state is WorkerState.IDLE
+        if idle:
+            await self._match_locked(None)
+
+    async def _match_locked(self, only: list[RequestID] | None) -> None:
+        """Give idle workers to ready requests: all waiting ones, or ``only`` these."""
+        idle = [w for w in self._workers.values() if w.state is WorkerState.IDLE]
+        if not idle or not self._queue:
+            return
+        order: Iterable[RequestID] = self._queue
+        if only is not None:
+            order = sorted(
+                (rid for rid in only if self._requests[rid].state is RequestState.WAITING),
+                key=lambda rid: (self._requests[rid].priority, self._requests[rid].queued),
+            )
+        batch = self._batch("")
+        for assignment in matcher.match(order, self._requests, idle, batch.now):
+            req, worker = self._requests[assignment.request], self._workers[assignment.worker]
+            if not await self._open_tunnel(req.id, worker):
+                continue  # the worker stays IDLE with its key, as the original does
+            batch.put_request(requests.run(req, worker.uuid, batch.now, self.policy))
+            batch.put_worker(workers.take(worker, batch.now))
+        try:
+            await self._commit(batch)
+        except StoreUnavailable:
+            # The event that triggered matching is committed and answered; the timers
+            # loop runs the matcher again shortly.
+            for rid in batch.requests:
+                await self._close_tunnel(rid)
+            logger.warning("matcher: store unavailable; retrying shortly")
+            self._rematch = True
+            self._rearm.set()
+
+    async def _open_tunnel(self, rid: RequestID, worker: Worker) -> bool:
+        try:
+            self._access[rid] = await self._tunnels.open(rid, worker)
+        except Exception:
+            logger.exception("request %s: cannot open a tunnel to worker %s", rid, worker.uuid)
+            return False
+        return True
+
+    async def _close_tunnel(self, rid: RequestID) -> None:
+        if self._access.pop(rid, None) is not None:
+            await self._tunnels.close(rid)
+
+    def _start_background(self, worker: Worker) -> None:
+        if self._tg is None:
+            return
+        if worker.state is WorkerState.PREPARE:
+            self._tg.start_soon(self._prepare, worker.uuid, worker.epoch)
+        elif worker.state is WorkerState.BUSY:
+            self._tg.start_soon(self._maintenance, worker.uuid, worker.epoch)
+
+    async def _prepare(self, uuid: WorkerUUID, epoch: int) -> None:
+        """PREPARE: a new key, the dryad recreates the job user with it, then IDLE."""
+        key = await self._keys.get()
+        try:
+            await self._dryads.prepare(uuid, key.public_openssh)
+            failure = ""
+        except Exception as exc:
+            failure = f"prepare failed: {exc}"
+        await self._background_done(uuid, epoch, failure, key.private_pem)
+
+    async def _maintenance(self, uuid: WorkerUUID, epoch: int) -> None:
+        """BUSY: the dryad shows maintenance, then MAINTENANCE."""
+        try:
+            await self._dryads.maintenance(uuid, MAINTENANCE_MESSAGE)
+            failure = ""
+        except Exception as exc:
+            failure = f"maintenance failed: {exc}"
+        await self._background_done(uuid, epoch, failure, b"")
+
+    async def _background_done(
+        self, uuid: WorkerUUID, epoch: int, failure: str, key: bytes
+    ) -> None:
+        async with self._lock:
+            worker = self._workers.get(uuid)
+            if worker is None:
+                return
+            batch = self._batch("")
+            if failure:
+                new = workers.operation_failed(worker, epoch, failure, batch.now)
+            elif worker.state is WorkerState.PREPARE:
+                new = workers.prepared(worker, epoch, key, batch.now)
+            else:
+                new = workers.in_maintenance(worker, epoch, batch.now)
+            if new is None:
+                return  # overtaken by a newer state; its own step is under way
+            batch.put_worker(new)
+            try:
+                await self._commit_and_follow(batch)
+            except StoreUnavailable:
+                logger.error("worker %s: store unavailable; its %s step stays pending",
+                             uuid, worker.state)
+
+
+_NO_WORKER = "no registered worker has these caps and groups"
+_OUT_OF_SERVICE = frozenset({WorkerState.MAINTENANCE, WorkerState.BUSY, WorkerState.FAIL})

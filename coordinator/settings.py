@@ -1,0 +1,79 @@
+"""The coordinator's settings: one frozen value loaded from TOML, then the command line."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, fields, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from coordinator.domain.requests import RequestPolicy
+
+
+class SettingsError(ValueError):
+    """A config file or flag that cannot be used; the message says which and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every setting with its default; the README's configuration section lists them."""
+
+    http: str = "127.0.0.1:8487"  # HOST:PORT of the HTTP API
+    db: str = "boruta.db"  # a SQLite file path, or a postgresql:// URL
+    sqlite_sync: str = "FULL"  # FULL survives power loss; NORMAL survives a process crash
+    job_timeout: int = 3600  # seconds a job runs before DONE, and each prolong's period
+    max_job_length: int = 86400  # seconds: prolong never takes a job past this
+    job_username: str = "boruta-user"  # the dryads' job user (spec §1.9)
+    max_body_bytes: int = 1 << 20
+    max_acquire_wait: int = 600  # seconds acquire_worker?wait= may block
+    log_level: str = "INFO"
+
+    @property
+    def http_host(self) -> str:
+        return self.http.rpartition(":")[0].strip("[]") or "127.0.0.1"
+
+    @property
+    def http_port(self) -> int:
+        return int(self.http.rpartition(":")[2])
+
+    @property
+    def policy(self) -> RequestPolicy:
+        return RequestPolicy(
+            job_timeout=timedelta(seconds=self.job_timeout),
+            max_job_length=timedelta(seconds=self.max_job_length),
+        )
+
+    def validate(self) -> Settings:
+        host, sep, port = self.http.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise SettingsError(f"http must be HOST:PORT, not {self.http!r}")
+        if self.sqlite_sync not in ("FULL", "NORMAL"):
+            raise SettingsError("sqlite_sync must be FULL or NORMAL")
+        for name in ("job_timeout", "max_job_length", "max_body_bytes"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{name} must be positive")
+        if self.max_job_length < self.job_timeout:
+            raise SettingsError("max_job_length must be at least job_timeout")
+        return self
+
+
+def load(path: Path | None, **overrides: Any) -> Settings:
+    """Defaults, then the TOML file (a flat table or ``[coordinator]``), then ``overrides``."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise SettingsError(f"cannot read {path}: {exc}") from exc
+        values = data.get("coordinator", data)
+    known = {f.name: f for f in fields(Settings)}
+    for key, value in values.items():
+        if key not in known:
+            raise SettingsError(f"{path}: unknown setting {key!r}")
+        expected = type(getattr(Settings(), key))
+        if not isinstance(value, expected) or isinstance(value, bool):
+            raise SettingsError(f"{path}: {key} must be a {expected.__name__}")
+    settings = replace(Settings(), **values)
+    settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    return settings.validate()
