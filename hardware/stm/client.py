@@ -6,7 +6,7 @@ from types import TracebackType
 
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from hardware.errors import BadArgument, StmUnsupported
+from hardware.errors import BadArgument, StmProtocolError, StmUnsupported
 from hardware.muxpi import STM_BAUD, STM_PORT
 from hardware.stm import protocol as p
 from hardware.stm.link import StmLink
@@ -46,9 +46,9 @@ class SerialStm:
         """Key presses (1 or 2) as they happen; close the stream to unsubscribe."""
         return self.link.presses()
 
-    async def raw(self, command: str, *, timeout: float | None = None) -> list[str]:
+    async def raw(self, command: str, *, within: float | None = None) -> list[str]:
         """Run any console command and return its value lines."""
-        return await self.link.command(command, timeout=timeout)
+        return await self.link.command(command, within=within)
 
     # Identity and capabilities --------------------------------------------------------
 
@@ -57,7 +57,7 @@ class SerialStm:
 
     async def help(self) -> list[str]:
         # help prints ~2 KB; at 115200 baud that is about 0.2 s on the wire.
-        return await self.raw("help", timeout=self.link.timeout + 1.0)
+        return await self.raw("help", within=self.link.timeout + 1.0)
 
     async def commands(self) -> frozenset[str]:
         """The command names this firmware offers (from ``help``, asked once)."""
@@ -93,7 +93,7 @@ class SerialStm:
     async def power_tick(self, seconds: float = 1.0) -> None:
         """Power the DUT off, wait, power it on; the firmware blocks for the whole tick."""
         ms = p.check_range("power tick milliseconds", round(seconds * 1000), 1, 3_600_000)
-        await self.raw(f"power tick {ms}", timeout=self.link.timeout + ms / 1000)
+        await self.raw(f"power tick {ms}", within=self.link.timeout + ms / 1000)
 
     async def dut(self) -> None:
         """SD card to the DUT, then DUT power on."""
@@ -200,7 +200,7 @@ class SerialStm:
         command = f"key {p.check_range('key number', number, 1, 2)}"
         word = p.one(await self.raw(command), command)
         if word not in ("pressed", "released"):
-            raise p.StmProtocolError(f"STM reply to {command!r} is unexpected: {word!r}")
+            raise StmProtocolError(f"STM reply to {command!r} is unexpected: {word!r}")
         return word == "pressed"
 
     async def uart_voltage(self) -> int:

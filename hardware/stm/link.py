@@ -80,7 +80,7 @@ class StmLink:
         self._subscribers.append(send)
         return receive
 
-    async def command(self, command: str, *, timeout: float | None = None) -> list[str]:
+    async def command(self, command: str, *, within: float | None = None) -> list[str]:
         """Send *command*, wait for its terminator and return the value lines.
 
         :raises BadArgument: before sending, for a line the firmware would mangle.
@@ -90,7 +90,7 @@ class StmLink:
         :raises PortLost, DeviceNotFound, PortInUse: the port itself failed.
         """
         data = protocol.encode(command)
-        limit = self.timeout if timeout is None else timeout
+        limit = self.timeout if within is None else within
         async with self._lock:
             if self._serial is None:
                 self._open()

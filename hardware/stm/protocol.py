@@ -103,8 +103,10 @@ def encode(command: str) -> bytes:
 
 def led_index(led: int) -> LedIndex:
     """Check an RGB LED number (1 bottom-left, 2 right of the OLED)."""
-    if led == 1 or led == 2:
-        return led
+    if led == 1:
+        return 1
+    if led == 2:
+        return 2
     raise BadArgument(f"RGB LED number {led!r} must be 1 or 2")
 
 
