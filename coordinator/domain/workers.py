@@ -28,9 +28,13 @@ def split_address(address: str) -> tuple[str, int]:
     host = host.removeprefix("[").removesuffix("]")
     if not sep or not host:
         raise BadAddress("IP address is missing from address")
-    if not port.isdigit() or not 0 < int(port) < 65536:
+    # ASCII digits only (str.isdigit also takes "²", which int() refuses); leading zeros go
+    # before the length check, so "0022" passes and 5000 digits never reach int().
+    digits = port.lstrip("0") or "0"
+    number = int(digits) if port.isascii() and port.isdigit() and len(digits) <= 5 else 0
+    if not 0 < number < 65536:
         raise BadAddress("Port is missing from address")
-    return host, int(port)
+    return host, number
 
 
 def move(worker: Worker, to: WorkerState, now: datetime, reason: str = "") -> Worker:
