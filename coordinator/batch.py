@@ -64,11 +64,15 @@ class Batch:
 
     def _record(self, kind: SubjectKind, subject: str, old: str, new: str, reason: str) -> None:
         if old != new:
-            logger.info("%s %s: %s -> %s %s", kind, subject, old or "(new)", new or "(removed)",
-                        f"({reason})" if reason else "")
-        self.transitions.append(
-            Transition(self.now, kind, subject, old, new, reason, self.actor)
-        )
+            logger.info(
+                "%s %s: %s -> %s %s",
+                kind,
+                subject,
+                old or "(new)",
+                new or "(removed)",
+                f"({reason})" if reason else "",
+            )
+        self.transitions.append(Transition(self.now, kind, subject, old, new, reason, self.actor))
 
     def changes(self) -> Changes:
         return Changes(

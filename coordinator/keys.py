@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import anyio
 from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -40,9 +41,11 @@ def generate() -> JobKey:
 def public_of(private_pem: bytes) -> str:
     """The ``authorized_keys`` line of a stored private key."""
     key = serialization.load_pem_private_key(private_pem, password=None)
-    return key.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    ).decode()
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .decode()
+    )
 
 
 class KeyPool:
@@ -53,15 +56,19 @@ class KeyPool:
     """
 
     def __init__(self, size: int = 4) -> None:
-        self._send, self._receive = anyio.create_memory_object_stream[JobKey](size)
+        self._size = size
+        self._receive: MemoryObjectReceiveStream[JobKey] | None = None
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Fill the pool until cancelled."""
-        task_status.started()
-        async with self._send:
+        """Fill the pool until cancelled; ``get`` works while this runs."""
+        send, receive = anyio.create_memory_object_stream[JobKey](self._size)
+        self._receive = receive
+        async with send, receive:
+            task_status.started()
             while True:
-                key = await anyio.to_thread.run_sync(generate)
-                await self._send.send(key)
+                await send.send(await anyio.to_thread.run_sync(generate))
 
     async def get(self) -> JobKey:
+        if self._receive is None:
+            raise RuntimeError("the key pool is not running")
         return await self._receive.receive()

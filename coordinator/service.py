@@ -69,6 +69,7 @@ class Service:
         self._next_queued = 1
         self._rearm = anyio.Event()
         self._rematch = False  # a matcher pass failed to commit; the timer loop retries it
+        self._changed = anyio.Event()  # set (and replaced) after every applied commit
         self._tg: TaskGroup | None = None
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -90,7 +91,9 @@ class Service:
             tg.start_soon(self._timer_loop)
             logger.info(
                 "service resumed: %d requests (%d waiting), %d workers",
-                len(self._requests), len(self._queue), len(self._workers),
+                len(self._requests),
+                len(self._queue),
+                len(self._workers),
             )
             task_status.started()
 
@@ -129,8 +132,14 @@ class Service:
         async with self._lock:
             batch = self._batch(user.name)
             req = requests.create(
-                RequestID(self._next_id), user, priority, caps, valid_after, deadline,
-                batch.now, self._next_queued,
+                RequestID(self._next_id),
+                user,
+                priority,
+                caps,
+                valid_after,
+                deadline,
+                batch.now,
+                self._next_queued,
             )
             batch.put_request(req)
             if matcher.unsatisfiable([req], self._workers.values()):
@@ -261,9 +270,7 @@ class Service:
                 self._put_worker(batch, new)
                 await self._commit_and_follow(batch)
 
-    async def set_worker_groups(
-        self, admin: User, uuid: WorkerUUID, groups: Iterable[str]
-    ) -> None:
+    async def set_worker_groups(self, admin: User, uuid: WorkerUUID, groups: Iterable[str]) -> None:
         """Replace a worker's groups; requests no worker can take any more become INVALID."""
         self._require_admin(admin)
         async with self._lock:
@@ -305,8 +312,9 @@ class Service:
             try:
                 await self.fire_timers()
             except StoreUnavailable:
-                logger.warning("timers: store unavailable, retrying in %.0f s",
-                               RETRY_AFTER_STORE_ERROR)
+                logger.warning(
+                    "timers: store unavailable, retrying in %.0f s", RETRY_AFTER_STORE_ERROR
+                )
                 await anyio.sleep(RETRY_AFTER_STORE_ERROR)
 
     async def _fire_due_locked(self) -> None:
@@ -389,6 +397,12 @@ class Service:
             self._workers[worker.uuid] = worker
         for uuid in changes.removed_workers:
             self._workers.pop(uuid, None)
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def changed(self) -> None:
+        """Return after the next committed change (for watchers and tests; no polling)."""
+        await self._changed.wait()
 
     def _apply_request(self, new: Request, now: datetime) -> None:
         old = self._requests.get(new.id)
@@ -401,9 +415,11 @@ class Service:
             self._queue.add(new)
         elif (event := self._waiters.pop(new.id, None)) is not None:
             event.set()
-        if old is None or (old.valid_after, old.deadline, old.job) != (
-            new.valid_after, new.deadline, new.job
-        ) or old.state is not new.state:
+        if (
+            old is None
+            or (old.valid_after, old.deadline, old.job) != (new.valid_after, new.deadline, new.job)
+            or old.state is not new.state
+        ):
             self._timers.arm(new, now)
             self._rearm.set()
 
@@ -509,8 +525,9 @@ class Service:
             try:
                 await self._commit_and_follow(batch)
             except StoreUnavailable:
-                logger.error("worker %s: store unavailable; its %s step stays pending",
-                             uuid, worker.state)
+                logger.error(
+                    "worker %s: store unavailable; its %s step stays pending", uuid, worker.state
+                )
 
 
 _NO_WORKER = "no registered worker has these caps and groups"

@@ -55,11 +55,15 @@ class Parts:
 def create_app(settings: Settings, parts: Parts) -> Starlette:
     """The coordinator's ASGI app; its lifespan migrates the store and runs the service."""
     service = Service(
-        parts.store, parts.dryads, parts.tunnels, parts.clock,
-        settings.policy, settings.job_username, parts.keys,
+        parts.store,
+        parts.dryads,
+        parts.tunnels,
+        parts.clock,
+        settings.policy,
+        settings.job_username,
+        parts.keys,
     )
-    v1 = V1(service, Authenticator(parts.store), settings.max_body_bytes,
-            settings.max_acquire_wait)
+    v1 = V1(service, Authenticator(parts.store), settings.max_body_bytes, settings.max_acquire_wait)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -41,12 +41,16 @@ def parse_time(value: object, field: str) -> datetime | None:
     if value is None:
         return None
     if not isinstance(value, str) or not (m := _TIME_RE.match(value)):
-        raise MalformedInput(f'parsing time {json.dumps(value)} in {field}: not RFC 3339')
+        raise MalformedInput(f"parsing time {json.dumps(value)} in {field}: not RFC 3339")
     year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
     fraction = int((m.group(7) or "0").ljust(6, "0")[:6])
     zone = m.group(8)
-    offset = timedelta(0) if zone in "Zz" else (
-        (1 if zone[0] == "+" else -1) * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
+    offset = (
+        timedelta(0)
+        if zone in "Zz"
+        else (
+            (1 if zone[0] == "+" else -1) * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
+        )
     )
     try:
         naive = datetime(year, month, day, hour, minute, second, fraction)

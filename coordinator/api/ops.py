@@ -17,8 +17,14 @@ _ERROR: Final = {"$ref": "#/components/responses/Error"}
 def _op(summary: str, ok: str, body: str | None = None, admin: bool = False) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "summary": summary + (" (admin)" if admin else ""),
-        "responses": {ok: {"description": "success"}, "400": _ERROR, "401": _ERROR,
-                      "403": _ERROR, "404": _ERROR, "503": _ERROR},
+        "responses": {
+            ok: {"description": "success"},
+            "400": _ERROR,
+            "401": _ERROR,
+            "403": _ERROR,
+            "404": _ERROR,
+            "503": _ERROR,
+        },
     }
     if body:
         operation["requestBody"] = {
@@ -30,8 +36,14 @@ def _op(summary: str, ok: str, body: str | None = None, admin: bool = False) -> 
 def openapi_document() -> dict[str, Any]:
     """A hand-kept description of API v1 and its additive extensions."""
     rid = [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}]
-    uuid = [{"name": "uuid", "in": "path", "required": True,
-             "schema": {"type": "string", "format": "uuid"}}]
+    uuid = [
+        {
+            "name": "uuid",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "format": "uuid"},
+        }
+    ]
     return {
         "openapi": "3.1.0",
         "info": {"title": "Boruta API", "version": f"v1 (server {SERVER_VERSION})"},
@@ -40,47 +52,97 @@ def openapi_document() -> dict[str, Any]:
             "/api/v1/version": {"get": {**_op("Server and API version", "200"), "security": []}},
             "/api/v1/reqs/": {"post": _op("Create a request", "201", "ReqInfo")},
             "/api/v1/reqs/list": {"post": _op("List requests", "200", "RequestsListSpec")},
-            "/api/v1/reqs/{id}": {"parameters": rid, "get": _op("Get a request", "200"),
-                                  "post": _op("Update a WAITING request", "204", "ReqInfo")},
+            "/api/v1/reqs/{id}": {
+                "parameters": rid,
+                "get": _op("Get a request", "200"),
+                "post": _op("Update a WAITING request", "204", "ReqInfo"),
+            },
             "/api/v1/reqs/{id}/close": {"parameters": rid, "post": _op("Close", "204")},
             "/api/v1/reqs/{id}/prolong": {"parameters": rid, "post": _op("Prolong", "204")},
             "/api/v1/reqs/{id}/acquire_worker": {
-                "parameters": [*rid, {"name": "wait", "in": "query", "required": False,
-                                      "schema": {"type": "number"},
-                                      "description": "seconds to wait for a match"}],
+                "parameters": [
+                    *rid,
+                    {
+                        "name": "wait",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "number"},
+                        "description": "seconds to wait for a match",
+                    },
+                ],
                 "post": _op("SSH access to the request's worker", "200"),
             },
             "/api/v1/workers/": {"get": _op("List workers", "200", "WorkersListSpec")},
             "/api/v1/workers/list": {"post": _op("List workers", "200", "WorkersListSpec")},
             "/api/v1/workers/{uuid}": {"parameters": uuid, "get": _op("Get a worker", "200")},
             "/api/v1/workers/{uuid}/setstate": {
-                "parameters": uuid, "post": _op("Set IDLE or MAINTENANCE", "202", admin=True)},
+                "parameters": uuid,
+                "post": _op("Set IDLE or MAINTENANCE", "202", admin=True),
+            },
             "/api/v1/workers/{uuid}/setgroups": {
-                "parameters": uuid, "post": _op("Replace groups", "204", admin=True)},
+                "parameters": uuid,
+                "post": _op("Replace groups", "204", admin=True),
+            },
             "/api/v1/workers/{uuid}/deregister": {
-                "parameters": uuid, "post": _op("Remove a worker", "204", admin=True)},
-            "/healthz": {"get": {"summary": "Liveness and store check", "security": [],
-                                 "responses": {"200": {"description": "ok"},
-                                               "503": {"description": "store down"}}}},
+                "parameters": uuid,
+                "post": _op("Remove a worker", "204", admin=True),
+            },
+            "/healthz": {
+                "get": {
+                    "summary": "Liveness and store check",
+                    "security": [],
+                    "responses": {
+                        "200": {"description": "ok"},
+                        "503": {"description": "store down"},
+                    },
+                }
+            },
         },
         "components": {
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
-                "basic": {"type": "http", "scheme": "basic",
-                          "description": "user name and token, for the Go client"},
+                "basic": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "user name and token, for the Go client",
+                },
             },
-            "responses": {"Error": {"description": "error", "content": {"application/json": {
-                "schema": {"type": "object", "properties": {"message": {"type": "string"}}}}}}},
+            "responses": {
+                "Error": {
+                    "description": "error",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"message": {"type": "string"}},
+                            }
+                        }
+                    },
+                }
+            },
             "schemas": {
-                "ReqInfo": {"type": "object", "properties": {
-                    "ID": {"type": "integer"}, "Priority": {"type": "integer", "minimum": 1,
-                                                           "maximum": 16},
-                    "Caps": {"type": "object", "additionalProperties": {"type": "string"}},
-                    "ValidAfter": {"type": "string", "format": "date-time"},
-                    "Deadline": {"type": "string", "format": "date-time"},
-                    "State": {"type": "string", "enum": ["WAITING", "IN PROGRESS", "CANCELLED",
-                                                         "TIMEOUT", "INVALID", "DONE", "FAILED"]},
-                }},
+                "ReqInfo": {
+                    "type": "object",
+                    "properties": {
+                        "ID": {"type": "integer"},
+                        "Priority": {"type": "integer", "minimum": 1, "maximum": 16},
+                        "Caps": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "ValidAfter": {"type": "string", "format": "date-time"},
+                        "Deadline": {"type": "string", "format": "date-time"},
+                        "State": {
+                            "type": "string",
+                            "enum": [
+                                "WAITING",
+                                "IN PROGRESS",
+                                "CANCELLED",
+                                "TIMEOUT",
+                                "INVALID",
+                                "DONE",
+                                "FAILED",
+                            ],
+                        },
+                    },
+                },
                 "RequestsListSpec": {"type": ["object", "null"]},
                 "WorkersListSpec": {"type": ["object", "null"]},
             },

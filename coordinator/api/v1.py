@@ -42,9 +42,7 @@ def no_content() -> Response:
     return Response(status_code=204)
 
 
-def head_or_json(
-    http: HttpRequest, data: object, headers: Mapping[str, str]
-) -> Response:
+def head_or_json(http: HttpRequest, data: object, headers: Mapping[str, str]) -> Response:
     """HEAD answers 204 with the headers: the Go client's HEAD helpers require 204 (§1.13)."""
     if http.method == "HEAD":
         return Response(status_code=204, headers=headers)

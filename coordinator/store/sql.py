@@ -272,16 +272,11 @@ def database_url(url_or_path: str | os.PathLike[str]) -> URL:
     if "://" not in text_:
         return URL.create("sqlite+pysqlite", database=os.path.abspath(text_))
     url = make_url(text_)
-    backend, driver = url.get_backend_name(), url.get_driver_name()
-    if backend == "sqlite" and driver == "pysqlite":
+    if url.drivername in ("sqlite", "sqlite+pysqlite"):
         if url.database in (None, "", ":memory:"):
             raise ValueError("an in-memory SQLite database would lose every request")
         return url
-    if backend in ("postgresql", "postgres") and url.drivername in (
-        "postgresql",
-        "postgres",
-        "postgresql+psycopg",
-    ):
+    if url.drivername in ("postgresql", "postgres", "postgresql+psycopg"):
         return url.set(drivername="postgresql+psycopg")
     raise ValueError(f"unsupported database URL {url.render_as_string(hide_password=True)}")
 
