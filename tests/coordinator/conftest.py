@@ -96,9 +96,9 @@ async def service(
         tg.cancel_scope.cancel()
 
 
-async def until(service: Service, condition: Callable[[], bool], timeout: float = 10) -> None:
+async def until(service: Service, condition: Callable[[], bool], seconds: float = 10) -> None:
     """Wait, change by change, until ``condition`` holds."""
-    with anyio.fail_after(timeout):
+    with anyio.fail_after(seconds):
         while not condition():
             await service.changed()
 
