@@ -94,11 +94,6 @@ def _from_serial(port: str, exc: serial.SerialException) -> HardwareError:
     code = getattr(exc, "errno", None)
     if code is not None:
         return _from_os(port, OSError(code, str(exc)))
-    if "exclusively lock" in str(exc):
-        return PortInUse(
-            f"STM serial port {port} is held by another process; "
-            "stop the other owner (stm service, minicom, a second dryad) and retry"
-        )
     return PortLost(f"STM serial port {port} failed: {exc}; check the cable and the device")
 
 
@@ -114,5 +109,8 @@ def _from_os(port: str, exc: OSError) -> HardwareError:
             "that owns it (usually dialout)"
         )
     if exc.errno in (errno.EBUSY, errno.EWOULDBLOCK):
-        return PortInUse(f"STM serial port {port} is busy; stop the other process using it")
+        return PortInUse(
+            f"STM serial port {port} is held by another process; "
+            "stop the other owner (stm service, minicom, a second dryad) and retry"
+        )
     return PortLost(f"STM serial port {port} failed: {exc}; check the cable and the STM power")

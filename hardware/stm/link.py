@@ -218,3 +218,4 @@ class StmLink:
                 logger.warning("key press %d dropped: subscriber is not reading", key)
             except anyio.BrokenResourceError:
                 self._subscribers.remove(send)
+                send.close()
