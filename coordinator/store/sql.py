@@ -271,7 +271,10 @@ def database_url(url_or_path: str | os.PathLike[str]) -> URL:
     text_ = os.fspath(url_or_path)
     if "://" not in text_:
         return URL.create("sqlite+pysqlite", database=os.path.abspath(text_))
-    url = make_url(text_)
+    try:
+        url = make_url(text_)
+    except sa_exc.ArgumentError as exc:
+        raise ValueError(f"cannot parse the database URL: {exc}") from None
     if url.drivername in ("sqlite", "sqlite+pysqlite"):
         if url.database in (None, "", ":memory:"):
             raise ValueError("an in-memory SQLite database would lose every request")
