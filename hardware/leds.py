@@ -77,8 +77,9 @@ class StmLeds:
         """Boruta's maintenance pattern: LED1 yellow for *period*, then LED2, repeating."""
 
         async def step() -> None:
-            await self._stm.set_led(1, Rgb(*YELLOW))
+            # Dark first, then lit: never both yellow, even between two commands.
             await self._stm.set_led(2, Rgb(*OFF))
+            await self._stm.set_led(1, Rgb(*YELLOW))
             await anyio.sleep(period)
             await self._stm.set_led(1, Rgb(*OFF))
             await self._stm.set_led(2, Rgb(*YELLOW))
