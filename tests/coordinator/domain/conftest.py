@@ -1,0 +1,27 @@
+"""Fixtures of the domain-core tests: a fake clock standing at a known instant."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from coordinator.domain.clock import FakeClock
+from coordinator.domain.requests import RequestPolicy
+from tests.coordinator.domain._build import T0
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0)
+
+
+@pytest.fixture
+def now(clock: FakeClock) -> datetime:
+    return clock.now()
+
+
+@pytest.fixture
+def policy() -> RequestPolicy:
+    """The defaults: one-hour jobs, prolonged up to 24 hours in total."""
+    return RequestPolicy()

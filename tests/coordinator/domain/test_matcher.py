@@ -1,0 +1,368 @@
+"""The matcher against spec §1.7, plus INVALID detection (issue 3)."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from datetime import datetime
+
+import pytest
+
+from coordinator.domain.ids import UUID_CAP, RequestID, WorkerUUID
+from coordinator.domain.matcher import Assignment, Queue, match, need_of, unsatisfiable
+from coordinator.domain.model import Request, Worker
+from coordinator.domain.states import RequestState, WorkerState
+from tests.coordinator.domain._build import HOUR, T0, make_request, make_worker, uuid
+
+
+def _match(
+    reqs: Sequence[Request], idle: Iterable[Worker], now: datetime = T0
+) -> list[tuple[int, int]]:
+    """Run a pass over ``reqs`` in queue order; (request id, worker number) pairs."""
+    found = match(Queue(reqs), {r.id: r for r in reqs}, idle, now)
+    return [(a.request, int(a.worker[-12:], 16)) for a in found]
+
+
+# --- order of requests --------------------------------------------------------------------
+
+
+def test_matcher_serves_the_most_important_priority_first() -> None:
+    reqs = [make_request(1, priority=9), make_request(2, priority=1), make_request(3, priority=16)]
+    assert _match(reqs, [make_worker(1)]) == [(2, 1)]
+
+
+def test_matcher_serves_requests_of_one_priority_in_fifo_order() -> None:
+    reqs = [make_request(1, queued=30), make_request(2, queued=10), make_request(3, queued=20)]
+    assert _match(reqs, [make_worker(1), make_worker(2)]) == [(2, 1), (3, 2)]
+
+
+def test_matcher_follows_the_given_queue_order() -> None:
+    reqs = {RequestID(n): make_request(n) for n in (1, 2)}
+    found = match([RequestID(2), RequestID(1)], reqs, [make_worker(1)], T0)
+    assert found == [Assignment(RequestID(2), uuid(1))]
+
+
+# --- choice of worker ---------------------------------------------------------------------
+
+
+def test_matcher_prefers_least_capable_worker() -> None:
+    idle = [make_worker(1, caps={"a": "1", "b": "1"}), make_worker(2, caps={"a": "1"})]
+    assert _match([make_request(caps={"a": "1"})], idle) == [(1, 2)]
+
+
+def test_matcher_counts_groups_as_capability() -> None:
+    idle = [make_worker(1, groups=("lab", "qa")), make_worker(2, caps={"a": "1"})]
+    assert _match([make_request()], idle) == [(1, 2)]
+
+
+def test_matcher_breaks_ties_to_the_lowest_uuid() -> None:
+    idle = [make_worker(n, caps={"a": str(n)}) for n in (12, 3, 10)]
+    assert _match([make_request()], idle) == [(1, 3)]
+
+
+@pytest.mark.parametrize(
+    ("caps", "fits"),
+    [
+        ({}, True),
+        ({"arch": "arm"}, True),
+        ({"arch": "arm", "ram": "1G"}, True),
+        ({"arch": "ARM"}, False),  # values compare exactly
+        ({"arch": "arm64"}, False),
+        ({"arch": "arm", "gpu": "yes"}, False),  # every key must exist
+        ({"Arch": "arm"}, False),
+    ],
+)
+def test_request_caps_must_be_a_subset_of_worker_caps_with_exact_values(
+    caps: dict[str, str], fits: bool
+) -> None:
+    worker = make_worker(1, caps={"arch": "arm", "ram": "1G"})
+    assert bool(_match([make_request(caps=caps)], [worker])) is fits
+
+
+def test_uuid_cap_pins_a_worker_even_when_a_less_capable_one_fits() -> None:
+    idle = [make_worker(1), make_worker(2, caps={"a": "1", "b": "2"})]
+    assert _match([make_request(caps={UUID_CAP: uuid(2)})], idle) == [(1, 2)]
+
+
+@pytest.mark.parametrize(
+    ("pin", "state"),
+    [(uuid(2), WorkerState.RUN), (uuid(9), WorkerState.IDLE)],
+    ids=["pinned-worker-busy", "pinned-worker-unknown"],
+)
+def test_pinned_request_waits_for_its_worker(pin: WorkerUUID, state: WorkerState) -> None:
+    idle = [make_worker(1), make_worker(2, state=state)]
+    assert _match([make_request(caps={UUID_CAP: pin})], idle) == []
+
+
+def test_pin_and_other_caps_must_both_fit() -> None:
+    req = make_request(caps={UUID_CAP: uuid(1), "arch": "x86"})
+    assert _match([req], [make_worker(1, caps={"arch": "arm"})]) == []
+
+
+@pytest.mark.parametrize(
+    ("owner_groups", "expected"),
+    [
+        ((), [(1, 1)]),  # no groups: no restriction, the least capable wins
+        (("lab",), [(1, 2)]),
+        (("qa", "lab"), [(1, 2)]),  # any one shared group is enough
+        (("home",), []),
+    ],
+)
+def test_owner_groups_restrict_to_workers_sharing_one(
+    owner_groups: tuple[str, ...], expected: list[tuple[int, int]]
+) -> None:
+    idle = [make_worker(1), make_worker(2, groups=("lab", "x")), make_worker(3, groups=("dev",))]
+    assert _match([make_request(groups=owner_groups)], idle) == expected
+
+
+# --- readiness ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "blocked",
+    [
+        make_request(1, valid_after=T0 + HOUR),  # ValidAfter in the future
+        make_request(1, deadline=T0),  # deadline passed
+        make_request(1, state=RequestState.CANCELLED),  # no longer waiting
+    ],
+    ids=["valid-after-ahead", "deadline-passed", "cancelled"],
+)
+def test_matcher_skips_requests_that_are_not_ready(blocked: Request) -> None:
+    assert _match([blocked, make_request(2)], [make_worker(1)]) == [(2, 1)]
+
+
+def test_request_becomes_matchable_when_its_valid_after_arrives() -> None:
+    req = make_request(valid_after=T0 + HOUR)
+    assert _match([req], [make_worker(1)], T0 + HOUR) == [(1, 1)]
+
+
+@pytest.mark.parametrize("state", [s for s in WorkerState if s is not WorkerState.IDLE])
+def test_matcher_only_gives_out_idle_workers(state: WorkerState) -> None:
+    assert _match([make_request()], [make_worker(1, state=state)]) == []
+
+
+def test_matcher_without_idle_workers_assigns_nothing() -> None:
+    assert _match([make_request()], []) == []
+
+
+# --- one pass -----------------------------------------------------------------------------
+
+
+def test_worker_is_never_assigned_twice_in_one_pass() -> None:
+    reqs = [make_request(n) for n in range(1, 6)]
+    assert _match(reqs, [make_worker(1), make_worker(2)]) == [(1, 1), (2, 2)]
+
+
+def test_worker_taken_by_one_need_is_skipped_for_another() -> None:
+    idle = [make_worker(1, caps={"b": "1"}), make_worker(2, caps={"b": "1", "c": "1"})]
+    reqs = [make_request(1), make_request(2, caps={"b": "1"}), make_request(3, caps={"b": "1"})]
+    assert _match(reqs, idle) == [(1, 1), (2, 2)]
+
+
+def test_equal_needs_share_the_candidates_and_leave_the_rest_free() -> None:
+    idle = [make_worker(1, caps={"a": "1"}), make_worker(2, caps={"a": "1"}), make_worker(3)]
+    reqs = [make_request(n, caps={"a": "1"}) for n in (1, 2, 3)]
+    assert _match(reqs, idle) == [(1, 1), (2, 2)]
+
+
+def test_an_unmatched_important_request_does_not_block_later_ones() -> None:
+    reqs = [make_request(1, priority=1, caps={"gpu": "yes"}), make_request(2, priority=9)]
+    assert _match(reqs, [make_worker(1)]) == [(2, 1)]
+
+
+def test_matcher_is_independent_of_worker_input_order() -> None:
+    idle = [
+        make_worker(1, caps={"a": "1", "b": "1"}),
+        make_worker(2, caps={"a": "1"}),
+        make_worker(3, caps={"a": "1"}, groups=("lab",)),
+        make_worker(4),
+        make_worker(5, caps={"b": "1"}),
+    ]
+    reqs = [
+        make_request(1, caps={"a": "1"}),
+        make_request(2),
+        make_request(3, caps={"b": "1"}),
+        make_request(4, caps={"a": "1"}),
+        make_request(5, groups=("lab",)),
+    ]
+    results = {tuple(_match(reqs, order)) for order in itertools.permutations(idle)}
+    assert results == {((1, 2), (2, 4), (3, 5), (4, 1), (5, 3))}
+
+
+# --- the original, one request at a time, restarting from the top after each match -------
+
+
+def _fits_reference(worker: Worker, req: Request) -> bool:
+    caps_ok = all(k in worker.caps and worker.caps[k] == v for k, v in req.caps.items())
+    return caps_ok and (not req.groups or bool(set(req.groups) & set(worker.groups)))
+
+
+def _reference(reqs: list[Request], workers: list[Worker], now: datetime) -> list[tuple[int, int]]:
+    idle = sorted((w for w in workers if w.state is WorkerState.IDLE), key=lambda w: w.uuid)
+    order = sorted(reqs, key=lambda r: (r.priority, r.queued))
+    done: list[tuple[int, int]] = []
+    progress = True
+    while progress:
+        progress = False
+        for req in order:
+            if req.id in {d[0] for d in done} or not req.valid_after <= now < req.deadline:
+                continue
+            best: Worker | None = None
+            for w in idle:  # strict <, in UUID order: ties go to the lowest UUID
+                if _fits_reference(w, req) and (
+                    best is None or len(w.caps) + len(w.groups) < len(best.caps) + len(best.groups)
+                ):
+                    best = w
+            if best is not None:
+                idle.remove(best)
+                done.append((req.id, int(best.uuid[-12:], 16)))
+                progress = True
+                break
+    return done
+
+
+def _random_farm(rng: random.Random) -> tuple[list[Request], list[Worker]]:
+    """Up to 8 workers and 12 requests over few caps and groups, so that needs collide."""
+
+    def caps(chance: float) -> dict[str, str]:
+        return {k: rng.choice("12") for k in ("a", "b", "c") if rng.random() < chance}
+
+    def groups() -> tuple[str, ...]:
+        return tuple(sorted(g for g in ("g1", "g2") if rng.random() < 0.25))
+
+    numbers = rng.sample(range(1, 40), rng.randint(0, 8))
+    states = [WorkerState.IDLE] * 4 + [WorkerState.RUN]
+    workers = [
+        make_worker(n, caps=caps(0.6), groups=groups(), state=rng.choice(states)) for n in numbers
+    ]
+    reqs = []
+    for n in range(1, rng.randint(2, 13)):
+        need = caps(0.3)
+        if rng.random() < 0.15:  # pinned, sometimes to a worker that is not there
+            need[UUID_CAP] = uuid(rng.choice([*numbers, 99]))
+        start = T0 + rng.choice([-HOUR, -HOUR, -HOUR, HOUR])  # some not yet valid
+        end = start + rng.choice([HOUR, 3 * HOUR, 3 * HOUR])  # some past their deadline
+        reqs.append(
+            make_request(
+                n,
+                priority=rng.randint(1, 3),
+                caps=need,
+                groups=groups(),
+                valid_after=start,
+                deadline=end,
+                queued=rng.randint(1, 1000),
+            )
+        )
+    return reqs, workers
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_matcher_agrees_with_the_originals_algorithm_on_random_farms(seed: int) -> None:
+    rng = random.Random(seed)
+    reqs, workers = _random_farm(rng)
+    expected = _reference(reqs, workers, T0)
+    rng.shuffle(workers)
+    assert _match(reqs, workers) == expected
+
+
+# --- INVALID: no registered worker could ever take it --------------------------------------
+
+
+def test_request_no_worker_in_any_state_can_satisfy_is_unsatisfiable() -> None:
+    farm = [make_worker(1, caps={"arch": "arm"}, state=WorkerState.FAIL)]
+    ok, bad = make_request(1, caps={"arch": "arm"}), make_request(2, caps={"arch": "x86"})
+    assert unsatisfiable([ok, bad], farm) == [bad]
+
+
+@pytest.mark.parametrize("state", list(WorkerState))
+def test_a_worker_in_any_state_keeps_a_request_satisfiable(state: WorkerState) -> None:
+    assert (
+        unsatisfiable(
+            [make_request(caps={"a": "1"})], [make_worker(1, caps={"a": "1"}, state=state)]
+        )
+        == []
+    )
+
+
+@pytest.mark.parametrize(
+    ("caps", "groups", "lost"),
+    [
+        ({UUID_CAP: uuid(2)}, (), False),
+        ({UUID_CAP: uuid(9)}, (), True),  # pinned to a worker that is not registered
+        ({}, ("lab",), False),
+        ({}, ("home",), True),  # the owner's groups exclude every worker
+        ({"a": "1"}, ("lab",), True),  # caps and groups must fit the same worker
+    ],
+)
+def test_unsatisfiable_honours_pins_and_owner_groups(
+    caps: dict[str, str], groups: tuple[str, ...], lost: bool
+) -> None:
+    farm = [make_worker(1, caps={"a": "1"}), make_worker(2, groups=("lab",))]
+    req = make_request(caps=caps, groups=groups)
+    assert unsatisfiable([req], farm) == ([req] if lost else [])
+
+
+def test_every_request_with_an_unsatisfiable_need_is_reported() -> None:
+    reqs = [make_request(n, caps={"gpu": "yes"}) for n in (1, 2)] + [make_request(3)]
+    assert [r.id for r in unsatisfiable(reqs, [make_worker(1)])] == [1, 2]
+
+
+def test_without_workers_every_request_is_unsatisfiable() -> None:
+    assert unsatisfiable([make_request()], []) == [make_request()]
+
+
+# --- needs and the queue ------------------------------------------------------------------
+
+
+def test_need_ignores_the_order_of_caps_and_groups() -> None:
+    assert need_of({"a": "1", "b": "2"}, ["y", "x"]) == need_of({"b": "2", "a": "1"}, ["x", "y"])
+
+
+def test_queue_orders_by_priority_then_fifo_place() -> None:
+    reqs = [
+        make_request(1, priority=5, queued=1),
+        make_request(2, priority=2, queued=9),
+        make_request(3, priority=5, queued=0),
+    ]
+    queue = Queue(reqs)
+    assert (list(queue), len(queue)) == ([2, 3, 1], 3)
+
+
+def test_queue_add_inserts_in_order() -> None:
+    queue = Queue([make_request(1, priority=5), make_request(2, priority=9)])
+    queue.add(make_request(3, priority=7))
+    assert list(queue) == [1, 3, 2]
+
+
+def test_queue_position_counts_the_requests_before() -> None:
+    reqs = [make_request(n, priority=p) for n, p in ((1, 9), (2, 1), (3, 9))]
+    queue = Queue(reqs)
+    assert [queue.position(r) for r in reqs] == [1, 0, 2]
+
+
+def test_queue_remove_takes_out_exactly_that_request() -> None:
+    a, b = make_request(1), make_request(2)
+    queue = Queue([a, b])
+    queue.remove(a)
+    assert list(queue) == [2]
+
+
+@pytest.mark.parametrize(
+    "absent",
+    [make_request(9, queued=99), make_request(9, queued=0), make_request(1, priority=3)],
+    ids=["after-the-end", "before-the-first", "stale-priority"],
+)
+def test_queue_remove_ignores_absent_requests(absent: Request) -> None:
+    queue = Queue([make_request(1), make_request(2)])
+    queue.remove(absent)
+    assert list(queue) == [1, 2]
+
+
+def test_priority_change_sends_a_request_to_the_back_of_its_new_level() -> None:
+    first, second = make_request(1, priority=3), make_request(2, priority=5)
+    queue = Queue([first, second])
+    queue.remove(first)
+    queue.add(replace(first, priority=5, queued=3))
+    assert list(queue) == [2, 1]

@@ -1,0 +1,110 @@
+"""Timers from stored instants (spec §1.6 Timers), driven by a fake clock."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from coordinator.domain import requests
+from coordinator.domain.clock import FakeClock
+from coordinator.domain.ids import RequestID
+from coordinator.domain.model import Request
+from coordinator.domain.states import RequestState
+from coordinator.domain.timers import Due, Timers
+from tests.coordinator.domain._build import HOUR, T0, make_request, running, uuid
+
+R1, R2, R3 = RequestID(1), RequestID(2), RequestID(3)
+
+
+def test_new_timers_are_empty_and_have_nothing_due() -> None:
+    timers = Timers()
+    assert (len(timers), timers.next(), timers.pop_due(T0 + 1000 * HOUR)) == (0, None, [])
+
+
+def test_waiting_request_arms_valid_after_and_deadline() -> None:
+    timers = Timers()
+    timers.arm(make_request(valid_after=T0 + HOUR, deadline=T0 + 2 * HOUR), T0)
+    assert timers.pop_due(T0 + 2 * HOUR) == [(Due.VALID_AFTER, R1), (Due.DEADLINE, R1)]
+
+
+def test_ready_request_arms_only_its_deadline() -> None:
+    timers = Timers()
+    timers.arm(make_request(valid_after=T0, deadline=T0 + HOUR), T0)
+    assert timers.pop_due(T0 + HOUR) == [(Due.DEADLINE, R1)]
+
+
+def test_running_request_arms_its_job_timeout() -> None:
+    timers = Timers()
+    timers.arm(running(make_request(), uuid(1), T0), T0)
+    assert (timers.next(), timers.pop_due(T0 + HOUR)) == (T0 + HOUR, [(Due.JOB_TIMEOUT, R1)])
+
+
+@pytest.mark.parametrize(
+    "req",
+    [
+        make_request(state=RequestState.IN_PROGRESS),  # no job
+        make_request(state=RequestState.DONE),
+        make_request(state=RequestState.CANCELLED),
+        make_request(state=RequestState.TIMEOUT),
+    ],
+    ids=["in-progress-without-job", "done", "cancelled", "timeout"],
+)
+def test_requests_without_anything_pending_arm_nothing(req: Request) -> None:
+    timers = Timers()
+    timers.arm(req, T0)
+    assert len(timers) == 0
+
+
+def test_pop_due_returns_entries_up_to_now_in_time_order_and_keeps_later_ones() -> None:
+    timers = Timers()
+    timers.push(T0 + 3 * HOUR, Due.DEADLINE, R3)
+    timers.push(T0 + HOUR, Due.JOB_TIMEOUT, R1)
+    timers.push(T0 + 2 * HOUR, Due.VALID_AFTER, R2)
+    assert timers.pop_due(T0 + 2 * HOUR) == [(Due.JOB_TIMEOUT, R1), (Due.VALID_AFTER, R2)]
+    assert (len(timers), timers.next()) == (1, T0 + 3 * HOUR)
+
+
+def test_entries_at_one_instant_come_valid_after_then_deadline_then_job_timeout() -> None:
+    timers = Timers()
+    for kind, rid in ((Due.JOB_TIMEOUT, R1), (Due.DEADLINE, R2), (Due.VALID_AFTER, R3)):
+        timers.push(T0, kind, rid)
+    assert [kind for kind, _ in timers.pop_due(T0)] == [
+        Due.VALID_AFTER,
+        Due.DEADLINE,
+        Due.JOB_TIMEOUT,
+    ]
+
+
+def test_arm_all_rebuilds_every_timer_after_a_restart() -> None:
+    stored = [
+        make_request(1, valid_after=T0 + HOUR),
+        running(make_request(2), uuid(1), T0 - HOUR / 2),
+        make_request(3, state=RequestState.DONE),
+    ]
+    timers = Timers()
+    timers.arm_all(stored, T0)
+    assert (len(timers), timers.next()) == (3, T0 + HOUR / 2)
+
+
+def test_overdue_deadline_after_a_restart_fires_at_once(clock: FakeClock) -> None:
+    timers = Timers()
+    req = make_request(valid_after=T0 - 2 * HOUR, deadline=T0 - HOUR)
+    timers.arm(req, clock.now())
+    assert timers.pop_due(clock.now()) == [(Due.DEADLINE, R1)]
+    assert requests.time_out(req, clock.now()) is not None
+
+
+def test_prolonged_job_survives_its_first_timer(clock: FakeClock) -> None:
+    timers, policy = Timers(), requests.RequestPolicy()
+    req = running(make_request(), uuid(1), clock.now())
+    timers.arm(req, clock.now())
+    clock.advance(timedelta(minutes=30))
+    req = requests.prolong(req, clock.now(), policy)
+    timers.arm(req, clock.now())
+    clock.advance(timedelta(minutes=30))
+    assert [requests.expire_job(req, clock.now()) for _ in timers.pop_due(clock.now())] == [None]
+    clock.advance(timedelta(minutes=30))
+    assert [
+        requests.expire_job(req, clock.now()) is not None for _ in timers.pop_due(clock.now())
+    ] == [True]
