@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import pytest
 
 from coordinator.domain.clock import FakeClock
@@ -14,11 +12,6 @@ from tests.coordinator.domain._build import T0
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(T0)
-
-
-@pytest.fixture
-def now(clock: FakeClock) -> datetime:
-    return clock.now()
 
 
 @pytest.fixture
