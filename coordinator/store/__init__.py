@@ -66,7 +66,10 @@ class Store(Protocol):
     def transitions(
         self, kind: str | None = None, subject: str | None = None, limit: int = 1000
     ) -> list[Transition]:
-        """Recorded transitions, oldest first, optionally of one subject."""
+        """Recorded transitions, oldest first, optionally of one kind and subject.
+
+        With more than ``limit`` matches, the latest ``limit`` are returned.
+        """
 
     def close(self) -> None:
         """Release connections; idempotent."""

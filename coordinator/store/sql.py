@@ -125,7 +125,11 @@ class SqlStore:
             upgrade(conn)
         self._current = True
         if before != (head(),):
-            logger.info("store schema migrated from %s to %s", before or "nothing", head())
+            logger.info(
+                "store schema migrated from %s to revision %s",
+                f"revision {', '.join(before)}" if before else "an empty database",
+                head(),
+            )
 
     def load(self) -> Snapshot:
         """Read every request (by ID) and every worker (by UUID)."""

@@ -46,6 +46,7 @@ DRIVER_ERRORS: list[tuple[BaseException, str]] = [
     (pg.OutOfMemory("out of memory"), "database is out of resources"),
     (psycopg.OperationalError("connection failed: refused\nmore"), f"{UNREACHABLE}: connection"),
     (pg.UndefinedTable('relation "requests" does not exist'), "database error 42P01"),
+    (psycopg.InterfaceError("the connection is closed"), "database error: the connection"),
 ]
 
 
@@ -72,6 +73,7 @@ def test_wrapped_driver_error_is_translated_without_parameters(
     [
         (sa_exc.ArgumentError("bad URL"), "database error: bad URL"),
         (sa_exc.ResourceClosedError("closed"), "database error: closed"),
+        (sa_exc.StatementError("bad", "SELECT", None, KeyError("k")), "database error: "),
         (CommandError("Can't locate revision"), "schema migration failed: Can't locate"),
     ],
 )

@@ -143,6 +143,14 @@ def test_set_token_replaces_the_old_one(store: SqlStore) -> None:
     assert store.user_by_token("hash-new") == User("alice")
 
 
+def test_set_token_to_a_taken_token_conflicts(store: SqlStore) -> None:
+    store.add_user(User("alice"), "hash-a")
+    store.add_user(User("bob"), "hash-b")
+    with pytest.raises(Conflict, match="token"):
+        store.set_token("bob", "hash-a")
+    assert store.user_by_token("hash-b") == User("bob")
+
+
 def test_set_token_of_unknown_user_is_not_found(store: SqlStore) -> None:
     with pytest.raises(NotFound, match="User not found"):
         store.set_token("nobody", "hash")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from coordinator.errors import StoreUnavailable
 from coordinator.store import Changes
-from coordinator.store.schema import current, head
+from coordinator.store.schema import MIGRATIONS, current, head
 from coordinator.store.sql import SqlStore
 from coordinator.store.tables import metadata
 
@@ -56,3 +58,14 @@ def test_database_stamped_with_a_newer_revision_is_refused(store: SqlStore, data
         SqlStore.open(database)
     with pytest.raises(StoreUnavailable, match="revision 9999, newer than this coordinator"):
         store.migrate()
+
+
+def test_every_revision_downgrades_to_an_empty_schema(store: SqlStore) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("path_separator", "os")
+    with store.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "base")
+        assert current(conn) == ()
+        assert set(inspect(conn).get_table_names()) <= {"alembic_version"}

@@ -78,3 +78,8 @@ def test_refused_url_does_not_show_the_password() -> None:
     with pytest.raises(ValueError, match="unsupported") as caught:
         database_url("mysql://u:s3cret@db/boruta")
     assert "s3cret" not in str(caught.value)
+
+
+def test_url_names_the_database_file(sqlite_path: str) -> None:
+    with closing(SqlStore.open(sqlite_path)) as store:
+        assert store.url == f"sqlite+pysqlite:///{sqlite_path}"
