@@ -145,7 +145,11 @@ class V1:
     async def get_request(self, http: HttpRequest) -> Response:
         await self._user(http)
         req = self._service.get_request(parse_request_id(http.path_params["rid"]))
-        return head_or_json(http, bj.request_json(req), bj.request_headers(req))
+        headers = bj.request_headers(req)
+        position = self._service.queue_position(req.id)
+        if position is not None:  # additive: how many waiting requests come first
+            headers["Boruta-Queue-Position"] = str(position)
+        return head_or_json(http, bj.request_json(req), headers)
 
     async def update_request(self, http: HttpRequest) -> Response:
         user = await self._user(http)
