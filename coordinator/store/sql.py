@@ -118,7 +118,7 @@ class SqlStore:
 
         :raises StoreUnavailable: when the schema is newer than this code, or on failure.
         """
-        with self._writing() as conn:
+        with self._writing(check=False) as conn:
             if conn.dialect.name == "postgresql":
                 _pg_lock_for_migration(conn)
             before = current(conn)
@@ -216,7 +216,7 @@ class SqlStore:
     def transitions(
         self, kind: str | None = None, subject: str | None = None, limit: int = 1000
     ) -> list[Transition]:
-        """The latest ``limit`` recorded transitions, oldest first, optionally of one subject."""
+        """The latest ``limit`` recorded transitions, oldest first, optionally filtered."""
         query = select(transitions).order_by(transitions.c.id.desc()).limit(max(limit, 0))
         if kind is not None:
             query = query.where(transitions.c.kind == kind)
@@ -251,8 +251,8 @@ class SqlStore:
             yield conn
 
     @contextmanager
-    def _writing(self) -> Iterator[Connection]:
-        self._usable(check=False)
+    def _writing(self, *, check: bool = True) -> Iterator[Connection]:
+        self._usable(check)
         with database_errors(self._sqlite_path), self._writer.begin() as conn:
             yield conn
 

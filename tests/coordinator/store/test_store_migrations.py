@@ -38,6 +38,8 @@ def test_migrating_twice_changes_nothing(store: SqlStore) -> None:
 def test_store_refuses_work_before_the_migration(fresh_store: SqlStore) -> None:
     with pytest.raises(StoreUnavailable, match="run the migration"):
         fresh_store.load()
+    with pytest.raises(StoreUnavailable, match="run the migration"):
+        fresh_store.commit(Changes(requests=[make_request(1)]))
 
 
 def test_store_sees_a_migration_done_by_another_process(

@@ -8,6 +8,7 @@ from contextlib import closing
 import pytest
 from sqlalchemy import text
 
+from coordinator.store import Store
 from coordinator.store.sql import SqlStore, database_url
 
 
@@ -83,3 +84,8 @@ def test_refused_url_does_not_show_the_password() -> None:
 def test_url_names_the_database_file(sqlite_path: str) -> None:
     with closing(SqlStore.open(sqlite_path)) as store:
         assert store.url == f"sqlite+pysqlite:///{sqlite_path}"
+
+
+def test_sql_store_is_a_store(sqlite_path: str) -> None:
+    store: Store = SqlStore.open(sqlite_path)  # mypy checks the protocol on this line
+    store.close()
