@@ -55,6 +55,7 @@ class PtyStm:
         self._slave = -1
         self._slave_path = ""
         self._tg: TaskGroup | None = None
+        self._serving = anyio.CancelScope()
         self.changed = anyio.Event()
 
     @property
@@ -63,10 +64,9 @@ class PtyStm:
         return str(self._link) if self._link else self._slave_path
 
     async def __aenter__(self) -> PtyStm:
-        self._open()
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
-        self._tg.start_soon(self._serve)
+        self._open()
         self._publish()
         return self
 
@@ -76,11 +76,12 @@ class PtyStm:
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
             await self._tg.__aexit__(et, e, tb)
-        self._close()
         if self._link is not None:
             self._link.unlink(missing_ok=True)
 
     def _open(self) -> None:
+        if self._tg is None:
+            raise RuntimeError("PtyStm runs inside 'async with'")
         self._master, self._slave = os.openpty()
         # Raw mode at once: a cooked slave would echo our own output back to us
         # before a client has opened the port and set its own termios.
@@ -92,14 +93,9 @@ class PtyStm:
             tmp.unlink(missing_ok=True)
             tmp.symlink_to(self._slave_path)
             tmp.replace(self._link)
+        self._serving = anyio.CancelScope()
+        self._tg.start_soon(self._serve, self._master, self._slave, self._serving)
         logger.info("simulated STM on %s", self.path)
-
-    def _close(self) -> None:
-        for fd in (self._master, self._slave):
-            if fd >= 0:
-                anyio.notify_closing(fd)
-                os.close(fd)
-        self._master = self._slave = -1
 
     # Faults -------------------------------------------------------------------------
 
@@ -135,29 +131,26 @@ class PtyStm:
 
     def drop(self) -> None:
         """Tear the pty down (a lost port), then offer a new one at :attr:`path`."""
-        old_master, old_slave = self._master, self._slave
+        # The old serving task closes the old pty when it sees the cancellation.
+        self._serving.cancel()
         self._open()
-        for fd in (old_master, old_slave):
-            anyio.notify_closing(fd)
-            os.close(fd)
-        if self._tg is not None:
-            self._tg.start_soon(self._serve)
 
     # Serving ------------------------------------------------------------------------
 
-    async def _serve(self) -> None:
-        master = self._master
-        while True:
-            try:
-                await anyio.wait_readable(master)
-                data = os.read(master, 4096)
-            except (anyio.ClosedResourceError, OSError):
-                return  # dropped; a new _serve runs on the new pty
-            if self.muted:
-                logger.debug("muted STM swallowed %r", data)
-                continue
-            await self._feed(data)
-            self._publish()
+    async def _serve(self, master: int, slave: int, scope: anyio.CancelScope) -> None:
+        try:
+            with scope:
+                while True:
+                    await anyio.wait_readable(master)
+                    data = os.read(master, 4096)
+                    if self.muted:
+                        logger.debug("muted STM swallowed %r", data)
+                        continue
+                    await self._feed(data)
+                    self._publish()
+        finally:
+            os.close(master)
+            os.close(slave)
 
     async def _feed(self, data: bytes) -> None:
         if self._press_after is not None:
@@ -221,6 +214,6 @@ class PtyStm:
 
 
 def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(".tmp-" + path.name)  # keep the suffix: PIL picks the format by it
     write(tmp)
     tmp.replace(path)

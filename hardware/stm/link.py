@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 from types import TracebackType
@@ -38,7 +39,7 @@ class StmLink:
         self.baud = baud
         self.timeout = timeout
         self._serial: serial.Serial | None = None
-        self._opened = anyio.Event()
+        self._reader: anyio.CancelScope | None = None
         self._lock = anyio.Lock()
         self._lines = LineSplitter()
         self._sink: MemoryObjectSendStream[str | HardwareError] | None = None
@@ -47,10 +48,10 @@ class StmLink:
         self.reopened = 0
 
     async def __aenter__(self) -> StmLink:
-        self._open()
+        port = self._connect()  # fail before any task exists
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
-        self._tg.start_soon(self._read_forever)
+        self._attach(port)
         return self
 
     async def __aexit__(
@@ -63,8 +64,6 @@ class StmLink:
 
     async def aclose(self) -> None:
         """Stop reading and release the port; safe to call more than once."""
-        if self._tg is not None:
-            self._tg.cancel_scope.cancel()
         self._close()
         for send in self._subscribers:
             send.close()
@@ -146,19 +145,32 @@ class StmLink:
             raise PortLost(f"STM serial port {self.port} is closed")
         return int(self._serial.fileno())
 
-    def _open(self) -> None:
+    def _connect(self) -> serial.Serial:
         with map_serial_errors(self.port):
-            self._serial = serial.Serial(self.port, self.baud, timeout=0, exclusive=True)
+            return serial.Serial(self.port, self.baud, timeout=0, exclusive=True)
+
+    def _open(self) -> None:
+        self._attach(self._connect())
+
+    def _attach(self, port: serial.Serial) -> None:
+        if self._tg is None:
+            port.close()
+            raise PortLost(f"STM link to {self.port} is not running; use 'async with'")
+        self._serial = port
         self._lines.clear()
-        self._opened.set()
+        self._reader = anyio.CancelScope()
+        self._tg.start_soon(self._read_port, port, self._reader)
         logger.info("STM port %s open", self.port)
 
     def _close(self) -> None:
+        # The reader task closes the port itself once it has left wait_readable:
+        # closing it here could let the number be reused under a pending wait.
         port, self._serial = self._serial, None
-        if port is not None:
-            anyio.notify_closing(port.fileno())
-            port.close()
-            self._opened = anyio.Event()
+        if port is not None and port.is_open:
+            fcntl.flock(port.fileno(), fcntl.LOCK_UN)  # so a reopen right now may lock again
+        if self._reader is not None:
+            self._reader.cancel()
+            self._reader = None
 
     def _resync(self) -> None:
         """Drop whatever is half-received by reopening the port (a hung or noisy line)."""
@@ -177,27 +189,26 @@ class StmLink:
         if self._sink is not None:
             self._sink.send_nowait(error)
 
-    async def _read_forever(self) -> None:
-        while True:
-            if self._serial is None:
-                await self._opened.wait()
-                continue
-            fd = self._fd()
-            try:
-                await anyio.wait_readable(fd)
-                data = os.read(fd, 4096)
-            except anyio.ClosedResourceError:
-                continue  # the port was closed or replaced under us
-            except BlockingIOError:
-                continue
-            except OSError as exc:  # EIO: the other end hung up
-                self._lose(exc)
-                continue
-            if not data:
-                self._lose(EOFError("end of file"))
-                continue
-            for item in self._lines.feed(data):
-                self._dispatch(item)
+    async def _read_port(self, port: serial.Serial, scope: anyio.CancelScope) -> None:
+        fd = port.fileno()
+        try:
+            with scope:
+                while True:
+                    try:
+                        await anyio.wait_readable(fd)
+                        data = os.read(fd, 4096)
+                    except BlockingIOError:
+                        continue
+                    except OSError as exc:  # EIO: the other end hung up
+                        self._lose(exc)
+                        return
+                    if not data:
+                        self._lose(EOFError("end of file"))
+                        return
+                    for item in self._lines.feed(data):
+                        self._dispatch(item)
+        finally:
+            port.close()
 
     def _dispatch(self, item: str | Press) -> None:
         if isinstance(item, Press):

@@ -26,7 +26,9 @@ async def test_power_on_cycles_the_board_with_boot0_low(factory: NanoPiMockFacto
 async def test_flashing_raises_boot0_before_power_returns(factory: NanoPiMockFactory) -> None:
     gpio = NanoPiGpio(factory, settle=0)
     await gpio.flashing()
-    assert factory.pin("STM_BOOT0").states[-1].timestamp < factory.pin("PWR_CTRL").states[-1].timestamp
+    assert (
+        factory.pin("STM_BOOT0").states[-1].timestamp < factory.pin("PWR_CTRL").states[-1].timestamp
+    )
     assert (gpio.powered, gpio.bootloader) == (True, True)
     await gpio.power_off()
     assert (gpio.powered, gpio.bootloader) == (False, False)

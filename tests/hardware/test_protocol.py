@@ -113,5 +113,10 @@ def test_value_parsers_reject_unexpected_shapes() -> None:
 
 
 def test_help_lines_name_the_commands_and_skip_continuations() -> None:
-    lines = ["      help --- This help", "      draw --- objects are:", "    - point x y", "  lthor --- x"]
+    lines = [
+        "      help --- This help",
+        "      draw --- objects are:",
+        "    - point x y",
+        "  lthor --- x",
+    ]
     assert p.commands_of(lines) == {"help", "draw", "lthor"}
