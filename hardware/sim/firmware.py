@@ -98,6 +98,8 @@ class Firmware:
         self.state = BoardState(boots=0)
         self.panel = Panel()
         self._tick_seconds = 0.0
+        self._rows_of = b"-"
+        self._rows: list[str] = []
         self.log: list[str] = []
         self._line = bytearray()
         self._sticky_echo = sticky_echo
@@ -361,4 +363,7 @@ class Firmware:
 
     def snapshot(self) -> dict[str, Any]:
         """The board state plus the OLED as text rows, for ``--state`` files."""
-        return {**self.state.to_json(), "oled": self.panel.rows()}
+        pages = bytes(self.panel.pages)
+        if pages != self._rows_of:  # rendering rows is the costly part: only on change
+            self._rows_of, self._rows = pages, self.panel.rows()
+        return {**self.state.to_json(), "oled": self._rows}
