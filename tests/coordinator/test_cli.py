@@ -1,0 +1,73 @@
+"""``boruta-coordinator``'s user and database commands, run in-process on a real SQLite file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from coordinator.cli import main
+from coordinator.store.sql import SqlStore
+from coordinator.tokens import hash_token
+
+
+def run(capsys: pytest.CaptureFixture[str], db: Path, *args: str) -> tuple[int, str, str]:
+    code = main(["--db", str(db), *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_user_add_prints_a_token_that_is_stored_only_hashed(capsys, db_path: Path) -> None:
+    code, out, _ = run(capsys, db_path, "user", "add", "alice", "--groups", "lab1, lab2")
+    token = out.splitlines()[-1]
+    assert code == 0 and token.startswith("brt_")
+    store = SqlStore.open(db_path)
+    user = store.user_by_token(hash_token(token))
+    store.close()
+    assert user is not None and user.groups == ("lab1", "lab2") and not user.admin
+    assert token.encode() not in db_path.read_bytes()
+
+
+def test_replacing_a_token_revokes_the_old_one(capsys, db_path: Path) -> None:
+    old = run(capsys, db_path, "user", "add", "root", "--admin")[1].splitlines()[-1]
+    new = run(capsys, db_path, "user", "token", "root")[1].splitlines()[-1]
+    store = SqlStore.open(db_path)
+    assert store.user_by_token(hash_token(old)) is None
+    assert store.user_by_token(hash_token(new)) is not None
+    store.close()
+
+
+def test_user_list_and_remove(capsys, db_path: Path) -> None:
+    run(capsys, db_path, "user", "add", "root", "--admin")
+    run(capsys, db_path, "user", "add", "bob", "--groups", "g")
+    assert run(capsys, db_path, "user", "list")[1] == "bob\tuser\tg\nroot\tadmin\t\n"
+    assert run(capsys, db_path, "user", "remove", "bob")[0] == 0
+    assert "bob" not in run(capsys, db_path, "user", "list")[1]
+
+
+def test_a_second_user_of_the_same_name_is_refused(capsys, db_path: Path) -> None:
+    run(capsys, db_path, "user", "add", "bob")
+    code, out, err = run(capsys, db_path, "user", "add", "bob")
+    assert code == 1 and "bob" in err and "brt_" not in out
+
+
+def test_removing_an_unknown_user_says_so(capsys, db_path: Path) -> None:
+    code, _, err = run(capsys, db_path, "user", "remove", "nobody")
+    assert code == 1 and "not found" in err
+
+
+def test_migrate_reports_an_up_to_date_database(capsys, db_path: Path) -> None:
+    assert run(capsys, db_path, "migrate")[:2] == (0, f"database {db_path} is up to date\n")
+
+
+def test_a_corrupt_database_is_a_clear_error_not_a_traceback(capsys, db_path: Path) -> None:
+    db_path.write_bytes(b"this is not a database" * 100)
+    code, _, err = run(capsys, db_path, "migrate")
+    assert code == 1 and "corrupt" in err
+
+
+def test_a_bad_config_file_is_refused_before_anything_runs(capsys, tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('http = "nowhere"\n')
+    code = main(["--config", str(config), "migrate"])
+    assert code == 2 and "HOST:PORT" in capsys.readouterr().err

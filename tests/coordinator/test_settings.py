@@ -1,0 +1,63 @@
+"""Settings: defaults, the TOML file, flags over the file, and clear refusals."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from coordinator.settings import Settings, SettingsError, load
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "coordinator.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_match_the_original_ports_and_timeout() -> None:
+    settings = load(None)
+    assert (settings.http_host, settings.http_port) == ("127.0.0.1", 8487)
+    assert settings.policy.job_timeout == timedelta(hours=1)
+
+
+def test_file_values_apply_and_flags_override_them(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[coordinator]\ndb = "/var/lib/boruta.db"\njob_timeout = 600\n'
+        'max_job_length = 1200\nhttp = "0.0.0.0:9000"\n',
+    )
+    settings = load(path, http="127.0.0.1:1", db=None)
+    assert settings.db == "/var/lib/boruta.db" and settings.http == "127.0.0.1:1"
+    assert settings.policy.max_job_length == timedelta(seconds=1200)
+
+
+@pytest.mark.parametrize(
+    ("text", "complaint"),
+    [
+        ('colour = "blue"', "unknown setting 'colour'"),
+        ('job_timeout = "1h"', "job_timeout must be a int"),
+        ("job_timeout = true", "job_timeout must be a int"),
+        ("job_timeout = 0", "job_timeout must be positive"),
+        ("job_timeout = 7200\nmax_job_length = 3600", "max_job_length must be at least"),
+        ('sqlite_sync = "OFF"', "sqlite_sync must be FULL or NORMAL"),
+        ('http = "localhost"', "http must be HOST:PORT"),
+        ("this is not toml", "cannot read"),
+    ],
+)
+def test_bad_settings_are_refused_with_the_reason(
+    tmp_path: Path, text: str, complaint: str
+) -> None:
+    with pytest.raises(SettingsError, match=complaint):
+        load(write(tmp_path, text))
+
+
+def test_a_missing_config_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="cannot read"):
+        load(tmp_path / "absent.toml")
+
+
+def test_an_ipv6_listen_address_is_split_correctly() -> None:
+    settings = Settings(http="[::1]:8487").validate()
+    assert (settings.http_host, settings.http_port) == ("::1", 8487)
