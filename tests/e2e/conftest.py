@@ -80,7 +80,8 @@ def coordinators(tmp_path: Path) -> Iterator[list[Coordinator]]:
     yield started
     for c in started:
         if c.process.poll() is None:
-            c.kill()
+            c.process.terminate()  # a graceful stop, so the process can write its coverage
+            c.process.wait(20)
 
 
 def client(url: str, token: str) -> httpx.Client:
