@@ -116,4 +116,6 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     detail = getattr(exc, "detail", "error")
     error = BorutaError(str(detail))
     error.status = status  # type: ignore[misc]
-    return error_response(error)
+    response = error_response(error)
+    response.headers.update(getattr(exc, "headers", None) or {})  # 405 must say Allow
+    return response
