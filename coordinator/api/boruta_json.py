@@ -123,7 +123,7 @@ def request_json(req: Request) -> dict[str, object]:
         "Job": None
         if req.job is None
         else {"WorkerUUID": req.job.worker, "Timeout": format_time(req.job.timeout)},
-        "Caps": dict(req.caps),
+        "Caps": _sorted(req.caps),
     }
     if req.reason:
         body["Reason"] = req.reason
@@ -136,11 +136,16 @@ def worker_json(worker: Worker) -> dict[str, object]:
         "WorkerUUID": worker.uuid,
         "State": worker.state.value,
         "Groups": list(worker.groups) or None,
-        "Caps": dict(worker.caps),
+        "Caps": _sorted(worker.caps),
     }
     if worker.reason:
         body["Reason"] = worker.reason
     return body
+
+
+def _sorted(caps: Mapping[str, str]) -> dict[str, str]:
+    """Go's ``json.Marshal`` writes map keys sorted (byte order, which is code point order)."""
+    return dict(sorted(caps.items()))
 
 
 def access_json(access: AccessInfo) -> dict[str, object]:
