@@ -13,6 +13,7 @@
     ├── Unauthorized (401), Forbidden (403)
     ├── BodyTooLarge (413)
     ├── Conflict (409, "invalid request: …"): a concurrent change got there first
+    ├── DryadUnreachable (409): the worker's dryad is not connected or did not answer
     └── StoreUnavailable (503): the database refused a write; nothing was acknowledged
 """
 
@@ -152,6 +153,12 @@ class BodyTooLarge(BorutaError, ValueError):
 
 class Conflict(InvalidRequest):
     """Another change to the same object won; the caller may retry."""
+
+    status = 409
+
+
+class DryadUnreachable(BorutaError, ConnectionError):
+    """The worker's dryad is not connected or did not answer."""
 
     status = 409
 

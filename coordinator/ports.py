@@ -8,6 +8,7 @@ from typing import Protocol
 from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.model import Worker
 from coordinator.domain.workers import split_address
+from coordinator.wire import Display, HealthReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,18 @@ class Dryads(Protocol):
 
     async def maintenance(self, worker: WorkerUUID, message: str) -> None:
         """Show maintenance on the board (message on the OLED, blinking LEDs)."""
+
+    async def release(self, worker: WorkerUUID) -> None:
+        """End the job's access: kill the job user's processes and remove the user."""
+
+    async def healthcheck(self, worker: WorkerUUID) -> HealthReport:
+        """Run every healthcheck now and return the results."""
+
+    async def identify(self, worker: WorkerUUID, seconds: float) -> None:
+        """Blink brightly so someone can find the board in the rack."""
+
+    async def display(self, worker: WorkerUUID, panel: Display) -> None:
+        """Show the worker's state on the board (LEDs and OLED)."""
 
 
 class Tunnels(Protocol):

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from datetime import datetime
+from typing import TypeVar
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -27,12 +28,21 @@ from coordinator.domain.model import Request, User, Worker
 from coordinator.domain.requests import RequestPolicy
 from coordinator.domain.states import RequestState, WorkerState
 from coordinator.domain.timers import Due, Timers
-from coordinator.errors import Forbidden, NotFound, StoreUnavailable, WorkerNotAssigned
+from coordinator.errors import (
+    DryadUnreachable,
+    Forbidden,
+    NotFound,
+    StoreUnavailable,
+    WorkerNotAssigned,
+)
 from coordinator.keys import KeyPool
 from coordinator.ports import AccessInfo, Dryads, Tunnels
 from coordinator.store import Store
+from coordinator.wire import Display, HealthReport
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 MAINTENANCE_MESSAGE = "maintenance"  # what the original sends (spec §1.8)
 RETRY_AFTER_STORE_ERROR = 1.0  # seconds before the timers retry after a failed commit
@@ -50,6 +60,8 @@ class Service:
         policy: RequestPolicy | None = None,
         username: str = "boruta-user",
         keys: KeyPool | None = None,
+        link_grace: float = 60.0,
+        self_heal: bool = False,
     ) -> None:
         self._store = store
         self._dryads = dryads
@@ -71,6 +83,11 @@ class Service:
         self._rematch = False  # a matcher pass failed to commit; the timer loop retries it
         self._changed = anyio.Event()  # set (and replaced) after every applied commit
         self._tg: TaskGroup | None = None
+        self.link_grace = link_grace  # seconds a dryad may be away before its worker FAILS
+        self.self_heal = self_heal  # passing checks bring a FAILED worker back to service
+        self._links: dict[WorkerUUID, int] = {}  # link epoch; odd while connected
+        self._health: dict[WorkerUUID, tuple[datetime, HealthReport]] = {}
+        self._jobs: dict[WorkerUUID, RequestID] = {}  # the running request of each worker
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -81,6 +98,11 @@ class Service:
         self._requests = {r.id: r for r in snapshot.requests}
         self._workers = {w.uuid: w for w in snapshot.workers}
         self._queue = Queue(r for r in snapshot.requests if r.state is RequestState.WAITING)
+        self._jobs = {
+            r.job.worker: r.id
+            for r in snapshot.requests
+            if r.state is RequestState.IN_PROGRESS and r.job is not None
+        }
         self._timers.arm_all(snapshot.requests, now)
         self._next_id = max(self._requests, default=0) + 1
         self._next_queued = max((r.queued for r in snapshot.requests), default=0) + 1
@@ -106,6 +128,7 @@ class Service:
                     await self._open_tunnel(req.id, worker)
         for worker in self._workers.values():
             self._start_background(worker)
+            self._start_grace(worker.uuid)  # dryads must come back after our restart
         async with self._lock:
             await self._fire_due_locked()
             await self._match_locked(None)
@@ -249,16 +272,90 @@ class Service:
             self._put_worker(batch, workers.set_fail(self.get_worker(uuid), reason, batch.now))
             await self._commit_and_follow(batch)
 
-    async def report_health(self, uuid: WorkerUUID, passed: bool, detail: str) -> None:
-        """A healthcheck result: a failure of a worker in service sends it to FAIL."""
+    def connected(self, uuid: WorkerUUID) -> bool:
+        """Whether the worker's dryad link is up now."""
+        return self._links.get(uuid, 0) % 2 == 1
+
+    def last_health(self, uuid: WorkerUUID) -> tuple[datetime, HealthReport] | None:
+        return self._health.get(uuid)
+
+    def link_up(self, uuid: WorkerUUID) -> None:
+        """The dryad link of ``uuid`` connected (the link server calls this)."""
+        if not self.connected(uuid):
+            self._links[uuid] = self._links.get(uuid, 0) + 1
+            logger.info("worker %s: link up", uuid)
+
+    def link_down(self, uuid: WorkerUUID) -> None:
+        """The link dropped; the worker FAILS if it stays away for the grace period."""
+        if self.connected(uuid):
+            self._links[uuid] += 1
+            logger.warning("worker %s: link down; %.0f s grace", uuid, self.link_grace)
+            self._start_grace(uuid)
+
+    def _start_grace(self, uuid: WorkerUUID) -> None:
+        if self._tg is not None and not self.connected(uuid):
+            self._tg.start_soon(self._grace, uuid, self._links.get(uuid, 0))
+
+    async def _grace(self, uuid: WorkerUUID, epoch: int) -> None:
+        await anyio.sleep(self.link_grace)
+        async with self._lock:
+            worker = self._workers.get(uuid)
+            if self._links.get(uuid, 0) != epoch or worker is None:
+                return  # it came back (or went) meanwhile
+            if worker.state in _OUT_OF_SERVICE:
+                return  # maintenance and FAIL need no reminder that the board is away
+            batch = self._batch("")
+            self._put_worker(batch, workers.move(worker, WorkerState.FAIL, batch.now, _AWAY))
+            try:
+                await self._commit_and_follow(batch)
+            except StoreUnavailable:
+                logger.error("worker %s: store unavailable; FAIL not recorded", uuid)
+
+    async def report_health(self, uuid: WorkerUUID, report: HealthReport) -> None:
+        """Healthcheck results: a failed critical check sends a worker in service to FAIL;
+        with self-heal, passing checks send a FAILED worker back through PREPARE."""
         async with self._lock:
             batch = self._batch("")
             worker = self.get_worker(uuid)
-            if passed or worker.state in _OUT_OF_SERVICE:
-                batch.note(worker, f"healthcheck {'passed' if passed else 'failed'}: {detail}")
+            self._health[uuid] = (batch.now, report)
+            failed = report.failed_critical
+            if failed and worker.state not in _OUT_OF_SERVICE:
+                reason = "; ".join(f"healthcheck {c.name} failed: {c.detail}" for c in failed)
+                self._put_worker(batch, workers.set_fail(worker, reason, batch.now))
+            elif not failed and self.self_heal and worker.state is WorkerState.FAIL:
+                batch.put_worker(workers.move(worker, WorkerState.PREPARE, batch.now))
             else:
-                self._put_worker(batch, workers.set_fail(worker, detail, batch.now))
+                summary = ", ".join(f"{c.name} {'ok' if c.passed else 'FAILED'}"
+                                    for c in report.checks)
+                batch.note(worker, f"healthcheck: {summary}")
             await self._commit_and_follow(batch)
+
+    async def button(self, uuid: WorkerUUID, number: int) -> None:
+        """Someone pressed a button on the MuxPi: recorded in the worker's history."""
+        async with self._lock:
+            batch = self._batch("")
+            batch.note(self.get_worker(uuid), f"button {number} pressed")
+            await self._commit(batch)
+
+    async def identify(self, admin: User, uuid: WorkerUUID, seconds: float) -> None:
+        """Make the board blink brightly so it can be found in the rack."""
+        self._require_admin(admin)
+        self.get_worker(uuid)
+        await self._ask_dryad(uuid, self._dryads.identify(uuid, seconds))
+
+    async def run_healthcheck(self, admin: User, uuid: WorkerUUID) -> HealthReport:
+        """Run the worker's healthchecks now; the results are applied as reported ones."""
+        self._require_admin(admin)
+        self.get_worker(uuid)
+        report: HealthReport = await self._ask_dryad(uuid, self._dryads.healthcheck(uuid))
+        await self.report_health(uuid, report)
+        return report
+
+    async def _ask_dryad(self, uuid: WorkerUUID, call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except Exception as exc:
+            raise DryadUnreachable(f"worker {uuid}: {exc}") from exc
 
     async def set_worker_state(self, admin: User, uuid: WorkerUUID, state: WorkerState) -> None:
         """An admin's IDLE (through PREPARE) or MAINTENANCE (through BUSY)."""
@@ -365,10 +462,10 @@ class Service:
         old = batch.worker(new.uuid)
         batch.put_worker(new)
         if old is not None and workers.fails_job(old.state, new.state):
-            for req in self._requests.values():
-                if req.state is RequestState.IN_PROGRESS and req.job and req.job.worker == new.uuid:
-                    reason = f"worker {new.uuid} left RUNNING for {new.state}"
-                    batch.put_request(requests.fail(req, new.reason or reason))
+            req = self._running_on(new.uuid)
+            if req is not None:
+                reason = f"worker {new.uuid} left RUNNING for {new.state}"
+                batch.put_request(requests.fail(req, new.reason or reason))
 
     def _finish_job(self, batch: Batch, req: Request) -> None:
         """A running request ended: its worker goes to PREPARE for a new key."""
@@ -394,7 +491,13 @@ class Service:
         for req in changes.requests:
             self._apply_request(req, batch.now)
         for worker in changes.workers:
+            old = self._workers.get(worker.uuid)
             self._workers[worker.uuid] = worker
+            if old is None or old.state is not worker.state:
+                self._show(worker)
+        for req in changes.requests:  # a prolonged job shows its new end
+            if req.state is RequestState.IN_PROGRESS and req.job and req.job.worker in self._workers:
+                self._show(self._workers[req.job.worker])
         for uuid in changes.removed_workers:
             self._workers.pop(uuid, None)
         self._changed.set()
@@ -411,6 +514,10 @@ class Service:
         self._requests[new.id] = new
         self._next_id = max(self._next_id, new.id + 1)
         self._next_queued = max(self._next_queued, new.queued + 1)
+        if old is not None and old.job is not None and self._jobs.get(old.job.worker) == new.id:
+            del self._jobs[old.job.worker]
+        if new.state is RequestState.IN_PROGRESS and new.job is not None:
+            self._jobs[new.job.worker] = new.id
         if new.state is RequestState.WAITING:
             self._queue.add(new)
         elif (event := self._waiters.pop(new.id, None)) is not None:
@@ -423,6 +530,31 @@ class Service:
             self._timers.arm(new, now)
             self._rearm.set()
 
+    def _show(self, worker: Worker) -> None:
+        """Tell the board what to show for its state, without waiting for it."""
+        if self._tg is None or not self.connected(worker.uuid):
+            return
+        panel = Display(worker.state.value, reason=worker.reason)
+        if worker.state is WorkerState.RUN:
+            job = self._running_on(worker.uuid)
+            if job is not None and job.job is not None:
+                panel = Display(worker.state.value, owner=job.owner,
+                                until=job.job.timeout.isoformat())
+        elif worker.state in (WorkerState.BUSY, WorkerState.MAINTENANCE):
+            panel = Display(worker.state.value, message=MAINTENANCE_MESSAGE)
+        self._tg.start_soon(self._tell, worker.uuid, "display",
+                            self._dryads.display(worker.uuid, panel))
+
+    async def _tell(self, uuid: WorkerUUID, what: str, call: Awaitable[None]) -> None:
+        try:
+            await call
+        except Exception as exc:
+            logger.warning("worker %s: %s not delivered: %s", uuid, what, exc)
+
+    def _running_on(self, uuid: WorkerUUID) -> Request | None:
+        rid = self._jobs.get(uuid)
+        return None if rid is None else self._requests[rid]
+
     async def _commit_and_follow(self, batch: Batch) -> None:
         """Commit, then do what the new states call for: close tunnels, start background
         steps, and match when a worker became IDLE."""
@@ -430,6 +562,10 @@ class Service:
         for req in batch.requests.values():
             if req.state in (RequestState.DONE, RequestState.FAILED):
                 await self._close_tunnel(req.id)
+            if req.state is RequestState.FAILED and req.job and self._tg:
+                # No PREPARE follows a failed job, so its user is removed on its own.
+                self._tg.start_soon(self._tell, req.job.worker, "release",
+                                    self._dryads.release(req.job.worker))
         idle = False
         for worker in batch.workers.values():
             self._start_background(worker)
@@ -531,4 +667,5 @@ class Service:
 
 
 _NO_WORKER = "no registered worker has these caps and groups"
+_AWAY = "disconnected"  # the FAIL reason of a dryad gone past the grace period
 _OUT_OF_SERVICE = frozenset({WorkerState.MAINTENANCE, WorkerState.BUSY, WorkerState.FAIL})

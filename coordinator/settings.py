@@ -28,6 +28,11 @@ class Settings:
     max_body_bytes: int = 1 << 20
     max_acquire_wait: int = 600  # seconds acquire_worker?wait= may block
     log_level: str = "INFO"
+    link: str = "127.0.0.1:7175"  # HOST:PORT the dryads dial (SSH); "" turns the link off
+    link_host_key: str = ""  # the link's SSH host key file; "" = link_host_key beside the db
+    link_grace: int = 60  # seconds a dryad may be away before its worker FAILS
+    link_keepalive: int = 5  # seconds between keepalives; 3 missed = the dryad is gone
+    self_heal: bool = False  # a FAILED worker whose checks pass again returns to service
 
     @property
     def http_host(self) -> str:
@@ -36,6 +41,13 @@ class Settings:
     @property
     def http_port(self) -> int:
         return int(self.http.rpartition(":")[2])
+
+    @property
+    def link_host_key_path(self) -> Path:
+        if self.link_host_key:
+            return Path(self.link_host_key)
+        db = Path(self.db) if "://" not in self.db else Path.cwd() / "boruta.db"
+        return db.parent / "link_host_key"
 
     @property
     def policy(self) -> RequestPolicy:
@@ -50,9 +62,14 @@ class Settings:
             raise SettingsError(f"http must be HOST:PORT, not {self.http!r}")
         if self.sqlite_sync not in ("FULL", "NORMAL"):
             raise SettingsError("sqlite_sync must be FULL or NORMAL")
-        for name in ("job_timeout", "max_job_length", "max_body_bytes"):
+        for name in ("job_timeout", "max_job_length", "max_body_bytes", "link_grace",
+                     "link_keepalive"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive")
+        if self.link:
+            lhost, lsep, lport = self.link.rpartition(":")
+            if not lsep or not lport.isdigit() or not 0 <= int(lport) < 65536:
+                raise SettingsError(f"link must be HOST:PORT or empty, not {self.link!r}")
         if self.max_job_length < self.job_timeout:
             raise SettingsError("max_job_length must be at least job_timeout")
         return self
@@ -72,7 +89,7 @@ def load(path: Path | None, **overrides: Any) -> Settings:
         if key not in known:
             raise SettingsError(f"{path}: unknown setting {key!r}")
         expected = type(getattr(Settings(), key))
-        if not isinstance(value, expected) or isinstance(value, bool):
+        if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
             raise SettingsError(f"{path}: {key} must be a {expected.__name__}")
     settings = replace(Settings(), **values)
     settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})

@@ -21,7 +21,9 @@ from coordinator.api.errors import boruta_error, error_response, internal_error
 from coordinator.api.ops import Ops
 from coordinator.api.v1 import V1, json_response
 from coordinator.domain.clock import Clock, SystemClock
+from coordinator.domain.ids import WorkerUUID
 from coordinator.errors import BorutaError
+from coordinator.wire import Display, HealthReport
 from coordinator.keys import KeyPool
 from coordinator.ports import DirectAccess, Dryads, Tunnels
 from coordinator.service import Service
@@ -32,13 +34,29 @@ logger = logging.getLogger(__name__)
 
 
 class NoDryadLink:
-    """Until the dryad link runs in this process, no dryad can be reached."""
+    """Without the dryad link in this process, no dryad can be reached."""
 
-    async def prepare(self, worker: str, public_key: str) -> None:
+    async def _away(self) -> None:
         raise ConnectionError("dryad link is not running")
 
-    async def maintenance(self, worker: str, message: str) -> None:
-        raise ConnectionError("dryad link is not running")
+    async def prepare(self, worker: WorkerUUID, public_key: str) -> None:
+        await self._away()
+
+    async def maintenance(self, worker: WorkerUUID, message: str) -> None:
+        await self._away()
+
+    async def release(self, worker: WorkerUUID) -> None:
+        await self._away()
+
+    async def healthcheck(self, worker: WorkerUUID) -> HealthReport:
+        await self._away()
+        raise AssertionError("unreachable")
+
+    async def identify(self, worker: WorkerUUID, seconds: float) -> None:
+        await self._away()
+
+    async def display(self, worker: WorkerUUID, panel: Display) -> None:
+        await self._away()
 
 
 @dataclass

@@ -16,6 +16,7 @@ from coordinator.domain.workers import split_address
 from coordinator.keys import KeyPool
 from coordinator.service import Service
 from coordinator.store.sql import SqlStore
+from coordinator.wire import CheckResult, Display, HealthReport
 
 ALICE = User("alice", groups=())
 BOB = User("bob", groups=())
@@ -27,7 +28,9 @@ class RecordingDryads:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, WorkerUUID, str]] = []
+        self.shown: list[tuple[WorkerUUID, Display]] = []
         self.fail: str = ""
+        self.report = HealthReport((CheckResult("stm", True, True, "version 1.2"),))
 
     async def prepare(self, worker: WorkerUUID, public_key: str) -> None:
         self.calls.append(("prepare", worker, public_key))
@@ -38,6 +41,21 @@ class RecordingDryads:
         self.calls.append(("maintenance", worker, message))
         if self.fail:
             raise ConnectionError(self.fail)
+
+    async def release(self, worker: WorkerUUID) -> None:
+        self.calls.append(("release", worker, ""))
+
+    async def healthcheck(self, worker: WorkerUUID) -> HealthReport:
+        self.calls.append(("healthcheck", worker, ""))
+        if self.fail:
+            raise ConnectionError(self.fail)
+        return self.report
+
+    async def identify(self, worker: WorkerUUID, seconds: float) -> None:
+        self.calls.append(("identify", worker, str(seconds)))
+
+    async def display(self, worker: WorkerUUID, panel: Display) -> None:
+        self.shown.append((worker, panel))
 
 
 class RecordingTunnels:
