@@ -23,9 +23,16 @@ _TIME_RE: Final = re.compile(
 _GO_ZERO_YEAR: Final = 1  # Go's zero time.Time is 0001-01-01T00:00:00Z: "not set"
 
 
+# Go's json.Marshal escapes these inside strings (HTML safety); they occur nowhere else.
+_GO_ESCAPES: Final = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
+
+
 def dumps(data: object) -> bytes:
-    """Compact JSON, as Go's ``json.Marshal`` writes it."""
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    """Compact JSON, as Go's ``json.Marshal`` writes it: UTF-8, ``<>&`` escaped."""
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return text.translate(_GO_ESCAPES).encode()
 
 
 def format_time(when: datetime) -> str:
