@@ -13,9 +13,15 @@ Dryad → coordinator: ``enrol`` (first call of an unknown key), ``register``, `
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
+
+logger = logging.getLogger(__name__)
 
 LINK_PORT: Final = 7175  # the original Boruta's RPC port
 LINK_SUBSYSTEM: Final = "boruta-link@v1"
@@ -113,8 +119,9 @@ def decode(line: bytes) -> Incoming:
         err = data["error"]
         if not isinstance(err, dict):
             raise WireError("error must be an object")
-        return Incoming(rid, error=RpcError(int(err.get("code", INTERNAL_ERROR)),
-                                            str(err.get("message", ""))))
+        return Incoming(
+            rid, error=RpcError(int(err.get("code", INTERNAL_ERROR)), str(err.get("message", "")))
+        )
     if "result" not in data:
         raise WireError("neither method, result nor error")
     return Incoming(rid, result=data["result"])
@@ -218,3 +225,111 @@ def _str(data: dict[str, Any], key: str, default: str | None = None) -> str:
     if not isinstance(value, str):
         raise WireError(f"{key} must be a string")
     return value
+
+
+# ---- the peer: JSON-RPC both ways over one stream pair -----------------------------------
+
+Handler = Callable[[str, dict[str, Any]], Awaitable[Any]]
+
+
+class LineReader(Protocol):
+    """What the peer reads from (asyncio's and asyncssh's stream readers qualify)."""
+
+    async def readline(self) -> bytes: ...
+
+
+class LineWriter(Protocol):
+    """What the peer writes to (asyncio's and asyncssh's stream writers qualify)."""
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+
+class Peer:
+    """One end of the link: calls the other end and serves its calls, concurrently.
+
+    ``serve()`` reads until the stream ends; every call in flight then fails with
+    ``ConnectionError``. A malformed line is answered with a JSON-RPC error and skipped,
+    so one bad message never takes the link down.
+    """
+
+    def __init__(self, reader: LineReader, writer: LineWriter, handler: Handler) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._handler = handler
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    async def call(self, method: str, params: dict[str, Any], timeout: float = 30.0) -> Any:
+        """Call ``method`` on the other end; raises ``RpcError``, ``TimeoutError`` or
+        ``ConnectionError``."""
+        if self._closed:
+            raise ConnectionError("link closed")
+        rid = next(self._ids)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = future
+        try:
+            async with asyncio.timeout(timeout):
+                await self._send(request(rid, method, params))
+                return await future
+        finally:
+            self._pending.pop(rid, None)
+
+    async def notify(self, method: str, params: dict[str, Any]) -> None:
+        """Send a call that expects no answer."""
+        await self._send(notification(method, params))
+
+    async def serve(self) -> None:
+        """Read and handle lines until the other end closes the stream."""
+        try:
+            while line := await self._reader.readline():
+                try:
+                    incoming = decode(line)
+                except WireError as exc:
+                    await self._send(error(None, PARSE_ERROR, str(exc)))
+                    continue
+                if incoming.method is not None:
+                    task = asyncio.create_task(self._dispatch(incoming))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                elif (future := self._pending.get(incoming.id or 0)) and not future.done():
+                    if incoming.error is not None:
+                        future.set_exception(incoming.error)
+                    else:
+                        future.set_result(incoming.result)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Fail every call in flight and stop serving calls; idempotent."""
+        self._closed = True
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(ConnectionError("link closed"))
+        for task in self._tasks:
+            task.cancel()
+
+    async def _dispatch(self, incoming: Incoming) -> None:
+        method = incoming.method or ""  # serve() dispatches only calls, which have one
+        try:
+            value = await self._handler(method, incoming.params)
+        except RpcError as exc:
+            answer = error(incoming.id, exc.code, exc.message)
+        except WireError as exc:
+            answer = error(incoming.id, INVALID_PARAMS, str(exc))
+        except Exception as exc:  # the peer gets the reason; our log gets the trace
+            logger.exception("link: %s failed", method)
+            answer = error(incoming.id, INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+        else:
+            answer = result(incoming.id, value) if incoming.id is not None else b""
+        if incoming.id is not None and answer:
+            await self._send(answer)
+
+    async def _send(self, line: bytes) -> None:
+        if self._closed:
+            raise ConnectionError("link closed")
+        self._writer.write(line)
+        await self._writer.drain()
