@@ -263,7 +263,7 @@ class Peer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
-    async def call(self, method: str, params: dict[str, Any], timeout: float = 30.0) -> Any:
+    async def call(self, method: str, params: dict[str, Any], seconds: float = 30.0) -> Any:
         """Call ``method`` on the other end; raises ``RpcError``, ``TimeoutError`` or
         ``ConnectionError``."""
         if self._closed:
@@ -272,7 +272,7 @@ class Peer:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[rid] = future
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(seconds):
                 await self._send(request(rid, method, params))
                 return await future
         finally:
