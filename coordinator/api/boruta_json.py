@@ -11,6 +11,7 @@ from typing import Any, Final
 from coordinator.domain.model import Request, Worker
 from coordinator.errors import MalformedInput
 from coordinator.ports import AccessInfo
+from coordinator.wire import HealthReport
 
 SERVER_VERSION: Final = "0.2.1"  # the original release whose API v1 we speak
 API_VERSION: Final = "v1"
@@ -137,8 +138,13 @@ def request_json(req: Request) -> dict[str, object]:
     return body
 
 
-def worker_json(worker: Worker) -> dict[str, object]:
-    """WorkerInfo; ``Reason`` (why it FAILED) is additive."""
+def worker_json(
+    worker: Worker,
+    connected: bool | None = None,
+    health: tuple[datetime, HealthReport] | None = None,
+) -> dict[str, object]:
+    """WorkerInfo; ``Reason`` (why it FAILED), ``Connected`` (its dryad link) and
+    ``Health`` (the last healthcheck results) are additive."""
     body: dict[str, object] = {
         "WorkerUUID": worker.uuid,
         "State": worker.state.value,
@@ -147,7 +153,21 @@ def worker_json(worker: Worker) -> dict[str, object]:
     }
     if worker.reason:
         body["Reason"] = worker.reason
+    if connected is not None:
+        body["Connected"] = connected
+    if health is not None:
+        body["Health"] = health_json(*health)
     return body
+
+
+def health_json(at: datetime, report: HealthReport) -> dict[str, object]:
+    return {
+        "At": format_time(at),
+        "Checks": [
+            {"Name": c.name, "Passed": c.passed, "Critical": c.critical, "Detail": c.detail}
+            for c in report.checks
+        ],
+    }
 
 
 def _sorted(caps: Mapping[str, str]) -> dict[str, str]:

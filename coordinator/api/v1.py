@@ -15,7 +15,7 @@ from coordinator.api.auth import Authenticator
 from coordinator.domain import listing
 from coordinator.domain.ids import MAX_REQUEST_ID, RequestID, WorkerUUID, is_worker_uuid
 from coordinator.domain.listing import ListSpec, Page, RequestFilter, WorkerFilter
-from coordinator.domain.model import User
+from coordinator.domain.model import User, Worker
 from coordinator.domain.states import WorkerState
 from coordinator.errors import (
     BadID,
@@ -90,6 +90,8 @@ class V1:
             Route(f"{p}/workers/{{uuid}}/setstate", self.set_state, methods=["POST"]),
             Route(f"{p}/workers/{{uuid}}/setgroups", self.set_groups, methods=["POST"]),
             Route(f"{p}/workers/{{uuid}}/deregister", self.deregister, methods=["POST"]),
+            Route(f"{p}/workers/{{uuid}}/identify", self.identify, methods=["POST"]),
+            Route(f"{p}/workers/{{uuid}}/healthcheck", self.healthcheck, methods=["POST"]),
         ]
 
     # ---- plumbing ------------------------------------------------------------------------
@@ -191,13 +193,35 @@ class V1:
         await self._user(http)
         body = await self._json(http, optional=True)
         spec = _worker_list_spec(body)
-        return _page_response(self._service.list_workers(spec), bj.worker_json)
+        return _page_response(self._service.list_workers(spec), self._worker_json)
 
     async def get_worker(self, http: HttpRequest) -> Response:
         await self._user(http)
         worker = self._service.get_worker(parse_worker_uuid(http.path_params["uuid"]))
         headers = {"Boruta-Worker-State": worker.state.value}
-        return head_or_json(http, bj.worker_json(worker), headers)
+        return head_or_json(http, self._worker_json(worker), headers)
+
+    def _worker_json(self, worker: Worker) -> dict[str, object]:
+        uuid = worker.uuid
+        return bj.worker_json(
+            worker, self._service.connected(uuid), self._service.last_health(uuid)
+        )
+
+    async def identify(self, http: HttpRequest) -> Response:
+        """Additive: blink the board so someone can find it in the rack (admin)."""
+        user = await self._user(http)
+        uuid = parse_worker_uuid(http.path_params["uuid"])
+        seconds = _wait_seconds(http.query_params.get("seconds", "30"), 600, "seconds")
+        await self._service.identify(user, uuid, seconds or 0)
+        return no_content()
+
+    async def healthcheck(self, http: HttpRequest) -> Response:
+        """Additive: run the worker's healthchecks now and answer their results (admin)."""
+        user = await self._user(http)
+        uuid = parse_worker_uuid(http.path_params["uuid"])
+        report = await self._service.run_healthcheck(user, uuid)
+        health = self._service.last_health(uuid)
+        return json_response(bj.health_json(health[0], report) if health else None)
 
     async def set_state(self, http: HttpRequest) -> Response:
         user = await self._user(http)
@@ -222,15 +246,15 @@ class V1:
         return no_content()
 
 
-def _wait_seconds(text: str | None, limit: float) -> float | None:
+def _wait_seconds(text: str | None, limit: float, name: str = "wait") -> float | None:
     if text is None:
         return None
     try:
         wait = float(text)
     except ValueError:
-        raise MalformedInput("wait must be a number of seconds") from None
-    if not 0 <= wait <= limit:
-        raise MalformedInput(f"wait must be between 0 and {limit:g} seconds")
+        raise MalformedInput(f"{name} must be a number of seconds") from None
+    if not 0 <= wait <= limit:  # also refuses nan
+        raise MalformedInput(f"{name} must be between 0 and {limit:g} seconds")
     return wait
 
 

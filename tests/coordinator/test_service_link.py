@@ -1,0 +1,133 @@
+"""The service's side of the dryad link: grace period, health, buttons, identify, panels."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from anyio import wait_all_tasks_blocked
+
+from coordinator.domain.states import RequestState, WorkerState
+from coordinator.errors import DryadUnreachable, Forbidden
+from coordinator.service import Service
+from coordinator.wire import CheckResult, HealthReport
+from tests.coordinator.conftest import ADMIN, ALICE, RecordingDryads, idle_worker, until, uuid_of
+
+pytestmark = pytest.mark.anyio
+
+BROKEN_STM = HealthReport(
+    (CheckResult("stm", False, True, "no answer"), CheckResult("disk", True, False, "5 GB"))
+)
+LOW_DISK = HealthReport((CheckResult("disk", False, False, "12 MB free"),))
+ALL_GOOD = HealthReport((CheckResult("stm", True, True, "v1.2"),))
+
+
+async def test_a_dryad_away_past_the_grace_period_fails_its_worker_and_job(
+    service: Service,
+) -> None:
+    uuid = await idle_worker(service, 1)
+    service.link_up(uuid)
+    rid = await service.new_request(ALICE, 8, {})
+    service.link_grace = 0.01
+    service.link_down(uuid)
+    await until(service, lambda: service.get_worker(uuid).state is WorkerState.FAIL)
+    assert service.get_worker(uuid).reason == "disconnected"
+    assert service.get_request(rid).state is RequestState.FAILED
+
+
+async def test_a_dryad_back_within_the_grace_period_keeps_its_job(service: Service) -> None:
+    uuid = await idle_worker(service, 1)
+    service.link_up(uuid)
+    rid = await service.new_request(ALICE, 8, {})
+    service.link_grace = 0.05
+    service.link_down(uuid)
+    service.link_up(uuid)
+    with anyio.move_on_after(0.2):  # well past the grace period: nothing may change
+        await service.changed()
+    assert service.connected(uuid)
+    assert service.get_worker(uuid).state is WorkerState.RUN
+    assert service.get_request(rid).state is RequestState.IN_PROGRESS
+
+
+async def test_a_failed_critical_check_fails_the_worker_with_the_check_as_reason(
+    service: Service,
+) -> None:
+    uuid = await idle_worker(service, 1)
+    await service.report_health(uuid, BROKEN_STM)
+    worker = service.get_worker(uuid)
+    assert worker.state is WorkerState.FAIL
+    assert worker.reason == "healthcheck stm failed: no answer"
+    assert service.last_health(uuid) is not None
+
+
+async def test_a_failed_minor_check_is_recorded_but_keeps_the_worker_in_service(
+    service: Service, store
+) -> None:
+    uuid = await idle_worker(service, 1)
+    await service.report_health(uuid, LOW_DISK)
+    assert service.get_worker(uuid).state is WorkerState.IDLE
+    notes = [t.reason for t in store.transitions(subject=uuid)]
+    assert "healthcheck: disk FAILED" in notes
+
+
+async def test_with_self_heal_passing_checks_bring_a_failed_worker_back(service: Service) -> None:
+    uuid = await idle_worker(service, 1)
+    await service.report_health(uuid, BROKEN_STM)
+    service.self_heal = True
+    await service.report_health(uuid, ALL_GOOD)
+    await until(service, lambda: service.get_worker(uuid).state is WorkerState.IDLE)
+
+
+async def test_without_self_heal_a_failed_worker_stays_failed(service: Service) -> None:
+    uuid = await idle_worker(service, 1)
+    await service.report_health(uuid, BROKEN_STM)
+    await service.report_health(uuid, ALL_GOOD)
+    assert service.get_worker(uuid).state is WorkerState.FAIL
+
+
+async def test_a_button_press_is_in_the_workers_history(service: Service, store) -> None:
+    await service.register({"UUID": uuid_of(1)}, "10.0.0.1:22")
+    await service.button(uuid_of(1), 2)
+    assert store.transitions(subject=uuid_of(1))[-1].reason == "button 2 pressed"
+
+
+async def test_identify_and_healthcheck_are_for_admins_and_reach_the_dryad(
+    service: Service, dryads: RecordingDryads
+) -> None:
+    await service.register({"UUID": uuid_of(1)}, "10.0.0.1:22")
+    with pytest.raises(Forbidden):
+        await service.identify(ALICE, uuid_of(1), 10)
+    await service.identify(ADMIN, uuid_of(1), 10)
+    report = await service.run_healthcheck(ADMIN, uuid_of(1))
+    assert report == dryads.report
+    assert [c[0] for c in dryads.calls][-2:] == ["identify", "healthcheck"]
+
+
+async def test_an_unreachable_dryad_is_a_clear_error(
+    service: Service, dryads: RecordingDryads
+) -> None:
+    await service.register({"UUID": uuid_of(1)}, "10.0.0.1:22")
+    dryads.fail = "dryad not connected"
+    with pytest.raises(DryadUnreachable, match="dryad not connected"):
+        await service.run_healthcheck(ADMIN, uuid_of(1))
+
+
+async def test_a_connected_board_is_told_what_to_show(
+    service: Service, dryads: RecordingDryads
+) -> None:
+    uuid = await idle_worker(service, 1)
+    service.link_up(uuid)
+    await service.new_request(ALICE, 8, {})
+    await wait_all_tasks_blocked()
+    worker, panel = dryads.shown[-1]
+    assert (worker, panel.state, panel.owner) == (uuid, "RUNNING", "alice")
+    assert panel.until
+
+
+async def test_a_failed_job_releases_its_user_on_the_board(
+    service: Service, dryads: RecordingDryads
+) -> None:
+    uuid = await idle_worker(service, 1)
+    await service.new_request(ALICE, 8, {})
+    await service.set_fail(uuid, "power lost")
+    await wait_all_tasks_blocked()
+    assert ("release", uuid, "") in dryads.calls
