@@ -1,0 +1,273 @@
+"""The dryad's configuration: frozen dataclasses loaded once from a TOML file."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final, TypeVar
+
+from coordinator.wire import LINK_PORT
+from dryad.errors import ConfigError
+
+DEFAULT_CONFIG: Final = Path("/etc/boruta/dryad.toml")
+PROFILE_NAMES: Final = ("muxpi", "generic", "sim")
+_NON_EMPTY: Final = frozenset({"job_user.name", "stm.port"})
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class JobUserSettings:
+    """The local user each job logs in as; recreated with the job's key."""
+
+    name: str = "boruta-user"
+    groups: tuple[str, ...] = ("disk", "dialout", "stm", "uucp")
+    manage: bool = True  # False: leave users alone (a laptop running the sim profile)
+
+
+@dataclass(frozen=True)
+class HealthSettings:
+    """What the healthchecks look at and how often they run."""
+
+    interval: float = 300.0  # seconds between scheduled runs
+    power_cycle: bool = False  # power-cycle the DUT during a check, as the original did
+    sd_reader: str = "/dev/sda"
+    min_disk_free_mb: int = 100
+    min_mem_free_mb: int = 32
+    max_temp_c: float = 80.0
+    sshd_port: int = 22
+
+
+@dataclass(frozen=True)
+class StmSettings:
+    port: str = "/dev/ttyS2"
+
+
+@dataclass(frozen=True)
+class SimSettings:
+    """The simulated board's files, for watching it by hand (both optional)."""
+
+    state_file: Path | None = None
+    png_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the dryad reads from its configuration file."""
+
+    coordinator_host: str
+    coordinator_port: int = LINK_PORT
+    # repr=False: the token is a secret and settings end up in logs and tracebacks.
+    enrol_token: str | None = field(default=None, repr=False)
+    enrol_token_file: Path | None = None
+    caps: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    profile: str = "muxpi"
+    state_dir: Path = Path("/var/lib/boruta-dryad")
+    ssh_address: str = ":22"  # an empty host means "my address as the coordinator sees it"
+    job_user: JobUserSettings = field(default_factory=JobUserSettings)
+    health: HealthSettings = field(default_factory=HealthSettings)
+    stm: StmSettings = field(default_factory=StmSettings)
+    sim: SimSettings = field(default_factory=SimSettings)
+
+    @property
+    def coordinator(self) -> str:
+        """The coordinator as HOST:PORT, for logs and the panel."""
+        host = (
+            f"[{self.coordinator_host}]" if ":" in self.coordinator_host else self.coordinator_host
+        )
+        return f"{host}:{self.coordinator_port}"
+
+    def with_profile(self, name: str) -> Settings:
+        return replace(self, profile=_profile(name, "--profile"))
+
+    def read_enrol_token(self) -> str | None:
+        """The enrolment token, read from its file at each use: first-boot tooling may
+        write the file after the dryad started, and may delete it once enrolled."""
+        if self.enrol_token is not None:
+            return self.enrol_token
+        if self.enrol_token_file is None:
+            return None
+        try:
+            token = self.enrol_token_file.read_text().strip()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise ConfigError(
+                f"enrol_token_file: cannot read {self.enrol_token_file}: {exc}"
+            ) from exc
+        return token or None
+
+
+def load(path: Path) -> Settings:
+    """Read and validate ``path``; every problem is a ``ConfigError`` naming the key."""
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse(data, base=path.parent)
+
+
+def parse(data: Mapping[str, Any], *, base: Path = Path(".")) -> Settings:
+    """Build ``Settings`` from parsed TOML; relative paths are taken from ``base``."""
+    known = {
+        "coordinator", "enrol_token", "enrol_token_file", "caps", "profile", "state_dir",
+        "ssh_address", "job_user", "health", "stm", "sim",
+    }  # fmt: skip
+    _no_unknown(data, known, "")
+    if "coordinator" not in data:
+        raise ConfigError('coordinator: required, e.g. coordinator = "boruta.example.com:7175"')
+    host, port = _host_port(_get(data, "coordinator", str), "coordinator", LINK_PORT)
+    if not host:
+        raise ConfigError("coordinator: the host is missing")
+    token = data.get("enrol_token")
+    if token is not None:
+        token = _get(data, "enrol_token", str)
+        if not token.strip():
+            raise ConfigError("enrol_token: empty")
+    token_file = _path(data, "enrol_token_file", base)
+    if token is not None and token_file is not None:
+        raise ConfigError("enrol_token, enrol_token_file: give one of them, not both")
+    ssh_address = _get(data, "ssh_address", str, ":22")
+    _host_port(ssh_address, "ssh_address", None)
+    return Settings(
+        coordinator_host=host,
+        coordinator_port=port,
+        enrol_token=token,
+        enrol_token_file=token_file,
+        caps=MappingProxyType(_caps(data.get("caps", {}))),
+        profile=_profile(_get(data, "profile", str, "muxpi"), "profile"),
+        state_dir=_path(data, "state_dir", base) or Settings.state_dir,
+        ssh_address=ssh_address,
+        job_user=_section(data, "job_user", JobUserSettings, base),
+        health=_section(data, "health", HealthSettings, base),
+        stm=_section(data, "stm", StmSettings, base),
+        sim=_section(data, "sim", SimSettings, base),
+    )
+
+
+def _no_unknown(data: Mapping[str, Any], known: set[str], prefix: str) -> None:
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(
+            f"{prefix}{unknown[0]}: unknown key; known keys are {', '.join(sorted(known))}"
+        )
+
+
+def _get(data: Mapping[str, Any], key: str, kind: type, default: Any = None) -> Any:
+    value = data.get(key, default)
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise ConfigError(f"{key}: expected {_kind_name(kind)}, got {value!r}")
+    return value
+
+
+def _kind_name(kind: type) -> str:
+    names = {str: "a string", bool: "true or false", int: "an integer", float: "a number"}
+    return names.get(kind, kind.__name__)
+
+
+def _path(data: Mapping[str, Any], key: str, base: Path) -> Path | None:
+    if data.get(key) is None:
+        return None
+    value = _get(data, key, str)
+    if not value:
+        raise ConfigError(f"{key}: empty path")
+    return base / Path(value).expanduser()
+
+
+def _host_port(value: str, key: str, default: int | None) -> tuple[str, int]:
+    """Split HOST:PORT, [IPv6]:PORT or (with a default port) a bare HOST."""
+    host, sep, port = value.rpartition(":")
+    if value.startswith("[") and "]" in value:
+        end = value.index("]")
+        host, rest = value[1:end], value[end + 1 :]
+        sep, port = (":", rest[1:]) if rest.startswith(":") else ("", "")
+        if rest and not sep:
+            raise ConfigError(f"{key}: expected HOST:PORT, got {value!r}")
+    elif not sep or ":" in host:  # a bare host, or a bare IPv6 address
+        host, port = value, ""
+    if not port:
+        if default is None:
+            raise ConfigError(f"{key}: expected HOST:PORT, got {value!r}")
+        return host, default
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{key}: {port!r} is not a port number (1-65535)")
+    return host, int(port)
+
+
+def _caps(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"caps: expected a table, got {value!r}")
+    for key, cap in value.items():
+        if not isinstance(cap, str):
+            raise ConfigError(f"caps.{key}: expected a string, got {cap!r}")
+    if "UUID" in value:
+        # The UUID is this board's identity, generated in state_dir; a copied config
+        # file must not make two boards claim one worker.
+        raise ConfigError("caps.UUID: set by the dryad from its state directory; remove it")
+    return dict(value)
+
+
+def _profile(name: str, key: str) -> str:
+    if name not in PROFILE_NAMES:
+        raise ConfigError(f"{key}: unknown board profile {name!r}; choose one of {PROFILE_NAMES}")
+    return name
+
+
+def _section(data: Mapping[str, Any], name: str, cls: type[T], base: Path) -> T:
+    """Fill the dataclass ``cls`` from table ``name``, checking each key against its type."""
+    table = data.get(name, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{name}: expected a table, got {table!r}")
+    defaults = cls()
+    specs = {f.name: getattr(defaults, f.name) for f in fields(cls)}  # type: ignore[arg-type]
+    _no_unknown(table, set(specs), f"{name}.")
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        values[key] = _value(f"{name}.{key}", value, specs[key], base)
+    return cls(**values)
+
+
+def _value(key: str, value: Any, default: Any, base: Path) -> Any:
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int | float):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if ok and isinstance(default, int) and not isinstance(value, int):
+            ok = False
+        if ok and value < 0:
+            raise ConfigError(f"{key}: must not be negative, got {value!r}")
+        if ok and key == "health.interval" and value == 0:
+            raise ConfigError(f"{key}: must be positive")
+        if ok and isinstance(default, float):
+            value = float(value)
+        if ok and key == "health.sshd_port" and not 0 < value < 65536:
+            raise ConfigError(f"{key}: {value!r} is not a port number (1-65535)")
+    elif isinstance(default, tuple):
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        value = tuple(value) if ok else value
+    elif default is None or isinstance(default, Path):
+        ok = isinstance(value, str) and bool(value)
+        value = base / Path(value).expanduser() if ok else value
+    else:
+        ok = isinstance(value, str)
+        if ok and not value and key in _NON_EMPTY:
+            raise ConfigError(f"{key}: must not be empty")
+    if not ok:
+        raise ConfigError(f"{key}: expected {_describe(default)}, got {value!r}")
+    return value
+
+
+def _describe(default: Any) -> str:
+    if isinstance(default, tuple):
+        return "a list of strings"
+    if default is None or isinstance(default, Path):
+        return "a path"
+    return _kind_name(type(default))
