@@ -1,9 +1,11 @@
-"""The ``Store`` port: transactional persistence of requests, workers, users and transitions."""
+"""The ``Store`` port: transactional persistence of requests, workers, users, transitions and
+dryad enrolment."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from coordinator.domain.ids import WorkerUUID
@@ -70,6 +72,24 @@ class Store(Protocol):
 
         With more than ``limit`` matches, the latest ``limit`` are returned.
         """
+
+    def add_enrol_token(self, token_hash: str, expires: datetime) -> None:
+        """Store an enrolment token, by its hash, valid until ``expires``."""
+
+    def enrol_token_valid(self, token_hash: str, now: datetime) -> bool:
+        """Whether the token exists, is not revoked and has not expired at ``now``."""
+
+    def revoke_enrol_tokens(self) -> int:
+        """Revoke every enrolment token; returns how many were not revoked before."""
+
+    def bind_dryad(self, uuid: str, public_key: str) -> None:
+        """Bind a worker UUID to the dryad's SSH public key (OpenSSH ``type base64``).
+
+        Idempotent for the same key; raises ``Conflict`` when ``uuid`` is bound to another.
+        """
+
+    def dryad_key(self, uuid: str) -> str | None:
+        """The public key ``uuid`` is bound to, or ``None`` if it is not enrolled."""
 
     def close(self) -> None:
         """Release connections; idempotent."""

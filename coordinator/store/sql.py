@@ -7,6 +7,7 @@ import os
 import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from functools import partial
 from typing import Final, Literal
 
@@ -37,7 +38,14 @@ from coordinator.errors import Conflict, NotFound, StoreUnavailable
 from coordinator.store import Changes, Snapshot
 from coordinator.store.boundary import database_errors
 from coordinator.store.schema import check_known, current, head, upgrade
-from coordinator.store.tables import requests, transitions, users, workers
+from coordinator.store.tables import (
+    dryad_keys,
+    enrol_tokens,
+    requests,
+    transitions,
+    users,
+    workers,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -225,6 +233,67 @@ class SqlStore:
         with self._reading() as conn:
             rows = conn.execute(query).all()
         return [_transition(row) for row in reversed(rows)]
+
+    def add_enrol_token(self, token_hash: str, expires: datetime) -> None:
+        """Store an enrolment token by its hash; raises ``Conflict`` for a hash seen before."""
+        values = {
+            "token_hash": token_hash,
+            "created_at": self._clock.now(),
+            "expires_at": expires,
+            "revoked": False,
+        }
+        try:
+            with self._writing() as conn:
+                conn.execute(insert(enrol_tokens), values)
+        except StoreUnavailable as exc:
+            if not isinstance(exc.__cause__, sa_exc.IntegrityError):
+                raise
+            raise Conflict("this enrolment token exists already") from exc
+
+    def enrol_token_valid(self, token_hash: str, now: datetime) -> bool:
+        """Whether the token exists, is not revoked and expires after ``now``."""
+        query = select(enrol_tokens.c.token_hash).where(
+            enrol_tokens.c.token_hash == token_hash,
+            enrol_tokens.c.revoked.is_(False),
+            enrol_tokens.c.expires_at > now,
+        )
+        with self._reading() as conn:
+            return conn.execute(query).first() is not None
+
+    def revoke_enrol_tokens(self) -> int:
+        """Revoke every enrolment token; returns how many were not revoked before."""
+        with self._writing() as conn:
+            result = conn.execute(
+                update(enrol_tokens).where(enrol_tokens.c.revoked.is_(False)).values(revoked=True)
+            )
+        return int(result.rowcount)
+
+    def bind_dryad(self, uuid: str, public_key: str) -> None:
+        """Bind ``uuid`` to ``public_key``; idempotent for the same key.
+
+        :raises Conflict: when ``uuid`` is bound to another key.
+        """
+        values = {"uuid": uuid, "public_key": public_key, "enrolled_at": self._clock.now()}
+        bound = self.dryad_key(uuid)
+        if bound is None:
+            try:
+                with self._writing() as conn:
+                    conn.execute(insert(dryad_keys), values)
+                return
+            except StoreUnavailable as exc:
+                if not isinstance(exc.__cause__, sa_exc.IntegrityError):
+                    raise
+            bound = self.dryad_key(uuid)  # another coordinator bound it meanwhile
+        if bound != public_key:
+            raise Conflict(f"worker {uuid} is enrolled with another key")
+
+    def dryad_key(self, uuid: str) -> str | None:
+        """The public key ``uuid`` is bound to, or ``None`` if it is not enrolled."""
+        with self._reading() as conn:
+            key = conn.execute(
+                select(dryad_keys.c.public_key).where(dryad_keys.c.uuid == uuid)
+            ).scalar()
+        return None if key is None else str(key)
 
     def close(self) -> None:
         """Release every connection; idempotent."""

@@ -1,4 +1,4 @@
-"""The schema as SQLAlchemy Core tables: requests, workers, users and transitions."""
+"""The schema as SQLAlchemy Core tables: requests, workers, users, transitions, enrolment."""
 
 from __future__ import annotations
 
@@ -133,4 +133,23 @@ transitions: Final = Table(
     Column("reason", Text, nullable=False),
     Column("actor", Text, nullable=False),
     Index(None, "kind", "subject"),
+)
+
+dryad_keys: Final = Table(
+    "dryad_keys",
+    metadata,
+    # A worker UUID enrolled on the dryad link; only this key may act as it from then on.
+    Column("uuid", Text, primary_key=True),
+    Column("public_key", Text, nullable=False),  # OpenSSH "type base64", no comment
+    Column("enrolled_at", UtcMicros, nullable=False),
+)
+
+enrol_tokens: Final = Table(
+    "enrol_tokens",
+    metadata,
+    # Stored as a hash like API tokens; reusable until expiry, so a batch shares one.
+    Column("token_hash", Text, primary_key=True),
+    Column("created_at", UtcMicros, nullable=False),
+    Column("expires_at", UtcMicros, nullable=False),
+    Column("revoked", Boolean, nullable=False),
 )
