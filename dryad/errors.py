@@ -8,6 +8,7 @@
     ├── HealthcheckFailed                 a healthcheck could not run at all
     └── LinkError (ConnectionError)       the link to the coordinator failed
         ├── EnrolmentRefused              the coordinator refused the enrolment token
+        │   └── NoEnrolmentToken          unknown to the coordinator, and no token to offer
         └── HostKeyMismatch               the coordinator's host key changed (TOFU)
 """
 
@@ -36,6 +37,10 @@ class LinkError(DryadError, ConnectionError):
 
 class EnrolmentRefused(LinkError):
     """The coordinator refused our enrolment token (invalid or expired)."""
+
+
+class NoEnrolmentToken(EnrolmentRefused):
+    """The coordinator does not know our key and the configuration holds no token."""
 
 
 class HostKeyMismatch(LinkError):
