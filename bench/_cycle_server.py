@@ -1,0 +1,110 @@
+"""Our coordinator for the job-cycle bench: uvicorn on loopback with W in-process workers."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, cast
+
+import anyio
+import uvicorn
+from _common import BOARD_CAPS, uuid_of
+
+from coordinator.api.app import Parts, create_app
+from coordinator.domain.model import User
+from coordinator.domain.states import WorkerState
+from coordinator.keys import JobKey, KeyPool, generate
+from coordinator.ports import Dryads
+from coordinator.service import Service
+from coordinator.settings import Settings
+from coordinator.store.sql import SqlStore
+
+ADMIN = User("bench-admin", admin=True)
+
+
+class InstantDryads:
+    """Dryads that do what they are told at once (the dryad link does not exist yet).
+
+    Any command of the ``Dryads`` port (prepare, maintenance, release, display, ...) is
+    answered at once with nothing, so the bench keeps working while that port grows.
+    """
+
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[None]]:
+        async def done(*args: object, **kwargs: object) -> None:
+            return None
+
+        return done
+
+
+class FixedKeys(KeyPool):
+    """Diagnostic only: hands out a few keys made in advance, to show what key making costs."""
+
+    def __init__(self, count: int = 4) -> None:
+        super().__init__(count)
+        self._keys = [generate() for _ in range(count)]
+        self._next = 0
+
+    async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        await anyio.sleep_forever()
+
+    async def get(self) -> JobKey:
+        self._next += 1
+        return self._keys[self._next % len(self._keys)]
+
+
+async def register_workers(service: Service, count: int) -> None:
+    for n in range(1, count + 1):
+        await service.register({"UUID": uuid_of(n), **BOARD_CAPS}, f"127.0.0.1:{22000 + n}")
+        await service.set_worker_state(ADMIN, uuid_of(n), WorkerState.IDLE)
+    uuids = [uuid_of(n) for n in range(1, count + 1)]
+    with anyio.fail_after(60):
+        while any(service.get_worker(u).state is not WorkerState.IDLE for u in uuids):
+            await service.changed()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--db", type=Path, required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--fixed-keys", action="store_true")
+    parser.add_argument("--sqlite-sync", choices=("FULL", "NORMAL"), default="FULL")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    store = SqlStore.open(args.db, sqlite_sync=args.sqlite_sync)
+    store.migrate()
+    keys = FixedKeys() if args.fixed_keys else KeyPool()
+    settings = Settings(http=f"127.0.0.1:{args.port}", sqlite_sync=args.sqlite_sync)
+    dryads = cast("Dryads", InstantDryads())
+    app = create_app(settings, Parts(store=store, dryads=dryads, keys=keys))
+    service: Service = app.state.service
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                await register_workers(service, args.workers)
+                print(f"coordinator ready on http://127.0.0.1:{args.port}", flush=True)
+
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+    )
+    try:
+        asyncio.run(Server(config).serve())
+    finally:
+        store.close()
+
+
+if __name__ == "__main__":
+    main()

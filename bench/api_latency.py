@@ -1,0 +1,165 @@
+"""API latency under wrk: list, get and create with 10,000 waiting requests, 1,000 workers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from _common import (
+    BOARD_CAPS,
+    cli_user,
+    median,
+    seed,
+    seed_request,
+    seed_worker,
+    start_coordinator,
+)
+
+from coordinator.domain.states import WorkerState
+from coordinator.store.sql import SqlStore
+
+# wrk reads these; ``request`` builds each request so GETs spread over every ID.
+LUA = {
+    "list": """
+wrk.method = "POST"
+wrk.body = '{"Paginator": {"Limit": 100}}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer TOKEN"
+""",
+    "get": """
+wrk.headers["Authorization"] = "Bearer TOKEN"
+request = function()
+  return wrk.format("GET", "/api/v1/reqs/" .. math.random(1, COUNT))
+end
+""",
+    "create": """
+wrk.method = "POST"
+wrk.body = 'BODY'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer TOKEN"
+""",
+}
+PATHS = {"list": "/api/v1/reqs/list", "get": "/api/v1/reqs/", "create": "/api/v1/reqs/"}
+UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+DIST = re.compile(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
+RATE = re.compile(r"Requests/sec:\s+([\d.]+)")
+BAD = re.compile(r"Non-2xx or 3xx responses: (\d+)")
+ERRORS = re.compile(r"Socket errors: .*")
+
+
+def seed_db(db: Path, requests: int, workers: int) -> None:
+    """Workers in MAINTENANCE that have the caps, so waiting requests stay WAITING (with no
+    worker that has the caps they would be INVALID at creation)."""
+    store = SqlStore.open(db)
+    try:
+        store.migrate()
+        seed(
+            store,
+            [seed_request(rid, "bench", BOARD_CAPS) for rid in range(1, requests + 1)],
+            [seed_worker(n, WorkerState.MAINTENANCE, BOARD_CAPS) for n in range(1, workers + 1)],
+        )
+    finally:
+        store.close()
+
+
+def wrk(url: str, name: str, script: Path, threads: int, conns: int, seconds: int) -> str:
+    argv = [
+        "wrk",
+        *(f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--latency", "--timeout", "5s"),
+        *("-s", str(script), url + PATHS[name]),
+    ]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    if out.returncode != 0:
+        raise RuntimeError(f"wrk failed: {out.stderr}")
+    return out.stdout
+
+
+def report(name: str, output: str) -> float:
+    """Print wrk's figures for one endpoint; return its p99 in ms."""
+    dist = {int(q): float(v) * UNIT[u] for q, v, u in DIST.findall(output)}
+    rate = RATE.search(output)
+    bad = BAD.search(output)
+    errors = ERRORS.search(output)
+    print(
+        f"{name:<7} p50 {dist[50]:7.2f} ms   p75 {dist[75]:7.2f} ms   p90 {dist[90]:7.2f} ms"
+        f"   p99 {dist[99]:7.2f} ms   {float(rate[1]) if rate else 0:8.0f} req/s"
+        + (f"   NON-2xx: {bad[1]}" if bad else "")
+        + (f"   {errors[0]}" if errors else "")
+    )
+    return dist[99]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, default=1_000)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument(
+        "--sqlite-sync",
+        choices=("FULL", "NORMAL"),
+        default="FULL",
+        help="the server's sqlite_sync setting (FULL is the default: power-loss safe)",
+    )
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (Debian package 'wrk'); cannot run this bench")
+        raise SystemExit(1)
+
+    with tempfile.TemporaryDirectory(prefix="bench-api-") as name:
+        tmp = Path(name)
+        db = tmp / "api.db"
+        seed_db(db, args.requests, args.workers)
+        token = cli_user(db, "bench")
+        config = tmp / "coordinator.toml"
+        config.write_text(f'sqlite_sync = "{args.sqlite_sync}"\n')
+        server, url = start_coordinator(db, tmp / "server.log", config)
+        try:
+            headers = {"Authorization": f"Bearer {token}"}
+            with httpx.Client(base_url=url, headers=headers, timeout=30) as http:
+                probe = http.post("/api/v1/reqs/list", json={"Filter": {"States": ["WAITING"]}})
+                waiting = int(probe.headers["Boruta-List-Total"])
+                workers = len(http.get("/api/v1/workers/").json())
+                print(
+                    f"API latency: {waiting} WAITING requests, {workers} workers (MAINTENANCE);"
+                    f" wrk -t{args.threads} -c{args.connections} -d{args.seconds}s on {url},"
+                    f" sqlite_sync {args.sqlite_sync}"
+                )
+                # The whole unpaginated list, once (and a few more times for a median).
+                took: list[float] = []
+                size = 0
+                for _ in range(5):
+                    start = time.perf_counter()
+                    full = http.post("/api/v1/reqs/list")
+                    took.append(time.perf_counter() - start)
+                    size = len(full.content)
+                count = full.headers["Boruta-List-Batch-Size"]
+                print(
+                    f"full unpaginated list: {count} requests, {size / 1e6:.1f} MB,"
+                    f" first {took[0] * 1000:.0f} ms, median of 5 {median(took) * 1000:.0f} ms"
+                )
+            worst = 0.0
+            body = json.dumps({"Priority": 8, "Caps": BOARD_CAPS}).replace("'", "\\'")
+            for endpoint in ("list", "get", "create"):  # create last: it grows the queue
+                lua = LUA[endpoint].replace("TOKEN", token)
+                lua = lua.replace("COUNT", str(args.requests)).replace("BODY", body)
+                script = tmp / f"{endpoint}.lua"
+                script.write_text(lua)
+                out = wrk(url, endpoint, script, args.threads, args.connections, args.seconds)
+                worst = max(worst, report(endpoint, out))
+        finally:
+            server.stop()
+    verdict = "MET" if worst <= 20 else "NOT MET"
+    print(f"worst p99 {worst:.2f} ms (goal p99 <= 20 ms: {verdict})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,247 @@
+"""Job cycles per second, ours against labgrid 26's coordinator, in one run on loopback."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from _common import BENCH, BOARD_CAPS, CACHE, READY, Process, add_user, free_port, percentile
+
+from coordinator.store.sql import SqlStore
+
+LABGRID_VENV = CACHE / "labgrid-venv"
+LABGRID_SERIES = "26."
+LISTENING = re.compile(rb"listening on [^\s]+:(\d+)")
+RESULT = re.compile(rb"^RESULT (.*)$", re.MULTILINE)
+
+
+@dataclass
+class Figures:
+    name: str
+    cycles: int
+    elapsed: float
+    latencies: list[float]
+    steps: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.cycles / self.elapsed
+
+    def line(self) -> str:
+        p50 = percentile(self.latencies, 50) * 1000
+        p99 = percentile(self.latencies, 99) * 1000
+        return (
+            f"{self.name:<34} {self.rate:9.1f} cycles/s   "
+            f"p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   ({self.cycles} in {self.elapsed:.2f} s)"
+        ) + "".join(
+            f"\n    {step:<16} p50 {percentile(t, 50) * 1000:7.2f} ms   "
+            f"p99 {percentile(t, 99) * 1000:7.2f} ms"
+            for step, t in self.steps.items()
+        )
+
+
+# ---- labgrid ------------------------------------------------------------------------------
+
+
+def _pypi_env() -> dict[str, str]:
+    """pip from PyPI only: no local config, no extra indexes or wheel directories."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") or k == "PIP_CERT"}
+    env["PIP_CONFIG_FILE"] = os.devnull
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    return env
+
+
+def _pip(*args: str) -> str:
+    argv = [str(LABGRID_VENV / "bin" / "pip"), *args, "--index-url", "https://pypi.org/simple"]
+    out = subprocess.run(argv, env=_pypi_env(), capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed:\n{out.stderr[-2000:]}")
+    return out.stdout
+
+
+def ensure_labgrid() -> str:
+    """Install the newest labgrid 26.x (else the newest, said aloud) into bench/.cache."""
+    if not (LABGRID_VENV / "bin" / "pip").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(LABGRID_VENV)], check=True)
+    listing = _pip("index", "versions", "labgrid")
+    found = re.search(r"Available versions: (.*)", listing)
+    versions = [v.strip() for v in found[1].split(",")] if found else []
+    if not versions:
+        raise RuntimeError(f"PyPI lists no labgrid versions:\n{listing}")
+    wanted = next((v for v in versions if v.startswith(LABGRID_SERIES)), None)
+    if wanted is None:
+        wanted = versions[0]
+        print(f"NOTE: no labgrid {LABGRID_SERIES}x on PyPI; using the newest, {wanted}")
+    have = subprocess.run(
+        [str(LABGRID_VENV / "bin" / "python"), "-c", "import labgrid; print(labgrid.__version__)"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    if have != wanted:
+        print(f"installing labgrid {wanted} into {LABGRID_VENV} ...", flush=True)
+        _pip("install", "-q", f"labgrid=={wanted}")
+    return wanted
+
+
+def run_labgrid(tmp: Path, places: int, cycles: int, concurrency: int) -> tuple[Figures, int]:
+    workdir = tmp / "labgrid"
+    workdir.mkdir()
+    port = free_port()
+    coordinator = Process(
+        [str(LABGRID_VENV / "bin" / "labgrid-coordinator"), "-l", f"127.0.0.1:{port}"],
+        workdir / "coordinator.log",
+    )
+    try:
+        coordinator.wait_for(LISTENING, timeout=60)
+        argv = [
+            str(LABGRID_VENV / "bin" / "python"),
+            str(BENCH / "_labgrid_client.py"),
+            *("--address", f"127.0.0.1:{port}", "--places", str(places)),
+            *("--cycles", str(cycles), "--concurrency", str(concurrency)),
+        ]
+        out = subprocess.run(argv, capture_output=True, timeout=900, cwd=workdir)
+        found = RESULT.search(out.stdout)
+        if out.returncode != 0 or found is None:
+            raise RuntimeError(f"labgrid client failed:\n{out.stderr.decode()[-3000:]}")
+    finally:
+        coordinator.stop()
+    result = json.loads(found[1])
+    figures = Figures("labgrid-coordinator", cycles, result["elapsed"], result["latencies"])
+    return figures, int(result["polls"])
+
+
+# ---- ours ---------------------------------------------------------------------------------
+
+
+async def _our_cycles(url: str, token: str, cycles: int, concurrency: int) -> Figures:
+    headers = {"Authorization": f"Bearer {token}"}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=120) as http:
+        steps: dict[str, list[float]] = {"create": [], "acquire (wait)": [], "close": []}
+
+        async def cycle() -> float:
+            start = time.perf_counter()
+            made = await http.post("/api/v1/reqs/", json={"Priority": 8, "Caps": BOARD_CAPS})
+            if made.status_code != 201:
+                raise RuntimeError(f"create: {made.status_code} {made.text}")
+            rid = made.json()["ReqID"]
+            created = time.perf_counter()
+            # blocks until matched (IN PROGRESS), then answers with the AccessInfo
+            got = await http.post(f"/api/v1/reqs/{rid}/acquire_worker", params={"wait": 60})
+            if got.status_code != 200 or "Key" not in got.text:
+                raise RuntimeError(f"acquire_worker: {got.status_code} {got.text}")
+            acquired = time.perf_counter()
+            closed = await http.post(f"/api/v1/reqs/{rid}/close")
+            if closed.status_code != 204:
+                raise RuntimeError(f"close: {closed.status_code} {closed.text}")
+            end = time.perf_counter()
+            steps["create"].append(created - start)
+            steps["acquire (wait)"].append(acquired - created)
+            steps["close"].append(end - acquired)
+            return end - start
+
+        for _ in range(min(20, cycles)):  # warm-up, not measured
+            await cycle()
+        for times in steps.values():
+            times.clear()
+        latencies: list[float] = []
+        todo = iter(range(cycles))
+
+        async def lane() -> None:
+            latencies.extend([await cycle() for _ in todo])
+
+        start = time.perf_counter()
+        await asyncio.gather(*(lane() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    return Figures("", cycles, elapsed, latencies, steps)
+
+
+def run_ours(
+    tmp: Path, name: str, workers: int, cycles: int, concurrency: int, *extra: str
+) -> Figures:
+    db = tmp / f"{name}.db"
+    store = SqlStore.open(db)
+    store.migrate()
+    token = add_user(store, "bench")
+    store.close()
+    port = free_port()
+    server = Process(
+        [
+            sys.executable,
+            str(BENCH / "_cycle_server.py"),
+            *("--db", str(db), "--port", str(port), "--workers", str(workers)),
+            *extra,
+        ],
+        tmp / f"{name}.log",
+    )
+    try:
+        server.wait_for(READY, timeout=120)
+        figures = asyncio.run(_our_cycles(f"http://127.0.0.1:{port}", token, cycles, concurrency))
+    finally:
+        server.stop()
+    figures.name = name
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--cycles", type=int, default=1000, help="measured cycles per system")
+    parser.add_argument("--workers", type=int, default=8, help="our workers = labgrid places")
+    parser.add_argument("--concurrency", type=int, default=8, help="cycles in flight at once")
+    parser.add_argument("--skip-labgrid", action="store_true")
+    parser.add_argument("--skip-diagnostic", action="store_true", help="no fixed-keys run")
+    args = parser.parse_args()
+    if args.concurrency > args.workers:
+        parser.error("--concurrency must not exceed --workers (each cycle holds a board)")
+
+    print(
+        f"job cycles: N={args.cycles}, {args.workers} workers/places, "
+        f"{args.concurrency} cycles in flight, all on 127.0.0.1"
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-job-cycle-") as name:
+        tmp = Path(name)
+        labgrid: Figures | None = None
+        if not args.skip_labgrid:
+            version = ensure_labgrid()
+            labgrid, polls = run_labgrid(tmp, args.workers, args.cycles, args.concurrency)
+            labgrid.name = f"labgrid {version} (gRPC, ClientSession)"
+            print(labgrid.line(), flush=True)
+            if polls:
+                print(f"  (labgrid reservations had to be polled {polls} times)")
+        ours = run_ours(tmp, "ours (HTTP, httpx)", args.workers, args.cycles, args.concurrency)
+        print(ours.line(), flush=True)
+        fixed: Figures | None = None
+        if not args.skip_diagnostic:
+            fixed = run_ours(
+                tmp,
+                "ours, keys made in advance [diag]",
+                args.workers,
+                args.cycles,
+                args.concurrency,
+                "--fixed-keys",
+            )
+            print(fixed.line(), flush=True)
+
+    if labgrid is not None:
+        ratio = ours.rate / labgrid.rate
+        verdict = "MET" if ratio >= 5 else "NOT MET"
+        print(f"ratio ours/labgrid: {ratio:.2f}x  (goal >= 5x: {verdict})")
+        if fixed is not None:
+            print(
+                f"ratio ours-with-keys-made-in-advance/labgrid: {fixed.rate / labgrid.rate:.2f}x"
+                " (diagnostic: shows what per-job RSA-2048 key making costs)"
+            )
+
+
+if __name__ == "__main__":
+    main()
