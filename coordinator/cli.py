@@ -1,4 +1,5 @@
-"""``boruta-coordinator``: serve the API, migrate the database, manage users and tokens."""
+"""``boruta-coordinator``: serve the API and the dryad link, migrate the database, manage users,
+their tokens and the dryads' enrolment tokens."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the coordinator")
     serve.add_argument("--http", help="HOST:PORT of the HTTP API (default 127.0.0.1:8487)")
+    serve.add_argument(
+        "--link", help='HOST:PORT the dryads dial over SSH (default 127.0.0.1:7175; "" = off)'
+    )
 
     sub.add_parser("migrate", help="bring the database schema up to date")
 
@@ -46,13 +51,50 @@ def _parser() -> argparse.ArgumentParser:
     remove = user.add_parser("remove", help="delete a user; its token stops working")
     remove.add_argument("name")
     user.add_parser("list", help="list users")
+
+    enrol = sub.add_parser(
+        "enrol-token",
+        help="manage the tokens that let new dryads enrol",
+        description="A dryad that connects with an unknown key presents an enrolment token "
+        "once; its worker UUID is then bound to its key for good. A token stays valid for "
+        "any number of dryads until it expires or is revoked, so one seed file can enrol "
+        "a whole batch of boards.",
+    ).add_subparsers(dest="action", required=True)
+    create = enrol.add_parser(
+        "create",
+        help="make a token and print it (last line); reusable by any number of dryads "
+        "until it expires",
+    )
+    create.add_argument(
+        "--ttl",
+        type=_positive,
+        default=86400,
+        metavar="SECONDS",
+        help="seconds the token stays valid (default 86400, one day)",
+    )
+    enrol.add_parser("revoke", help="revoke every enrolment token (enrolled dryads stay)")
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = load(args.config, db=args.db, http=getattr(args, "http", None))
+        settings = load(
+            args.config,
+            db=args.db,
+            http=getattr(args, "http", None),
+            link=getattr(args, "link", None),
+        )
     except SettingsError as exc:
         print(f"boruta-coordinator: {exc}", file=sys.stderr)
         return 2
@@ -61,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration step
+    # asyncssh logs every connection and channel at INFO; the link logs what matters itself.
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)
     try:
         if args.command == "serve":
             return _serve(settings)
@@ -69,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             store.migrate()
             if args.command == "user":
                 return _user(store, args)
+            if args.command == "enrol-token":
+                return _enrol_token(store, args)
             print(f"database {settings.db} is up to date")
             return 0
         finally:
@@ -98,6 +144,21 @@ def _user(store: SqlStore, args: Any) -> int:
         for user in store.users():
             role = "admin" if user.admin else "user"
             print(f"{user.name}\t{role}\t{','.join(user.groups)}")
+    return 0
+
+
+def _enrol_token(store: SqlStore, args: Any) -> int:
+    if args.action == "create":
+        token = new_token()
+        expires = datetime.now(UTC) + timedelta(seconds=args.ttl)
+        store.add_enrol_token(hash_token(token), expires)
+        print(
+            f"enrolment token, valid until {expires.isoformat(timespec='seconds')} for any "
+            "number of dryads:"
+        )
+        print(token)
+    else:
+        print(f"revoked {store.revoke_enrol_tokens()} enrolment token(s)")
     return 0
 
 

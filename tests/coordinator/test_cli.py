@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,46 @@ def test_a_bad_config_file_is_refused_before_anything_runs(capsys, tmp_path: Pat
     config.write_text('http = "nowhere"\n')
     code = main(["--config", str(config), "migrate"])
     assert code == 2 and "HOST:PORT" in capsys.readouterr().err
+
+
+def test_enrol_token_create_prints_a_token_stored_only_hashed(capsys, db_path: Path) -> None:
+    code, out, _ = run(capsys, db_path, "enrol-token", "create", "--ttl", "600")
+    token = out.splitlines()[-1]
+    store = SqlStore.open(db_path)
+    valid_now = store.enrol_token_valid(hash_token(token), datetime.now(UTC))
+    valid_later = store.enrol_token_valid(hash_token(token), datetime.now(UTC) + timedelta(hours=1))
+    store.close()
+    assert code == 0 and token.startswith("brt_") and valid_now and not valid_later
+    assert token.encode() not in db_path.read_bytes()
+
+
+def test_enrol_tokens_last_a_day_by_default(capsys, db_path: Path) -> None:
+    token = run(capsys, db_path, "enrol-token", "create")[1].splitlines()[-1]
+    store = SqlStore.open(db_path)
+    soon = datetime.now(UTC) + timedelta(hours=23, minutes=59)
+    valid = [
+        store.enrol_token_valid(hash_token(token), soon + timedelta(minutes=m)) for m in (0, 2)
+    ]
+    store.close()
+    assert valid == [True, False]
+
+
+def test_enrol_token_revoke_ends_every_token(capsys, db_path: Path) -> None:
+    tokens = [run(capsys, db_path, "enrol-token", "create")[1].splitlines()[-1] for _ in "ab"]
+    code, out, _ = run(capsys, db_path, "enrol-token", "revoke")
+    store = SqlStore.open(db_path)
+    valid = [store.enrol_token_valid(hash_token(t), datetime.now(UTC)) for t in tokens]
+    store.close()
+    assert (code, out, valid) == (0, "revoked 2 enrolment token(s)\n", [False, False])
+
+
+def test_enrol_token_ttl_must_be_positive(capsys, db_path: Path) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--db", str(db_path), "enrol-token", "create", "--ttl", "0"])
+    assert exited.value.code == 2 and "positive" in capsys.readouterr().err
+
+
+def test_enrol_token_help_says_one_token_enrols_a_batch(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["enrol-token", "--help"])
+    assert "whole batch" in " ".join(capsys.readouterr().out.split())
