@@ -1,0 +1,288 @@
+"""The link client: dials the coordinator over SSH, enrols, registers, serves, reconnects."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import anyio
+import asyncssh
+from anyio.abc import TaskStatus
+
+from coordinator import wire
+from dryad import __version__
+from dryad.errors import (
+    EnrolmentRefused,
+    HostKeyMismatch,
+    LinkError,
+    NoEnrolmentToken,
+)
+from dryad.identity import Identity
+from dryad.settings import Settings
+from dryad.states import LinkState
+
+logger = logging.getLogger(__name__)
+
+StateHook = Callable[[LinkState, str], Awaitable[None]]
+
+KEEPALIVE_INTERVAL = 5.0  # seconds; with 3 missed answers a dead coordinator is noticed in 15 s
+KEEPALIVE_COUNT_MAX = 3
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential back-off with full jitter, so a farm of dryads does not dial in step."""
+
+    base: float = 1.0
+    cap: float = 60.0
+    refused: float = 300.0  # after what only a person can fix: a refused token, a new host key
+
+    def delay(self, attempt: int) -> float:
+        return random.uniform(0, min(self.cap, self.base * 2 ** min(attempt, 32)))
+
+
+def registration(settings: Settings, identity: Identity) -> wire.Registration:
+    """What this dryad tells the coordinator on every (re)connection."""
+    caps = {**settings.caps, "UUID": identity.uuid}
+    return wire.Registration(caps, settings.ssh_address, __version__)
+
+
+class Link:
+    """The one link to the coordinator, redialled for as long as ``run`` runs.
+
+    The agent sends through ``call`` and ``notify``; they raise ``LinkError`` while
+    the link is down rather than queueing, since a late button press or health report
+    would mislead.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        identity: Identity,
+        *,
+        backoff: Backoff = Backoff(),
+        keepalive_interval: float = KEEPALIVE_INTERVAL,
+        connect_timeout: float = 30.0,
+    ) -> None:
+        self._settings = settings
+        self._identity = identity
+        self._backoff = backoff
+        self._keepalive = keepalive_interval
+        self._connect_timeout = connect_timeout
+        self._peer: wire.Peer | None = None
+        self._state: LinkState | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._peer is not None
+
+    async def call(self, method: str, params: dict[str, Any], seconds: float = 30.0) -> Any:
+        """Call the coordinator; raises ``LinkError``, ``wire.RpcError`` or ``TimeoutError``."""
+        peer = self._need_peer()
+        try:
+            return await peer.call(method, params, seconds)
+        except wire.RpcError:
+            raise
+        except ConnectionError as exc:
+            raise LinkError(f"{method}: link to the coordinator lost") from exc
+
+    async def notify(self, method: str, params: dict[str, Any]) -> None:
+        """Send a notification; raises ``LinkError`` while the link is down."""
+        peer = self._need_peer()
+        try:
+            await peer.notify(method, params)
+        except ConnectionError as exc:
+            raise LinkError(f"{method}: link to the coordinator lost") from exc
+
+    def _need_peer(self) -> wire.Peer:
+        if self._peer is None:
+            raise LinkError(f"not connected to the coordinator {self._settings.coordinator}")
+        return self._peer
+
+    async def run(
+        self,
+        handler: wire.Handler,
+        on_state: StateHook,
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> NoReturn:
+        """Dial, serve the coordinator's calls with ``handler``, and redial, forever.
+
+        ``on_state`` hears every change of ``LinkState`` with a one-line detail.
+        """
+        task_status.started()
+        where = self._settings.coordinator
+        attempt = 0
+        while True:
+            try:
+                await self._session(handler, on_state)
+            except HostKeyMismatch as exc:
+                logger.error("link to %s: %s", where, exc)
+                await self._set_state(on_state, LinkState.HOST_KEY_MISMATCH, "host key changed")
+                delay = self._backoff.refused
+            except NoEnrolmentToken as exc:
+                logger.error("link to %s: %s", where, exc)
+                await self._set_state(on_state, LinkState.NOT_ENROLLED, "no enrolment token")
+                delay = self._backoff.refused
+            except EnrolmentRefused as exc:
+                logger.error("link to %s: %s", where, exc)
+                await self._set_state(on_state, LinkState.ENROLMENT_REFUSED, "enrolment refused")
+                delay = self._backoff.refused
+            except (OSError, asyncssh.Error, TimeoutError, wire.RpcError) as exc:
+                # OSError covers ConnectionError and so LinkError; asyncssh.Error covers
+                # refused authentication and keepalive timeouts.
+                connected = self._state is LinkState.CONNECTED
+                if connected:
+                    attempt = 0  # a link that served restarts the back-off
+                delay = self._backoff.delay(attempt)
+                attempt += 1
+                logger.warning(
+                    "link to %s %s: %s; retrying in %.1f s",
+                    where,
+                    "lost" if connected else "failed",
+                    _reason(exc),
+                    delay,
+                )
+                await self._set_state(on_state, LinkState.DISCONNECTED, _reason(exc))
+            else:
+                # The coordinator closed the channel cleanly (say, it is restarting).
+                attempt = 1
+                delay = self._backoff.delay(0)
+                logger.warning("link to %s closed by the coordinator; redialling", where)
+                await self._set_state(on_state, LinkState.DISCONNECTED, "closed by coordinator")
+            await anyio.sleep(delay)
+
+    async def _set_state(self, on_state: StateHook, state: LinkState, detail: str) -> None:
+        if state is self._state and state is not LinkState.CONNECTED:
+            return  # the panel already says so; a retry changes nothing for people
+        self._state = state
+        try:
+            await on_state(state, detail)
+        except Exception:  # the panel failing must not take the link down
+            logger.exception("link: state hook failed for %s", state)
+
+    async def _session(self, handler: wire.Handler, on_state: StateHook) -> None:
+        """One connection, from dialling to its end; returns if the coordinator closed it."""
+        client = _Client(self._identity, self._settings.coordinator)
+        try:
+            conn = await asyncssh.connect(
+                self._settings.coordinator_host,
+                self._settings.coordinator_port,
+                client_factory=lambda: client,
+                username=self._identity.uuid,
+                client_keys=[self._identity.key],
+                known_hosts=([], [], []),  # no file: _Client decides (trust on first use)
+                preferred_auth="publickey",
+                agent_path=None,
+                config=None,  # no ~/.ssh/config: the dryad's behaviour must not vary per host
+                keepalive_interval=self._keepalive,
+                keepalive_count_max=KEEPALIVE_COUNT_MAX,
+                connect_timeout=self._connect_timeout,
+            )
+        except asyncssh.HostKeyNotVerifiable:
+            raise client.mismatch or LinkError("coordinator host key not verifiable") from None
+        try:
+            writer, reader, _ = await conn.open_session(
+                subsystem=wire.LINK_SUBSYSTEM, encoding=None
+            )
+            await self._serve(wire.Peer(reader, writer, handler), on_state)
+        finally:
+            self._peer = None
+            conn.close()
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                await conn.wait_closed()
+
+    async def _serve(self, peer: wire.Peer, on_state: StateHook) -> None:
+        ended = anyio.Event()
+        failure: BaseException | None = None
+
+        async def serve() -> None:
+            nonlocal failure
+            try:
+                await peer.serve()
+            except (OSError, asyncssh.Error) as exc:
+                failure = exc
+            finally:
+                ended.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(serve)
+            try:
+                await self._handshake(peer)
+            except Exception as exc:
+                # Raised after the task group, not from its body, so callers see the
+                # error itself rather than an ExceptionGroup.
+                failure = failure or exc
+                tg.cancel_scope.cancel()
+            else:
+                self._peer = peer
+                logger.info(
+                    "dryad connected to coordinator %s as %s",
+                    self._settings.coordinator,
+                    self._identity.uuid,
+                )
+                await self._set_state(on_state, LinkState.CONNECTED, "")
+                await ended.wait()
+        peer.close()
+        if failure is not None:
+            raise failure
+
+    async def _handshake(self, peer: wire.Peer) -> None:
+        """Enrol if we must, then register; the coordinator's calls are served meanwhile."""
+        if not self._identity.enrolled:
+            await self._enrol(peer)
+        params = registration(self._settings, self._identity).to_wire()
+        try:
+            await peer.call(wire.REGISTER, params)
+        except wire.RpcError as exc:
+            if exc.code != wire.NOT_ENROLLED:
+                raise LinkError(f"register refused: {exc.message}") from exc
+            # The coordinator lost our binding (a new database): enrol again if we can.
+            logger.warning("coordinator does not know this dryad any more; enrolling again")
+            self._identity.forget_enrolment()
+            await self._enrol(peer)
+            await peer.call(wire.REGISTER, params)
+
+    async def _enrol(self, peer: wire.Peer) -> None:
+        token = self._settings.read_enrol_token()
+        if token is None:
+            raise NoEnrolmentToken(
+                "not enrolled and no enrol_token configured; create one with "
+                "`boruta-coordinator enrol-token create` and put it in the configuration"
+            )
+        try:
+            await peer.call(wire.ENROL, {"token": token})
+        except wire.RpcError as exc:
+            if exc.code == wire.REFUSED:
+                raise EnrolmentRefused(f"enrolment refused: {exc.message}") from exc
+            raise LinkError(f"enrol failed: {exc.message}") from exc
+        self._identity.mark_enrolled(self._settings.coordinator)
+        logger.info("enrolled as %s with key %s", self._identity.uuid, self._identity.fingerprint)
+
+
+class _Client(asyncssh.SSHClient):
+    """Checks the coordinator's host key against the one trusted on first use."""
+
+    def __init__(self, identity: Identity, coordinator: str) -> None:
+        self._identity = identity
+        self._coordinator = coordinator
+        self.mismatch: HostKeyMismatch | None = None
+
+    def validate_host_public_key(
+        self, host: str, addr: str, port: int, key: asyncssh.SSHKey
+    ) -> bool:
+        try:
+            self._identity.verify_host_key(key, self._coordinator)
+        except HostKeyMismatch as exc:
+            self.mismatch = exc  # asyncssh only hears False; run() reports the details
+            return False
+        return True
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    cause = exc.__cause__
+    return f"{text} ({cause})" if cause is not None and str(cause) else text
