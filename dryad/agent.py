@@ -1,0 +1,228 @@
+"""The agent: serves the coordinator's calls and sends it buttons, health and failures."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Protocol
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from coordinator import wire
+from dryad.errors import HealthcheckFailed, JobUserError, LinkError
+from dryad.states import LinkState
+from hardware import HardwareError
+
+logger = logging.getLogger(__name__)
+
+MAX_IDENTIFY = 600.0  # seconds; a typo must not leave a rack blinking for a day
+MAINTENANCE_MESSAGE = "maintenance"  # what the original always showed
+
+
+class Sender(Protocol):
+    """The link as the agent sees it (``dryad.link.Link``)."""
+
+    @property
+    def connected(self) -> bool: ...
+    async def call(self, method: str, params: dict[str, Any], seconds: float = 30.0) -> Any: ...
+    async def notify(self, method: str, params: dict[str, Any]) -> None: ...
+
+
+class PanelLike(Protocol):
+    """What the agent needs of ``dryad.panel.Panel``."""
+
+    async def show(self, view: wire.Display) -> None: ...
+    async def disconnected(self, coordinator: str) -> None: ...
+    async def identify(self, seconds: float) -> None: ...
+
+
+class JobUsersLike(Protocol):
+    """What the agent needs of ``dryad.users.JobUsers``."""
+
+    async def prepare(self, public_key: str) -> None: ...
+    async def release(self) -> None: ...
+
+
+class HealthLike(Protocol):
+    """What the agent needs of ``dryad.health.Health``."""
+
+    async def check(self) -> wire.HealthReport: ...
+
+
+class Agent:
+    """Dispatches the coordinator's calls to the panel, the job user and the healthchecks.
+
+    ``handle`` is the link's handler; ``link_state`` its state hook; ``report_health``
+    what the scheduled healthchecks report to; ``run`` forwards button presses.
+    """
+
+    def __init__(
+        self,
+        link: Sender,
+        panel: PanelLike,
+        users: JobUsersLike,
+        health: HealthLike,
+        *,
+        coordinator: str,
+        presses: MemoryObjectReceiveStream[int] | None = None,
+    ) -> None:
+        self._link = link
+        self._panel = panel
+        self._users = users
+        self._health = health
+        self._coordinator = coordinator
+        self._presses = presses
+        self._user_lock = anyio.Lock()  # one job-user operation at a time
+        self._view: wire.Display | None = None  # the coordinator's last word for the panel
+        self._unsent: wire.HealthReport | None = None
+        self._tg: TaskGroup | None = None
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Forward button presses and host identify blinks until cancelled."""
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            task_status.started()
+            try:
+                await self._forward_buttons()
+                await anyio.sleep_forever()
+            finally:
+                self._tg = None
+
+    # ---- the coordinator's calls ----------------------------------------------------------
+
+    async def handle(self, method: str, params: dict[str, Any]) -> Any:
+        """Serve one call; ``wire.WireError`` becomes INVALID_PARAMS in the peer."""
+        if method == wire.PREPARE:
+            return await self._prepare(_text(params, "public_key"))
+        if method == wire.RELEASE:
+            return await self._release()
+        if method == wire.MAINTENANCE:
+            message = params.get("message", MAINTENANCE_MESSAGE)
+            if not isinstance(message, str):
+                raise wire.WireError("message must be a string")
+            return await self._show(wire.Display("MAINTENANCE", message=message))
+        if method == wire.HEALTHCHECK:
+            return await self._healthcheck()
+        if method == wire.IDENTIFY:
+            return await self._identify(params.get("seconds"))
+        if method == wire.DISPLAY:
+            return await self._show(wire.Display.from_wire(params))
+        raise wire.RpcError(wire.METHOD_NOT_FOUND, f"unknown method {method!r}")
+
+    async def _prepare(self, public_key: str) -> None:
+        if not public_key.startswith(("ssh-", "ecdsa-", "sk-")) or len(public_key.split()) < 2:
+            raise wire.WireError("public_key must be an OpenSSH public key line")
+        async with self._user_lock:
+            try:
+                # Shielded: a link that drops mid-way must not leave half a user behind.
+                with anyio.CancelScope(shield=True):
+                    await self._users.prepare(public_key)
+            except JobUserError as exc:
+                logger.error("prepare failed: %s", exc)
+                raise wire.RpcError(wire.REFUSED, f"prepare failed: {exc}") from exc
+        logger.info("job user prepared for the next job")
+
+    async def _release(self) -> None:
+        async with self._user_lock:
+            try:
+                with anyio.CancelScope(shield=True):
+                    await self._users.release()
+            except JobUserError as exc:
+                logger.error("release failed: %s", exc)
+                raise wire.RpcError(wire.REFUSED, f"release failed: {exc}") from exc
+        logger.info("job user released")
+
+    async def _show(self, view: wire.Display) -> None:
+        self._view = view
+        await self._panel.show(view)
+
+    async def _healthcheck(self) -> dict[str, Any]:
+        try:
+            report = await self._health.check()
+        except HealthcheckFailed as exc:
+            raise wire.RpcError(wire.REFUSED, f"healthcheck could not run: {exc}") from exc
+        return report.to_wire()
+
+    async def _identify(self, seconds: Any) -> None:
+        if (
+            not isinstance(seconds, int | float)
+            or isinstance(seconds, bool)
+            or not math.isfinite(seconds)
+            or not 0 < seconds <= MAX_IDENTIFY
+        ):
+            raise wire.WireError(f"seconds must be a number in (0, {MAX_IDENTIFY:g}]")
+        if self._tg is None:
+            raise wire.RpcError(wire.REFUSED, "the agent is not running")
+        # In the background: the admin's call is answered at once, the blink goes on.
+        self._tg.start_soon(self._blink, float(seconds))
+
+    async def _blink(self, seconds: float) -> None:
+        try:
+            await self._panel.identify(seconds)
+        except HardwareError as exc:
+            logger.warning("identify: %s", exc)
+
+    # ---- the link's state -----------------------------------------------------------------
+
+    async def link_state(self, state: LinkState, detail: str) -> None:
+        """Show the link's state on the panel; on connection, resend what is pending."""
+        if state is LinkState.CONNECTED:
+            if self._view is not None:
+                await self._panel.show(self._view)  # replaces the "disconnected" screen
+            if self._unsent is not None:
+                await self.report_health(self._unsent)
+        elif state is LinkState.DISCONNECTED:
+            await self._panel.disconnected(self._coordinator)
+        else:
+            await self._panel.show(wire.Display("FAILED", reason=state.value))
+
+    # ---- to the coordinator ---------------------------------------------------------------
+
+    async def report_health(self, report: wire.HealthReport) -> None:
+        """Send a scheduled health report; one made while away is sent on reconnection."""
+        self._unsent = report
+        try:
+            await self._link.call(wire.HEALTH, report.to_wire(), 10.0)
+        except (LinkError, TimeoutError) as exc:
+            logger.info("health report kept for later: %s", exc)
+            return
+        except wire.RpcError as exc:
+            logger.warning("coordinator refused the health report: %s", exc)
+        if self._unsent is report:
+            self._unsent = None
+        for check in report.failed_critical:
+            logger.warning("healthcheck %s failed: %s", check.name, check.detail)
+
+    async def set_fail(self, reason: str) -> None:
+        """Tell the coordinator this board cannot serve (it FAILs the worker)."""
+        logger.error("reporting failure: %s", reason)
+        try:
+            await self._link.call(wire.SET_FAIL, {"reason": reason}, 10.0)
+        except (LinkError, TimeoutError, wire.RpcError) as exc:
+            logger.warning("failure not delivered: %s", exc)
+
+    async def _forward_buttons(self) -> None:
+        if self._presses is None:
+            return
+        try:
+            async with self._presses:
+                async for button in self._presses:
+                    await self._button(button)
+        except HardwareError as exc:
+            await self.set_fail(f"STM lost: {exc}")
+
+    async def _button(self, button: int) -> None:
+        logger.info("button %d pressed", button)
+        try:
+            await self._link.notify(wire.BUTTON, {"button": button})
+        except LinkError as exc:
+            logger.info("button %d not forwarded: %s", button, exc)
+
+
+def _text(params: dict[str, Any], key: str) -> str:
+    value = params.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise wire.WireError(f"{key} must be a non-empty string")
+    return value.strip()
