@@ -7,7 +7,7 @@ import math
 from typing import Any, Protocol
 
 import anyio
-from anyio.abc import TaskGroup, TaskStatus
+from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from coordinator import wire
@@ -35,6 +35,7 @@ class PanelLike(Protocol):
 
     async def show(self, view: wire.Display) -> None: ...
     async def disconnected(self, coordinator: str) -> None: ...
+    async def refused(self, coordinator: str) -> None: ...
     async def identify(self, seconds: float) -> None: ...
 
 
@@ -55,7 +56,8 @@ class Agent:
     """Dispatches the coordinator's calls to the panel, the job user and the healthchecks.
 
     ``handle`` is the link's handler; ``link_state`` its state hook; ``report_health``
-    what the scheduled healthchecks report to; ``run`` forwards button presses.
+    what the scheduled healthchecks report to; ``run`` forwards button presses. The
+    coordinator turns a refused ``prepare`` or ``release`` into FAIL with its message.
     """
 
     def __init__(
@@ -77,18 +79,12 @@ class Agent:
         self._user_lock = anyio.Lock()  # one job-user operation at a time
         self._view: wire.Display | None = None  # the coordinator's last word for the panel
         self._unsent: wire.HealthReport | None = None
-        self._tg: TaskGroup | None = None
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Forward button presses and host identify blinks until cancelled."""
-        async with anyio.create_task_group() as tg:
-            self._tg = tg
-            task_status.started()
-            try:
-                await self._forward_buttons()
-                await anyio.sleep_forever()
-            finally:
-                self._tg = None
+        """Forward button presses to the coordinator until cancelled."""
+        task_status.started()
+        await self._forward_buttons()
+        await anyio.sleep_forever()  # a board without buttons still runs until told to stop
 
     # ---- the coordinator's calls ----------------------------------------------------------
 
@@ -112,8 +108,6 @@ class Agent:
         raise wire.RpcError(wire.METHOD_NOT_FOUND, f"unknown method {method!r}")
 
     async def _prepare(self, public_key: str) -> None:
-        if not public_key.startswith(("ssh-", "ecdsa-", "sk-")) or len(public_key.split()) < 2:
-            raise wire.WireError("public_key must be an OpenSSH public key line")
         async with self._user_lock:
             try:
                 # Shielded: a link that drops mid-way must not leave half a user behind.
@@ -153,16 +147,8 @@ class Agent:
             or not 0 < seconds <= MAX_IDENTIFY
         ):
             raise wire.WireError(f"seconds must be a number in (0, {MAX_IDENTIFY:g}]")
-        if self._tg is None:
-            raise wire.RpcError(wire.REFUSED, "the agent is not running")
-        # In the background: the admin's call is answered at once, the blink goes on.
-        self._tg.start_soon(self._blink, float(seconds))
-
-    async def _blink(self, seconds: float) -> None:
-        try:
-            await self._panel.identify(seconds)
-        except HardwareError as exc:
-            logger.warning("identify: %s", exc)
+        # The panel blinks in its own task group, so the admin's call is answered at once.
+        await self._panel.identify(float(seconds))
 
     # ---- the link's state -----------------------------------------------------------------
 
@@ -175,6 +161,8 @@ class Agent:
                 await self.report_health(self._unsent)
         elif state is LinkState.DISCONNECTED:
             await self._panel.disconnected(self._coordinator)
+        elif state in (LinkState.ENROLMENT_REFUSED, LinkState.NOT_ENROLLED):
+            await self._panel.refused(self._coordinator)
         else:
             await self._panel.show(wire.Display("FAILED", reason=state.value))
 
