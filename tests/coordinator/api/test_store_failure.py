@@ -1,0 +1,93 @@
+"""A database that refuses commits: 503 with a reason and Retry-After, nothing acknowledged."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import event  # noqa: TID251 - a real SQLITE_FULL needs a pool hook
+
+from coordinator.store.sql import SqlStore
+from tests.coordinator.api.harness import Farm
+
+pytestmark = pytest.mark.anyio
+
+FULL = {"message": "database is full"}
+SQLITE_MAX_PAGES = 1073741823
+
+
+def _cap_pages(limit: int | None) -> Any:
+    """A pool ``checkout`` hook setting SQLite's max_page_count on every connection handed
+    out: ``None`` caps the file at its current size, so that any growth fails SQLITE_FULL."""
+
+    def hook(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            pages = limit or cursor.execute("PRAGMA page_count").fetchone()[0]
+            cursor.execute(f"PRAGMA max_page_count = {pages}")
+        finally:
+            cursor.close()
+
+    return hook
+
+
+@contextmanager
+def disk_full(store: SqlStore) -> Iterator[None]:
+    """The database file cannot grow by a single page while this lasts."""
+    full = _cap_pages(None)
+    event.listen(store.engine, "checkout", full)
+    try:
+        yield
+    finally:
+        event.remove(store.engine, "checkout", full)
+        event.listen(store.engine, "checkout", _cap_pages(SQLITE_MAX_PAGES))
+
+
+BIG_CAPS = {"blob": "x" * 200_000}  # overflow pages: the insert must grow the file
+
+
+async def test_a_request_that_cannot_be_committed_is_503_and_not_created(farm: Farm) -> None:
+    await farm.parked_worker()
+    with disk_full(farm.store):
+        answer = await farm.post("/api/v1/reqs/", {"Priority": 8, "Caps": BIG_CAPS})
+        assert (answer.status_code, answer.json()) == (503, FULL)
+        assert answer.headers["Retry-After"] == "5"
+        assert (await farm.post("/api/v1/reqs/list")).json() == []
+    assert farm.store.load().requests == []
+
+
+async def test_after_the_disk_has_room_again_the_next_request_gets_the_first_id(
+    farm: Farm,
+) -> None:
+    await farm.parked_worker()
+    with disk_full(farm.store):
+        assert (await farm.post("/api/v1/reqs/", {"Caps": BIG_CAPS})).status_code == 503
+    answer = await farm.post("/api/v1/reqs/", {"Caps": BIG_CAPS})
+    assert (answer.status_code, answer.json()) == (201, {"ReqID": 1})
+    assert [r.id for r in farm.store.load().requests] == [1]
+
+
+async def test_healthz_still_answers_while_the_disk_is_full(farm: Farm) -> None:
+    with disk_full(farm.store):
+        answer = await farm.get("/healthz", as_=None)
+    assert (answer.status_code, answer.json()) == (200, {"status": "ok"})
+
+
+async def test_healthz_is_503_when_the_store_cannot_be_read(farm: Farm) -> None:
+    farm.store.close()
+    answer = await farm.get("/healthz", as_=None)
+    assert (answer.status_code, answer.json()) == (503, {"status": "store unavailable"})
+
+
+async def test_an_admin_call_that_cannot_be_committed_is_503_and_changes_nothing(
+    farm: Farm,
+) -> None:
+    uuid = await farm.worker(1)
+    before = await farm.snapshot()
+    with disk_full(farm.store):
+        answer = await farm.post(f"/api/v1/workers/{uuid}/setgroups", ["g" * 100_000], as_="root")
+    assert (answer.status_code, answer.json()) == (503, FULL)
+    assert await farm.snapshot() == before
+    assert farm.store.load().workers[0].groups == ()
