@@ -326,7 +326,10 @@ class Peer:
         else:
             answer = result(incoming.id, value) if incoming.id is not None else b""
         if incoming.id is not None and answer:
-            await self._send(answer)
+            try:
+                await self._send(answer)
+            except ConnectionError:  # the stream ended while we worked; nobody to answer
+                logger.debug("link: answer to %s dropped, stream closed", method)
 
     async def _send(self, line: bytes) -> None:
         if self._closed:
