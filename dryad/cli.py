@@ -11,7 +11,6 @@ from pathlib import Path
 
 import anyio
 
-
 from dryad import __version__
 from dryad.agent import Agent
 from dryad.errors import ConfigError, DryadError

@@ -285,4 +285,6 @@ class _Client(asyncssh.SSHClient):
 def _reason(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     cause = exc.__cause__
-    return f"{text} ({cause})" if cause is not None and str(cause) else text
+    if cause is None or not str(cause) or str(cause) in text:
+        return text
+    return f"{text} ({cause})"
