@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import ChainMap
 from collections.abc import Awaitable, Iterable, Mapping
 from datetime import datetime
 from typing import TypeVar
@@ -167,8 +168,7 @@ class Service:
             batch.put_request(req)
             if matcher.unsatisfiable([req], self._workers.values()):
                 batch.put_request(requests.invalidate(req, _NO_WORKER))
-            await self._commit(batch)
-            await self._match_locked([req.id])
+            await self._commit_and_follow(batch)
             return req.id
 
     async def update_request(
@@ -191,8 +191,7 @@ class Service:
             if new == req:
                 return
             batch.put_request(new)
-            await self._commit(batch)
-            await self._match_locked([rid])
+            await self._commit_and_follow(batch)
 
     async def close_request(self, user: User, rid: RequestID) -> None:
         """Cancel a WAITING request or end an IN PROGRESS one (its worker is prepared anew)."""
@@ -325,8 +324,9 @@ class Service:
             elif not failed and self.self_heal and worker.state is WorkerState.FAIL:
                 batch.put_worker(workers.move(worker, WorkerState.PREPARE, batch.now))
             else:
-                summary = ", ".join(f"{c.name} {'ok' if c.passed else 'FAILED'}"
-                                    for c in report.checks)
+                summary = ", ".join(
+                    f"{c.name} {'ok' if c.passed else 'FAILED'}" for c in report.checks
+                )
                 batch.note(worker, f"healthcheck: {summary}")
             await self._commit_and_follow(batch)
 
@@ -375,9 +375,7 @@ class Service:
             new = workers.set_groups(self.get_worker(uuid), groups)
             batch.put_worker(new)
             self._invalidate_unsatisfiable(batch)
-            await self._commit(batch)
-            if new.state is WorkerState.IDLE:
-                await self._match_locked(None)
+            await self._commit_and_follow(batch)
 
     async def deregister(self, admin: User, uuid: WorkerUUID) -> None:
         """Remove a worker in MAINTENANCE or FAIL."""
@@ -429,17 +427,14 @@ class Service:
             elif kind is Due.JOB_TIMEOUT and (ended := requests.expire_job(req, batch.now)):
                 batch.put_request(ended)
                 self._finish_job(batch, req)
+        rematch, self._rematch = self._rematch, False
         try:
-            await self._commit_and_follow(batch)
+            await self._commit_and_follow(batch, ready, everything=rematch)
         except StoreUnavailable:
             for kind, rid in due:  # nothing was applied: try these again
                 self._timers.push(batch.now, kind, rid)
+            self._rematch = rematch
             raise
-        if self._rematch:
-            self._rematch = False
-            await self._match_locked(None)
-        else:
-            await self._match_locked(ready)
 
     # ---- internals -----------------------------------------------------------------------
 
@@ -496,7 +491,11 @@ class Service:
             if old is None or old.state is not worker.state:
                 self._show(worker)
         for req in changes.requests:  # a prolonged job shows its new end
-            if req.state is RequestState.IN_PROGRESS and req.job and req.job.worker in self._workers:
+            if (
+                req.state is RequestState.IN_PROGRESS
+                and req.job
+                and req.job.worker in self._workers
+            ):
                 self._show(self._workers[req.job.worker])
         for uuid in changes.removed_workers:
             self._workers.pop(uuid, None)
@@ -527,8 +526,10 @@ class Service:
             or (old.valid_after, old.deadline, old.job) != (new.valid_after, new.deadline, new.job)
             or old.state is not new.state
         ):
+            earliest = self._timers.next()
             self._timers.arm(new, now)
-            self._rearm.set()
+            if self._timers.next() != earliest:  # wake the timer loop only to sleep less
+                self._rearm.set()
 
     def _show(self, worker: Worker) -> None:
         """Tell the board what to show for its state, without waiting for it."""
@@ -538,12 +539,14 @@ class Service:
         if worker.state is WorkerState.RUN:
             job = self._running_on(worker.uuid)
             if job is not None and job.job is not None:
-                panel = Display(worker.state.value, owner=job.owner,
-                                until=job.job.timeout.isoformat())
+                panel = Display(
+                    worker.state.value, owner=job.owner, until=job.job.timeout.isoformat()
+                )
         elif worker.state in (WorkerState.BUSY, WorkerState.MAINTENANCE):
             panel = Display(worker.state.value, message=MAINTENANCE_MESSAGE)
-        self._tg.start_soon(self._tell, worker.uuid, "display",
-                            self._dryads.display(worker.uuid, panel))
+        self._tg.start_soon(
+            self._tell, worker.uuid, "display", self._dryads.display(worker.uuid, panel)
+        )
 
     async def _tell(self, uuid: WorkerUUID, what: str, call: Awaitable[None]) -> None:
         try:
@@ -555,52 +558,74 @@ class Service:
         rid = self._jobs.get(uuid)
         return None if rid is None else self._requests[rid]
 
-    async def _commit_and_follow(self, batch: Batch) -> None:
-        """Commit, then do what the new states call for: close tunnels, start background
-        steps, and match when a worker became IDLE."""
-        await self._commit(batch)
+    async def _commit_and_follow(
+        self, batch: Batch, ready: Iterable[RequestID] = (), everything: bool = False
+    ) -> None:
+        """Match what the batch made possible, commit it all in one transaction, then do
+        what the new states call for: close tunnels, start background steps.
+
+        The matcher considers the batch's waiting requests and ``ready`` ones (ValidAfter
+        reached), or the whole queue when a worker became IDLE or ``everything`` is set.
+        """
+        opened = await self._match_into(batch, ready, everything)
+        try:
+            await self._commit(batch)
+        except StoreUnavailable:
+            for rid in opened:
+                await self._close_tunnel(rid)
+            raise
         for req in batch.requests.values():
             if req.state in (RequestState.DONE, RequestState.FAILED):
                 await self._close_tunnel(req.id)
             if req.state is RequestState.FAILED and req.job and self._tg:
                 # No PREPARE follows a failed job, so its user is removed on its own.
-                self._tg.start_soon(self._tell, req.job.worker, "release",
-                                    self._dryads.release(req.job.worker))
-        idle = False
+                self._tg.start_soon(
+                    self._tell, req.job.worker, "release", self._dryads.release(req.job.worker)
+                )
         for worker in batch.workers.values():
             self._start_background(worker)
-            idle = idle or worker.state is WorkerState.IDLE
-        if idle:
-            await self._match_locked(None)
 
     async def _match_locked(self, only: list[RequestID] | None) -> None:
-        """Give idle workers to ready requests: all waiting ones, or ``only`` these."""
-        idle = [w for w in self._workers.values() if w.state is WorkerState.IDLE]
-        if not idle or not self._queue:
-            return
-        order: Iterable[RequestID] = self._queue
-        if only is not None:
-            order = sorted(
-                (rid for rid in only if self._requests[rid].state is RequestState.WAITING),
-                key=lambda rid: (self._requests[rid].priority, self._requests[rid].queued),
-            )
+        """A matcher pass of its own: all waiting requests, or ``only`` these."""
         batch = self._batch("")
-        for assignment in matcher.match(order, self._requests, idle, batch.now):
-            req, worker = self._requests[assignment.request], self._workers[assignment.worker]
-            if not await self._open_tunnel(req.id, worker):
-                continue  # the worker stays IDLE with its key, as the original does
-            batch.put_request(requests.run(req, worker.uuid, batch.now, self.policy))
-            batch.put_worker(workers.take(worker, batch.now))
         try:
-            await self._commit(batch)
+            await self._commit_and_follow(batch, only or (), everything=only is None)
         except StoreUnavailable:
-            # The event that triggered matching is committed and answered; the timers
-            # loop runs the matcher again shortly.
-            for rid in batch.requests:
-                await self._close_tunnel(rid)
+            # What triggered this pass is committed and answered; the timers retry it.
             logger.warning("matcher: store unavailable; retrying shortly")
             self._rematch = True
             self._rearm.set()
+
+    async def _match_into(
+        self, batch: Batch, ready: Iterable[RequestID], everything: bool
+    ) -> list[RequestID]:
+        """Add the matcher's assignments to ``batch``; returns the requests given tunnels."""
+        pool = {**self._workers, **batch.workers}
+        for uuid in batch.removed:
+            pool.pop(uuid, None)
+        idle = [w for w in pool.values() if w.state is WorkerState.IDLE]
+        if not idle:
+            return []
+        reqs = ChainMap(batch.requests, self._requests)
+        fresh = {rid for rid, r in batch.requests.items() if r.state is RequestState.WAITING}
+        fresh.update(rid for rid in ready if reqs[rid].state is RequestState.WAITING)
+        if everything or any(w.state is WorkerState.IDLE for w in batch.workers.values()):
+            if not fresh:
+                order: Iterable[RequestID] = self._queue
+            else:
+                fresh.update(self._queue)
+                order = sorted(fresh, key=lambda rid: (reqs[rid].priority, reqs[rid].queued))
+        else:
+            order = sorted(fresh, key=lambda rid: (reqs[rid].priority, reqs[rid].queued))
+        opened: list[RequestID] = []
+        for assignment in matcher.match(order, reqs, idle, batch.now):
+            req, worker = reqs[assignment.request], pool[assignment.worker]
+            if not await self._open_tunnel(req.id, worker):
+                continue  # the worker stays IDLE with its key, as the original does
+            opened.append(req.id)
+            batch.put_request(requests.run(req, worker.uuid, batch.now, self.policy))
+            batch.put_worker(workers.take(worker, batch.now))
+        return opened
 
     async def _open_tunnel(self, rid: RequestID, worker: Worker) -> bool:
         try:
