@@ -62,8 +62,13 @@ class Settings:
             raise SettingsError(f"http must be HOST:PORT, not {self.http!r}")
         if self.sqlite_sync not in ("FULL", "NORMAL"):
             raise SettingsError("sqlite_sync must be FULL or NORMAL")
-        for name in ("job_timeout", "max_job_length", "max_body_bytes", "link_grace",
-                     "link_keepalive"):
+        for name in (
+            "job_timeout",
+            "max_job_length",
+            "max_body_bytes",
+            "link_grace",
+            "link_keepalive",
+        ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive")
         if self.link:
