@@ -184,6 +184,12 @@ class Link:
             )
         except asyncssh.HostKeyNotVerifiable:
             raise client.mismatch or LinkError("coordinator host key not verifiable") from None
+        except asyncssh.PermissionDenied:
+            # The coordinator binds each UUID to one key: ours is not the one it knows.
+            raise EnrolmentRefused(
+                f"the coordinator refused key {self._identity.fingerprint} for worker "
+                f"{self._identity.uuid}; is this UUID enrolled with another key?"
+            ) from None
         try:
             writer, reader, _ = await conn.open_session(
                 subsystem=wire.LINK_SUBSYSTEM, encoding=None
@@ -232,19 +238,22 @@ class Link:
 
     async def _handshake(self, peer: wire.Peer) -> None:
         """Enrol if we must, then register; the coordinator's calls are served meanwhile."""
-        if not self._identity.enrolled:
-            await self._enrol(peer)
+        if not self._identity.enrolled and self._settings.read_enrol_token() is not None:
+            await self._enrol(peer)  # the coordinator answers a repeated enrol kindly
         params = registration(self._settings, self._identity).to_wire()
         try:
             await peer.call(wire.REGISTER, params)
         except wire.RpcError as exc:
             if exc.code != wire.NOT_ENROLLED:
                 raise LinkError(f"register refused: {exc.message}") from exc
-            # The coordinator lost our binding (a new database): enrol again if we can.
-            logger.warning("coordinator does not know this dryad any more; enrolling again")
-            self._identity.forget_enrolment()
+            # Unknown to the coordinator: never enrolled, or its database is new.
+            if self._identity.enrolled:
+                logger.warning("coordinator does not know this dryad any more; enrolling again")
+                self._identity.forget_enrolment()
             await self._enrol(peer)
             await peer.call(wire.REGISTER, params)
+        if not self._identity.enrolled:
+            self._identity.mark_enrolled(self._settings.coordinator)  # lost marker, key known
 
     async def _enrol(self, peer: wire.Peer) -> None:
         token = self._settings.read_enrol_token()

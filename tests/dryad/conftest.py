@@ -55,6 +55,7 @@ class FakeCoordinator:
     )
     enrolled: set[bytes] = field(default_factory=set)  # public key blobs bound by a token
     sessions: list[Session] = field(default_factory=list)
+    refuse_keys: bool = False  # as for a UUID bound to another key
     send: MemoryObjectSendStream[Received] = field(init=False)
     received: MemoryObjectReceiveStream[Received] = field(init=False)
 
@@ -124,6 +125,8 @@ class _Server(asyncssh.SSHServer):
 
     def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
         assert self._conn is not None
+        if self._coordinator.refuse_keys:
+            return False
         self._coordinator.sessions.append(Session(username, key, self._conn))
         return True
 

@@ -158,6 +158,29 @@ async def test_without_a_token_an_unknown_dryad_says_so(
     assert coordinator.received.statistics().current_buffer_used == 0  # not even a call
 
 
+async def test_a_key_the_coordinator_refuses_is_shown_as_refused(
+    coordinator: FakeCoordinator, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    coordinator.refuse_keys = True
+    identity = Identity.load(tmp_path / "state")
+    async with running(settings_for(coordinator, tmp_path / "state"), identity) as (_, log):
+        await log.wait_for(LinkState.ENROLMENT_REFUSED)
+    assert f"refused key {identity.fingerprint}" in caplog.text
+
+
+async def test_a_lost_marker_is_restored_by_a_registration(
+    coordinator: FakeCoordinator, tmp_path: Path
+) -> None:
+    identity = Identity.load(tmp_path / "state")
+    coordinator.bind(identity)
+    identity.forget_enrolment()
+    settings = settings_for(coordinator, tmp_path / "state", enrol_token=None)
+    async with running(settings, identity) as (_, log):
+        assert (await coordinator.next()).method == wire.REGISTER
+        await log.wait_for(LinkState.CONNECTED)
+    assert identity.enrolled
+
+
 async def test_the_token_file_is_read_when_needed(
     coordinator: FakeCoordinator, tmp_path: Path
 ) -> None:
