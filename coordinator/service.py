@@ -19,33 +19,34 @@ from typing import TypeVar
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
+from coordinator import cascade
 from coordinator.batch import Batch
 from coordinator.domain import listing, matcher, requests, workers
 from coordinator.domain.clock import Clock
 from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.listing import ListSpec, Page
-from coordinator.domain.matcher import Queue
 from coordinator.domain.model import Request, User, Worker
 from coordinator.domain.requests import RequestPolicy
 from coordinator.domain.states import RequestState, WorkerState
-from coordinator.domain.timers import Due, Timers
+from coordinator.domain.timers import Due
 from coordinator.errors import (
     DryadUnreachable,
     Forbidden,
-    NotFound,
     StoreUnavailable,
     WorkerNotAssigned,
 )
+from coordinator.farm import Farm
 from coordinator.keys import KeyPool
 from coordinator.ports import AccessInfo, Dryads, Tunnels
+from coordinator.presence import Presence
+from coordinator.steps import Steps, panel_for
 from coordinator.store import Store
-from coordinator.wire import Display, HealthReport
+from coordinator.wire import HealthReport
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-MAINTENANCE_MESSAGE = "maintenance"  # what the original sends (spec §1.8)
 RETRY_AFTER_STORE_ERROR = 1.0  # seconds before the timers retry after a failed commit
 
 
@@ -72,64 +73,48 @@ class Service:
         self._username = username
         self._keys = keys or KeyPool()
         self._lock = anyio.Lock()
-        self._requests: dict[RequestID, Request] = {}
-        self._workers: dict[WorkerUUID, Worker] = {}
-        self._queue = Queue()
-        self._timers = Timers()
+        self._farm = Farm()
         self._access: dict[RequestID, tuple[str, int]] = {}
         self._waiters: dict[RequestID, anyio.Event] = {}
-        self._next_id = 1
-        self._next_queued = 1
         self._rearm = anyio.Event()
         self._rematch = False  # a matcher pass failed to commit; the timer loop retries it
         self._changed = anyio.Event()  # set (and replaced) after every applied commit
         self._tg: TaskGroup | None = None
-        self.link_grace = link_grace  # seconds a dryad may be away before its worker FAILS
+        self._presence = Presence(link_grace, self._away)
+        self._steps = Steps(dryads, self._keys, self._background_done)
         self.self_heal = self_heal  # passing checks bring a FAILED worker back to service
-        self._links: dict[WorkerUUID, int] = {}  # link epoch; odd while connected
         self._health: dict[WorkerUUID, tuple[datetime, HealthReport]] = {}
-        self._jobs: dict[WorkerUUID, RequestID] = {}  # the running request of each worker
 
     # ---- lifecycle -------------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Load the stored state, resume what was under way, then serve until cancelled."""
         snapshot = await anyio.to_thread.run_sync(self._store.load)
-        now = self._clock.now()
-        self._requests = {r.id: r for r in snapshot.requests}
-        self._workers = {w.uuid: w for w in snapshot.workers}
-        self._queue = Queue(r for r in snapshot.requests if r.state is RequestState.WAITING)
-        self._jobs = {
-            r.job.worker: r.id
-            for r in snapshot.requests
-            if r.state is RequestState.IN_PROGRESS and r.job is not None
-        }
-        self._timers.arm_all(snapshot.requests, now)
-        self._next_id = max(self._requests, default=0) + 1
-        self._next_queued = max((r.queued for r in snapshot.requests), default=0) + 1
+        self._farm = Farm.load(snapshot, self._clock.now())
         async with anyio.create_task_group() as tg:
             self._tg = tg
+            self._presence.start(tg)
             await tg.start(self._keys.run)
             await self._resume()
             tg.start_soon(self._timer_loop)
             logger.info(
                 "service resumed: %d requests (%d waiting), %d workers",
-                len(self._requests),
-                len(self._queue),
-                len(self._workers),
+                len(self._farm.requests),
+                len(self._farm.queue),
+                len(self._farm.workers),
             )
             task_status.started()
 
     async def _resume(self) -> None:
         """Re-open running jobs' tunnels and restart background steps cut off by a crash."""
-        for req in self._requests.values():
+        for req in self._farm.requests.values():
             if req.state is RequestState.IN_PROGRESS and req.job is not None:
-                worker = self._workers.get(req.job.worker)
+                worker = self._farm.workers.get(req.job.worker)
                 if worker is not None:
                     await self._open_tunnel(req.id, worker)
-        for worker in self._workers.values():
+        for worker in self._farm.workers.values():
             self._start_background(worker)
-            self._start_grace(worker.uuid)  # dryads must come back after our restart
+            self._presence.watch(worker.uuid)  # dryads must come back after our restart
         async with self._lock:
             await self._fire_due_locked()
             await self._match_locked(None)
@@ -156,18 +141,18 @@ class Service:
         async with self._lock:
             batch = self._batch(user.name)
             req = requests.create(
-                RequestID(self._next_id),
+                RequestID(self._farm.next_id),
                 user,
                 priority,
                 caps,
                 valid_after,
                 deadline,
                 batch.now,
-                self._next_queued,
+                self._farm.next_queued,
             )
             batch.put_request(req)
-            if matcher.unsatisfiable([req], self._workers.values()):
-                batch.put_request(requests.invalidate(req, _NO_WORKER))
+            if matcher.unsatisfiable([req], self._farm.workers.values()):
+                batch.put_request(requests.invalidate(req, cascade.NO_WORKER))
             await self._commit_and_follow(batch)
             return req.id
 
@@ -186,7 +171,7 @@ class Service:
             batch = self._batch(user.name)
             req = self._owned(user, rid)
             new = requests.update(
-                req, priority, valid_after, deadline, batch.now, self._next_queued
+                req, priority, valid_after, deadline, batch.now, self._farm.next_queued
             )
             if new == req:
                 return
@@ -199,7 +184,7 @@ class Service:
             batch = self._batch(user.name)
             req = self._owned(user, rid)
             batch.put_request(requests.close(req))
-            self._finish_job(batch, req)
+            cascade.finish_job(batch, req)
             await self._commit_and_follow(batch)
 
     async def prolong_access(self, user: User, rid: RequestID) -> None:
@@ -220,47 +205,40 @@ class Service:
             event = self._waiters.setdefault(rid, anyio.Event())
             with anyio.move_on_after(wait):
                 await event.wait()
-            req = self._requests[rid]
+            req = self._farm.requests[rid]
         access = self._access.get(rid)
         if req.state is not RequestState.IN_PROGRESS or req.job is None or access is None:
             raise WorkerNotAssigned
-        worker = self._workers[req.job.worker]
+        worker = self._farm.workers[req.job.worker]
         return AccessInfo(access[0], access[1], worker.key, self._username)
 
     def get_request(self, rid: RequestID) -> Request:
-        try:
-            return self._requests[rid]
-        except KeyError:
-            raise NotFound("Request") from None
+        return self._farm.request(rid)
 
     def queue_position(self, rid: RequestID) -> int | None:
         """How many waiting requests are ahead of this one; ``None`` if it is not waiting."""
-        req = self.get_request(rid)
-        return self._queue.position(req) if req.state is RequestState.WAITING else None
+        return self._farm.queue_position(rid)
 
     def list_requests(self, spec: ListSpec[Request, RequestID]) -> Page[Request]:
-        return listing.page(listing.REQUESTS, self._requests, spec)
+        return listing.page(listing.REQUESTS, self._farm.requests, spec)
 
     # ---- workers -----------------------------------------------------------------------
 
     def get_worker(self, uuid: WorkerUUID) -> Worker:
-        try:
-            return self._workers[uuid]
-        except KeyError:
-            raise NotFound("Worker") from None
+        return self._farm.worker(uuid)
 
     def list_workers(self, spec: ListSpec[Worker, WorkerUUID]) -> Page[Worker]:
-        return listing.page(listing.WORKERS, self._workers, spec)
+        return listing.page(listing.WORKERS, self._farm.workers, spec)
 
     async def register(self, caps: Mapping[str, str], ssh_address: str) -> Worker:
         """A dryad (re-)registers; called by the dryad link."""
         async with self._lock:
             batch = self._batch("")
-            known = self._workers.get(WorkerUUID(caps.get("UUID", "")))
+            known = self._farm.workers.get(WorkerUUID(caps.get("UUID", "")))
             new = workers.register(known, caps, ssh_address, batch.now)
-            self._put_worker(batch, new)
+            cascade.put_worker(self._farm, batch, new)
             if known is None or dict(known.caps) != dict(new.caps):
-                self._invalidate_unsatisfiable(batch)
+                cascade.invalidate_unsatisfiable(self._farm, batch)
             await self._commit_and_follow(batch)
             return new
 
@@ -268,43 +246,43 @@ class Service:
         """The dryad reports a failure; its running job, if any, FAILS."""
         async with self._lock:
             batch = self._batch("")
-            self._put_worker(batch, workers.set_fail(self.get_worker(uuid), reason, batch.now))
+            cascade.put_worker(
+                self._farm, batch, workers.set_fail(self.get_worker(uuid), reason, batch.now)
+            )
             await self._commit_and_follow(batch)
 
     def connected(self, uuid: WorkerUUID) -> bool:
         """Whether the worker's dryad link is up now."""
-        return self._links.get(uuid, 0) % 2 == 1
+        return self._presence.connected(uuid)
 
     def last_health(self, uuid: WorkerUUID) -> tuple[datetime, HealthReport] | None:
         return self._health.get(uuid)
 
     def link_up(self, uuid: WorkerUUID) -> None:
         """The dryad link of ``uuid`` connected (the link server calls this)."""
-        if not self.connected(uuid):
-            self._links[uuid] = self._links.get(uuid, 0) + 1
-            logger.info("worker %s: link up", uuid)
+        self._presence.up(uuid)
 
     def link_down(self, uuid: WorkerUUID) -> None:
         """The link dropped; the worker FAILS if it stays away for the grace period."""
-        if self.connected(uuid):
-            self._links[uuid] += 1
-            logger.warning("worker %s: link down; %.0f s grace", uuid, self.link_grace)
-            self._start_grace(uuid)
+        self._presence.down(uuid)
 
-    def _start_grace(self, uuid: WorkerUUID) -> None:
-        if self._tg is not None and not self.connected(uuid):
-            self._tg.start_soon(self._grace, uuid, self._links.get(uuid, 0))
+    @property
+    def link_grace(self) -> float:
+        """Seconds a dryad may be away before its worker FAILS."""
+        return self._presence.grace
 
-    async def _grace(self, uuid: WorkerUUID, epoch: int) -> None:
-        await anyio.sleep(self.link_grace)
+    @link_grace.setter
+    def link_grace(self, seconds: float) -> None:
+        self._presence.grace = seconds
+
+    async def _away(self, uuid: WorkerUUID) -> None:
         async with self._lock:
-            worker = self._workers.get(uuid)
-            if self._links.get(uuid, 0) != epoch or worker is None:
-                return  # it came back (or went) meanwhile
-            if worker.state in _OUT_OF_SERVICE:
-                return  # maintenance and FAIL need no reminder that the board is away
+            worker = self._farm.workers.get(uuid)
+            if worker is None or worker.state in _OUT_OF_SERVICE:
+                return  # gone, or in maintenance or FAIL: no reminder needed
             batch = self._batch("")
-            self._put_worker(batch, workers.move(worker, WorkerState.FAIL, batch.now, _AWAY))
+            failed = workers.move(worker, WorkerState.FAIL, batch.now, _AWAY)
+            cascade.put_worker(self._farm, batch, failed)
             try:
                 await self._commit_and_follow(batch)
             except StoreUnavailable:
@@ -320,7 +298,7 @@ class Service:
             failed = report.failed_critical
             if failed and worker.state not in _OUT_OF_SERVICE:
                 reason = "; ".join(f"healthcheck {c.name} failed: {c.detail}" for c in failed)
-                self._put_worker(batch, workers.set_fail(worker, reason, batch.now))
+                cascade.put_worker(self._farm, batch, workers.set_fail(worker, reason, batch.now))
             elif not failed and self.self_heal and worker.state is WorkerState.FAIL:
                 batch.put_worker(workers.move(worker, WorkerState.PREPARE, batch.now))
             else:
@@ -364,7 +342,7 @@ class Service:
             batch = self._batch(admin.name)
             new = workers.set_state(self.get_worker(uuid), state, batch.now)
             if new is not None:
-                self._put_worker(batch, new)
+                cascade.put_worker(self._farm, batch, new)
                 await self._commit_and_follow(batch)
 
     async def set_worker_groups(self, admin: User, uuid: WorkerUUID, groups: Iterable[str]) -> None:
@@ -374,7 +352,7 @@ class Service:
             batch = self._batch(admin.name)
             new = workers.set_groups(self.get_worker(uuid), groups)
             batch.put_worker(new)
-            self._invalidate_unsatisfiable(batch)
+            cascade.invalidate_unsatisfiable(self._farm, batch)
             await self._commit_and_follow(batch)
 
     async def deregister(self, admin: User, uuid: WorkerUUID) -> None:
@@ -385,7 +363,7 @@ class Service:
             worker = self.get_worker(uuid)
             workers.check_deregister(worker)
             batch.remove_worker(worker)
-            self._invalidate_unsatisfiable(batch, gone=uuid)
+            cascade.invalidate_unsatisfiable(self._farm, batch, gone=uuid)
             await self._commit(batch)
 
     # ---- timers ------------------------------------------------------------------------
@@ -397,7 +375,7 @@ class Service:
 
     async def _timer_loop(self) -> None:
         while True:
-            nxt = self._timers.next()
+            nxt = self._farm.timers.next()
             delay = math.inf if nxt is None else (nxt - self._clock.now()).total_seconds()
             if self._rematch:
                 delay = min(delay, RETRY_AFTER_STORE_ERROR)
@@ -414,7 +392,7 @@ class Service:
 
     async def _fire_due_locked(self) -> None:
         batch = self._batch("")
-        due = self._timers.pop_due(batch.now)
+        due = self._farm.timers.pop_due(batch.now)
         ready: list[RequestID] = []
         for kind, rid in due:
             req = batch.request(rid)
@@ -426,20 +404,20 @@ class Service:
                 batch.put_request(timed_out)
             elif kind is Due.JOB_TIMEOUT and (ended := requests.expire_job(req, batch.now)):
                 batch.put_request(ended)
-                self._finish_job(batch, req)
+                cascade.finish_job(batch, req)
         rematch, self._rematch = self._rematch, False
         try:
             await self._commit_and_follow(batch, ready, everything=rematch)
         except StoreUnavailable:
             for kind, rid in due:  # nothing was applied: try these again
-                self._timers.push(batch.now, kind, rid)
+                self._farm.timers.push(batch.now, kind, rid)
             self._rematch = rematch
             raise
 
     # ---- internals -----------------------------------------------------------------------
 
     def _batch(self, actor: str) -> Batch:
-        return Batch(self._clock.now(), actor, self._requests, self._workers)
+        return Batch(self._clock.now(), actor, self._farm.requests, self._farm.workers)
 
     def _owned(self, user: User, rid: RequestID) -> Request:
         req = self.get_request(rid)
@@ -452,32 +430,6 @@ class Service:
         if not user.admin:
             raise Forbidden("only an admin may do this")
 
-    def _put_worker(self, batch: Batch, new: Worker) -> None:
-        """Record a worker change; leaving RUN for FAIL or BUSY fails its job (spec §1.8)."""
-        old = batch.worker(new.uuid)
-        batch.put_worker(new)
-        if old is not None and workers.fails_job(old.state, new.state):
-            req = self._running_on(new.uuid)
-            if req is not None:
-                reason = f"worker {new.uuid} left RUNNING for {new.state}"
-                batch.put_request(requests.fail(req, new.reason or reason))
-
-    def _finish_job(self, batch: Batch, req: Request) -> None:
-        """A running request ended: its worker goes to PREPARE for a new key."""
-        if req.state is not RequestState.IN_PROGRESS or req.job is None:
-            return
-        worker = batch.worker(req.job.worker)
-        if worker is not None and (prepared := workers.finish_job(worker, batch.now)):
-            batch.put_worker(prepared)
-
-    def _invalidate_unsatisfiable(self, batch: Batch, gone: WorkerUUID | None = None) -> None:
-        everyone = {**self._workers, **batch.workers}
-        if gone is not None:
-            everyone.pop(gone, None)
-        waiting = [batch.request(rid) for rid in self._queue]
-        for req in matcher.unsatisfiable([r for r in waiting if r], everyone.values()):
-            batch.put_request(requests.invalidate(req, _NO_WORKER))
-
     async def _commit(self, batch: Batch) -> None:
         changes = batch.changes()
         if not changes:
@@ -486,19 +438,19 @@ class Service:
         for req in changes.requests:
             self._apply_request(req, batch.now)
         for worker in changes.workers:
-            old = self._workers.get(worker.uuid)
-            self._workers[worker.uuid] = worker
+            old = self._farm.workers.get(worker.uuid)
+            self._farm.workers[worker.uuid] = worker
             if old is None or old.state is not worker.state:
                 self._show(worker)
         for req in changes.requests:  # a prolonged job shows its new end
             if (
                 req.state is RequestState.IN_PROGRESS
                 and req.job
-                and req.job.worker in self._workers
+                and req.job.worker in self._farm.workers
             ):
-                self._show(self._workers[req.job.worker])
+                self._show(self._farm.workers[req.job.worker])
         for uuid in changes.removed_workers:
-            self._workers.pop(uuid, None)
+            self._farm.workers.pop(uuid, None)
         self._changed.set()
         self._changed = anyio.Event()
 
@@ -507,43 +459,19 @@ class Service:
         await self._changed.wait()
 
     def _apply_request(self, new: Request, now: datetime) -> None:
-        old = self._requests.get(new.id)
-        if old is not None and old.state is RequestState.WAITING:
-            self._queue.remove(old)
-        self._requests[new.id] = new
-        self._next_id = max(self._next_id, new.id + 1)
-        self._next_queued = max(self._next_queued, new.queued + 1)
-        if old is not None and old.job is not None and self._jobs.get(old.job.worker) == new.id:
-            del self._jobs[old.job.worker]
-        if new.state is RequestState.IN_PROGRESS and new.job is not None:
-            self._jobs[new.job.worker] = new.id
-        if new.state is RequestState.WAITING:
-            self._queue.add(new)
-        elif (event := self._waiters.pop(new.id, None)) is not None:
-            event.set()
-        if (
-            old is None
-            or (old.valid_after, old.deadline, old.job) != (new.valid_after, new.deadline, new.job)
-            or old.state is not new.state
-        ):
-            earliest = self._timers.next()
-            self._timers.arm(new, now)
-            if self._timers.next() != earliest:  # wake the timer loop only to sleep less
-                self._rearm.set()
+        earliest = self._farm.timers.next()
+        old = self._farm.apply_request(new, now)
+        if old is not None and old.state is not new.state:
+            if (event := self._waiters.pop(new.id, None)) is not None:
+                event.set()  # an acquire_worker?wait= is waiting for this
+        if self._farm.timers.next() != earliest:  # wake the timer loop only to sleep less
+            self._rearm.set()
 
     def _show(self, worker: Worker) -> None:
         """Tell the board what to show for its state, without waiting for it."""
         if self._tg is None or not self.connected(worker.uuid):
             return
-        panel = Display(worker.state.value, reason=worker.reason)
-        if worker.state is WorkerState.RUN:
-            job = self._running_on(worker.uuid)
-            if job is not None and job.job is not None:
-                panel = Display(
-                    worker.state.value, owner=job.owner, until=job.job.timeout.isoformat()
-                )
-        elif worker.state in (WorkerState.BUSY, WorkerState.MAINTENANCE):
-            panel = Display(worker.state.value, message=MAINTENANCE_MESSAGE)
+        panel = panel_for(worker, self._farm.running_on(worker.uuid))
         self._tg.start_soon(
             self._tell, worker.uuid, "display", self._dryads.display(worker.uuid, panel)
         )
@@ -553,10 +481,6 @@ class Service:
             await call
         except Exception as exc:
             logger.warning("worker %s: %s not delivered: %s", uuid, what, exc)
-
-    def _running_on(self, uuid: WorkerUUID) -> Request | None:
-        rid = self._jobs.get(uuid)
-        return None if rid is None else self._requests[rid]
 
     async def _commit_and_follow(
         self, batch: Batch, ready: Iterable[RequestID] = (), everything: bool = False
@@ -600,20 +524,20 @@ class Service:
         self, batch: Batch, ready: Iterable[RequestID], everything: bool
     ) -> list[RequestID]:
         """Add the matcher's assignments to ``batch``; returns the requests given tunnels."""
-        pool = {**self._workers, **batch.workers}
+        pool = {**self._farm.workers, **batch.workers}
         for uuid in batch.removed:
             pool.pop(uuid, None)
         idle = [w for w in pool.values() if w.state is WorkerState.IDLE]
         if not idle:
             return []
-        reqs = ChainMap(batch.requests, self._requests)
+        reqs = ChainMap(batch.requests, self._farm.requests)
         fresh = {rid for rid, r in batch.requests.items() if r.state is RequestState.WAITING}
         fresh.update(rid for rid in ready if reqs[rid].state is RequestState.WAITING)
         if everything or any(w.state is WorkerState.IDLE for w in batch.workers.values()):
             if not fresh:
-                order: Iterable[RequestID] = self._queue
+                order: Iterable[RequestID] = self._farm.queue
             else:
-                fresh.update(self._queue)
+                fresh.update(self._farm.queue)
                 order = sorted(fresh, key=lambda rid: (reqs[rid].priority, reqs[rid].queued))
         else:
             order = sorted(fresh, key=lambda rid: (reqs[rid].priority, reqs[rid].queued))
@@ -643,34 +567,15 @@ class Service:
         if self._tg is None:
             return
         if worker.state is WorkerState.PREPARE:
-            self._tg.start_soon(self._prepare, worker.uuid, worker.epoch)
+            self._tg.start_soon(self._steps.prepare, worker.uuid, worker.epoch)
         elif worker.state is WorkerState.BUSY:
-            self._tg.start_soon(self._maintenance, worker.uuid, worker.epoch)
-
-    async def _prepare(self, uuid: WorkerUUID, epoch: int) -> None:
-        """PREPARE: a new key, the dryad recreates the job user with it, then IDLE."""
-        key = await self._keys.get()
-        try:
-            await self._dryads.prepare(uuid, key.public_openssh)
-            failure = ""
-        except Exception as exc:
-            failure = f"prepare failed: {exc}"
-        await self._background_done(uuid, epoch, failure, key.private_pem)
-
-    async def _maintenance(self, uuid: WorkerUUID, epoch: int) -> None:
-        """BUSY: the dryad shows maintenance, then MAINTENANCE."""
-        try:
-            await self._dryads.maintenance(uuid, MAINTENANCE_MESSAGE)
-            failure = ""
-        except Exception as exc:
-            failure = f"maintenance failed: {exc}"
-        await self._background_done(uuid, epoch, failure, b"")
+            self._tg.start_soon(self._steps.maintenance, worker.uuid, worker.epoch)
 
     async def _background_done(
         self, uuid: WorkerUUID, epoch: int, failure: str, key: bytes
     ) -> None:
         async with self._lock:
-            worker = self._workers.get(uuid)
+            worker = self._farm.workers.get(uuid)
             if worker is None:
                 return
             batch = self._batch("")
@@ -691,6 +596,5 @@ class Service:
                 )
 
 
-_NO_WORKER = "no registered worker has these caps and groups"
 _AWAY = "disconnected"  # the FAIL reason of a dryad gone past the grace period
 _OUT_OF_SERVICE = frozenset({WorkerState.MAINTENANCE, WorkerState.BUSY, WorkerState.FAIL})

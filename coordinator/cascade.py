@@ -1,0 +1,44 @@
+"""What one change implies for others (spec §1.6–§1.8 side effects), added to a batch."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from coordinator.batch import Batch
+from coordinator.domain import matcher, requests, workers
+from coordinator.domain.ids import WorkerUUID
+from coordinator.domain.model import Request, Worker
+from coordinator.domain.states import RequestState
+from coordinator.farm import Farm
+
+NO_WORKER: Final = "no registered worker has these caps and groups"
+
+
+def put_worker(farm: Farm, batch: Batch, new: Worker) -> None:
+    """Record a worker change; leaving RUN for FAIL or BUSY fails its job (spec §1.8)."""
+    old = batch.worker(new.uuid)
+    batch.put_worker(new)
+    if old is not None and workers.fails_job(old.state, new.state):
+        req = farm.running_on(new.uuid)
+        if req is not None:
+            reason = f"worker {new.uuid} left RUNNING for {new.state}"
+            batch.put_request(requests.fail(req, new.reason or reason))
+
+
+def finish_job(batch: Batch, req: Request) -> None:
+    """A running request ended: its worker goes to PREPARE for a new key."""
+    if req.state is not RequestState.IN_PROGRESS or req.job is None:
+        return
+    worker = batch.worker(req.job.worker)
+    if worker is not None and (prepared := workers.finish_job(worker, batch.now)):
+        batch.put_worker(prepared)
+
+
+def invalidate_unsatisfiable(farm: Farm, batch: Batch, gone: WorkerUUID | None = None) -> None:
+    """Waiting requests that no registered worker could take any more become INVALID."""
+    everyone = {**farm.workers, **batch.workers}
+    if gone is not None:
+        everyone.pop(gone, None)
+    waiting = [batch.request(rid) for rid in farm.queue]
+    for req in matcher.unsatisfiable([r for r in waiting if r], everyone.values()):
+        batch.put_request(requests.invalidate(req, NO_WORKER))

@@ -1,0 +1,58 @@
+"""The dryad-side steps of PREPARE and BUSY, and what a board shows for its state."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+from coordinator.domain.ids import WorkerUUID
+from coordinator.domain.model import Request, Worker
+from coordinator.domain.states import WorkerState
+from coordinator.keys import KeyPool
+from coordinator.ports import Dryads
+from coordinator.wire import Display
+
+MAINTENANCE_MESSAGE: Final = "maintenance"  # what the original sends (spec §1.8)
+
+# Called with the worker, the epoch the step began at, the failure ("" if none) and the key.
+Done = Callable[[WorkerUUID, int, str, bytes], Awaitable[None]]
+
+
+class Steps:
+    """Runs a worker's background step on its dryad and reports how it went."""
+
+    def __init__(self, dryads: Dryads, keys: KeyPool, done: Done) -> None:
+        self._dryads = dryads
+        self._keys = keys
+        self._done = done
+
+    async def prepare(self, uuid: WorkerUUID, epoch: int) -> None:
+        """PREPARE: a new key; the dryad recreates the job user with it (then IDLE)."""
+        key = await self._keys.get()
+        try:
+            await self._dryads.prepare(uuid, key.public_openssh)
+            failure = ""
+        except Exception as exc:  # any failure of the dryad is the worker's FAIL reason
+            failure = f"prepare failed: {exc}"
+        await self._done(uuid, epoch, failure, key.private_pem)
+
+    async def maintenance(self, uuid: WorkerUUID, epoch: int) -> None:
+        """BUSY: the dryad shows maintenance (then MAINTENANCE)."""
+        try:
+            await self._dryads.maintenance(uuid, MAINTENANCE_MESSAGE)
+            failure = ""
+        except Exception as exc:
+            failure = f"maintenance failed: {exc}"
+        await self._done(uuid, epoch, failure, b"")
+
+
+def panel_for(worker: Worker, running: Request | None) -> Display:
+    """What the board should show: the owner and end of a job, the maintenance message,
+    or the reason of a failure."""
+    if worker.state is WorkerState.RUN and running is not None and running.job is not None:
+        return Display(
+            worker.state.value, owner=running.owner, until=running.job.timeout.isoformat()
+        )
+    if worker.state in (WorkerState.BUSY, WorkerState.MAINTENANCE):
+        return Display(worker.state.value, message=MAINTENANCE_MESSAGE)
+    return Display(worker.state.value, reason=worker.reason)
