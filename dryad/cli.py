@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import signal
 import sys
@@ -14,7 +15,7 @@ import anyio
 from dryad import __version__
 from dryad.agent import Agent
 from dryad.errors import ConfigError, DryadError
-from dryad.health import Health
+from dryad.health import Health, HealthSettings
 from dryad.identity import Identity
 from dryad.link import Backoff, Link
 from dryad.panel import Panel
@@ -69,6 +70,11 @@ def board_settings(settings: Settings) -> BoardSettings:
     )
 
 
+def health_settings(settings: Settings) -> HealthSettings:
+    """The healthchecks' settings: the [health] table, plus the disk check's filesystem."""
+    return HealthSettings(**dataclasses.asdict(settings.health), state_dir=settings.state_dir)
+
+
 async def run(
     settings: Settings,
     identity: Identity,
@@ -87,7 +93,7 @@ async def run(
     )
     async with open_board(settings.profile, board_settings(settings)) as board:
         panel = Panel(board.display, board.leds)
-        health = Health(board, settings.health)
+        health = Health(board, health_settings(settings))
         link = Link(settings, identity, backoff=backoff or Backoff())
         agent = Agent(
             link,

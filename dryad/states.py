@@ -13,9 +13,3 @@ class LinkState(StrEnum):
     NOT_ENROLLED = "not enrolled"  # unknown to the coordinator and no token configured
     ENROLMENT_REFUSED = "enrolment refused"  # the token was invalid or expired
     HOST_KEY_MISMATCH = "host key changed"  # the coordinator is not the one we trusted
-
-    @property
-    def needs_admin(self) -> bool:
-        """Whether only a person can fix this (so the dryad retries slowly)."""
-        return self in (LinkState.NOT_ENROLLED, LinkState.ENROLMENT_REFUSED,
-                        LinkState.HOST_KEY_MISMATCH)  # fmt: skip

@@ -8,49 +8,15 @@ import os
 import signal
 import subprocess
 import sys
-import types
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 
+import dryad.cli
 from coordinator import wire
 from dryad.identity import Identity
 from tests.dryad.conftest import FAST, FakeCoordinator, settings_for
-
-REAL_HEALTH = importlib.util.find_spec("dryad.health") is not None
-
-
-class StubHealth:
-    """Stands in for dryad.health.Health until that module lands."""
-
-    def __init__(self, board: Any, settings: Any) -> None:
-        self.board = board
-
-    async def check(self) -> wire.HealthReport:
-        return wire.HealthReport(())
-
-    async def run(self, report: Any, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        await anyio.sleep_forever()
-
-
-@pytest.fixture(autouse=True)
-def health_module(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    if not REAL_HEALTH:
-        module = types.ModuleType("dryad.health")
-        module.Health = StubHealth  # type: ignore[attr-defined]
-        monkeypatch.setitem(sys.modules, "dryad.health", module)
-        monkeypatch.delitem(sys.modules, "dryad.cli", raising=False)
-    yield
-
-
-def cli() -> Any:
-    import dryad.cli
-
-    return dryad.cli
 
 
 def write_config(path: Path, text: str) -> Path:
@@ -70,14 +36,14 @@ def test_a_bad_config_is_one_line_and_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
 ) -> None:
     config = write_config(tmp_path / "dryad.toml", text)
-    assert cli().main(["--config", str(config)]) == 2
+    assert dryad.cli.main(["--config", str(config)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("dryad: ") and message in err
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
 def test_a_missing_config_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli().main(["--config", str(tmp_path / "none.toml")]) == 2
+    assert dryad.cli.main(["--config", str(tmp_path / "none.toml")]) == 2
     assert "no such configuration file" in capsys.readouterr().err
 
 
@@ -86,13 +52,13 @@ def test_a_bad_job_user_name_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFix
         tmp_path / "dryad.toml",
         f'coordinator = "h"\nstate_dir = "{tmp_path}/s"\n[job_user]\nname = "Bad Name"\n',
     )
-    assert cli().main(["--config", str(config)]) == 2
+    assert dryad.cli.main(["--config", str(config)]) == 2
     assert "not a valid user or group name" in capsys.readouterr().err
 
 
 def test_an_unknown_profile_flag_is_refused_by_argparse(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exited:
-        cli().main(["--config", str(tmp_path / "x.toml"), "--profile", "pi"])
+        dryad.cli.main(["--config", str(tmp_path / "x.toml"), "--profile", "pi"])
     assert exited.value.code == 2
 
 
@@ -106,7 +72,7 @@ def test_missing_hardware_is_one_line_and_exit_1(
     )
     if importlib.util.find_spec("luma") is None:  # pragma: no cover
         pytest.skip("luma is not installed")
-    assert cli().main(["--config", str(config)]) == 1
+    assert dryad.cli.main(["--config", str(config)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("dryad: ") and "Traceback" not in err
 
@@ -127,7 +93,7 @@ async def test_a_sim_dryad_registers_with_its_caps(
     identity = Identity.load(settings.state_dir)
     users = JobUsers("boruta-user", (), manage=False)
     async with anyio.create_task_group() as tg:
-        tg.start_soon(lambda: cli().run(settings, identity, users, backoff=FAST))
+        tg.start_soon(lambda: dryad.cli.run(settings, identity, users, backoff=FAST))
         register = await coordinator.next(wire.REGISTER, within=20)
         assert register.params["caps"] == {"board": "rpi4", "arch": "arm", "UUID": identity.uuid}
         assert register.session.peer is not None
@@ -143,7 +109,6 @@ async def test_a_sim_dryad_registers_with_its_caps(
 
 
 @pytest.mark.anyio
-@pytest.mark.skipif(not REAL_HEALTH, reason="dryad.health has not landed yet")
 async def test_the_command_connects_and_stops_cleanly_on_sigterm(
     coordinator: FakeCoordinator, tmp_path: Path
 ) -> None:
