@@ -97,7 +97,10 @@ class StmLink:
             send, receive = anyio.create_memory_object_stream[str | HardwareError](256)
             self._sink = send
             try:
-                with anyio.fail_after(limit):
+                # Once a command is written its reply will come; a caller cancelled in
+                # between would leave that reply on the line for the next command to take
+                # as its own. So the exchange finishes (within its limit) even then.
+                with anyio.CancelScope(shield=True), anyio.fail_after(limit):
                     await self._write(data)
                     await self._collect(reply, receive)
             except TimeoutError:

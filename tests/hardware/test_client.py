@@ -23,6 +23,7 @@ from hardware.sim.firmware import Firmware
 from hardware.sim.pty import PtyStm
 from hardware.stm.client import SerialStm
 from hardware.stm.protocol import Color, Lthor, Mux, Rgb
+from tests.hardware.conftest import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -248,3 +249,17 @@ async def test_state_file_follows_every_change(stm: SerialStm, tmp_path: Path) -
     await stm.dut()
     state = json.loads((tmp_path / "state.json").read_text())
     assert (state["mux"], state["power"], len(state["oled"])) == ("dut", True, 32)
+
+
+async def test_a_command_cancelled_mid_exchange_does_not_hand_its_reply_to_the_next(
+    firmware: Firmware,
+) -> None:
+    # A slow line, so the cancel lands while the reply is still arriving.
+    async with PtyStm(firmware, baud=1200) as sim, SerialStm(sim.path, timeout=2) as stm:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(stm.set_led, 1, (96, 144, 0))
+            await wait_until(sim, lambda: firmware.state.leds[0] == (96, 144, 0))
+            tg.cancel_scope.cancel()
+        assert await stm.led(2) == Rgb(0, 0, 0)  # its own answer, not the old one's
+        await stm.set_led(2, (0, 0, 128))
+        assert firmware.state.leds[1] == (0, 0, 128)
