@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import signal
 import sys
@@ -71,8 +70,8 @@ def board_settings(settings: Settings) -> BoardSettings:
 
 
 def health_settings(settings: Settings) -> HealthSettings:
-    """The healthchecks' settings: the [health] table, plus the disk check's filesystem."""
-    return HealthSettings(**dataclasses.asdict(settings.health), state_dir=settings.state_dir)
+    """The healthchecks' settings: the [health] table, watching the state directory."""
+    return settings.health
 
 
 async def run(

@@ -11,6 +11,7 @@ from typing import Any, Final, TypeVar
 
 from coordinator.wire import LINK_PORT
 from dryad.errors import ConfigError
+from dryad.health import HealthSettings
 
 DEFAULT_CONFIG: Final = Path("/etc/boruta/dryad.toml")
 PROFILE_NAMES: Final = ("muxpi", "generic", "sim")
@@ -26,19 +27,6 @@ class JobUserSettings:
     name: str = "boruta-user"
     groups: tuple[str, ...] = ("disk", "dialout", "stm", "uucp")
     manage: bool = True  # False: leave users alone (a laptop running the sim profile)
-
-
-@dataclass(frozen=True)
-class HealthSettings:
-    """What the healthchecks look at and how often they run."""
-
-    interval: float = 300.0  # seconds between scheduled runs
-    power_cycle: bool = False  # power-cycle the DUT during a check, as the original did
-    sd_reader: str = "/dev/sda"
-    min_disk_free_mb: int = 100
-    min_mem_free_mb: int = 32
-    max_temp_c: float = 80.0
-    sshd_port: int = 22
 
 
 @dataclass(frozen=True)
@@ -137,6 +125,7 @@ def parse(data: Mapping[str, Any], *, base: Path = Path(".")) -> Settings:
         raise ConfigError("enrol_token, enrol_token_file: give one of them, not both")
     ssh_address = _get(data, "ssh_address", str, ":22")
     _host_port(ssh_address, "ssh_address", None)
+    state_dir = _path(data, "state_dir", base) or Settings.state_dir
     return Settings(
         coordinator_host=host,
         coordinator_port=port,
@@ -144,10 +133,11 @@ def parse(data: Mapping[str, Any], *, base: Path = Path(".")) -> Settings:
         enrol_token_file=token_file,
         caps=MappingProxyType(_caps(data.get("caps", {}))),
         profile=_profile(_get(data, "profile", str, "muxpi"), "profile"),
-        state_dir=_path(data, "state_dir", base) or Settings.state_dir,
+        state_dir=state_dir,
         ssh_address=ssh_address,
         job_user=_section(data, "job_user", JobUserSettings, base),
-        health=_section(data, "health", HealthSettings, base),
+        # The disk check watches the filesystem of the state directory.
+        health=replace(_section(data, "health", HealthSettings, base), state_dir=state_dir),
         stm=_section(data, "stm", StmSettings, base),
         sim=_section(data, "sim", SimSettings, base),
     )

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from dryad.errors import ConfigError
+from dryad.health import HealthSettings
 from dryad.settings import (
-    HealthSettings,
     JobUserSettings,
     SimSettings,
     StmSettings,
@@ -79,7 +79,7 @@ def test_every_key_overridden(tmp_path: Path) -> None:
     assert s.ssh_address == "10.0.0.7:22"
     assert dict(s.caps) == {"board": "rpi4", "arch": "arm64"}
     assert s.job_user == JobUserSettings("tester", ("disk",), False)
-    assert s.health == HealthSettings(60.0, True, "/dev/sdb", 200, 64, 75.0, 2222)
+    assert s.health == HealthSettings(60.0, True, "/dev/sdb", 200, 64, 75.0, 2222, s.state_dir)
     assert isinstance(s.health.interval, float)
     assert s.stm == StmSettings("/dev/ttyUSB0")
     assert s.sim == SimSettings(tmp_path / "sim/state.json", Path("/tmp/oled.png"))
