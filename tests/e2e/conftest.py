@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,6 +16,15 @@ import httpx
 import pytest
 
 READY = re.compile(rb"coordinator ready on http://([\d.]+):(\d+)")
+LINK_READY = re.compile(rb"dryad link listening on ([\d.]+):(\d+)")
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now (for a service that must keep its port)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 @dataclass
@@ -23,6 +33,7 @@ class Coordinator:
 
     process: subprocess.Popen[bytes]
     url: str
+    link: str = ""  # HOST:PORT of the dryad link
 
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs, as in a power cut of the process."""
@@ -40,29 +51,37 @@ def run_cli(db: Path, *args: str) -> str:
     return out.stdout.decode()
 
 
-def start(db: Path, log: Path) -> Coordinator:
-    """Start a coordinator on a free port and wait for its ready line."""
+def start(db: Path, log: Path, link: str = "127.0.0.1:0", *extra: str) -> Coordinator:
+    """Start a coordinator on a free HTTP port and wait for its ready lines."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     offset = log.stat().st_size if log.exists() else 0  # earlier runs' lines are not ours
+    command = [
+        sys.executable,
+        "-m",
+        "coordinator",
+        "--db",
+        str(db),
+        *extra,
+        "serve",
+        "--http",
+        "127.0.0.1:0",
+        "--link",
+        link,
+    ]
     with log.open("ab") as sink:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "coordinator",
-                "--db",
-                str(db),
-                "serve",
-                "--http",
-                "127.0.0.1:0",
-            ],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    for _ in range(600):  # the ready line, or give up after about 30 s
-        if (m := READY.search(log.read_bytes()[offset:])) is not None:
-            return Coordinator(process, f"http://{m[1].decode()}:{m[2].decode()}")
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
+    return Coordinator(process, *_wait_ready(process, log, offset, bool(link)))
+
+
+def _wait_ready(
+    process: subprocess.Popen[bytes], log: Path, offset: int, with_link: bool
+) -> tuple[str, str]:
+    for _ in range(600):  # the ready lines, or give up after about 30 s
+        text = log.read_bytes()[offset:]
+        http, link = READY.search(text), LINK_READY.search(text)
+        if http is not None and (link is not None or not with_link):
+            where = f"{link[1].decode()}:{link[2].decode()}" if link else ""
+            return f"http://{http[1].decode()}:{http[2].decode()}", where
         if process.poll() is not None:
             break
         try:

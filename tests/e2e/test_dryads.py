@@ -1,0 +1,165 @@
+"""Real processes: a coordinator and simulated MuxPi dryads over real SSH on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import Coordinator, client, free_port, run_cli, start
+
+pytestmark = pytest.mark.e2e
+
+GRACE = 3  # seconds a dryad may be away before its worker FAILS
+
+
+def eventually(check: Callable[[], Any], seconds: float = 30) -> Any:
+    """Ask again until ``check`` gives something true; real processes take their time."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if value := check():
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {seconds} s: {check.__doc__ or check}")
+        time.sleep(0.1)
+
+
+class Farm:
+    """A coordinator with a fixed link port, an admin, and the dryads it starts."""
+
+    def __init__(self, tmp: Path, coordinators: list[Coordinator]) -> None:
+        self.tmp = tmp
+        self.db = tmp / "farm.db"
+        self.link = f"127.0.0.1:{free_port()}"
+        config = tmp / "coordinator.toml"
+        config.write_text(f"link_grace = {GRACE}\nlink_keepalive = 1\n")
+        self.extra = ("--config", str(config))
+        self.token = run_cli(self.db, "user", "add", "admin", "--admin").splitlines()[-1]
+        self.enrol = run_cli(self.db, "enrol-token", "create").splitlines()[-1]
+        self.coordinators = coordinators
+        self.dryads: list[subprocess.Popen[bytes]] = []
+        self.coordinator = self.restart()
+
+    def restart(self) -> Coordinator:
+        c = start(self.db, self.tmp / "coordinator.log", self.link, *self.extra)
+        self.coordinators.append(c)
+        self.coordinator = c
+        return c
+
+    def http(self) -> httpx.Client:
+        return client(self.coordinator.url, self.token)
+
+    def dryad(self, n: int, device_type: str) -> Path:
+        """Start simulated dryad ``n``; returns its directory."""
+        home = self.tmp / f"dryad-{n}"
+        home.mkdir()
+        (home / "dryad.toml").write_text(
+            f'coordinator = "{self.link}"\nenrol_token = "{self.enrol}"\nprofile = "sim"\n'
+            f'state_dir = "state"\nssh_address = "127.0.0.1:22"\n'
+            f'[caps]\ndevice_type = "{device_type}"\n[job_user]\nmanage = false\n'
+            f'[health]\ninterval = 3600\n[sim]\nstate_file = "board.json"\npng_file = "oled.png"\n'
+        )
+        with (home / "dryad.log").open("ab") as log:
+            self.dryads.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "dryad", "--config", str(home / "dryad.toml")],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                )
+            )
+        return home
+
+    def workers(self) -> dict[str, dict[str, Any]]:
+        with self.http() as http:
+            return {w["Caps"]["device_type"]: w for w in http.post("/api/v1/workers/list").json()}
+
+    def idle(self, device_type: str) -> str:
+        """Wait for the board to register, then put it in service as an admin does."""
+        uuid: str = eventually(lambda: self.workers().get(device_type, {}).get("WorkerUUID"))
+        with self.http() as http:
+            answer = http.post(f"/api/v1/workers/{uuid}/setstate", json={"WorkerState": "IDLE"})
+            assert answer.status_code == 202
+        eventually(lambda: self.workers()[device_type]["State"] == "IDLE")
+        return uuid
+
+
+@pytest.fixture
+def farm(tmp_path: Path, coordinators: list[Coordinator]) -> Iterator[Farm]:
+    f = Farm(tmp_path, coordinators)
+    yield f
+    for p in f.dryads:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            p.wait(20)
+
+
+def board(home: Path) -> dict[str, Any]:
+    """The simulated STM's state as the dryad left it (LEDs, OLED text)."""
+    try:
+        data: dict[str, Any] = json.loads((home / "board.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data
+
+
+def test_a_dryad_enrols_registers_and_serves_a_job(farm: Farm) -> None:
+    home = farm.dryad(1, "rpi4")
+    uuid = farm.idle("rpi4")
+    with farm.http() as http:
+        rid = http.post("/api/v1/reqs/", json={"Caps": {"device_type": "rpi4"}}).json()["ReqID"]
+        access = http.post(f"/api/v1/reqs/{rid}/acquire_worker", params={"wait": 30}).json()
+        assert access["Username"] == "boruta-user" and access["Addr"]["Port"] == 22
+        assert http.get(f"/api/v1/workers/{uuid}").json()["Connected"] is True
+    # The board shows the job: the panel's RUNNING colour, blue, on the simulated STM.
+    eventually(lambda: board(home).get("leds", [None])[0] == [0, 0, 128])
+
+
+def test_dryads_reconnect_after_a_coordinator_is_killed_and_nothing_is_lost(farm: Farm) -> None:
+    farm.dryad(1, "rpi4")
+    farm.dryad(2, "odroid")
+    farm.idle("rpi4")
+    farm.idle("odroid")
+    with farm.http() as http:
+        rid = http.post("/api/v1/reqs/", json={"Caps": {"device_type": "rpi4"}}).json()["ReqID"]
+        before = http.get(f"/api/v1/reqs/{rid}").json()
+    assert before["State"] == "IN PROGRESS"
+    farm.coordinator.kill()
+    farm.restart()
+    eventually(lambda: all(w.get("Connected") for w in farm.workers().values()))
+    with farm.http() as http:
+        assert http.get(f"/api/v1/reqs/{rid}").json() == before
+    workers = farm.workers()
+    assert (workers["rpi4"]["State"], workers["odroid"]["State"]) == ("RUNNING", "IDLE")
+
+
+def test_a_dryad_killed_during_a_job_fails_it_after_the_grace_period(farm: Farm) -> None:
+    farm.dryad(1, "rpi4")
+    uuid = farm.idle("rpi4")
+    with farm.http() as http:
+        rid = http.post("/api/v1/reqs/", json={"Caps": {"device_type": "rpi4"}}).json()["ReqID"]
+    farm.dryads[0].send_signal(signal.SIGKILL)
+    farm.dryads[0].wait(10)
+
+    def failed() -> dict[str, Any] | None:
+        with farm.http() as http:
+            req: dict[str, Any] = http.get(f"/api/v1/reqs/{rid}").json()
+        return req if req["State"] == "FAILED" else None
+
+    req = eventually(failed, seconds=GRACE + 20)
+    assert req["Reason"] == "disconnected"
+    worker = farm.workers()["rpi4"]
+    assert (worker["WorkerUUID"], worker["State"], worker["Reason"]) == (
+        uuid,
+        "FAILED",
+        "disconnected",
+    )
