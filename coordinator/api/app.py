@@ -1,5 +1,5 @@
 """``create_app``: the Starlette app from explicit routes and handlers, with a lifespan that
-opens the store and runs the service."""
+opens the store and runs the service and the dryad link."""
 
 from __future__ import annotations
 
@@ -23,12 +23,14 @@ from coordinator.api.v1 import V1, json_response
 from coordinator.domain.clock import Clock, SystemClock
 from coordinator.domain.ids import WorkerUUID
 from coordinator.errors import BorutaError
-from coordinator.wire import Display, HealthReport
 from coordinator.keys import KeyPool
+from coordinator.link.registry import DryadLink
+from coordinator.link.server import LinkConfig, LinkServer
 from coordinator.ports import DirectAccess, Dryads, Tunnels
 from coordinator.service import Service
 from coordinator.settings import Settings
 from coordinator.store import Store
+from coordinator.wire import Display, HealthReport
 
 logger = logging.getLogger(__name__)
 
@@ -61,26 +63,37 @@ class NoDryadLink:
 
 @dataclass
 class Parts:
-    """What the app is built from; tests pass their own clock, dryads or tunnels."""
+    """What the app is built from; tests pass their own clock, dryads or tunnels.
+
+    ``dryads=None`` means the dryad link (an SSH server in this process) when
+    ``settings.link`` is set, else ``NoDryadLink``; given dryads replace the link.
+    """
 
     store: Store
-    dryads: Dryads = field(default_factory=NoDryadLink)
+    dryads: Dryads | None = None
     tunnels: Tunnels = field(default_factory=DirectAccess)
     clock: Clock = field(default_factory=SystemClock)
     keys: KeyPool = field(default_factory=KeyPool)
 
 
 def create_app(settings: Settings, parts: Parts) -> Starlette:
-    """The coordinator's ASGI app; its lifespan migrates the store and runs the service."""
+    """The coordinator's ASGI app; its lifespan migrates the store and runs the service,
+    then the dryad link."""
+    link = DryadLink(parts.store, parts.clock) if parts.dryads is None and settings.link else None
+    dryads: Dryads = parts.dryads if parts.dryads is not None else link or NoDryadLink()
     service = Service(
         parts.store,
-        parts.dryads,
+        dryads,
         parts.tunnels,
         parts.clock,
         settings.policy,
         settings.job_username,
         parts.keys,
+        link_grace=settings.link_grace,
+        self_heal=settings.self_heal,
     )
+    if link is not None:
+        link.service = service
     v1 = V1(service, Authenticator(parts.store), settings.max_body_bytes, settings.max_acquire_wait)
 
     @asynccontextmanager
@@ -88,7 +101,12 @@ def create_app(settings: Settings, parts: Parts) -> Starlette:
         await anyio.to_thread.run_sync(parts.store.migrate)
         async with anyio.create_task_group() as tg:
             await tg.start(service.run)
-            yield
+            # The link stops first, so that its sessions end while the service still runs.
+            async with anyio.create_task_group() as link_tg:
+                if link is not None:
+                    await link_tg.start(_link_server(settings, parts.store, link).run)
+                yield
+                link_tg.cancel_scope.cancel()
             tg.cancel_scope.cancel()
 
     app = Starlette(
@@ -101,10 +119,22 @@ def create_app(settings: Settings, parts: Parts) -> Starlette:
         lifespan=lifespan,
     )
     app.state.service = service
+    app.state.link = link
     # The original redirects with 308 (httptreemux); Starlette's own slash redirect is 307.
     app.router.redirect_slashes = False
     app.router.default = _not_found(app)
     return app
+
+
+def _link_server(settings: Settings, store: Store, link: DryadLink) -> LinkServer:
+    host, _, port = settings.link.rpartition(":")
+    config = LinkConfig(
+        host.strip("[]"),  # "" listens on every interface
+        int(port),
+        settings.link_host_key_path,
+        settings.link_keepalive,
+    )
+    return LinkServer(config, store, link)
 
 
 def _not_found(app: Starlette) -> ASGIApp:
