@@ -1,0 +1,67 @@
+"""Links that drop: grace, FAIL "disconnected", reconnection, and one link per worker."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from coordinator.domain.ids import RequestID
+from coordinator.domain.states import RequestState, WorkerState
+from coordinator.wire import REGISTER
+from tests.coordinator.conftest import ADMIN, ALICE, until
+
+from .conftest import GRACE, Dialled, Farm, TestDryad, dial, enrol_and_register
+
+pytestmark = pytest.mark.anyio
+
+
+async def running_job(farm: Farm, link: Dialled, dryad: TestDryad) -> RequestID:
+    """Enrol and register ``dryad``, put it in service, and give it a job."""
+    await enrol_and_register(farm, link, dryad)
+    await farm.service.set_worker_state(ADMIN, dryad.uuid, WorkerState.IDLE)
+    rid = await farm.service.new_request(ALICE, 8, {})
+    await until(
+        farm.service, lambda: farm.service.get_request(rid).state is RequestState.IN_PROGRESS
+    )
+    return rid
+
+
+async def test_a_killed_dryad_fails_its_worker_and_job_after_the_grace(farm: Farm) -> None:
+    dryad = TestDryad()
+    async with dial(farm.port, dryad) as link:
+        rid = await running_job(farm, link, dryad)
+        link.conn.abort()  # as a kill -9 or a cut cable would
+    with anyio.fail_after(GRACE * 10):
+        while farm.link.connected(dryad.uuid):
+            await farm.link.changed()
+    await until(farm.service, lambda: farm.service.get_worker(dryad.uuid).state is WorkerState.FAIL)
+    assert farm.service.get_worker(dryad.uuid).reason == "disconnected"
+    assert farm.service.get_request(rid).state is RequestState.FAILED
+
+
+async def test_a_dryad_back_within_the_grace_keeps_its_job(farm: Farm) -> None:
+    dryad = TestDryad()
+    async with dial(farm.port, dryad) as link:
+        rid = await running_job(farm, link, dryad)
+        link.conn.abort()
+    async with dial(farm.port, dryad) as link:
+        await link.peer.call(REGISTER, dryad.registration())
+        # Nothing may happen now: wait past the grace for a FAIL that must not come.
+        with anyio.move_on_after(GRACE * 2):
+            await until(
+                farm.service,
+                lambda: farm.service.get_worker(dryad.uuid).state is not WorkerState.RUN,
+            )
+        assert farm.service.get_worker(dryad.uuid).state is WorkerState.RUN
+        assert farm.service.get_request(rid).state is RequestState.IN_PROGRESS
+        assert farm.service.connected(dryad.uuid)
+
+
+async def test_a_new_connection_replaces_the_old_one(farm: Farm) -> None:
+    dryad = TestDryad()
+    async with dial(farm.port, dryad) as old:
+        await enrol_and_register(farm, old, dryad)
+        async with dial(farm.port, dryad) as new:
+            await old.reader.read()  # the coordinator closed the old link
+            await new.peer.call(REGISTER, dryad.registration())
+            assert farm.link.connected(dryad.uuid) and farm.service.connected(dryad.uuid)
