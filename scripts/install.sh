@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 for pair in postgresql:/usr/lib/postgresql wrk:/usr/bin/wrk openssh-server:/usr/sbin/sshd \
-            openssh-client:/usr/bin/ssh sqlite3:/usr/bin/sqlite3; do
+            openssh-client:/usr/bin/ssh sqlite3:/usr/bin/sqlite3 chromium:/usr/bin/chromium; do
     pkg=${pair%%:*} path=${pair#*:}
     [ -e "$path" ] || need_apt+=("$pkg")
 done
