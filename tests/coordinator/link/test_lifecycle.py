@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anyio
 import pytest
 
+from coordinator.domain.clock import FakeClock
 from coordinator.domain.ids import RequestID
 from coordinator.domain.states import RequestState, WorkerState
+from coordinator.keys import KeyPool
+from coordinator.link.registry import DryadLink
+from coordinator.link.server import LinkConfig, LinkServer
+from coordinator.service import Service
+from coordinator.store.sql import SqlStore
 from coordinator.wire import REGISTER
-from tests.coordinator.conftest import ADMIN, ALICE, until
+from tests.coordinator.conftest import ADMIN, ALICE, RecordingTunnels, until
 
 from .conftest import GRACE, Dialled, Farm, TestDryad, dial, enrol_and_register
 
@@ -65,3 +73,28 @@ async def test_a_new_connection_replaces_the_old_one(farm: Farm) -> None:
             await old.reader.read()  # the coordinator closed the old link
             await new.peer.call(REGISTER, dryad.registration())
             assert farm.link.connected(dryad.uuid) and farm.service.connected(dryad.uuid)
+
+
+async def test_keepalives_end_the_link_of_a_dryad_that_went_silent(
+    store: SqlStore, clock: FakeClock, tmp_path: Path
+) -> None:
+    link = DryadLink(store, clock)
+    service = Service(store, link, RecordingTunnels(), clock, keys=KeyPool(1), link_grace=60)
+    link.service = service
+    config = LinkConfig("127.0.0.1", 0, tmp_path / "key", keepalive=0.1)
+    dryad = TestDryad()
+    store.bind_dryad(dryad.uuid, dryad.key.export_public_key().decode().strip())
+    async with anyio.create_task_group() as tg:
+        await tg.start(service.run)
+        _, port = await tg.start(LinkServer(config, store, link).run)
+        async with dial(port, dryad) as dialled:
+            await dialled.peer.call(REGISTER, dryad.registration())
+            # A dryad that hangs (or a cable that drops packets) answers nothing but keeps
+            # its TCP connection: stop reading it, as the server would then see.
+            dialled.conn._transport.pause_reading()
+            with anyio.fail_after(5):
+                while link.connected(dryad.uuid):
+                    await link.changed()
+            dialled.conn._transport.resume_reading()
+        tg.cancel_scope.cancel()
+    assert not service.connected(dryad.uuid)

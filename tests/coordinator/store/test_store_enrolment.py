@@ -5,11 +5,16 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import insert
 
 from coordinator.errors import Conflict
-from coordinator.store.sql import SqlStore
+from coordinator.store.schema import MIGRATIONS
+from coordinator.store.sql import SqlStore, _worker_values
+from coordinator.store.tables import workers
 
-from .builders import T0, worker_uuid
+from .builders import T0, make_worker, worker_uuid
 
 KEY_A = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 KEY_B = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB"
@@ -78,3 +83,20 @@ def test_a_binding_made_by_another_coordinator_is_seen(store: SqlStore, database
         other.close()
     with pytest.raises(Conflict):
         store.bind_dryad(worker_uuid(1), KEY_B)
+
+
+def test_a_database_at_revision_0001_gains_enrolment_and_keeps_its_rows(
+    fresh_store: SqlStore,
+) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("path_separator", "os")
+    with fresh_store.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001")
+    with fresh_store.engine.begin() as conn:
+        conn.execute(insert(workers), _worker_values(make_worker(1)))
+    fresh_store.migrate()
+    assert fresh_store.load().workers == [make_worker(1)]
+    fresh_store.bind_dryad(worker_uuid(1), KEY_A)
+    assert fresh_store.dryad_key(worker_uuid(1)) == KEY_A
