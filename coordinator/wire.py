@@ -7,8 +7,8 @@ numbers its own requests. The dryad opens the channel as the subsystem ``LINK_SU
 after authenticating with its identity key as SSH user ``<worker UUID>``.
 
 Dryad → coordinator: ``enrol`` (first call of an unknown key), ``register``, ``set_fail``,
-``health``, ``button``. Coordinator → dryad: ``prepare``, ``release``, ``maintenance``,
-``healthcheck``, ``identify``, ``display``.
+``health``, ``button``, ``panel`` (what the board drew). Coordinator → dryad:
+``prepare``, ``release``, ``maintenance``, ``healthcheck``, ``identify``, ``display``.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ MAINTENANCE: Final = "maintenance"
 HEALTHCHECK: Final = "healthcheck"
 IDENTIFY: Final = "identify"
 DISPLAY: Final = "display"
+PANEL: Final = "panel"
 
 # JSON-RPC error codes: the standard ones and ours (-32000..-32099 are for servers).
 PARSE_ERROR: Final = -32700
@@ -218,6 +219,42 @@ class Display:
             _str(data, "message", ""),
             _str(data, "reason", ""),
         )
+
+
+MAX_PANEL_PNG: Final = 16 << 10  # bytes; a 1-bit 128x32 PNG takes a few hundred
+
+
+@dataclass(frozen=True, slots=True)
+class Panel:
+    """``panel`` params (a notification): the OLED frame as a base64 PNG and the two
+    RGB LEDs' colours, as the board shows them now."""
+
+    screen_png_b64: str
+    leds: tuple[tuple[int, int, int], tuple[int, int, int]]
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"screen_png_b64": self.screen_png_b64, "leds": [list(c) for c in self.leds]}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Panel:
+        screen = _str(data, "screen_png_b64")
+        # base64 grows by 4/3: bound the text before anyone decodes it.
+        if len(screen) > MAX_PANEL_PNG * 4 // 3 + 4:
+            raise WireError(f"screen_png_b64 over {MAX_PANEL_PNG} bytes")
+        leds = data.get("leds")
+        if not isinstance(leds, list) or len(leds) != 2:
+            raise WireError("leds must be a list of two [r, g, b] colours")
+        return cls(screen, (_rgb(leds[0]), _rgb(leds[1])))
+
+
+def _rgb(value: Any) -> tuple[int, int, int]:
+    if (
+        not isinstance(value, list)
+        or len(value) != 3
+        or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in value)
+    ):
+        raise WireError("an LED colour must be [r, g, b] with each in 0..255")
+    return (value[0], value[1], value[2])
 
 
 def _str(data: dict[str, Any], key: str, default: str | None = None) -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
 
 import anyio
 from anyio.abc import TaskStatus
@@ -19,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 MAX_IDENTIFY = 600.0  # seconds; a typo must not leave a rack blinking for a day
 MAINTENANCE_MESSAGE = "maintenance"  # what the original always showed
+PANEL_INTERVAL = 0.25  # seconds between panel reports: a blink must not flood the link
 
 
 class Sender(Protocol):
@@ -39,6 +41,14 @@ class PanelLike(Protocol):
     async def identify(self, seconds: float) -> None: ...
 
 
+@runtime_checkable
+class ReportingPanel(Protocol):
+    """A panel that tells what it draws (``dryad.panel.Panel``); the agent mirrors it."""
+
+    def watch(self, callback: Callable[[], None]) -> None: ...
+    def report(self) -> wire.Panel: ...
+
+
 class JobUsersLike(Protocol):
     """What the agent needs of ``dryad.users.JobUsers``."""
 
@@ -56,8 +66,11 @@ class Agent:
     """Dispatches the coordinator's calls to the panel, the job user and the healthchecks.
 
     ``handle`` is the link's handler; ``link_state`` its state hook; ``report_health``
-    what the scheduled healthchecks report to; ``run`` forwards button presses. The
-    coordinator turns a refused ``prepare`` or ``release`` into FAIL with its message.
+    what the scheduled healthchecks report to; ``run`` forwards button presses and,
+    for a panel that reports what it draws, sends each change as a ``panel``
+    notification (at most one per ``PANEL_INTERVAL``, the newest; again on every
+    reconnection). The coordinator turns a refused ``prepare`` or ``release`` into FAIL
+    with its message.
     """
 
     def __init__(
@@ -79,12 +92,19 @@ class Agent:
         self._user_lock = anyio.Lock()  # one job-user operation at a time
         self._view: wire.Display | None = None  # the coordinator's last word for the panel
         self._unsent: wire.HealthReport | None = None
+        self._panel_dirty = anyio.Event()  # set when the panel changed since the last report
+        self._reporting = panel if isinstance(panel, ReportingPanel) else None
+        if self._reporting is not None:
+            self._reporting.watch(self._panel_changed)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Forward button presses to the coordinator until cancelled."""
-        task_status.started()
-        await self._forward_buttons()
-        await anyio.sleep_forever()  # a board without buttons still runs until told to stop
+        """Forward button presses and panel reports to the coordinator until cancelled."""
+        async with anyio.create_task_group() as tg:
+            if self._reporting is not None:
+                tg.start_soon(self._report_panel, self._reporting)
+            task_status.started()
+            await self._forward_buttons()
+            await anyio.sleep_forever()  # a board without buttons runs until told to stop
 
     # ---- the coordinator's calls ----------------------------------------------------------
 
@@ -155,6 +175,8 @@ class Agent:
     async def link_state(self, state: LinkState, detail: str) -> None:
         """Show the link's state on the panel; on connection, resend what is pending."""
         if state is LinkState.CONNECTED:
+            # A restarted coordinator has forgotten our panel: it is in memory only there.
+            self._panel_changed()
             if self._view is not None:
                 await self._panel.show(self._view)  # replaces the "disconnected" screen
             if self._unsent is not None:
@@ -190,6 +212,26 @@ class Agent:
             await self._link.call(wire.SET_FAIL, {"reason": reason}, 10.0)
         except (LinkError, TimeoutError, wire.RpcError) as exc:
             logger.warning("failure not delivered: %s", exc)
+
+    async def _report_panel(self, panel: ReportingPanel) -> None:
+        # Debounced: the newest panel is read when sending, so a burst costs one report.
+        while True:
+            await self._panel_dirty.wait()
+            self._panel_dirty = anyio.Event()
+            await self.send_panel(panel)
+            await anyio.sleep(PANEL_INTERVAL)
+
+    def _panel_changed(self) -> None:
+        self._panel_dirty.set()
+
+    async def send_panel(self, panel: ReportingPanel) -> None:
+        """Send what ``panel`` shows now; dropped while the link is down (sent on return)."""
+        if not self._link.connected:
+            return
+        try:
+            await self._link.notify(wire.PANEL, panel.report().to_wire())
+        except LinkError as exc:
+            logger.debug("panel not reported: %s", exc)
 
     async def _forward_buttons(self) -> None:
         if self._presses is None:

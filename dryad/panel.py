@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import logging
 import math
 import textwrap
@@ -129,6 +131,9 @@ class Panel:
     Blinks run in :meth:`run`'s task group; each new screen stops the old blink and
     waits for it to end before setting the LEDs, so no blink outlives its screen.
 
+    After every change of the OLED or the LEDs the callbacks given to :meth:`watch` are
+    called (synchronously; they must not block); :meth:`report` says what is shown now.
+
     :param period: seconds each LED stays lit in the maintenance blink (original: 1 s).
     :param flash: seconds on and off of the identify blink.
     :param refresh: seconds between redraws of the RUNNING screen's time left.
@@ -158,11 +163,36 @@ class Panel:
         self._tg: TaskGroup | None = None
         self._lock = anyio.Lock()
         self._closed = False
+        self._colors: list[Rgb] = [OFF, OFF]  # what LED 1 and LED 2 were last set to
+        self._watchers: list[Callable[[], None]] = []
 
     @property
     def screen(self) -> Screen | None:
         """What the panel shows now (identify while it lasts)."""
         return self._identify or self._base
+
+    def watch(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` after every change the panel draws (screen or LEDs)."""
+        self._watchers.append(callback)
+
+    def report(self) -> wire.Panel:
+        """What the board shows now: the OLED frame as a base64 PNG and both LED colours."""
+        png = io.BytesIO()
+        self._display.image.save(png, format="PNG")
+        screen = base64.b64encode(png.getvalue()).decode()
+        return wire.Panel(screen, (self._colors[0], self._colors[1]))
+
+    def _changed(self) -> None:
+        for callback in self._watchers:
+            try:
+                callback()
+            except Exception:  # a mirror's trouble must never stop the board's own panel
+                logger.exception("panel watcher failed")
+
+    def _record(self, *colors: tuple[int, Rgb]) -> None:
+        for number, color in colors:
+            self._colors[number - 1] = color
+        self._changed()
 
     async def show(self, view: wire.Display) -> None:
         """Show the screen of a worker state, replacing whatever was shown."""
@@ -234,7 +264,9 @@ class Panel:
             try:
                 if self._leds is not None:
                     await self._leds.stop()
+                    self._colors = [OFF, OFF]
                 await self._display.show_text("dryad stopped")
+                self._changed()
             except HardwareError:
                 logger.warning("could not show the stopped screen", exc_info=True)
         if self._tg is not None:
@@ -253,10 +285,12 @@ class Panel:
             await self._display.show_text(*screen.lines)
             await self._stop_blink()
             if self._leds is None:
+                self._changed()
                 return
             if screen.leds is not None:
                 for number, color in enumerate(screen.leds, start=1):
                     await self._leds.set_rgb(number, color)
+                self._record((1, screen.leds[0]), (2, screen.leds[1]))
             elif self._tg is not None:
                 step = (
                     self._maintenance_step if screen.pattern == "maintenance" else self._flash_step
@@ -264,9 +298,11 @@ class Panel:
                 scope, done = anyio.CancelScope(), anyio.Event()
                 self._blink = (scope, done)
                 self._tg.start_soon(self._blinking, self._leds, step, scope, done)
+                self._changed()  # the new screen now; the blink reports its own steps
             else:
                 # Without run() there is no task to blink: dark until run starts it.
                 await self._leds.stop()
+                self._record((1, OFF), (2, OFF))
 
     async def _stop_blink(self) -> None:
         if self._blink is not None:
@@ -296,15 +332,19 @@ class Panel:
 
     async def _maintenance_step(self, leds: Leds) -> None:
         # The original's cycle: LED1 yellow one period, then LED2; never both lit.
-        await _set(leds, (2, OFF), (1, YELLOW))
+        await self._set(leds, (2, OFF), (1, YELLOW))
         await anyio.sleep(self._period)
-        await _set(leds, (1, OFF), (2, YELLOW))
+        await self._set(leds, (1, OFF), (2, YELLOW))
         await anyio.sleep(self._period)
 
     async def _flash_step(self, leds: Leds) -> None:
         for color in (WHITE, OFF):
-            await _set(leds, (1, color), (2, color))
+            await self._set(leds, (1, color), (2, color))
             await anyio.sleep(self._flash)
+
+    async def _set(self, leds: Leds, *colors: tuple[int, Rgb]) -> None:
+        await _set(leds, *colors)
+        self._record(*colors)
 
 
 async def _set(leds: Leds, *colors: tuple[int, Rgb]) -> None:

@@ -4,7 +4,8 @@ Params and results on the wire (both ends must agree; the dryad side mirrors thi
 
 - dryad → coordinator: ``enrol {"token"}`` → ``{"uuid"}``; ``register``
   (``wire.Registration``) → ``{"state"}``; ``set_fail {"reason"}``; ``health``
-  (``wire.HealthReport``); ``button {"button": int}``; the last three answer ``null``.
+  (``wire.HealthReport``); ``button {"button": int}``; the last three answer ``null``;
+  ``panel`` (``wire.Panel``, a notification) is kept by ``coordinator.panels``.
 - coordinator → dryad: ``prepare {"public_key"}``, ``maintenance {"message"}``,
   ``release {}``, ``identify {"seconds"}``, ``display`` (``wire.Display``) answer
   anything; ``healthcheck {}`` answers a ``wire.HealthReport``.
@@ -25,6 +26,7 @@ from coordinator.domain.clock import Clock, SystemClock
 from coordinator.domain.ids import WorkerUUID
 from coordinator.errors import BorutaError
 from coordinator.link.session import BoundedLines, DryadSession, LineTooLong
+from coordinator.panels import Panels
 from coordinator.store import Store
 from coordinator.tokens import hash_token
 from coordinator.wire import (
@@ -39,6 +41,7 @@ from coordinator.wire import (
     MAX_LINE,
     METHOD_NOT_FOUND,
     NOT_ENROLLED,
+    PANEL,
     PREPARE,
     REFUSED,
     REGISTER,
@@ -46,6 +49,7 @@ from coordinator.wire import (
     SET_FAIL,
     Display,
     HealthReport,
+    Panel,
     Peer,
     Registration,
     RpcError,
@@ -83,6 +87,7 @@ class DryadLink:
         self._store = store
         self._clock: Clock = clock or SystemClock()
         self.service: Service | None = None
+        self.panels: Panels | None = None  # where the boards' panels go; None drops them
         self._sessions: dict[WorkerUUID, DryadSession] = {}
         self._serving = 0  # sessions whose serve() has not returned
         self._changed = anyio.Event()
@@ -91,6 +96,7 @@ class DryadLink:
             SET_FAIL: self._set_fail,
             HEALTH: self._health,
             BUTTON: self._button,
+            PANEL: self._panel,
         }
 
     # ---- ports.Dryads ----------------------------------------------------------------
@@ -263,6 +269,10 @@ class DryadLink:
         if not isinstance(number, int) or isinstance(number, bool):
             raise WireError("button must be an integer")
         await self._require_service().button(session.uuid, number)
+
+    async def _panel(self, session: DryadSession, params: dict[str, Any]) -> None:
+        if self.panels is not None:
+            await self.panels.update(session.uuid, Panel.from_wire(params))
 
 
 def _with_host(address: str, peer_host: str) -> str:
