@@ -1,0 +1,249 @@
+"""``Client`` and ``AsyncClient``: the service's operations over HTTP API v1, on httpx."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import httpx
+
+from coordinator import __version__
+from coordinator.client import calls
+from coordinator.client.calls import Call
+from coordinator.client.errors import ServerUnreachable, error_from_answer
+from coordinator.client.models import RequestInfo, WorkerInfo
+from coordinator.domain.ids import RequestID, WorkerUUID
+from coordinator.domain.listing import ListSpec, Page
+from coordinator.domain.model import Request, Worker
+from coordinator.domain.states import WorkerState
+from coordinator.ports import AccessInfo
+from coordinator.wire import HealthReport
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT = 30.0  # seconds; a healthcheck may take as long
+RequestSpec = ListSpec[Request, RequestID]
+WorkerSpec = ListSpec[Worker, WorkerUUID]
+
+
+class _Base:
+    def __init__(self, url: str, token: str | None, timeout: float) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._headers = {"User-Agent": f"boruta-client/{__version__}"}
+        if token:
+            self._headers["Authorization"] = f"Bearer {token}"
+
+    def _args(self, call: Call[Any], method: str | None = None) -> dict[str, Any]:
+        return {
+            "method": method or call.method,
+            "url": f"{self.url}/api/v1{call.path}",
+            "params": call.params,
+            "content": call.content(),
+            "headers": self._headers,
+            "timeout": call.timeout or self.timeout,
+        }
+
+    def _unreachable(self, exc: httpx.HTTPError) -> ServerUnreachable:
+        reason = str(exc) or type(exc).__name__
+        return ServerUnreachable(f"cannot reach the coordinator at {self.url}: {reason}")
+
+    def __repr__(self) -> str:  # never the token
+        return f"{type(self).__name__}({self.url!r})"
+
+
+class Client(_Base):
+    """Blocking client; ``transport`` lets tests talk to an app in-process."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(url, token, timeout)
+        self._http = httpx.Client(transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _send(self, call: Call[T]) -> T:
+        try:
+            answer = self._http.request(**self._args(call))
+            if answer.is_error and call.method == "HEAD":
+                # A HEAD error has no body; the same GET carries the server's message.
+                answer = self._http.request(**self._args(call, "GET"))
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from None
+        if not answer.is_success:
+            raise error_from_answer(answer.status_code, answer.content)
+        return call.parse(answer.headers, answer.content)
+
+    def version(self) -> dict[str, str]:
+        return self._send(calls.version())
+
+    def new_request(
+        self,
+        priority: int | None,
+        caps: Mapping[str, str],
+        valid_after: datetime | None = None,
+        deadline: datetime | None = None,
+    ) -> RequestID:
+        return self._send(calls.new_request(priority, caps, valid_after, deadline))
+
+    def update_request(
+        self,
+        rid: RequestID,
+        priority: int | None = None,
+        valid_after: datetime | None = None,
+        deadline: datetime | None = None,
+    ) -> None:
+        self._send(calls.update_request(rid, priority, valid_after, deadline))
+
+    def close_request(self, rid: RequestID) -> None:
+        self._send(calls.close_request(rid))
+
+    def prolong_access(self, rid: RequestID) -> None:
+        self._send(calls.prolong_access(rid))
+
+    def acquire_worker(self, rid: RequestID, wait: float | None = None) -> AccessInfo:
+        return self._send(calls.acquire_worker(rid, wait, self.timeout))
+
+    def get_request(self, rid: RequestID) -> RequestInfo:
+        return self._send(calls.get_request(rid))
+
+    def queue_position(self, rid: RequestID) -> int | None:
+        return self._send(calls.queue_position(rid))
+
+    def list_requests(self, spec: RequestSpec | None = None) -> Page[RequestInfo]:
+        return self._send(calls.list_requests(spec))
+
+    def get_worker(self, uuid: WorkerUUID) -> WorkerInfo:
+        return self._send(calls.get_worker(uuid))
+
+    def list_workers(self, spec: WorkerSpec | None = None) -> Page[WorkerInfo]:
+        return self._send(calls.list_workers(spec))
+
+    def set_worker_state(self, uuid: WorkerUUID, state: WorkerState) -> None:
+        self._send(calls.set_worker_state(uuid, state))
+
+    def set_worker_groups(self, uuid: WorkerUUID, groups: Iterable[str]) -> None:
+        self._send(calls.set_worker_groups(uuid, groups))
+
+    def deregister(self, uuid: WorkerUUID) -> None:
+        self._send(calls.deregister(uuid))
+
+    def identify(self, uuid: WorkerUUID, seconds: float = 30) -> None:
+        self._send(calls.identify(uuid, seconds))
+
+    def run_healthcheck(self, uuid: WorkerUUID) -> HealthReport:
+        return self._send(calls.run_healthcheck(uuid, self.timeout))
+
+
+class AsyncClient(_Base):
+    """The same operations, awaitable; ``LocalClient`` has exactly these signatures."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(url, token, timeout)
+        self._http = httpx.AsyncClient(transport=transport)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def _send(self, call: Call[T]) -> T:
+        try:
+            answer = await self._http.request(**self._args(call))
+            if answer.is_error and call.method == "HEAD":
+                answer = await self._http.request(**self._args(call, "GET"))
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from None
+        if not answer.is_success:
+            raise error_from_answer(answer.status_code, answer.content)
+        return call.parse(answer.headers, answer.content)
+
+    async def version(self) -> dict[str, str]:
+        return await self._send(calls.version())
+
+    async def new_request(
+        self,
+        priority: int | None,
+        caps: Mapping[str, str],
+        valid_after: datetime | None = None,
+        deadline: datetime | None = None,
+    ) -> RequestID:
+        return await self._send(calls.new_request(priority, caps, valid_after, deadline))
+
+    async def update_request(
+        self,
+        rid: RequestID,
+        priority: int | None = None,
+        valid_after: datetime | None = None,
+        deadline: datetime | None = None,
+    ) -> None:
+        await self._send(calls.update_request(rid, priority, valid_after, deadline))
+
+    async def close_request(self, rid: RequestID) -> None:
+        await self._send(calls.close_request(rid))
+
+    async def prolong_access(self, rid: RequestID) -> None:
+        await self._send(calls.prolong_access(rid))
+
+    async def acquire_worker(self, rid: RequestID, wait: float | None = None) -> AccessInfo:
+        return await self._send(calls.acquire_worker(rid, wait, self.timeout))
+
+    async def get_request(self, rid: RequestID) -> RequestInfo:
+        return await self._send(calls.get_request(rid))
+
+    async def queue_position(self, rid: RequestID) -> int | None:
+        return await self._send(calls.queue_position(rid))
+
+    async def list_requests(self, spec: RequestSpec | None = None) -> Page[RequestInfo]:
+        return await self._send(calls.list_requests(spec))
+
+    async def get_worker(self, uuid: WorkerUUID) -> WorkerInfo:
+        return await self._send(calls.get_worker(uuid))
+
+    async def list_workers(self, spec: WorkerSpec | None = None) -> Page[WorkerInfo]:
+        return await self._send(calls.list_workers(spec))
+
+    async def set_worker_state(self, uuid: WorkerUUID, state: WorkerState) -> None:
+        await self._send(calls.set_worker_state(uuid, state))
+
+    async def set_worker_groups(self, uuid: WorkerUUID, groups: Iterable[str]) -> None:
+        await self._send(calls.set_worker_groups(uuid, groups))
+
+    async def deregister(self, uuid: WorkerUUID) -> None:
+        await self._send(calls.deregister(uuid))
+
+    async def identify(self, uuid: WorkerUUID, seconds: float = 30) -> None:
+        await self._send(calls.identify(uuid, seconds))
+
+    async def run_healthcheck(self, uuid: WorkerUUID) -> HealthReport:
+        return await self._send(calls.run_healthcheck(uuid, self.timeout))
