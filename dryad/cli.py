@@ -13,6 +13,7 @@ import anyio
 
 from dryad import __version__
 from dryad.agent import Agent
+from dryad.control import ControlServer
 from dryad.errors import ConfigError, DryadError
 from dryad.health import Health, HealthSettings
 from dryad.identity import Identity
@@ -106,6 +107,12 @@ async def run(
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_stop_on_signal, tg.cancel_scope)
                 await tg.start(panel.run)
+                if board.stm is not None and settings.control.enabled:
+                    user_socket, admin_socket = settings.control_sockets()
+                    control = ControlServer(
+                        board.stm, user_socket, admin_socket, settings.control.group
+                    )
+                    await tg.start(control.run)
                 await tg.start(agent.run)
                 await tg.start(health.run, agent.report_health)
                 await tg.start(link.run, agent.handle, agent.link_state)

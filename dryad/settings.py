@@ -12,10 +12,11 @@ from typing import Any, Final, TypeVar
 from coordinator.wire import LINK_PORT
 from dryad.errors import ConfigError
 from dryad.health import HealthSettings
+from dryad.stm_cli import ADMIN_SOCKET, USER_SOCKET
 
 DEFAULT_CONFIG: Final = Path("/etc/boruta/dryad.toml")
 PROFILE_NAMES: Final = ("muxpi", "generic", "sim")
-_NON_EMPTY: Final = frozenset({"job_user.name", "stm.port"})
+_NON_EMPTY: Final = frozenset({"job_user.name", "stm.port", "control.group"})
 
 T = TypeVar("T")
 
@@ -32,6 +33,16 @@ class JobUserSettings:
 @dataclass(frozen=True)
 class StmSettings:
     port: str = "/dev/ttyS2"
+
+
+@dataclass(frozen=True)
+class ControlSettings:
+    """The local control sockets through which job users and root drive the STM."""
+
+    enabled: bool = True
+    user_socket: Path | None = None  # None: see Settings.control_sockets()
+    admin_socket: Path | None = None
+    group: str = "stm"  # the user socket's group, as the original's stm-user.socket
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,18 @@ class Settings:
     health: HealthSettings = field(default_factory=HealthSettings)
     stm: StmSettings = field(default_factory=StmSettings)
     sim: SimSettings = field(default_factory=SimSettings)
+    control: ControlSettings = field(default_factory=ControlSettings)
+
+    def control_sockets(self) -> tuple[Path, Path]:
+        """The user and admin control sockets: as configured, else under /run/boruta/.
+
+        A simulated dryad defaults to its state directory instead, so that several of
+        them (the farm, the tests) share a machine without taking over its sockets.
+        """
+        base = self.state_dir if self.profile == "sim" else None
+        user = self.control.user_socket or (base / "stm-user.socket" if base else Path(USER_SOCKET))
+        admin = self.control.admin_socket or (base / "stm.socket" if base else Path(ADMIN_SOCKET))
+        return user, admin
 
     @property
     def coordinator(self) -> str:
@@ -107,7 +130,7 @@ def parse(data: Mapping[str, Any], *, base: Path = Path(".")) -> Settings:
     """Build ``Settings`` from parsed TOML; relative paths are taken from ``base``."""
     known = {
         "coordinator", "enrol_token", "enrol_token_file", "caps", "profile", "state_dir",
-        "ssh_address", "job_user", "health", "stm", "sim",
+        "ssh_address", "job_user", "health", "stm", "sim", "control",
     }  # fmt: skip
     _no_unknown(data, known, "")
     if "coordinator" not in data:
@@ -140,6 +163,7 @@ def parse(data: Mapping[str, Any], *, base: Path = Path(".")) -> Settings:
         health=replace(_section(data, "health", HealthSettings, base), state_dir=state_dir),
         stm=_section(data, "stm", StmSettings, base),
         sim=_section(data, "sim", SimSettings, base),
+        control=_section(data, "control", ControlSettings, base),
     )
 
 
