@@ -91,10 +91,12 @@ async def test_keepalives_end_the_link_of_a_dryad_that_went_silent(
             await dialled.peer.call(REGISTER, dryad.registration())
             # A dryad that hangs (or a cable that drops packets) answers nothing but keeps
             # its TCP connection: stop reading it, as the server would then see.
-            dialled.conn._transport.pause_reading()
+            transport = dialled.conn._transport  # no public way to stop reading
+            assert transport is not None
+            transport.pause_reading()
             with anyio.fail_after(5):
                 while link.connected(dryad.uuid):
                     await link.changed()
-            dialled.conn._transport.resume_reading()
+            transport.resume_reading()
         tg.cancel_scope.cancel()
     assert not service.connected(dryad.uuid)
