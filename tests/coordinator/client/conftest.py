@@ -1,0 +1,52 @@
+"""Fixtures for the client and CLI tests: the API farm, and the client on its ASGI app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import anyio
+import anyio.from_thread
+import httpx
+import pytest
+
+from coordinator.client import AsyncClient
+from tests.coordinator.api.harness import Farm, farm, settings, template
+
+__all__ = ["farm", "settings", "template"]
+
+
+@pytest.fixture
+async def alice(farm: Farm) -> AsyncIterator[AsyncClient]:
+    async with AsyncClient(
+        "http://boruta", farm.tokens["alice"], transport=httpx.ASGITransport(farm.app)
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+async def root(farm: Farm) -> AsyncIterator[AsyncClient]:
+    async with AsyncClient(
+        "http://boruta", farm.tokens["root"], transport=httpx.ASGITransport(farm.app)
+    ) as client:
+        yield client
+
+
+class ThreadBridge(httpx.BaseTransport):
+    """A blocking transport onto an ASGI app running in the test's event loop: the sync
+    client and the CLI run in a worker thread (``anyio.to_thread``) and call back into it."""
+
+    def __init__(self, app: object) -> None:
+        self._app = httpx.ASGITransport(app)  # type: ignore[arg-type]
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        async def send() -> httpx.Response:
+            answer = await self._app.handle_async_request(request)
+            body = await answer.aread()
+            return httpx.Response(answer.status_code, headers=answer.headers, content=body)
+
+        return anyio.from_thread.run(send)
+
+
+@pytest.fixture
+def bridge(farm: Farm) -> ThreadBridge:
+    return ThreadBridge(farm.app)
