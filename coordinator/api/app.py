@@ -17,6 +17,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from coordinator.api.auth import Authenticator
+from coordinator.api.dashboard import Dashboard
 from coordinator.api.errors import boruta_error, error_response, internal_error
 from coordinator.api.ops import Ops
 from coordinator.api.v1 import V1, json_response
@@ -26,10 +27,12 @@ from coordinator.errors import BorutaError
 from coordinator.keys import KeyPool
 from coordinator.link.registry import DryadLink
 from coordinator.link.server import LinkConfig, LinkServer
+from coordinator.panels import Panels
 from coordinator.ports import DirectAccess, Dryads, Tunnels
 from coordinator.service import Service
 from coordinator.settings import Settings
 from coordinator.store import Store
+from coordinator.tunnels import Direct, LinkTunnels, ThroughLink
 from coordinator.wire import Display, HealthReport
 
 logger = logging.getLogger(__name__)
@@ -67,11 +70,13 @@ class Parts:
 
     ``dryads=None`` means the dryad link (an SSH server in this process) when
     ``settings.link`` is set, else ``NoDryadLink``; given dryads replace the link.
+    ``tunnels=None`` means ``LinkTunnels`` as ``settings.tunnel_mode`` says (``link``
+    needs the dryad link), else ``DirectAccess``.
     """
 
     store: Store
     dryads: Dryads | None = None
-    tunnels: Tunnels = field(default_factory=DirectAccess)
+    tunnels: Tunnels | None = None
     clock: Clock = field(default_factory=SystemClock)
     keys: KeyPool = field(default_factory=KeyPool)
 
@@ -81,10 +86,11 @@ def create_app(settings: Settings, parts: Parts) -> Starlette:
     then the dryad link."""
     link = DryadLink(parts.store, parts.clock) if parts.dryads is None and settings.link else None
     dryads: Dryads = parts.dryads if parts.dryads is not None else link or NoDryadLink()
+    tunnels = parts.tunnels if parts.tunnels is not None else _tunnels(settings, parts.store, link)
     service = Service(
         parts.store,
         dryads,
-        parts.tunnels,
+        tunnels,
         parts.clock,
         settings.policy,
         settings.job_username,
@@ -92,25 +98,35 @@ def create_app(settings: Settings, parts: Parts) -> Starlette:
         link_grace=settings.link_grace,
         self_heal=settings.self_heal,
     )
+    panels = Panels(parts.clock)
     if link is not None:
         link.service = service
-    v1 = V1(service, Authenticator(parts.store), settings.max_body_bytes, settings.max_acquire_wait)
+        link.panels = panels
+    auth = Authenticator(parts.store)
+    v1 = V1(service, auth, settings.max_body_bytes, settings.max_acquire_wait)
+    dashboard = Dashboard(service, panels, auth)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(parts.store.migrate)
-        async with anyio.create_task_group() as tg:
-            await tg.start(service.run)
-            # The link stops first, so that its sessions end while the service still runs.
-            async with anyio.create_task_group() as link_tg:
-                if link is not None:
-                    await link_tg.start(_link_server(settings, parts.store, link).run)
-                yield
-                link_tg.cancel_scope.cancel()
-            tg.cancel_scope.cancel()
+        if isinstance(tunnels, LinkTunnels):
+            await tunnels.start()  # before the service re-opens running jobs' tunnels
+        try:
+            async with anyio.create_task_group() as tg:
+                await tg.start(service.run)
+                # The link stops first, so that its sessions end while the service still runs.
+                async with anyio.create_task_group() as link_tg:
+                    if link is not None:
+                        await link_tg.start(_link_server(settings, parts.store, link).run)
+                    yield
+                    link_tg.cancel_scope.cancel()
+                tg.cancel_scope.cancel()
+        finally:
+            if isinstance(tunnels, LinkTunnels):
+                await tunnels.aclose()
 
     app = Starlette(
-        routes=[*v1.routes(), *Ops(service).routes()],
+        routes=[*v1.routes(), *Ops(service).routes(), *dashboard.routes()],
         exception_handlers={
             BorutaError: boruta_error,
             HTTPException: _http_error,
@@ -120,10 +136,28 @@ def create_app(settings: Settings, parts: Parts) -> Starlette:
     )
     app.state.service = service
     app.state.link = link
+    app.state.tunnels = tunnels
+    app.state.panels = panels
     # The original redirects with 308 (httptreemux); Starlette's own slash redirect is 307.
     app.router.redirect_slashes = False
     app.router.default = _not_found(app)
     return app
+
+
+def _tunnels(settings: Settings, store: Store, link: DryadLink | None) -> Tunnels:
+    if settings.tunnel_mode == "direct":
+        connector: ThroughLink | Direct = Direct()
+    elif settings.tunnel_mode == "link" and link is not None:
+        connector = ThroughLink(link)
+    else:
+        return DirectAccess()  # "none", or injected dryads with no link to carry tunnels
+    return LinkTunnels(
+        connector,
+        store,
+        settings.tunnel_port_range,
+        settings.tunnel_bind_host,
+        settings.public_host,
+    )
 
 
 def _link_server(settings: Settings, store: Store, link: DryadLink) -> LinkServer:
