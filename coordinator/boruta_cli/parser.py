@@ -1,0 +1,108 @@
+"""The ``boruta`` command line's grammar (argparse only, so that help and completion are fast)."""
+
+from __future__ import annotations
+
+import argparse
+
+EPILOG = """\
+configuration: url and token come from ~/.config/boruta/config.toml
+(url = "http://host:8487", token = "brt_..."), then BORUTA_URL / BORUTA_TOKEN,
+then --url / --token (each overrides the one before).
+
+exit codes: 0 ok; 1 the coordinator refused (its message is shown) or a reserved
+request ended without a worker; 2 usage or configuration error; 3 the coordinator
+cannot be reached; 4 authentication or permission refused; 130 interrupted.
+
+users: the API has no user management; admins manage users on the coordinator's
+host with `boruta-coordinator user add|token|remove|list`."""
+
+
+def _common(admin: bool = False) -> argparse.ArgumentParser:
+    """Options accepted after any sub-command too; SUPPRESS keeps the top-level value."""
+    common = argparse.ArgumentParser(add_help=False)
+    s = argparse.SUPPRESS
+    common.add_argument("--url", default=s, help="coordinator URL (default http://127.0.0.1:8487)")
+    common.add_argument("--token", default=s, help="API token (better: config file or env)")
+    common.add_argument("--config", default=s, help="config file to read instead of the default")
+    common.add_argument("--json", action="store_true", default=s, help="machine-readable output")
+    return common
+
+
+def build() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="boruta",
+        description="Reserve boards of a Boruta farm and manage its requests and workers.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument("--url", help="coordinator URL (default http://127.0.0.1:8487)")
+    parser.add_argument("--token", help="API token (better: the config file or BORUTA_TOKEN)")
+    parser.add_argument("--config", help="config file instead of ~/.config/boruta/config.toml")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def leaf(
+        group: argparse._SubParsersAction[argparse.ArgumentParser], name: str, text: str
+    ) -> argparse.ArgumentParser:
+        return group.add_parser(name, help=text, description=text, parents=[common])
+
+    reserve = leaf(sub, "reserve", "request a board and wait for it (Ctrl-C cancels)")
+    reserve.add_argument("--caps", required=True, help="capabilities: key=value[,key=value]")
+    reserve.add_argument("--priority", type=int, help="1 (highest) .. 16; default: server's")
+    reserve.add_argument("--deadline", help="give up waiting at this time or after +DURATION")
+    how = reserve.add_mutually_exclusive_group()
+    how.add_argument("--wait", action="store_true", help="wait and print the access details")
+    how.add_argument("--ssh", action="store_true", help="wait, then open an SSH shell on it")
+
+    reqs = sub.add_parser("requests", help="list, show, close, prolong, update requests")
+    rsub = reqs.add_subparsers(dest="action", metavar="ACTION", required=True)
+    rlist = leaf(rsub, "list", "list requests")
+    rlist.add_argument("--state", action="append", help="only this state (repeatable)")
+    for name, text in (
+        ("show", "show one request"),
+        ("close", "cancel a waiting request or end a running job"),
+        ("prolong", "move the job's end one period on"),
+    ):
+        leaf(rsub, name, text).add_argument("id", type=int)
+    update = leaf(rsub, "update", "change a waiting request")
+    update.add_argument("id", type=int)
+    update.add_argument("--priority", type=int)
+    update.add_argument("--valid-after", help="RFC 3339 time or +DURATION (e.g. +30m)")
+    update.add_argument("--deadline", help="RFC 3339 time or +DURATION (e.g. +4h)")
+
+    workers = sub.add_parser("workers", help="list and show workers")
+    wsub = workers.add_subparsers(dest="action", metavar="ACTION", required=True)
+    wlist = leaf(wsub, "list", "list workers")
+    wlist.add_argument("--group", action="append", help="in any of these groups (repeatable)")
+    wlist.add_argument("--caps", help="with these capabilities: key=value[,key=value]")
+    leaf(wsub, "show", "show one worker").add_argument("uuid")
+
+    admin = sub.add_parser("admin", help="manage workers (admins only)")
+    asub = admin.add_subparsers(dest="action", metavar="ACTION", required=True)
+    setstate = leaf(asub, "setstate", "put a worker in service (idle) or take it out")
+    setstate.add_argument("uuid")
+    setstate.add_argument("state", choices=["idle", "maintenance"])
+    setgroups = leaf(asub, "setgroups", "replace a worker's groups")
+    setgroups.add_argument("uuid")
+    setgroups.add_argument("groups", nargs="*", help="groups (none: no groups)")
+    leaf(asub, "deregister", "remove a worker in MAINTENANCE or FAILED").add_argument("uuid")
+    identify = leaf(asub, "identify", "blink the board so it can be found in the rack")
+    identify.add_argument("uuid")
+    identify.add_argument("--seconds", type=float, default=30.0)
+    leaf(asub, "healthcheck", "run the worker's healthchecks now").add_argument("uuid")
+
+    leaf(sub, "ssh-config", "print an OpenSSH Host block for a running request").add_argument(
+        "id", type=int
+    )
+    sub.add_parser(
+        "users",
+        help="not in the API: use `boruta-coordinator user …` on the server",
+        description="The API has no user management. On the coordinator's host: "
+        "boruta-coordinator user add NAME [--admin] [--groups a,b] | token NAME | "
+        "remove NAME | list",
+    )
+    completion = sub.add_parser("completion", help="print a shell completion script")
+    completion.add_argument("shell", choices=["bash", "zsh"])
+    return parser
