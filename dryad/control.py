@@ -127,6 +127,9 @@ class ControlServer:
                             return
                         buffer += await stream.receive()
                     line, _, buffer = buffer.partition(b"\n")
+                    if len(line) > LINE_MAX:
+                        await _reply(stream, error=f"request longer than {LINE_MAX} bytes")
+                        return
                     await _reply(stream, **await self._answer(line, admin, peer))
             except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
                 pass
