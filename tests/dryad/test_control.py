@@ -111,7 +111,7 @@ async def test_dut_on_the_user_socket_switches_the_card_and_powers_the_dut(
 
 async def test_user_operations_reach_the_simulator(served: Served) -> None:
     path = served.server.user_socket
-    for op, args in [
+    requests: list[tuple[str, dict[str, Any]]] = [
         ("ts", {}),
         ("dyper", {"number": 2, "on": True}),
         ("hdmi", {"on": True}),
@@ -120,7 +120,8 @@ async def test_user_operations_reach_the_simulator(served: Served) -> None:
         ("tick", {"seconds": 0.01}),
         ("clear", {}),
         ("print", {"x": 0, "y": 1, "text": "hello"}),
-    ]:
+    ]
+    for op, args in requests:
         assert (await ask(path, op, **args))["ok"], op
     state = served.state
     assert (state.mux, state.dypers, state.hdmi, state.leds[0]) == (
