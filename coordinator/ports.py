@@ -8,6 +8,7 @@ from typing import Protocol
 from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.model import Worker
 from coordinator.domain.workers import split_address
+from coordinator.errors import BorutaError
 from coordinator.wire import Display, HealthReport
 
 
@@ -47,11 +48,24 @@ class Dryads(Protocol):
         """Show the worker's state on the board (LEDs and OLED)."""
 
 
+class TunnelUnavailable(BorutaError, OSError):
+    """A job's tunnel cannot be opened (say, every port of the range is taken).
+
+    The service answers acquire_worker with this instead of "worker not assigned", so the
+    user learns why the matched request is not running yet.
+    """
+
+    status = 503
+
+
 class Tunnels(Protocol):
     """Per-job access paths from users to a worker's sshd."""
 
     async def open(self, rid: RequestID, worker: Worker) -> tuple[str, int]:
-        """Open (or re-open after a restart) the job's path; returns the host and port to dial."""
+        """Open (or re-open after a restart) the job's path; returns the host and port to dial.
+
+        :raises TunnelUnavailable: when the path cannot be opened now.
+        """
 
     async def close(self, rid: RequestID) -> None:
         """Close the job's path and every connection through it; idempotent."""
@@ -60,7 +74,7 @@ class Tunnels(Protocol):
 class DirectAccess:
     """No tunnel: users dial the worker's registered sshd address, as on a flat lab network.
 
-    The tunnel component (dryad link) replaces this where boards sit behind the coordinator.
+    ``tunnels.LinkTunnels`` replaces this where boards sit behind the coordinator.
     """
 
     async def open(self, rid: RequestID, worker: Worker) -> tuple[str, int]:

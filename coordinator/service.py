@@ -37,7 +37,7 @@ from coordinator.errors import (
 )
 from coordinator.farm import Farm
 from coordinator.keys import KeyPool
-from coordinator.ports import AccessInfo, Dryads, Tunnels
+from coordinator.ports import AccessInfo, Dryads, Tunnels, TunnelUnavailable
 from coordinator.presence import Presence
 from coordinator.steps import Steps, panel_for
 from coordinator.store import Store
@@ -75,6 +75,7 @@ class Service:
         self._lock = anyio.Lock()
         self._farm = Farm()
         self._access: dict[RequestID, tuple[str, int]] = {}
+        self._no_tunnel: dict[RequestID, TunnelUnavailable] = {}  # acquire_worker says why
         self._waiters: dict[RequestID, anyio.Event] = {}
         self._rearm = anyio.Event()
         self._rematch = False  # a matcher pass failed to commit; the timer loop retries it
@@ -208,7 +209,7 @@ class Service:
             req = self._farm.requests[rid]
         access = self._access.get(rid)
         if req.state is not RequestState.IN_PROGRESS or req.job is None or access is None:
-            raise WorkerNotAssigned
+            raise self._no_tunnel.get(rid) or WorkerNotAssigned()
         worker = self._farm.workers[req.job.worker]
         return AccessInfo(access[0], access[1], worker.key, self._username)
 
@@ -554,9 +555,16 @@ class Service:
     async def _open_tunnel(self, rid: RequestID, worker: Worker) -> bool:
         try:
             self._access[rid] = await self._tunnels.open(rid, worker)
-        except Exception:
-            logger.exception("request %s: cannot open a tunnel to worker %s", rid, worker.uuid)
+        except Exception as exc:
+            known = isinstance(exc, TunnelUnavailable)  # a reason, where a bug needs a trace
+            logger.error(
+                "request %s: no tunnel to %s: %s", rid, worker.uuid, exc, exc_info=not known
+            )
+            if isinstance(exc, TunnelUnavailable):
+                self._no_tunnel[rid] = exc
+                self._waiters.pop(rid, anyio.Event()).set()  # acquire_worker?wait= learns it now
             return False
+        self._no_tunnel.pop(rid, None)
         return True
 
     async def _close_tunnel(self, rid: RequestID) -> None:

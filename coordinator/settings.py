@@ -33,6 +33,16 @@ class Settings:
     link_grace: int = 60  # seconds a dryad may be away before its worker FAILS
     link_keepalive: int = 5  # seconds between keepalives; 3 missed = the dryad is gone
     self_heal: bool = False  # a FAILED worker whose checks pass again returns to service
+    # How users reach a job's worker: "link" = a per-job port here, carried through the
+    # dryad link (the board needs no inbound port); "direct" = a per-job port here that
+    # dials the worker's registered sshd address; "none" = users dial that address.
+    tunnel_mode: str = "link"
+    tunnel_ports: str = "20000-20999"  # FIRST-LAST: the per-job ports, one per running job
+    tunnel_bind: str = ""  # the address tunnels listen on; "" = the host of `http`
+    # The host users dial, put in AccessInfo.Addr: Go clients need an IP literal there,
+    # so a name is resolved once at start-up. "" = tunnel_bind when that is a specific
+    # address, else the address this host's name resolves to.
+    public_host: str = ""
 
     @property
     def http_host(self) -> str:
@@ -41,6 +51,15 @@ class Settings:
     @property
     def http_port(self) -> int:
         return int(self.http.rpartition(":")[2])
+
+    @property
+    def tunnel_port_range(self) -> range:
+        first, _, last = self.tunnel_ports.partition("-")
+        return range(int(first), int(last or first) + 1)
+
+    @property
+    def tunnel_bind_host(self) -> str:
+        return self.tunnel_bind.strip("[]") or self.http_host
 
     @property
     def link_host_key_path(self) -> Path:
@@ -75,6 +94,17 @@ class Settings:
             lhost, lsep, lport = self.link.rpartition(":")
             if not lsep or not lport.isdigit() or not 0 <= int(lport) < 65536:
                 raise SettingsError(f"link must be HOST:PORT or empty, not {self.link!r}")
+        if self.tunnel_mode not in ("link", "direct", "none"):
+            raise SettingsError(
+                f"tunnel_mode must be link, direct or none, not {self.tunnel_mode!r}"
+            )
+        first, _, last = self.tunnel_ports.partition("-")
+        if not (first.isdigit() and (last or first).isdigit()) or not (
+            0 < int(first) <= int(last or first) < 65536
+        ):
+            raise SettingsError(
+                f"tunnel_ports must be FIRST-LAST within 1-65535, not {self.tunnel_ports!r}"
+            )
         if self.max_job_length < self.job_timeout:
             raise SettingsError("max_job_length must be at least job_timeout")
         return self

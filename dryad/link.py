@@ -1,4 +1,5 @@
-"""The link client: dials the coordinator over SSH, enrols, registers, serves, reconnects."""
+"""The link client: dials the coordinator over SSH, enrols, registers, serves, reconnects,
+and carries the coordinator's job tunnels to the local sshd."""
 
 from __future__ import annotations
 
@@ -194,14 +195,16 @@ class Link:
             writer, reader, _ = await conn.open_session(
                 subsystem=wire.LINK_SUBSYSTEM, encoding=None
             )
-            await self._serve(wire.Peer(reader, writer, handler), on_state)
+            await self._serve(wire.Peer(reader, writer, handler), on_state, conn)
         finally:
             self._peer = None
             conn.close()
             with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                 await conn.wait_closed()
 
-    async def _serve(self, peer: wire.Peer, on_state: StateHook) -> None:
+    async def _serve(
+        self, peer: wire.Peer, on_state: StateHook, conn: asyncssh.SSHClientConnection
+    ) -> None:
         ended = anyio.Event()
         failure: BaseException | None = None
 
@@ -224,6 +227,7 @@ class Link:
                 failure = failure or exc
                 tg.cancel_scope.cancel()
             else:
+                await self._offer_sshd(conn)
                 self._peer = peer
                 logger.info(
                     "dryad connected to coordinator %s as %s",
@@ -235,6 +239,27 @@ class Link:
         peer.close()
         if failure is not None:
             raise failure
+
+    async def _offer_sshd(self, conn: asyncssh.SSHClientConnection) -> None:
+        """Ask the coordinator to send job tunnels to us, as channels we connect to the
+        local sshd; a refusal leaves the link up, as every other service still works."""
+        port = int(self._settings.ssh_address.rpartition(":")[2])
+
+        async def to_sshd(orig_host: str, orig_port: int) -> asyncssh.SSHTCPSession[bytes]:
+            try:
+                # asyncssh's forwarder copies with flow control both ways.
+                return await conn.forward_connection("127.0.0.1", port)  # type: ignore[return-value]
+            except asyncssh.ChannelOpenError as exc:
+                logger.warning(
+                    "tunnel from %s:%d: the local sshd (port %d) refused: %s",
+                    orig_host, orig_port, port, exc.reason,
+                )  # fmt: skip
+                raise
+
+        try:
+            await conn.create_server(to_sshd, wire.TUNNEL_HOST, wire.TUNNEL_PORT)
+        except asyncssh.ChannelListenError as exc:
+            logger.error("the coordinator refused our sshd forward, so no job tunnels: %s", exc)
 
     async def _handshake(self, peer: wire.Peer) -> None:
         """Enrol if we must, then register; the coordinator's calls are served meanwhile."""

@@ -21,6 +21,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
+import asyncssh
 
 from coordinator.domain.clock import Clock, SystemClock
 from coordinator.domain.ids import WorkerUUID
@@ -130,6 +131,28 @@ class DryadLink:
             raise TimeoutError(f"dryad {worker} did not answer {method} in {seconds:g} s") from None
         except ConnectionError:
             raise ConnectionError(f"dryad {worker} disconnected during {method}") from None
+
+    # ---- tunnels ---------------------------------------------------------------------
+
+    async def open_sshd(
+        self,
+        worker: WorkerUUID,
+        factory: Callable[[], asyncssh.SSHTCPSession[bytes]],
+        orig_host: str,
+        orig_port: int,
+    ) -> asyncssh.SSHTCPChannel[bytes]:
+        """A channel to ``worker``'s sshd through its link, its data going to ``factory()``.
+
+        :raises ConnectionError: when the dryad is not connected or offers no sshd.
+        :raises asyncssh.ChannelOpenError: when the dryad cannot reach its sshd.
+        """
+        session = self._sessions.get(worker)
+        if session is None:
+            raise ConnectionError(f"dryad {worker} is not connected")
+        if session.sshd is None:
+            raise ConnectionError(f"dryad {worker} has not offered its sshd (yet)")
+        channel, _ = await session.sshd(factory, orig_host, orig_port)
+        return channel
 
     # ---- sessions --------------------------------------------------------------------
 

@@ -5,13 +5,16 @@ session channel running the subsystem ``wire.LINK_SUBSYSTEM``. A key bound to th
 gets an enrolled session; a UUID bound to another key is refused at authentication; an
 unbound UUID gets an unenrolled session that may only call ``enrol`` with a token.
 Passwords, keyboard-interactive, host-based and GSS authentication, shells, commands,
-ptys, SFTP/SCP, X11 and agent forwarding and every kind of port forwarding are refused.
+ptys, SFTP/SCP, X11 and agent forwarding and every kind of port forwarding are refused,
+but for one: an enrolled dryad's remote forward of the virtual ``wire.TUNNEL_HOST:PORT``,
+through which job tunnels reach its sshd (no port opens here for it).
 """
 
 from __future__ import annotations
 
 import logging
 import uuid as uuid_module
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -28,13 +31,16 @@ from coordinator.link.hostkey import load_or_create
 from coordinator.link.registry import DryadLink
 from coordinator.link.session import DryadSession, WorkerLog
 from coordinator.store import Store
-from coordinator.wire import LINK_SUBSYSTEM
+from coordinator.wire import LINK_SUBSYSTEM, TUNNEL_HOST, TUNNEL_PORT
 
 logger = logging.getLogger(__name__)
 
 LISTENING: Final = "dryad link listening on %s:%d"  # stable: e2e tests and scripts wait for it
 LOGIN_TIMEOUT: Final = 30.0  # seconds from TCP connect to authenticated
 SHUTDOWN_TIMEOUT: Final = 5.0  # seconds to close every connection when stopping
+# A tunnel channel's receive window: twice asyncssh's default, so a bulk copy over a
+# link with some latency is not held up waiting for window adjustments.
+CHANNEL_WINDOW: Final = 4 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +126,26 @@ def fingerprint(public_key: str) -> str:
         return "(unreadable key)"
 
 
+class _SshdOffer(asyncssh.SSHListener):
+    """The dryad's forward of its sshd: a listener in name only, as nothing listens here;
+    asyncssh closes it when the dryad cancels the forward or the connection ends."""
+
+    def __init__(self, session: DryadSession, opener: object) -> None:
+        super().__init__()
+        self._session = session
+        self._opener = opener
+
+    def get_port(self) -> int:
+        return TUNNEL_PORT
+
+    def close(self) -> None:
+        if self._session.sshd is self._opener:  # not a newer offer on the same session
+            self._session.sshd = None
+
+    async def wait_closed(self) -> None:
+        return None
+
+
 class _LinkChannel(SSHServerStreamSession[bytes]):
     """A session channel that runs the link subsystem and nothing else."""
 
@@ -154,6 +180,7 @@ class _DryadConnection(asyncssh.SSHServer):
         self._key = ""  # the key last accepted by validate_public_key
         self._enrolled = False
         self._channel_open = False
+        self._session: DryadSession | None = None
 
     # ---- connection ------------------------------------------------------------------
 
@@ -245,6 +272,7 @@ class _DryadConnection(asyncssh.SSHServer):
             writer=stdout,
             close=self._close,
         )
+        self._session = session
         try:
             await self._link.serve(session)
         except (asyncssh.Error, OSError) as exc:
@@ -253,8 +281,33 @@ class _DryadConnection(asyncssh.SSHServer):
     def connection_requested(self, dest_host: str, dest_port: int, *args: Any) -> bool:
         return False
 
-    def server_requested(self, listen_host: str, listen_port: int) -> bool:
-        return False
+    def server_requested(self, listen_host: str, listen_port: int) -> bool | asyncssh.SSHListener:
+        session, conn = self._session, self._conn
+        if (
+            (listen_host, listen_port) != (TUNNEL_HOST, TUNNEL_PORT)
+            or session is None
+            or not session.enrolled
+            or conn is None
+        ):
+            logger.warning(
+                "link: refused forward of %.64r:%d from %s (%s)",
+                listen_host,
+                listen_port,
+                self._uuid or "?",
+                "not enrolled" if session is None or not session.enrolled else "not ours",
+            )
+            return False
+
+        async def open_sshd(
+            factory: Callable[[], asyncssh.SSHTCPSession[bytes]], host: str, port: int
+        ) -> tuple[asyncssh.SSHTCPChannel[bytes], asyncssh.SSHTCPSession[bytes]]:
+            return await conn.create_connection(
+                factory, TUNNEL_HOST, TUNNEL_PORT, host, port, window=CHANNEL_WINDOW
+            )
+
+        session.sshd = open_sshd
+        session.log.info("offers its sshd for job tunnels")
+        return _SshdOffer(session, open_sshd)
 
     def unix_connection_requested(self, dest_path: str) -> bool:
         return False

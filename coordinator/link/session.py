@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
+
+import asyncssh
 
 from coordinator.domain.ids import WorkerUUID
 from coordinator.wire import MAX_LINE, LineWriter, Peer
@@ -13,6 +15,13 @@ from coordinator.wire import MAX_LINE, LineWriter, Peer
 logger = logging.getLogger(__name__)
 
 CHUNK: Final = 64 * 1024
+
+# Opens a forwarded-tcpip channel to the dryad's sshd: (session factory, the user's
+# host, the user's port) → (channel, session).
+ChannelOpener = Callable[
+    [Callable[[], asyncssh.SSHTCPSession[bytes]], str, int],
+    Awaitable[tuple[asyncssh.SSHTCPChannel[bytes], asyncssh.SSHTCPSession[bytes]]],
+]
 
 
 class LineTooLong(ValueError):
@@ -88,6 +97,7 @@ class DryadSession:
     writer: LineWriter
     close: Callable[[], None]
     peer: Peer | None = None
+    sshd: ChannelOpener | None = None  # set once the dryad has offered its sshd (tunnels)
     log: WorkerLog = field(init=False)
 
     def __post_init__(self) -> None:

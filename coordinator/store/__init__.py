@@ -1,5 +1,5 @@
 """The ``Store`` port: transactional persistence of requests, workers, users, transitions and
-dryad enrolment."""
+dryad enrolment and tunnel ports."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from coordinator.domain.ids import WorkerUUID
+from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.model import Request, Transition, User, Worker
 
 
@@ -90,6 +90,12 @@ class Store(Protocol):
 
     def dryad_key(self, uuid: str) -> str | None:
         """The public key ``uuid`` is bound to, or ``None`` if it is not enrolled."""
+
+    def tunnel_ports(self) -> dict[RequestID, int]:
+        """The port last given to each request's tunnel."""
+
+    def put_tunnel_port(self, rid: RequestID, port: int) -> None:
+        """Record that ``rid``'s tunnel listens on ``port`` (replacing both's old rows)."""
 
     def close(self) -> None:
         """Release connections; idempotent."""

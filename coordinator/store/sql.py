@@ -43,6 +43,7 @@ from coordinator.store.tables import (
     enrol_tokens,
     requests,
     transitions,
+    tunnel_ports,
     users,
     workers,
 )
@@ -294,6 +295,19 @@ class SqlStore:
                 select(dryad_keys.c.public_key).where(dryad_keys.c.uuid == uuid)
             ).scalar()
         return None if key is None else str(key)
+
+    def tunnel_ports(self) -> dict[RequestID, int]:
+        """The port last given to each request's tunnel."""
+        with self._reading() as conn:
+            rows = conn.execute(select(tunnel_ports.c.request, tunnel_ports.c.port)).all()
+        return {RequestID(row.request): int(row.port) for row in rows}
+
+    def put_tunnel_port(self, rid: RequestID, port: int) -> None:
+        """Record ``rid``'s tunnel port; the port's and the request's old rows go."""
+        c = tunnel_ports.c
+        with self._writing() as conn:
+            conn.execute(delete(tunnel_ports).where((c.port == port) | (c.request == rid)))
+            conn.execute(insert(tunnel_ports), {"port": port, "request": rid})
 
     def close(self) -> None:
         """Release every connection; idempotent."""

@@ -1,4 +1,5 @@
-"""The schema as SQLAlchemy Core tables: requests, workers, users, transitions, enrolment."""
+"""The schema as SQLAlchemy Core tables: requests, workers, users, transitions, enrolment,
+tunnel ports."""
 
 from __future__ import annotations
 
@@ -152,4 +153,13 @@ enrol_tokens: Final = Table(
     Column("created_at", UtcMicros, nullable=False),
     Column("expires_at", UtcMicros, nullable=False),
     Column("revoked", Boolean, nullable=False),
+)
+
+tunnel_ports: Final = Table(
+    "tunnel_ports",
+    metadata,
+    # The last request given each port; a row outlives its job until the port is reused,
+    # which costs nothing and saves a write when a job ends.
+    Column("port", Integer, primary_key=True, autoincrement=False),
+    Column("request", BigInteger, nullable=False),
 )

@@ -36,13 +36,13 @@ def eventually(check: Callable[[], Any], seconds: float = 30) -> Any:
 class Farm:
     """A coordinator with a fixed link port, an admin, and the dryads it starts."""
 
-    def __init__(self, tmp: Path, coordinators: list[Coordinator]) -> None:
+    def __init__(self, tmp: Path, coordinators: list[Coordinator], config: str = "") -> None:
         self.tmp = tmp
         self.db = tmp / "farm.db"
         self.link = f"127.0.0.1:{free_port()}"
-        config = tmp / "coordinator.toml"
-        config.write_text(f"link_grace = {GRACE}\nlink_keepalive = 1\n")
-        self.extra = ("--config", str(config))
+        config_file = tmp / "coordinator.toml"
+        config_file.write_text(f"link_grace = {GRACE}\nlink_keepalive = 1\n{config}")
+        self.extra = ("--config", str(config_file))
         self.token = run_cli(self.db, "user", "add", "admin", "--admin").splitlines()[-1]
         self.enrol = run_cli(self.db, "enrol-token", "create").splitlines()[-1]
         self.coordinators = coordinators
@@ -58,14 +58,16 @@ class Farm:
     def http(self) -> httpx.Client:
         return client(self.coordinator.url, self.token)
 
-    def dryad(self, n: int, device_type: str) -> Path:
-        """Start simulated dryad ``n``; returns its directory."""
+    def dryad(self, n: int, device_type: str, sshd_port: int = 22, job_user: str = "") -> Path:
+        """Start simulated dryad ``n``; returns its directory. With ``job_user``, it
+        manages that real user (no extra groups) for the sshd on ``sshd_port``."""
         home = self.tmp / f"dryad-{n}"
-        home.mkdir()
+        home.mkdir(exist_ok=True)
+        user = f'name = "{job_user}"\ngroups = []\nmanage = true' if job_user else "manage = false"
         (home / "dryad.toml").write_text(
             f'coordinator = "{self.link}"\nenrol_token = "{self.enrol}"\nprofile = "sim"\n'
-            f'state_dir = "state"\nssh_address = "127.0.0.1:22"\n'
-            f'[caps]\ndevice_type = "{device_type}"\n[job_user]\nmanage = false\n'
+            f'state_dir = "state"\nssh_address = "127.0.0.1:{sshd_port}"\n'
+            f'[caps]\ndevice_type = "{device_type}"\n[job_user]\n{user}\n'
             f'[health]\ninterval = 3600\n[sim]\nstate_file = "board.json"\npng_file = "oled.png"\n'
         )
         with (home / "dryad.log").open("ab") as log:
@@ -78,6 +80,12 @@ class Farm:
                 )
             )
         return home
+
+    def stop_dryads(self) -> None:
+        for p in self.dryads:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                p.wait(20)
 
     def workers(self) -> dict[str, dict[str, Any]]:
         with self.http() as http:
@@ -97,10 +105,7 @@ class Farm:
 def farm(tmp_path: Path, coordinators: list[Coordinator]) -> Iterator[Farm]:
     f = Farm(tmp_path, coordinators)
     yield f
-    for p in f.dryads:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            p.wait(20)
+    f.stop_dryads()
 
 
 def board(home: Path) -> dict[str, Any]:
@@ -118,7 +123,9 @@ def test_a_dryad_enrols_registers_and_serves_a_job(farm: Farm) -> None:
     with farm.http() as http:
         rid = http.post("/api/v1/reqs/", json={"Caps": {"device_type": "rpi4"}}).json()["ReqID"]
         access = http.post(f"/api/v1/reqs/{rid}/acquire_worker", params={"wait": 30}).json()
-        assert access["Username"] == "boruta-user" and access["Addr"]["Port"] == 22
+        # The tunnel's port here, from the default range, not the board's sshd port.
+        assert access["Username"] == "boruta-user" and 20000 <= access["Addr"]["Port"] <= 20999
+        assert access["Addr"]["IP"] == "127.0.0.1"
         assert http.get(f"/api/v1/workers/{uuid}").json()["Connected"] is True
     # The board shows the job: the panel's RUNNING colour, blue, on the simulated STM.
     eventually(lambda: board(home).get("leds", [None])[0] == [0, 0, 128])

@@ -1,0 +1,251 @@
+"""Job access with real parts: Debian's sshd and ssh, a coordinator, simulated dryads."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import Coordinator, client, free_port, run_cli
+from tests.e2e.test_dryads import Farm, eventually
+
+pytestmark = pytest.mark.e2e
+
+SSHD = "/usr/sbin/sshd"
+
+
+@dataclass
+class Sshd:
+    """A real OpenSSH sshd on a loopback port, with its own config and host key."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+def start_sshd(tmp: Path, allow: str, port: int = 0) -> Sshd:
+    """Start sshd for the job user ``allow`` only: public keys, no PAM, no passwords."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    key = tmp / "host_ed25519"
+    if not key.exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    port = port or free_port()
+    config = tmp / "sshd_config"
+    config.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {key}\nPidFile {tmp / 'sshd.pid'}\n"
+        "UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        "PubkeyAuthentication yes\nAuthorizedKeysFile .ssh/authorized_keys\n"
+        f"StrictModes yes\nPermitRootLogin no\nAllowUsers {allow}\nLogLevel VERBOSE\n"
+    )
+    Path("/run/sshd").mkdir(exist_ok=True)  # its privilege separation directory
+    log = tmp / "sshd.log"
+    with log.open("ab") as sink:
+        process = subprocess.Popen(
+            [SSHD, "-D", "-e", "-f", str(config)], stdout=sink, stderr=subprocess.STDOUT
+        )
+    eventually(lambda: b"Server listening" in log.read_bytes() or process.poll() is not None)
+    assert process.poll() is None, log.read_text()
+    return Sshd(port, process, log)
+
+
+def remove_user(name: str) -> None:
+    """Whatever a test left of a job user goes, processes first (as the dryad does)."""
+    subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
+    subprocess.run(["userdel", "-r", "-f", name], capture_output=True)
+
+
+@pytest.fixture
+def user() -> Iterator[str]:
+    """A unique job user name; the user is removed at the end even when the test failed."""
+    name = f"brt-e2e-{secrets.token_hex(4)}"
+    try:
+        yield name
+    finally:
+        remove_user(name)
+
+
+@dataclass
+class Access:
+    user: str
+    host: str
+    port: int
+    key: Path
+
+
+def acquire(farm: Farm, rid: int, tmp: Path) -> Access:
+    with farm.http() as http:
+        answer = http.post(f"/api/v1/reqs/{rid}/acquire_worker", params={"wait": 30})
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    key = tmp / f"key-{rid}"
+    key.write_text(body["Key"])
+    key.chmod(0o600)
+    return Access(body["Username"], body["Addr"]["IP"], body["Addr"]["Port"], key)
+
+
+def ssh_argv(
+    access: Access, command: str, port: int | None = None, user: str | None = None,
+    key: Path | None = None, verbose: bool = False,
+) -> list[str]:  # fmt: skip
+    """The real ssh client's command line, as a user runs it with the acquired key."""
+    return [
+        "ssh", "-i", str(key or access.key), "-p", str(port or access.port),
+        "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+        "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=10",
+        *(["-v"] if verbose else ["-o", "LogLevel=ERROR"]),
+        f"{user or access.user}@{access.host}", command,
+    ]  # fmt: skip
+
+
+def ssh(
+    access: Access, command: str, port: int | None = None, user: str | None = None,
+    key: Path | None = None, verbose: bool = False,
+) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    argv = ssh_argv(access, command, port, user, key, verbose)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+
+def new_request(farm: Farm, device_type: str) -> int:
+    with farm.http() as http:
+        answer = http.post("/api/v1/reqs/", json={"Caps": {"device_type": device_type}})
+    assert answer.status_code == 201, answer.text
+    rid: int = answer.json()["ReqID"]
+    return rid
+
+
+def close(farm: Farm, rid: int) -> None:
+    with farm.http() as http:
+        assert http.post(f"/api/v1/reqs/{rid}/close").status_code == 204
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture
+def sshds() -> Iterator[list[Sshd]]:
+    started: list[Sshd] = []
+    yield started
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture
+def farm(
+    tmp_path: Path, coordinators: list[Coordinator], user: str, sshds: list[Sshd]
+) -> Iterator[Farm]:
+    """A coordinator whose jobs log in as ``user``, a real sshd for it, and one
+    simulated dryad (``rpi4``) managing that user and forwarding to that sshd."""
+    sshds.append(start_sshd(tmp_path / "sshd", user))
+    f = Farm(tmp_path, coordinators, f'job_username = "{user}"\n')
+    try:
+        f.dryad(1, "rpi4", sshds[0].port, user)
+        f.idle("rpi4")
+        yield f
+    finally:
+        f.stop_dryads()
+
+
+def test_a_job_user_logs_in_through_the_tunnel_and_is_gone_after_close(
+    farm: Farm, tmp_path: Path, user: str, sshds: list[Sshd]
+) -> None:
+    rid = new_request(farm, "rpi4")
+    access = acquire(farm, rid, tmp_path)
+    assert (access.user, access.host) == (user, "127.0.0.1")
+    assert access.port != sshds[0].port  # the tunnel's port, not the sshd's
+
+    who = ssh(access, "id -un")
+    assert (who.returncode, who.stdout.strip()) == (0, user), who.stderr
+    daemon = ssh(access, "setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo $!")
+    pid = int(daemon.stdout.strip())
+    assert alive(pid)
+
+    close(farm, rid)
+    eventually(lambda: not alive(pid))  # the daemonised process died with the job
+    # The tunnel is gone, and the same key no longer opens the board even from inside.
+    assert ssh(access, "true").returncode == 255
+    assert ssh(access, "true", port=sshds[0].port).returncode == 255
+
+
+def test_a_running_jobs_tunnel_comes_back_on_its_port_after_a_restart(
+    farm: Farm, tmp_path: Path, user: str
+) -> None:
+    access = acquire(farm, new_request(farm, "rpi4"), tmp_path)
+    farm.coordinator.kill()
+    farm.restart()
+    eventually(lambda: all(w.get("Connected") for w in farm.workers().values()))
+    who = eventually(lambda: ssh(access, "id -un").stdout.strip())
+    assert who == user
+
+
+def test_another_users_key_does_not_open_a_tunnel(farm: Farm, tmp_path: Path, user: str) -> None:
+    """Bob's key of his earlier job on this board, or a key of his own, cannot open
+    the tunnel of Alice's job; nor can he acquire her request."""
+    bob = farm.token
+    rid = new_request(farm, "rpi4")
+    earlier = acquire(farm, rid, tmp_path)
+    close(farm, rid)
+    alice = run_cli(farm.db, "user", "add", "alice").splitlines()[-1]
+    with client(farm.coordinator.url, alice) as http:
+        answer = http.post("/api/v1/reqs/", json={"Caps": {"device_type": "rpi4"}})
+        hers = answer.json()["ReqID"]
+        access = http.post(f"/api/v1/reqs/{hers}/acquire_worker", params={"wait": 30}).json()
+    with client(farm.coordinator.url, bob) as http:
+        assert http.post(f"/api/v1/reqs/{hers}/acquire_worker").status_code in (200, 403)
+    key = tmp_path / "alice-key"
+    key.write_text(access["Key"])
+    key.chmod(0o600)
+    mine = Access(access["Username"], access["Addr"]["IP"], access["Addr"]["Port"], key)
+    assert ssh(mine, "id -un").stdout.strip() == user
+    assert ssh(mine, "true", key=earlier.key).returncode == 255
+    own = tmp_path / "own"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(own)], check=True)
+    assert ssh(mine, "true", key=own).returncode == 255
+
+
+def test_a_stopped_sshd_fails_promptly_with_a_reason(
+    farm: Farm, tmp_path: Path, user: str, sshds: list[Sshd]
+) -> None:
+    uuid = farm.workers()["rpi4"]["WorkerUUID"]
+    access = acquire(farm, new_request(farm, "rpi4"), tmp_path)
+    sshds[0].stop()
+
+    started = time.monotonic()
+    down = ssh(access, "true", verbose=True)
+    assert down.returncode == 255 and time.monotonic() - started < 5
+    # ssh -v shows the line the tunnel sends before closing; the log names the worker.
+    assert f"boruta: worker {uuid} unreachable: its sshd refused" in down.stderr
+    log = (tmp_path / "coordinator.log").read_text()
+    assert f"worker {uuid}): connection from 127.0.0.1" in log
+
+    sshds.append(start_sshd(tmp_path / "sshd", user, sshds[0].port))  # back: it works again
+    assert ssh(access, "id -un").stdout.strip() == user
+
+
+def test_a_dropped_dryad_link_ends_the_users_session(farm: Farm, tmp_path: Path) -> None:
+    access = acquire(farm, new_request(farm, "rpi4"), tmp_path)
+    argv = ssh_argv(access, "echo up; sleep 600")
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as session:
+        assert session.stdout is not None
+        assert session.stdout.readline() == b"up\n"
+        farm.dryads[0].send_signal(signal.SIGKILL)  # the board's link drops mid-session
+        started = time.monotonic()
+        assert session.wait(10) == 255
+        assert time.monotonic() - started < 5
