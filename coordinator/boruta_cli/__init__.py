@@ -48,6 +48,11 @@ def main(argv: Sequence[str] | None = None, *, transport: httpx.BaseTransport | 
 
 
 def _run(args: Any, transport: httpx.BaseTransport | None) -> int:
+    if "httpx" not in sys.modules:
+        # httpx imports its own command line (click, rich, pygments) when they are
+        # installed: a third of its import time, never used here. None makes that import
+        # fail, and httpx falls back to a stub, as it does when they are absent.
+        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     from coordinator.boruta_cli import commands, config, reserve
     from coordinator.client import Client, ServerUnreachable
     from coordinator.errors import BorutaError, Forbidden, Unauthorized

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -64,17 +65,9 @@ def reserve(client: Client, args: Any) -> int:
 
 
 def wait_for_worker(client: Client, rid: RequestID, live: bool) -> AccessInfo:
-    """Long-poll ``acquire_worker``; between polls show state, queue position and time."""
+    """Show state, queue position and time, then long-poll ``acquire_worker``; repeat."""
     start, last = time.monotonic(), ""
     while True:
-        try:
-            access = client.acquire_worker(rid, wait=TICK_TTY if live else TICK_LOG)
-        except WorkerNotAssigned:
-            pass
-        else:
-            if live:
-                sys.stderr.write("\r\x1b[K")
-            return access
         info = client.get_request(rid)
         if info.state not in (RequestState.WAITING, RequestState.IN_PROGRESS):
             if live:
@@ -91,6 +84,13 @@ def wait_for_worker(client: Client, rid: RequestID, live: bool) -> AccessInfo:
         elif status != last:
             output.say(f"{time.strftime('%H:%M:%S')} {status}", err=True)
         last = status
+        try:
+            access = client.acquire_worker(rid, wait=TICK_TTY if live else TICK_LOG)
+        except WorkerNotAssigned:
+            continue
+        if live:
+            sys.stderr.write("\r\x1b[K")
+        return access
 
 
 def ssh(client: Client, rid: RequestID, access: AccessInfo) -> int:
@@ -105,11 +105,13 @@ def ssh(client: Client, rid: RequestID, access: AccessInfo) -> int:
             sink.write(access.key_pem)
         # A handler, not SIG_IGN: ssh must not inherit an ignored SIGINT (exec resets
         # handlers but keeps ignored signals), and our Ctrl-C belongs to the shell.
-        previous = signal.signal(signal.SIGINT, lambda *_: None)
+        main = threading.current_thread() is threading.main_thread()  # tests run us in threads
+        previous = signal.signal(signal.SIGINT, lambda *_: None) if main else None
         try:
             status = subprocess.call([program, *ssh_options(access, key)])
         finally:
-            signal.signal(signal.SIGINT, previous)
+            if main:
+                signal.signal(signal.SIGINT, previous)
     finally:
         os.unlink(key)
     if _confirm(f"release request {rid} (close it)? [Y/n] "):

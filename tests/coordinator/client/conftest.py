@@ -37,9 +37,12 @@ class ThreadBridge(httpx.BaseTransport):
 
     def __init__(self, app: object) -> None:
         self._app = httpx.ASGITransport(app)  # type: ignore[arg-type]
+        self.acquiring = anyio.Event()  # set when an acquire_worker call goes out
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         async def send() -> httpx.Response:
+            if request.url.path.endswith("/acquire_worker"):
+                self.acquiring.set()
             answer = await self._app.handle_async_request(request)
             body = await answer.aread()
             return httpx.Response(answer.status_code, headers=answer.headers, content=body)

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from coordinator.client import AsyncClient
+from coordinator.client.http import RequestSpec
 from coordinator.client.local import LocalClient
 from coordinator.domain import listing
 from coordinator.domain.ids import RequestID
@@ -59,7 +60,9 @@ async def scenario(farm: Farm, user: Api, bob: Api, admin: Api) -> list[Any]:
     farm.clock.advance(timedelta(minutes=10))
     await note(user.prolong_access(first))
     await note(user.list_requests())
-    waiting = ListSpec(RequestFilter(states=frozenset({"WAITING"})), listing.request_sort_key(""))
+    waiting: RequestSpec = ListSpec(
+        RequestFilter(states=frozenset({"WAITING"})), listing.request_sort_key("")
+    )
     await note(user.list_requests(waiting))
     await note(user.get_worker(rpi))
     await note(user.list_workers(ListSpec(WorkerFilter(), listing.worker_sort_key("state"))))
