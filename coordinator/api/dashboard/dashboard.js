@@ -7,6 +7,7 @@ const TOKEN_KEY = "boruta.token";
 const HISTORY_MAX = 200;
 const POLL_MS = 3000; // only while the event stream is unavailable
 const IDENTIFY_SECONDS = 30;
+const WORKER_STATES = new Set(["MAINTENANCE", "IDLE", "RUNNING", "FAILED", "PREPARE", "BUSY"]);
 
 const $ = (selector, root = document) => root.querySelector(selector);
 
@@ -27,6 +28,7 @@ const model = {
 let source = null;
 let pollTimer = null;
 let queueTimer = null;
+const fetchSeq = new Map(); // uuid -> number of the newest fetch of that worker
 
 // ---- the API ---------------------------------------------------------------------------
 
@@ -140,10 +142,16 @@ async function loadPanel(uuid) {
 }
 
 async function refreshWorker(uuid) {
+  // Answers may overtake each other: only the newest fetch of a worker is drawn.
+  const seq = (fetchSeq.get(uuid) || 0) + 1;
+  fetchSeq.set(uuid, seq);
   try {
-    model.workers.set(uuid, await apiJson("GET", `/workers/${uuid}`));
+    const worker = await apiJson("GET", `/workers/${uuid}`);
+    if (fetchSeq.get(uuid) !== seq) return;
+    model.workers.set(uuid, worker);
   } catch (error) {
     if (error.status !== 404) throw error;
+    if (fetchSeq.get(uuid) !== seq) return;
     model.workers.delete(uuid); // deregistered
     model.panels.delete(uuid);
   }
@@ -217,6 +225,14 @@ function connectEvents() {
 function onChange(event, type) {
   addHistory(event, type);
   const subject = String(event.subject);
+  const known = type === "worker" && model.workers.get(subject);
+  if (known && WORKER_STATES.has(event.new)) {
+    // Drawn at once from the event, so even a state that lasts a moment (PREPARE) shows;
+    // the fetch below then brings the rest of the worker.
+    known.State = event.new;
+    known.Reason = event.reason || "";
+    renderRack();
+  }
   const refresh = type === "worker" ? refreshWorker(subject) : refreshRequest(subject);
   refresh.catch((error) => guard(error) || notice(`Update failed: ${error.message}`));
 }
@@ -369,7 +385,7 @@ function renderQueue() {
       String(request.Priority),
       request.Owner?.Name || "?",
       null,
-      ago(request.ValidAfter),
+      waited(request.ValidAfter),
     ];
     for (const text of cells) {
       const td = document.createElement("td");
@@ -377,6 +393,7 @@ function renderQueue() {
       else td.textContent = text;
       tr.append(td);
     }
+    tr.lastElementChild.dataset.since = request.ValidAfter;
     return tr;
   });
   $("#queue").replaceChildren(...rows);
@@ -392,7 +409,7 @@ function addHistory(event, type) {
   const tag = document.createElement("span");
   tag.className = "tag";
   tag.textContent = event.new || event.kind || "?";
-  tag.style.setProperty("--state-colour", `var(--${event.new}, #57606a)`);
+  tag.style.setProperty("--state-colour", `var(--${String(event.new).replace(" ", "_")}, #57606a)`);
   const worker = type === "worker" ? model.workers.get(String(event.subject)) : null;
   const what =
     type === "worker"
@@ -465,7 +482,7 @@ async function run(card, button, call, done) {
     message.className = "message refused";
     message.textContent =
       error.status === 403
-        ? `Refused: only an admin may do this, and this token is not an admin's. (${error.message})`
+        ? `Refused: ${error.message}. Log in with an admin's token to do this.`
         : `Failed (${error.status || "network"}): ${error.message}`;
     return false;
   } finally {
@@ -494,6 +511,15 @@ function ago(when) {
   return `${Math.floor(seconds / 3600)} h ${Math.floor((seconds % 3600) / 60)} min ago`;
 }
 
+function waited(since) {
+  const seconds = Math.round((Date.now() - Date.parse(since)) / 1000);
+  if (!Number.isFinite(seconds)) return "–";
+  if (seconds < 0) return `from ${clock(since)}`;
+  if (seconds < 60) return `${seconds} s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min`;
+  return `${Math.floor(seconds / 3600)} h ${String(Math.floor((seconds % 3600) / 60)).padStart(2, "0")} min`;
+}
+
 function clock(when) {
   const date = new Date(when);
   return Number.isNaN(date.getTime()) ? "?" : date.toLocaleTimeString([], { hour12: false });
@@ -502,6 +528,9 @@ function clock(when) {
 function tick() {
   for (const left of document.querySelectorAll(".left[data-until]")) {
     if (left.dataset.until) left.textContent = timeLeft(left.dataset.until);
+  }
+  for (const cell of document.querySelectorAll("#queue td[data-since]")) {
+    cell.textContent = waited(cell.dataset.since);
   }
 }
 
