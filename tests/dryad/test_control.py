@@ -17,6 +17,7 @@ import anyio
 import pytest
 
 from dryad.control import ControlServer, ControlSocketError
+from dryad.settings import parse
 from hardware import Board, open_board
 from hardware.stm.protocol import Mux
 
@@ -263,3 +264,15 @@ async def test_a_missing_group_leaves_the_user_socket_to_root_and_says_so(
             assert (socket_dir / "u").stat().st_gid == os.getgid()
             tg.cancel_scope.cancel()
     assert "group no-such-grp does not exist" in caplog.text
+
+
+def test_a_simulated_dryad_keeps_its_sockets_in_its_state_directory(tmp_path: Path) -> None:
+    base = {"coordinator": "h", "state_dir": str(tmp_path)}
+    assert parse({**base, "profile": "muxpi"}).control_sockets() == (
+        Path("/run/boruta/stm-user.socket"), Path("/run/boruta/stm.socket"),
+    )  # fmt: skip
+    assert parse({**base, "profile": "sim"}).control_sockets() == (
+        tmp_path / "stm-user.socket", tmp_path / "stm.socket",
+    )  # fmt: skip
+    configured = parse({**base, "profile": "sim", "control": {"user_socket": "/x/u"}})
+    assert configured.control_sockets()[0] == Path("/x/u")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
 import tempfile
 from collections.abc import AsyncIterator
@@ -15,7 +16,7 @@ import anyio
 import pytest
 
 from dryad.control import ControlServer
-from dryad.stm_cli import FlagSet, UsageError, go_duration, main
+from dryad.stm_cli import ControlClient, FlagSet, UsageError, go_duration, main
 from hardware import open_board
 from hardware.stm.protocol import Mux
 
@@ -189,3 +190,32 @@ def test_flag_parsing_stops_at_the_first_argument_and_at_double_dash() -> None:
     assert fs.parse_args(["--", "-a"]) == ({"a": False}, ["-a"])
     with pytest.raises(UsageError, match="not defined: ---a"):
         fs.parse_args(["---a"])
+
+
+@pytest.mark.anyio
+async def test_the_dryad_command_serves_stm_on_its_control_sockets(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # no coordinator: the control sockets need none
+    config = tmp_path / "dryad.toml"
+    config.write_text(
+        f'coordinator = "127.0.0.1:{port}"\nenrol_token = "t0ken"\nprofile = "sim"\n'
+        f'state_dir = "{tmp_path}/state"\n[job_user]\nmanage = false\n'
+    )
+    user, admin = tmp_path / "state" / "stm-user.socket", tmp_path / "state" / "stm.socket"
+    async with await anyio.open_process(
+        [sys.executable, "-m", "dryad", "--config", str(config)], stdout=subprocess.DEVNULL
+    ) as process:
+        assert process.stderr is not None
+        seen = b""
+        with anyio.fail_after(30):
+            async for chunk in process.stderr:
+                seen += chunk
+                if f"control socket ready on {admin}".encode() in seen:
+                    break
+        assert (await Dryad(user, None).stm("-dut")).code == 0
+        with ControlClient(str(admin)) as client:
+            status = client.call("status")
+        process.terminate()
+    assert (status["mux"], status["power"]) == ("dut", True)
+    assert not user.exists() and not admin.exists()  # removed on SIGTERM
