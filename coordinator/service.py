@@ -202,7 +202,7 @@ class Service:
         """The access to the request's worker; with ``wait``, first wait up to that many
         seconds for a WAITING request to be matched (an extension of the original)."""
         req = self._owned(user, rid)
-        if wait and req.state is RequestState.WAITING:
+        if wait and req.state is RequestState.WAITING and rid not in self._no_tunnel:
             event = self._waiters.setdefault(rid, anyio.Event())
             with anyio.move_on_after(wait):
                 await event.wait()

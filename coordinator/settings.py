@@ -98,8 +98,8 @@ class Settings:
             raise SettingsError(
                 f"tunnel_mode must be link, direct or none, not {self.tunnel_mode!r}"
             )
-        first, _, last = self.tunnel_ports.partition("-")
-        if not (first.isdigit() and (last or first).isdigit()) or not (
+        first, sep, last = self.tunnel_ports.partition("-")
+        if not (first.isdigit() and (last if sep else first).isdigit()) or not (
             0 < int(first) <= int(last or first) < 65536
         ):
             raise SettingsError(

@@ -79,21 +79,22 @@ def user() -> Iterator[str]:
 
 @dataclass
 class Access:
+    rid: int
     user: str
     host: str
     port: int
     key: Path
 
 
-def acquire(farm: Farm, rid: int, tmp: Path) -> Access:
-    with farm.http() as http:
+def acquire(farm: Farm, rid: int, tmp: Path, token: str = "") -> Access:
+    with client(farm.coordinator.url, token or farm.token) as http:
         answer = http.post(f"/api/v1/reqs/{rid}/acquire_worker", params={"wait": 30})
     assert answer.status_code == 200, answer.text
     body: dict[str, Any] = answer.json()
     key = tmp / f"key-{rid}"
     key.write_text(body["Key"])
     key.chmod(0o600)
-    return Access(body["Username"], body["Addr"]["IP"], body["Addr"]["Port"], key)
+    return Access(rid, body["Username"], body["Addr"]["IP"], body["Addr"]["Port"], key)
 
 
 def ssh_argv(
@@ -118,16 +119,16 @@ def ssh(
     return subprocess.run(argv, capture_output=True, text=True, timeout=60)
 
 
-def new_request(farm: Farm, device_type: str) -> int:
-    with farm.http() as http:
+def new_request(farm: Farm, device_type: str, token: str = "") -> int:
+    with client(farm.coordinator.url, token or farm.token) as http:
         answer = http.post("/api/v1/reqs/", json={"Caps": {"device_type": device_type}})
     assert answer.status_code == 201, answer.text
     rid: int = answer.json()["ReqID"]
     return rid
 
 
-def close(farm: Farm, rid: int) -> None:
-    with farm.http() as http:
+def close(farm: Farm, rid: int, token: str = "") -> None:
+    with client(farm.coordinator.url, token or farm.token) as http:
         assert http.post(f"/api/v1/reqs/{rid}/close").status_code == 204
 
 
@@ -198,26 +199,18 @@ def test_a_running_jobs_tunnel_comes_back_on_its_port_after_a_restart(
 def test_another_users_key_does_not_open_a_tunnel(farm: Farm, tmp_path: Path, user: str) -> None:
     """Bob's key of his earlier job on this board, or a key of his own, cannot open
     the tunnel of Alice's job; nor can he acquire her request."""
-    bob = farm.token
-    rid = new_request(farm, "rpi4")
-    earlier = acquire(farm, rid, tmp_path)
-    close(farm, rid)
+    bob = run_cli(farm.db, "user", "add", "bob").splitlines()[-1]
     alice = run_cli(farm.db, "user", "add", "alice").splitlines()[-1]
-    with client(farm.coordinator.url, alice) as http:
-        answer = http.post("/api/v1/reqs/", json={"Caps": {"device_type": "rpi4"}})
-        hers = answer.json()["ReqID"]
-        access = http.post(f"/api/v1/reqs/{hers}/acquire_worker", params={"wait": 30}).json()
+    earlier = acquire(farm, new_request(farm, "rpi4", bob), tmp_path, bob)
+    close(farm, earlier.rid, bob)
+    access = acquire(farm, hers := new_request(farm, "rpi4", alice), tmp_path, alice)
     with client(farm.coordinator.url, bob) as http:
-        assert http.post(f"/api/v1/reqs/{hers}/acquire_worker").status_code in (200, 403)
-    key = tmp_path / "alice-key"
-    key.write_text(access["Key"])
-    key.chmod(0o600)
-    mine = Access(access["Username"], access["Addr"]["IP"], access["Addr"]["Port"], key)
-    assert ssh(mine, "id -un").stdout.strip() == user
-    assert ssh(mine, "true", key=earlier.key).returncode == 255
+        assert http.post(f"/api/v1/reqs/{hers}/acquire_worker").status_code == 403
+    assert ssh(access, "id -un").stdout.strip() == user
+    assert ssh(access, "true", key=earlier.key).returncode == 255
     own = tmp_path / "own"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(own)], check=True)
-    assert ssh(mine, "true", key=own).returncode == 255
+    assert ssh(access, "true", key=own).returncode == 255
 
 
 def test_a_stopped_sshd_fails_promptly_with_a_reason(
