@@ -1,10 +1,5 @@
 """The dryad: the agent on every MuxPi board."""
 
-from __future__ import annotations
-
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("boruta")
-except PackageNotFoundError:  # pragma: no cover - running from a bare source tree
-    __version__ = "0+unknown"
+# A constant, not importlib.metadata: `stm` and `fota` import this package on every run,
+# and reading the distribution's metadata costs them tens of milliseconds.
+__version__ = "0.3.0"  # keep equal to pyproject.toml's version

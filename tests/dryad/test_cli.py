@@ -143,3 +143,11 @@ async def test_the_command_connects_and_stops_cleanly_on_sigterm(
     assert code == 0, text
     assert "SIGTERM received; stopping" in text and "dryad stopped" in text
     assert "Traceback" not in text
+
+
+def test_the_dryad_reports_the_distributions_version() -> None:
+    from importlib.metadata import version
+
+    import dryad
+
+    assert dryad.__version__ == version("boruta")
