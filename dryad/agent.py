@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, runtime_checkable
 
 import anyio
@@ -93,9 +93,14 @@ class Agent:
         self._view: wire.Display | None = None  # the coordinator's last word for the panel
         self._unsent: wire.HealthReport | None = None
         self._panel_dirty = anyio.Event()  # set when the panel changed since the last report
+        self._job_end: list[Callable[[], Awaitable[None]]] = []  # see on_job_end
         self._reporting = panel if isinstance(panel, ReportingPanel) else None
         if self._reporting is not None:
             self._reporting.watch(self._panel_changed)
+
+    def on_job_end(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Call ``hook`` whenever a job's user is removed (prepare for the next, release)."""
+        self._job_end.append(hook)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Forward button presses and panel reports to the coordinator until cancelled."""
@@ -132,6 +137,7 @@ class Agent:
             try:
                 # Shielded: a link that drops mid-way must not leave half a user behind.
                 with anyio.CancelScope(shield=True):
+                    await self._end_job()
                     await self._users.prepare(public_key)
             except JobUserError as exc:
                 logger.error("prepare failed: %s", exc)
@@ -142,11 +148,16 @@ class Agent:
         async with self._user_lock:
             try:
                 with anyio.CancelScope(shield=True):
+                    await self._end_job()
                     await self._users.release()
             except JobUserError as exc:
                 logger.error("release failed: %s", exc)
                 raise wire.RpcError(wire.REFUSED, f"release failed: {exc}") from exc
         logger.info("job user released")
+
+    async def _end_job(self) -> None:
+        for hook in self._job_end:
+            await hook()
 
     async def _show(self, view: wire.Display) -> None:
         self._view = view

@@ -113,6 +113,7 @@ async def run(
                         board.stm, user_socket, admin_socket, settings.control.group
                     )
                     await tg.start(control.run)
+                    agent.on_job_end(control.end_job)
                 await tg.start(agent.run)
                 await tg.start(health.run, agent.report_health)
                 await tg.start(link.run, agent.handle, agent.link_state)

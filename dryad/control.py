@@ -193,6 +193,12 @@ class ControlServer:
     async def _current_stop(self, r: Mapping[str, Any]) -> None:
         self._recording.cancel()
 
+    async def end_job(self) -> None:
+        """A job ended: stop its current recording and forget its samples, so the next
+        job's user can read nothing of the last one's."""
+        self._recording.cancel()
+        self._recorder = None
+
     async def _current_get(self, r: Mapping[str, Any]) -> list[int]:
         if self._recorder is None:
             raise BadRequest("no sample was recorded")

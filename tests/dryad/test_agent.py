@@ -228,6 +228,20 @@ async def test_one_job_user_operation_at_a_time() -> None:
     assert users.log == ["prepare start ssh-ed25519", "prepare end", "release start", "release end"]
 
 
+async def test_the_end_of_a_job_is_announced_before_its_user_goes() -> None:
+    users = FakeUsers()
+    agent = Agent(Offline(), FakePanel(), users, FakeHealth(), coordinator="c:1")
+    ended: list[list[str]] = []
+
+    async def hook() -> None:
+        ended.append(list(users.log))
+
+    agent.on_job_end(hook)
+    await agent.handle(wire.PREPARE, {"public_key": KEY})
+    await agent.handle(wire.RELEASE, {})
+    assert ended == [[], ["prepare start ssh-ed25519", "prepare end"]]
+
+
 async def test_button_presses_reach_the_coordinator(
     coordinator: FakeCoordinator, tmp_path: Path
 ) -> None:

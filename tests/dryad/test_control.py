@@ -188,6 +188,14 @@ async def test_current_sampling_records_until_stopped(served: Served) -> None:
     assert (await ask(path, "current-get"))["value"] == samples  # stopped: no more
 
 
+async def test_a_jobs_recording_ends_with_the_job(served: Served) -> None:
+    path = served.server.user_socket
+    assert (await ask(path, "current-start", samples=1000, duration=10.0))["ok"]
+    await served.server.end_job()
+    assert (await ask(path, "current-get"))["error"] == "no sample was recorded"
+    assert (await ask(served.server.admin_socket, "status"))["value"]["recording"] is False
+
+
 async def test_a_sampling_period_under_3_ms_is_refused(served: Served) -> None:
     reply = await ask(served.server.user_socket, "current-start", samples=1000, duration=1.0)
     assert "is under 3 ms" in reply["error"]
