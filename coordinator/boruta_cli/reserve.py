@@ -84,9 +84,13 @@ def wait_for_worker(client: Client, rid: RequestID, live: bool) -> AccessInfo:
         elif status != last:
             output.say(f"{time.strftime('%H:%M:%S')} {status}", err=True)
         last = status
+        tick, asked = (TICK_TTY if live else TICK_LOG), time.monotonic()
         try:
-            access = client.acquire_worker(rid, wait=TICK_TTY if live else TICK_LOG)
+            access = client.acquire_worker(rid, wait=tick)
         except WorkerNotAssigned:
+            # The coordinator answers at once when waiting cannot help (a job whose
+            # tunnel is not open yet): pace the polls instead of spinning.
+            time.sleep(max(0.0, tick - (time.monotonic() - asked)))
             continue
         if live:
             sys.stderr.write("\r\x1b[K")
