@@ -311,9 +311,12 @@ class Service:
 
     async def button(self, uuid: WorkerUUID, number: int) -> None:
         """Someone pressed a button on the MuxPi: recorded in the worker's history."""
+        await self._note("", uuid, f"button {number} pressed")
+
+    async def _note(self, actor: str, uuid: WorkerUUID, reason: str) -> None:
         async with self._lock:
-            batch = self._batch("")
-            batch.note(self.get_worker(uuid), f"button {number} pressed")
+            batch = self._batch(actor)
+            batch.note(self.get_worker(uuid), reason)
             await self._commit(batch)
 
     async def identify(self, admin: User, uuid: WorkerUUID, seconds: float) -> None:
@@ -321,6 +324,7 @@ class Service:
         self._require_admin(admin)
         self.get_worker(uuid)
         await self._ask_dryad(uuid, self._dryads.identify(uuid, seconds))
+        await self._note(admin.name, uuid, f"identify for {seconds:g} s")  # in the audit
 
     async def run_healthcheck(self, admin: User, uuid: WorkerUUID) -> HealthReport:
         """Run the worker's healthchecks now; the results are applied as reported ones."""
@@ -353,6 +357,7 @@ class Service:
             batch = self._batch(admin.name)
             new = workers.set_groups(self.get_worker(uuid), groups)
             batch.put_worker(new)
+            batch.note(new, f"groups set to {', '.join(new.groups) or 'none'}")  # in the audit
             cascade.invalidate_unsatisfiable(self._farm, batch)
             await self._commit_and_follow(batch)
 

@@ -33,6 +33,12 @@ class Settings:
     link_grace: int = 60  # seconds a dryad may be away before its worker FAILS
     link_keepalive: int = 5  # seconds between keepalives; 3 missed = the dryad is gone
     self_heal: bool = False  # a FAILED worker whose checks pass again returns to service
+    # /metrics asks for a token like the API unless this is set, for a Prometheus on a
+    # trusted network without one: the metrics show who uses the farm and how.
+    metrics_public: bool = False
+    webhook_timeout: float = 10.0  # seconds per delivery attempt
+    webhook_max_attempts: int = 8  # attempts before a delivery is dropped
+    webhook_backoff: float = 1.0  # seconds before the first retry; doubled for each next one
     # How users reach a job's worker: "link" = a per-job port here, carried through the
     # dryad link (the board needs no inbound port); "direct" = a per-job port here that
     # dials the worker's registered sshd address; "none" = users dial that address.
@@ -87,6 +93,9 @@ class Settings:
             "max_body_bytes",
             "link_grace",
             "link_keepalive",
+            "webhook_timeout",
+            "webhook_max_attempts",
+            "webhook_backoff",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive")

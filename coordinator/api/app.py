@@ -11,28 +11,34 @@ from dataclasses import dataclass, field
 import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from coordinator.api.admin import Admin
 from coordinator.api.auth import Authenticator
 from coordinator.api.dashboard import Dashboard
 from coordinator.api.errors import boruta_error, error_response, internal_error
+from coordinator.api.events import EventsEndpoint, redact_access_log
 from coordinator.api.ops import Ops
 from coordinator.api.v1 import V1, json_response
 from coordinator.domain.clock import Clock, SystemClock
 from coordinator.domain.ids import WorkerUUID
 from coordinator.errors import BorutaError
+from coordinator.events import Broadcaster
 from coordinator.keys import KeyPool
 from coordinator.link.registry import DryadLink
 from coordinator.link.server import LinkConfig, LinkServer
+from coordinator.metrics import HttpMetrics, Metrics
 from coordinator.panels import Panels
 from coordinator.ports import DirectAccess, Dryads, Tunnels
 from coordinator.service import Service
 from coordinator.settings import Settings
 from coordinator.store import Store
 from coordinator.tunnels import Direct, LinkTunnels, ThroughLink
+from coordinator.webhooks import WebhookPolicy, Webhooks
 from coordinator.wire import Display, HealthReport
 
 logger = logging.getLogger(__name__)
@@ -105,6 +111,13 @@ def create_app(settings: Settings, parts: Parts) -> Starlette:
     auth = Authenticator(parts.store)
     v1 = V1(service, auth, settings.max_body_bytes, settings.max_acquire_wait)
     dashboard = Dashboard(service, panels, auth)
+    events = Broadcaster(service, parts.store)
+    webhooks = Webhooks(parts.store, _webhook_policy(settings))
+    metrics = Metrics(service)
+    events.add_listener(webhooks.wake)
+    events.add_listener(metrics.observe)
+    admin = Admin(parts.store, auth, parts.clock, webhooks, metrics, settings.metrics_public)
+    redact_access_log()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -114,6 +127,8 @@ def create_app(settings: Settings, parts: Parts) -> Starlette:
         try:
             async with anyio.create_task_group() as tg:
                 await tg.start(service.run)
+                await tg.start(events.run)
+                await tg.start(webhooks.run)
                 # The link stops first, so that its sessions end while the service still runs.
                 async with anyio.create_task_group() as link_tg:
                     if link is not None:
@@ -126,7 +141,14 @@ def create_app(settings: Settings, parts: Parts) -> Starlette:
                 await tunnels.aclose()
 
     app = Starlette(
-        routes=[*v1.routes(), *Ops(service).routes(), *dashboard.routes()],
+        routes=[
+            *v1.routes(),
+            *Ops(service).routes(),
+            *dashboard.routes(),
+            *EventsEndpoint(events, auth).routes(),
+            *admin.routes(),
+        ],
+        middleware=[Middleware(HttpMetrics, metrics=metrics)],
         exception_handlers={
             BorutaError: boruta_error,
             HTTPException: _http_error,
@@ -136,6 +158,9 @@ def create_app(settings: Settings, parts: Parts) -> Starlette:
     )
     app.state.service = service
     app.state.link = link
+    app.state.events = events  # publish_ephemeral() for the dashboard's panels
+    app.state.webhooks = webhooks
+    app.state.metrics = metrics
     app.state.tunnels = tunnels
     app.state.panels = panels
     # The original redirects with 308 (httptreemux); Starlette's own slash redirect is 307.
@@ -157,6 +182,14 @@ def _tunnels(settings: Settings, store: Store, link: DryadLink | None) -> Tunnel
         settings.tunnel_port_range,
         settings.tunnel_bind_host,
         settings.public_host,
+    )
+
+
+def _webhook_policy(settings: Settings) -> WebhookPolicy:
+    return WebhookPolicy(
+        timeout=settings.webhook_timeout,
+        max_attempts=settings.webhook_max_attempts,
+        backoff=settings.webhook_backoff,
     )
 
 

@@ -10,6 +10,15 @@ from typing import Protocol
 
 from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.model import Request, Transition, User, Worker
+from coordinator.store.records import (
+    Delivery,
+    DeliveryStatus,
+    DueDelivery,
+    JobEdge,
+    Numbered,
+    TransitionQuery,
+    Webhook,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +105,55 @@ class Store(Protocol):
 
     def put_tunnel_port(self, rid: RequestID, port: int) -> None:
         """Record that ``rid``'s tunnel listens on ``port`` (replacing both's old rows)."""
+
+    # ---- the event feed (coordinator.events, coordinator.webhooks, the history) ----------
+
+    def last_transition_id(self) -> int:
+        """The id of the newest transition, 0 when there is none."""
+
+    def transitions_after(
+        self, after_id: int, limit: int, query: TransitionQuery = ..., *, latest: bool = False
+    ) -> list[Numbered]:
+        """Matching transitions with an id above ``after_id``, oldest first: the first
+        ``limit`` of them, or with ``latest`` the last ``limit``."""
+
+    def job_edges(self, worker: str | None, limit: int) -> list[JobEdge]:
+        """The latest ``limit`` request transitions into or out of IN PROGRESS, oldest first."""
+
+    def add_webhook(
+        self, url: str, kinds: Sequence[str], secret: str, actor: str, now: datetime
+    ) -> Webhook:
+        """Register a webhook for the events after the newest one."""
+
+    def webhooks(self, *, deleted: bool = False) -> list[Webhook]:
+        """Active webhooks by id; with ``deleted`` the deleted ones too."""
+
+    def delete_webhook(self, hook_id: int, actor: str, now: datetime) -> None:
+        """Mark a webhook deleted, dropping its pending deliveries; ``NotFound`` if inactive."""
+
+    def enqueue_deliveries(self, cursor: str, now: datetime, limit: int) -> tuple[int, int]:
+        """Turn the transitions after cursor ``cursor`` into pending deliveries, moving it on;
+        returns how many transitions were read and how many deliveries added."""
+
+    def due_deliveries(self, now: datetime, limit: int) -> list[DueDelivery]:
+        """Pending deliveries due at ``now``, the earliest first."""
+
+    def next_delivery_at(self) -> datetime | None:
+        """When the earliest pending delivery is due."""
+
+    def record_delivery(
+        self,
+        delivery_id: int,
+        status: DeliveryStatus,
+        attempts: int,
+        last_error: str,
+        next_attempt_at: datetime | None,
+        delivered_at: datetime | None = None,
+    ) -> None:
+        """Store the outcome of a delivery attempt."""
+
+    def deliveries(self, hook_id: int, limit: int = 100) -> list[Delivery]:
+        """The latest ``limit`` deliveries of a webhook, oldest first."""
 
     def close(self) -> None:
         """Release connections; idempotent."""

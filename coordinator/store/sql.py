@@ -38,6 +38,7 @@ from coordinator.errors import Conflict, NotFound, StoreUnavailable
 from coordinator.store import Changes, Snapshot
 from coordinator.store.boundary import database_errors
 from coordinator.store.schema import check_known, current, head, upgrade
+from coordinator.store.sql_feed import SqlFeed
 from coordinator.store.tables import (
     dryad_keys,
     enrol_tokens,
@@ -59,7 +60,7 @@ _MIGRATION_LOCK: Final = 0x626F7275  # "boru"
 _KINDS: Final[Mapping[str, SubjectKind]] = {"request": "request", "worker": "worker"}
 
 
-class SqlStore:
+class SqlStore(SqlFeed):
     """The ``Store`` protocol on one SQLAlchemy engine; use :meth:`open` to make one.
 
     Every method is blocking and thread-safe (each call takes a pooled connection), and

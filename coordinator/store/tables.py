@@ -12,6 +12,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Dialect,
+    ForeignKey,
     Index,
     Integer,
     LargeBinary,
@@ -162,4 +163,54 @@ tunnel_ports: Final = Table(
     # which costs nothing and saves a write when a job ends.
     Column("port", Integer, primary_key=True, autoincrement=False),
     Column("request", BigInteger, nullable=False),
+)
+
+webhooks: Final = Table(
+    "webhooks",
+    metadata,
+    Column(
+        "id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("url", Text, nullable=False),
+    Column("kinds", JSON, nullable=False),
+    # The shared HMAC key that signs deliveries: kept as given, since a hash cannot sign.
+    Column("secret", Text, nullable=False),
+    Column("created_by", Text, nullable=False),
+    Column("created_at", UtcMicros, nullable=False),
+    Column("since_event", BigInteger, nullable=False),  # the newest event when it was made
+    # A deleted webhook stays, as the record of who removed it and for its deliveries.
+    Column("deleted_by", Text, nullable=True),
+    Column("deleted_at", UtcMicros, nullable=True),
+)
+
+webhook_deliveries: Final = Table(
+    "webhook_deliveries",
+    metadata,
+    Column(
+        "id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("hook_id", BigInteger, ForeignKey("webhooks.id"), nullable=False),
+    Column("event_id", BigInteger, nullable=False),
+    Column("status", Text, nullable=False),  # pending, delivered or dropped
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text, nullable=False),
+    Column("next_attempt_at", UtcMicros, nullable=True),
+    Column("delivered_at", UtcMicros, nullable=True),
+    Index(None, "status", "next_attempt_at"),
+    Index(None, "hook_id", "event_id", unique=True),
+)
+
+feed_cursors: Final = Table(
+    "feed_cursors",
+    metadata,
+    # How far a consumer of the transitions (the webhook dispatcher) has read, so that
+    # after a restart it resumes there instead of missing or repeating events.
+    Column("name", Text, primary_key=True),
+    Column("last_id", BigInteger, nullable=False),
 )

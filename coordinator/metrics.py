@@ -1,0 +1,154 @@
+"""Prometheus metrics: gauges read from the service at scrape time, counters and histograms
+fed by the event stream, and HTTP latency from an ASGI middleware."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter as Tally
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from coordinator.domain import listing
+from coordinator.domain.ids import RequestID
+from coordinator.domain.listing import ListSpec, RequestFilter, WorkerFilter
+from coordinator.domain.states import RequestState, WorkerState
+from coordinator.errors import NotFound
+from coordinator.events import Event
+from coordinator.service import Service
+
+# Waits and jobs on a board farm run from seconds to a day.
+_LONG: Final = (1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400)
+_HTTP: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_IN_PROGRESS: Final = RequestState.IN_PROGRESS.value
+_WAITING: Final = frozenset({RequestState.WAITING.value})
+
+
+class _Farm(Collector):
+    """Gauges computed from the service's in-memory state when Prometheus scrapes."""
+
+    def __init__(self, service: Service) -> None:
+        self._service = service
+
+    def collect(self) -> Iterator[Metric]:
+        waiting = self._service.list_requests(
+            ListSpec(RequestFilter(states=_WAITING), listing.request_sort_key(""))
+        ).items
+        queue = GaugeMetricFamily(
+            "boruta_queue_length", "Requests WAITING, per priority", labels=["priority"]
+        )
+        for priority, n in sorted(Tally(r.priority for r in waiting).items()):
+            queue.add_metric([str(priority)], n)
+        yield queue
+        workers = self._service.list_workers(
+            ListSpec(WorkerFilter(), listing.worker_sort_key(""))
+        ).items
+        per_state = Tally(w.state.value for w in workers)
+        gauge = GaugeMetricFamily("boruta_workers", "Workers, per state", labels=["state"])
+        for state in WorkerState:
+            gauge.add_metric([state.value], per_state[state.value])
+        yield gauge
+        yield GaugeMetricFamily(
+            "boruta_link_sessions",
+            "Workers whose dryad link is up",
+            value=sum(1 for w in workers if self._service.connected(w.uuid)),
+        )
+
+
+class Metrics:
+    """One app's metrics in a registry of its own (so that apps in one process, as in the
+    tests, do not share counters)."""
+
+    def __init__(self, service: Service) -> None:
+        self._service = service
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.matches = Counter("boruta_matches", "Requests given a worker", registry=r)
+        self.wait = Histogram(
+            "boruta_request_wait_seconds",
+            "From a request's creation to IN PROGRESS",
+            buckets=_LONG,
+            registry=r,
+        )
+        self.jobs = Histogram(
+            "boruta_job_duration_seconds",
+            "From IN PROGRESS to the request's end, per final state",
+            ["state"],
+            buckets=_LONG,
+            registry=r,
+        )
+        self.health_failures = Counter(
+            "boruta_healthcheck_failures",
+            "Healthcheck reports with a failed check",
+            registry=r,
+        )
+        self.http = Histogram(
+            "boruta_http_request_duration_seconds",
+            "Time to the response's headers, per route template, method and status",
+            ["route", "method", "status"],
+            buckets=_HTTP,
+            registry=r,
+        )
+        r.register(_Farm(service))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def observe(self, events: Sequence[Event]) -> None:
+        """A broadcaster listener: count matches, job ends and failed healthchecks."""
+        for event in events:
+            data = event.data
+            at = data.get("at")
+            if event.event == "worker":
+                reason = str(data.get("reason", ""))
+                if reason.startswith("healthcheck") and "failed" in reason.lower():
+                    self.health_failures.inc()
+                continue
+            if event.event != "request" or not isinstance(at, str):
+                continue
+            try:
+                req = self._service.get_request(RequestID(int(str(data["subject"]))))
+            except (NotFound, ValueError, KeyError):
+                continue
+            when = _parse(at)
+            if data.get("new") == _IN_PROGRESS:
+                self.matches.inc()
+                self.wait.observe(max(when - req.created.timestamp(), 0))
+            elif data.get("old") == _IN_PROGRESS and req.job is not None:
+                state = str(data.get("new", ""))
+                self.jobs.labels(state).observe(max(when - req.job.started.timestamp(), 0))
+
+
+def _parse(rfc3339: str) -> float:
+    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
+
+
+class HttpMetrics:
+    """ASGI middleware: the time to each response's headers, labelled by the route template
+    (not the path, which would make a series per request ID)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self._app = app
+        self._metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        start = time.perf_counter()
+
+        async def timed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                route = scope.get("route")
+                template = getattr(route, "path", None) or "unmatched"
+                self._metrics.http.labels(template, scope["method"], message["status"]).observe(
+                    time.perf_counter() - start
+                )
+            await send(message)
+
+        await self._app(scope, receive, timed)

@@ -1,0 +1,309 @@
+"""``SqlStore``'s event feed: numbered transitions, webhooks, deliveries and feed cursors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import (
+    Connection,
+    Row,
+    Select,
+    Text,
+    and_,
+    cast,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+
+from coordinator.domain.model import SubjectKind, Transition
+from coordinator.errors import NotFound
+from coordinator.store.records import (
+    Delivery,
+    DeliveryStatus,
+    DueDelivery,
+    JobEdge,
+    Numbered,
+    TransitionQuery,
+    Webhook,
+)
+from coordinator.store.tables import (
+    feed_cursors,
+    requests,
+    transitions,
+    webhook_deliveries as deliveries,
+    webhooks,
+)
+
+_KINDS: Final[dict[str, SubjectKind]] = {"request": "request", "worker": "worker"}
+_IN_PROGRESS: Final = "IN PROGRESS"
+
+
+class SqlFeed:
+    """Mixed into ``SqlStore``, which provides the transactions."""
+
+    def _reading(self, *, check: bool = True) -> AbstractContextManager[Connection]:
+        raise NotImplementedError
+
+    def _writing(self, *, check: bool = True) -> AbstractContextManager[Connection]:
+        raise NotImplementedError
+
+    # ---- transitions -------------------------------------------------------------------
+
+    def last_transition_id(self) -> int:
+        """The id of the newest transition, 0 when there is none."""
+        with self._reading() as conn:
+            return _last_id(conn)
+
+    def transitions_after(
+        self,
+        after_id: int,
+        limit: int,
+        query: TransitionQuery = TransitionQuery(),  # noqa: B008 - frozen, so shareable
+        *,
+        latest: bool = False,
+    ) -> list[Numbered]:
+        """Matching transitions with an id above ``after_id``, oldest first: the first
+        ``limit`` of them, or with ``latest`` the last ``limit``."""
+        t = transitions.c
+        order = t.id.desc() if latest else t.id
+        stmt = select(transitions).where(t.id > after_id).order_by(order).limit(max(limit, 0))
+        if query.kinds:
+            stmt = stmt.where(t.kind.in_(sorted(query.kinds)))
+        if query.subjects:
+            stmt = stmt.where(t.subject.in_(sorted(query.subjects)))
+        if query.states:
+            states = sorted(query.states)
+            stmt = stmt.where(or_(t.old.in_(states), t.new.in_(states)))
+        with self._reading() as conn:
+            rows = conn.execute(stmt).all()
+        found = [_numbered(row) for row in rows]
+        return found[::-1] if latest else found
+
+    def job_edges(self, worker: str | None, limit: int) -> list[JobEdge]:
+        """The latest ``limit`` request transitions into or out of IN PROGRESS, oldest first,
+        of jobs on ``worker`` (or on any worker)."""
+        t, r = transitions.c, requests.c
+        stmt: Select[Any] = (
+            select(transitions, r.owner, r.job_worker)
+            .join(requests, and_(t.kind == "request", t.subject == cast(r.id, Text)))
+            .where(or_(t.old == _IN_PROGRESS, t.new == _IN_PROGRESS))
+            .order_by(t.id.desc())
+            .limit(max(limit, 0))
+        )
+        if worker is not None:
+            stmt = stmt.where(r.job_worker == worker)
+        with self._reading() as conn:
+            rows = conn.execute(stmt).all()
+        return [JobEdge(_numbered(row), row.owner, row.job_worker or "") for row in reversed(rows)]
+
+    # ---- webhooks ----------------------------------------------------------------------
+
+    def add_webhook(
+        self, url: str, kinds: Sequence[str], secret: str, actor: str, now: datetime
+    ) -> Webhook:
+        """Register a webhook for the events from now on."""
+        with self._writing() as conn:
+            since = _last_id(conn)
+            values = {
+                "url": url,
+                "kinds": list(kinds),
+                "secret": secret,
+                "created_by": actor,
+                "created_at": now,
+                "since_event": since,
+            }
+            hook_id = conn.execute(insert(webhooks).returning(webhooks.c.id), values).scalar_one()
+        return Webhook(int(hook_id), url, tuple(kinds), secret, actor, now, since)
+
+    def webhooks(self, *, deleted: bool = False) -> list[Webhook]:
+        """Active webhooks by id; with ``deleted`` the deleted ones too."""
+        stmt = select(webhooks).order_by(webhooks.c.id)
+        if not deleted:
+            stmt = stmt.where(webhooks.c.deleted_at.is_(None))
+        with self._reading() as conn:
+            return [_webhook(row) for row in conn.execute(stmt).all()]
+
+    def delete_webhook(self, hook_id: int, actor: str, now: datetime) -> None:
+        """Mark a webhook deleted and drop its pending deliveries; ``NotFound`` if it is not
+        active."""
+        w = webhooks.c
+        with self._writing() as conn:
+            done = conn.execute(
+                update(webhooks)
+                .where(w.id == hook_id, w.deleted_at.is_(None))
+                .values(deleted_by=actor, deleted_at=now)
+            )
+            if done.rowcount == 0:
+                raise NotFound("Webhook")
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.hook_id == hook_id, deliveries.c.status == "pending")
+                .values(status="dropped", last_error="webhook deleted", next_attempt_at=None)
+            )
+
+    # ---- deliveries ----------------------------------------------------------------------
+
+    def enqueue_deliveries(self, cursor: str, now: datetime, limit: int) -> tuple[int, int]:
+        """Read up to ``limit`` transitions after cursor ``cursor`` and add a pending delivery
+        for each active webhook of its kind, moving the cursor in the same transaction.
+
+        A cursor seen for the first time starts at the newest transition: webhooks are
+        told about what happens from then on, not about the past.
+        Returns how many transitions were read and how many deliveries were added.
+        """
+        with self._writing() as conn:
+            after = conn.execute(
+                select(feed_cursors.c.last_id).where(feed_cursors.c.name == cursor)
+            ).scalar()
+            if after is None:
+                conn.execute(insert(feed_cursors), {"name": cursor, "last_id": _last_id(conn)})
+                return 0, 0
+            rows = conn.execute(
+                select(transitions.c.id, transitions.c.kind)
+                .where(transitions.c.id > after)
+                .order_by(transitions.c.id)
+                .limit(limit)
+            ).all()
+            if not rows:
+                return 0, 0
+            hooks = conn.execute(
+                select(webhooks.c.id, webhooks.c.kinds, webhooks.c.since_event).where(
+                    webhooks.c.deleted_at.is_(None)
+                )
+            ).all()
+            new = [
+                {
+                    "hook_id": hook.id,
+                    "event_id": row.id,
+                    "status": "pending",
+                    "attempts": 0,
+                    "last_error": "",
+                    "next_attempt_at": now,
+                    "delivered_at": None,
+                }
+                for row in rows
+                for hook in hooks
+                if row.kind in hook.kinds and row.id > hook.since_event
+            ]
+            if new:
+                conn.execute(insert(deliveries), new)
+            conn.execute(
+                update(feed_cursors)
+                .where(feed_cursors.c.name == cursor)
+                .values(last_id=rows[-1].id)
+            )
+        return len(rows), len(new)
+
+    def due_deliveries(self, now: datetime, limit: int) -> list[DueDelivery]:
+        """Pending deliveries due at ``now``, the earliest first."""
+        d = deliveries.c
+        stmt = (
+            select(deliveries, webhooks.c.url, webhooks.c.secret, transitions)
+            .join(webhooks, webhooks.c.id == d.hook_id)
+            .join(transitions, transitions.c.id == d.event_id)
+            .where(d.status == "pending", d.next_attempt_at <= now)
+            .order_by(d.next_attempt_at, d.id)
+            .limit(limit)
+        )
+        with self._reading() as conn:
+            rows = conn.execute(stmt).all()
+        return [DueDelivery(_delivery(row), row.url, row.secret, _numbered(row)) for row in rows]
+
+    def next_delivery_at(self) -> datetime | None:
+        """When the earliest pending delivery is due."""
+        with self._reading() as conn:
+            when: datetime | None = conn.execute(
+                select(func.min(deliveries.c.next_attempt_at)).where(
+                    deliveries.c.status == "pending"
+                )
+            ).scalar()
+        return when
+
+    def record_delivery(
+        self,
+        delivery_id: int,
+        status: DeliveryStatus,
+        attempts: int,
+        last_error: str,
+        next_attempt_at: datetime | None,
+        delivered_at: datetime | None = None,
+    ) -> None:
+        """Store the outcome of an attempt."""
+        with self._writing() as conn:
+            conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == delivery_id)
+                .values(
+                    status=status,
+                    attempts=attempts,
+                    last_error=last_error,
+                    next_attempt_at=next_attempt_at,
+                    delivered_at=delivered_at,
+                )
+            )
+
+    def deliveries(self, hook_id: int, limit: int = 100) -> list[Delivery]:
+        """The latest ``limit`` deliveries of a webhook, oldest first."""
+        stmt = (
+            select(deliveries)
+            .where(deliveries.c.hook_id == hook_id)
+            .order_by(deliveries.c.id.desc())
+            .limit(limit)
+        )
+        with self._reading() as conn:
+            rows = conn.execute(stmt).all()
+        return [_delivery(row) for row in reversed(rows)]
+
+
+def _last_id(conn: Connection) -> int:
+    return int(conn.execute(select(func.coalesce(func.max(transitions.c.id), 0))).scalar_one())
+
+
+def _numbered(row: Row[Any]) -> Numbered:
+    m = row._mapping
+    transition = Transition(
+        at=m[transitions.c.at],
+        kind=_KINDS[m[transitions.c.kind]],
+        subject=m[transitions.c.subject],
+        old=m[transitions.c.old],
+        new=m[transitions.c.new],
+        reason=m[transitions.c.reason],
+        actor=m[transitions.c.actor],
+    )
+    return Numbered(int(m[transitions.c.id]), transition)
+
+
+def _webhook(row: Row[Any]) -> Webhook:
+    m = row._mapping
+    return Webhook(
+        id=int(m["id"]),
+        url=m["url"],
+        kinds=tuple(m["kinds"]),
+        secret=m["secret"],
+        created_by=m["created_by"],
+        created_at=m["created_at"],
+        since_event=int(m["since_event"]),
+        deleted_by=m["deleted_by"],
+        deleted_at=m["deleted_at"],
+    )
+
+
+def _delivery(row: Row[Any]) -> Delivery:
+    m = row._mapping
+    d = deliveries.c
+    return Delivery(
+        id=int(m[d.id]),
+        hook_id=int(m[d.hook_id]),
+        event_id=int(m[d.event_id]),
+        status=m[d.status],
+        attempts=int(m[d.attempts]),
+        last_error=m[d.last_error],
+        next_attempt_at=m[d.next_attempt_at],
+        delivered_at=m[d.delivered_at],
+    )

@@ -1,0 +1,246 @@
+"""The event stream: SSE format over real HTTP, filters, resumption, slow subscribers, auth,
+ephemeral events, and a real coordinator killed with SIGKILL and restarted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+
+from coordinator.events import Broadcaster
+from coordinator.store.records import TransitionQuery
+from tests.coordinator.api.harness import NOW, Farm, farm, settings, template
+from tests.coordinator.live import serving, subscribe
+
+__all__ = ["farm", "settings", "template"]
+
+pytestmark = pytest.mark.anyio
+
+
+def _events(f: Farm) -> Broadcaster:
+    events: Broadcaster = f.app.state.events
+    return events
+
+
+async def test_each_transition_is_one_event_in_the_fixed_format(farm: Farm) -> None:
+    async with (
+        serving(farm.app) as url,
+        httpx.AsyncClient(base_url=url, headers=farm.auth("alice")) as client,
+        subscribe(client) as sse,
+    ):
+        uuid = await farm.parked_worker()
+        rid = await farm.new_request({"Priority": 3, "Caps": {"board": "rpi4"}})
+        worker, request = await sse.take(2)
+    assert worker.event == "worker" and worker.id is not None
+    assert worker.data == {
+        "id": worker.id,
+        "kind": "worker",
+        "subject": uuid,
+        "old": "",
+        "new": "MAINTENANCE",
+        "reason": "",
+        "actor": "",
+        "at": NOW,
+    }
+    assert request.event == "request" and request.id == worker.id + 1
+    assert request.data == {
+        "id": request.id,
+        "kind": "request",
+        "subject": str(rid),
+        "old": "",
+        "new": "WAITING",
+        "reason": "",
+        "actor": "alice",
+        "at": NOW,
+    }
+
+
+async def test_filters_by_kind_subject_and_state(farm: Farm) -> None:
+    async with (
+        serving(farm.app) as url,
+        httpx.AsyncClient(base_url=url, headers=farm.auth("root")) as client,
+    ):
+        async with (
+            subscribe(client, params={"kinds": "worker"}) as workers,
+            subscribe(client, params={"kinds": "request", "states": "IN PROGRESS"}) as running,
+        ):
+            first = await farm.idle_worker(1)
+            await farm.worker(2)
+            rid = await farm.new_request()
+            await farm.post(f"/api/v1/reqs/{rid}/close")
+            seen = await workers.take(5)
+            started, ended = await running.take(2)
+        assert [(e.data["subject"], e.data["new"]) for e in seen] == [
+            (first, "MAINTENANCE"),
+            (first, "PREPARE"),
+            (first, "IDLE"),
+            (uuid_of(2), "MAINTENANCE"),
+            (first, "RUNNING"),
+        ]
+        assert (started.data["new"], ended.data["old"], ended.data["new"]) == (
+            "IN PROGRESS",
+            "IN PROGRESS",
+            "DONE",
+        )
+        params = [("subject", str(rid)), ("subject", uuid_of(2)), ("after", "0")]
+        async with subscribe(client, params=params) as some:
+            got = await some.take(4)
+        assert [(e.data["subject"], e.data["new"]) for e in got] == [
+            (uuid_of(2), "MAINTENANCE"),
+            (str(rid), "WAITING"),
+            (str(rid), "IN PROGRESS"),
+            (str(rid), "DONE"),
+        ]
+
+
+def uuid_of(n: int) -> str:
+    return f"00000000-0000-4000-8000-{n:012d}"
+
+
+async def test_last_event_id_replays_the_stored_events_then_live_ones(farm: Farm) -> None:
+    await farm.parked_worker()
+    ids = [await farm.new_request({"Caps": {"board": "rpi4"}}) for _ in range(3)]
+    async with (
+        serving(farm.app) as url,
+        httpx.AsyncClient(base_url=url, headers=farm.auth("bob")) as client,
+    ):
+        async with subscribe(client, params={"after": "0"}) as sse:
+            replayed = await sse.take(4)
+        last = replayed[1].id
+        assert last is not None
+        async with subscribe(client, headers={"Last-Event-ID": str(last)}) as sse:
+            rest = await sse.take(2)
+            live = await farm.new_request({"Caps": {"board": "rpi4"}})
+            (new,) = await sse.take(1)
+    assert [e.data["subject"] for e in replayed[1:]] == [str(i) for i in ids]
+    assert [e.id for e in rest] == [last + 1, last + 2]
+    assert (new.id, new.data["subject"]) == (last + 3, str(live))
+
+
+async def test_a_slow_subscriber_is_resynchronised_from_the_store(farm: Farm) -> None:
+    events = _events(farm)
+    events._queue = 2  # a tiny queue, so that four events overflow it
+    sub = events.subscribe(TransitionQuery(kinds=frozenset({"request"})))
+    stream = events.stream(sub)
+    await farm.parked_worker()
+    for _ in range(4):  # nobody reads meanwhile
+        await farm.new_request({"Caps": {"board": "rpi4"}})
+    await until_cursor(farm, events, 5)
+    assert sub.behind and not sub.queue  # dropped its queue rather than holding anyone up
+    got = [await anext(stream) for _ in range(4)]
+    await stream.aclose()
+    assert [e.data["subject"] for e in got if e] == ["1", "2", "3", "4"]
+    assert events.subscribers == 0
+
+
+async def until_cursor(farm: Farm, events: Broadcaster, last: int) -> None:
+    """Wait, batch by batch, until the broadcaster has handed out event ``last``."""
+    fanned = [anyio.Event()]
+    events.add_listener(lambda _: fanned[0].set())
+    with anyio.fail_after(10):
+        while events.cursor < last:
+            await fanned[0].wait()
+            fanned[0] = anyio.Event()
+
+
+async def test_keepalive_comment_and_ephemeral_events(farm: Farm) -> None:
+    events = _events(farm)
+    sub = events.subscribe(TransitionQuery())
+    stream = events.stream(sub, keepalive=0.01)
+    assert await anext(stream) is None  # the endpoint writes ": keepalive" for this
+    events.publish_ephemeral("panel", {"subject": "w1", "lines": ["IDLE"]})
+    panel = await anext(stream)
+    await stream.aclose()
+    assert panel is not None and panel.id is None
+    assert panel.frame() == b'event: panel\ndata: {"subject":"w1","lines":["IDLE"]}\n\n'
+
+
+async def test_authentication_and_the_query_token(farm: Farm) -> None:
+    token = farm.tokens["alice"]
+    async with serving(farm.app) as url, httpx.AsyncClient(base_url=url) as client:
+        assert (await client.get("/api/v1/events")).status_code == 401
+        bad = await client.get("/api/v1/events", params={"token": "nope"})
+        assert bad.status_code == 401
+        # ?token= is for EventSource only; elsewhere it is not a credential.
+        other = await client.get("/api/v1/history", params={"token": token})
+        assert other.status_code == 401
+        async with subscribe(client, params={"token": token}) as sse:
+            await farm.worker(3)
+            (event,) = await sse.take(1)
+        assert event.data["new"] == "MAINTENANCE"
+        malformed = await client.get(
+            "/api/v1/events", params={"token": token}, headers={"Last-Event-ID": "x"}
+        )
+        assert malformed.status_code == 400
+
+
+async def test_streams_end_when_the_app_stops(farm: Farm) -> None:
+    events = _events(farm)
+    sub = events.subscribe(TransitionQuery())
+    events.close()
+    assert [e async for e in events.stream(sub)] == []
+
+
+def test_tokens_in_query_strings_are_redacted_from_access_logs() -> None:
+    import logging
+
+    from coordinator.api.events import RedactTokens
+
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        "",
+        0,
+        '%s "%s %s"',
+        ("1.2.3.4", "GET", "/e?a=1&token=s3"),
+        None,
+    )
+    RedactTokens().filter(record)
+    assert "s3" not in record.getMessage() and "token=REDACTED" in record.getMessage()
+
+
+@pytest.mark.e2e
+def test_resuming_after_a_kill_and_restart_misses_nothing(tmp_path: Path) -> None:
+    from tests.e2e.conftest import client, run_cli, start
+
+    db, log = tmp_path / "boruta.db", tmp_path / "coordinator.log"
+    run_cli(db, "migrate")
+    token = run_cli(db, "user", "add", "alice").strip().splitlines()[-1]
+    first = start(db, log, "")
+    try:
+        with client(first.url, token) as http:
+            for _ in range(3):
+                assert http.post("/api/v1/reqs/", json={"Priority": 4}).status_code == 201
+            seen = _sse_sync(first.url, token, after=0, count=6)
+    finally:
+        first.kill()
+    second = start(db, log, "")
+    try:
+        with client(second.url, token) as http:
+            assert http.post("/api/v1/reqs/", json={"Priority": 4}).status_code == 201
+            rest = _sse_sync(second.url, token, after=seen[2][0], count=5)
+    finally:
+        second.process.terminate()
+        second.process.wait(20)
+    assert [i for i, _ in seen] == list(range(1, 7))
+    assert [i for i, _ in rest] == list(range(4, 9))
+    assert [d["new"] for _, d in rest] == ["INVALID", "WAITING", "INVALID", "WAITING", "INVALID"]
+
+
+def _sse_sync(url: str, token: str, after: int, count: int) -> list[tuple[int, dict[str, str]]]:
+    import json
+
+    got: list[tuple[int, dict[str, str]]] = []
+    headers = {"Authorization": f"Bearer {token}", "Last-Event-ID": str(after)}
+    with httpx.stream("GET", f"{url}/api/v1/events", headers=headers, timeout=10) as answer:
+        ident = 0
+        for line in answer.iter_lines():
+            if line.startswith("id: "):
+                ident = int(line[4:])
+            elif line.startswith("data: "):
+                got.append((ident, json.loads(line[6:])))
+                if len(got) == count:
+                    break
+    return got
