@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.model import Worker
 from coordinator.domain.workers import split_address
 from coordinator.errors import BorutaError
-from coordinator.wire import Display, HealthReport
+
+if TYPE_CHECKING:  # only annotations: the `boruta` CLI imports this without asyncio
+    from coordinator.wire import Display, HealthReport
 
 
 @dataclass(frozen=True, slots=True)

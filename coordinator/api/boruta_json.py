@@ -6,12 +6,14 @@ import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from coordinator.domain.model import Request, Worker
 from coordinator.errors import MalformedInput
 from coordinator.ports import AccessInfo
-from coordinator.wire import HealthReport
+
+if TYPE_CHECKING:  # only annotations: the `boruta` CLI imports this without asyncio
+    from coordinator.wire import HealthReport
 
 SERVER_VERSION: Final = "0.2.1"  # the original release whose API v1 we speak
 API_VERSION: Final = "v1"
