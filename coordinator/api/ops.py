@@ -87,6 +87,7 @@ def openapi_document() -> dict[str, Any]:
                 "parameters": uuid,
                 "post": _op("Remove a worker", "204", admin=True),
             },
+            **_feed_paths(),
             "/healthz": {
                 "get": {
                     "summary": "Liveness and store check",
@@ -144,8 +145,96 @@ def openapi_document() -> dict[str, Any]:
                     },
                 },
                 "RequestsListSpec": {"type": ["object", "null"]},
+                "Webhook": {
+                    "type": "object",
+                    "required": ["URL"],
+                    "properties": {
+                        "URL": {"type": "string", "format": "uri"},
+                        "Kinds": {"type": "array", "items": {"enum": ["request", "worker"]}},
+                        "Secret": {
+                            "type": "string",
+                            "minLength": 16,
+                            "description": "HMAC-SHA256 key; generated and answered once if absent",
+                        },
+                    },
+                },
                 "WorkersListSpec": {"type": ["object", "null"]},
             },
+        },
+    }
+
+
+def _query(name: str, description: str, kind: str = "string") -> dict[str, Any]:
+    schema = {"type": kind}
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+def _feed_paths() -> dict[str, Any]:
+    """Events, webhooks, history and metrics (additive to the original)."""
+    hook = [{"name": "hook", "in": "path", "required": True, "schema": {"type": "integer"}}]
+    limit = _query("limit", "most rows to answer", "integer")
+    return {
+        "/api/v1/events": {
+            "get": {
+                **_op("Server-Sent Events: one per stored transition, then live ones", "200"),
+                "parameters": [
+                    _query("token", "the API token, for EventSource (this endpoint only)"),
+                    _query("kinds", "comma-separated: request, worker (and ephemeral kinds)"),
+                    _query("subject", "a request ID or worker UUID; repeatable"),
+                    _query("states", "comma-separated; the old or the new state matches"),
+                    _query("after", "replay stored events after this id", "integer"),
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "integer"},
+                        "description": "as after=; sent by a reconnecting EventSource",
+                    },
+                ],
+            }
+        },
+        "/api/v1/webhooks": {
+            "get": {
+                **_op("List webhooks (never their secrets)", "200", admin=True),
+                "parameters": [_query("all", "true: include deleted ones", "boolean")],
+            },
+            "post": _op("Register a webhook", "201", "Webhook", admin=True),
+        },
+        "/api/v1/webhooks/{hook}": {
+            "parameters": hook,
+            "delete": _op("Delete a webhook", "204", admin=True),
+        },
+        "/api/v1/webhooks/{hook}/deliveries": {
+            "parameters": hook,
+            "get": {**_op("A webhook's deliveries", "200", admin=True), "parameters": [limit]},
+        },
+        "/api/v1/history": {
+            "get": {
+                **_op("Recorded transitions with actor and reason, newest last", "200"),
+                "parameters": [
+                    _query("subject", "a request ID or worker UUID; repeatable"),
+                    _query("kind", "request or worker; repeatable"),
+                    _query("after", "only transitions after this id", "integer"),
+                    limit,
+                ],
+            }
+        },
+        "/api/v1/history/jobs": {
+            "get": {
+                **_op("Who held which board, when and for how long", "200"),
+                "parameters": [_query("worker", "a worker UUID"), limit],
+            }
+        },
+        "/metrics": {
+            "get": {
+                **_op("Prometheus metrics (open when metrics_public is set)", "200"),
+            }
         },
     }
 
