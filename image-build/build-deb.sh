@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Builds the dryad .deb (Architecture: all) from this tree with plain dpkg-deb: a
+# staged tree, no debhelper, no Docker. Prints the path of the .deb.
+# Reproducible: every mtime is clamped to the last commit's time (SOURCE_DATE_EPOCH)
+# and dpkg-deb writes root:root owners.
+set -euo pipefail
+# shellcheck source=image-build/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+cd "$REPO"
+base=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n1)
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}
+stamp=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y%m%d%H%M%S)
+version="$base+git$stamp.$(git rev-parse --short=8 HEAD)"
+wheel=$(cached_wheel)
+# Whoever publishes the package sets a real address; the default is a placeholder.
+maintainer=${DRYAD_MAINTAINER:-Boruta developers <boruta@localhost>}
+
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+root="$stage/dryad"
+cp -a "$HERE/pkg-root" "$root"
+
+# The dryad's code, private to the package (it is an application, not a library):
+# dryad, hardware, and of the coordinator only the wire module the link speaks.
+py="$root/usr/lib/dryad/python"
+mkdir -p "$py/coordinator"
+cp -r dryad hardware "$py/"
+cp coordinator/__init__.py coordinator/wire.py "$py/coordinator/"
+# Documentation in the code tree (hardware/README.md) is for developers, not the board.
+find "$py" \( -name __pycache__ -o -name '*.pyc' -o -name '*.md' \) -prune -exec rm -rf {} +
+install -D -m 0644 "$wheel" "$root/usr/lib/dryad/wheels/$(basename "$wheel")"
+
+doc="$root/usr/share/doc/dryad"
+install -D -m 0644 "$HERE/debian/copyright" "$doc/copyright"
+sed -e "s/@VERSION@/$version/" -e "s/@MAINTAINER@/$maintainer/" \
+    -e "s/@DATE@/$(date -u -R -d "@$SOURCE_DATE_EPOCH")/" "$HERE/debian/changelog" |
+    gzip -9n > "$doc/changelog.gz"
+for page in "$HERE"/man/*.[18]; do
+    section=${page##*.}
+    mkdir -p "$root/usr/share/man/man$section"
+    gzip -9n -c "$page" > "$root/usr/share/man/man$section/${page##*/}.gz"
+done
+install -D -m 0644 "$HERE/debian/lintian-overrides" "$root/usr/share/lintian/overrides/dryad"
+
+mkdir -p "$root/DEBIAN"
+for f in conffiles postinst prerm postrm; do
+    cp "$HERE/debian/$f" "$root/DEBIAN/$f"
+done
+chmod 0644 "$root/DEBIAN/conffiles"
+chmod 0755 "$root/DEBIAN/postinst" "$root/DEBIAN/prerm" "$root/DEBIAN/postrm"
+find "$root" -path "$root/DEBIAN" -prune -o -type d -exec chmod 0755 {} +
+find "$root" -path "$root/DEBIAN" -prune -o -type f ! -perm -u+x -exec chmod 0644 {} +
+find "$root" -path "$root/DEBIAN" -prune -o -type f -perm -u+x -exec chmod 0755 {} +
+(cd "$root" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | LC_ALL=C sort -z |
+    xargs -0 md5sum > DEBIAN/md5sums)
+size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
+sed -e "s/@VERSION@/$version/" -e "s/@MAINTAINER@/$maintainer/" "$HERE/debian/control" |
+    sed -e "/^Architecture:/a Installed-Size: $size" > "$root/DEBIAN/control"
+find "$root" -exec touch --no-dereference -d "@$SOURCE_DATE_EPOCH" {} +
+
+mkdir -p "$OUT"
+rm -f "$OUT"/dryad_*_all.deb
+deb="$OUT/dryad_${version}_all.deb"
+dpkg-deb --root-owner-group -Zxz --build "$root" "$deb" >/dev/null
+echo "$deb"

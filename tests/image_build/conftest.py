@@ -1,0 +1,104 @@
+"""Fixtures of the image-build tests: the dryad .deb, throw-away root filesystems and
+the MuxPi SD image, each built once per session by the scripts in image-build/.
+
+These tests need root (chroot, mke2fs of a root-owned tree), Debian's archive and
+the packages scripts/install.sh adds for them (mmdebstrap, qemu-user-static,
+qemu-system-arm, lintian, device-tree-compiler, mtools, ...). Slow steps are cached
+under /var/cache/boruta-image-build between runs (BORUTA_IMAGE_CACHE overrides).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGE_BUILD = REPO / "image-build"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Registered here so that `-m "not image"` can leave the slow image tests out.
+    config.addinivalue_line(
+        "markers", "image: builds or boots the MuxPi SD image (slow; see image-build/)"
+    )
+
+
+def run(
+    args: Sequence[str | Path], *, timeout: float = 1800, check: bool = True, **kw: object
+) -> subprocess.CompletedProcess[str]:
+    """Run a command, its output captured; a failure shows the output."""
+    proc: subprocess.CompletedProcess[str] = subprocess.run(
+        [str(a) for a in args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        **kw,  # type: ignore[call-overload]
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(map(str, args))} exited {proc.returncode}\n"
+            f"--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}"
+        )
+    return proc
+
+
+def last_line(text: str) -> str:
+    return text.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def out_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the session's .deb and image go (not the developer's image-build/out)."""
+    return tmp_path_factory.mktemp("image-out")
+
+
+@pytest.fixture(scope="session")
+def build_env(out_dir: Path) -> dict[str, str]:
+    return {**os.environ, "BORUTA_IMAGE_OUT": str(out_dir)}
+
+
+@pytest.fixture(scope="session")
+def deb(build_env: dict[str, str]) -> Path:
+    proc = run([IMAGE_BUILD / "build-deb.sh"], env=build_env, timeout=300)
+    path = Path(last_line(proc.stdout))
+    assert path.is_file(), proc.stdout
+    return path
+
+
+@pytest.fixture(scope="session")
+def amd64_rootfs_tar(build_env: dict[str, str]) -> Path:
+    """A trixie amd64 minbase with the .deb's Depends (cached after the first run)."""
+    proc = run(
+        [IMAGE_BUILD / "rootfs.sh", "amd64", "trixie", IMAGE_BUILD / "packages-test-amd64.list"],
+        env=build_env,
+    )
+    return Path(last_line(proc.stdout))
+
+
+@pytest.fixture
+def rootfs(amd64_rootfs_tar: Path) -> Iterator[Path]:
+    """A fresh throw-away copy of the amd64 rootfs, for one test."""
+    root = Path(tempfile.mkdtemp(prefix="dryad-rootfs-", dir="/var/tmp"))
+    try:
+        with tarfile.open(amd64_rootfs_tar) as tar:
+            tar.extractall(root, filter="fully_trusted")  # a root filesystem: devices, owners
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def chroot(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run(["chroot", root, *args], check=check, timeout=600)
+
+
+def install_deb(root: Path, deb: Path) -> subprocess.CompletedProcess[str]:
+    shutil.copy(deb, root / "tmp" / deb.name)
+    return chroot(root, "dpkg", "-i", f"/tmp/{deb.name}")
