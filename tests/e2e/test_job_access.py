@@ -49,6 +49,7 @@ def start_sshd(tmp: Path, allow: str, port: int = 0) -> Sshd:
         "UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
         "PubkeyAuthentication yes\nAuthorizedKeysFile .ssh/authorized_keys\n"
         f"StrictModes yes\nPermitRootLogin no\nAllowUsers {allow}\nLogLevel VERBOSE\n"
+        "Subsystem sftp internal-sftp\n"  # scp and sshfs (Weles) speak SFTP
     )
     Path("/run/sshd").mkdir(exist_ok=True)  # its privilege separation directory
     log = tmp / "sshd.log"
