@@ -112,6 +112,7 @@ def create_app(settings: Settings, parts: Parts) -> Starlette:
     v1 = V1(service, auth, settings.max_body_bytes, settings.max_acquire_wait)
     dashboard = Dashboard(service, panels, auth)
     events = Broadcaster(service, parts.store)
+    panels.publish = events.publish_ephemeral  # each board's panel, to the dashboards
     webhooks = Webhooks(parts.store, _webhook_policy(settings))
     metrics = Metrics(service)
     events.add_listener(webhooks.wake)
