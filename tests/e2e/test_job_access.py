@@ -17,6 +17,10 @@ import pytest
 from tests.e2e.conftest import Coordinator, client, free_port, run_cli
 from tests.e2e.test_dryads import Farm, eventually
 
+# Longer than any answer takes on a loaded machine, far shorter than ssh's own timeouts:
+# crossing it means the user was left hanging.
+HANG = 20.0
+
 pytestmark = pytest.mark.e2e
 
 SSHD = "/usr/sbin/sshd"
@@ -223,11 +227,12 @@ def test_a_stopped_sshd_fails_promptly_with_a_reason(
 
     started = time.monotonic()
     down = ssh(access, "true", verbose=True)
-    assert down.returncode == 255 and time.monotonic() - started < 5
+    # Prompt, not a hang (ssh's own timeouts are far longer); the figure is in bench/.
+    assert down.returncode == 255 and time.monotonic() - started < HANG
     # ssh -v shows the line the tunnel sends before closing; the log names the worker.
     assert f"boruta: worker {uuid} unreachable: its sshd refused" in down.stderr
-    log = (tmp_path / "coordinator.log").read_text()
-    assert f"worker {uuid}): connection from 127.0.0.1" in log
+    log = tmp_path / "coordinator.log"
+    eventually(lambda: f"worker {uuid}): connection from 127.0.0.1" in log.read_text())
 
     sshds.append(start_sshd(tmp_path / "sshd", user, sshds[0].port))  # back: it works again
     assert ssh(access, "id -un").stdout.strip() == user
@@ -241,5 +246,5 @@ def test_a_dropped_dryad_link_ends_the_users_session(farm: Farm, tmp_path: Path)
         assert session.stdout.readline() == b"up\n"
         farm.dryads[0].send_signal(signal.SIGKILL)  # the board's link drops mid-session
         started = time.monotonic()
-        assert session.wait(10) == 255
-        assert time.monotonic() - started < 5
+        assert session.wait(HANG) == 255
+        assert time.monotonic() - started < HANG
