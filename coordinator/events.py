@@ -181,8 +181,12 @@ class Broadcaster:
                 found = await anyio.to_thread.run_sync(
                     self._store.transitions_after, self._cursor, PAGE
                 )
-            except StoreUnavailable:
-                logger.warning("events: store unavailable; retrying")
+            except Exception as exc:
+                # The stream must never take the coordinator down; the cursor has not moved.
+                if isinstance(exc, StoreUnavailable):
+                    logger.warning("events: store unavailable; retrying")
+                else:
+                    logger.error("events: unexpected failure; retrying", exc_info=exc)
                 await anyio.sleep(RETRY_AFTER_STORE_ERROR)
                 continue
             if not found:

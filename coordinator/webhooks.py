@@ -108,8 +108,9 @@ class Webhooks:
                 read, added = await anyio.to_thread.run_sync(
                     self._store.enqueue_deliveries, CURSOR, self._now(), PAGE
                 )
-            except StoreUnavailable:
-                logger.warning("webhooks: store unavailable; retrying")
+            except Exception as exc:
+                # Webhooks must never take the coordinator down; the cursor has not moved.
+                _log_failure(exc)
                 await anyio.sleep(RETRY_AFTER_STORE_ERROR)
                 self._new.set()
                 continue
@@ -125,8 +126,8 @@ class Webhooks:
             try:
                 due = await anyio.to_thread.run_sync(self._store.due_deliveries, self._now(), PAGE)
                 nxt = await anyio.to_thread.run_sync(self._store.next_delivery_at)
-            except StoreUnavailable:
-                logger.warning("webhooks: store unavailable; retrying")
+            except Exception as exc:
+                _log_failure(exc)
                 await anyio.sleep(RETRY_AFTER_STORE_ERROR)
                 continue
             stale = {i for i, n in self._finished.items() if n > before}
@@ -208,9 +209,16 @@ class Webhooks:
                     delivered_at,
                 )
             )
-        except StoreUnavailable:
+        except Exception:
             # Still pending in the store, so it is sent again: at least once, as promised.
             logger.warning("webhooks: delivery %d outcome not recorded", delivery_id)
             return
         self._recorded.set()
         self._recorded = anyio.Event()
+
+
+def _log_failure(exc: Exception) -> None:
+    if isinstance(exc, StoreUnavailable):
+        logger.warning("webhooks: store unavailable; retrying")
+    else:
+        logger.error("webhooks: unexpected failure; retrying", exc_info=exc)

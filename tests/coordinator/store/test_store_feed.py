@@ -1,0 +1,97 @@
+"""The event feed in the store, on SQLite and PostgreSQL: numbered transitions, filters, job
+edges, webhooks and their deliveries."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from coordinator.domain.model import Transition
+from coordinator.errors import NotFound
+from coordinator.store import Changes
+from coordinator.store.records import TransitionQuery
+from coordinator.store.sql import SqlStore
+
+from .builders import T0, make_request, with_job, worker_uuid
+
+
+def _t(kind: str, subject: str, old: str, new: str, at: int = 0) -> Transition:
+    return Transition(T0 + timedelta(seconds=at), kind, subject, old, new, "why", "root")  # type: ignore[arg-type]
+
+
+def test_transitions_after_with_filters(store: SqlStore) -> None:
+    assert store.last_transition_id() == 0
+    w = worker_uuid(1)
+    store.commit(
+        Changes(
+            transitions=[
+                _t("request", "1", "", "WAITING"),
+                _t("worker", w, "", "MAINTENANCE"),
+                _t("request", "1", "WAITING", "IN PROGRESS"),
+                _t("request", "2", "", "WAITING"),
+            ]
+        )
+    )
+    assert store.last_transition_id() == 4
+    assert [n.id for n in store.transitions_after(0, 10)] == [1, 2, 3, 4]
+    assert [n.id for n in store.transitions_after(1, 2)] == [2, 3]
+    assert [n.id for n in store.transitions_after(0, 2, latest=True)] == [3, 4]
+    kinds = TransitionQuery(kinds=frozenset({"worker"}))
+    assert [n.transition.subject for n in store.transitions_after(0, 10, kinds)] == [w]
+    subjects = TransitionQuery(subjects=frozenset({"1"}), states=frozenset({"IN PROGRESS"}))
+    assert [n.id for n in store.transitions_after(0, 10, subjects)] == [3]
+    assert store.transitions_after(0, 1)[0].transition == _t("request", "1", "", "WAITING")
+
+
+def test_job_edges_join_owner_and_worker(store: SqlStore) -> None:
+    req = with_job(make_request(7), 2)
+    store.commit(
+        Changes(
+            requests=[req],
+            transitions=[
+                _t("request", "7", "", "WAITING"),
+                _t("request", "7", "WAITING", "IN PROGRESS", 1),
+                _t("request", "7", "IN PROGRESS", "DONE", 5),
+            ],
+        )
+    )
+    edges = store.job_edges(None, 10)
+    assert [(e.event.transition.new, e.owner, e.worker) for e in edges] == [
+        ("IN PROGRESS", "alice", worker_uuid(2)),
+        ("DONE", "alice", worker_uuid(2)),
+    ]
+    assert store.job_edges(worker_uuid(3), 10) == []
+
+
+def test_webhooks_and_deliveries(store: SqlStore) -> None:
+    store.commit(Changes(transitions=[_t("worker", "w", "", "IDLE")]))  # before the hook
+    hook = store.add_webhook("http://h/", ["request"], "s" * 20, "root", T0)
+    assert hook.since_event == 1
+    store.commit(
+        Changes(
+            transitions=[_t("request", "1", "", "WAITING"), _t("worker", "w", "IDLE", "RUNNING")]
+        )
+    )
+    assert store.enqueue_deliveries("webhooks", T0, 10) == (2, 1)
+    assert store.enqueue_deliveries("webhooks", T0, 10) == (0, 0)  # the cursor moved
+    (due,) = store.due_deliveries(T0, 10)
+    assert (due.url, due.secret, due.event.id, due.delivery.attempts) == (
+        "http://h/",
+        "s" * 20,
+        2,
+        0,
+    )
+    later = T0 + timedelta(seconds=30)
+    store.record_delivery(due.delivery.id, "pending", 1, "HTTP 500", later)
+    assert store.due_deliveries(T0, 10) == []
+    assert store.next_delivery_at() == later
+    store.record_delivery(due.delivery.id, "delivered", 2, "HTTP 500", None, later)
+    (done,) = store.deliveries(hook.id)
+    assert (done.status, done.attempts, done.delivered_at) == ("delivered", 2, later)
+    store.delete_webhook(hook.id, "root", later)
+    with pytest.raises(NotFound):
+        store.delete_webhook(hook.id, "root", later)
+    assert store.webhooks() == []
+    (gone,) = store.webhooks(deleted=True)
+    assert (gone.deleted_by, gone.deleted_at) == ("root", later)
