@@ -177,6 +177,12 @@ def _serve(settings: Settings) -> int:
                 host, port = self.servers[0].sockets[0].getsockname()[:2]
                 logger.info(READY, host, port)
 
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # uvicorn waits for open responses before the lifespan ends; an event stream
+            # never ends by itself, so end them all, or SIGTERM would hang on a dashboard.
+            app.state.events.close()
+            super().handle_exit(sig, frame)
+
     config = uvicorn.Config(
         app,
         host=settings.http_host,
