@@ -5,6 +5,10 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 # Downloads and built rootfs tarballs, kept between runs on one machine, never in git.
 CACHE=${BORUTA_IMAGE_CACHE:-/var/cache/boruta-image-build}
+# Only the main suite, given explicitly: without a mirror argument mmdebstrap adds
+# -security and -updates, whose Release files this lab's mirror lets expire.
+# shellcheck disable=SC2034 # used by the scripts that source this file
+MIRROR=${BORUTA_MIRROR:-http://deb.debian.org/debian}
 # shellcheck disable=SC2034 # used by the scripts that source this file
 OUT=${BORUTA_IMAGE_OUT:-$REPO/image-build/out}
 

@@ -9,7 +9,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 arch=$1 suite=$2 list=$3
-mirror=${BORUTA_MIRROR:-http://deb.debian.org/debian}
+mirror=$MIRROR
 packages=$(grep -v -e '^#' -e '^\s*$' "$list" | LC_ALL=C sort -u | paste -sd, -)
 # Bump when the way the tarball is made changes, so old tarballs are not reused.
 recipe=3

@@ -95,6 +95,16 @@ def rootfs(amd64_rootfs_tar: Path) -> Iterator[Path]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def image(build_env: dict[str, str]) -> Path:
+    """The raw MuxPi SD image, built by the README's command (cached rootfs after the
+    first run), with its .xz, .bmap, manifest and SHA256SUMS beside it."""
+    proc = run([IMAGE_BUILD / "build-image.sh"], env=build_env, timeout=3600)
+    path = Path(last_line(proc.stdout))
+    assert path.is_file(), proc.stdout + proc.stderr
+    return path
+
+
 def chroot(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return run(["chroot", root, *args], check=check, timeout=600)
 

@@ -1,0 +1,197 @@
+"""Boot the built image in QEMU's orangepi-pc (the NanoPi NEO's H3 SoC) with the STM
+simulator on UART2 and a coordinator on the host, and see the board enrol itself.
+
+The whole path is the real one: the H3 boot ROM model loads the image's U-Boot SPL
+from 8 KiB, U-Boot reads extlinux.conf from the FAT partition, boots the kernel with
+the merged NanoPi NEO DTB; first boot grows the root partition and makes the keys;
+dryad-seed applies the seed written on the FAT partition, as a technician would; the
+dryad opens /dev/ttyS2 (a pty on the host running stm-sim) and dials the coordinator
+at 10.0.2.2 (QEMU user networking's address of the host).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import client, free_port, run_cli, start
+from tests.image_build.conftest import run
+from tests.image_build.image import partitions
+
+pytestmark = [pytest.mark.image, pytest.mark.timeout(3600)]
+
+BOOT_TIMEOUT = 900  # seconds; TCG emulates four Cortex-A7 on this machine's two cores
+DEVICE_TYPE = "qemu-muxpi"
+
+
+def eventually(check: Callable[[], Any], seconds: float, what: str) -> Any:
+    deadline = time.monotonic() + seconds
+    while True:
+        if value := check():
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {seconds} s: {what}")
+        time.sleep(1)
+
+
+class Lab:
+    """The host side: coordinator, admin client, STM simulator, QEMU, their logs."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.console = tmp / "console.log"
+        self.sim_state = tmp / "stm.json"
+
+    def coordinator(self) -> tuple[str, str, int]:
+        """Start it with the dryad link on 0.0.0.0; returns (url, admin token, port)."""
+        db = self.tmp / "farm.db"
+        port = free_port()
+        token = run_cli(db, "user", "add", "admin", "--admin").splitlines()[-1]
+        enrol = run_cli(db, "enrol-token", "create").splitlines()[-1]
+        c = start(db, self.tmp / "coordinator.log", f"0.0.0.0:{port}")
+        self.procs.append(c.process)
+        self.token = token
+        return c.url, enrol, port
+
+    def stm_sim(self) -> str:
+        """Start the STM simulator; its first output line is the pty's path."""
+        sim = subprocess.Popen(
+            [sys.executable, "-c", "from hardware.sim.cli import main; main()",
+             "--state", str(self.sim_state)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=(self.tmp / "stm-sim.log").open("wb"),
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        self.procs.append(sim)
+        assert sim.stdout is not None
+        pty = sim.stdout.readline().decode().strip()
+        assert pty.startswith("/dev/pts/"), pty
+        return pty
+
+    def qemu(self, sd: Path, pty: str) -> None:
+        self.procs.append(
+            subprocess.Popen(
+                [
+                    "qemu-system-arm", "-M", "orangepi-pc", "-display", "none",
+                    "-monitor", "none",
+                    "-drive", f"if=sd,format=raw,file={sd}",
+                    "-nic", "user",
+                    # UART0 the console, UART1 (DUT) unconnected, UART2 the STM.
+                    "-chardev", f"file,id=con,path={self.console}", "-serial", "chardev:con",
+                    "-serial", "null",
+                    "-chardev", f"serial,id=stm,path={pty}", "-serial", "chardev:stm",
+                ],
+                stdout=(self.tmp / "qemu.log").open("wb"),
+                stderr=subprocess.STDOUT,
+            )
+        )  # fmt: skip
+
+    def console_text(self) -> str:
+        try:
+            return self.console.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def board(self) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = json.loads(self.sim_state.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data
+
+    def stop(self) -> None:
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    the_lab = Lab(tmp_path)
+    yield the_lab
+    the_lab.stop()
+
+
+# Emulation only: TCG runs the H3 some 20 times slower than the board, so systemd's
+# 90 s wait for /dev/disk/by-partuuid/... runs out before udev has coldplugged; and a
+# quiet kernel spends less of that time printing.
+QEMU_CMDLINE = "systemd.default_device_timeout_sec=1200 quiet"
+
+
+def _sd_card(image: Path, dest: Path, seed: str) -> Path:
+    """A copy of the image twice its size (a bigger card: the root partition grows),
+    with the technician's seed file written on its FAT partition."""
+    shutil.copyfile(image, dest)
+    os.truncate(dest, 2 * image.stat().st_size)
+    _, parts = partitions(dest)
+    fat = f"{dest}@@{parts[0].start}"
+    seed_file = dest.parent / "boruta-seed.toml"
+    seed_file.write_text(seed)
+    run(["mcopy", "-o", "-i", fat, seed_file, "::/boruta-seed.toml"])
+    conf = dest.parent / "extlinux.conf"
+    text = run(["mtype", "-i", fat, "::/extlinux/extlinux.conf"]).stdout
+    conf.write_text(re.sub(r"^(\s*append .*)$", rf"\1 {QEMU_CMDLINE}", text, flags=re.M))
+    run(["mcopy", "-o", "-i", fat, conf, "::/extlinux/extlinux.conf"])
+    return dest
+
+
+def test_boots_and_registers(image: Path, lab: Lab, tmp_path: Path) -> None:
+    url, enrol, port = lab.coordinator()
+    pty = lab.stm_sim()
+    sd = _sd_card(
+        image,
+        tmp_path / "sd.img",
+        f'coordinator = "10.0.2.2:{port}"\nenrol_token = "{enrol}"\n'
+        f'[caps]\ndevice_type = "{DEVICE_TYPE}"\n',
+    )
+    started = time.monotonic()
+    lab.qemu(sd, pty)
+
+    def registered() -> dict[str, Any] | None:
+        with client(url, lab.token) as http:
+            try:
+                workers = http.post("/api/v1/workers/list").json()
+            except httpx.HTTPError:
+                return None
+        return next((w for w in workers if w["Caps"].get("device_type") == DEVICE_TYPE), None)
+
+    try:
+        worker = eventually(registered, BOOT_TIMEOUT, "the dryad in QEMU registers")
+    except AssertionError as exc:  # the board's console explains it
+        raise AssertionError(f"{exc}\n--- console\n{lab.console_text()[-8000:]}") from None
+    boot_to_registered = time.monotonic() - started
+    sys.stderr.write(f"\nQEMU boot to registered: {boot_to_registered:.0f} s\n")
+    (tmp_path / "boot-to-registered.txt").write_text(f"{boot_to_registered:.1f}\n")
+
+    console = lab.console_text()
+    assert "U-Boot SPL" in console and "Model: FriendlyARM NanoPi NEO" in console
+    assert "muxpi-firstboot: hostname muxpi-" in console, console[-5000:]
+    assert "dryad UUID: " + worker["WorkerUUID"] in console
+    assert worker["State"] == "MAINTENANCE"  # new boards wait for an admin
+    with client(url, lab.token) as http:
+        assert http.get(f"/api/v1/workers/{worker['WorkerUUID']}").json()["Connected"] is True
+    # The dryad talks to the STM: the panel shows MAINTENANCE as the yellow blink.
+    eventually(
+        lambda: [96, 144, 0] in lab.board().get("leds", []),
+        120,
+        "the simulated STM's LEDs show MAINTENANCE",
+    )
+    assert any(row.strip() for row in lab.board().get("oled", [])), lab.board()
