@@ -113,15 +113,16 @@ async def test_the_agent_sends_the_newest_panel_at_most_every_interval(board: Bo
         await agent.handle(wire.DISPLAY, wire.Display("IDLE").to_wire())
         first = await link.next()
         assert shows(first, "IDLE", "ready for a job") and first.leds == (GREEN, GREEN)
-        # A burst of changes within one interval costs one more report: the last screen.
+        # A burst of changes costs at most one report per interval, the last screen last.
         start = anyio.current_time()
         for owner in ("a", "b", "c", "d", "e"):
             await agent.handle(wire.DISPLAY, wire.Display("RUNNING", owner=owner).to_wire())
-        last = await link.next()
-        assert anyio.current_time() - start >= PANEL_INTERVAL * 0.5
+        drawing = anyio.current_time() - start  # long on a loaded machine: allow for it
+        await link.next()
         await anyio.sleep(PANEL_INTERVAL * 2)
-        assert len(link.sent) == 2
-        assert shows(last, "e", "no time limit")
+        burst = link.sent[1:]
+        assert 1 <= len(burst) <= drawing / PANEL_INTERVAL + 2
+        assert shows(burst[-1], "e", "no time limit")
         tg.cancel_scope.cancel()
 
 

@@ -36,12 +36,14 @@ def eventually(check: Callable[[], Any], seconds: float = 30) -> Any:
 class Farm:
     """A coordinator with a fixed link port, an admin, and the dryads it starts."""
 
-    def __init__(self, tmp: Path, coordinators: list[Coordinator], config: str = "") -> None:
+    def __init__(
+        self, tmp: Path, coordinators: list[Coordinator], config: str = "", grace: int = GRACE
+    ) -> None:
         self.tmp = tmp
         self.db = tmp / "farm.db"
         self.link = f"127.0.0.1:{free_port()}"
         config_file = tmp / "coordinator.toml"
-        config_file.write_text(f"link_grace = {GRACE}\nlink_keepalive = 1\n{config}")
+        config_file.write_text(f"link_grace = {grace}\nlink_keepalive = 1\n{config}")
         self.extra = ("--config", str(config_file))
         self.token = run_cli(self.db, "user", "add", "admin", "--admin").splitlines()[-1]
         self.enrol = run_cli(self.db, "enrol-token", "create").splitlines()[-1]
@@ -108,6 +110,15 @@ def farm(tmp_path: Path, coordinators: list[Coordinator]) -> Iterator[Farm]:
     f.stop_dryads()
 
 
+@pytest.fixture
+def patient_farm(tmp_path: Path, coordinators: list[Coordinator]) -> Iterator[Farm]:
+    """A farm whose dryads have time to notice a restart and dial back (their back-off
+    after a lost link is 1, 2, 4 … s), as the default grace of 60 s gives them."""
+    f = Farm(tmp_path, coordinators, grace=60)
+    yield f
+    f.stop_dryads()
+
+
 def board(home: Path) -> dict[str, Any]:
     """The simulated STM's state as the dryad left it (LEDs, OLED text)."""
     try:
@@ -131,7 +142,10 @@ def test_a_dryad_enrols_registers_and_serves_a_job(farm: Farm) -> None:
     eventually(lambda: board(home).get("leds", [None])[0] == [0, 0, 128])
 
 
-def test_dryads_reconnect_after_a_coordinator_is_killed_and_nothing_is_lost(farm: Farm) -> None:
+def test_dryads_reconnect_after_a_coordinator_is_killed_and_nothing_is_lost(
+    patient_farm: Farm,
+) -> None:
+    farm = patient_farm
     farm.dryad(1, "rpi4")
     farm.dryad(2, "odroid")
     farm.idle("rpi4")
