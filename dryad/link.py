@@ -45,7 +45,9 @@ class Backoff:
     """Exponential back-off with full jitter, so a farm of dryads does not dial in step."""
 
     base: float = 1.0
-    cap: float = 60.0
+    # Half the coordinator's default link_grace (60 s): after a coordinator restart every
+    # dryad dials back well within the grace, so no worker is failed for being slow.
+    cap: float = 30.0
     refused: float = 300.0  # after what only a person can fix: a refused token, a new host key
 
     def delay(self, attempt: int) -> float:
