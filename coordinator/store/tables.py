@@ -107,6 +107,17 @@ workers: Final = Table(
     Column("key", LargeBinary, nullable=False),
 )
 
+
+def _serial_id() -> Column[int]:
+    """An id the database assigns, 64-bit on PostgreSQL.
+
+    SQLite assigns ids only to an INTEGER PRIMARY KEY (the rowid), not to a BIGINT one.
+    """
+    return Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+
+
 users: Final = Table(
     "users",
     metadata,
@@ -120,13 +131,7 @@ users: Final = Table(
 transitions: Final = Table(
     "transitions",
     metadata,
-    # SQLite assigns ids only to an INTEGER PRIMARY KEY (the rowid), not to a BIGINT one.
-    Column(
-        "id",
-        BigInteger().with_variant(Integer, "sqlite"),
-        primary_key=True,
-        autoincrement=True,
-    ),
+    _serial_id(),
     Column("at", UtcMicros, nullable=False),
     Column("kind", Text, nullable=False),
     Column("subject", Text, nullable=False),
@@ -168,12 +173,7 @@ tunnel_ports: Final = Table(
 webhooks: Final = Table(
     "webhooks",
     metadata,
-    Column(
-        "id",
-        BigInteger().with_variant(Integer, "sqlite"),
-        primary_key=True,
-        autoincrement=True,
-    ),
+    _serial_id(),
     Column("url", Text, nullable=False),
     Column("kinds", JSON, nullable=False),
     # The shared HMAC key that signs deliveries: kept as given, since a hash cannot sign.
@@ -189,12 +189,7 @@ webhooks: Final = Table(
 webhook_deliveries: Final = Table(
     "webhook_deliveries",
     metadata,
-    Column(
-        "id",
-        BigInteger().with_variant(Integer, "sqlite"),
-        primary_key=True,
-        autoincrement=True,
-    ),
+    _serial_id(),
     Column("hook_id", BigInteger, ForeignKey("webhooks.id"), nullable=False),
     Column("event_id", BigInteger, nullable=False),
     Column("status", Text, nullable=False),  # pending, delivered or dropped
