@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Installs everything the farm and its tests need on a Debian machine: system packages
-# (PostgreSQL for the store tests, OpenSSH, wrk for the latency bench) and a virtualenv
+# (PostgreSQL for the store tests, OpenSSH, wrk for the latency bench, Chromium for the
+# dashboard test, mmdebstrap/QEMU and friends for the image build) and a virtualenv
 # in .venv with the project and its tools. Safe to run again; it skips what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 for pair in postgresql:/usr/lib/postgresql wrk:/usr/bin/wrk openssh-server:/usr/sbin/sshd \
-            openssh-client:/usr/bin/ssh sqlite3:/usr/bin/sqlite3 chromium:/usr/bin/chromium; do
+            openssh-client:/usr/bin/ssh sqlite3:/usr/bin/sqlite3 chromium:/usr/bin/chromium \
+            mmdebstrap:/usr/bin/mmdebstrap qemu-user-static:/usr/bin/qemu-arm-static \
+            arch-test:/usr/bin/arch-test device-tree-compiler:/usr/bin/dtc \
+            dosfstools:/usr/sbin/mkfs.vfat mtools:/usr/bin/mcopy fdisk:/usr/sbin/sfdisk \
+            e2fsprogs:/usr/sbin/mke2fs bmap-tools:/usr/bin/bmaptool xz-utils:/usr/bin/xz \
+            lintian:/usr/bin/lintian qemu-system-arm:/usr/bin/qemu-system-arm; do
     pkg=${pair%%:*} path=${pair#*:}
     [ -e "$path" ] || need_apt+=("$pkg")
 done
