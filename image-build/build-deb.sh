@@ -12,7 +12,9 @@ base=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n1)
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}
 stamp=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y%m%d%H%M%S)
 version="$base+git$stamp.$(git rev-parse --short=8 HEAD)"
-wheel=$(cached_wheel)
+# Not mapfile < <(...): a failed hash check must stop the build (set -e).
+wheel_list=$(cached_wheels)
+mapfile -t wheels <<< "$wheel_list"
 # Whoever publishes the package sets a real address; the default is a placeholder.
 maintainer=${DRYAD_MAINTAINER:-Boruta developers <boruta@localhost>}
 
@@ -29,7 +31,9 @@ cp -r dryad hardware "$py/"
 cp coordinator/__init__.py coordinator/wire.py "$py/coordinator/"
 # Documentation in the code tree (hardware/README.md) is for developers, not the board.
 find "$py" \( -name __pycache__ -o -name '*.pyc' -o -name '*.md' \) -prune -exec rm -rf {} +
-install -D -m 0644 "$wheel" "$root/usr/lib/dryad/wheels/$(basename "$wheel")"
+for wheel in "${wheels[@]}"; do
+    install -D -m 0644 "$wheel" "$root/usr/lib/dryad/wheels/${wheel##*/}"
+done
 
 doc="$root/usr/share/doc/dryad"
 install -D -m 0644 "$HERE/debian/copyright" "$doc/copyright"

@@ -28,7 +28,7 @@ import pytest
 
 from tests.e2e.conftest import client, free_port, run_cli, start
 from tests.image_build.conftest import run
-from tests.image_build.image import partitions
+from tests.image_build.image import extract, partitions
 
 pytestmark = [pytest.mark.image, pytest.mark.timeout(3600)]
 
@@ -154,6 +154,20 @@ def _sd_card(image: Path, dest: Path, seed: str) -> Path:
     return dest
 
 
+def _journal(sd: Path, tmp: Path) -> str:
+    """The board's journal of the dryad's units, read from the stopped card."""
+    _, parts = partitions(sd)
+    root = extract(sd, parts[1], tmp / "root.ext4")
+    journal = tmp / "journal"
+    run(["debugfs", "-R", f"rdump /var/log/journal {tmp}", root], check=False)
+    files = [str(p) for p in journal.rglob("*.journal")]
+    if not files:
+        return "(no journal)"
+    units = ["-u", "dryad.service", "-u", "dryad-seed.service", "-u", "muxpi-firstboot.service"]
+    out = run(["journalctl", "--no-pager", *[f"--file={f}" for f in files], *units], check=False)
+    return out.stdout + out.stderr
+
+
 def test_boots_and_registers(image: Path, lab: Lab, tmp_path: Path) -> None:
     url, enrol, port = lab.coordinator()
     pty = lab.stm_sim()
@@ -176,8 +190,12 @@ def test_boots_and_registers(image: Path, lab: Lab, tmp_path: Path) -> None:
 
     try:
         worker = eventually(registered, BOOT_TIMEOUT, "the dryad in QEMU registers")
-    except AssertionError as exc:  # the board's console explains it
-        raise AssertionError(f"{exc}\n--- console\n{lab.console_text()[-8000:]}") from None
+    except AssertionError as exc:  # the board's console and journal explain it
+        lab.stop()
+        raise AssertionError(
+            f"{exc}\n--- console\n{lab.console_text()[-6000:]}\n"
+            f"--- journal\n{_journal(sd, tmp_path)[-10000:]}"
+        ) from None
     boot_to_registered = time.monotonic() - started
     sys.stderr.write(f"\nQEMU boot to registered: {boot_to_registered:.0f} s\n")
     (tmp_path / "boot-to-registered.txt").write_text(f"{boot_to_registered:.1f}\n")
