@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import pytest
@@ -68,14 +68,15 @@ class Lab:
 
     def stm_sim(self) -> str:
         """Start the STM simulator; its first output line is the pty's path."""
-        sim = subprocess.Popen(
-            [sys.executable, "-c", "from hardware.sim.cli import main; main()",
-             "--state", str(self.sim_state)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=(self.tmp / "stm-sim.log").open("wb"),
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
+        with (self.tmp / "stm-sim.log").open("wb") as log:  # the child keeps its own fd
+            sim = subprocess.Popen(
+                [sys.executable, "-c", "from hardware.sim.cli import main; main()",
+                 "--state", str(self.sim_state)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )  # fmt: skip
         self.procs.append(sim)
         assert sim.stdout is not None
         pty = sim.stdout.readline().decode().strip()
@@ -83,6 +84,10 @@ class Lab:
         return pty
 
     def qemu(self, sd: Path, pty: str) -> None:
+        with (self.tmp / "qemu.log").open("wb") as log:
+            self._qemu(sd, pty, log)
+
+    def _qemu(self, sd: Path, pty: str, log: IO[bytes]) -> None:
         self.procs.append(
             subprocess.Popen(
                 [
@@ -95,7 +100,7 @@ class Lab:
                     "-serial", "null",
                     "-chardev", f"serial,id=stm,path={pty}", "-serial", "chardev:stm",
                 ],
-                stdout=(self.tmp / "qemu.log").open("wb"),
+                stdout=log,
                 stderr=subprocess.STDOUT,
             )
         )  # fmt: skip
@@ -115,6 +120,10 @@ class Lab:
 
     def stop(self) -> None:
         for p in reversed(self.procs):
+            if p.stdin is not None:
+                p.stdin.close()
+            if p.stdout is not None:
+                p.stdout.close()
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
                 try:
