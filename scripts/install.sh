@@ -13,7 +13,8 @@ for pair in postgresql:/usr/lib/postgresql wrk:/usr/bin/wrk openssh-server:/usr/
             arch-test:/usr/bin/arch-test device-tree-compiler:/usr/bin/dtc \
             dosfstools:/usr/sbin/mkfs.vfat mtools:/usr/bin/mcopy fdisk:/usr/sbin/sfdisk \
             e2fsprogs:/usr/sbin/mke2fs bmap-tools:/usr/bin/bmaptool xz-utils:/usr/bin/xz \
-            lintian:/usr/bin/lintian qemu-system-arm:/usr/bin/qemu-system-arm; do
+            lintian:/usr/bin/lintian qemu-system-arm:/usr/bin/qemu-system-arm \
+            shellcheck:/usr/bin/shellcheck; do
     pkg=${pair%%:*} path=${pair#*:}
     [ -e "$path" ] || need_apt+=("$pkg")
 done
