@@ -156,7 +156,8 @@ def test_dryads_reconnect_after_a_coordinator_is_killed_and_nothing_is_lost(
     assert before["State"] == "IN PROGRESS"
     farm.coordinator.kill()
     farm.restart()
-    eventually(lambda: all(w.get("Connected") for w in farm.workers().values()))
+    # The dryads' back-off after a lost link reaches 30 s (with jitter): allow for it.
+    eventually(lambda: all(w.get("Connected") for w in farm.workers().values()), seconds=75)
     with farm.http() as http:
         assert http.get(f"/api/v1/reqs/{rid}").json() == before
     workers = farm.workers()
