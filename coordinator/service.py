@@ -39,7 +39,7 @@ from coordinator.farm import Farm
 from coordinator.keys import KeyPool
 from coordinator.ports import AccessInfo, Dryads, Tunnels, TunnelUnavailable
 from coordinator.presence import Presence
-from coordinator.steps import Steps, panel_for
+from coordinator.steps import Steps, panel_for, tell
 from coordinator.store import Store
 from coordinator.wire import HealthReport
 
@@ -119,14 +119,6 @@ class Service:
         async with self._lock:
             await self._fire_due_locked()
             await self._match_locked(None)
-
-    async def store_reachable(self) -> bool:
-        """Whether the store answers a read (for ``/healthz``)."""
-        try:
-            await anyio.to_thread.run_sync(self._store.user_by_token, "")
-        except StoreUnavailable:
-            return False
-        return True
 
     # ---- requests ----------------------------------------------------------------------
 
@@ -478,15 +470,7 @@ class Service:
         if self._tg is None or not self.connected(worker.uuid):
             return
         panel = panel_for(worker, self._farm.running_on(worker.uuid))
-        self._tg.start_soon(
-            self._tell, worker.uuid, "display", self._dryads.display(worker.uuid, panel)
-        )
-
-    async def _tell(self, uuid: WorkerUUID, what: str, call: Awaitable[None]) -> None:
-        try:
-            await call
-        except Exception as exc:
-            logger.warning("worker %s: %s not delivered: %s", uuid, what, exc)
+        self._tg.start_soon(tell, worker.uuid, "display", self._dryads.display(worker.uuid, panel))
 
     async def _commit_and_follow(
         self, batch: Batch, ready: Iterable[RequestID] = (), everything: bool = False
@@ -510,7 +494,7 @@ class Service:
             if req.state is RequestState.FAILED and req.job and self._tg:
                 # No PREPARE follows a failed job, so its user is removed on its own.
                 self._tg.start_soon(
-                    self._tell, req.job.worker, "release", self._dryads.release(req.job.worker)
+                    tell, req.job.worker, "release", self._dryads.release(req.job.worker)
                 )
         for worker in batch.workers.values():
             self._start_background(worker)

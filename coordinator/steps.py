@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Final
 
@@ -11,6 +12,8 @@ from coordinator.domain.states import WorkerState
 from coordinator.keys import KeyPool
 from coordinator.ports import Dryads
 from coordinator.wire import Display
+
+logger = logging.getLogger(__name__)
 
 MAINTENANCE_MESSAGE: Final = "maintenance"  # what the original sends (spec §1.8)
 
@@ -44,6 +47,14 @@ class Steps:
         except Exception as exc:
             failure = f"maintenance failed: {exc}"
         await self._done(uuid, epoch, failure, b"")
+
+
+async def tell(uuid: WorkerUUID, what: str, call: Awaitable[None]) -> None:
+    """Deliver a message the worker's state does not depend on; a failure is only logged."""
+    try:
+        await call
+    except Exception as exc:
+        logger.warning("worker %s: %s not delivered: %s", uuid, what, exc)
 
 
 def panel_for(worker: Worker, running: Request | None) -> Display:

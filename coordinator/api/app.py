@@ -144,7 +144,7 @@ def create_app(settings: Settings, parts: Parts) -> Starlette:
     app = Starlette(
         routes=[
             *v1.routes(),
-            *Ops(service).routes(),
+            *Ops(parts.store).routes(),
             *dashboard.routes(),
             *EventsEndpoint(events, auth).routes(),
             *admin.routes(),
