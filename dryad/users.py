@@ -43,6 +43,10 @@ USERDEL_EXIT = {
 USERDEL_ABSENT = 6
 GETENT_ABSENT = 2  # getent: "one or more supplied key could not be found"
 PKILL_NONE = 1  # pkill/pgrep: no process matched
+# Every process state but Z (zombie) and X (dead). A zombie of the user runs nothing and
+# holds nothing; it stays until its parent (maybe not the user's, maybe a slow init) reaps
+# it, and SIGKILL cannot hurry that, so counting it would fail a clean release.
+LIVING = ["--runstates", "D,I,K,P,R,S,T,t,W"]
 
 KEY_TYPES = frozenset(
     {
@@ -190,7 +194,7 @@ class JobUsers:
     async def _kill_all(self, who: str) -> None:
         # A process may fork while we kill; repeat until pkill finds nothing to signal.
         for round_ in range(KILL_ROUNDS):
-            code, out, err = await self._runner.run(["pkill", "-KILL", "-u", who])
+            code, out, err = await self._runner.run(["pkill", "-KILL", *LIVING, "-u", who])
             if code == PKILL_NONE:
                 return
             if code != 0:
@@ -207,7 +211,7 @@ class JobUsers:
         homes = {self.home} | ({account.home} if account else set())
         left += [f"its home {home}" for home in sorted(homes) if home.exists()]
         if account is not None:
-            code, out, _ = await self._runner.run(["pgrep", "-u", str(account.uid)])
+            code, out, _ = await self._runner.run(["pgrep", *LIVING, "-u", str(account.uid)])
             if code != PKILL_NONE:
                 pids = ", ".join(out.split()) or "?"
                 left.append(f"processes of uid {account.uid} ({pids})")

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from dryad.errors import ConfigError, JobUserError
-from dryad.users import JobUsers, SystemRunner, authorized_key
+from dryad.users import LIVING, JobUsers, SystemRunner, authorized_key
 
 pytestmark = pytest.mark.anyio
 
@@ -139,8 +139,8 @@ async def test_prepare_again_kills_and_recreates_with_the_new_key(system: FakeSy
     await jobs.prepare(second)
     assert system.calls[:4] == [
         ["getent", "passwd", NAME],
-        ["pkill", "-KILL", "-u", NAME],
-        ["pkill", "-KILL", "-u", NAME],
+        ["pkill", "-KILL", *LIVING, "-u", NAME],
+        ["pkill", "-KILL", *LIVING, "-u", NAME],
         ["userdel", "-r", "-f", NAME],
     ]
     assert system.calls[4][:6] == ["useradd", "-p", "*", "-m", "-d", str(system.home_root / NAME)]
@@ -220,11 +220,11 @@ async def test_release_kills_removes_and_verifies(system: FakeSystem) -> None:
     await jobs.release()
     assert system.calls == [
         ["getent", "passwd", NAME],
-        ["pkill", "-KILL", "-u", NAME],
-        ["pkill", "-KILL", "-u", NAME],
+        ["pkill", "-KILL", *LIVING, "-u", NAME],
+        ["pkill", "-KILL", *LIVING, "-u", NAME],
         ["userdel", "-r", "-f", NAME],
         ["getent", "passwd", NAME],
-        ["pgrep", "-u", str(uid)],
+        ["pgrep", *LIVING, "-u", str(uid)],
     ]
     assert not (system.home_root / NAME).exists()
 
@@ -342,5 +342,30 @@ async def test_a_real_user_is_created_keyed_and_removed_with_its_processes(
     with pytest.raises(KeyError):
         pwd.getpwnam(real_name)
     assert not home.exists()
-    gone = await anyio.run_process(["pgrep", "-u", str(entry.pw_uid)], check=False)
+    gone = await anyio.run_process(["pgrep", *LIVING, "-u", str(entry.pw_uid)], check=False)
     assert gone.returncode == 1
+
+
+async def test_a_zombie_of_the_job_user_does_not_block_its_release(
+    real_name: str, tmp_path: Path
+) -> None:
+    jobs = JobUsers(real_name, [], manage=True, runner=SystemRunner(), home_root=tmp_path)
+    await jobs.prepare(KEY)
+    entry = pwd.getpwnam(real_name)
+    setpriv = ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--clear-groups"]
+    # A process of the user that exited and that its parent (this test, not the user)
+    # has not reaped yet: SIGKILL cannot remove it, only the parent's wait can.
+    child = subprocess.Popen([*setpriv, "true"])
+    try:
+        for _ in range(500):
+            if Path(f"/proc/{child.pid}/stat").read_text().split(") ")[1][0] == "Z":
+                break
+            await anyio.sleep(0.01)
+        else:
+            pytest.fail("the child never became a zombie")
+        await jobs.prepare(new_key())
+        await jobs.release()
+        with pytest.raises(KeyError):
+            pwd.getpwnam(real_name)
+    finally:
+        child.wait()
