@@ -9,6 +9,7 @@ import secrets
 import shutil
 import stat
 import subprocess
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -346,23 +347,29 @@ async def test_a_real_user_is_created_keyed_and_removed_with_its_processes(
     assert gone.returncode == 1
 
 
+def zombie_of(entry: pwd.struct_passwd) -> subprocess.Popen[bytes]:
+    """A process of the user that exited and that its parent (this test) has not reaped.
+
+    SIGKILL cannot remove it; only the parent's wait can.
+    """
+    setpriv = ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--clear-groups"]
+    child = subprocess.Popen([*setpriv, "true"])
+    for _ in range(500):
+        if Path(f"/proc/{child.pid}/stat").read_text().split(") ")[1][0] == "Z":
+            return child
+        time.sleep(0.01)
+    child.wait()
+    raise AssertionError("the child never became a zombie")
+
+
 async def test_a_zombie_of_the_job_user_does_not_block_its_release(
     real_name: str, tmp_path: Path
 ) -> None:
     jobs = JobUsers(real_name, [], manage=True, runner=SystemRunner(), home_root=tmp_path)
     await jobs.prepare(KEY)
     entry = pwd.getpwnam(real_name)
-    setpriv = ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--clear-groups"]
-    # A process of the user that exited and that its parent (this test, not the user)
-    # has not reaped yet: SIGKILL cannot remove it, only the parent's wait can.
-    child = subprocess.Popen([*setpriv, "true"])
+    child = zombie_of(entry)
     try:
-        for _ in range(500):
-            if Path(f"/proc/{child.pid}/stat").read_text().split(") ")[1][0] == "Z":
-                break
-            await anyio.sleep(0.01)
-        else:
-            pytest.fail("the child never became a zombie")
         await jobs.prepare(new_key())
         await jobs.release()
         with pytest.raises(KeyError):
