@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -38,6 +39,8 @@ def dumps(data: object) -> bytes:
     return text.translate(_GO_ESCAPES).encode()
 
 
+# A list answer formats the same few thousand instants again and again; strftime is slow.
+@functools.lru_cache(maxsize=1 << 16)
 def format_time(when: datetime) -> str:
     """Go's ``RFC3339Nano``: trailing zeros of the fraction dropped, UTC as ``Z``."""
     text = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")

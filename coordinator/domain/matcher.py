@@ -43,14 +43,18 @@ def fits(worker: Worker, need: Need) -> bool:
     return not groups or any(group in worker.groups for group in groups)
 
 
-def candidates_for(need: Need, workers: Mapping[WorkerUUID, Worker]) -> list[Worker]:
-    """The workers that fit ``need``; a ``UUID`` cap pins one, so it is a lookup, not a scan."""
+def _pool(need: Need, workers: Mapping[WorkerUUID, Worker]) -> Iterable[Worker]:
+    """The workers worth checking: a ``UUID`` cap pins one, so it is a lookup, not a scan."""
     pinned = dict(need[0]).get(UUID_CAP)
-    pool: Iterable[Worker] = workers.values()
-    if pinned is not None:
-        one = workers.get(WorkerUUID(pinned))
-        pool = [one] if one is not None else []
-    return [w for w in pool if fits(w, need)]
+    if pinned is None:
+        return workers.values()
+    one = workers.get(WorkerUUID(pinned))
+    return [one] if one is not None else []
+
+
+def candidates_for(need: Need, workers: Mapping[WorkerUUID, Worker]) -> list[Worker]:
+    """The workers that fit ``need``."""
+    return [w for w in _pool(need, workers) if fits(w, need)]
 
 
 def _score(worker: Worker) -> tuple[int, str]:
@@ -127,7 +131,8 @@ def unsatisfiable(requests: Iterable[Request], workers: Iterable[Worker]) -> lis
     for req in requests:
         need = need_of(req.caps, req.groups)
         if need not in verdicts:
-            verdicts[need] = bool(candidates_for(need, everyone))
+            # One fitting worker settles it: no need to find them all.
+            verdicts[need] = any(fits(w, need) for w in _pool(need, everyone))
         if not verdicts[need]:
             lost.append(req)
     return lost

@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
-from functools import partial
+from functools import cache, partial
 from typing import Final, Literal
 
 from sqlalchemy import (
@@ -161,10 +161,10 @@ class SqlStore(SqlFeed):
         with self._writing() as conn:
             if changes.requests:
                 rows = [_request_values(r) for r in changes.requests]
-                conn.execute(_upsert(conn, requests, "id"), rows)
+                conn.execute(_upsert(conn.dialect.name, requests, "id"), rows)
             if changes.workers:
                 rows = [_worker_values(w) for w in changes.workers]
-                conn.execute(_upsert(conn, workers, "uuid"), rows)
+                conn.execute(_upsert(conn.dialect.name, workers, "uuid"), rows)
             if changes.removed_workers:
                 removed = list(changes.removed_workers)
                 conn.execute(delete(workers).where(workers.c.uuid.in_(removed)))
@@ -433,15 +433,16 @@ def _pg_lock_for_migration(conn: Connection) -> None:
     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
 
 
-def _upsert(conn: Connection, table: Table, key: str) -> Insert:
+@cache  # built once: building it costs more than executing it (a proxy per column)
+def _upsert(dialect: str, table: Table, key: str) -> Insert:
     """INSERT … ON CONFLICT (key) DO UPDATE of every other column, in the dialect's syntax."""
     stmt: sqlite.Insert | postgresql.Insert
-    if conn.dialect.name == "postgresql":
+    if dialect == "postgresql":
         stmt = postgresql.insert(table)
-    elif conn.dialect.name == "sqlite":
+    elif dialect == "sqlite":
         stmt = sqlite.insert(table)
     else:  # pragma: no cover - database_url admits only these two
-        raise StoreUnavailable(f"no upsert for {conn.dialect.name}")
+        raise StoreUnavailable(f"no upsert for {dialect}")
     replace = {c.name: stmt.excluded[c.name] for c in table.columns if c.name != key}
     return stmt.on_conflict_do_update(index_elements=[table.c[key]], set_=replace)
 

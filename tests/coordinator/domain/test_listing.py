@@ -203,6 +203,12 @@ def test_request_filter_ors_within_a_field_and_ands_across_fields(
     flt: RequestFilter, ids: list[int]
 ) -> None:
     assert _list(flt)[0] == ids
+    assert _ids(flt.select(REQS.values())) == ids
+    # page() takes a faster way for our filters; a plain predicate must list the same.
+    for anchor in (None, 1, 4):
+        for backward in (False, True):
+            plain = _list(lambda r: flt(r), anchor=anchor, backward=backward, limit=2)
+            assert _list(flt, anchor=anchor, backward=backward, limit=2) == plain
 
 
 @pytest.mark.parametrize(
@@ -226,6 +232,7 @@ def test_worker_filter_takes_any_group_and_every_exact_cap(
         make_worker(3, caps={"arch": "x86"}, groups=("dev", "lab")),
     ]
     assert [n for n, w in enumerate(farm, 1) if flt(w)] == numbers
+    assert [w.uuid for w in flt.select(farm)] == [farm[n - 1].uuid for n in numbers]
 
 
 # --- pagination ---------------------------------------------------------------------------
