@@ -41,11 +41,13 @@ class Batch:
     def worker(self, uuid: WorkerUUID) -> Worker | None:
         return self.workers.get(uuid) or self._base_workers.get(uuid)
 
-    def put_request(self, new: Request) -> None:
+    def put_request(self, new: Request, actor: str | None = None) -> None:
+        """``actor`` overrides the batch's, for a batch that acts for several users."""
         old = self.request(new.id)
         self.requests[new.id] = new
         if old is None or old.state is not new.state:
-            self._record("request", str(new.id), old.state if old else "", new.state, new.reason)
+            old_state = old.state if old else ""
+            self._record("request", str(new.id), old_state, new.state, new.reason, actor)
 
     def put_worker(self, new: Worker) -> None:
         old = self.worker(new.uuid)
@@ -62,7 +64,15 @@ class Batch:
         """An event that changes no state but belongs in the history (a failed healthcheck)."""
         self._record("worker", worker.uuid, worker.state, worker.state, reason)
 
-    def _record(self, kind: SubjectKind, subject: str, old: str, new: str, reason: str) -> None:
+    def _record(
+        self,
+        kind: SubjectKind,
+        subject: str,
+        old: str,
+        new: str,
+        reason: str,
+        actor: str | None = None,
+    ) -> None:
         if old != new:
             logger.info(
                 "%s %s: %s -> %s %s",
@@ -72,7 +82,8 @@ class Batch:
                 new or "(removed)",
                 f"({reason})" if reason else "",
             )
-        self.transitions.append(Transition(self.now, kind, subject, old, new, reason, self.actor))
+        who = self.actor if actor is None else actor
+        self.transitions.append(Transition(self.now, kind, subject, old, new, reason, who))
 
     def changes(self) -> Changes:
         return Changes(

@@ -19,8 +19,9 @@ from typing import TypeVar
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from coordinator import cascade
+from coordinator import cascade, creations
 from coordinator.batch import Batch
+from coordinator.creations import Creation, Creations
 from coordinator.domain import listing, matcher, requests, workers
 from coordinator.domain.clock import Clock
 from coordinator.domain.ids import RequestID, WorkerUUID
@@ -77,6 +78,7 @@ class Service:
         self._access: dict[RequestID, tuple[str, int]] = {}
         self._no_tunnel: dict[RequestID, TunnelUnavailable] = {}  # acquire_worker says why
         self._waiters: dict[RequestID, anyio.Event] = {}
+        self._creations = Creations()
         self._rearm = anyio.Event()
         self._rematch = False  # a matcher pass failed to commit; the timer loop retries it
         self._changed = anyio.Event()  # set (and replaced) after every applied commit
@@ -130,24 +132,24 @@ class Service:
         valid_after: datetime | None = None,
         deadline: datetime | None = None,
     ) -> RequestID:
-        """Queue a request; it is INVALID at once when no registered worker could take it."""
-        async with self._lock:
-            batch = self._batch(user.name)
-            req = requests.create(
-                RequestID(self._farm.next_id),
-                user,
-                priority,
-                caps,
-                valid_after,
-                deadline,
-                batch.now,
-                self._farm.next_queued,
-            )
-            batch.put_request(req)
-            if matcher.unsatisfiable([req], self._farm.workers.values()):
-                batch.put_request(requests.invalidate(req, cascade.NO_WORKER))
-            await self._commit_and_follow(batch)
-            return req.id
+        """Queue a request; it is INVALID at once when no registered worker could take it.
+        Requests that arrive during another commit are created together (``creations``)."""
+        creation = Creation(user, priority, caps, valid_after, deadline)
+        self._creations.add(creation)
+        try:
+            async with self._lock:
+                if not creation.decided:
+                    asked, farm = self._creations.take(), self._farm
+                    batch = self._batch(creations.actor_of(asked))
+                    made = creations.put_all(
+                        asked, batch, farm.next_id, farm.next_queued, farm.workers.values()
+                    )
+                    # Shielded: the other callers in ``asked`` wait on this commit too.
+                    with anyio.CancelScope(shield=True), creations.settled(made):
+                        await self._commit_and_follow(batch)
+        finally:
+            self._creations.withdraw(creation)  # cancelled before anyone took it
+        return creation.outcome()
 
     async def update_request(
         self,

@@ -1,0 +1,123 @@
+"""Requests asked for at the same moment, created together so they share one commit.
+
+While one operation holds the service lock and waits for its commit, new requests
+queue up here. The next holder of the lock takes them all and commits them in one
+transaction: one disk sync for the lot, and each is still committed before its answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+from coordinator import cascade
+from coordinator.batch import Batch
+from coordinator.domain import matcher, requests
+from coordinator.domain.ids import RequestID
+from coordinator.domain.model import Request, User, Worker
+from coordinator.errors import BorutaError, StoreUnavailable
+
+
+@dataclass(eq=False)  # compared by identity: two equal asks are still two requests
+class Creation:
+    """One caller's new request, and what became of it."""
+
+    user: User
+    priority: int
+    caps: Mapping[str, str]
+    valid_after: datetime | None
+    deadline: datetime | None
+    rid: RequestID | None = None
+    error: BaseException | None = None
+
+    @property
+    def decided(self) -> bool:
+        return self.rid is not None or self.error is not None
+
+    def outcome(self) -> RequestID:
+        """The new request's ID; raises what refused it (bad input, a failed commit)."""
+        if self.error is not None:
+            raise self.error.with_traceback(None)  # shared by the lot: no stacked traceback
+        if self.rid is None:
+            raise RuntimeError("the request was never created")  # a bug, not bad input
+        return self.rid
+
+
+class Creations:
+    """The creations waiting for the service lock, oldest first."""
+
+    def __init__(self) -> None:
+        self._waiting: list[Creation] = []
+
+    def add(self, creation: Creation) -> None:
+        self._waiting.append(creation)
+
+    def withdraw(self, creation: Creation) -> None:
+        """Forget a creation no one has taken (its caller was cancelled while waiting)."""
+        if creation in self._waiting:
+            self._waiting.remove(creation)
+
+    def take(self) -> list[Creation]:
+        taken, self._waiting = self._waiting, []
+        return taken
+
+
+def actor_of(creations: Iterable[Creation]) -> str:
+    """Who the batch acts for: the one user, or nobody (the system) for several."""
+    names = {c.user.name for c in creations}
+    return names.pop() if len(names) == 1 else ""
+
+
+def put_all(
+    creations: Iterable[Creation],
+    batch: Batch,
+    next_id: int,
+    next_queued: int,
+    workers: Iterable[Worker],
+) -> list[tuple[Creation, Request]]:
+    """Put the new requests into ``batch`` in arrival order, INVALID when no registered
+    worker could take them; a creation with bad input gets its error and no ID."""
+    made: list[tuple[Creation, Request]] = []
+    for c in creations:
+        try:
+            req = requests.create(
+                RequestID(next_id + len(made)),
+                c.user,
+                c.priority,
+                c.caps,
+                c.valid_after,
+                c.deadline,
+                batch.now,
+                next_queued + len(made),
+            )
+        except BorutaError as exc:  # this caller's own bad input; the others go on
+            c.error = exc
+            continue
+        batch.put_request(req, c.user.name)
+        made.append((c, req))
+    lost = {r.id for r in matcher.unsatisfiable([r for _, r in made], workers)}
+    for c, req in made:
+        if req.id in lost:
+            batch.put_request(requests.invalidate(req, cascade.NO_WORKER), c.user.name)
+    return made
+
+
+@contextmanager
+def settled(made: Iterable[tuple[Creation, Request]]) -> Iterator[None]:
+    """Around their commit: each creation gets its ID, or the commit's error.
+
+    A refused commit (``StoreUnavailable``) stops here, as every caller raises it from its
+    own creation; anything else is a bug and goes on up as well.
+    """
+    try:
+        yield
+    except BaseException as exc:
+        for creation, _ in made:
+            creation.error = exc
+        if not isinstance(exc, StoreUnavailable):
+            raise
+    else:
+        for creation, req in made:
+            creation.rid = req.id
