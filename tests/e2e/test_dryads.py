@@ -60,17 +60,32 @@ class Farm:
     def http(self) -> httpx.Client:
         return client(self.coordinator.url, self.token)
 
-    def dryad(self, n: int, device_type: str, sshd_port: int = 22, job_user: str = "") -> Path:
+    def dryad(
+        self,
+        n: int,
+        device_type: str,
+        sshd_port: int = 22,
+        job_user: str = "",
+        job_groups: tuple[str, ...] = (),
+        extra: str = "",
+    ) -> Path:
         """Start simulated dryad ``n``; returns its directory. With ``job_user``, it
-        manages that real user (no extra groups) for the sshd on ``sshd_port``."""
+        manages that real user (in ``job_groups`` only) for the sshd on ``sshd_port``;
+        ``extra`` is more TOML for its config, after every other table."""
         home = self.tmp / f"dryad-{n}"
         home.mkdir(exist_ok=True)
-        user = f'name = "{job_user}"\ngroups = []\nmanage = true' if job_user else "manage = false"
+        groups = "[" + ", ".join(f'"{g}"' for g in job_groups) + "]"
+        user = (
+            f'name = "{job_user}"\ngroups = {groups}\nmanage = true'
+            if job_user
+            else "manage = false"
+        )
         (home / "dryad.toml").write_text(
             f'coordinator = "{self.link}"\nenrol_token = "{self.enrol}"\nprofile = "sim"\n'
             f'state_dir = "state"\nssh_address = "127.0.0.1:{sshd_port}"\n'
             f'[caps]\ndevice_type = "{device_type}"\n[job_user]\n{user}\n'
             f'[health]\ninterval = 3600\n[sim]\nstate_file = "board.json"\npng_file = "oled.png"\n'
+            + extra
         )
         with (home / "dryad.log").open("ab") as log:
             self.dryads.append(

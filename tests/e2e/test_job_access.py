@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +17,7 @@ from typing import Any
 
 import pytest
 
+import dryad
 from tests.e2e.conftest import Coordinator, client, free_port, run_cli
 from tests.e2e.test_dryads import Farm, eventually
 
@@ -250,3 +254,68 @@ def test_a_dropped_dryad_link_ends_the_users_session(farm: Farm, tmp_path: Path)
         started = time.monotonic()
         assert session.wait(HANG) == 255
         assert time.monotonic() - started < HANG
+
+
+@pytest.fixture
+def stm_group() -> Iterator[str]:
+    """A unique group for the dryad's user control socket (``stm`` on a board)."""
+    name = f"brt-stm-{secrets.token_hex(3)}"
+    subprocess.run(["groupadd", name], check=True, capture_output=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["groupdel", name], capture_output=True)
+
+
+@pytest.fixture
+def public_dir() -> Iterator[Path]:
+    """A directory the job user can reach: pytest's own temporary tree is root's only."""
+    path = Path(tempfile.mkdtemp(prefix="brt-e2e-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_the_job_user_switches_the_sd_card_with_stm_over_ssh(
+    tmp_path: Path,
+    coordinators: list[Coordinator],
+    user: str,
+    sshds: list[Sshd],
+    stm_group: str,
+    public_dir: Path,
+) -> None:
+    # `stm` needs only the standard library: the job user runs it with the system's python3,
+    # as on the board image (the test's virtualenv lies under root's home).
+    tools = public_dir / "tools"
+    shutil.copytree(
+        Path(dryad.__file__).parent, tools / "dryad", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    socket = public_dir / "stm-user.socket"
+    sshds.append(start_sshd(tmp_path / "sshd", user))
+    farm = Farm(tmp_path, coordinators, f'job_username = "{user}"\n', grace=60)
+    try:
+        control = f'[control]\nuser_socket = "{socket}"\ngroup = "{stm_group}"\n'
+        home = farm.dryad(1, "rpi4", sshds[0].port, user, job_groups=(stm_group,), extra=control)
+        farm.idle("rpi4")
+        access = acquire(farm, new_request(farm, "rpi4"), tmp_path)
+        board = home / "board.json"
+
+        def switched_to(mux: str, power: bool) -> bool:
+            state = json.loads(board.read_text())
+            return state["mux"] == mux and state["power"] is power
+
+        stm = f"PYTHONPATH={tools} /usr/bin/python3 -m dryad.stm_cli -remote {socket}"
+        ts = ssh(access, f"{stm} -ts")
+        assert ts.returncode == 0, ts.stdout + ts.stderr
+        eventually(lambda: switched_to("ts", False))
+        dut = ssh(access, f"{stm} -dut")
+        assert dut.returncode == 0, dut.stdout + dut.stderr
+        eventually(lambda: switched_to("dut", True))
+
+        close(farm, access.rid)
+        # The job is over: its user cannot log in to run stm any more.
+        assert ssh(access, f"{stm} -ts").returncode == 255
+    finally:
+        farm.stop_dryads()
