@@ -13,12 +13,12 @@ import anyio
 import uvicorn
 from _common import BOARD_CAPS, uuid_of
 
-from coordinator.api.app import Parts, create_app
+from coordinator.assembly import Parts, assemble
 from coordinator.domain.model import User
 from coordinator.domain.states import WorkerState
-from coordinator.keys import JobKey, KeyPool, generate
-from coordinator.ports import Dryads
-from coordinator.service import Service
+from coordinator.service.interfaces import Dryads
+from coordinator.service.keys import JobKey, KeyPool, generate
+from coordinator.service.operations import Service
 from coordinator.settings import Settings
 from coordinator.store.sql import SqlStore
 
@@ -81,7 +81,7 @@ def main() -> None:
     keys = FixedKeys() if args.fixed_keys else KeyPool()
     settings = Settings(http=f"127.0.0.1:{args.port}", sqlite_sync=args.sqlite_sync)
     dryads = cast("Dryads", InstantDryads())
-    app = create_app(settings, Parts(store=store, dryads=dryads, keys=keys))
+    app = assemble(settings, Parts(store=store, dryads=dryads, keys=keys)).app
     service: Service = app.state.service
 
     class Server(uvicorn.Server):

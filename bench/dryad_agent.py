@@ -25,13 +25,13 @@ from coordinator.domain.ids import WorkerUUID
 from coordinator.domain.listing import ListSpec
 from coordinator.domain.model import User
 from coordinator.domain.states import WorkerState
-from coordinator.keys import KeyPool
 from coordinator.link.registry import DryadLink
 from coordinator.link.server import LinkConfig, LinkServer
-from coordinator.ports import DirectAccess
-from coordinator.service import Service
+from coordinator.service.keys import KeyPool
+from coordinator.service.operations import Service
 from coordinator.store.sql import SqlStore
 from coordinator.tokens import hash_token, new_token
+from coordinator.tunnels.none import DirectAccess
 from coordinator.wire import Display
 
 ADMIN = User("bench", admin=True)

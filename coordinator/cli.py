@@ -165,10 +165,10 @@ def _enrol_token(store: SqlStore, args: Any) -> int:
 def _serve(settings: Settings) -> int:
     import uvicorn
 
-    from coordinator.api.app import Parts, create_app
+    from coordinator.assembly import Parts, assemble
 
     store = SqlStore.open(settings.db, sqlite_sync=settings.sqlite_sync)  # type: ignore[arg-type]
-    app = create_app(settings, Parts(store=store))
+    app = assemble(settings, Parts(store=store)).app
 
     class Server(uvicorn.Server):
         async def startup(self, sockets: Any = None) -> None:

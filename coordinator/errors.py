@@ -14,7 +14,8 @@
     ├── BodyTooLarge (413)
     ├── Conflict (409, "invalid request: …"): a concurrent change got there first
     ├── DryadUnreachable (409): the worker's dryad is not connected or did not answer
-    └── StoreUnavailable (503): the database refused a write; nothing was acknowledged
+    ├── StoreUnavailable (503): the database refused a write; nothing was acknowledged
+    └── TunnelUnavailable (503): a job's tunnel cannot be opened now
 """
 
 from __future__ import annotations
@@ -165,5 +166,15 @@ class DryadUnreachable(BorutaError, ConnectionError):
 
 class StoreUnavailable(BorutaError, OSError):
     """The database refused or failed a write (full disk, corrupt or read-only file)."""
+
+    status = 503
+
+
+class TunnelUnavailable(BorutaError, OSError):
+    """A job's tunnel cannot be opened (say, every port of the range is taken).
+
+    The service answers acquire_worker with this instead of "worker not assigned", so the
+    user learns why the matched request is not running yet.
+    """
 
     status = 503

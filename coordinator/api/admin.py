@@ -20,11 +20,11 @@ from coordinator.api.v1 import json_response, no_content
 from coordinator.domain.clock import Clock
 from coordinator.domain.model import User
 from coordinator.errors import BodyTooLarge, Forbidden, MalformedInput, NotFound
-from coordinator.events import event_of, rfc3339
-from coordinator.metrics import Metrics
+from coordinator.feed.events import event_of, rfc3339
+from coordinator.feed.metrics import Metrics
+from coordinator.feed.webhooks import Webhooks, where
 from coordinator.store import Store
 from coordinator.store.records import EVENT_KINDS, Delivery, JobEdge, TransitionQuery, Webhook
-from coordinator.webhooks import Webhooks, where
 
 logger = logging.getLogger(__name__)
 

@@ -9,9 +9,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
-from coordinator.domain.model import Request, Worker
+from coordinator.domain.model import AccessInfo, Request, Worker
 from coordinator.errors import MalformedInput
-from coordinator.ports import AccessInfo
 
 if TYPE_CHECKING:  # only annotations: the `boruta` CLI imports this without asyncio
     from coordinator.wire import HealthReport

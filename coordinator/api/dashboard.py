@@ -12,8 +12,8 @@ from starlette.routing import Route
 from coordinator.api.auth import Authenticator
 from coordinator.api.v1 import json_response, parse_worker_uuid
 from coordinator.errors import NotFound
-from coordinator.panels import Panels, PanelView
-from coordinator.service import Service
+from coordinator.feed.panels import Panels, PanelView
+from coordinator.service.operations import Service
 
 FILES: Final = Path(__file__).with_name("dashboard")
 STATIC: Final = {

@@ -16,7 +16,7 @@ from starlette.types import Receive, Scope, Send
 from coordinator.api.auth import Authenticator
 from coordinator.domain.model import User
 from coordinator.errors import MalformedInput, StoreUnavailable
-from coordinator.events import KEEPALIVE_FRAME, Broadcaster, Subscription
+from coordinator.feed.events import KEEPALIVE_FRAME, Broadcaster, Subscription
 from coordinator.store.records import TransitionQuery
 
 logger = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from coordinator.errors import (
     MalformedInput,
     WrongStateArgument,
 )
-from coordinator.service import Service
+from coordinator.service.operations import Service
 
 _DIGITS: Final = re.compile(r"^[0-9]+$")
 

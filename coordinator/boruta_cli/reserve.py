@@ -18,9 +18,9 @@ from coordinator.boruta_cli import output
 from coordinator.boruta_cli.commands import parse_caps, parse_when
 from coordinator.client import Client
 from coordinator.domain.ids import RequestID
+from coordinator.domain.model import AccessInfo
 from coordinator.domain.states import RequestState
 from coordinator.errors import WorkerNotAssigned
-from coordinator.ports import AccessInfo
 
 TICK_TTY = 1.0  # seconds per long poll on a terminal: the elapsed time moves every second
 TICK_LOG = 10.0  # without a terminal only changes are logged, so fewer calls do

@@ -13,9 +13,9 @@ from coordinator.client.models import RequestInfo, WorkerInfo, health_from_json
 from coordinator.domain import listing
 from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.listing import ListSpec, Page, RequestFilter, WorkerFilter
+from coordinator.domain.model import AccessInfo
 from coordinator.domain.states import WorkerState
 from coordinator.errors import MalformedInput
-from coordinator.ports import AccessInfo
 from coordinator.wire import HealthReport
 
 T = TypeVar("T")

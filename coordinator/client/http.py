@@ -16,9 +16,8 @@ from coordinator.client.errors import ServerUnreachable, error_from_answer
 from coordinator.client.models import RequestInfo, WorkerInfo
 from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.listing import ListSpec, Page
-from coordinator.domain.model import Request, Worker
+from coordinator.domain.model import AccessInfo, Request, Worker
 from coordinator.domain.states import WorkerState
-from coordinator.ports import AccessInfo
 from coordinator.wire import HealthReport
 
 T = TypeVar("T")

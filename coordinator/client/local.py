@@ -11,11 +11,10 @@ from coordinator.client.models import RequestInfo, WorkerInfo
 from coordinator.domain import listing
 from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.listing import ListSpec, Page, RequestFilter, WorkerFilter
-from coordinator.domain.model import User
+from coordinator.domain.model import AccessInfo, User
 from coordinator.domain.states import WorkerState
 from coordinator.errors import WrongStateArgument
-from coordinator.ports import AccessInfo
-from coordinator.service import Service
+from coordinator.service.operations import Service
 from coordinator.wire import HealthReport
 
 _SETTABLE = (WorkerState.IDLE, WorkerState.MAINTENANCE)

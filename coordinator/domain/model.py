@@ -84,3 +84,13 @@ class Transition:
     new: str  # "" when the subject was removed
     reason: str = ""
     actor: str = ""  # user name, or "" for the coordinator itself
+
+
+@dataclass(frozen=True, slots=True)
+class AccessInfo:
+    """How a job's user reaches its worker: address, private key, user name (spec §1.2)."""
+
+    host: str
+    port: int
+    key_pem: bytes = field(repr=False)
+    username: str

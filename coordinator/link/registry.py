@@ -5,7 +5,7 @@ Params and results on the wire (both ends must agree; the dryad side mirrors thi
 - dryad → coordinator: ``enrol {"token"}`` → ``{"uuid"}``; ``register``
   (``wire.Registration``) → ``{"state"}``; ``set_fail {"reason"}``; ``health``
   (``wire.HealthReport``); ``button {"button": int}``; the last three answer ``null``;
-  ``panel`` (``wire.Panel``, a notification) is kept by ``coordinator.panels``.
+  ``panel`` (``wire.Panel``, a notification) is kept by ``coordinator.feed.panels``.
 - coordinator → dryad: ``prepare {"public_key"}``, ``maintenance {"message"}``,
   ``release {}``, ``identify {"seconds"}``, ``display`` (``wire.Display``) answer
   anything; ``healthcheck {}`` answers a ``wire.HealthReport``.
@@ -26,8 +26,8 @@ import asyncssh
 from coordinator.domain.clock import Clock, SystemClock
 from coordinator.domain.ids import WorkerUUID
 from coordinator.errors import BorutaError
+from coordinator.feed.panels import Panels
 from coordinator.link.session import BoundedLines, DryadSession, LineTooLong
-from coordinator.panels import Panels
 from coordinator.store import Store
 from coordinator.tokens import hash_token
 from coordinator.wire import (
@@ -59,7 +59,7 @@ from coordinator.wire import (
 )
 
 if TYPE_CHECKING:
-    from coordinator.service import Service
+    from coordinator.service.operations import Service
 
 logger = logging.getLogger(__name__)
 

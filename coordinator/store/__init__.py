@@ -106,7 +106,7 @@ class Store(Protocol):
     def put_tunnel_port(self, rid: RequestID, port: int) -> None:
         """Record that ``rid``'s tunnel listens on ``port`` (replacing both's old rows)."""
 
-    # ---- the event feed (coordinator.events, coordinator.webhooks, the history) ----------
+    # ---- the event feed (coordinator.feed: events, webhooks; the history) ----------------
 
     def last_transition_id(self) -> int:
         """The id of the newest transition, 0 when there is none."""

@@ -13,8 +13,8 @@ from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.model import User, Worker
 from coordinator.domain.states import WorkerState
 from coordinator.domain.workers import split_address
-from coordinator.keys import KeyPool
-from coordinator.service import Service
+from coordinator.service.keys import KeyPool
+from coordinator.service.operations import Service
 from coordinator.store.sql import SqlStore
 from coordinator.wire import CheckResult, Display, HealthReport
 

@@ -9,15 +9,15 @@ from typing import Any, cast
 import anyio
 import pytest
 
-from coordinator import creations
-from coordinator.creations import Creation
 from coordinator.domain.clock import FakeClock
 from coordinator.domain.ids import RequestID
 from coordinator.domain.model import Request
 from coordinator.domain.states import RequestState
 from coordinator.errors import PriorityOutOfBounds, StoreUnavailable
-from coordinator.keys import KeyPool
-from coordinator.service import Service
+from coordinator.service import creations
+from coordinator.service.creations import Creation
+from coordinator.service.keys import KeyPool
+from coordinator.service.operations import Service
 from coordinator.store import Changes, Store
 from coordinator.store.sql import SqlStore
 from tests.coordinator.conftest import ALICE, BOB, RecordingDryads, RecordingTunnels, uuid_of

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from coordinator.api.dashboard import FILES, STATIC
-from coordinator.panels import Panels
+from coordinator.feed.panels import Panels
 from coordinator.wire import Panel
 from tests.coordinator.api.harness import Farm, farm, settings, template
 from tests.coordinator.test_panels import GREEN, png

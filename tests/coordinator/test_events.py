@@ -9,7 +9,7 @@ import anyio
 import httpx
 import pytest
 
-from coordinator.events import Broadcaster
+from coordinator.feed.events import Broadcaster
 from coordinator.store.records import TransitionQuery
 from tests.coordinator.api.harness import NOW, Farm, farm, settings, template
 from tests.coordinator.live import serving, subscribe

@@ -9,7 +9,7 @@ import anyio
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from coordinator.events import Broadcaster
+from coordinator.feed.events import Broadcaster
 from coordinator.settings import Settings
 from coordinator.wire import CheckResult, HealthReport
 from tests.coordinator.api.harness import Farm, Template, farm, open_farm, settings, template

@@ -1,4 +1,4 @@
-"""coordinator.panels and wire.Panel: the latest panel per worker, its checks, its event."""
+"""coordinator.feed.panels and wire.Panel: the latest panel per worker, its checks, its event."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from coordinator.domain.clock import FakeClock
+from coordinator.feed.panels import Panels, decode_png
 from coordinator.link.registry import DryadLink
-from coordinator.panels import Panels, decode_png
 from coordinator.wire import MAX_PANEL_PNG, PANEL, Panel, WireError
 from tests.coordinator.conftest import uuid_of
 

@@ -9,7 +9,7 @@ import pytest
 from coordinator.domain.ids import RequestID
 from coordinator.domain.states import RequestState, WorkerState
 from coordinator.errors import Forbidden, ModificationForbidden, WorkerNotAssigned
-from coordinator.service import Service
+from coordinator.service.operations import Service
 from tests.coordinator.conftest import (
     ADMIN,
     ALICE,

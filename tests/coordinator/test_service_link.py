@@ -8,7 +8,7 @@ from anyio import wait_all_tasks_blocked
 
 from coordinator.domain.states import RequestState, WorkerState
 from coordinator.errors import DryadUnreachable, Forbidden
-from coordinator.service import Service
+from coordinator.service.operations import Service
 from coordinator.wire import CheckResult, HealthReport
 from tests.coordinator.conftest import ADMIN, ALICE, RecordingDryads, idle_worker, until, uuid_of
 

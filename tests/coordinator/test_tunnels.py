@@ -13,13 +13,14 @@ import pytest
 from coordinator.domain.clock import FakeClock
 from coordinator.domain.ids import RequestID
 from coordinator.domain.model import Worker
-from coordinator.errors import WorkerNotAssigned
-from coordinator.keys import KeyPool
-from coordinator.ports import TunnelUnavailable
-from coordinator.service import Service
+from coordinator.errors import TunnelUnavailable, WorkerNotAssigned
+from coordinator.service.keys import KeyPool
+from coordinator.service.operations import Service
 from coordinator.settings import Settings, SettingsError
 from coordinator.store.sql import SqlStore
-from coordinator.tunnels import Direct, LinkTunnels, public_address
+from coordinator.tunnels.direct import Direct
+from coordinator.tunnels.listeners import LinkTunnels
+from coordinator.tunnels.ports import public_address
 
 from .conftest import ALICE, RecordingDryads, idle_worker
 from .store.builders import make_worker

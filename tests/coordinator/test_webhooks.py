@@ -20,8 +20,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from coordinator.feed.webhooks import Webhooks
 from coordinator.settings import Settings
-from coordinator.webhooks import Webhooks
 from tests.coordinator.api.harness import Farm, Template, farm, open_farm, template
 from tests.coordinator.live import serving
 

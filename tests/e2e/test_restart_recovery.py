@@ -12,7 +12,7 @@ import pytest
 from coordinator.domain.ids import WorkerUUID
 from coordinator.domain.model import Worker
 from coordinator.domain.states import WorkerState
-from coordinator.keys import generate
+from coordinator.service.keys import generate
 from coordinator.store import Changes
 from coordinator.store.sql import SqlStore
 from tests.e2e.conftest import Coordinator, client, run_cli, start

@@ -21,13 +21,13 @@ import pytest
 from anyio.abc import TaskStatus
 from starlette.applications import Starlette
 
-from coordinator.api.app import Parts, create_app
+from coordinator.assembly import Parts, assemble
 from coordinator.domain.clock import FakeClock
 from coordinator.domain.ids import WorkerUUID
 from coordinator.domain.model import User
 from coordinator.domain.states import WorkerState
-from coordinator.keys import JobKey, KeyPool, generate
-from coordinator.service import Service
+from coordinator.service.keys import JobKey, KeyPool, generate
+from coordinator.service.operations import Service
 from coordinator.settings import Settings
 from coordinator.store.sql import SqlStore
 from coordinator.tokens import hash_token, new_token
@@ -184,7 +184,7 @@ async def open_farm(
     shutil.copyfile(template.path, db)
     store = SqlStore.open(db)
     clock, dryads, tunnels = FakeClock(), RecordingDryads(), RecordingTunnels()
-    app = create_app(settings or Settings(), Parts(store, dryads, tunnels, clock, StockKeys()))
+    app = assemble(settings or Settings(), Parts(store, dryads, tunnels, clock, StockKeys())).app
     try:
         async with (
             app.router.lifespan_context(app),

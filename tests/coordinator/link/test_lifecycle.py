@@ -10,10 +10,10 @@ import pytest
 from coordinator.domain.clock import FakeClock
 from coordinator.domain.ids import RequestID
 from coordinator.domain.states import RequestState, WorkerState
-from coordinator.keys import KeyPool
 from coordinator.link.registry import DryadLink
 from coordinator.link.server import LinkConfig, LinkServer
-from coordinator.service import Service
+from coordinator.service.keys import KeyPool
+from coordinator.service.operations import Service
 from coordinator.store.sql import SqlStore
 from coordinator.wire import REGISTER
 from tests.coordinator.conftest import ADMIN, ALICE, RecordingTunnels, until

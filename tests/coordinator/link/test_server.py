@@ -13,7 +13,7 @@ import anyio
 import asyncssh
 import pytest
 
-from coordinator.api.app import Parts, create_app
+from coordinator.assembly import Parts, assemble
 from coordinator.domain.clock import FakeClock
 from coordinator.link.hostkey import load_or_create
 from coordinator.link.registry import DryadLink
@@ -71,7 +71,7 @@ async def test_the_app_runs_the_link_and_says_where(
         self_heal=True,
     )
     store = SqlStore.open(db_path)
-    app = create_app(settings, Parts(store))
+    app = assemble(settings, Parts(store)).app
     try:
         async with app.router.lifespan_context(app):
             (line,) = [m for m in caplog.messages if m.startswith("dryad link listening")]
@@ -88,6 +88,6 @@ async def test_the_app_runs_the_link_and_says_where(
 
 async def test_injected_dryads_replace_the_link(db_path: Path) -> None:
     store = SqlStore.open(db_path)
-    app = create_app(replace(Settings(), db=str(db_path)), Parts(store, dryads=DryadLink(store)))
+    app = assemble(replace(Settings(), db=str(db_path)), Parts(store, dryads=DryadLink(store))).app
     store.close()
     assert app.state.link is None

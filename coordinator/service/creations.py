@@ -12,12 +12,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from coordinator import cascade
-from coordinator.batch import Batch
 from coordinator.domain import matcher, requests
 from coordinator.domain.ids import RequestID
 from coordinator.domain.model import Request, User, Worker
 from coordinator.errors import BorutaError, StoreUnavailable
+from coordinator.service import cascade
+from coordinator.service.batch import Batch
 
 
 @dataclass(eq=False)  # compared by identity: two equal asks are still two requests

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 
+from coordinator.domain import requests as request_rules, workers as worker_rules
 from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.model import Request, SubjectKind, Transition, Worker
+from coordinator.domain.states import RequestState
 from coordinator.store import Changes
 
 logger = logging.getLogger(__name__)
@@ -16,7 +19,8 @@ class Batch:
     """Requests and workers as the operation leaves them, plus a transition per state change.
 
     Later steps of the same operation read through it (``request``/``worker``), so they
-    see what earlier steps decided before anything is committed.
+    see what earlier steps decided before anything is committed. ``put_worker`` is the
+    only way to change a worker, so a worker that leaves RUN fails its job on every path.
     """
 
     def __init__(
@@ -25,11 +29,13 @@ class Batch:
         actor: str,
         requests: dict[RequestID, Request],
         workers: dict[WorkerUUID, Worker],
+        jobs: Mapping[WorkerUUID, RequestID],
     ) -> None:
         self.now = now
         self.actor = actor
         self._base_requests = requests
         self._base_workers = workers
+        self._jobs = jobs  # the running request of each worker, as committed
         self.requests: dict[RequestID, Request] = {}
         self.workers: dict[WorkerUUID, Worker] = {}
         self.removed: list[WorkerUUID] = []
@@ -50,10 +56,18 @@ class Batch:
             self._record("request", str(new.id), old_state, new.state, new.reason, actor)
 
     def put_worker(self, new: Worker) -> None:
+        """Record a worker change; leaving RUN for FAIL or BUSY fails its job
+        (docs/boruta-api.md §worker states)."""
         old = self.worker(new.uuid)
         self.workers[new.uuid] = new
         if old is None or old.state is not new.state:
             self._record("worker", new.uuid, old.state if old else "", new.state, new.reason)
+        if old is not None and worker_rules.fails_job(old.state, new.state):
+            rid = self._jobs.get(new.uuid)
+            req = None if rid is None else self.request(rid)
+            if req is not None and req.state is RequestState.IN_PROGRESS:
+                reason = new.reason or f"worker {new.uuid} left RUNNING for {new.state}"
+                self.put_request(request_rules.fail(req, reason))
 
     def remove_worker(self, old: Worker) -> None:
         self.workers.pop(old.uuid, None)

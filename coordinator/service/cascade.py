@@ -4,25 +4,14 @@ from __future__ import annotations
 
 from typing import Final
 
-from coordinator.batch import Batch
 from coordinator.domain import matcher, requests, workers
 from coordinator.domain.ids import WorkerUUID
-from coordinator.domain.model import Request, Worker
+from coordinator.domain.model import Request
 from coordinator.domain.states import RequestState
-from coordinator.farm import Farm
+from coordinator.service.batch import Batch
+from coordinator.service.farm import Farm
 
 NO_WORKER: Final = "no registered worker has these caps and groups"
-
-
-def put_worker(farm: Farm, batch: Batch, new: Worker) -> None:
-    """Record a worker change; leaving RUN for FAIL or BUSY fails its job (spec §1.8)."""
-    old = batch.worker(new.uuid)
-    batch.put_worker(new)
-    if old is not None and workers.fails_job(old.state, new.state):
-        req = farm.running_on(new.uuid)
-        if req is not None:
-            reason = f"worker {new.uuid} left RUNNING for {new.state}"
-            batch.put_request(requests.fail(req, new.reason or reason))
 
 
 def finish_job(batch: Batch, req: Request) -> None:

@@ -1,27 +1,14 @@
-"""What the service needs from the world around it: the dryads and the tunnels."""
+"""What the service needs from the world around it: the dryads and the tunnels (protocols)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.model import Worker
-from coordinator.domain.workers import split_address
-from coordinator.errors import BorutaError
 
 if TYPE_CHECKING:  # only annotations: the `boruta` CLI imports this without asyncio
     from coordinator.wire import Display, HealthReport
-
-
-@dataclass(frozen=True, slots=True)
-class AccessInfo:
-    """How a job's user reaches its worker: address, private key, user name (spec §1.2)."""
-
-    host: str
-    port: int
-    key_pem: bytes = field(repr=False)
-    username: str
 
 
 class Dryads(Protocol):
@@ -50,16 +37,6 @@ class Dryads(Protocol):
         """Show the worker's state on the board (LEDs and OLED)."""
 
 
-class TunnelUnavailable(BorutaError, OSError):
-    """A job's tunnel cannot be opened (say, every port of the range is taken).
-
-    The service answers acquire_worker with this instead of "worker not assigned", so the
-    user learns why the matched request is not running yet.
-    """
-
-    status = 503
-
-
 class Tunnels(Protocol):
     """Per-job access paths from users to a worker's sshd."""
 
@@ -71,16 +48,3 @@ class Tunnels(Protocol):
 
     async def close(self, rid: RequestID) -> None:
         """Close the job's path and every connection through it; idempotent."""
-
-
-class DirectAccess:
-    """No tunnel: users dial the worker's registered sshd address, as on a flat lab network.
-
-    ``tunnels.LinkTunnels`` replaces this where boards sit behind the coordinator.
-    """
-
-    async def open(self, rid: RequestID, worker: Worker) -> tuple[str, int]:
-        return split_address(worker.ssh_address)
-
-    async def close(self, rid: RequestID) -> None:
-        return None

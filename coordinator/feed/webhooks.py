@@ -18,7 +18,7 @@ import httpx
 from anyio.abc import TaskStatus
 
 from coordinator.errors import StoreUnavailable
-from coordinator.events import Event, event_of
+from coordinator.feed.events import Event, event_of
 from coordinator.store import Store
 from coordinator.store.records import DeliveryStatus, DueDelivery
 

@@ -19,8 +19,8 @@ from coordinator.domain.ids import RequestID
 from coordinator.domain.listing import ListSpec, RequestFilter, WorkerFilter
 from coordinator.domain.states import RequestState, WorkerState
 from coordinator.errors import NotFound
-from coordinator.events import Event
-from coordinator.service import Service
+from coordinator.feed.events import Event
+from coordinator.service.operations import Service
 
 # Waits and jobs on a board farm run from seconds to a day.
 _LONG: Final = (1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400)

@@ -9,8 +9,8 @@ from typing import Final
 from coordinator.domain.ids import WorkerUUID
 from coordinator.domain.model import Request, Worker
 from coordinator.domain.states import WorkerState
-from coordinator.keys import KeyPool
-from coordinator.ports import Dryads
+from coordinator.service.interfaces import Dryads
+from coordinator.service.keys import KeyPool
 from coordinator.wire import Display
 
 logger = logging.getLogger(__name__)

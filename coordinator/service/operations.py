@@ -19,14 +19,11 @@ from typing import TypeVar
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from coordinator import cascade, creations
-from coordinator.batch import Batch
-from coordinator.creations import Creation, Creations
 from coordinator.domain import listing, matcher, requests, workers
 from coordinator.domain.clock import Clock
 from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.listing import ListSpec, Page
-from coordinator.domain.model import Request, User, Worker
+from coordinator.domain.model import AccessInfo, Request, User, Worker
 from coordinator.domain.requests import RequestPolicy
 from coordinator.domain.states import RequestState, WorkerState
 from coordinator.domain.timers import Due
@@ -34,13 +31,17 @@ from coordinator.errors import (
     DryadUnreachable,
     Forbidden,
     StoreUnavailable,
+    TunnelUnavailable,
     WorkerNotAssigned,
 )
-from coordinator.farm import Farm
-from coordinator.keys import KeyPool
-from coordinator.ports import AccessInfo, Dryads, Tunnels, TunnelUnavailable
-from coordinator.presence import Presence
-from coordinator.steps import Steps, panel_for, tell
+from coordinator.service import cascade, creations
+from coordinator.service.batch import Batch
+from coordinator.service.creations import Creation, Creations
+from coordinator.service.farm import Farm
+from coordinator.service.interfaces import Dryads, Tunnels
+from coordinator.service.keys import KeyPool
+from coordinator.service.presence import Presence
+from coordinator.service.steps import Steps, panel_for, tell
 from coordinator.store import Store
 from coordinator.wire import HealthReport
 
@@ -231,7 +232,7 @@ class Service:
             batch = self._batch("")
             known = self._farm.workers.get(WorkerUUID(caps.get("UUID", "")))
             new = workers.register(known, caps, ssh_address, batch.now)
-            cascade.put_worker(self._farm, batch, new)
+            batch.put_worker(new)
             if known is None or dict(known.caps) != dict(new.caps):
                 cascade.invalidate_unsatisfiable(self._farm, batch)
             await self._commit_and_follow(batch)
@@ -241,9 +242,7 @@ class Service:
         """The dryad reports a failure; its running job, if any, FAILS."""
         async with self._lock:
             batch = self._batch("")
-            cascade.put_worker(
-                self._farm, batch, workers.set_fail(self.get_worker(uuid), reason, batch.now)
-            )
+            batch.put_worker(workers.set_fail(self.get_worker(uuid), reason, batch.now))
             await self._commit_and_follow(batch)
 
     def connected(self, uuid: WorkerUUID) -> bool:
@@ -277,7 +276,7 @@ class Service:
                 return  # gone, or in maintenance or FAIL: no reminder needed
             batch = self._batch("")
             failed = workers.move(worker, WorkerState.FAIL, batch.now, _AWAY)
-            cascade.put_worker(self._farm, batch, failed)
+            batch.put_worker(failed)
             try:
                 await self._commit_and_follow(batch)
             except StoreUnavailable:
@@ -293,7 +292,7 @@ class Service:
             failed = report.failed_critical
             if failed and worker.state not in _OUT_OF_SERVICE:
                 reason = "; ".join(f"healthcheck {c.name} failed: {c.detail}" for c in failed)
-                cascade.put_worker(self._farm, batch, workers.set_fail(worker, reason, batch.now))
+                batch.put_worker(workers.set_fail(worker, reason, batch.now))
             elif not failed and self.self_heal and worker.state is WorkerState.FAIL:
                 batch.put_worker(workers.move(worker, WorkerState.PREPARE, batch.now))
             else:
@@ -341,7 +340,7 @@ class Service:
             batch = self._batch(admin.name)
             new = workers.set_state(self.get_worker(uuid), state, batch.now)
             if new is not None:
-                cascade.put_worker(self._farm, batch, new)
+                batch.put_worker(new)
                 await self._commit_and_follow(batch)
 
     async def set_worker_groups(self, admin: User, uuid: WorkerUUID, groups: Iterable[str]) -> None:
@@ -417,7 +416,8 @@ class Service:
     # ---- internals -----------------------------------------------------------------------
 
     def _batch(self, actor: str) -> Batch:
-        return Batch(self._clock.now(), actor, self._farm.requests, self._farm.workers)
+        farm = self._farm
+        return Batch(self._clock.now(), actor, farm.requests, farm.workers, farm.jobs)
 
     def _owned(self, user: User, rid: RequestID) -> Request:
         req = self.get_request(rid)

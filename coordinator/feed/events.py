@@ -14,7 +14,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from coordinator.errors import StoreUnavailable
-from coordinator.service import Service
+from coordinator.service.operations import Service
 from coordinator.store import Store
 from coordinator.store.records import Numbered, TransitionQuery
 

@@ -1,0 +1,211 @@
+"""The composition root: the store, service, dryad link, tunnels, feed and HTTP app, wired.
+
+``assemble`` is the one place that knows every part; ``cli.py``, the tests and the
+benches build a coordinator through it. Its ``running`` context starts the parts in
+order (store migration, tunnels, service, feed, then the link) and stops them in
+reverse, and is the HTTP app's lifespan.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import anyio
+from starlette.applications import Starlette
+
+from coordinator.api.app import HttpParts, create_app
+from coordinator.api.auth import Authenticator
+from coordinator.domain.clock import Clock, SystemClock
+from coordinator.domain.ids import WorkerUUID
+from coordinator.feed.events import Broadcaster
+from coordinator.feed.metrics import Metrics
+from coordinator.feed.panels import Panels
+from coordinator.feed.webhooks import WebhookPolicy, Webhooks
+from coordinator.link.registry import DryadLink
+from coordinator.link.server import LinkConfig, LinkServer
+from coordinator.service.interfaces import Dryads, Tunnels
+from coordinator.service.keys import KeyPool
+from coordinator.service.operations import Service
+from coordinator.settings import Settings
+from coordinator.store import Store
+from coordinator.tunnels.direct import Direct
+from coordinator.tunnels.link import ThroughLink
+from coordinator.tunnels.listeners import LinkTunnels
+from coordinator.tunnels.none import DirectAccess
+from coordinator.wire import Display, HealthReport
+
+logger = logging.getLogger(__name__)
+
+
+class NoDryadLink:
+    """Without the dryad link in this process, no dryad can be reached."""
+
+    async def _away(self) -> None:
+        raise ConnectionError("dryad link is not running")
+
+    async def prepare(self, worker: WorkerUUID, public_key: str) -> None:
+        await self._away()
+
+    async def maintenance(self, worker: WorkerUUID, message: str) -> None:
+        await self._away()
+
+    async def release(self, worker: WorkerUUID) -> None:
+        await self._away()
+
+    async def healthcheck(self, worker: WorkerUUID) -> HealthReport:
+        await self._away()
+        raise AssertionError("unreachable")
+
+    async def identify(self, worker: WorkerUUID, seconds: float) -> None:
+        await self._away()
+
+    async def display(self, worker: WorkerUUID, panel: Display) -> None:
+        await self._away()
+
+
+@dataclass
+class Parts:
+    """What the coordinator is built from; tests pass their own clock, dryads or tunnels.
+
+    ``dryads=None`` means the dryad link (an SSH server in this process) when
+    ``settings.link`` is set, else ``NoDryadLink``; given dryads replace the link.
+    ``tunnels=None`` means ``LinkTunnels`` as ``settings.tunnel_mode`` says (``link``
+    needs the dryad link), else ``DirectAccess``.
+    """
+
+    store: Store
+    dryads: Dryads | None = None
+    tunnels: Tunnels | None = None
+    clock: Clock = field(default_factory=SystemClock)
+    keys: KeyPool = field(default_factory=KeyPool)
+
+
+@dataclass
+class Coordinator:
+    """One coordinator process's parts; ``app`` is its HTTP side."""
+
+    settings: Settings
+    store: Store
+    service: Service
+    link: DryadLink | None
+    tunnels: Tunnels
+    panels: Panels
+    events: Broadcaster
+    webhooks: Webhooks
+    metrics: Metrics
+    app: Starlette = field(init=False)
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Migrate the store and run the service, the feed and the dryad link."""
+        await anyio.to_thread.run_sync(self.store.migrate)
+        tunnels = self.tunnels
+        if isinstance(tunnels, LinkTunnels):
+            await tunnels.start()  # before the service re-opens running jobs' tunnels
+        try:
+            async with anyio.create_task_group() as tg:
+                await tg.start(self.service.run)
+                await tg.start(self.events.run)
+                await tg.start(self.webhooks.run)
+                # The link stops first, so that its sessions end while the service still runs.
+                async with anyio.create_task_group() as link_tg:
+                    if self.link is not None:
+                        server = _link_server(self.settings, self.store, self.link)
+                        await link_tg.start(server.run)
+                    yield
+                    link_tg.cancel_scope.cancel()
+                tg.cancel_scope.cancel()
+        finally:
+            if isinstance(tunnels, LinkTunnels):
+                await tunnels.aclose()
+
+
+def assemble(settings: Settings, parts: Parts) -> Coordinator:
+    """Build every part of a coordinator from ``settings``; nothing runs until ``running``."""
+    link = DryadLink(parts.store, parts.clock) if parts.dryads is None and settings.link else None
+    dryads: Dryads = parts.dryads if parts.dryads is not None else link or NoDryadLink()
+    tunnels = parts.tunnels if parts.tunnels is not None else _tunnels(settings, parts.store, link)
+    service = Service(
+        parts.store,
+        dryads,
+        tunnels,
+        parts.clock,
+        settings.policy,
+        settings.job_username,
+        parts.keys,
+        link_grace=settings.link_grace,
+        self_heal=settings.self_heal,
+    )
+    panels = Panels(parts.clock)
+    if link is not None:
+        link.service = service
+        link.panels = panels
+    events = Broadcaster(service, parts.store)
+    panels.publish = events.publish_ephemeral  # each board's panel, to the dashboards
+    webhooks = Webhooks(parts.store, _webhook_policy(settings))
+    metrics = Metrics(service)
+    events.add_listener(webhooks.wake)
+    events.add_listener(metrics.observe)
+    coordinator = Coordinator(
+        settings, parts.store, service, link, tunnels, panels, events, webhooks, metrics
+    )
+    http = HttpParts(
+        settings=settings,
+        store=parts.store,
+        clock=parts.clock,
+        auth=Authenticator(parts.store),
+        service=service,
+        panels=panels,
+        events=events,
+        webhooks=webhooks,
+        metrics=metrics,
+    )
+    coordinator.app = create_app(http, coordinator.running)
+    app = coordinator.app
+    app.state.coordinator = coordinator
+    app.state.service = service
+    app.state.link = link
+    app.state.events = events  # publish_ephemeral() for the dashboard's panels
+    app.state.webhooks = webhooks
+    app.state.metrics = metrics
+    app.state.tunnels = tunnels
+    app.state.panels = panels
+    return coordinator
+
+
+def _tunnels(settings: Settings, store: Store, link: DryadLink | None) -> Tunnels:
+    if settings.tunnel_mode == "direct":
+        connector: ThroughLink | Direct = Direct()
+    elif settings.tunnel_mode == "link" and link is not None:
+        connector = ThroughLink(link)
+    else:
+        return DirectAccess()  # "none", or injected dryads with no link to carry tunnels
+    return LinkTunnels(
+        connector,
+        store,
+        settings.tunnel_port_range,
+        settings.tunnel_bind_host,
+        settings.public_host,
+    )
+
+
+def _webhook_policy(settings: Settings) -> WebhookPolicy:
+    return WebhookPolicy(
+        timeout=settings.webhook_timeout,
+        max_attempts=settings.webhook_max_attempts,
+        backoff=settings.webhook_backoff,
+    )
+
+
+def _link_server(settings: Settings, store: Store, link: DryadLink) -> LinkServer:
+    host, _, port = settings.link.rpartition(":")
+    config = LinkConfig(
+        host.strip("[]"),  # "" listens on every interface
+        int(port),
+        settings.link_host_key_path,
+        settings.link_keepalive,
+    )
+    return LinkServer(config, store, link)
