@@ -15,12 +15,12 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from coordinator.api.admin import Admin
 from coordinator.api.auth import Authenticator
 from coordinator.api.dashboard import Dashboard
 from coordinator.api.errors import boruta_error, error_response, internal_error
 from coordinator.api.events import EventsEndpoint, redact_access_log
-from coordinator.api.ops import Ops
+from coordinator.api.feed import FeedEndpoints
+from coordinator.api.health import Health
 from coordinator.api.v1 import V1, json_response
 from coordinator.domain.clock import Clock
 from coordinator.errors import BorutaError
@@ -58,7 +58,7 @@ def create_app(
     settings, auth = parts.settings, parts.auth
     v1 = V1(parts.service, auth, settings.max_body_bytes, settings.max_acquire_wait)
     dashboard = Dashboard(parts.service, parts.panels, auth)
-    admin = Admin(
+    feed = FeedEndpoints(
         parts.store, auth, parts.clock, parts.webhooks, parts.metrics, settings.metrics_public
     )
     redact_access_log()
@@ -71,10 +71,10 @@ def create_app(
     app = Starlette(
         routes=[
             *v1.routes(),
-            *Ops(parts.store).routes(),
+            *Health(parts.store).routes(),
             *dashboard.routes(),
             *EventsEndpoint(parts.events, auth).routes(),
-            *admin.routes(),
+            *feed.routes(),
         ],
         middleware=[Middleware(HttpMetrics, metrics=parts.metrics)],
         exception_handlers={

@@ -1,4 +1,4 @@
-"""Operations endpoints: webhooks (admin), the audit history, and ``/metrics``."""
+"""The feed over HTTP: webhooks (admin), the audit history and ``/metrics``."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ _IN_PROGRESS: Final = "IN PROGRESS"
 _MAX_BODY: Final = 64 * 1024
 
 
-class Admin:
+class FeedEndpoints:
     """Webhook management, history and metrics, bound to the store and the app's parts."""
 
     def __init__(
