@@ -7,7 +7,7 @@ import logging
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from coordinator.api.boruta_json import dumps
+from coordinator.boruta_json import dumps
 from coordinator.errors import BorutaError, Unauthorized
 
 logger = logging.getLogger(__name__)

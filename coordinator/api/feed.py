@@ -14,7 +14,7 @@ from starlette.requests import Request as HttpRequest
 from starlette.responses import Response
 from starlette.routing import Route
 
-from coordinator.api import boruta_json as bj
+from coordinator import boruta_json as bj
 from coordinator.api.auth import Authenticator
 from coordinator.api.v1 import json_response, no_content
 from coordinator.domain.clock import Clock

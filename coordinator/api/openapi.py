@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from coordinator.api.boruta_json import SERVER_VERSION
+from coordinator.boruta_json import SERVER_VERSION
 
 _ERROR: Final = {"$ref": "#/components/responses/Error"}
 

@@ -10,7 +10,7 @@ from starlette.requests import Request as HttpRequest
 from starlette.responses import Response
 from starlette.routing import Route
 
-from coordinator.api import boruta_json as bj
+from coordinator import boruta_json as bj
 from coordinator.api.auth import Authenticator
 from coordinator.domain import listing
 from coordinator.domain.ids import MAX_REQUEST_ID, RequestID, WorkerUUID, is_worker_uuid

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from coordinator.api import boruta_json as bj
+from coordinator import boruta_json as bj
 from coordinator.client.models import RequestInfo, WorkerInfo, health_from_json
 from coordinator.domain import listing
 from coordinator.domain.ids import RequestID, WorkerUUID

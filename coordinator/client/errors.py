@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Final
 
-from coordinator.api.boruta_json import EmptyBody
+from coordinator.boruta_json import EmptyBody
 from coordinator.domain import listing
 from coordinator.errors import (
     BadAddress,

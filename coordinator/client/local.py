@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from coordinator.api import boruta_json as bj
+from coordinator import boruta_json as bj
 from coordinator.client.http import RequestSpec, WorkerSpec
 from coordinator.client.models import RequestInfo, WorkerInfo
 from coordinator.domain import listing

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from coordinator.api import boruta_json as bj
+from coordinator import boruta_json as bj
 from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.model import Request, Worker
 from coordinator.domain.states import RequestState, WorkerState

@@ -8,8 +8,8 @@ import anyio
 import httpx
 import pytest
 
-from coordinator.api.boruta_json import EmptyBody
 from coordinator.api.errors import error_response
+from coordinator.boruta_json import EmptyBody
 from coordinator.client import AsyncClient, Client, ServerUnreachable, UnexpectedAnswer
 from coordinator.client.errors import error_from_answer
 from coordinator.client.http import RequestSpec
