@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Final
 import asyncssh
 
 from dryad.errors import ConfigError, HostKeyMismatch
+from hardware.files import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class Identity:
         return (self.state_dir / ENROLLED_FILE).exists()
 
     def mark_enrolled(self, coordinator: str) -> None:
-        _write(self.state_dir / ENROLLED_FILE, (coordinator + "\n").encode())
+        atomic_write(self.state_dir / ENROLLED_FILE, (coordinator + "\n").encode())
 
     def forget_enrolment(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -91,7 +91,7 @@ class Identity:
         """
         trusted = self.trusted_host_key()
         if trusted is None:
-            _write(self.state_dir / HOST_KEY_FILE, key.export_public_key())
+            atomic_write(self.state_dir / HOST_KEY_FILE, key.export_public_key())
             logger.info("trusting coordinator %s host key %s", coordinator, key.get_fingerprint())
             return
         if trusted.public_data != key.public_data:
@@ -111,7 +111,7 @@ def _load_key(state_dir: Path) -> asyncssh.SSHKey:
     except asyncssh.KeyImportError as exc:
         raise ConfigError(f"state_dir: {path} holds no usable key: {exc}") from exc
     key = asyncssh.generate_private_key("ssh-ed25519")
-    _write(path, key.export_private_key())
+    atomic_write(path, key.export_private_key())
     # A new key is unknown to the coordinator, whatever an old marker says.
     with contextlib.suppress(FileNotFoundError):
         (state_dir / ENROLLED_FILE).unlink()
@@ -125,32 +125,9 @@ def _load_uuid(state_dir: Path) -> str:
         text = path.read_text().strip()
     except FileNotFoundError:
         text = str(uuid.uuid4())
-        _write(path, (text + "\n").encode())
+        atomic_write(path, (text + "\n").encode())
         logger.info("generated worker UUID %s", text)
     try:
         return str(uuid.UUID(text))
     except ValueError:
         raise ConfigError(f"state_dir: {path} holds no UUID: {text[:40]!r}") from None
-
-
-def _write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically with mode 0600."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()  # a leftover of a power cut
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # the rename itself must survive a power cut
-    finally:
-        os.close(dir_fd)

@@ -6,13 +6,13 @@ import json
 import logging
 import os
 import tty
-from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
 import anyio
 from anyio.abc import TaskGroup
 
+from hardware.files import atomic_write
 from hardware.sim.firmware import INPUT_QUEUE, Firmware
 
 logger = logging.getLogger(__name__)
@@ -205,15 +205,9 @@ class PtyStm:
             return
         self._last_state = text
         if self._state_file is not None:
-            _atomic_write(self._state_file, lambda p: p.write_text(text + "\n"))
+            atomic_write(self._state_file, (text + "\n").encode(), 0o644)
         if self._png_file is not None and bytes(self.firmware.panel.pages) != self._last_panel:
             self._last_panel = bytes(self.firmware.panel.pages)
-            _atomic_write(self._png_file, self.firmware.panel.save_png)
+            atomic_write(self._png_file, self.firmware.panel.save_png, 0o644)
         self.changed.set()
         self.changed = anyio.Event()
-
-
-def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    tmp = path.with_name(".tmp-" + path.name)  # keep the suffix: PIL picks the format by it
-    write(tmp)
-    tmp.replace(path)

@@ -100,6 +100,6 @@ def test_an_unusable_state_dir_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_no_temporary_files_are_left(tmp_path: Path) -> None:
-    (tmp_path / f".{UUID_FILE}.tmp").write_text("left by a power cut")
+    (tmp_path / f".tmp-{UUID_FILE}").write_text("left by a power cut")
     Identity.load(tmp_path)
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
