@@ -16,7 +16,7 @@ import pytest
 import dryad.cli
 from coordinator import wire
 from dryad.identity import Identity
-from tests.dryad.conftest import FAST, FakeCoordinator, settings_for
+from tests.dryad.link_doubles import FAST, FakeCoordinator, settings_for
 
 
 def write_config(path: Path, text: str) -> Path:

@@ -23,7 +23,7 @@ from hardware.sim.firmware import Firmware
 from hardware.sim.pty import PtyStm
 from hardware.stm.client import SerialStm
 from hardware.stm.protocol import Color, Lthor, Mux, Rgb
-from tests.hardware.conftest import wait_until
+from tests.hardware.sim_waits import wait_until
 
 pytestmark = pytest.mark.anyio
 

@@ -1,5 +1,9 @@
-"""An API v1 app on a real SQLite store, served in-process to an httpx client.
+"""The in-process app harness: an API v1 app on a real SQLite store with fake dryads and
+clock, served to an httpx client (``AppFarm``), and its fixtures ``farm``, ``settings``
+and ``template``.
 
+A pytest plugin, registered once in tests/conftest.py, so every test folder has these
+fixtures (a folder's conftest may override ``farm``, as tests/coordinator/link does).
 The app's lifespan (migration, service start) runs around each test, because
 ``httpx.ASGITransport`` does not run it.
 """
@@ -31,7 +35,7 @@ from coordinator.service.operations import Service
 from coordinator.settings import Settings
 from coordinator.store.sql import SqlStore
 from coordinator.tokens import hash_token, new_token
-from tests.coordinator.conftest import RecordingDryads, RecordingTunnels, until, uuid_of
+from tests.coordinator.doubles import RecordingDryads, RecordingTunnels, until, uuid_of
 
 USERS = (User("alice"), User("bob"), User("root", admin=True))
 NOW = "2026-01-01T00:00:00Z"  # the fake clock's start, as the API writes it
@@ -59,7 +63,7 @@ class StockKeys(KeyPool):
 
 
 @dataclass
-class Farm:
+class AppFarm:
     """The app, its client and the parts behind it; ``scheme`` picks Bearer or Basic."""
 
     app: Starlette
@@ -179,7 +183,7 @@ def make_template(where: Path) -> Template:
 @asynccontextmanager
 async def open_farm(
     template: Template, db: Path, settings: Settings | None = None
-) -> AsyncIterator[Farm]:
+) -> AsyncIterator[AppFarm]:
     """A copy of the template database, the app with its lifespan running, a client."""
     shutil.copyfile(template.path, db)
     store = SqlStore.open(db)
@@ -192,7 +196,7 @@ async def open_farm(
                 transport=httpx.ASGITransport(app), base_url="http://boruta"
             ) as client,
         ):
-            yield Farm(app, client, store, clock, dryads, tunnels, dict(template.tokens))
+            yield AppFarm(app, client, store, clock, dryads, tunnels, dict(template.tokens))
     finally:
         store.close()
 
@@ -208,6 +212,6 @@ def settings() -> Settings:
 
 
 @pytest.fixture
-async def farm(tmp_path: Path, template: Template, settings: Settings) -> AsyncIterator[Farm]:
+async def farm(tmp_path: Path, template: Template, settings: Settings) -> AsyncIterator[AppFarm]:
     async with open_farm(template, tmp_path / "boruta.db", settings) as f:
         yield f
