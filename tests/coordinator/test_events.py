@@ -156,6 +156,7 @@ async def test_keepalive_comment_and_ephemeral_events(farm: AppFarm) -> None:
     assert panel.frame() == b'event: panel\ndata: {"subject":"w1","lines":["IDLE"]}\n\n'
 
 
+@pytest.mark.slow
 async def test_authentication_and_the_query_token(farm: AppFarm) -> None:
     token = farm.tokens["alice"]
     async with serving(farm.app) as url, httpx.AsyncClient(base_url=url) as client:

@@ -109,6 +109,7 @@ async def test_a_sim_dryad_registers_with_its_caps(
 
 
 @pytest.mark.anyio
+@pytest.mark.slow
 async def test_the_command_connects_and_stops_cleanly_on_sigterm(
     coordinator: FakeCoordinator, tmp_path: Path
 ) -> None:

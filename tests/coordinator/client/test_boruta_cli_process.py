@@ -36,6 +36,7 @@ async def url(farm: AppFarm) -> AsyncIterator[str]:
     sock.close()
 
 
+@pytest.mark.slow
 async def test_ctrl_c_while_waiting_closes_the_request(farm: AppFarm, url: str) -> None:
     await farm.parked_worker()  # the request can wait: a worker with its caps exists
     env = {**os.environ, "BORUTA_URL": url, "BORUTA_TOKEN": farm.tokens["alice"]}

@@ -35,6 +35,7 @@ async def running_job(farm: LinkFarm, link: Dialled, dryad: TestDryad) -> Reques
     return rid
 
 
+@pytest.mark.slow
 async def test_a_killed_dryad_fails_its_worker_and_job_after_the_grace(farm: LinkFarm) -> None:
     dryad = TestDryad()
     async with dial(farm.port, dryad) as link:
@@ -48,6 +49,7 @@ async def test_a_killed_dryad_fails_its_worker_and_job_after_the_grace(farm: Lin
     assert farm.service.get_request(rid).state is RequestState.FAILED
 
 
+@pytest.mark.slow
 async def test_a_dryad_back_within_the_grace_keeps_its_job(farm: LinkFarm) -> None:
     dryad = TestDryad()
     async with dial(farm.port, dryad) as link:
@@ -76,6 +78,7 @@ async def test_a_new_connection_replaces_the_old_one(farm: LinkFarm) -> None:
             assert farm.link.connected(dryad.uuid) and farm.service.connected(dryad.uuid)
 
 
+@pytest.mark.slow
 async def test_keepalives_end_the_link_of_a_dryad_that_went_silent(
     store: SqlStore, clock: FakeClock, tmp_path: Path
 ) -> None:
