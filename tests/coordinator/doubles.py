@@ -1,5 +1,4 @@
-"""The coordinator's test doubles and steps: recording dryads and tunnels, the test users,
-worker UUIDs, and waiting on a running service."""
+"""Coordinator test doubles (recording dryads and tunnels), the test users, service steps."""
 
 from __future__ import annotations
 

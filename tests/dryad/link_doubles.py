@@ -1,5 +1,4 @@
-"""The dryad link's test doubles: a small coordinator that speaks the link's wire over real
-SSH, settings that point a dryad at it, and a recorder of the link's states."""
+"""Dryad link doubles: a fake coordinator over real SSH, settings for it, a state log."""
 
 from __future__ import annotations
 

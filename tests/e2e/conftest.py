@@ -1,5 +1,4 @@
-"""End-to-end fixtures: real coordinator processes on a real SQLite file, and farms of
-them with simulated dryads."""
+"""End-to-end fixtures: real coordinator processes, and farms of them with simulated dryads."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Real coordinator processes for the end-to-end tests: start one (``python -m coordinator
-serve``) and wait until it is ready, run its CLI on the same database, and talk to it."""
+"""Real coordinator processes: start one and wait until ready, run its CLI, talk to it."""
 
 from __future__ import annotations
 

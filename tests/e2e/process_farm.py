@@ -1,5 +1,4 @@
-"""ProcessFarm: a real coordinator process with a fixed link port, an admin, and the
-simulated MuxPi dryads it starts; and waiting on real processes (``eventually``)."""
+"""ProcessFarm: a real coordinator and the simulated dryads it starts; ``eventually``."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Commands of the image-build tests: the image-build/ scripts' paths, and running a command
-(or one in a chroot) with its output shown on failure."""
+"""Commands of the image-build tests: script paths, and runs that show output on failure."""
 
 from __future__ import annotations
 

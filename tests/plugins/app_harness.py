@@ -1,11 +1,10 @@
-"""The in-process app harness: an API v1 app on a real SQLite store with fake dryads and
-clock, served to an httpx client (``AppFarm``), and its fixtures ``farm``, ``settings``
-and ``template``.
+"""The in-process app harness, a pytest plugin: ``AppFarm`` and fixtures farm, settings, template.
 
-A pytest plugin, registered once in tests/conftest.py, so every test folder has these
-fixtures (a folder's conftest may override ``farm``, as tests/coordinator/link does).
-The app's lifespan (migration, service start) runs around each test, because
-``httpx.ASGITransport`` does not run it.
+Registered once in tests/conftest.py, so that every test folder has these fixtures (a
+folder's conftest may override ``farm``, as tests/coordinator/link does). The app is on a
+real SQLite store with fake dryads and clock, served in-process to an httpx client; its
+lifespan (migration, service start) runs around each test, because ``httpx.ASGITransport``
+does not run it.
 """
 
 from __future__ import annotations

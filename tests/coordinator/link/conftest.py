@@ -1,5 +1,4 @@
-"""The link tests' ``farm``: the dryad link on 127.0.0.1 port 0 with a real store and
-service (a ``LinkFarm``; the test dryads that dial it are in dryads.py)."""
+"""The link tests' ``farm``: a LinkFarm on 127.0.0.1 port 0 (the test dryads: dryads.py)."""
 
 from __future__ import annotations
 

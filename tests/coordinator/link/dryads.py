@@ -1,5 +1,4 @@
-"""Test dryads for the link tests: a UUID, a key and recording handlers, dialled over real
-SSH to the link's channel."""
+"""Test dryads for the link tests: recording handlers, dialled over real SSH to the link."""
 
 from __future__ import annotations
 
