@@ -15,9 +15,9 @@ sys.path.insert(0, str(ROOT))  # the e2e farm: a real coordinator and a simulate
 
 from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
 
-from tests.e2e.conftest import Coordinator  # noqa: E402
+from tests.e2e.coordinators import Coordinator  # noqa: E402
+from tests.e2e.process_farm import ProcessFarm, eventually  # noqa: E402
 from tests.e2e.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, VIEWPORT  # noqa: E402
-from tests.e2e.test_dryads import Farm, eventually  # noqa: E402
 
 GOAL_MS = 500.0  # a person sees the rack change "at once"
 
@@ -36,7 +36,7 @@ WATCH = """([uuid, from]) => {
 }"""
 
 
-def one_change(page: Page, farm: Farm, uuid: str, target: str) -> float:
+def one_change(page: Page, farm: ProcessFarm, uuid: str, target: str) -> float:
     """Milliseconds from the setstate call to the card showing a new state."""
     card = page.locator(f'#rack li[data-uuid="{uuid}"] .state')
     current = card.text_content() or ""
@@ -57,7 +57,7 @@ def main() -> None:
     args = parser.parse_args()
     coordinators: list[Coordinator] = []
     with tempfile.TemporaryDirectory() as tmp:
-        farm = Farm(Path(tmp), coordinators)
+        farm = ProcessFarm(Path(tmp), coordinators)
         try:
             farm.dryad(1, "rpi4")
             uuid: str = eventually(lambda: farm.workers().get("rpi4", {}).get("WorkerUUID"))

@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the e2e helpers start the real parts the same way
 
-from tests.e2e.test_dryads import Farm, eventually  # noqa: E402
+from tests.e2e.process_farm import ProcessFarm, eventually  # noqa: E402
 from tests.e2e.test_job_access import (  # noqa: E402
     Access,
     Sshd,
@@ -58,7 +58,7 @@ def login_ms(access: Access, port: int) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def post_to_shell(farm: Farm, tmp: Path, runs: int) -> list[float]:
+def post_to_shell(farm: ProcessFarm, tmp: Path, runs: int) -> list[float]:
     """Seconds from POST /api/v1/reqs/ to `ssh … true` succeeding, worker IDLE before."""
     times = []
     for _ in range(runs):
@@ -80,12 +80,12 @@ def main() -> int:
     user = f"brt-bench-{secrets.token_hex(4)}"
     coordinators: list = []  # type: ignore[type-arg]
     sshd: Sshd | None = None
-    farm: Farm | None = None
+    farm: ProcessFarm | None = None
     with tempfile.TemporaryDirectory(prefix="tunnel-bench-") as name:
         tmp = Path(name)
         try:
             sshd = start_sshd(tmp / "sshd", user)
-            farm = Farm(tmp, coordinators, f'job_username = "{user}"\n')
+            farm = ProcessFarm(tmp, coordinators, f'job_username = "{user}"\n')
             farm.dryad(1, "rpi4", sshd.port, user)
             farm.idle("rpi4")
             shell = post_to_shell(farm, tmp, 5)

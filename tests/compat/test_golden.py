@@ -11,7 +11,7 @@ import pytest
 from coordinator.domain.ids import WorkerUUID
 from coordinator.domain.states import WorkerState
 from tests.compat.golden import assert_headers, assert_object_bytes, with_owner
-from tests.coordinator.api.harness import Farm
+from tests.plugins.app_harness import AppFarm
 
 pytestmark = pytest.mark.anyio
 
@@ -26,7 +26,7 @@ VALID_REQ = {
 JSON = {"Content-Type": "application/json"}
 
 
-async def register(farm: Farm, caps: dict[str, str], idle: bool = False) -> WorkerUUID:
+async def register(farm: AppFarm, caps: dict[str, str], idle: bool = False) -> WorkerUUID:
     await farm.service.register({"UUID": UUID, **caps}, "10.0.0.1:22")
     if idle:
         await farm.post(f"/api/v1/workers/{UUID}/setstate", {"WorkerState": "IDLE"}, as_="root")
@@ -34,7 +34,7 @@ async def register(farm: Farm, caps: dict[str, str], idle: bool = False) -> Work
     return UUID
 
 
-async def test_version_golden(farm: Farm) -> None:
+async def test_version_golden(farm: AppFarm) -> None:
     answer = await farm.get("/api/v1/version", as_=None)
     assert answer.status_code == 200
     assert answer.content == b'{"Server":"0.2.1","API_Version":"v1","API_State":"devel"}'
@@ -50,7 +50,7 @@ async def test_version_golden(farm: Farm) -> None:
     )
 
 
-async def test_version_head_gives_the_three_headers_with_204(farm: Farm) -> None:
+async def test_version_head_gives_the_three_headers_with_204(farm: AppFarm) -> None:
     answer = await farm.head("/api/v1/version", as_=None)
     assert (answer.status_code, answer.content) == (204, b"")
     assert_headers(
@@ -59,21 +59,21 @@ async def test_version_head_gives_the_three_headers_with_204(farm: Farm) -> None
     )
 
 
-async def test_new_req_valid_golden(farm: Farm) -> None:
+async def test_new_req_valid_golden(farm: AppFarm) -> None:
     await register(farm, CAPS)
     answer = await farm.post("/api/v1/reqs/", VALID_REQ)
     assert (answer.status_code, answer.content) == (201, b'{"ReqID":1}')
     assert_headers(answer, {"Content-Length": "11", **JSON})
 
 
-async def test_new_req_bad_prio_golden(farm: Farm) -> None:
+async def test_new_req_bad_prio_golden(farm: AppFarm) -> None:
     answer = await farm.post("/api/v1/reqs/", {**VALID_REQ, "Priority": 32})
     assert answer.status_code == 400
     assert answer.content == b'{"message":"invalid request: requested priority out of bounds"}'
     assert_headers(answer, {"Content-Length": "63", **JSON})
 
 
-async def test_req_info_golden(farm: Farm) -> None:
+async def test_req_info_golden(farm: AppFarm) -> None:
     await register(farm, CAPS)
     rid = await farm.new_request(VALID_REQ)
     answer = await farm.get(f"/api/v1/reqs/{rid}")
@@ -87,7 +87,7 @@ async def test_req_info_golden(farm: Farm) -> None:
     assert_headers(answer, {"Boruta-Request-State": "WAITING", **JSON})
 
 
-async def test_req_info_running_golden(farm: Farm) -> None:
+async def test_req_info_running_golden(farm: AppFarm) -> None:
     await register(farm, CAPS, idle=True)
     rid = await farm.new_request(VALID_REQ)
     farm.clock.set(datetime(2100, 1, 1, 4, 5, 6, tzinfo=UTC))
@@ -110,7 +110,7 @@ async def test_req_info_running_golden(farm: Farm) -> None:
     )
 
 
-async def test_acquire_worker_valid_golden_shape(farm: Farm) -> None:
+async def test_acquire_worker_valid_golden_shape(farm: AppFarm) -> None:
     await register(farm, {}, idle=True)
     rid = await farm.new_request()
     answer = await farm.post(f"/api/v1/reqs/{rid}/acquire_worker")
@@ -124,7 +124,7 @@ async def test_acquire_worker_valid_golden_shape(farm: Farm) -> None:
     assert_headers(answer, JSON)
 
 
-async def test_worker_info_valid_golden(farm: Farm) -> None:
+async def test_worker_info_valid_golden(farm: AppFarm) -> None:
     await register(farm, {}, idle=True)
     answer = await farm.get(f"/api/v1/workers/{UUID}")
     golden = (
@@ -135,7 +135,7 @@ async def test_worker_info_valid_golden(farm: Farm) -> None:
     assert_headers(answer, {"Boruta-Worker-State": "IDLE", **JSON})
 
 
-async def test_worker_set_state_valid_golden(farm: Farm) -> None:
+async def test_worker_set_state_valid_golden(farm: AppFarm) -> None:
     await register(farm, {})
     answer = await farm.post(
         f"/api/v1/workers/{UUID}/setstate", {"WorkerState": "IDLE"}, as_="root"
@@ -155,7 +155,7 @@ async def test_worker_set_state_valid_golden(farm: Farm) -> None:
     ],
 )
 async def test_valid_204_goldens_have_no_body_and_no_content_headers(
-    farm: Farm, path: str, body: object, as_: str
+    farm: AppFarm, path: str, body: object, as_: str
 ) -> None:
     await register(farm, {}, idle="prolong" in path)
     await farm.new_request()
@@ -221,7 +221,7 @@ ERRORS = [
 
 
 @pytest.mark.parametrize(("method", "path", "golden"), ERRORS)
-async def test_error_goldens(farm: Farm, method: str, path: str, golden: bytes) -> None:
+async def test_error_goldens(farm: AppFarm, method: str, path: str, golden: bytes) -> None:
     body = (
         {"WorkerState": "IDLE"}
         if path.endswith("setstate")
@@ -253,7 +253,9 @@ async def test_error_goldens(farm: Farm, method: str, path: str, golden: bytes) 
         ),
     ],
 )
-async def test_request_error_goldens(farm: Farm, path: str, content: bytes, golden: bytes) -> None:
+async def test_request_error_goldens(
+    farm: AppFarm, path: str, content: bytes, golden: bytes
+) -> None:
     await register(farm, {})
     await farm.new_request()
     answer = await farm.call("POST", path, content=content)
@@ -272,13 +274,13 @@ async def test_request_error_goldens(farm: Farm, path: str, content: bytes, gold
         f"/api/v1/workers/{UUID}/setgroups",
     ],
 )
-async def test_malformed_json_goldens_keep_the_prefix(farm: Farm, path: str) -> None:
+async def test_malformed_json_goldens_keep_the_prefix(farm: AppFarm, path: str) -> None:
     answer = await farm.call("POST", path, content=b'{"Priority', as_="root")
     assert answer.status_code == 400
     assert answer.json()["message"].startswith("invalid request: ")  # Go: "unexpected EOF"
 
 
-async def list_four_requests(farm: Farm) -> None:
+async def list_four_requests(farm: AppFarm) -> None:
     """The original's list fixture: 1 and 2 WAITING (priorities 8, 9), 3 and 4 CANCELLED."""
     await register(farm, {})
     for prio in (8, 9, 8, 9):
@@ -304,7 +306,7 @@ def listed(rid: int, prio: int, state: str) -> str:
     "content",
     [b"", b"null", b'{"Filter":{"IDs":null,"Priorities":null,"States":null},"Sorter":null}'],
 )
-async def test_filter_reqs_all_golden(farm: Farm, content: bytes) -> None:
+async def test_filter_reqs_all_golden(farm: AppFarm, content: bytes) -> None:
     await list_four_requests(farm)
     answer = await farm.call("POST", "/api/v1/reqs/list", content=content)
     rows = [
@@ -325,7 +327,7 @@ async def test_filter_reqs_all_golden(farm: Farm, content: bytes) -> None:
     )
 
 
-async def test_filter_reqs_valid_filter_sort_desc_golden(farm: Farm) -> None:
+async def test_filter_reqs_valid_filter_sort_desc_golden(farm: AppFarm) -> None:
     await list_four_requests(farm)
     body = {"Filter": {"States": ["WAITING"]}, "Sorter": {"Item": "state", "Order": "descending"}}
     answer = await farm.post("/api/v1/reqs/list", body)
@@ -339,14 +341,14 @@ async def test_filter_reqs_valid_filter_sort_desc_golden(farm: Farm) -> None:
     )
 
 
-async def test_filter_reqs_nomatch_golden(farm: Farm) -> None:
+async def test_filter_reqs_nomatch_golden(farm: AppFarm) -> None:
     await list_four_requests(farm)
     answer = await farm.post("/api/v1/reqs/list", {"Filter": {"States": ["INVALID"]}})
     assert (answer.status_code, answer.content) == (200, b"[]")
     assert_headers(answer, {"Boruta-List-Batch-Size": "0", "Content-Length": "2", **JSON})
 
 
-async def test_filter_workers_golden_bytes_keep_non_ascii_groups(farm: Farm) -> None:
+async def test_filter_workers_golden_bytes_keep_non_ascii_groups(farm: AppFarm) -> None:
     await register(farm, {"architecture": "RISC-V"})
     await farm.post(
         f"/api/v1/workers/{UUID}/setgroups", ["Malinowy Chruśniak", "Lędzianie"], as_="root"
@@ -374,7 +376,7 @@ async def test_filter_workers_golden_bytes_keep_non_ascii_groups(farm: Farm) -> 
     )
 
 
-async def test_caps_keys_are_sorted_and_html_escaped_as_go_writes_them(farm: Farm) -> None:
+async def test_caps_keys_are_sorted_and_html_escaped_as_go_writes_them(farm: AppFarm) -> None:
     await register(farm, {"zeta": "a<b>&c", "alpha": "1"})
     answer = await farm.get(f"/api/v1/workers/{UUID}")
     assert (

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.coordinator.api.harness import Farm
+from tests.plugins.app_harness import AppFarm
 
 pytestmark = pytest.mark.anyio
 
@@ -14,7 +14,7 @@ ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRAC
 
 @pytest.mark.parametrize("method", ALL_METHODS)
 async def test_an_unversioned_api_path_redirects_308_to_v1_keeping_the_query(
-    farm: Farm, method: str
+    farm: AppFarm, method: str
 ) -> None:
     answer = await farm.call(method, "/api/reqs/list?a=1&b=two")
     assert answer.status_code == 308
@@ -31,13 +31,13 @@ async def test_an_unversioned_api_path_redirects_308_to_v1_keeping_the_query(
     ],
 )
 async def test_unversioned_paths_redirect_without_credentials(
-    farm: Farm, path: str, location: str
+    farm: AppFarm, path: str, location: str
 ) -> None:
     answer = await farm.get(path, as_=None)
     assert (answer.status_code, answer.headers["Location"]) == (308, location)
 
 
-async def test_following_the_redirect_reaches_the_v1_list(farm: Farm) -> None:
+async def test_following_the_redirect_reaches_the_v1_list(farm: AppFarm) -> None:
     await farm.worker(1)
     answer = await farm.client.post(
         "/api/workers/list", headers=farm.auth("alice"), follow_redirects=True
@@ -58,7 +58,7 @@ async def test_following_the_redirect_reaches_the_v1_list(farm: Farm) -> None:
     ],
 )
 async def test_a_trailing_slash_mismatch_redirects_308(
-    farm: Farm, method: str, path: str, location: str
+    farm: AppFarm, method: str, path: str, location: str
 ) -> None:
     answer = await farm.call(method, path)
     assert (answer.status_code, answer.headers["Location"]) == (308, location)
@@ -68,7 +68,7 @@ async def test_a_trailing_slash_mismatch_redirects_308(
 @pytest.mark.parametrize(
     "path", ["/api/v1/nothing", "/api/v1/reqs/1/frobnicate", "/api/v1/v2/reqs/", "/elsewhere"]
 )
-async def test_an_unknown_path_is_404_path_not_found(farm: Farm, path: str) -> None:
+async def test_an_unknown_path_is_404_path_not_found(farm: AppFarm, path: str) -> None:
     answer = await farm.post(path)
     assert answer.status_code == 404
     assert answer.headers["Content-Type"] == "application/json"
@@ -80,7 +80,7 @@ async def test_an_unknown_path_is_404_path_not_found(farm: Farm, path: str) -> N
     [("PUT", "/api/v1/reqs/", {"POST"}), ("POST", "/api/v1/version", {"GET", "HEAD"})],
 )
 async def test_a_known_path_with_another_method_is_405_with_allow(
-    farm: Farm, method: str, path: str, allowed: set[str]
+    farm: AppFarm, method: str, path: str, allowed: set[str]
 ) -> None:
     answer = await farm.call(method, path)
     assert (answer.status_code, answer.json()) == (405, {"message": "Method Not Allowed"})

@@ -20,7 +20,7 @@ from coordinator.service.keys import KeyPool
 from coordinator.service.operations import Service
 from coordinator.store import Changes, Store
 from coordinator.store.sql import SqlStore
-from tests.coordinator.conftest import ALICE, BOB, RecordingDryads, RecordingTunnels, uuid_of
+from tests.coordinator.doubles import ALICE, BOB, RecordingDryads, RecordingTunnels, uuid_of
 
 pytestmark = pytest.mark.anyio
 

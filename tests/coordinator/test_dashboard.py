@@ -10,15 +10,13 @@ import pytest
 from coordinator.api.dashboard import FILES, STATIC
 from coordinator.feed.panels import Panels
 from coordinator.wire import Panel
-from tests.coordinator.api.harness import Farm, farm, settings, template
 from tests.coordinator.test_panels import GREEN, png
-
-__all__ = ["farm", "settings", "template"]  # the API harness's fixtures, used here
+from tests.plugins.app_harness import AppFarm
 
 pytestmark = pytest.mark.anyio
 
 
-async def test_the_page_needs_no_token_and_loads_only_from_this_origin(farm: Farm) -> None:
+async def test_the_page_needs_no_token_and_loads_only_from_this_origin(farm: AppFarm) -> None:
     page = await farm.get("/", as_=None)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     csp = page.headers["content-security-policy"]
@@ -33,13 +31,13 @@ async def test_the_page_needs_no_token_and_loads_only_from_this_origin(farm: Far
     assert b'href="/dashboard/dashboard.css"' in page.content
 
 
-async def test_only_the_dashboards_own_files_are_served(farm: Farm) -> None:
+async def test_only_the_dashboards_own_files_are_served(farm: AppFarm) -> None:
     for name in ("../dashboard.py", "nope.js", "%2e%2e%2fv1.py"):
         answer = await farm.get(f"/dashboard/{name}", as_=None)
         assert answer.status_code == 404, name
 
 
-async def test_a_panel_is_served_as_json_and_png_to_any_user(farm: Farm) -> None:
+async def test_a_panel_is_served_as_json_and_png_to_any_user(farm: AppFarm) -> None:
     uuid = await farm.worker(1)
     panels: Panels = farm.app.state.panels
     await panels.update(uuid, Panel(png(lit=7), (GREEN, (0, 0, 0))))
@@ -57,7 +55,7 @@ async def test_a_panel_is_served_as_json_and_png_to_any_user(farm: Farm) -> None
     assert image.headers["boruta-panel-at"] == "2026-01-01T00:00:00.000Z"
 
 
-async def test_a_panel_needs_a_token_a_known_worker_and_a_report(farm: Farm) -> None:
+async def test_a_panel_needs_a_token_a_known_worker_and_a_report(farm: AppFarm) -> None:
     uuid = await farm.worker(1)
     path = f"/api/v1/workers/{uuid}/panel"
     assert (await farm.get(path, as_=None)).status_code == 401

@@ -11,20 +11,19 @@ import pytest
 
 from coordinator.feed.events import Broadcaster
 from coordinator.store.records import TransitionQuery
-from tests.coordinator.api.harness import NOW, Farm, farm, settings, template
-from tests.coordinator.live import serving, subscribe
-
-__all__ = ["farm", "settings", "template"]
+from tests.coordinator.sse_reader import subscribe
+from tests.coordinator.uvicorn_server import serving
+from tests.plugins.app_harness import NOW, AppFarm
 
 pytestmark = pytest.mark.anyio
 
 
-def _events(f: Farm) -> Broadcaster:
+def _events(f: AppFarm) -> Broadcaster:
     events: Broadcaster = f.app.state.events
     return events
 
 
-async def test_each_transition_is_one_event_in_the_fixed_format(farm: Farm) -> None:
+async def test_each_transition_is_one_event_in_the_fixed_format(farm: AppFarm) -> None:
     async with (
         serving(farm.app) as url,
         httpx.AsyncClient(base_url=url, headers=farm.auth("alice")) as client,
@@ -57,7 +56,7 @@ async def test_each_transition_is_one_event_in_the_fixed_format(farm: Farm) -> N
     }
 
 
-async def test_filters_by_kind_subject_and_state(farm: Farm) -> None:
+async def test_filters_by_kind_subject_and_state(farm: AppFarm) -> None:
     async with (
         serving(farm.app) as url,
         httpx.AsyncClient(base_url=url, headers=farm.auth("root")) as client,
@@ -99,7 +98,7 @@ def uuid_of(n: int) -> str:
     return f"00000000-0000-4000-8000-{n:012d}"
 
 
-async def test_last_event_id_replays_the_stored_events_then_live_ones(farm: Farm) -> None:
+async def test_last_event_id_replays_the_stored_events_then_live_ones(farm: AppFarm) -> None:
     await farm.parked_worker()
     ids = [await farm.new_request({"Caps": {"board": "rpi4"}}) for _ in range(3)]
     async with (
@@ -119,7 +118,7 @@ async def test_last_event_id_replays_the_stored_events_then_live_ones(farm: Farm
     assert (new.id, new.data["subject"]) == (last + 3, str(live))
 
 
-async def test_a_slow_subscriber_is_resynchronised_from_the_store(farm: Farm) -> None:
+async def test_a_slow_subscriber_is_resynchronised_from_the_store(farm: AppFarm) -> None:
     events = _events(farm)
     events._queue = 2  # a tiny queue, so that four events overflow it
     sub = events.subscribe(TransitionQuery(kinds=frozenset({"request"})))
@@ -135,7 +134,7 @@ async def test_a_slow_subscriber_is_resynchronised_from_the_store(farm: Farm) ->
     assert events.subscribers == 0
 
 
-async def until_cursor(farm: Farm, events: Broadcaster, last: int) -> None:
+async def until_cursor(farm: AppFarm, events: Broadcaster, last: int) -> None:
     """Wait, batch by batch, until the broadcaster has handed out event ``last``."""
     fanned = [anyio.Event()]
     events.add_listener(lambda _: fanned[0].set())
@@ -145,7 +144,7 @@ async def until_cursor(farm: Farm, events: Broadcaster, last: int) -> None:
             fanned[0] = anyio.Event()
 
 
-async def test_keepalive_comment_and_ephemeral_events(farm: Farm) -> None:
+async def test_keepalive_comment_and_ephemeral_events(farm: AppFarm) -> None:
     events = _events(farm)
     sub = events.subscribe(TransitionQuery())
     stream = events.stream(sub, keepalive=0.01)
@@ -157,7 +156,8 @@ async def test_keepalive_comment_and_ephemeral_events(farm: Farm) -> None:
     assert panel.frame() == b'event: panel\ndata: {"subject":"w1","lines":["IDLE"]}\n\n'
 
 
-async def test_authentication_and_the_query_token(farm: Farm) -> None:
+@pytest.mark.slow
+async def test_authentication_and_the_query_token(farm: AppFarm) -> None:
     token = farm.tokens["alice"]
     async with serving(farm.app) as url, httpx.AsyncClient(base_url=url) as client:
         assert (await client.get("/api/v1/events")).status_code == 401
@@ -176,7 +176,7 @@ async def test_authentication_and_the_query_token(farm: Farm) -> None:
         assert malformed.status_code == 400
 
 
-async def test_streams_end_when_the_app_stops(farm: Farm) -> None:
+async def test_streams_end_when_the_app_stops(farm: AppFarm) -> None:
     events = _events(farm)
     sub = events.subscribe(TransitionQuery())
     events.close()
@@ -203,7 +203,7 @@ def test_tokens_in_query_strings_are_redacted_from_access_logs() -> None:
 
 @pytest.mark.e2e
 def test_resuming_after_a_kill_and_restart_misses_nothing(tmp_path: Path) -> None:
-    from tests.e2e.conftest import client, run_cli, start
+    from tests.e2e.coordinators import client, run_cli, start
 
     db, log = tmp_path / "boruta.db", tmp_path / "coordinator.log"
     run_cli(db, "migrate")

@@ -12,14 +12,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from coordinator.feed.events import Broadcaster
 from coordinator.settings import Settings
 from coordinator.wire import CheckResult, HealthReport
-from tests.coordinator.api.harness import Farm, Template, farm, open_farm, settings, template
-
-__all__ = ["farm", "settings", "template"]
+from tests.plugins.app_harness import AppFarm, Template, open_farm
 
 pytestmark = pytest.mark.anyio
 
 
-async def until_fanned_out(f: Farm) -> None:
+async def until_fanned_out(f: AppFarm) -> None:
     """Wait until the broadcaster (and so the metrics) has every stored transition."""
     events: Broadcaster = f.app.state.events
     last = f.store.last_transition_id()
@@ -31,7 +29,7 @@ async def until_fanned_out(f: Farm) -> None:
             fanned[0] = anyio.Event()
 
 
-async def scrape(f: Farm) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+async def scrape(f: AppFarm) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     answer = await f.get("/metrics")
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/plain")
@@ -42,7 +40,7 @@ async def scrape(f: Farm) -> dict[tuple[str, tuple[tuple[str, str], ...]], float
     }
 
 
-async def test_values_after_a_job_cycle(farm: Farm) -> None:
+async def test_values_after_a_job_cycle(farm: AppFarm) -> None:
     await farm.parked_worker()  # worker 9, MAINTENANCE
     await farm.new_request({"Priority": 5, "Caps": {"board": "rpi4"}})
     uuid = await farm.idle_worker(1)
@@ -72,7 +70,7 @@ async def test_values_after_a_job_cycle(farm: Farm) -> None:
 
 
 async def test_metrics_need_a_token_unless_public(
-    farm: Farm, tmp_path: Path, template: Template
+    farm: AppFarm, tmp_path: Path, template: Template
 ) -> None:
     assert (await farm.get("/metrics", as_=None)).status_code == 401
     async with open_farm(template, tmp_path / "open.db", Settings(metrics_public=True)) as f:

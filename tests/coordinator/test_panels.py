@@ -14,7 +14,7 @@ from coordinator.domain.clock import FakeClock
 from coordinator.feed.panels import Panels, decode_png
 from coordinator.link.registry import DryadLink
 from coordinator.wire import MAX_PANEL_PNG, PANEL, Panel, WireError
-from tests.coordinator.conftest import uuid_of
+from tests.coordinator.doubles import uuid_of
 
 pytestmark = pytest.mark.anyio
 

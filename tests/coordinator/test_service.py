@@ -10,7 +10,7 @@ from coordinator.domain.ids import RequestID
 from coordinator.domain.states import RequestState, WorkerState
 from coordinator.errors import Forbidden, ModificationForbidden, WorkerNotAssigned
 from coordinator.service.operations import Service
-from tests.coordinator.conftest import (
+from tests.coordinator.doubles import (
     ADMIN,
     ALICE,
     BOB,

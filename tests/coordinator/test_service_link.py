@@ -10,7 +10,7 @@ from coordinator.domain.states import RequestState, WorkerState
 from coordinator.errors import DryadUnreachable, Forbidden
 from coordinator.service.operations import Service
 from coordinator.wire import CheckResult, HealthReport
-from tests.coordinator.conftest import ADMIN, ALICE, RecordingDryads, idle_worker, until, uuid_of
+from tests.coordinator.doubles import ADMIN, ALICE, RecordingDryads, idle_worker, until, uuid_of
 
 pytestmark = pytest.mark.anyio
 

@@ -22,7 +22,7 @@ from coordinator.tunnels.direct import Direct
 from coordinator.tunnels.listeners import LinkTunnels
 from coordinator.tunnels.ports import public_address
 
-from .conftest import ALICE, RecordingDryads, idle_worker
+from .doubles import ALICE, RecordingDryads, idle_worker
 from .store.builders import make_worker
 
 pytestmark = pytest.mark.anyio

@@ -22,10 +22,8 @@ from starlette.routing import Route
 
 from coordinator.feed.webhooks import Webhooks
 from coordinator.settings import Settings
-from tests.coordinator.api.harness import Farm, Template, farm, open_farm, template
-from tests.coordinator.live import serving
-
-__all__ = ["farm", "template"]
+from tests.coordinator.uvicorn_server import serving
+from tests.plugins.app_harness import AppFarm, Template, open_farm
 
 pytestmark = pytest.mark.anyio
 
@@ -69,7 +67,7 @@ async def receiving(*statuses: int) -> AsyncIterator[tuple[Receiver, str]]:
         yield receiver, f"{url}/hook"
 
 
-async def add_hook(f: Farm, url: str, kinds: list[str] | None = None) -> int:
+async def add_hook(f: AppFarm, url: str, kinds: list[str] | None = None) -> int:
     body = {"URL": url, "Kinds": kinds or ["request"], "Secret": SECRET}
     answer = await f.post("/api/v1/webhooks", body, as_="root")
     assert answer.status_code == 201, answer.text
@@ -78,14 +76,14 @@ async def add_hook(f: Farm, url: str, kinds: list[str] | None = None) -> int:
     return hook
 
 
-async def deliveries(f: Farm, hook: int) -> list[dict[str, Any]]:
+async def deliveries(f: AppFarm, hook: int) -> list[dict[str, Any]]:
     answer = await f.get(f"/api/v1/webhooks/{hook}/deliveries", as_="root")
     assert answer.status_code == 200
     found: list[dict[str, Any]] = answer.json()
     return found
 
 
-async def until_settled(f: Farm, hook: int, count: int) -> list[dict[str, Any]]:
+async def until_settled(f: AppFarm, hook: int, count: int) -> list[dict[str, Any]]:
     """Wait, outcome by outcome, until ``count`` deliveries are no longer pending."""
     hooks: Webhooks = f.app.state.webhooks
     with anyio.fail_after(10):
@@ -96,7 +94,7 @@ async def until_settled(f: Farm, hook: int, count: int) -> list[dict[str, Any]]:
             await hooks.recorded()
 
 
-async def test_signed_deliveries_retried_after_a_5xx(farm: Farm) -> None:
+async def test_signed_deliveries_retried_after_a_5xx(farm: AppFarm) -> None:
     async with receiving(500, 200) as (receiver, url):
         hook = await add_hook(farm, url)
         rid = await farm.new_request()  # WAITING, then INVALID (no worker could take it)
@@ -119,7 +117,7 @@ async def test_signed_deliveries_retried_after_a_5xx(farm: Farm) -> None:
     assert all(d["Status"] == "delivered" and d["DeliveredAt"] for d in found)
 
 
-async def test_a_4xx_drops_the_delivery_with_a_record(farm: Farm) -> None:
+async def test_a_4xx_drops_the_delivery_with_a_record(farm: AppFarm) -> None:
     async with receiving(400) as (receiver, url):
         hook = await add_hook(farm, url, ["worker"])
         await farm.worker(1)
@@ -128,7 +126,7 @@ async def test_a_4xx_drops_the_delivery_with_a_record(farm: Farm) -> None:
     assert (found["Status"], found["Attempts"], found["LastError"]) == ("dropped", 1, "HTTP 400")
 
 
-async def test_transient_errors_give_up_after_the_last_attempt(farm: Farm) -> None:
+async def test_transient_errors_give_up_after_the_last_attempt(farm: AppFarm) -> None:
     async with receiving(503) as (receiver, url):
         hook = await add_hook(farm, url, ["worker"])
         await farm.worker(1)
@@ -138,7 +136,7 @@ async def test_transient_errors_give_up_after_the_last_attempt(farm: Farm) -> No
     assert found["LastError"] == "gave up after 3 attempts: HTTP 503"
 
 
-async def test_connection_errors_are_transient(farm: Farm) -> None:
+async def test_connection_errors_are_transient(farm: AppFarm) -> None:
     async with receiving(200) as (_, url):
         pass  # the port is closed now
     hook = await add_hook(farm, url, ["worker"])
@@ -147,7 +145,7 @@ async def test_connection_errors_are_transient(farm: Farm) -> None:
     assert found["Attempts"] == 3 and "ConnectError" in found["LastError"]
 
 
-async def test_webhook_admin_endpoints(farm: Farm) -> None:
+async def test_webhook_admin_endpoints(farm: AppFarm) -> None:
     body = {"URL": "http://127.0.0.1:9/x?key=private", "Kinds": ["worker"]}
     assert (await farm.post("/api/v1/webhooks", body)).status_code == 403
     assert (await farm.get("/api/v1/webhooks")).status_code == 403

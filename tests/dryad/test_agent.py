@@ -23,7 +23,7 @@ from dryad.panel import Panel
 from dryad.states import LinkState
 from hardware import BoardSettings, open_board
 from hardware.display import render_text
-from tests.dryad.conftest import FAST, FakeCoordinator, Received, StateLog, settings_for
+from tests.dryad.link_doubles import FAST, FakeCoordinator, Received, StateLog, settings_for
 
 pytestmark = pytest.mark.anyio
 

@@ -16,7 +16,7 @@ import pytest
 import dryad.cli
 from coordinator import wire
 from dryad.identity import Identity
-from tests.dryad.conftest import FAST, FakeCoordinator, settings_for
+from tests.dryad.link_doubles import FAST, FakeCoordinator, settings_for
 
 
 def write_config(path: Path, text: str) -> Path:
@@ -109,6 +109,7 @@ async def test_a_sim_dryad_registers_with_its_caps(
 
 
 @pytest.mark.anyio
+@pytest.mark.slow
 async def test_the_command_connects_and_stops_cleanly_on_sigterm(
     coordinator: FakeCoordinator, tmp_path: Path
 ) -> None:

@@ -83,6 +83,7 @@ async def test_stm_answers_with_its_firmware_version(board: Board) -> None:
     assert await check_stm(board.stm) == CheckResult("stm", True, True, FIRMWARE_VERSION)
 
 
+@pytest.mark.slow
 async def test_a_mute_stm_fails_the_critical_stm_check(board: Board) -> None:
     assert board.sim is not None
     board.sim.mute()
@@ -96,6 +97,7 @@ async def test_without_an_stm_there_is_nothing_to_fail() -> None:
     assert (await SerialWatch(None).check()).passed
 
 
+@pytest.mark.slow
 async def test_serial_passes_when_commands_answer_and_fails_when_they_do_not(
     board: Board,
 ) -> None:
@@ -227,6 +229,7 @@ async def test_a_critical_failure_is_named_in_the_report(
     assert report.to_wire() == HealthReport.from_wire(report.to_wire()).to_wire()
 
 
+@pytest.mark.slow
 async def test_power_cycle_only_when_configured(
     board: Board, tmp_path: Path, sd_device: Path, listener: MultiListener[SocketStream]
 ) -> None:

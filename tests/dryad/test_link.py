@@ -19,7 +19,7 @@ from dryad.identity import Identity
 from dryad.link import Backoff, Link
 from dryad.settings import Settings
 from dryad.states import LinkState
-from tests.dryad.conftest import (
+from tests.dryad.link_doubles import (
     FAST,
     TOKEN,
     FakeCoordinator,

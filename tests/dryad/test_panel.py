@@ -209,6 +209,7 @@ async def test_maintenance_before_run_blinks_once_run_starts(board: Board) -> No
         tg.cancel_scope.cancel()
 
 
+@pytest.mark.slow
 async def test_identify_flashes_white_then_shows_the_state_again(
     board: Board, tmp_path: Path
 ) -> None:

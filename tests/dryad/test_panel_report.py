@@ -104,6 +104,7 @@ async def test_a_watcher_that_fails_does_not_stop_the_panel(board: Board) -> Non
     assert shows(panel.report(), "IDLE", "ready for a job")
 
 
+@pytest.mark.slow
 async def test_the_agent_sends_the_newest_panel_at_most_every_interval(board: Board) -> None:
     link = Recorder()
     panel = Panel(board.display, board.leds)
@@ -126,6 +127,7 @@ async def test_the_agent_sends_the_newest_panel_at_most_every_interval(board: Bo
         tg.cancel_scope.cancel()
 
 
+@pytest.mark.slow
 async def test_a_panel_drawn_while_away_is_sent_on_reconnection(board: Board) -> None:
     link = Recorder()
     link.connected = False

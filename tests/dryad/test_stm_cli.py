@@ -193,6 +193,7 @@ def test_flag_parsing_stops_at_the_first_argument_and_at_double_dash() -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.slow
 async def test_the_dryad_command_serves_stm_on_its_control_sockets(tmp_path: Path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

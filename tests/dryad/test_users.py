@@ -256,6 +256,7 @@ async def test_release_fails_when_the_passwd_entry_remains(system: FakeSystem) -
         await jobs.release()
 
 
+@pytest.mark.slow
 async def test_a_forking_user_is_killed_in_bounded_rounds(system: FakeSystem) -> None:
     jobs = users(system, ())
     await jobs.prepare(KEY)

@@ -1,95 +1,14 @@
-"""End-to-end fixtures: real coordinator processes on a real SQLite file."""
+"""End-to-end fixtures: real coordinator processes, and farms of them with simulated dryads."""
 
 from __future__ import annotations
 
-import os
-import re
-import signal
-import socket
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
-READY = re.compile(rb"coordinator ready on http://([\d.]+):(\d+)")
-LINK_READY = re.compile(rb"dryad link listening on ([\d.]+):(\d+)")
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on now (for a service that must keep its port)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@dataclass
-class Coordinator:
-    """A running ``python -m coordinator serve`` and how to reach it."""
-
-    process: subprocess.Popen[bytes]
-    url: str
-    link: str = ""  # HOST:PORT of the dryad link
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown code runs, as in a power cut of the process."""
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-
-def run_cli(db: Path, *args: str) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "coordinator", "--db", str(db), *args],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return out.stdout.decode()
-
-
-def start(db: Path, log: Path, link: str = "127.0.0.1:0", *extra: str) -> Coordinator:
-    """Start a coordinator on a free HTTP port and wait for its ready lines."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    offset = log.stat().st_size if log.exists() else 0  # earlier runs' lines are not ours
-    command = [
-        sys.executable,
-        "-m",
-        "coordinator",
-        "--db",
-        str(db),
-        *extra,
-        "serve",
-        "--http",
-        "127.0.0.1:0",
-        "--link",
-        link,
-    ]
-    with log.open("ab") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
-    return Coordinator(process, *_wait_ready(process, log, offset, bool(link)))
-
-
-def _wait_ready(
-    process: subprocess.Popen[bytes], log: Path, offset: int, with_link: bool
-) -> tuple[str, str]:
-    for _ in range(600):  # the ready lines, or give up after about 30 s
-        text = log.read_bytes()[offset:]
-        http, link = READY.search(text), LINK_READY.search(text)
-        if http is not None and (link is not None or not with_link):
-            where = f"{link[1].decode()}:{link[2].decode()}" if link else ""
-            return f"http://{http[1].decode()}:{http[2].decode()}", where
-        if process.poll() is not None:
-            break
-        try:
-            process.wait(0.05)
-        except subprocess.TimeoutExpired:
-            pass
-    process.kill()
-    raise AssertionError(f"coordinator did not start:\n{log.read_text()}")
+from tests.e2e.coordinators import Coordinator
+from tests.e2e.process_farm import ProcessFarm
 
 
 @pytest.fixture
@@ -103,5 +22,17 @@ def coordinators(tmp_path: Path) -> Iterator[list[Coordinator]]:
             c.process.wait(20)
 
 
-def client(url: str, token: str) -> httpx.Client:
-    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+@pytest.fixture
+def farm(tmp_path: Path, coordinators: list[Coordinator]) -> Iterator[ProcessFarm]:
+    f = ProcessFarm(tmp_path, coordinators)
+    yield f
+    f.stop_dryads()
+
+
+@pytest.fixture
+def patient_farm(tmp_path: Path, coordinators: list[Coordinator]) -> Iterator[ProcessFarm]:
+    """A farm whose dryads have time to notice a restart and dial back (their back-off
+    after a lost link is 1, 2, 4 … s), as the default grace of 60 s gives them."""
+    f = ProcessFarm(tmp_path, coordinators, grace=60)
+    yield f
+    f.stop_dryads()

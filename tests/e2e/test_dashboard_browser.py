@@ -11,10 +11,8 @@ import pytest
 from PIL import Image, ImageChops
 from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, expect, sync_playwright
 
-from tests.e2e.conftest import run_cli
-from tests.e2e.test_dryads import Farm, board, eventually, farm
-
-__all__ = ["farm"]  # the fixture, used here
+from tests.e2e.coordinators import run_cli
+from tests.e2e.process_farm import ProcessFarm, board, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -107,7 +105,7 @@ def record_states(page: Page, uuid: str) -> None:
 
 
 def test_log_in_watch_the_rack_live_and_act_as_admin(
-    farm: Farm, browser: Browser, tmp_path: Path
+    farm: ProcessFarm, browser: Browser, tmp_path: Path
 ) -> None:
     shots = tmp_path / "screenshots"
     shots.mkdir()
@@ -194,7 +192,7 @@ def test_log_in_watch_the_rack_live_and_act_as_admin(
     assert not errors, errors
 
 
-def test_a_wrong_token_is_refused_at_the_login_form(farm: Farm, browser: Browser) -> None:
+def test_a_wrong_token_is_refused_at_the_login_form(farm: ProcessFarm, browser: Browser) -> None:
     page = browser.new_page(viewport=VIEWPORT)  # type: ignore[arg-type]
     page.goto(farm.coordinator.url)
     page.get_by_label("API token").fill("not-a-token")

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 import dryad
-from tests.e2e.conftest import Coordinator, client, free_port, run_cli
-from tests.e2e.test_dryads import Farm, eventually
+from tests.e2e.coordinators import Coordinator, client, free_port, run_cli
+from tests.e2e.process_farm import ProcessFarm, eventually
 
 # Longer than any answer takes on a loaded machine, far shorter than ssh's own timeouts:
 # crossing it means the user was left hanging.
@@ -95,7 +95,7 @@ class Access:
     key: Path
 
 
-def acquire(farm: Farm, rid: int, tmp: Path, token: str = "") -> Access:
+def acquire(farm: ProcessFarm, rid: int, tmp: Path, token: str = "") -> Access:
     with client(farm.coordinator.url, token or farm.token) as http:
         answer = http.post(f"/api/v1/reqs/{rid}/acquire_worker", params={"wait": 30})
     assert answer.status_code == 200, answer.text
@@ -128,7 +128,7 @@ def ssh(
     return subprocess.run(argv, capture_output=True, text=True, timeout=60)
 
 
-def new_request(farm: Farm, device_type: str, token: str = "") -> int:
+def new_request(farm: ProcessFarm, device_type: str, token: str = "") -> int:
     with client(farm.coordinator.url, token or farm.token) as http:
         answer = http.post("/api/v1/reqs/", json={"Caps": {"device_type": device_type}})
     assert answer.status_code == 201, answer.text
@@ -136,7 +136,7 @@ def new_request(farm: Farm, device_type: str, token: str = "") -> int:
     return rid
 
 
-def close(farm: Farm, rid: int, token: str = "") -> None:
+def close(farm: ProcessFarm, rid: int, token: str = "") -> None:
     with client(farm.coordinator.url, token or farm.token) as http:
         assert http.post(f"/api/v1/reqs/{rid}/close").status_code == 204
 
@@ -160,13 +160,13 @@ def sshds() -> Iterator[list[Sshd]]:
 @pytest.fixture
 def farm(
     tmp_path: Path, coordinators: list[Coordinator], user: str, sshds: list[Sshd]
-) -> Iterator[Farm]:
+) -> Iterator[ProcessFarm]:
     """A coordinator whose jobs log in as ``user``, a real sshd for it, and one
     simulated dryad (``rpi4``) managing that user and forwarding to that sshd."""
     sshds.append(start_sshd(tmp_path / "sshd", user))
     # A long grace: after a coordinator restart the dryad may take its full back-off
     # (up to 30 s) to dial back, and must not be failed for that meanwhile.
-    f = Farm(tmp_path, coordinators, f'job_username = "{user}"\n', grace=60)
+    f = ProcessFarm(tmp_path, coordinators, f'job_username = "{user}"\n', grace=60)
     try:
         f.dryad(1, "rpi4", sshds[0].port, user)
         f.idle("rpi4")
@@ -176,7 +176,7 @@ def farm(
 
 
 def test_a_job_user_logs_in_through_the_tunnel_and_is_gone_after_close(
-    farm: Farm, tmp_path: Path, user: str, sshds: list[Sshd]
+    farm: ProcessFarm, tmp_path: Path, user: str, sshds: list[Sshd]
 ) -> None:
     rid = new_request(farm, "rpi4")
     access = acquire(farm, rid, tmp_path)
@@ -197,7 +197,7 @@ def test_a_job_user_logs_in_through_the_tunnel_and_is_gone_after_close(
 
 
 def test_a_running_jobs_tunnel_comes_back_on_its_port_after_a_restart(
-    farm: Farm, tmp_path: Path, user: str
+    farm: ProcessFarm, tmp_path: Path, user: str
 ) -> None:
     access = acquire(farm, new_request(farm, "rpi4"), tmp_path)
     farm.coordinator.kill()
@@ -207,7 +207,9 @@ def test_a_running_jobs_tunnel_comes_back_on_its_port_after_a_restart(
     assert who == user
 
 
-def test_another_users_key_does_not_open_a_tunnel(farm: Farm, tmp_path: Path, user: str) -> None:
+def test_another_users_key_does_not_open_a_tunnel(
+    farm: ProcessFarm, tmp_path: Path, user: str
+) -> None:
     """Bob's key of his earlier job on this board, or a key of his own, cannot open
     the tunnel of Alice's job; nor can he acquire her request."""
     bob = run_cli(farm.db, "user", "add", "bob").splitlines()[-1]
@@ -225,7 +227,7 @@ def test_another_users_key_does_not_open_a_tunnel(farm: Farm, tmp_path: Path, us
 
 
 def test_a_stopped_sshd_fails_promptly_with_a_reason(
-    farm: Farm, tmp_path: Path, user: str, sshds: list[Sshd]
+    farm: ProcessFarm, tmp_path: Path, user: str, sshds: list[Sshd]
 ) -> None:
     uuid = farm.workers()["rpi4"]["WorkerUUID"]
     access = acquire(farm, new_request(farm, "rpi4"), tmp_path)
@@ -244,7 +246,7 @@ def test_a_stopped_sshd_fails_promptly_with_a_reason(
     eventually(lambda: ssh(access, "id -un").stdout.strip() == user)
 
 
-def test_a_dropped_dryad_link_ends_the_users_session(farm: Farm, tmp_path: Path) -> None:
+def test_a_dropped_dryad_link_ends_the_users_session(farm: ProcessFarm, tmp_path: Path) -> None:
     access = acquire(farm, new_request(farm, "rpi4"), tmp_path)
     argv = ssh_argv(access, "echo up; sleep 600")
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as session:
@@ -294,7 +296,7 @@ def test_the_job_user_switches_the_sd_card_with_stm_over_ssh(
     )
     socket = public_dir / "stm-user.socket"
     sshds.append(start_sshd(tmp_path / "sshd", user))
-    farm = Farm(tmp_path, coordinators, f'job_username = "{user}"\n', grace=60)
+    farm = ProcessFarm(tmp_path, coordinators, f'job_username = "{user}"\n', grace=60)
     try:
         control = f'[control]\nuser_socket = "{socket}"\ngroup = "{stm_group}"\n'
         home = farm.dryad(1, "rpi4", sshds[0].port, user, job_groups=(stm_group,), extra=control)

@@ -15,7 +15,7 @@ from coordinator.domain.states import WorkerState
 from coordinator.service.keys import generate
 from coordinator.store import Changes
 from coordinator.store.sql import SqlStore
-from tests.e2e.conftest import Coordinator, client, run_cli, start
+from tests.e2e.coordinators import Coordinator, client, run_cli, start
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import run_cli, start
+from tests.e2e.coordinators import run_cli, start
 
 pytestmark = pytest.mark.e2e
 

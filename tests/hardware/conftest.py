@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-import anyio
 import pytest
 
 from hardware.sim.firmware import Firmware
@@ -15,11 +14,6 @@ from hardware.stm.client import SerialStm
 
 # Set to a device (e.g. /dev/ttyS2) to run tests/hardware/test_contract.py on a real MuxPi.
 REAL_PORT_ENV = "BORUTA_STM_PORT"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture
@@ -51,10 +45,3 @@ async def contract_stm(tmp_path: Path) -> AsyncIterator[SerialStm]:
         return
     async with PtyStm() as sim, SerialStm(sim.path, timeout=0.5) as client:
         yield client
-
-
-async def wait_until(sim: PtyStm, check: Callable[[], bool], within: float = 5.0) -> None:
-    """Wait, without polling, until the simulator's state satisfies *check*."""
-    with anyio.fail_after(within):
-        while not check():
-            await sim.changed.wait()

@@ -23,7 +23,7 @@ from hardware.sim.firmware import Firmware
 from hardware.sim.pty import PtyStm
 from hardware.stm.client import SerialStm
 from hardware.stm.protocol import Color, Lthor, Mux, Rgb
-from tests.hardware.conftest import wait_until
+from tests.hardware.sim_waits import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -134,6 +134,7 @@ async def test_lthor_works_on_the_firmware_branch_that_has_it() -> None:
         assert await stm.lthor_vbus() is True
 
 
+@pytest.mark.slow
 async def test_power_tick_waits_longer_than_the_plain_timeout(stm: SerialStm, sim: PtyStm) -> None:
     stm.link.timeout = 0.2
     await stm.power_tick(0.4)
@@ -251,6 +252,7 @@ async def test_state_file_follows_every_change(stm: SerialStm, tmp_path: Path) -
     assert (state["mux"], state["power"], len(state["oled"])) == ("dut", True, 32)
 
 
+@pytest.mark.slow
 async def test_a_command_cancelled_mid_exchange_does_not_hand_its_reply_to_the_next(
     firmware: Firmware,
 ) -> None:

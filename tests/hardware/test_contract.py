@@ -31,6 +31,7 @@ async def test_led_reads_back_what_was_set(contract_stm: SerialStm) -> None:
     await contract_stm.set_led(1, (0, 0, 0))
 
 
+@pytest.mark.slow
 async def test_power_tick_ends_with_power_on(contract_stm: SerialStm) -> None:
     await contract_stm.power_tick(0.3)
     assert await contract_stm.power() is True

@@ -11,7 +11,7 @@ from hardware.muxpi import OFF, YELLOW
 from hardware.pins import NanoPiMockFactory
 from hardware.sim.pty import PtyStm
 from hardware.stm.client import SerialStm
-from tests.hardware.conftest import wait_until
+from tests.hardware.sim_waits import wait_until
 
 pytestmark = pytest.mark.anyio
 

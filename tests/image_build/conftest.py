@@ -11,47 +11,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tarfile
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-IMAGE_BUILD = REPO / "image-build"
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    # Registered here so that `-m "not image"` can leave the slow image tests out.
-    config.addinivalue_line(
-        "markers", "image: builds or boots the MuxPi SD image (slow; see image-build/)"
-    )
-
-
-def run(
-    args: Sequence[str | Path], *, timeout: float = 1800, check: bool = True, **kw: object
-) -> subprocess.CompletedProcess[str]:
-    """Run a command, its output captured; a failure shows the output."""
-    proc: subprocess.CompletedProcess[str] = subprocess.run(
-        [str(a) for a in args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        **kw,  # type: ignore[call-overload]
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(map(str, args))} exited {proc.returncode}\n"
-            f"--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}"
-        )
-    return proc
-
-
-def last_line(text: str) -> str:
-    return text.strip().splitlines()[-1]
+from tests.image_build.commands import IMAGE_BUILD, last_line, run
 
 
 @pytest.fixture(scope="session")
@@ -103,12 +70,3 @@ def image(build_env: dict[str, str]) -> Path:
     path = Path(last_line(proc.stdout))
     assert path.is_file(), proc.stdout + proc.stderr
     return path
-
-
-def chroot(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return run(["chroot", root, *args], check=check, timeout=600)
-
-
-def install_deb(root: Path, deb: Path) -> subprocess.CompletedProcess[str]:
-    shutil.copy(deb, root / "tmp" / deb.name)
-    return chroot(root, "dpkg", "-i", f"/tmp/{deb.name}")

@@ -9,7 +9,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.image_build.conftest import run
+from tests.image_build.commands import run
 
 SECTOR = 512
 UBOOT_OFFSET = 8 * 1024

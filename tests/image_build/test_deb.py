@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.image_build.conftest import IMAGE_BUILD, chroot, install_deb, run
+from tests.image_build.commands import IMAGE_BUILD, chroot, install_deb, run
 
 pytestmark = [pytest.mark.image, pytest.mark.timeout(1800)]
 

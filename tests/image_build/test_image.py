@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.image_build.conftest import run
+from tests.image_build.commands import run
 from tests.image_build.image import (
     UBOOT_OFFSET,
     Partition,

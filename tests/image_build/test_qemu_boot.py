@@ -26,8 +26,8 @@ from typing import IO, Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import client, free_port, run_cli, start
-from tests.image_build.conftest import run
+from tests.e2e.coordinators import client, free_port, run_cli, start
+from tests.image_build.commands import run
 from tests.image_build.image import extract, partitions
 
 pytestmark = [pytest.mark.image, pytest.mark.timeout(3600)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.image_build.conftest import IMAGE_BUILD, REPO, run
+from tests.image_build.commands import IMAGE_BUILD, REPO, run
 
 
 def _scripts() -> list[Path]:

@@ -12,7 +12,7 @@ from types import ModuleType
 import pytest
 
 from dryad.settings import load
-from tests.image_build.conftest import IMAGE_BUILD
+from tests.image_build.commands import IMAGE_BUILD
 
 PKG = IMAGE_BUILD / "pkg-root"
 CONFFILE = PKG / "etc/boruta/dryad.toml"

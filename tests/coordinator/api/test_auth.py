@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from tests.coordinator.api.harness import Farm
-from tests.coordinator.conftest import uuid_of
+from tests.coordinator.doubles import uuid_of
+from tests.plugins.app_harness import AppFarm
 
 pytestmark = pytest.mark.anyio
 
@@ -37,7 +37,7 @@ def basic(name: str, token: str) -> dict[str, str]:
 
 @pytest.mark.parametrize(("method", "path"), ENDPOINTS)
 async def test_every_endpoint_answers_401_without_credentials(
-    farm: Farm, method: str, path: str
+    farm: AppFarm, method: str, path: str
 ) -> None:
     answer = await farm.call(method, path, as_=None, content=b"{}")
     assert answer.status_code == 401
@@ -60,7 +60,7 @@ async def test_every_endpoint_answers_401_without_credentials(
     ],
 )
 async def test_bad_credentials_answer_401_and_create_nothing(
-    farm: Farm, authorization: str
+    farm: AppFarm, authorization: str
 ) -> None:
     answer = await farm.post(
         "/api/v1/reqs/", {"Priority": 8}, as_=None, headers={"Authorization": authorization}
@@ -70,14 +70,14 @@ async def test_bad_credentials_answer_401_and_create_nothing(
     assert (await farm.post("/api/v1/reqs/list")).json() == []
 
 
-async def test_basic_with_another_users_name_for_a_valid_token_is_401(farm: Farm) -> None:
+async def test_basic_with_another_users_name_for_a_valid_token_is_401(farm: AppFarm) -> None:
     answer = await farm.post(
         "/api/v1/reqs/list", as_=None, headers=basic("bob", farm.tokens["alice"])
     )
     assert (answer.status_code, answer.json()) == (401, {"message": "invalid credentials"})
 
 
-async def test_basic_with_the_right_name_works_as_the_go_client_sends_it(farm: Farm) -> None:
+async def test_basic_with_the_right_name_works_as_the_go_client_sends_it(farm: AppFarm) -> None:
     answer = await farm.post(
         "/api/v1/reqs/", {"Priority": 8}, as_=None, headers=basic("alice", farm.tokens["alice"])
     )
@@ -86,7 +86,7 @@ async def test_basic_with_the_right_name_works_as_the_go_client_sends_it(farm: F
 
 
 @pytest.mark.parametrize("action", ["close", "prolong", "acquire_worker"])
-async def test_another_user_may_not_act_on_alices_request(farm: Farm, action: str) -> None:
+async def test_another_user_may_not_act_on_alices_request(farm: AppFarm, action: str) -> None:
     await farm.idle_worker(1)
     rid = await farm.new_request()
     before = await farm.request_json(rid)
@@ -96,7 +96,7 @@ async def test_another_user_may_not_act_on_alices_request(farm: Farm, action: st
     assert await farm.request_json(rid) == before
 
 
-async def test_another_user_may_not_update_alices_request(farm: Farm) -> None:
+async def test_another_user_may_not_update_alices_request(farm: AppFarm) -> None:
     await farm.parked_worker()
     rid = await farm.new_request()
     before = await farm.request_json(rid)
@@ -105,7 +105,7 @@ async def test_another_user_may_not_update_alices_request(farm: Farm) -> None:
     assert await farm.request_json(rid) == before
 
 
-async def test_anyone_authenticated_may_read_alices_request(farm: Farm) -> None:
+async def test_anyone_authenticated_may_read_alices_request(farm: AppFarm) -> None:
     await farm.parked_worker()
     rid = await farm.new_request()
     answer = await farm.get(f"/api/v1/reqs/{rid}", as_="bob")
@@ -117,7 +117,7 @@ async def test_anyone_authenticated_may_read_alices_request(farm: Farm) -> None:
     [("setstate", {"WorkerState": "IDLE"}), ("setgroups", ["lab"]), ("deregister", None)],
 )
 async def test_worker_administration_is_for_admins_only(
-    farm: Farm, action: str, body: object
+    farm: AppFarm, action: str, body: object
 ) -> None:
     uuid = await farm.worker(1)
     before = (await farm.get(f"/api/v1/workers/{uuid}")).json()
@@ -128,12 +128,12 @@ async def test_worker_administration_is_for_admins_only(
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/api/v1/version"])
-async def test_health_and_version_need_no_token(farm: Farm, path: str) -> None:
+async def test_health_and_version_need_no_token(farm: AppFarm, path: str) -> None:
     answer = await farm.get(path, as_=None)
     assert answer.status_code == 200
 
 
-async def test_openapi_document_is_json_describing_the_v1_paths(farm: Farm) -> None:
+async def test_openapi_document_is_json_describing_the_v1_paths(farm: AppFarm) -> None:
     answer = await farm.get("/api/v1/openapi.json", as_=None)
     assert answer.status_code == 200
     document = json.loads(answer.content)

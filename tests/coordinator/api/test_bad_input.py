@@ -11,8 +11,8 @@ import pytest
 
 from coordinator.domain.states import WorkerState
 from coordinator.settings import Settings
-from tests.coordinator.api.harness import Farm
-from tests.coordinator.conftest import uuid_of
+from tests.coordinator.doubles import uuid_of
+from tests.plugins.app_harness import AppFarm
 
 pytestmark = pytest.mark.anyio
 
@@ -35,13 +35,13 @@ def invalid(message: str) -> dict[str, str]:
 
 
 @pytest.fixture
-async def waiting(farm: Farm) -> int:
+async def waiting(farm: AppFarm) -> int:
     """Request 1, WAITING behind a worker in maintenance."""
     await farm.parked_worker()
     return await farm.new_request({"Priority": 8, "Caps": {"board": "rpi4"}})
 
 
-async def refused(farm: Farm, method: str, path: str, **kw: Any) -> httpx.Response:
+async def refused(farm: AppFarm, method: str, path: str, **kw: Any) -> httpx.Response:
     """Make the call, check it changed nothing, and return its answer."""
     before = await farm.snapshot()
     answer = await farm.call(method, path, **kw)
@@ -61,7 +61,7 @@ async def refused(farm: Farm, method: str, path: str, **kw: Any) -> httpx.Respon
     ],
 )
 async def test_malformed_json_is_400_with_the_invalid_request_prefix(
-    farm: Farm, waiting: int, path: str
+    farm: AppFarm, waiting: int, path: str
 ) -> None:
     answer = await refused(farm, "POST", path, content=b'{"Priority": 8', as_="root")
     assert answer.status_code == 400
@@ -79,7 +79,7 @@ async def test_malformed_json_is_400_with_the_invalid_request_prefix(
     ],
 )
 async def test_an_empty_body_is_400_no_body_provided_without_prefix(
-    farm: Farm, waiting: int, path: str, content: bytes
+    farm: AppFarm, waiting: int, path: str, content: bytes
 ) -> None:
     answer = await refused(farm, "POST", path, content=content, as_="root")
     assert (answer.status_code, answer.json()) == (400, NO_BODY)
@@ -111,7 +111,7 @@ async def test_an_empty_body_is_400_no_body_provided_without_prefix(
     ],
 )
 async def test_a_bad_new_request_is_400_and_creates_nothing(
-    farm: Farm, waiting: int, body: Any, message: str
+    farm: AppFarm, waiting: int, body: Any, message: str
 ) -> None:
     answer = await refused(farm, "POST", "/api/v1/reqs/", body=body)
     assert (answer.status_code, answer.json()) == (400, invalid(message))
@@ -132,7 +132,7 @@ async def test_a_bad_new_request_is_400_and_creates_nothing(
     ],
 )
 async def test_a_bad_update_is_400_and_leaves_the_request_as_it_was(
-    farm: Farm, waiting: int, body: Any, message: str
+    farm: AppFarm, waiting: int, body: Any, message: str
 ) -> None:
     answer = await refused(farm, "POST", f"/api/v1/reqs/{waiting}", body=body)
     assert (answer.status_code, answer.json()) == (400, invalid(message))
@@ -140,7 +140,7 @@ async def test_a_bad_update_is_400_and_leaves_the_request_as_it_was(
 
 @pytest.mark.parametrize("rid", ["abc", "-1", "+1", "1.0", "0x1", "18446744073709551616", "%20"])
 @pytest.mark.parametrize("path", REQ_PATHS)
-async def test_a_bad_request_id_is_400_not_valid(farm: Farm, path: str, rid: str) -> None:
+async def test_a_bad_request_id_is_400_not_valid(farm: AppFarm, path: str, rid: str) -> None:
     answer = await refused(farm, "POST", path.format(rid), body={"Priority": 1})
     assert (answer.status_code, answer.json()) == (400, invalid("ID provided in URL isn't valid"))
 
@@ -148,14 +148,14 @@ async def test_a_bad_request_id_is_400_not_valid(farm: Farm, path: str, rid: str
 @pytest.mark.parametrize("rid", ["0", "2", "18446744073709551615"])
 @pytest.mark.parametrize("path", REQ_PATHS)
 async def test_an_unknown_request_id_is_404_request_not_found(
-    farm: Farm, waiting: int, path: str, rid: str
+    farm: AppFarm, waiting: int, path: str, rid: str
 ) -> None:
     answer = await refused(farm, "POST", path.format(rid), body={"Priority": 1})
     assert (answer.status_code, answer.json()) == (404, {"message": "Request not found"})
 
 
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
-async def test_reading_an_unknown_or_bad_request_id(farm: Farm, method: str) -> None:
+async def test_reading_an_unknown_or_bad_request_id(farm: AppFarm, method: str) -> None:
     missing = await farm.call(method, "/api/v1/reqs/7")
     bad = await farm.call(method, "/api/v1/reqs/x7")
     assert (missing.status_code, bad.status_code) == (404, 400)
@@ -175,7 +175,7 @@ async def test_reading_an_unknown_or_bad_request_id(farm: Farm, method: str) -> 
     ],
 )
 @pytest.mark.parametrize("path", ["/api/v1/workers/{}", *WORKER_PATHS])
-async def test_a_bad_worker_uuid_is_400_not_valid_uuid(farm: Farm, path: str, uuid: str) -> None:
+async def test_a_bad_worker_uuid_is_400_not_valid_uuid(farm: AppFarm, path: str, uuid: str) -> None:
     method = "GET" if path.endswith("}") else "POST"
     answer = await refused(farm, method, path.format(uuid), body=["a"], as_="root")
     assert (answer.status_code, answer.json()) == (
@@ -193,21 +193,25 @@ async def test_a_bad_worker_uuid_is_400_not_valid_uuid(farm: Farm, path: str, uu
         (WORKER_PATHS[2], None),
     ],
 )
-async def test_an_unknown_worker_is_404_worker_not_found(farm: Farm, path: str, body: Any) -> None:
+async def test_an_unknown_worker_is_404_worker_not_found(
+    farm: AppFarm, path: str, body: Any
+) -> None:
     await farm.worker(1)
     method = "GET" if path.endswith("}") else "POST"
     answer = await refused(farm, method, path.format(uuid_of(2)), body=body, as_="root")
     assert (answer.status_code, answer.json()) == (404, {"message": "Worker not found"})
 
 
-async def test_an_empty_update_of_an_unknown_request_is_204_as_in_the_original(farm: Farm) -> None:
+async def test_an_empty_update_of_an_unknown_request_is_204_as_in_the_original(
+    farm: AppFarm,
+) -> None:
     answer = await refused(farm, "POST", "/api/v1/reqs/42", body={})
     assert (answer.status_code, answer.content) == (204, b"")
     zeros = {"Priority": 0, "ValidAfter": "0001-01-01T00:00:00Z", "Deadline": None}
     assert (await refused(farm, "POST", "/api/v1/reqs/42", body=zeros)).status_code == 204
 
 
-async def test_closing_twice_is_400_action_cannot_be_executed(farm: Farm, waiting: int) -> None:
+async def test_closing_twice_is_400_action_cannot_be_executed(farm: AppFarm, waiting: int) -> None:
     assert (await farm.post(f"/api/v1/reqs/{waiting}/close")).status_code == 204
     answer = await refused(farm, "POST", f"/api/v1/reqs/{waiting}/close")
     assert (answer.status_code, answer.json()) == (
@@ -216,7 +220,7 @@ async def test_closing_twice_is_400_action_cannot_be_executed(farm: Farm, waitin
     )
 
 
-async def test_updating_a_running_request_is_400_action_cannot_be_executed(farm: Farm) -> None:
+async def test_updating_a_running_request_is_400_action_cannot_be_executed(farm: AppFarm) -> None:
     await farm.idle_worker(1)
     rid = await farm.new_request()
     answer = await refused(farm, "POST", f"/api/v1/reqs/{rid}", body={"Priority": 1})
@@ -229,7 +233,7 @@ async def test_updating_a_running_request_is_400_action_cannot_be_executed(farm:
 @pytest.mark.parametrize("action", ["acquire_worker", "prolong"])
 @pytest.mark.parametrize("closed", [False, True])
 async def test_acquire_or_prolong_without_a_job_is_400_worker_not_assigned(
-    farm: Farm, waiting: int, action: str, closed: bool
+    farm: AppFarm, waiting: int, action: str, closed: bool
 ) -> None:
     if closed:
         await farm.post(f"/api/v1/reqs/{waiting}/close")
@@ -248,7 +252,9 @@ async def test_acquire_or_prolong_without_a_job_is_400_worker_not_assigned(
         {"State": "IDLE"},
     ],
 )
-async def test_setstate_to_anything_but_idle_or_maintenance_is_400(farm: Farm, body: Any) -> None:
+async def test_setstate_to_anything_but_idle_or_maintenance_is_400(
+    farm: AppFarm, body: Any
+) -> None:
     uuid = await farm.worker(1)
     answer = await refused(farm, "POST", f"/api/v1/workers/{uuid}/setstate", body=body, as_="root")
     assert (answer.status_code, answer.json()) == (
@@ -257,7 +263,7 @@ async def test_setstate_to_anything_but_idle_or_maintenance_is_400(farm: Farm, b
     )
 
 
-async def test_setstate_idle_of_a_running_worker_is_an_invalid_transition(farm: Farm) -> None:
+async def test_setstate_idle_of_a_running_worker_is_an_invalid_transition(farm: AppFarm) -> None:
     uuid = await farm.idle_worker(1)
     await farm.new_request()
     assert (await farm.get(f"/api/v1/workers/{uuid}")).json()["State"] == "RUNNING"
@@ -270,7 +276,7 @@ async def test_setstate_idle_of_a_running_worker_is_an_invalid_transition(farm: 
     )
 
 
-async def test_setstate_idle_of_a_failed_worker_is_an_invalid_transition(farm: Farm) -> None:
+async def test_setstate_idle_of_a_failed_worker_is_an_invalid_transition(farm: AppFarm) -> None:
     uuid = await farm.idle_worker(1)
     await farm.service.set_fail(uuid, "STM does not answer")
     answer = await refused(
@@ -283,13 +289,15 @@ async def test_setstate_idle_of_a_failed_worker_is_an_invalid_transition(farm: F
 
 
 @pytest.mark.parametrize("body", [{"a": "b"}, "lab", [1], ["a", None]])
-async def test_setgroups_with_anything_but_a_list_of_strings_is_400(farm: Farm, body: Any) -> None:
+async def test_setgroups_with_anything_but_a_list_of_strings_is_400(
+    farm: AppFarm, body: Any
+) -> None:
     uuid = await farm.worker(1)
     answer = await refused(farm, "POST", f"/api/v1/workers/{uuid}/setgroups", body=body, as_="root")
     assert (answer.status_code, answer.json()) == (400, invalid("groups must be a list of strings"))
 
 
-async def test_deregistering_an_idle_worker_is_400(farm: Farm) -> None:
+async def test_deregistering_an_idle_worker_is_400(farm: AppFarm) -> None:
     uuid = await farm.idle_worker(1)
     answer = await refused(farm, "POST", f"/api/v1/workers/{uuid}/deregister", as_="root")
     assert (answer.status_code, answer.json()) == (
@@ -300,14 +308,14 @@ async def test_deregistering_an_idle_worker_is_400(farm: Farm) -> None:
 
 
 @pytest.mark.parametrize("settings", [Settings(max_body_bytes=1024)])
-async def test_a_body_over_the_limit_is_413_and_creates_nothing(farm: Farm) -> None:
+async def test_a_body_over_the_limit_is_413_and_creates_nothing(farm: AppFarm) -> None:
     body = {"Priority": 8, "Caps": {"blob": "x" * 2000}}
     answer = await refused(farm, "POST", "/api/v1/reqs/", body=body)
     assert (answer.status_code, answer.json()) == (413, {"message": "request body over 1024 bytes"})
 
 
 @pytest.mark.parametrize("settings", [Settings(max_body_bytes=1024)])
-async def test_a_streamed_body_over_the_limit_is_413_too(farm: Farm) -> None:
+async def test_a_streamed_body_over_the_limit_is_413_too(farm: AppFarm) -> None:
     async def chunks() -> AsyncIterator[bytes]:
         yield b'{"Priority": 8, "Caps": {"blob": "'
         for _ in range(10):
@@ -321,7 +329,7 @@ async def test_a_streamed_body_over_the_limit_is_413_too(farm: Farm) -> None:
 
 
 async def test_concurrent_closes_of_one_request_give_one_204_and_one_400(
-    farm: Farm, waiting: int
+    farm: AppFarm, waiting: int
 ) -> None:
     answers: list[httpx.Response] = []
 

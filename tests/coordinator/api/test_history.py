@@ -8,12 +8,12 @@ from datetime import timedelta
 import pytest
 
 from coordinator.domain.states import WorkerState
-from tests.coordinator.api.harness import Farm
+from tests.plugins.app_harness import AppFarm
 
 pytestmark = pytest.mark.anyio
 
 
-async def test_history_of_a_worker_with_admin_actions(farm: Farm) -> None:
+async def test_history_of_a_worker_with_admin_actions(farm: AppFarm) -> None:
     uuid = await farm.idle_worker(1)
     answer = await farm.post(f"/api/v1/workers/{uuid}/setgroups", ["lab", "ci"], as_="root")
     assert answer.status_code == 204
@@ -33,14 +33,14 @@ async def test_history_of_a_worker_with_admin_actions(farm: Farm) -> None:
     assert latest == got[-2:]
 
 
-async def test_history_needs_a_token_and_sane_numbers(farm: Farm) -> None:
+async def test_history_needs_a_token_and_sane_numbers(farm: AppFarm) -> None:
     assert (await farm.get("/api/v1/history", as_=None)).status_code == 401
     assert (await farm.get("/api/v1/history?limit=x")).status_code == 400
     assert (await farm.get("/api/v1/history?after=-1")).status_code == 400
     assert (await farm.get("/api/v1/history/jobs", as_=None)).status_code == 401
 
 
-async def test_who_held_which_board_and_for_how_long(farm: Farm) -> None:
+async def test_who_held_which_board_and_for_how_long(farm: AppFarm) -> None:
     one = await farm.idle_worker(1)
     first = await farm.new_request()
     farm.clock.advance(timedelta(seconds=120))

@@ -12,15 +12,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from coordinator.domain.states import WorkerState
-from tests.coordinator.api.harness import Farm
-from tests.coordinator.conftest import until
+from tests.coordinator.doubles import until
+from tests.plugins.app_harness import AppFarm
 
 pytestmark = pytest.mark.anyio
 
 HOUR_LATER = "2026-01-01T01:00:00Z"
 
 
-async def acquire(farm: Farm, rid: int, query: str = "") -> httpx.Response:
+async def acquire(farm: AppFarm, rid: int, query: str = "") -> httpx.Response:
     return await farm.post(f"/api/v1/reqs/{rid}/acquire_worker{query}")
 
 
@@ -28,7 +28,7 @@ async def _append(answers: list[httpx.Response], call: Awaitable[httpx.Response]
     answers.append(await call)
 
 
-async def test_a_request_runs_on_the_idle_worker_and_gets_its_access(farm: Farm) -> None:
+async def test_a_request_runs_on_the_idle_worker_and_gets_its_access(farm: AppFarm) -> None:
     uuid = await farm.idle_worker(1, {"board": "rpi4"})
     rid = await farm.new_request({"Priority": 8, "Caps": {"board": "rpi4"}})
     req = await farm.request_json(rid)
@@ -40,7 +40,7 @@ async def test_a_request_runs_on_the_idle_worker_and_gets_its_access(farm: Farm)
     assert access["Username"] == "boruta-user"
 
 
-async def test_the_access_key_is_a_pkcs1_rsa_2048_pem(farm: Farm) -> None:
+async def test_the_access_key_is_a_pkcs1_rsa_2048_pem(farm: AppFarm) -> None:
     await farm.idle_worker(1)
     rid = await farm.new_request()
     pem = (await acquire(farm, rid)).json()["Key"]
@@ -56,7 +56,7 @@ async def test_the_access_key_is_a_pkcs1_rsa_2048_pem(farm: Farm) -> None:
     )
 
 
-async def test_prolong_moves_the_job_timeout_one_period_on(farm: Farm) -> None:
+async def test_prolong_moves_the_job_timeout_one_period_on(farm: AppFarm) -> None:
     await farm.idle_worker(1)
     rid = await farm.new_request()
     farm.clock.advance(timedelta(minutes=30))
@@ -66,7 +66,7 @@ async def test_prolong_moves_the_job_timeout_one_period_on(farm: Farm) -> None:
     assert head.headers["Boruta-Job-Timeout"] == "2026-01-01T01:30:00Z"
 
 
-async def test_closing_the_job_returns_the_worker_idle_with_a_new_key(farm: Farm) -> None:
+async def test_closing_the_job_returns_the_worker_idle_with_a_new_key(farm: AppFarm) -> None:
     uuid = await farm.idle_worker(1)
     rid = await farm.new_request()
     first = (await acquire(farm, rid)).json()["Key"]
@@ -79,7 +79,9 @@ async def test_closing_the_job_returns_the_worker_idle_with_a_new_key(farm: Farm
     assert rid not in farm.tunnels.open_now
 
 
-async def test_head_of_a_running_request_gives_204_with_state_and_job_timeout(farm: Farm) -> None:
+async def test_head_of_a_running_request_gives_204_with_state_and_job_timeout(
+    farm: AppFarm,
+) -> None:
     await farm.idle_worker(1)
     rid = await farm.new_request()
     answer = await farm.head(f"/api/v1/reqs/{rid}")
@@ -88,7 +90,7 @@ async def test_head_of_a_running_request_gives_204_with_state_and_job_timeout(fa
     assert answer.headers["Boruta-Job-Timeout"] == HOUR_LATER
 
 
-async def test_head_of_a_waiting_request_has_no_job_timeout(farm: Farm) -> None:
+async def test_head_of_a_waiting_request_has_no_job_timeout(farm: AppFarm) -> None:
     await farm.parked_worker()
     rid = await farm.new_request()
     answer = await farm.head(f"/api/v1/reqs/{rid}")
@@ -96,14 +98,14 @@ async def test_head_of_a_waiting_request_has_no_job_timeout(farm: Farm) -> None:
     assert "Boruta-Job-Timeout" not in answer.headers
 
 
-async def test_head_of_a_worker_gives_204_with_its_state(farm: Farm) -> None:
+async def test_head_of_a_worker_gives_204_with_its_state(farm: AppFarm) -> None:
     uuid = await farm.idle_worker(1)
     answer = await farm.head(f"/api/v1/workers/{uuid}")
     assert (answer.status_code, answer.content) == (204, b"")
     assert answer.headers["Boruta-Worker-State"] == "IDLE"
 
 
-async def test_acquire_with_wait_blocks_until_the_request_is_matched(farm: Farm) -> None:
+async def test_acquire_with_wait_blocks_until_the_request_is_matched(farm: AppFarm) -> None:
     uuid = await farm.worker(1)
     rid = await farm.new_request()
     answers: list[httpx.Response] = []
@@ -116,7 +118,7 @@ async def test_acquire_with_wait_blocks_until_the_request_is_matched(farm: Farm)
     assert answers[0].json()["Addr"] == {"IP": "10.0.0.1", "Port": 20000 + rid, "Zone": ""}
 
 
-async def test_acquire_with_wait_gives_up_when_the_request_is_closed(farm: Farm) -> None:
+async def test_acquire_with_wait_gives_up_when_the_request_is_closed(farm: AppFarm) -> None:
     await farm.worker(1)
     rid = await farm.new_request()
     answers: list[httpx.Response] = []
@@ -130,7 +132,7 @@ async def test_acquire_with_wait_gives_up_when_the_request_is_closed(farm: Farm)
     )
 
 
-async def test_acquire_with_wait_answers_400_when_nothing_matched_in_time(farm: Farm) -> None:
+async def test_acquire_with_wait_answers_400_when_nothing_matched_in_time(farm: AppFarm) -> None:
     await farm.worker(1)
     rid = await farm.new_request()
     answer = await acquire(farm, rid, "?wait=0.05")
@@ -141,7 +143,7 @@ async def test_acquire_with_wait_answers_400_when_nothing_matched_in_time(farm: 
     assert (await farm.request_json(rid))["State"] == "WAITING"
 
 
-async def test_acquire_with_wait_on_a_running_request_answers_at_once(farm: Farm) -> None:
+async def test_acquire_with_wait_on_a_running_request_answers_at_once(farm: AppFarm) -> None:
     await farm.idle_worker(1)
     rid = await farm.new_request()
     with anyio.fail_after(2):
@@ -159,7 +161,7 @@ async def test_acquire_with_wait_on_a_running_request_answers_at_once(farm: Farm
     ],
 )
 async def test_acquire_with_a_bad_wait_is_400_and_does_not_wait(
-    farm: Farm, query: str, message: str
+    farm: AppFarm, query: str, message: str
 ) -> None:
     await farm.parked_worker()
     rid = await farm.new_request()
@@ -168,7 +170,7 @@ async def test_acquire_with_a_bad_wait_is_400_and_does_not_wait(
     assert (answer.status_code, answer.json()) == (400, {"message": "invalid request: " + message})
 
 
-async def test_a_job_ends_done_at_its_timeout(farm: Farm) -> None:
+async def test_a_job_ends_done_at_its_timeout(farm: AppFarm) -> None:
     uuid = await farm.idle_worker(1)
     rid = await farm.new_request()
     farm.clock.advance(timedelta(hours=1))

@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from coordinator.domain.ids import WorkerUUID
-from tests.coordinator.api.harness import Farm
-from tests.coordinator.conftest import uuid_of
+from tests.coordinator.doubles import uuid_of
+from tests.plugins.app_harness import AppFarm
 
 pytestmark = pytest.mark.anyio
 
@@ -18,7 +18,7 @@ WORKERS = "/api/v1/workers/list"
 
 
 @pytest.fixture
-async def five(farm: Farm) -> Farm:
+async def five(farm: AppFarm) -> AppFarm:
     """Requests 1..5 with priorities 5, 3, 5, 1, 2 (deadlines one day apart, decreasing);
     2 is CANCELLED, the others WAITING."""
     await farm.parked_worker()
@@ -53,7 +53,7 @@ def headers(answer: httpx.Response) -> tuple[int, int, int]:
     ],
 )
 async def test_a_body_without_conditions_lists_everything(
-    five: Farm, content: bytes, why: str
+    five: AppFarm, content: bytes, why: str
 ) -> None:
     answer = await five.call("POST", REQS, content=content)
     assert ids(answer) == [1, 2, 3, 4, 5], why
@@ -73,7 +73,7 @@ async def test_a_body_without_conditions_lists_everything(
     ],
 )
 async def test_filters_match_any_value_within_a_field_and_all_fields(
-    five: Farm, flt: dict[str, Any], expected: list[int]
+    five: AppFarm, flt: dict[str, Any], expected: list[int]
 ) -> None:
     answer = await five.post(REQS, {"Filter": flt})
     assert ids(answer) == expected
@@ -95,7 +95,7 @@ async def test_filters_match_any_value_within_a_field_and_all_fields(
     ],
 )
 async def test_requests_sort_by_any_item_in_either_order(
-    five: Farm, item: str, order: str, expected: list[int]
+    five: AppFarm, item: str, order: str, expected: list[int]
 ) -> None:
     assert ids(await five.post(REQS, {"Sorter": {"Item": item, "Order": order}})) == expected
 
@@ -107,7 +107,7 @@ async def test_requests_sort_by_any_item_in_either_order(
         ({"Item": "id", "Order": "up"}, "unknown sort order (valid: ascending or descending)"),
     ],
 )
-async def test_bad_sorter_is_400(five: Farm, sorter: dict[str, str], message: str) -> None:
+async def test_bad_sorter_is_400(five: AppFarm, sorter: dict[str, str], message: str) -> None:
     answer = await five.post(REQS, {"Sorter": sorter})
     assert (answer.status_code, answer.json()) == (400, {"message": "invalid request: " + message})
     assert "Boruta-List-Total" not in answer.headers
@@ -127,7 +127,7 @@ async def test_bad_sorter_is_400(five: Farm, sorter: dict[str, str], message: st
     ],
 )
 async def test_pagination_pages_forward_and_backward_from_an_anchor(
-    five: Farm, paginator: dict[str, Any], expected: list[int], total_remaining: tuple[int, int]
+    five: AppFarm, paginator: dict[str, Any], expected: list[int], total_remaining: tuple[int, int]
 ) -> None:
     answer = await five.post(REQS, {"Paginator": paginator})
     assert ids(answer) == expected
@@ -135,7 +135,7 @@ async def test_pagination_pages_forward_and_backward_from_an_anchor(
 
 
 async def test_an_anchor_outside_the_filter_positions_the_page_but_is_not_counted(
-    five: Farm,
+    five: AppFarm,
 ) -> None:
     body = {"Filter": {"States": ["WAITING"]}, "Paginator": {"ID": 2, "Limit": 2}}
     answer = await five.post(REQS, body)
@@ -143,12 +143,12 @@ async def test_an_anchor_outside_the_filter_positions_the_page_but_is_not_counte
     assert headers(answer) == (4, 1, 2)
 
 
-async def test_an_unknown_paginator_id_is_404_request_not_found(five: Farm) -> None:
+async def test_an_unknown_paginator_id_is_404_request_not_found(five: AppFarm) -> None:
     answer = await five.post(REQS, {"Paginator": {"ID": 99}})
     assert (answer.status_code, answer.json()) == (404, {"message": "request not found"})
 
 
-async def test_a_bad_direction_is_400(five: Farm) -> None:
+async def test_a_bad_direction_is_400(five: AppFarm) -> None:
     answer = await five.post(REQS, {"Paginator": {"Direction": "sideways"}})
     assert (answer.status_code, answer.json()) == (
         400,
@@ -157,7 +157,7 @@ async def test_a_bad_direction_is_400(five: Farm) -> None:
 
 
 @pytest.fixture
-async def four(farm: Farm) -> list[WorkerUUID]:
+async def four(farm: AppFarm) -> list[WorkerUUID]:
     """Workers 1..4: groups a / b / a,b / none; caps arch arm, arm, riscv, riscv."""
     uuids = []
     for n, (groups, arch) in enumerate(
@@ -183,7 +183,7 @@ async def four(farm: Farm) -> list[WorkerUUID]:
     ],
 )
 async def test_worker_filters_any_group_and_all_caps_exactly(
-    farm: Farm, four: list[WorkerUUID], flt: dict[str, Any], expected: list[int]
+    farm: AppFarm, four: list[WorkerUUID], flt: dict[str, Any], expected: list[int]
 ) -> None:
     answer = await farm.post(WORKERS, {"Filter": flt})
     assert ids(answer, "WorkerUUID") == [uuid_of(n) for n in expected]
@@ -200,13 +200,15 @@ async def test_worker_filters_any_group_and_all_caps_exactly(
     ],
 )
 async def test_workers_sort_by_uuid_groups_or_state(
-    farm: Farm, four: list[WorkerUUID], sorter: dict[str, str], expected: list[int]
+    farm: AppFarm, four: list[WorkerUUID], sorter: dict[str, str], expected: list[int]
 ) -> None:
     answer = await farm.post(WORKERS, {"Sorter": sorter})
     assert ids(answer, "WorkerUUID") == [uuid_of(n) for n in expected]
 
 
-async def test_get_workers_lists_with_or_without_a_body(farm: Farm, four: list[WorkerUUID]) -> None:
+async def test_get_workers_lists_with_or_without_a_body(
+    farm: AppFarm, four: list[WorkerUUID]
+) -> None:
     everyone = await farm.get("/api/v1/workers/")
     assert ids(everyone, "WorkerUUID") == four and headers(everyone) == (4, 0, 4)
     body = {"Filter": {"Groups": ["b"]}, "Paginator": {"Limit": 1}}
@@ -215,7 +217,7 @@ async def test_get_workers_lists_with_or_without_a_body(farm: Farm, four: list[W
 
 
 async def test_workers_page_forward_and_backward_from_a_uuid(
-    farm: Farm, four: list[WorkerUUID]
+    farm: AppFarm, four: list[WorkerUUID]
 ) -> None:
     fwd = await farm.post(WORKERS, {"Paginator": {"ID": four[1], "Limit": 1}})
     assert ids(fwd, "WorkerUUID") == [four[2]] and headers(fwd) == (4, 1, 1)
@@ -224,13 +226,13 @@ async def test_workers_page_forward_and_backward_from_a_uuid(
 
 
 async def test_an_unknown_worker_paginator_id_is_404_worker_not_found(
-    farm: Farm, four: list[WorkerUUID]
+    farm: AppFarm, four: list[WorkerUUID]
 ) -> None:
     answer = await farm.post(WORKERS, {"Paginator": {"ID": uuid_of(99)}})
     assert (answer.status_code, answer.json()) == (404, {"message": "worker not found"})
 
 
-async def test_an_empty_list_has_zero_headers(farm: Farm) -> None:
+async def test_an_empty_list_has_zero_headers(farm: AppFarm) -> None:
     answer = await farm.post(WORKERS, {"Filter": {"Groups": ["nobody"]}})
     assert (answer.status_code, answer.content) == (200, b"[]")
     assert headers(answer) == (0, 0, 0)

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import event  # noqa: TID251 - a real SQLITE_FULL needs a pool hook
 
 from coordinator.store.sql import SqlStore
-from tests.coordinator.api.harness import Farm
+from tests.plugins.app_harness import AppFarm
 
 pytestmark = pytest.mark.anyio
 
@@ -48,7 +48,7 @@ def disk_full(store: SqlStore) -> Iterator[None]:
 BIG_CAPS = {"blob": "x" * 200_000}  # overflow pages: the insert must grow the file
 
 
-async def test_a_request_that_cannot_be_committed_is_503_and_not_created(farm: Farm) -> None:
+async def test_a_request_that_cannot_be_committed_is_503_and_not_created(farm: AppFarm) -> None:
     await farm.parked_worker()
     with disk_full(farm.store):
         answer = await farm.post("/api/v1/reqs/", {"Priority": 8, "Caps": BIG_CAPS})
@@ -59,7 +59,7 @@ async def test_a_request_that_cannot_be_committed_is_503_and_not_created(farm: F
 
 
 async def test_after_the_disk_has_room_again_the_next_request_gets_the_first_id(
-    farm: Farm,
+    farm: AppFarm,
 ) -> None:
     await farm.parked_worker()
     with disk_full(farm.store):
@@ -69,20 +69,20 @@ async def test_after_the_disk_has_room_again_the_next_request_gets_the_first_id(
     assert [r.id for r in farm.store.load().requests] == [1]
 
 
-async def test_healthz_still_answers_while_the_disk_is_full(farm: Farm) -> None:
+async def test_healthz_still_answers_while_the_disk_is_full(farm: AppFarm) -> None:
     with disk_full(farm.store):
         answer = await farm.get("/healthz", as_=None)
     assert (answer.status_code, answer.json()) == (200, {"status": "ok"})
 
 
-async def test_healthz_is_503_when_the_store_cannot_be_read(farm: Farm) -> None:
+async def test_healthz_is_503_when_the_store_cannot_be_read(farm: AppFarm) -> None:
     farm.store.close()
     answer = await farm.get("/healthz", as_=None)
     assert (answer.status_code, answer.json()) == (503, {"status": "store unavailable"})
 
 
 async def test_an_admin_call_that_cannot_be_committed_is_503_and_changes_nothing(
-    farm: Farm,
+    farm: AppFarm,
 ) -> None:
     uuid = await farm.worker(1)
     before = await farm.snapshot()

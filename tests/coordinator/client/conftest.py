@@ -1,22 +1,19 @@
-"""Fixtures for the client and CLI tests: the API farm, and the client on its ASGI app."""
+"""Fixtures for the client and CLI tests: clients of the app farm, and a thread bridge."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import anyio
-import anyio.from_thread
 import httpx
 import pytest
 
 from coordinator.client import AsyncClient
-from tests.coordinator.api.harness import Farm, farm, settings, template
-
-__all__ = ["farm", "settings", "template"]
+from tests.coordinator.client.thread_bridge import ThreadBridge
+from tests.plugins.app_harness import AppFarm
 
 
 @pytest.fixture
-async def alice(farm: Farm) -> AsyncIterator[AsyncClient]:
+async def alice(farm: AppFarm) -> AsyncIterator[AsyncClient]:
     async with AsyncClient(
         "http://boruta", farm.tokens["alice"], transport=httpx.ASGITransport(farm.app)
     ) as client:
@@ -24,32 +21,13 @@ async def alice(farm: Farm) -> AsyncIterator[AsyncClient]:
 
 
 @pytest.fixture
-async def root(farm: Farm) -> AsyncIterator[AsyncClient]:
+async def root(farm: AppFarm) -> AsyncIterator[AsyncClient]:
     async with AsyncClient(
         "http://boruta", farm.tokens["root"], transport=httpx.ASGITransport(farm.app)
     ) as client:
         yield client
 
 
-class ThreadBridge(httpx.BaseTransport):
-    """A blocking transport onto an ASGI app running in the test's event loop: the sync
-    client and the CLI run in a worker thread (``anyio.to_thread``) and call back into it."""
-
-    def __init__(self, app: object) -> None:
-        self._app = httpx.ASGITransport(app)  # type: ignore[arg-type]
-        self.acquiring = anyio.Event()  # set when an acquire_worker call goes out
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        async def send() -> httpx.Response:
-            if request.url.path.endswith("/acquire_worker"):
-                self.acquiring.set()
-            answer = await self._app.handle_async_request(request)
-            body = await answer.aread()
-            return httpx.Response(answer.status_code, headers=answer.headers, content=body)
-
-        return anyio.from_thread.run(send)
-
-
 @pytest.fixture
-def bridge(farm: Farm) -> ThreadBridge:
+def bridge(farm: AppFarm) -> ThreadBridge:
     return ThreadBridge(farm.app)

@@ -17,9 +17,9 @@ import pytest
 from coordinator.boruta_cli import config, main
 from coordinator.domain.ids import RequestID
 from coordinator.domain.states import RequestState, WorkerState
-from tests.coordinator.api.harness import Farm
-from tests.coordinator.client.conftest import ThreadBridge
-from tests.coordinator.conftest import ADMIN
+from tests.coordinator.client.thread_bridge import ThreadBridge
+from tests.coordinator.doubles import ADMIN
+from tests.plugins.app_harness import AppFarm
 
 pytestmark = pytest.mark.anyio
 
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.anyio
 class Cli:
     """Runs ``main`` in a worker thread and returns (exit code, stdout, stderr)."""
 
-    def __init__(self, farm: Farm, bridge: ThreadBridge, capsys: pytest.CaptureFixture[str]):
+    def __init__(self, farm: AppFarm, bridge: ThreadBridge, capsys: pytest.CaptureFixture[str]):
         self.farm, self.bridge, self.capsys = farm, bridge, capsys
 
     async def __call__(self, *args: str, as_: str | None = "alice") -> tuple[int, str, str]:
@@ -40,7 +40,7 @@ class Cli:
 
 @pytest.fixture
 def cli(
-    farm: Farm,
+    farm: AppFarm,
     bridge: ThreadBridge,
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
@@ -53,7 +53,7 @@ def cli(
     return Cli(farm, bridge, capsys)
 
 
-async def test_requests_as_tables_and_json(farm: Farm, cli: Cli) -> None:
+async def test_requests_as_tables_and_json(farm: AppFarm, cli: Cli) -> None:
     await farm.parked_worker()
     assert await cli("reserve", "--caps", "board=rpi4", "--priority", "5") == (0, "1\n", "")
     code, out, _ = await cli("requests", "list")
@@ -82,7 +82,7 @@ async def test_requests_as_tables_and_json(farm: Farm, cli: Cli) -> None:
     assert json.loads(out)["state"] == "MAINTENANCE"
 
 
-async def test_errors_are_the_servers_message_and_an_exit_code(farm: Farm, cli: Cli) -> None:
+async def test_errors_are_the_servers_message_and_an_exit_code(farm: AppFarm, cli: Cli) -> None:
     uuid = await farm.parked_worker()
     assert await cli("requests", "show", "7") == (1, "", "boruta: Request not found\n")
     await cli("reserve", "--caps", "board=rpi4")
@@ -127,7 +127,7 @@ async def test_unreachable_usage_and_interrupted_codes(capsys: pytest.CaptureFix
     assert main([]) == 2
 
 
-async def test_admin_commands(farm: Farm, cli: Cli) -> None:
+async def test_admin_commands(farm: AppFarm, cli: Cli) -> None:
     uuid = await farm.worker(1)
     assert await cli("admin", "setgroups", uuid, "lab,ci", as_="root") == (
         0,
@@ -173,7 +173,7 @@ def test_config_file_then_environment_then_flags(
 
 
 async def test_the_token_from_the_config_file_is_used_and_a_flag_overrides_it(
-    farm: Farm, cli: Cli, tmp_path: Path
+    farm: AppFarm, cli: Cli, tmp_path: Path
 ) -> None:
     folder = tmp_path / "config" / "boruta"
     folder.mkdir(parents=True)
@@ -186,7 +186,7 @@ async def test_the_token_from_the_config_file_is_used_and_a_flag_overrides_it(
 
 
 async def test_ssh_config_prints_a_host_block_and_writes_a_private_key(
-    farm: Farm, cli: Cli, tmp_path: Path
+    farm: AppFarm, cli: Cli, tmp_path: Path
 ) -> None:
     await farm.idle_worker(1, {"board": "rpi4"})
     await cli("reserve", "--caps", "board=rpi4")
@@ -202,7 +202,7 @@ async def test_ssh_config_prints_a_host_block_and_writes_a_private_key(
     assert stat.S_IMODE(key.parent.stat().st_mode) == 0o700
 
 
-async def test_reserve_wait_prints_the_access_when_matched(farm: Farm, cli: Cli) -> None:
+async def test_reserve_wait_prints_the_access_when_matched(farm: AppFarm, cli: Cli) -> None:
     await farm.idle_worker(1, {"board": "rpi4"})
     code, out, err = await cli("reserve", "--caps", "board=rpi4", "--wait", "--json")
     access = json.loads(out)
@@ -212,7 +212,7 @@ async def test_reserve_wait_prints_the_access_when_matched(farm: Farm, cli: Cli)
 
 
 async def test_reserve_waits_in_the_queue_until_a_worker_is_free(
-    farm: Farm, cli: Cli, bridge: ThreadBridge
+    farm: AppFarm, cli: Cli, bridge: ThreadBridge
 ) -> None:
     uuid = await farm.parked_worker()
     result: list[tuple[int, str, str]] = []
@@ -230,7 +230,7 @@ async def test_reserve_waits_in_the_queue_until_a_worker_is_free(
 
 
 async def test_reserve_ssh_runs_ssh_with_a_private_key_then_releases(
-    farm: Farm, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    farm: AppFarm, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bin_dir, record = tmp_path / "bin", tmp_path / "ssh.args"
     bin_dir.mkdir()

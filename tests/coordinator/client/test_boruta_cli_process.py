@@ -16,13 +16,13 @@ from anyio.streams.text import TextReceiveStream
 
 from coordinator.domain.ids import RequestID
 from coordinator.domain.states import RequestState
-from tests.coordinator.api.harness import Farm
+from tests.plugins.app_harness import AppFarm
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def url(farm: Farm) -> AsyncIterator[str]:
+async def url(farm: AppFarm) -> AsyncIterator[str]:
     """The farm's app on a port bound before serving, so clients may dial at once."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -36,7 +36,8 @@ async def url(farm: Farm) -> AsyncIterator[str]:
     sock.close()
 
 
-async def test_ctrl_c_while_waiting_closes_the_request(farm: Farm, url: str) -> None:
+@pytest.mark.slow
+async def test_ctrl_c_while_waiting_closes_the_request(farm: AppFarm, url: str) -> None:
     await farm.parked_worker()  # the request can wait: a worker with its caps exists
     env = {**os.environ, "BORUTA_URL": url, "BORUTA_TOKEN": farm.tokens["alice"]}
     command = [sys.executable, "-m", "coordinator.boruta_cli", "reserve", "--caps", "board=rpi4"]

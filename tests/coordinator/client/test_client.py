@@ -43,8 +43,8 @@ from coordinator.errors import (
     WorkerNotAssigned,
     WrongStateArgument,
 )
-from tests.coordinator.api.harness import Farm
-from tests.coordinator.client.conftest import ThreadBridge
+from tests.coordinator.client.thread_bridge import ThreadBridge
+from tests.plugins.app_harness import AppFarm
 
 pytestmark = pytest.mark.anyio
 
@@ -96,7 +96,7 @@ def test_answers_that_are_not_the_coordinators_errors() -> None:
     assert type(error_from_answer(400, b'{"message":"odd"}')) is MalformedInput
 
 
-async def test_a_request_from_creation_to_close(farm: Farm, alice: AsyncClient) -> None:
+async def test_a_request_from_creation_to_close(farm: AppFarm, alice: AsyncClient) -> None:
     await farm.parked_worker()
     rid = await alice.new_request(None, {"board": "rpi4"})
     info = await alice.get_request(rid)
@@ -114,7 +114,7 @@ async def test_a_request_from_creation_to_close(farm: Farm, alice: AsyncClient) 
     assert await alice.version() == {"Server": "0.2.1", "API_Version": "v1", "API_State": "devel"}
 
 
-async def test_acquire_prolong_and_list_filters(farm: Farm, alice: AsyncClient) -> None:
+async def test_acquire_prolong_and_list_filters(farm: AppFarm, alice: AsyncClient) -> None:
     uuid = await farm.idle_worker(1, {"board": "rpi4"})
     rid = await alice.new_request(4, {"board": "rpi4"})
     access = await alice.acquire_worker(rid, wait=5)
@@ -147,7 +147,7 @@ async def test_acquire_prolong_and_list_filters(farm: Farm, alice: AsyncClient) 
     assert (await alice.get_worker(uuid)).caps == {"UUID": uuid, "board": "rpi4"}
 
 
-async def test_admin_operations(farm: Farm, root: AsyncClient) -> None:
+async def test_admin_operations(farm: AppFarm, root: AsyncClient) -> None:
     uuid = await farm.worker(1)
     await root.set_worker_groups(uuid, ["lab", "ci"])
     assert (await root.get_worker(uuid)).groups == ("ci", "lab")
@@ -169,7 +169,7 @@ async def test_admin_operations(farm: Farm, root: AsyncClient) -> None:
 
 
 async def test_the_servers_errors_arrive_as_the_services_classes(
-    farm: Farm, alice: AsyncClient, root: AsyncClient
+    farm: AppFarm, alice: AsyncClient, root: AsyncClient
 ) -> None:
     parked = await farm.parked_worker()
     rid = await alice.new_request(None, {"board": "rpi4"})
@@ -233,7 +233,7 @@ async def test_an_unreachable_server_is_one_error() -> None:
         assert "token-xyz" not in repr(quiet)
 
 
-async def test_the_blocking_client_does_the_same(farm: Farm, bridge: ThreadBridge) -> None:
+async def test_the_blocking_client_does_the_same(farm: AppFarm, bridge: ThreadBridge) -> None:
     uuid = await farm.idle_worker(1, {"board": "rpi4"})
 
     def scenario() -> list[object]:

@@ -19,14 +19,14 @@ from coordinator.domain.listing import ListSpec, RequestFilter, WorkerFilter
 from coordinator.domain.model import User
 from coordinator.domain.states import WorkerState
 from coordinator.errors import BorutaError
-from tests.coordinator.api.harness import Farm, Template, open_farm
+from tests.plugins.app_harness import AppFarm, Template, open_farm
 
 pytestmark = pytest.mark.anyio
 
 Api = AsyncClient | LocalClient
 
 
-async def scenario(farm: Farm, user: Api, bob: Api, admin: Api) -> list[Any]:
+async def scenario(farm: AppFarm, user: Api, bob: Api, admin: Api) -> list[Any]:
     """Everything a program might do; returns what it saw, errors as (class, message)."""
     seen: list[Any] = []
 

@@ -6,7 +6,7 @@ import pytest
 
 from coordinator.domain.clock import FakeClock
 from coordinator.domain.requests import RequestPolicy
-from tests.coordinator.domain._build import T0
+from tests.coordinator.domain.builders import T0
 
 
 @pytest.fixture

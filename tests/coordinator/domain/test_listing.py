@@ -28,7 +28,7 @@ from coordinator.domain.listing import (
 from coordinator.domain.model import Request, Worker
 from coordinator.domain.states import RequestState, WorkerState
 from coordinator.errors import NotFound
-from tests.coordinator.domain._build import HOUR, T0, make_request, make_worker, uuid
+from tests.coordinator.domain.builders import HOUR, T0, make_request, make_worker, uuid
 
 WAIT, RUN, DONE = RequestState.WAITING, RequestState.IN_PROGRESS, RequestState.DONE
 

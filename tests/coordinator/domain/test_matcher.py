@@ -14,7 +14,7 @@ from coordinator.domain.ids import UUID_CAP, RequestID, WorkerUUID
 from coordinator.domain.matcher import Assignment, Queue, match, need_of, unsatisfiable
 from coordinator.domain.model import Request, Worker
 from coordinator.domain.states import RequestState, WorkerState
-from tests.coordinator.domain._build import HOUR, T0, make_request, make_worker, uuid
+from tests.coordinator.domain.builders import HOUR, T0, make_request, make_worker, uuid
 
 
 def _match(

@@ -21,7 +21,7 @@ from coordinator.errors import (
     ProlongLimitReached,
     WorkerNotAssigned,
 )
-from tests.coordinator.domain._build import HOUR, T0, make_request, running, uuid
+from tests.coordinator.domain.builders import HOUR, T0, make_request, running, uuid
 
 ALICE = User("alice", groups=("lab",))
 W = uuid(1)

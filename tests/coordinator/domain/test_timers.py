@@ -12,7 +12,7 @@ from coordinator.domain.ids import RequestID
 from coordinator.domain.model import Request
 from coordinator.domain.states import RequestState
 from coordinator.domain.timers import Due, Timers
-from tests.coordinator.domain._build import HOUR, T0, make_request, running, uuid
+from tests.coordinator.domain.builders import HOUR, T0, make_request, running, uuid
 
 R1, R2, R3 = RequestID(1), RequestID(2), RequestID(3)
 

@@ -17,7 +17,7 @@ from coordinator.errors import (
     NotInFailOrMaintenance,
     WrongStateArgument,
 )
-from tests.coordinator.domain._build import HOUR, T0, make_worker, uuid
+from tests.coordinator.domain.builders import HOUR, T0, make_worker, uuid
 
 S = WorkerState
 LATER = T0 + HOUR

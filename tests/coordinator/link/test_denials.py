@@ -10,13 +10,14 @@ import pytest
 
 from coordinator.wire import ENROL, LINK_SUBSYSTEM
 
-from .conftest import Farm, TestDryad, dial, ssh
+from .dryads import TestDryad, dial, ssh
+from .link_farm import LinkFarm
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def enrolled(farm: Farm) -> AsyncIterator[asyncssh.SSHClientConnection]:
+async def enrolled(farm: LinkFarm) -> AsyncIterator[asyncssh.SSHClientConnection]:
     """A second SSH connection of an enrolled dryad, with no channel open yet."""
     dryad = TestDryad()
     async with dial(farm.port, dryad) as link:
@@ -45,7 +46,7 @@ ATTEMPTS: dict[str, Attempt] = {
 
 @pytest.mark.parametrize("what", ATTEMPTS)
 async def test_everything_but_the_link_subsystem_is_refused(
-    farm: Farm, enrolled: asyncssh.SSHClientConnection, what: str
+    farm: LinkFarm, enrolled: asyncssh.SSHClientConnection, what: str
 ) -> None:
     with pytest.raises((asyncssh.ChannelOpenError, asyncssh.ChannelListenError)):
         await ATTEMPTS[what](enrolled, farm.port)

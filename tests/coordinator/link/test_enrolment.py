@@ -10,14 +10,15 @@ import pytest
 
 from coordinator.domain.states import WorkerState
 from coordinator.wire import ENROL, NOT_ENROLLED, REFUSED, REGISTER, RpcError
-from tests.coordinator.conftest import uuid_of
+from tests.coordinator.doubles import uuid_of
 
-from .conftest import Farm, TestDryad, dial, ssh
+from .dryads import TestDryad, dial, ssh
+from .link_farm import LinkFarm
 
 pytestmark = pytest.mark.anyio
 
 
-async def test_a_valid_token_binds_the_key_and_the_dryad_registers(farm: Farm) -> None:
+async def test_a_valid_token_binds_the_key_and_the_dryad_registers(farm: LinkFarm) -> None:
     dryad = TestDryad()
     async with dial(farm.port, dryad) as link:
         assert await link.peer.call(ENROL, {"token": farm.token()}) == {"uuid": dryad.uuid}
@@ -26,7 +27,7 @@ async def test_a_valid_token_binds_the_key_and_the_dryad_registers(farm: Farm) -
     assert farm.service.get_worker(dryad.uuid).state is WorkerState.MAINTENANCE
 
 
-async def test_an_enrolled_key_needs_no_token_next_time(farm: Farm) -> None:
+async def test_an_enrolled_key_needs_no_token_next_time(farm: LinkFarm) -> None:
     dryad = TestDryad()
     async with dial(farm.port, dryad) as link:
         await link.peer.call(ENROL, {"token": farm.token()})
@@ -35,7 +36,7 @@ async def test_an_enrolled_key_needs_no_token_next_time(farm: Farm) -> None:
         assert await link.peer.call(REGISTER, dryad.registration()) == {"state": "MAINTENANCE"}
 
 
-async def test_one_token_enrols_a_batch_of_boards(farm: Farm) -> None:
+async def test_one_token_enrols_a_batch_of_boards(farm: LinkFarm) -> None:
     token = farm.token()
     for n in (1, 2, 3):
         dryad = TestDryad(uuid_of(n))
@@ -45,7 +46,7 @@ async def test_one_token_enrols_a_batch_of_boards(farm: Farm) -> None:
 
 
 async def test_an_expired_token_is_refused_logged_and_the_link_closed(
-    farm: Farm, caplog: pytest.LogCaptureFixture
+    farm: LinkFarm, caplog: pytest.LogCaptureFixture
 ) -> None:
     token = farm.token(valid_for=timedelta(seconds=-1))
     async with dial(farm.port, TestDryad()) as link:
@@ -62,7 +63,7 @@ async def test_an_expired_token_is_refused_logged_and_the_link_closed(
     assert not any(token in r.getMessage() for r in caplog.records)
 
 
-async def test_an_unknown_key_cannot_register_without_enrolling(farm: Farm) -> None:
+async def test_an_unknown_key_cannot_register_without_enrolling(farm: LinkFarm) -> None:
     dryad = TestDryad()
     async with dial(farm.port, dryad) as link:
         with pytest.raises(RpcError) as refused:
@@ -73,7 +74,7 @@ async def test_an_unknown_key_cannot_register_without_enrolling(farm: Farm) -> N
 
 
 async def test_a_second_key_claiming_an_enrolled_uuid_is_refused_at_login(
-    farm: Farm, caplog: pytest.LogCaptureFixture
+    farm: LinkFarm, caplog: pytest.LogCaptureFixture
 ) -> None:
     first = TestDryad()
     async with dial(farm.port, first) as link:
@@ -86,7 +87,7 @@ async def test_a_second_key_claiming_an_enrolled_uuid_is_refused_at_login(
     assert impostor.key.get_fingerprint() in warning and first.key.get_fingerprint() in warning
 
 
-async def test_a_uuid_taken_meanwhile_refuses_the_second_enrolment(farm: Farm) -> None:
+async def test_a_uuid_taken_meanwhile_refuses_the_second_enrolment(farm: LinkFarm) -> None:
     first, second = TestDryad(), TestDryad()
     token = farm.token()
     async with dial(farm.port, first) as one, dial(farm.port, second) as two:
@@ -99,17 +100,17 @@ async def test_a_uuid_taken_meanwhile_refuses_the_second_enrolment(farm: Farm) -
     "username",
     ["root", "00000000-0000-4000-8000-00000000000A", "{00000000-0000-4000-8000-000000000001}"],
 )
-async def test_only_canonical_worker_uuids_may_log_in(farm: Farm, username: str) -> None:
+async def test_only_canonical_worker_uuids_may_log_in(farm: LinkFarm, username: str) -> None:
     with pytest.raises(asyncssh.PermissionDenied):
         await ssh(farm.port, username, TestDryad().key)
 
 
-async def test_password_and_keyboard_interactive_logins_are_refused(farm: Farm) -> None:
+async def test_password_and_keyboard_interactive_logins_are_refused(farm: LinkFarm) -> None:
     with pytest.raises(asyncssh.PermissionDenied):
         await ssh(farm.port, TestDryad().uuid, None, password="secret", kbdint_auth=True)
 
 
-async def test_registering_another_uuid_than_ones_own_is_refused(farm: Farm) -> None:
+async def test_registering_another_uuid_than_ones_own_is_refused(farm: LinkFarm) -> None:
     dryad = TestDryad()
     async with dial(farm.port, dryad) as link:
         await link.peer.call(ENROL, {"token": farm.token()})
@@ -117,7 +118,7 @@ async def test_registering_another_uuid_than_ones_own_is_refused(farm: Farm) -> 
             await link.peer.call(REGISTER, TestDryad(uuid_of(2)).registration())
 
 
-async def test_enrolment_puts_the_link_up(farm: Farm) -> None:
+async def test_enrolment_puts_the_link_up(farm: LinkFarm) -> None:
     dryad = TestDryad()
     async with dial(farm.port, dryad) as link:
         assert not farm.link.connected(dryad.uuid)

@@ -16,14 +16,15 @@ from coordinator.service.keys import KeyPool
 from coordinator.service.operations import Service
 from coordinator.store.sql import SqlStore
 from coordinator.wire import REGISTER
-from tests.coordinator.conftest import ADMIN, ALICE, RecordingTunnels, until
+from tests.coordinator.doubles import ADMIN, ALICE, RecordingTunnels, until
 
-from .conftest import GRACE, Dialled, Farm, TestDryad, dial, enrol_and_register
+from .dryads import Dialled, TestDryad, dial, enrol_and_register
+from .link_farm import GRACE, LinkFarm
 
 pytestmark = pytest.mark.anyio
 
 
-async def running_job(farm: Farm, link: Dialled, dryad: TestDryad) -> RequestID:
+async def running_job(farm: LinkFarm, link: Dialled, dryad: TestDryad) -> RequestID:
     """Enrol and register ``dryad``, put it in service, and give it a job."""
     await enrol_and_register(farm, link, dryad)
     await farm.service.set_worker_state(ADMIN, dryad.uuid, WorkerState.IDLE)
@@ -34,7 +35,8 @@ async def running_job(farm: Farm, link: Dialled, dryad: TestDryad) -> RequestID:
     return rid
 
 
-async def test_a_killed_dryad_fails_its_worker_and_job_after_the_grace(farm: Farm) -> None:
+@pytest.mark.slow
+async def test_a_killed_dryad_fails_its_worker_and_job_after_the_grace(farm: LinkFarm) -> None:
     dryad = TestDryad()
     async with dial(farm.port, dryad) as link:
         rid = await running_job(farm, link, dryad)
@@ -47,7 +49,8 @@ async def test_a_killed_dryad_fails_its_worker_and_job_after_the_grace(farm: Far
     assert farm.service.get_request(rid).state is RequestState.FAILED
 
 
-async def test_a_dryad_back_within_the_grace_keeps_its_job(farm: Farm) -> None:
+@pytest.mark.slow
+async def test_a_dryad_back_within_the_grace_keeps_its_job(farm: LinkFarm) -> None:
     dryad = TestDryad()
     async with dial(farm.port, dryad) as link:
         rid = await running_job(farm, link, dryad)
@@ -65,7 +68,7 @@ async def test_a_dryad_back_within_the_grace_keeps_its_job(farm: Farm) -> None:
         assert farm.service.connected(dryad.uuid)
 
 
-async def test_a_new_connection_replaces_the_old_one(farm: Farm) -> None:
+async def test_a_new_connection_replaces_the_old_one(farm: LinkFarm) -> None:
     dryad = TestDryad()
     async with dial(farm.port, dryad) as old:
         await enrol_and_register(farm, old, dryad)
@@ -75,6 +78,7 @@ async def test_a_new_connection_replaces_the_old_one(farm: Farm) -> None:
             assert farm.link.connected(dryad.uuid) and farm.service.connected(dryad.uuid)
 
 
+@pytest.mark.slow
 async def test_keepalives_end_the_link_of_a_dryad_that_went_silent(
     store: SqlStore, clock: FakeClock, tmp_path: Path
 ) -> None:

@@ -22,14 +22,15 @@ from coordinator.wire import (
     RpcError,
     request,
 )
-from tests.coordinator.conftest import ADMIN, until
+from tests.coordinator.doubles import ADMIN, until
 
-from .conftest import Farm, TestDryad, dial, enrol_and_register
+from .dryads import TestDryad, dial, enrol_and_register
+from .link_farm import LinkFarm
 
 pytestmark = pytest.mark.anyio
 
 
-async def test_prepare_reaches_the_dryad_and_the_worker_becomes_idle(farm: Farm) -> None:
+async def test_prepare_reaches_the_dryad_and_the_worker_becomes_idle(farm: LinkFarm) -> None:
     dryad = TestDryad()
     async with dial(farm.port, dryad) as link:
         await enrol_and_register(farm, link, dryad)
@@ -41,7 +42,7 @@ async def test_prepare_reaches_the_dryad_and_the_worker_becomes_idle(farm: Farm)
     assert key.startswith("ssh-rsa ")
 
 
-async def test_a_dryads_refusal_to_prepare_fails_the_worker_with_its_reason(farm: Farm) -> None:
+async def test_a_dryads_refusal_to_prepare_fails_the_worker_with_its_reason(farm: LinkFarm) -> None:
     dryad = TestDryad(fail="useradd: group dialout does not exist")
     async with dial(farm.port, dryad) as link:
         await enrol_and_register(farm, link, dryad)
@@ -53,7 +54,7 @@ async def test_a_dryads_refusal_to_prepare_fails_the_worker_with_its_reason(farm
     assert reason == "prepare failed: useradd: group dialout does not exist"
 
 
-async def test_an_admins_healthcheck_runs_on_the_dryad(farm: Farm) -> None:
+async def test_an_admins_healthcheck_runs_on_the_dryad(farm: LinkFarm) -> None:
     dryad = TestDryad()
     async with dial(farm.port, dryad) as link:
         await enrol_and_register(farm, link, dryad)
@@ -61,12 +62,12 @@ async def test_an_admins_healthcheck_runs_on_the_dryad(farm: Farm) -> None:
     assert report == HealthReport((CheckResult("stm", True, True),))
 
 
-async def test_a_command_to_an_absent_dryad_says_it_is_not_connected(farm: Farm) -> None:
+async def test_a_command_to_an_absent_dryad_says_it_is_not_connected(farm: LinkFarm) -> None:
     with pytest.raises(ConnectionError, match=f"dryad {TestDryad().uuid} is not connected"):
         await farm.link.identify(TestDryad().uuid, 1)
 
 
-async def test_set_fail_health_and_button_reach_the_service(farm: Farm) -> None:
+async def test_set_fail_health_and_button_reach_the_service(farm: LinkFarm) -> None:
     dryad = TestDryad()
     bad = HealthReport((CheckResult("sd", False, False, "no card"),))
     async with dial(farm.port, dryad) as link:
@@ -86,7 +87,7 @@ async def test_set_fail_health_and_button_reach_the_service(farm: Farm) -> None:
     assert "button 2 pressed" in notes
 
 
-async def test_a_service_refusal_comes_back_as_refused(farm: Farm) -> None:
+async def test_a_service_refusal_comes_back_as_refused(farm: LinkFarm) -> None:
     dryad = TestDryad()
     async with dial(farm.port, dryad) as link:
         await enrol_and_register(farm, link, dryad)
@@ -96,7 +97,7 @@ async def test_a_service_refusal_comes_back_as_refused(farm: Farm) -> None:
 
 
 async def test_an_empty_host_is_the_dryads_address_as_seen_by_the_coordinator(
-    farm: Farm,
+    farm: LinkFarm,
 ) -> None:
     dryad = TestDryad()
     async with dial(farm.port, dryad) as link:
@@ -104,7 +105,7 @@ async def test_an_empty_host_is_the_dryads_address_as_seen_by_the_coordinator(
     assert farm.service.get_worker(dryad.uuid).ssh_address == "127.0.0.1:22"
 
 
-async def test_malformed_lines_are_answered_and_the_link_survives(farm: Farm) -> None:
+async def test_malformed_lines_are_answered_and_the_link_survives(farm: LinkFarm) -> None:
     dryad = TestDryad()
     async with dial(farm.port, dryad) as link:
         await enrol_and_register(farm, link, dryad)
@@ -122,7 +123,7 @@ async def test_malformed_lines_are_answered_and_the_link_survives(farm: Farm) ->
     assert answers[2]["result"] == {"state": "MAINTENANCE"}
 
 
-async def test_an_oversize_line_closes_the_channel(farm: Farm) -> None:
+async def test_an_oversize_line_closes_the_channel(farm: LinkFarm) -> None:
     dryad = TestDryad()
     async with dial(farm.port, dryad) as link:
         await enrol_and_register(farm, link, dryad)

@@ -22,7 +22,8 @@ from coordinator.settings import Settings
 from coordinator.store.sql import SqlStore
 from coordinator.wire import ENROL
 
-from .conftest import Farm, TestDryad, dial
+from .dryads import TestDryad, dial
+from .link_farm import LinkFarm
 
 pytestmark = pytest.mark.anyio
 
@@ -36,7 +37,7 @@ def test_the_host_key_is_made_once_private_and_then_kept(tmp_path: Path) -> None
     assert [p.name for p in path.parent.iterdir()] == ["link_host_key"]  # no temp left
 
 
-async def test_dryads_see_the_host_key_from_the_file(farm: Farm) -> None:
+async def test_dryads_see_the_host_key_from_the_file(farm: LinkFarm) -> None:
     key = asyncssh.read_private_key(farm.host_key)
     seen = await asyncssh.get_server_host_key("127.0.0.1", farm.port, config=None)
     assert seen is not None and seen.get_fingerprint() == key.get_fingerprint()

@@ -2,116 +2,20 @@
 
 from __future__ import annotations
 
-import itertools
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from coordinator.store.sql import SqlStore
-
-PG_ROOT = Path("/usr/lib/postgresql")
-
-
-@dataclass(frozen=True)
-class PgCluster:
-    """A throwaway PostgreSQL server that trusts local connections."""
-
-    port: int
-    _names: Iterator[int]
-
-    def url(self, database: str) -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
-
-    def admin(self) -> psycopg.Connection[tuple[object, ...]]:
-        return psycopg.connect(
-            host="127.0.0.1", port=self.port, user="postgres", dbname="postgres", autocommit=True
-        )
-
-    def create_database(self) -> str:
-        name = f"boruta_{next(self._names)}"
-        with self.admin() as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        return name
-
-    def drop_database(self, name: str) -> None:
-        with self.admin() as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
-
-def _pg_bindir() -> Path:
-    found = sorted(
-        PG_ROOT.glob("*/bin/pg_ctl"),
-        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
-    )
-    if not found or not (found[-1].parent / "initdb").exists():
-        pytest.fail(
-            f"PostgreSQL server binaries (initdb, pg_ctl) not found under {PG_ROOT}/*/bin: "
-            "install the Debian package postgresql (scripts/install.sh does), "
-            "or deselect these tests with -m 'not postgres'",
-            pytrace=False,
-        )
-    return found[-1].parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _run(argv: list[str], what: str) -> None:
-    done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
-    if done.returncode != 0:
-        pytest.fail(f"{what} failed ({done.returncode}): {done.stderr or done.stdout}")
+from tests.coordinator.store.pg_cluster import PgCluster, private_cluster
 
 
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PgCluster]:
     """Start a private PostgreSQL cluster for the session, and remove it afterwards."""
-    bindir = _pg_bindir()
-    # PostgreSQL refuses to run as root, so as root the cluster belongs to "postgres".
-    as_root = os.geteuid() == 0
-    prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
-    # Not pytest's tmp_path: its parents are private to root, and postgres must reach it.
-    base = Path(tempfile.mkdtemp(prefix="boruta-pg-"))
-    if as_root:
-        shutil.chown(base, "postgres", "postgres")
-    data, log = base / "data", base / "server.log"
-    try:
-        _run(
-            [*prefix, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"]
-            + ["-E", "UTF8", "--locale=C", "--no-sync"],
-            "initdb",
-        )
-        port = _free_port()
-        # Durability is the server's business, not these tests': fsync off keeps them fast.
-        options = f"-c listen_addresses=127.0.0.1 -p {port} -k {base} -c fsync=off"
-        _run(
-            [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w"]
-            + ["-t", "60", "-o", options, "start"],
-            f"pg_ctl start (log in {log})",
-        )
-        try:
-            yield PgCluster(port, itertools.count(1))
-        finally:
-            _run(
-                [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
-                "pg_ctl stop",
-            )
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    with private_cluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

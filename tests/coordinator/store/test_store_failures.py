@@ -21,7 +21,7 @@ from coordinator.store.boundary import CORRUPT, FULL, READ_ONLY, UNREACHABLE
 from coordinator.store.sql import SqlStore
 
 from .builders import make_request, make_transition, make_worker
-from .conftest import PgCluster
+from .pg_cluster import PgCluster
 
 IS_ROOT = os.geteuid() == 0
 

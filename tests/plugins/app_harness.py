@@ -1,7 +1,10 @@
-"""An API v1 app on a real SQLite store, served in-process to an httpx client.
+"""The in-process app harness, a pytest plugin: ``AppFarm`` and fixtures farm, settings, template.
 
-The app's lifespan (migration, service start) runs around each test, because
-``httpx.ASGITransport`` does not run it.
+Registered once in tests/conftest.py, so that every test folder has these fixtures (a
+folder's conftest may override ``farm``, as tests/coordinator/link does). The app is on a
+real SQLite store with fake dryads and clock, served in-process to an httpx client; its
+lifespan (migration, service start) runs around each test, because ``httpx.ASGITransport``
+does not run it.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from coordinator.service.operations import Service
 from coordinator.settings import Settings
 from coordinator.store.sql import SqlStore
 from coordinator.tokens import hash_token, new_token
-from tests.coordinator.conftest import RecordingDryads, RecordingTunnels, until, uuid_of
+from tests.coordinator.doubles import RecordingDryads, RecordingTunnels, until, uuid_of
 
 USERS = (User("alice"), User("bob"), User("root", admin=True))
 NOW = "2026-01-01T00:00:00Z"  # the fake clock's start, as the API writes it
@@ -59,7 +62,7 @@ class StockKeys(KeyPool):
 
 
 @dataclass
-class Farm:
+class AppFarm:
     """The app, its client and the parts behind it; ``scheme`` picks Bearer or Basic."""
 
     app: Starlette
@@ -179,7 +182,7 @@ def make_template(where: Path) -> Template:
 @asynccontextmanager
 async def open_farm(
     template: Template, db: Path, settings: Settings | None = None
-) -> AsyncIterator[Farm]:
+) -> AsyncIterator[AppFarm]:
     """A copy of the template database, the app with its lifespan running, a client."""
     shutil.copyfile(template.path, db)
     store = SqlStore.open(db)
@@ -192,7 +195,7 @@ async def open_farm(
                 transport=httpx.ASGITransport(app), base_url="http://boruta"
             ) as client,
         ):
-            yield Farm(app, client, store, clock, dryads, tunnels, dict(template.tokens))
+            yield AppFarm(app, client, store, clock, dryads, tunnels, dict(template.tokens))
     finally:
         store.close()
 
@@ -208,6 +211,6 @@ def settings() -> Settings:
 
 
 @pytest.fixture
-async def farm(tmp_path: Path, template: Template, settings: Settings) -> AsyncIterator[Farm]:
+async def farm(tmp_path: Path, template: Template, settings: Settings) -> AsyncIterator[AppFarm]:
     async with open_farm(template, tmp_path / "boruta.db", settings) as f:
         yield f

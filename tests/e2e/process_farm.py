@@ -1,0 +1,124 @@
+"""ProcessFarm: a real coordinator and the simulated dryads it starts; ``eventually``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.e2e.coordinators import Coordinator, client, free_port, run_cli, start
+
+GRACE = 3  # seconds a dryad may be away before its worker FAILS
+
+
+def eventually(check: Callable[[], Any], seconds: float = 30) -> Any:
+    """Ask again until ``check`` gives something true; real processes take their time."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if value := check():
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {seconds} s: {check.__doc__ or check}")
+        time.sleep(0.1)
+
+
+class ProcessFarm:
+    """A coordinator with a fixed link port, an admin, and the dryads it starts."""
+
+    def __init__(
+        self, tmp: Path, coordinators: list[Coordinator], config: str = "", grace: int = GRACE
+    ) -> None:
+        self.tmp = tmp
+        self.db = tmp / "farm.db"
+        self.link = f"127.0.0.1:{free_port()}"
+        config_file = tmp / "coordinator.toml"
+        config_file.write_text(f"link_grace = {grace}\nlink_keepalive = 1\n{config}")
+        self.extra = ("--config", str(config_file))
+        self.token = run_cli(self.db, "user", "add", "admin", "--admin").splitlines()[-1]
+        self.enrol = run_cli(self.db, "enrol-token", "create").splitlines()[-1]
+        self.coordinators = coordinators
+        self.dryads: list[subprocess.Popen[bytes]] = []
+        self.coordinator = self.restart()
+
+    def restart(self) -> Coordinator:
+        c = start(self.db, self.tmp / "coordinator.log", self.link, *self.extra)
+        self.coordinators.append(c)
+        self.coordinator = c
+        return c
+
+    def http(self) -> httpx.Client:
+        return client(self.coordinator.url, self.token)
+
+    def dryad(
+        self,
+        n: int,
+        device_type: str,
+        sshd_port: int = 22,
+        job_user: str = "",
+        job_groups: tuple[str, ...] = (),
+        extra: str = "",
+    ) -> Path:
+        """Start simulated dryad ``n``; returns its directory. With ``job_user``, it
+        manages that real user (in ``job_groups`` only) for the sshd on ``sshd_port``;
+        ``extra`` is more TOML for its config, after every other table."""
+        home = self.tmp / f"dryad-{n}"
+        home.mkdir(exist_ok=True)
+        groups = "[" + ", ".join(f'"{g}"' for g in job_groups) + "]"
+        user = (
+            f'name = "{job_user}"\ngroups = {groups}\nmanage = true'
+            if job_user
+            else "manage = false"
+        )
+        (home / "dryad.toml").write_text(
+            f'coordinator = "{self.link}"\nenrol_token = "{self.enrol}"\nprofile = "sim"\n'
+            f'state_dir = "state"\nssh_address = "127.0.0.1:{sshd_port}"\n'
+            f'[caps]\ndevice_type = "{device_type}"\n[job_user]\n{user}\n'
+            f'[health]\ninterval = 3600\n[sim]\nstate_file = "board.json"\npng_file = "oled.png"\n'
+            + extra
+        )
+        with (home / "dryad.log").open("ab") as log:
+            self.dryads.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "dryad", "--config", str(home / "dryad.toml")],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                )
+            )
+        return home
+
+    def stop_dryads(self) -> None:
+        for p in self.dryads:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                p.wait(20)
+
+    def workers(self) -> dict[str, dict[str, Any]]:
+        with self.http() as http:
+            return {w["Caps"]["device_type"]: w for w in http.post("/api/v1/workers/list").json()}
+
+    def idle(self, device_type: str) -> str:
+        """Wait for the board to register, then put it in service as an admin does."""
+        uuid: str = eventually(lambda: self.workers().get(device_type, {}).get("WorkerUUID"))
+        with self.http() as http:
+            answer = http.post(f"/api/v1/workers/{uuid}/setstate", json={"WorkerState": "IDLE"})
+            assert answer.status_code == 202
+        eventually(lambda: self.workers()[device_type]["State"] == "IDLE")
+        return uuid
+
+
+def board(home: Path) -> dict[str, Any]:
+    """The simulated STM's state as the dryad left it (LEDs, OLED text)."""
+    try:
+        data: dict[str, Any] = json.loads((home / "board.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data

@@ -1,0 +1,1 @@
+"""pytest plugins of the suite, registered once in tests/conftest.py."""
