@@ -37,9 +37,8 @@ Python client raises the same class again from it (``coordinator.client.errors``
     ├── Unavailable                503 unavailable          try again later
     │   ├── StoreUnavailable           store-unavailable    the database refused a write
     │   └── TunnelUnavailable          tunnel-unavailable   a job's tunnel cannot open now
-    │   (client side: never on the wire)
-    ├── ServerUnreachable              server-unreachable   no answer at all
-    └── UnexpectedAnswer               unexpected-answer    an answer that is no error of ours
+    ├── ServerUnreachable              server-unreachable   client side: no answer at all
+    └── UnexpectedAnswer               unexpected-answer    client side: an answer not of ours
 
 Codes are stable: a class may change its message, never its code (docs in README.md, "The
 API").
