@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from coordinator.domain.model import AccessInfo, Request, Worker
-from coordinator.errors import MalformedInput
+from coordinator.errors import EmptyBody, MalformedInput
 
 if TYPE_CHECKING:  # only annotations: the `boruta` CLI imports this without asyncio
     from coordinator.wire import HealthReport
@@ -81,15 +81,6 @@ def parse_body(raw: bytes) -> Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedInput(f"malformed JSON: {exc}") from None
-
-
-class EmptyBody(MalformedInput):
-    """The original answers an empty body without the ``invalid request`` prefix."""
-
-    prefix = ""
-
-    def __init__(self) -> None:
-        super().__init__("no body provided in HTTP request")
 
 
 def expect_object(data: object, what: str) -> Mapping[str, Any]:

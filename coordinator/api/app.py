@@ -17,11 +17,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from coordinator.api.auth import Authenticator
 from coordinator.api.dashboard import Dashboard
-from coordinator.api.errors import boruta_error, error_response, internal_error
+from coordinator.api.errors import boruta_error, http_error, internal_error, route_not_found
 from coordinator.api.events import EventsEndpoint, redact_access_log
 from coordinator.api.feed import FeedEndpoints
 from coordinator.api.health import Health
-from coordinator.api.v1 import V1, json_response
+from coordinator.api.v1 import V1
 from coordinator.domain.clock import Clock
 from coordinator.errors import BorutaError
 from coordinator.feed.events import Broadcaster
@@ -79,7 +79,7 @@ def create_app(
         middleware=[Middleware(HttpMetrics, metrics=parts.metrics)],
         exception_handlers={
             BorutaError: boruta_error,
-            HTTPException: _http_error,
+            HTTPException: http_error,
             Exception: internal_error,
         },
         lifespan=app_lifespan,
@@ -100,7 +100,7 @@ def _not_found(app: Starlette) -> ASGIApp:
 
 def _redirect_or_404(app: Starlette, request: Request) -> Response:
     """The original's routing fallbacks (spec §1.3): 308 for unversioned ``/api/`` paths
-    and for a trailing-slash mismatch, else 404 with ``{"message": "<path> not found"}``."""
+    and for a trailing-slash mismatch (redirects, not errors), else 404 route-not-found."""
     path = request.url.path
     query = f"?{request.url.query}" if request.url.query else ""
     if path.startswith("/api/") and not path.startswith("/api/v1/"):
@@ -109,14 +109,4 @@ def _redirect_or_404(app: Starlette, request: Request) -> Response:
     scope = {**request.scope, "path": other}
     if any(route.matches(scope)[0] is not Match.NONE for route in app.routes):
         return RedirectResponse(other + query, 308)
-    return json_response({"message": f"{path} not found"}, 404)
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    status = getattr(exc, "status_code", 500)
-    detail = getattr(exc, "detail", "error")
-    error = BorutaError(str(detail))
-    error.status = status  # type: ignore[misc]
-    response = error_response(error)
-    response.headers.update(getattr(exc, "headers", None) or {})  # 405 must say Allow
-    return response
+    return route_not_found(path)

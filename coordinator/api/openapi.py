@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from coordinator.boruta_json import SERVER_VERSION
+from coordinator.errors import BY_CODE, ERROR_CODE_HEADER
 
 _ERROR: Final = {"$ref": "#/components/responses/Error"}
 
@@ -106,6 +107,14 @@ def openapi_document() -> dict[str, Any]:
             "responses": {
                 "Error": {
                     "description": "error",
+                    "headers": {
+                        ERROR_CODE_HEADER: {
+                            "description": "the error's stable machine code (the Go"
+                            " original sends none); a client that does not know a code goes"
+                            " by the status",
+                            "schema": {"type": "string", "enum": sorted(BY_CODE)},
+                        }
+                    },
                     "content": {
                         "application/json": {
                             "schema": {

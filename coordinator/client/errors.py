@@ -1,4 +1,8 @@
-"""HTTP error answers back to the ``coordinator.errors`` classes the service raises."""
+"""HTTP error answers back to the ``coordinator.errors`` classes the service raises.
+
+A coordinator names the class in the ``Boruta-Error-Code`` header; the original Go Boruta
+sends no code, and its answers are told apart by status and message, as before codes.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,9 @@ import json
 from collections.abc import Callable
 from typing import Final
 
-from coordinator.boruta_json import EmptyBody
-from coordinator.domain import listing
 from coordinator.errors import (
+    BY_CODE,
+    BY_STATUS,
     BadAddress,
     BadID,
     BadUUID,
@@ -17,6 +21,7 @@ from coordinator.errors import (
     Conflict,
     DeadlineInThePast,
     DryadUnreachable,
+    EmptyBody,
     Forbidden,
     ForbiddenStateChange,
     IDMismatch,
@@ -30,25 +35,33 @@ from coordinator.errors import (
     NotInFailOrMaintenance,
     PriorityOutOfBounds,
     ProlongLimitReached,
+    ServerUnreachable,
     StoreUnavailable,
     Unauthorized,
+    UnexpectedAnswer,
     WorkerNotAssigned,
+    WrongListDirection,
+    WrongSortItem,
+    WrongSortOrder,
     WrongStateArgument,
 )
 
 __all__ = ["ServerUnreachable", "UnexpectedAnswer", "error_from_answer"]
 
 
-class ServerUnreachable(BorutaError, ConnectionError):
-    """No answer from the coordinator: refused, timed out, name not resolved."""
+def error_from_answer(status: int, body: bytes, code: str | None = None) -> BorutaError:
+    """The error the service would have raised for this answer, with the same message.
 
-
-class UnexpectedAnswer(BorutaError):
-    """An answer that is neither a success nor one of the coordinator's errors."""
-
-    def __init__(self, message: str, http_status: int) -> None:
-        super().__init__(message)
-        self.http_status = http_status
+    ``code`` is the answer's ``Boruta-Error-Code``: the class, if this client knows it,
+    else the most general class of the status; without one, status and message decide.
+    """
+    if not code:
+        return _without_code(status, _message(body, first_line=True))
+    message = _message(body, first_line=False)
+    kind = BY_CODE.get(code) or BY_STATUS.get(status)
+    if kind is None:
+        return UnexpectedAnswer(f"HTTP {status}: {message}", status)
+    return kind.from_wire(message)
 
 
 # Every 400 whose message never varies, by its message (the wire text without the prefix).
@@ -69,17 +82,16 @@ _FIXED: Final[dict[str, Callable[[], InvalidRequest]]] = {
         MissingUUID,
         ProlongLimitReached,
         ModificationForbidden,
-        listing.WrongSortItem,
-        listing.WrongSortOrder,
-        listing.WrongListDirection,
+        WrongSortItem,
+        WrongSortOrder,
+        WrongListDirection,
     )
 }
 _ADDRESS_MESSAGES: Final = ("IP address is missing from address", "Port is missing from address")
 
 
-def error_from_answer(status: int, body: bytes) -> BorutaError:
-    """The error the service would have raised for this answer, with the same message."""
-    message = _message(body)
+def _without_code(status: int, message: str) -> BorutaError:
+    """The original's answers, which carry no code: by status, then by message."""
     prefix = InvalidRequest.prefix
     if status == 400:
         if message == EmptyBody().message:
@@ -109,8 +121,9 @@ def error_from_answer(status: int, body: bytes) -> BorutaError:
     return UnexpectedAnswer(f"HTTP {status}: {message}", status)
 
 
-def _message(body: bytes) -> str:
-    """The ``message`` of a JSON error body, or the body's first line for anything else."""
+def _message(body: bytes, *, first_line: bool) -> str:
+    """The ``message`` of a JSON error body, or else the body's text (its first line only
+    for a server without codes, whose plain-text answers are not ours)."""
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -118,4 +131,6 @@ def _message(body: bytes) -> str:
     if isinstance(data, dict) and isinstance(data.get("message"), str):
         return str(data["message"])
     text = body.decode(errors="replace").strip()
-    return text.splitlines()[0] if text else "no message"
+    if not text:
+        return "no message"
+    return text.splitlines()[0] if first_line else text

@@ -18,6 +18,7 @@ from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.listing import ListSpec, Page
 from coordinator.domain.model import AccessInfo, Request, Worker
 from coordinator.domain.states import WorkerState
+from coordinator.errors import ERROR_CODE_HEADER, BorutaError
 from coordinator.wire import HealthReport
 
 T = TypeVar("T")
@@ -31,6 +32,12 @@ def _verify(url: str) -> bool:
     """Certificates are checked for https; for plain http no TLS happens, and not loading
     the CA bundle saves a third of the CLI's start-up (redirects are never followed)."""
     return not url.lower().startswith("http://")
+
+
+def _error(answer: httpx.Response) -> BorutaError:
+    return error_from_answer(
+        answer.status_code, answer.content, answer.headers.get(ERROR_CODE_HEADER)
+    )
 
 
 class _Base:
@@ -93,7 +100,7 @@ class Client(_Base):
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from None
         if not answer.is_success:
-            raise error_from_answer(answer.status_code, answer.content)
+            raise _error(answer)
         return call.parse(answer.headers, answer.content)
 
     def version(self) -> dict[str, str]:
@@ -190,7 +197,7 @@ class AsyncClient(_Base):
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from None
         if not answer.is_success:
-            raise error_from_answer(answer.status_code, answer.content)
+            raise _error(answer)
         return call.parse(answer.headers, answer.content)
 
     async def version(self) -> dict[str, str]:

@@ -9,27 +9,12 @@ from typing import Any, Final, Generic, TypeVar
 
 from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.model import Request, Worker
-from coordinator.errors import InvalidRequest, NotFound
+from coordinator.errors import NotFound, WrongListDirection, WrongSortItem, WrongSortOrder
 
 MAX_PAGE_LIMIT: Final = 65535  # uint16, boruta:lists.go
 
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
-
-
-class WrongSortItem(InvalidRequest):
-    def __init__(self) -> None:
-        super().__init__("unknown name of item by which list should be sorted")
-
-
-class WrongSortOrder(InvalidRequest):
-    def __init__(self) -> None:
-        super().__init__("unknown sort order (valid: ascending or descending)")
-
-
-class WrongListDirection(InvalidRequest):
-    def __init__(self) -> None:
-        super().__init__("unknown direction (valid: forward or backward)")
 
 
 def parse_descending(order: str) -> bool:

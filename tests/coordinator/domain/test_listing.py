@@ -16,9 +16,6 @@ from coordinator.domain.listing import (
     Page,
     RequestFilter,
     WorkerFilter,
-    WrongListDirection,
-    WrongSortItem,
-    WrongSortOrder,
     page,
     parse_backward,
     parse_descending,
@@ -27,7 +24,7 @@ from coordinator.domain.listing import (
 )
 from coordinator.domain.model import Request, Worker
 from coordinator.domain.states import RequestState, WorkerState
-from coordinator.errors import NotFound
+from coordinator.errors import NotFound, WrongListDirection, WrongSortItem, WrongSortOrder
 from tests.coordinator.domain.builders import HOUR, T0, make_request, make_worker, uuid
 
 WAIT, RUN, DONE = RequestState.WAITING, RequestState.IN_PROGRESS, RequestState.DONE

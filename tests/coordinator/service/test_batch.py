@@ -10,7 +10,7 @@ from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.model import Request, Worker
 from coordinator.domain.states import RequestState, WorkerState
 from coordinator.service.batch import Batch
-from tests.coordinator.domain._build import T0, make_request, make_worker, running, uuid
+from tests.coordinator.domain.builders import T0, make_request, make_worker, running, uuid
 
 _FAILS_JOB = {WorkerState.FAIL, WorkerState.BUSY, WorkerState.MAINTENANCE}
 
