@@ -3,6 +3,7 @@ ephemeral events, and a real coordinator killed with SIGKILL and restarted."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import anyio
@@ -10,9 +11,12 @@ import httpx
 import pytest
 
 from coordinator.feed.events import Broadcaster
+from coordinator.feed.panels import Panels
 from coordinator.store.records import TransitionQuery
+from coordinator.wire import Panel
 from tests.coordinator.api.harness import NOW, Farm, farm, settings, template
 from tests.coordinator.live import serving, subscribe
+from tests.coordinator.test_panels import png
 
 __all__ = ["farm", "settings", "template"]
 
@@ -55,6 +59,65 @@ async def test_each_transition_is_one_event_in_the_fixed_format(farm: Farm) -> N
         "actor": "alice",
         "at": NOW,
     }
+
+
+# Non-ASCII, HTML-special characters, quotes and U+2028: the SSE data is compact JSON that
+# keeps them as UTF-8 (unlike the API's Go-style bodies, which escape ``<>&`` and U+2028).
+ODD_REASON = 'stm <ttyUSB0> & "power" lost: zażółć\u2028\\'
+ODD_REASON_JSON = '"stm <ttyUSB0> & \\"power\\" lost: zażółć\u2028\\\\"'
+
+
+async def test_the_bytes_of_one_frame_are_pinned(farm: Farm) -> None:
+    uuid = await farm.idle_worker(1)
+    after = farm.store.last_transition_id()
+    farm.clock.advance(timedelta(seconds=1.25))
+    async with (
+        serving(farm.app) as url,
+        httpx.AsyncClient(base_url=url, headers=farm.auth("alice")) as client,
+        client.stream(
+            "GET",
+            "/api/v1/events",
+            params={"kinds": "worker"},
+            headers={"Last-Event-ID": str(after)},
+        ) as answer,
+    ):
+        await farm.service.set_fail(uuid, ODD_REASON)
+        raw = b""
+        with anyio.fail_after(10):
+            async for chunk in answer.aiter_bytes():
+                raw += chunk
+                if raw.endswith(b"\n\n"):
+                    break
+    n = after + 1
+    expected = (
+        f"id: {n}\nevent: worker\ndata: "
+        f'{{"id":{n},"kind":"worker","subject":"{uuid}","old":"IDLE","new":"FAILED",'
+        f'"reason":{ODD_REASON_JSON},"actor":"","at":"2026-01-01T00:00:01.25Z"}}\n\n'
+    )
+    assert raw == expected.encode()
+
+
+async def test_the_bytes_of_one_panel_frame_are_pinned(farm: Farm) -> None:
+    uuid = await farm.worker(1)
+    farm.clock.advance(timedelta(seconds=1.25))
+    panels: Panels = farm.app.state.panels
+    async with (
+        serving(farm.app) as url,
+        httpx.AsyncClient(base_url=url, headers=farm.auth("alice")) as client,
+        client.stream("GET", "/api/v1/events", params={"kinds": "panel"}) as answer,
+    ):
+        await panels.update(uuid, Panel(png(), ((0, 128, 0), (1, 2, 3))))
+        raw = b""
+        with anyio.fail_after(10):
+            async for chunk in answer.aiter_bytes():
+                raw += chunk
+                if raw.endswith(b"\n\n"):
+                    break
+    expected = (
+        f'event: panel\ndata: {{"worker":"{uuid}","screen":"{png()}",'
+        f'"leds":[[0,128,0],[1,2,3]],"at":"2026-01-01T00:00:01.250Z"}}\n\n'
+    )
+    assert raw == expected.encode()
 
 
 async def test_filters_by_kind_subject_and_state(farm: Farm) -> None:

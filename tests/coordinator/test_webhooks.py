@@ -10,6 +10,7 @@ import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from coordinator.feed.webhooks import Webhooks
 from coordinator.settings import Settings
 from tests.coordinator.api.harness import Farm, Template, farm, open_farm, template
 from tests.coordinator.live import serving
+from tests.coordinator.test_events import ODD_REASON, ODD_REASON_JSON
 
 __all__ = ["farm", "template"]
 
@@ -117,6 +119,26 @@ async def test_signed_deliveries_retried_after_a_5xx(farm: Farm) -> None:
     sent = [headers["boruta-delivery"] for headers, _ in receiver.got]
     assert sent.count(sent[0]) == 2  # the one that got the 500 came again, as itself
     assert all(d["Status"] == "delivered" and d["DeliveredAt"] for d in found)
+
+
+async def test_the_bytes_of_one_body_are_pinned(farm: Farm) -> None:
+    uuid = await farm.idle_worker(1)
+    farm.clock.advance(timedelta(seconds=1.25))
+    async with receiving(200) as (receiver, url):
+        hook = await add_hook(farm, url, ["worker"])  # from the next event on
+        await farm.service.set_fail(uuid, ODD_REASON)
+        (found,) = await until_settled(farm, hook, 1)
+    ((headers, body),) = receiver.got
+    n = found["Event"]
+    assert headers["boruta-event"] == "worker"
+    assert headers["boruta-delivery"] == str(found["ID"])
+    assert (
+        body
+        == (
+            f'{{"id":{n},"kind":"worker","subject":"{uuid}","old":"IDLE","new":"FAILED",'
+            f'"reason":{ODD_REASON_JSON},"actor":"","at":"2026-01-01T00:00:01.25Z"}}'
+        ).encode()
+    )
 
 
 async def test_a_4xx_drops_the_delivery_with_a_record(farm: Farm) -> None:
