@@ -3,15 +3,18 @@ ephemeral events, and a real coordinator killed with SIGKILL and restarted."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
 import httpx
 import pytest
 
-from coordinator.feed.events import Broadcaster
-from coordinator.feed.panels import Panels
+from coordinator.api.events import frame
+from coordinator.domain.ids import WorkerUUID
+from coordinator.domain.states import RequestState, WorkerState
+from coordinator.feed.events import Broadcaster, TransitionEvent, matches
+from coordinator.feed.panels import Panels, PanelView
 from coordinator.store.records import TransitionQuery
 from coordinator.wire import Panel
 from tests.coordinator.api.harness import NOW, Farm, farm, settings, template
@@ -190,22 +193,35 @@ async def test_a_slow_subscriber_is_resynchronised_from_the_store(farm: Farm) ->
     await farm.parked_worker()
     for _ in range(4):  # nobody reads meanwhile
         await farm.new_request({"Caps": {"board": "rpi4"}})
-    await until_cursor(farm, events, 5)
+    with anyio.fail_after(10):
+        await events.caught_up(5)
     assert sub.behind and not sub.queue  # dropped its queue rather than holding anyone up
     got = [await anext(stream) for _ in range(4)]
     await stream.aclose()
-    assert [e.data["subject"] for e in got if e] == ["1", "2", "3", "4"]
+    assert [e.subject for e in got if isinstance(e, TransitionEvent)] == ["1", "2", "3", "4"]
     assert events.subscribers == 0
 
 
-async def until_cursor(farm: Farm, events: Broadcaster, last: int) -> None:
-    """Wait, batch by batch, until the broadcaster has handed out event ``last``."""
-    fanned = [anyio.Event()]
-    events.add_listener(lambda _: fanned[0].set())
+async def test_listeners_get_typed_events_before_any_subscriber(farm: Farm) -> None:
+    events = _events(farm)
+    seen: list[TransitionEvent] = []
+    events.add_listener(seen.extend)
+    stream = events.stream(events.subscribe(TransitionQuery()))
+    uuid = await farm.worker(1)
+    first = await anext(stream)
+    assert seen == [first]  # the listener had it before the subscriber
+    assert isinstance(first, TransitionEvent)
+    assert first == TransitionEvent(
+        first.id, first.at, "worker", uuid, None, WorkerState.MAINTENANCE, "", ""
+    )
+    rid = await farm.new_request()  # WAITING: the worker could take it once in service
     with anyio.fail_after(10):
-        while events.cursor < last:
-            await fanned[0].wait()
-            fanned[0] = anyio.Event()
+        await events.settled()
+    await stream.aclose()
+    assert events.cursor == farm.store.last_transition_id()
+    assert [(e.kind, e.subject, e.old, e.new) for e in seen[1:]] == [
+        ("request", str(rid), None, RequestState.WAITING)
+    ]
 
 
 async def test_keepalive_comment_and_ephemeral_events(farm: Farm) -> None:
@@ -213,11 +229,32 @@ async def test_keepalive_comment_and_ephemeral_events(farm: Farm) -> None:
     sub = events.subscribe(TransitionQuery())
     stream = events.stream(sub, keepalive=0.01)
     assert await anext(stream) is None  # the endpoint writes ": keepalive" for this
-    events.publish_ephemeral("panel", {"subject": "w1", "lines": ["IDLE"]})
+    view = PanelView(
+        WorkerUUID(uuid_of(1)), b"PNG", ((1, 2, 3), (4, 5, 6)), datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    events.publish_ephemeral(view)
     panel = await anext(stream)
     await stream.aclose()
-    assert panel is not None and panel.id is None
-    assert panel.frame() == b'event: panel\ndata: {"subject":"w1","lines":["IDLE"]}\n\n'
+    assert panel is view
+    assert frame(view) == (
+        b'event: panel\ndata: {"worker":"00000000-0000-4000-8000-000000000001",'
+        b'"screen":"UE5H","leds":[[1,2,3],[4,5,6]],"at":"2026-01-01T00:00:00.000Z"}\n\n'
+    )
+
+
+def test_a_panel_passes_the_kinds_and_subjects_filters_by_its_name_and_worker() -> None:
+    view = PanelView(
+        WorkerUUID(uuid_of(1)), b"", ((0, 0, 0), (0, 0, 0)), datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    for query, passes in [
+        (TransitionQuery(), True),
+        (TransitionQuery(kinds=frozenset({"panel"})), True),
+        (TransitionQuery(kinds=frozenset({"worker"})), False),
+        (TransitionQuery(subjects=frozenset({uuid_of(1)})), True),
+        (TransitionQuery(subjects=frozenset({uuid_of(2)})), False),
+        (TransitionQuery(states=frozenset({"IDLE"})), True),  # no states to filter by
+    ]:
+        assert matches(query, view) is passes, query
 
 
 async def test_authentication_and_the_query_token(farm: Farm) -> None:

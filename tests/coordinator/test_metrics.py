@@ -19,18 +19,6 @@ __all__ = ["farm", "settings", "template"]
 pytestmark = pytest.mark.anyio
 
 
-async def until_fanned_out(f: Farm) -> None:
-    """Wait until the broadcaster (and so the metrics) has every stored transition."""
-    events: Broadcaster = f.app.state.events
-    last = f.store.last_transition_id()
-    fanned = [anyio.Event()]
-    events.add_listener(lambda _: fanned[0].set())
-    with anyio.fail_after(10):
-        while events.cursor < last:
-            await fanned[0].wait()
-            fanned[0] = anyio.Event()
-
-
 async def scrape(f: Farm) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     answer = await f.get("/metrics")
     assert answer.status_code == 200
@@ -53,7 +41,9 @@ async def test_values_after_a_job_cycle(farm: Farm) -> None:
     assert (await farm.post(f"/api/v1/reqs/{rid}/close")).status_code == 204
     farm.dryads.report = HealthReport((CheckResult("stm", False, True, "no answer"),))
     await farm.service.report_health(uuid, farm.dryads.report)
-    await until_fanned_out(farm)
+    events: Broadcaster = farm.app.state.events
+    with anyio.fail_after(10):
+        await events.settled()  # and so the metrics, a listener, have every transition
     got = await scrape(farm)
     assert got[("boruta_queue_length", (("priority", "5"),))] == 1
     assert got[("boruta_workers", (("state", "MAINTENANCE"),))] == 1
