@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from coordinator.feed.events import Broadcaster
+from coordinator.domain.states import RequestState
+from coordinator.feed.events import Broadcaster, TransitionEvent
+from coordinator.feed.metrics import Metrics
 from coordinator.settings import Settings
 from coordinator.wire import CheckResult, HealthReport
 from tests.coordinator.api.harness import Farm, Template, farm, open_farm, settings, template
@@ -59,6 +61,44 @@ async def test_values_after_a_job_cycle(farm: Farm) -> None:
     close = (("method", "POST"), ("route", "/api/v1/reqs/{rid}/close"), ("status", "204"))
     assert got[("boruta_http_request_duration_seconds_count", close)] == 1
     assert not any(name.startswith("python_") for name, _ in got)  # a registry of its own
+
+
+async def test_times_come_from_the_events_not_from_the_services_memory(farm: Farm) -> None:
+    # The broadcaster may hand a transition on before the service has applied it: request
+    # 99 is unknown to the service, and still counted and timed (once seen a flaky 0).
+    metrics: Metrics = farm.app.state.metrics
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    made, matched, ended = (start + timedelta(seconds=s) for s in (0, 7, 67))
+    waiting, running = RequestState.WAITING, RequestState.IN_PROGRESS
+    metrics.observe(
+        [
+            TransitionEvent(1, made, "request", "99", None, waiting, "", "alice"),
+            TransitionEvent(2, matched, "request", "99", waiting, running, "", ""),
+            TransitionEvent(3, ended, "request", "99", running, RequestState.FAILED, "x", ""),
+        ]
+    )
+    got = await scrape(farm)
+    assert got[("boruta_matches_total", ())] == 1
+    assert got[("boruta_request_wait_seconds_sum", ())] == 7
+    assert got[("boruta_job_duration_seconds_sum", (("state", "FAILED"),))] == 60
+
+
+async def test_each_healthcheck_report_with_a_failed_check_counts_once(farm: Farm) -> None:
+    uuid = await farm.idle_worker(1)
+    events: Broadcaster = farm.app.state.events
+    report = farm.service.report_health
+    await report(uuid, HealthReport((CheckResult("stm", True, True, ""),)))
+    await report(uuid, HealthReport((CheckResult("fan", False, False, "slow"),)))  # a note
+    farm.clock.advance(timedelta(seconds=1))
+    await report(uuid, HealthReport((CheckResult("stm", False, True, "no answer"),)))  # FAIL
+    answer = await farm.post(
+        f"/api/v1/workers/{uuid}/setstate", {"WorkerState": "MAINTENANCE"}, as_="root"
+    )
+    assert answer.status_code == 202  # more events of the worker: no report counted again
+    with anyio.fail_after(10):
+        await events.settled()
+    got = await scrape(farm)
+    assert got[("boruta_healthcheck_failures_total", ())] == 2
 
 
 async def test_metrics_need_a_token_unless_public(

@@ -105,6 +105,10 @@ async def test_signed_deliveries_retried_after_a_5xx(farm: Farm) -> None:
         rid = await farm.new_request()  # WAITING, then INVALID (no worker could take it)
         await farm.worker(1)  # a worker event: not of this hook's kind
         found = await until_settled(farm, hook, 2)
+        hooks: Webhooks = farm.app.state.webhooks
+        with anyio.fail_after(10):
+            await hooks.caught_up(farm.store.last_transition_id())
+        assert len(await deliveries(farm, hook)) == 2  # none for the worker's event
     assert len(receiver.got) == 3  # the first attempt got a 500 and was retried
     for headers, body in receiver.got:
         expected = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
