@@ -96,8 +96,8 @@ class Metrics:
             registry=r,
         )
         r.register(_Farm(service))
-        # From the events themselves, not from the service, whose memory may not hold a
-        # change yet when the broadcaster hands its transition on.
+        # Times from the events themselves, not from the service, whose memory may not
+        # hold a change yet when the broadcaster hands its transition on.
         self._created: dict[str, datetime] = {}  # WAITING requests: since when
         self._started: dict[str, datetime] = {}  # IN PROGRESS requests: since when
         self._reports: dict[WorkerUUID, tuple[datetime, HealthReport]] = {}  # counted ones

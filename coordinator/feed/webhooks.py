@@ -184,6 +184,7 @@ class Webhooks:
         try:
             event = TransitionEvent.of(item.event)
         except ValueError as exc:  # a state unknown here (a newer coordinator stored it)
+            logger.warning("webhook %d: delivery %d dropped: %s", d.hook_id, d.id, exc)
             await self._record(d.id, "dropped", d.attempts, f"unreadable event: {exc}", None)
             return
         body = compact(transition_json(event)).encode()

@@ -204,6 +204,8 @@ async def test_a_slow_subscriber_is_resynchronised_from_the_store(farm: Farm) ->
 
 async def test_listeners_get_typed_events_before_any_subscriber(farm: Farm) -> None:
     events = _events(farm)
+    with anyio.fail_after(10):
+        await events.settled()  # so the subscriber starts at the listener's first event
     seen: list[TransitionEvent] = []
     events.add_listener(seen.extend)
     stream = events.stream(events.subscribe(TransitionQuery()))

@@ -64,8 +64,9 @@ async def test_values_after_a_job_cycle(farm: Farm) -> None:
 
 
 async def test_times_come_from_the_events_not_from_the_services_memory(farm: Farm) -> None:
-    # The broadcaster may hand a transition on before the service has applied it: request
-    # 99 is unknown to the service, and still counted and timed (once seen a flaky 0).
+    # The broadcaster may hand a transition on before the service has applied it (which
+    # once made boruta_matches_total read 0): request 99 is unknown to the service, and
+    # still counted and timed.
     metrics: Metrics = farm.app.state.metrics
     start = datetime(2026, 1, 1, tzinfo=UTC)
     made, matched, ended = (start + timedelta(seconds=s) for s in (0, 7, 67))
