@@ -40,9 +40,16 @@ def dumps(data: object) -> bytes:
 
 # A list answer formats the same few thousand instants again and again; strftime is slow.
 @functools.lru_cache(maxsize=1 << 16)
-def format_time(when: datetime) -> str:
-    """Go's ``RFC3339Nano``: trailing zeros of the fraction dropped, UTC as ``Z``."""
+def format_time(when: datetime, *, millis: bool = False) -> str:
+    """Go's ``RFC3339Nano``: trailing zeros of the fraction dropped, UTC as ``Z``.
+
+    ``millis`` writes JavaScript's ``toISOString`` form instead, three fraction digits
+    always (truncated), as a panel's time has been written since the dashboard came: the
+    one form every browser's ``Date`` must read.
+    """
     text = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    if millis:
+        return f"{text}.{when.microsecond // 1000:03d}Z"
     if when.microsecond:
         text += f".{when.microsecond:06d}".rstrip("0")
     return text + "Z"

@@ -11,8 +11,10 @@ from starlette.routing import Route
 
 from coordinator.api.auth import Authenticator
 from coordinator.api.v1 import json_response, parse_worker_uuid
+from coordinator.boruta_json import format_time
 from coordinator.errors import NotFound
 from coordinator.feed.panels import Panels, PanelView
+from coordinator.feed.render import panel_json
 from coordinator.service.operations import Service
 
 FILES: Final = Path(__file__).with_name("dashboard")
@@ -67,13 +69,13 @@ class Dashboard:
 
     async def panel(self, http: HttpRequest) -> Response:
         """``{"worker", "screen": base64 PNG, "leds": [[r,g,b],[r,g,b]], "at"}``."""
-        return json_response(
-            (await self._view(http)).to_json(), headers={"Cache-Control": "no-store"}
-        )
+        view = await self._view(http)
+        return json_response(panel_json(view), headers={"Cache-Control": "no-store"})
 
     async def panel_png(self, http: HttpRequest) -> Response:
         view = await self._view(http)
-        headers = {"Cache-Control": "no-store", "Boruta-Panel-At": view.to_json()["at"]}
+        at = format_time(view.at, millis=True)  # as the panel's JSON has it
+        headers = {"Cache-Control": "no-store", "Boruta-Panel-At": at}
         return Response(view.png, media_type="image/png", headers=headers)
 
     async def _view(self, http: HttpRequest) -> PanelView:

@@ -16,13 +16,21 @@ from starlette.types import Receive, Scope, Send
 from coordinator.api.auth import Authenticator
 from coordinator.domain.model import User
 from coordinator.errors import MalformedInput, StoreUnavailable
-from coordinator.feed.events import KEEPALIVE_FRAME, Broadcaster, Subscription
+from coordinator.feed.events import Broadcaster, FeedEvent, Subscription, TransitionEvent
+from coordinator.feed.render import compact, event_json, event_name
 from coordinator.store.records import TransitionQuery
 
 logger = logging.getLogger(__name__)
 
 _TOKEN_IN_QUERY: Final = re.compile(r"(?i)([?&]token=)[^&\s\"]*")
 _WORD: Final = re.compile(r"^[A-Za-z0-9_.:-]+$")
+KEEPALIVE_FRAME: Final = b": keepalive\n\n"
+
+
+def frame(event: FeedEvent) -> bytes:
+    """The event in ``text/event-stream`` form; only stored events have an id."""
+    head = f"id: {event.id}\n" if isinstance(event, TransitionEvent) else ""
+    return f"{head}event: {event_name(event)}\ndata: {compact(event_json(event))}\n\n".encode()
 
 
 class EventsEndpoint:
@@ -53,7 +61,7 @@ class EventsEndpoint:
     async def _frames(self, sub: Subscription) -> AsyncIterator[bytes]:
         try:
             async for event in self._broadcaster.stream(sub):
-                yield KEEPALIVE_FRAME if event is None else event.frame()
+                yield KEEPALIVE_FRAME if event is None else frame(event)
         except StoreUnavailable:
             # The client reconnects with Last-Event-ID and resumes where this stream ended.
             logger.warning("events: store unavailable during a replay; stream ended")

@@ -19,9 +19,11 @@ from coordinator.api.auth import Authenticator
 from coordinator.api.v1 import json_response, no_content
 from coordinator.domain.clock import Clock
 from coordinator.domain.model import User
+from coordinator.domain.states import RequestState
 from coordinator.errors import BodyTooLarge, Forbidden, MalformedInput, NotFound
-from coordinator.feed.events import event_of, rfc3339
+from coordinator.feed.events import TransitionEvent
 from coordinator.feed.metrics import Metrics
+from coordinator.feed.render import state_text, transition_json
 from coordinator.feed.webhooks import Webhooks, where
 from coordinator.store import Store
 from coordinator.store.records import EVENT_KINDS, Delivery, JobEdge, TransitionQuery, Webhook
@@ -29,7 +31,6 @@ from coordinator.store.records import EVENT_KINDS, Delivery, JobEdge, Transition
 logger = logging.getLogger(__name__)
 
 MAX_HISTORY: Final = 10_000  # rows one history call may return
-_IN_PROGRESS: Final = "IN PROGRESS"
 _MAX_BODY: Final = 64 * 1024
 
 
@@ -146,7 +147,7 @@ class FeedEndpoints:
         found = await anyio.to_thread.run_sync(
             lambda: self._store.transitions_after(start, limit, query, latest=after is None)
         )
-        return json_response([event_of(stored).data for stored in found])
+        return json_response([transition_json(TransitionEvent.of(stored)) for stored in found])
 
     async def jobs(self, http: HttpRequest) -> Response:
         """Who held which board, when and for how long: one row per job, newest last."""
@@ -174,13 +175,13 @@ def held(edges: Sequence[JobEdge], now: datetime) -> list[dict[str, object]]:
     open_: dict[str, tuple[datetime, dict[str, object]]] = {}
     rows: list[dict[str, object]] = []
     for edge in edges:
-        t = edge.event.transition
-        if t.new == _IN_PROGRESS:
+        t = TransitionEvent.of(edge.event)
+        if t.new is RequestState.IN_PROGRESS:
             row: dict[str, object] = {
                 "request": int(t.subject),
                 "owner": edge.owner,
                 "worker": edge.worker,
-                "start": rfc3339(t.at),
+                "start": bj.format_time(t.at),
                 "end": None,
                 "duration": max((now - t.at).total_seconds(), 0.0),
                 "ended": None,
@@ -188,12 +189,12 @@ def held(edges: Sequence[JobEdge], now: datetime) -> list[dict[str, object]]:
             }
             open_[t.subject] = (t.at, row)
             rows.append(row)
-        elif t.old == _IN_PROGRESS and (started := open_.pop(t.subject, None)) is not None:
+        elif t.old is RequestState.IN_PROGRESS and (started := open_.pop(t.subject, None)):
             start, row = started
             row.update(
-                end=rfc3339(t.at),
+                end=bj.format_time(t.at),
                 duration=(t.at - start).total_seconds(),
-                ended=t.new,
+                ended=state_text(t.new),
                 reason=t.reason,
             )
     return rows
@@ -205,11 +206,11 @@ def _hook_json(hook: Webhook) -> dict[str, object]:
         "URL": hook.url,
         "Kinds": list(hook.kinds),
         "CreatedBy": hook.created_by,
-        "CreatedAt": rfc3339(hook.created_at),
+        "CreatedAt": bj.format_time(hook.created_at),
     }
     if hook.deleted_at is not None:
         data["DeletedBy"] = hook.deleted_by
-        data["DeletedAt"] = rfc3339(hook.deleted_at)
+        data["DeletedAt"] = bj.format_time(hook.deleted_at)
     return data
 
 
@@ -220,8 +221,8 @@ def _delivery_json(d: Delivery) -> dict[str, object]:
         "Status": d.status,
         "Attempts": d.attempts,
         "LastError": d.last_error,
-        "NextAttemptAt": rfc3339(d.next_attempt_at) if d.next_attempt_at else None,
-        "DeliveredAt": rfc3339(d.delivered_at) if d.delivered_at else None,
+        "NextAttemptAt": bj.format_time(d.next_attempt_at) if d.next_attempt_at else None,
+        "DeliveredAt": bj.format_time(d.delivered_at) if d.delivered_at else None,
     }
 
 

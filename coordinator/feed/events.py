@@ -1,19 +1,22 @@
-"""The event broadcaster: stored transitions, read by id after each change, fanned out live."""
+"""The event broadcaster: stored transitions, read by id after each change, fanned out live
+as typed events; each edge (SSE, webhooks, metrics) writes them in its own format."""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import deque
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Final
 
 import anyio
 from anyio.abc import TaskStatus
 
+from coordinator.domain.model import SubjectKind
+from coordinator.domain.states import RequestState, WorkerState
 from coordinator.errors import StoreUnavailable
+from coordinator.feed.panels import PANEL_EVENT, PanelView
 from coordinator.service.operations import Service
 from coordinator.store import Store
 from coordinator.store.records import Numbered, TransitionQuery
@@ -25,61 +28,53 @@ QUEUE: Final = 1000  # events a subscriber may have unsent before it is resynchr
 KEEPALIVE: Final = 15.0  # seconds of silence before a comment keeps proxies from closing
 RETRY_AFTER_STORE_ERROR: Final = 1.0
 
+State = RequestState | WorkerState
+
 
 @dataclass(frozen=True, slots=True)
-class Event:
-    """One SSE event: a stored transition (with its id) or an ephemeral one (without)."""
+class TransitionEvent:
+    """A stored transition as the feed hands it on: its id, and its states as enums."""
 
-    event: str  # "request", "worker", or an ephemeral kind such as "panel"
-    data: Mapping[str, object]
-    id: int | None = None
+    id: int
+    at: datetime
+    kind: SubjectKind
+    subject: str  # request ID or worker UUID, as text
+    old: State | None  # None when the subject was created
+    new: State | None  # None when the subject was removed
+    reason: str
+    actor: str  # user name, or "" for the coordinator itself
 
-    def frame(self) -> bytes:
-        """The event in ``text/event-stream`` form."""
-        head = "" if self.id is None else f"id: {self.id}\n"
-        body = json.dumps(self.data, separators=(",", ":"), ensure_ascii=False)
-        return f"{head}event: {self.event}\ndata: {body}\n\n".encode()
-
-
-KEEPALIVE_FRAME: Final = b": keepalive\n\n"
-
-
-def rfc3339(when: datetime) -> str:
-    """UTC with ``Z`` and the fraction without trailing zeros, as the API writes times."""
-    text = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    if when.microsecond:
-        text += f".{when.microsecond:06d}".rstrip("0")
-    return text + "Z"
+    @classmethod
+    def of(cls, stored: Numbered) -> TransitionEvent:
+        t = stored.transition
+        states = RequestState if t.kind == "request" else WorkerState
+        old = states(t.old) if t.old else None
+        new = states(t.new) if t.new else None
+        return cls(stored.id, t.at, t.kind, t.subject, old, new, t.reason, t.actor)
 
 
-def event_of(stored: Numbered) -> Event:
-    t = stored.transition
-    data = {
-        "id": stored.id,
-        "kind": t.kind,
-        "subject": t.subject,
-        "old": t.old,
-        "new": t.new,
-        "reason": t.reason,
-        "actor": t.actor,
-        "at": rfc3339(t.at),
-    }
-    return Event(t.kind, data, stored.id)
+# What a subscriber receives: a stored transition, or an ephemeral event (not stored, so
+# neither numbered nor replayed), of which a board's panel is the only kind.
+Ephemeral = PanelView
+FeedEvent = TransitionEvent | Ephemeral
 
 
-def matches(query: TransitionQuery, event: Event) -> bool:
+def matches(query: TransitionQuery, event: FeedEvent) -> bool:
     """Whether an event passes a subscriber's filters, as the store applies them.
 
-    An ephemeral event passes the kinds filter by its event name and the subjects filter
-    by its ``subject`` field; the states filter does not apply to it.
+    A panel passes the kinds filter as ``panel`` and the subjects filter by its worker; the
+    states filter does not apply to it.
     """
-    data = event.data
-    if query.kinds and event.event not in query.kinds:
+    if isinstance(event, PanelView):
+        return (not query.kinds or PANEL_EVENT in query.kinds) and (
+            not query.subjects or event.worker in query.subjects
+        )
+    if query.kinds and event.kind not in query.kinds:
         return False
-    if query.subjects and str(data.get("subject", "")) not in query.subjects:
+    if query.subjects and event.subject not in query.subjects:
         return False
-    if query.states and event.id is not None:
-        return data.get("old") in query.states or data.get("new") in query.states
+    if query.states:
+        return any(s is not None and s.value in query.states for s in (event.old, event.new))
     return True
 
 
@@ -93,10 +88,10 @@ class Subscription:
     size: int = QUEUE
     behind: bool = False
     closed: bool = False
-    queue: deque[Event] = field(default_factory=deque)
+    queue: deque[FeedEvent] = field(default_factory=deque)
     ready: anyio.Event = field(default_factory=anyio.Event)
 
-    def offer(self, event: Event) -> None:
+    def offer(self, event: FeedEvent) -> None:
         if self.closed or self.behind or not matches(self.query, event):
             return
         if len(self.queue) >= self.size:
@@ -111,12 +106,12 @@ class Subscription:
         self.ready.set()
 
 
-Listener = Callable[[Sequence[Event]], None]
+Listener = Callable[[Sequence[TransitionEvent]], None]
 
 
 class Broadcaster:
     """Wakes on ``Service.changed()``, reads the new transitions from the store in a worker
-    thread and hands them to every subscriber and listener, in id order."""
+    thread and hands them to every listener, then to every subscriber, in id order."""
 
     def __init__(self, service: Service, store: Store, *, queue: int = QUEUE) -> None:
         self._service = service
@@ -126,10 +121,12 @@ class Broadcaster:
         self._subs: set[Subscription] = set()
         self._listeners: list[Listener] = []
         self._dirty = anyio.Event()
+        self._advanced = anyio.Event()  # set (and replaced) each time the cursor moves
         self._running = False
 
     @property
     def cursor(self) -> int:
+        """The newest transition handed to every listener and subscriber."""
         return self._cursor
 
     @property
@@ -137,15 +134,28 @@ class Broadcaster:
         return len(self._subs)
 
     def add_listener(self, listener: Listener) -> None:
-        """Call ``listener`` with every batch of new stored events (not ephemeral ones); it
-        must not block, as it runs inside the fan-out."""
+        """Call ``listener`` with every batch of new stored events (not ephemeral ones),
+        before any subscriber sees them; it must not block, as it runs inside the fan-out.
+        What it does at once is done when :meth:`caught_up` returns."""
         self._listeners.append(listener)
 
-    def publish_ephemeral(self, event: str, data: dict[str, object]) -> None:
+    async def caught_up(self, event_id: int) -> None:
+        """Return once every listener and subscriber has had the events up to ``event_id``
+        (those stored before the broadcaster started are never handed out)."""
+        while self._cursor < event_id:
+            await self._advanced.wait()
+
+    async def settled(self) -> None:
+        """Return once every listener and subscriber has had every transition stored
+        before this call."""
+        last = await anyio.to_thread.run_sync(self._store.last_transition_id)
+        self._dirty.set()  # read now, even if the change came without a notification
+        await self.caught_up(last)
+
+    def publish_ephemeral(self, event: Ephemeral) -> None:
         """Send an event that is not stored (no id, no replay), such as a board's panel."""
-        ephemeral = Event(event, dict(data))
         for sub in list(self._subs):
-            sub.offer(ephemeral)
+            sub.offer(event)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Start at the newest stored transition and follow the service until cancelled."""
@@ -181,6 +191,7 @@ class Broadcaster:
                 found = await anyio.to_thread.run_sync(
                     self._store.transitions_after, self._cursor, PAGE
                 )
+                events = [TransitionEvent.of(stored) for stored in found]
             except Exception as exc:
                 # The stream must never take the coordinator down; the cursor has not moved.
                 if isinstance(exc, StoreUnavailable):
@@ -191,18 +202,20 @@ class Broadcaster:
                 continue
             if not found:
                 return
-            events = [event_of(stored) for stored in found]
-            self._cursor = found[-1].id
             # No await from here on: a subscriber registered now is either before this
-            # batch (it gets it queued) or after it (its cursor includes it).
-            for sub in list(self._subs):
-                for event in events:
-                    sub.offer(event)
+            # batch (it gets it queued) or after it (its cursor includes it). Listeners
+            # come first, so that whoever reacts to an event sees their effects.
             for listener in self._listeners:
                 try:
                     listener(events)
                 except Exception:
                     logger.exception("events: listener %r failed", listener)
+            for sub in list(self._subs):
+                for event in events:
+                    sub.offer(event)
+            self._cursor = found[-1].id
+            self._advanced.set()
+            self._advanced = anyio.Event()
             if len(found) < PAGE:
                 return
 
@@ -223,7 +236,7 @@ class Broadcaster:
 
     async def stream(
         self, sub: Subscription, keepalive: float = KEEPALIVE
-    ) -> AsyncGenerator[Event | None]:
+    ) -> AsyncGenerator[FeedEvent | None]:
         """The subscriber's events: stored ones it is behind on, then live ones; ``None``
         after ``keepalive`` seconds without any. Ends when the broadcaster stops."""
         try:
@@ -238,7 +251,7 @@ class Broadcaster:
                     )
                     for stored in found:
                         sub.last_id = stored.id
-                        yield event_of(stored)
+                        yield TransitionEvent.of(stored)
                     if len(found) == PAGE:
                         sub.behind = True
                     continue
@@ -250,7 +263,7 @@ class Broadcaster:
                         yield None
                     continue
                 event = sub.queue.popleft()
-                if event.id is not None:
+                if isinstance(event, TransitionEvent):
                     if event.id <= sub.last_id:
                         continue
                     sub.last_id = event.id

@@ -15,17 +15,18 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from coordinator.domain import listing
-from coordinator.domain.ids import RequestID
+from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.listing import ListSpec, RequestFilter, WorkerFilter
+from coordinator.domain.model import Request
 from coordinator.domain.states import RequestState, WorkerState
 from coordinator.errors import NotFound
-from coordinator.feed.events import Event
+from coordinator.feed.events import TransitionEvent
 from coordinator.service.operations import Service
+from coordinator.wire import HealthReport
 
 # Waits and jobs on a board farm run from seconds to a day.
 _LONG: Final = (1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400)
 _HTTP: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
-_IN_PROGRESS: Final = RequestState.IN_PROGRESS.value
 _WAITING: Final = frozenset({RequestState.WAITING.value})
 
 
@@ -95,37 +96,68 @@ class Metrics:
             registry=r,
         )
         r.register(_Farm(service))
+        # Times from the events themselves, not from the service, whose memory may not
+        # hold a change yet when the broadcaster hands its transition on.
+        self._created: dict[str, datetime] = {}  # WAITING requests: since when
+        self._started: dict[str, datetime] = {}  # IN PROGRESS requests: since when
+        self._reports: dict[WorkerUUID, tuple[datetime, HealthReport]] = {}  # counted ones
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
-    def observe(self, events: Sequence[Event]) -> None:
+    def observe(self, events: Sequence[TransitionEvent]) -> None:
         """A broadcaster listener: count matches, job ends and failed healthchecks."""
         for event in events:
-            data = event.data
-            at = data.get("at")
-            if event.event == "worker":
-                reason = str(data.get("reason", ""))
-                if reason.startswith("healthcheck") and "failed" in reason.lower():
-                    self.health_failures.inc()
-                continue
-            if event.event != "request" or not isinstance(at, str):
-                continue
-            try:
-                req = self._service.get_request(RequestID(int(str(data["subject"]))))
-            except (NotFound, ValueError, KeyError):
-                continue
-            when = _parse(at)
-            if data.get("new") == _IN_PROGRESS:
-                self.matches.inc()
-                self.wait.observe(max(when - req.created.timestamp(), 0))
-            elif data.get("old") == _IN_PROGRESS and req.job is not None:
-                state = str(data.get("new", ""))
-                self.jobs.labels(state).observe(max(when - req.job.started.timestamp(), 0))
+            if event.kind == "request":
+                self._request(event)
+            else:
+                self._worker(event)
+
+    def _request(self, event: TransitionEvent) -> None:
+        subject = event.subject
+        if event.old is None:  # created, WAITING
+            self._created[subject] = event.at
+        elif event.new is RequestState.IN_PROGRESS:  # a match
+            self.matches.inc()
+            created = self._created.pop(subject, None)
+            if created is None and (req := self._loaded(subject)) is not None:
+                created = req.created
+            if created is not None:
+                self.wait.observe(_seconds(created, event.at))
+            self._started[subject] = event.at
+        elif event.old is RequestState.IN_PROGRESS and event.new is not None:  # a job's end
+            started = self._started.pop(subject, None)
+            if started is None and (req := self._loaded(subject)) is not None and req.job:
+                started = req.job.started
+            if started is not None:
+                self.jobs.labels(event.new.value).observe(_seconds(started, event.at))
+        else:  # out of the queue without a worker
+            self._created.pop(subject, None)
+
+    def _loaded(self, subject: str) -> Request | None:
+        """A request created, or matched, before this coordinator started: the service
+        loaded it from the store then, so it holds it whatever the feed is behind on."""
+        try:
+            return self._service.get_request(RequestID(int(subject)))
+        except (NotFound, ValueError):
+            return None
+
+    def _worker(self, event: TransitionEvent) -> None:
+        # The service keeps each healthcheck report as the worker's last before it stores
+        # the transition the report causes (a state change or a note), so a report is the
+        # last one when that event arrives here, and is counted once. A report overtaken
+        # by the next one of its worker before the feed read its event is not counted.
+        uuid = WorkerUUID(event.subject)
+        last = self._service.last_health(uuid)
+        if last is None or last == self._reports.get(uuid):
+            return
+        self._reports[uuid] = last
+        if not all(check.passed for check in last[1].checks):
+            self.health_failures.inc()
 
 
-def _parse(rfc3339: str) -> float:
-    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
+def _seconds(start: datetime, end: datetime) -> float:
+    return max((end - start).total_seconds(), 0.0)
 
 
 class HttpMetrics:

@@ -22,26 +22,20 @@ PANEL_EVENT: Final = "panel"
 PNG_SIGNATURE: Final = b"\x89PNG\r\n\x1a\n"
 MAX_SIDE: Final = 1024  # pixels; an OLED is far smaller, anything bigger is not a panel
 
-# ``publish_ephemeral(event, data)`` of the events broadcaster; it may be sync or async.
-Publish = Callable[[str, dict[str, Any]], Any]
-
 
 @dataclass(frozen=True, slots=True)
 class PanelView:
-    """One worker's panel as last reported: PNG bytes, LED 1 and 2 colours, when."""
+    """One worker's panel as last reported: PNG bytes, LED 1 and 2 colours, when; also the
+    ephemeral ``panel`` event that announces it."""
 
     worker: WorkerUUID
     png: bytes
     leds: tuple[tuple[int, int, int], tuple[int, int, int]]
     at: datetime
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "worker": self.worker,
-            "screen": base64.b64encode(self.png).decode(),
-            "leds": [list(c) for c in self.leds],
-            "at": _rfc3339(self.at),
-        }
+
+# ``publish_ephemeral(view)`` of the events broadcaster; it may be sync or async.
+Publish = Callable[[PanelView], Any]
 
 
 class Panels:
@@ -68,7 +62,7 @@ class Panels:
         self._latest[worker] = view
         if self.publish is not None:
             try:
-                outcome = self.publish(PANEL_EVENT, view.to_json())
+                outcome = self.publish(view)
                 if inspect.isawaitable(outcome):
                     await outcome
             except Exception:  # a mirror going stale must not refuse the dryad's report
@@ -89,8 +83,3 @@ def decode_png(text: str) -> bytes:
     if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
         raise WireError(f"a {width}x{height} screen is not a panel")
     return png
-
-
-def _rfc3339(when: datetime) -> str:
-    # As boruta_json.format_time, without the coordinator core depending on the API layer.
-    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -18,7 +17,8 @@ import httpx
 from anyio.abc import TaskStatus
 
 from coordinator.errors import StoreUnavailable
-from coordinator.feed.events import Event, event_of
+from coordinator.feed.events import TransitionEvent
+from coordinator.feed.render import compact, transition_json
 from coordinator.store import Store
 from coordinator.store.records import DeliveryStatus, DueDelivery
 
@@ -75,15 +75,36 @@ class Webhooks:
         # as still due; each finish is numbered so that the send loop can skip those.
         self._finishes = 0
         self._finished: dict[int, int] = {}
+        self._outcomes = 0  # delivery outcomes stored so far
         self._recorded = anyio.Event()  # set (and replaced) after each stored outcome
+        # The newest transition handed to ``wake``, and the newest one whose deliveries
+        # are stored (or that no webhook wanted).
+        self._woken = 0
+        self._enqueued = 0
+        self._progress = anyio.Event()  # set (and replaced) when ``_enqueued`` moves
         self._limiter = anyio.CapacityLimiter(self.policy.concurrency)
 
-    async def recorded(self) -> None:
-        """Return after the next delivery outcome is stored (for tests; no polling)."""
-        await self._recorded.wait()
+    @property
+    def outcomes(self) -> int:
+        """How many delivery outcomes have been stored since the start."""
+        return self._outcomes
 
-    def wake(self, events: Sequence[Event] = ()) -> None:
+    async def recorded(self, after: int) -> None:
+        """Return once more than ``after`` outcomes are stored: read :attr:`outcomes` before
+        looking at the deliveries, then wait with it, and no outcome goes unnoticed."""
+        while self._outcomes <= after:
+            await self._recorded.wait()
+
+    async def caught_up(self, event_id: int) -> None:
+        """Return once the deliveries of every transition up to ``event_id`` are stored
+        (they may not be sent yet); the transition must reach :meth:`wake`."""
+        while self._enqueued < event_id:
+            await self._progress.wait()
+
+    def wake(self, events: Sequence[TransitionEvent] = ()) -> None:
         """New transitions are stored (a broadcaster listener), or a webhook changed."""
+        if events:
+            self._woken = max(self._woken, events[-1].id)
         self._new.set()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -104,6 +125,8 @@ class Webhooks:
         while True:
             await self._new.wait()
             self._new = anyio.Event()
+            # Stored before this read began, so this read sees them all.
+            woken = self._woken
             try:
                 read, added = await anyio.to_thread.run_sync(
                     self._store.enqueue_deliveries, CURSOR, self._now(), PAGE
@@ -116,6 +139,10 @@ class Webhooks:
                 continue
             if read == PAGE:
                 self._new.set()
+            elif woken > self._enqueued:
+                self._enqueued = woken
+                self._progress.set()
+                self._progress = anyio.Event()
             if added:
                 self._due.set()
 
@@ -154,11 +181,16 @@ class Webhooks:
 
     async def _attempt(self, client: httpx.AsyncClient, item: DueDelivery) -> None:
         d = item.delivery
-        event = event_of(item.event)
-        body = json.dumps(event.data, separators=(",", ":"), ensure_ascii=False).encode()
+        try:
+            event = TransitionEvent.of(item.event)
+        except ValueError as exc:  # a state unknown here (a newer coordinator stored it)
+            logger.warning("webhook %d: delivery %d dropped: %s", d.hook_id, d.id, exc)
+            await self._record(d.id, "dropped", d.attempts, f"unreadable event: {exc}", None)
+            return
+        body = compact(transition_json(event)).encode()
         headers = {
             "Content-Type": "application/json",
-            "Boruta-Event": event.event,
+            "Boruta-Event": event.kind,
             "Boruta-Delivery": str(d.id),
             "Boruta-Signature": sign(item.secret, body),
         }
@@ -213,6 +245,7 @@ class Webhooks:
             # Still pending in the store, so it is sent again: at least once, as promised.
             logger.warning("webhooks: delivery %d outcome not recorded", delivery_id)
             return
+        self._outcomes += 1
         self._recorded.set()
         self._recorded = anyio.Event()
 

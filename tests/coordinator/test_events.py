@@ -3,15 +3,22 @@ ephemeral events, and a real coordinator killed with SIGKILL and restarted."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
 import httpx
 import pytest
 
-from coordinator.feed.events import Broadcaster
+from coordinator.api.events import frame
+from coordinator.domain.ids import WorkerUUID
+from coordinator.domain.states import RequestState, WorkerState
+from coordinator.feed.events import Broadcaster, TransitionEvent, matches
+from coordinator.feed.panels import Panels, PanelView
 from coordinator.store.records import TransitionQuery
+from coordinator.wire import Panel
 from tests.coordinator.sse_reader import subscribe
+from tests.coordinator.test_panels import png
 from tests.coordinator.uvicorn_server import serving
 from tests.plugins.app_harness import NOW, AppFarm
 
@@ -54,6 +61,65 @@ async def test_each_transition_is_one_event_in_the_fixed_format(farm: AppFarm) -
         "actor": "alice",
         "at": NOW,
     }
+
+
+# Non-ASCII, HTML-special characters, quotes and U+2028: the SSE data is compact JSON that
+# keeps them as UTF-8 (unlike the API's Go-style bodies, which escape ``<>&`` and U+2028).
+ODD_REASON = 'stm <ttyUSB0> & "power" lost: zażółć\u2028\\'
+ODD_REASON_JSON = '"stm <ttyUSB0> & \\"power\\" lost: zażółć\u2028\\\\"'
+
+
+async def test_the_bytes_of_one_frame_are_pinned(farm: AppFarm) -> None:
+    uuid = await farm.idle_worker(1)
+    after = farm.store.last_transition_id()
+    farm.clock.advance(timedelta(seconds=1.25))
+    async with (
+        serving(farm.app) as url,
+        httpx.AsyncClient(base_url=url, headers=farm.auth("alice")) as client,
+        client.stream(
+            "GET",
+            "/api/v1/events",
+            params={"kinds": "worker"},
+            headers={"Last-Event-ID": str(after)},
+        ) as answer,
+    ):
+        await farm.service.set_fail(uuid, ODD_REASON)
+        raw = b""
+        with anyio.fail_after(10):
+            async for chunk in answer.aiter_bytes():
+                raw += chunk
+                if raw.endswith(b"\n\n"):
+                    break
+    n = after + 1
+    expected = (
+        f"id: {n}\nevent: worker\ndata: "
+        f'{{"id":{n},"kind":"worker","subject":"{uuid}","old":"IDLE","new":"FAILED",'
+        f'"reason":{ODD_REASON_JSON},"actor":"","at":"2026-01-01T00:00:01.25Z"}}\n\n'
+    )
+    assert raw == expected.encode()
+
+
+async def test_the_bytes_of_one_panel_frame_are_pinned(farm: AppFarm) -> None:
+    uuid = await farm.worker(1)
+    farm.clock.advance(timedelta(seconds=1.25))
+    panels: Panels = farm.app.state.panels
+    async with (
+        serving(farm.app) as url,
+        httpx.AsyncClient(base_url=url, headers=farm.auth("alice")) as client,
+        client.stream("GET", "/api/v1/events", params={"kinds": "panel"}) as answer,
+    ):
+        await panels.update(uuid, Panel(png(), ((0, 128, 0), (1, 2, 3))))
+        raw = b""
+        with anyio.fail_after(10):
+            async for chunk in answer.aiter_bytes():
+                raw += chunk
+                if raw.endswith(b"\n\n"):
+                    break
+    expected = (
+        f'event: panel\ndata: {{"worker":"{uuid}","screen":"{png()}",'
+        f'"leds":[[0,128,0],[1,2,3]],"at":"2026-01-01T00:00:01.250Z"}}\n\n'
+    )
+    assert raw == expected.encode()
 
 
 async def test_filters_by_kind_subject_and_state(farm: AppFarm) -> None:
@@ -126,22 +192,37 @@ async def test_a_slow_subscriber_is_resynchronised_from_the_store(farm: AppFarm)
     await farm.parked_worker()
     for _ in range(4):  # nobody reads meanwhile
         await farm.new_request({"Caps": {"board": "rpi4"}})
-    await until_cursor(farm, events, 5)
+    with anyio.fail_after(10):
+        await events.caught_up(5)
     assert sub.behind and not sub.queue  # dropped its queue rather than holding anyone up
     got = [await anext(stream) for _ in range(4)]
     await stream.aclose()
-    assert [e.data["subject"] for e in got if e] == ["1", "2", "3", "4"]
+    assert [e.subject for e in got if isinstance(e, TransitionEvent)] == ["1", "2", "3", "4"]
     assert events.subscribers == 0
 
 
-async def until_cursor(farm: AppFarm, events: Broadcaster, last: int) -> None:
-    """Wait, batch by batch, until the broadcaster has handed out event ``last``."""
-    fanned = [anyio.Event()]
-    events.add_listener(lambda _: fanned[0].set())
+async def test_listeners_get_typed_events_before_any_subscriber(farm: AppFarm) -> None:
+    events = _events(farm)
     with anyio.fail_after(10):
-        while events.cursor < last:
-            await fanned[0].wait()
-            fanned[0] = anyio.Event()
+        await events.settled()  # so the subscriber starts at the listener's first event
+    seen: list[TransitionEvent] = []
+    events.add_listener(seen.extend)
+    stream = events.stream(events.subscribe(TransitionQuery()))
+    uuid = await farm.worker(1)
+    first = await anext(stream)
+    assert seen == [first]  # the listener had it before the subscriber
+    assert isinstance(first, TransitionEvent)
+    assert first == TransitionEvent(
+        first.id, first.at, "worker", uuid, None, WorkerState.MAINTENANCE, "", ""
+    )
+    rid = await farm.new_request()  # WAITING: the worker could take it once in service
+    with anyio.fail_after(10):
+        await events.settled()
+    await stream.aclose()
+    assert events.cursor == farm.store.last_transition_id()
+    assert [(e.kind, e.subject, e.old, e.new) for e in seen[1:]] == [
+        ("request", str(rid), None, RequestState.WAITING)
+    ]
 
 
 async def test_keepalive_comment_and_ephemeral_events(farm: AppFarm) -> None:
@@ -149,11 +230,32 @@ async def test_keepalive_comment_and_ephemeral_events(farm: AppFarm) -> None:
     sub = events.subscribe(TransitionQuery())
     stream = events.stream(sub, keepalive=0.01)
     assert await anext(stream) is None  # the endpoint writes ": keepalive" for this
-    events.publish_ephemeral("panel", {"subject": "w1", "lines": ["IDLE"]})
+    view = PanelView(
+        WorkerUUID(uuid_of(1)), b"PNG", ((1, 2, 3), (4, 5, 6)), datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    events.publish_ephemeral(view)
     panel = await anext(stream)
     await stream.aclose()
-    assert panel is not None and panel.id is None
-    assert panel.frame() == b'event: panel\ndata: {"subject":"w1","lines":["IDLE"]}\n\n'
+    assert panel is view
+    assert frame(view) == (
+        b'event: panel\ndata: {"worker":"00000000-0000-4000-8000-000000000001",'
+        b'"screen":"UE5H","leds":[[1,2,3],[4,5,6]],"at":"2026-01-01T00:00:00.000Z"}\n\n'
+    )
+
+
+def test_a_panel_passes_the_kinds_and_subjects_filters_by_its_name_and_worker() -> None:
+    view = PanelView(
+        WorkerUUID(uuid_of(1)), b"", ((0, 0, 0), (0, 0, 0)), datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    for query, passes in [
+        (TransitionQuery(), True),
+        (TransitionQuery(kinds=frozenset({"panel"})), True),
+        (TransitionQuery(kinds=frozenset({"worker"})), False),
+        (TransitionQuery(subjects=frozenset({uuid_of(1)})), True),
+        (TransitionQuery(subjects=frozenset({uuid_of(2)})), False),
+        (TransitionQuery(states=frozenset({"IDLE"})), True),  # no states to filter by
+    ]:
+        assert matches(query, view) is passes, query
 
 
 @pytest.mark.slow

@@ -2,31 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from coordinator.feed.events import Broadcaster
+from coordinator.domain.states import RequestState
+from coordinator.feed.events import Broadcaster, TransitionEvent
+from coordinator.feed.metrics import Metrics
 from coordinator.settings import Settings
 from coordinator.wire import CheckResult, HealthReport
 from tests.plugins.app_harness import AppFarm, Template, open_farm
 
 pytestmark = pytest.mark.anyio
-
-
-async def until_fanned_out(f: AppFarm) -> None:
-    """Wait until the broadcaster (and so the metrics) has every stored transition."""
-    events: Broadcaster = f.app.state.events
-    last = f.store.last_transition_id()
-    fanned = [anyio.Event()]
-    events.add_listener(lambda _: fanned[0].set())
-    with anyio.fail_after(10):
-        while events.cursor < last:
-            await fanned[0].wait()
-            fanned[0] = anyio.Event()
 
 
 async def scrape(f: AppFarm) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -51,7 +41,9 @@ async def test_values_after_a_job_cycle(farm: AppFarm) -> None:
     assert (await farm.post(f"/api/v1/reqs/{rid}/close")).status_code == 204
     farm.dryads.report = HealthReport((CheckResult("stm", False, True, "no answer"),))
     await farm.service.report_health(uuid, farm.dryads.report)
-    await until_fanned_out(farm)
+    events: Broadcaster = farm.app.state.events
+    with anyio.fail_after(10):
+        await events.settled()  # and so the metrics, a listener, have every transition
     got = await scrape(farm)
     assert got[("boruta_queue_length", (("priority", "5"),))] == 1
     assert got[("boruta_workers", (("state", "MAINTENANCE"),))] == 1
@@ -67,6 +59,51 @@ async def test_values_after_a_job_cycle(farm: AppFarm) -> None:
     close = (("method", "POST"), ("route", "/api/v1/reqs/{rid}/close"), ("status", "204"))
     assert got[("boruta_http_request_duration_seconds_count", close)] == 1
     assert not any(name.startswith("python_") for name, _ in got)  # a registry of its own
+
+
+async def test_times_come_from_the_events_not_from_the_services_memory(farm: AppFarm) -> None:
+    # The broadcaster may hand a transition on before the service has applied it (which
+    # once made boruta_matches_total read 0): request 99 is unknown to the service, and
+    # still counted and timed.
+    metrics: Metrics = farm.app.state.metrics
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    made, matched, ended = (start + timedelta(seconds=s) for s in (0, 7, 67))
+    waiting, running = RequestState.WAITING, RequestState.IN_PROGRESS
+    metrics.observe(
+        [
+            TransitionEvent(1, made, "request", "99", None, waiting, "", "alice"),
+            TransitionEvent(2, matched, "request", "99", waiting, running, "", ""),
+            TransitionEvent(3, ended, "request", "99", running, RequestState.FAILED, "x", ""),
+        ]
+    )
+    got = await scrape(farm)
+    assert got[("boruta_matches_total", ())] == 1
+    assert got[("boruta_request_wait_seconds_sum", ())] == 7
+    assert got[("boruta_job_duration_seconds_sum", (("state", "FAILED"),))] == 60
+
+
+async def test_each_healthcheck_report_with_a_failed_check_counts_once(farm: AppFarm) -> None:
+    uuid = await farm.idle_worker(1)
+    events: Broadcaster = farm.app.state.events
+
+    async def report(*checks: CheckResult) -> None:
+        await farm.service.report_health(uuid, HealthReport(checks))
+        # Reports of one worker come a healthcheck interval apart, far longer than the feed
+        # takes to hand their events on; the metric counts a report once the feed has it.
+        with anyio.fail_after(10):
+            await events.settled()
+
+    await report(CheckResult("stm", True, True, ""))
+    await report(CheckResult("fan", False, False, "slow"))  # a note: the worker stays IDLE
+    await report(CheckResult("stm", False, True, "no answer"))  # the worker FAILS
+    answer = await farm.post(
+        f"/api/v1/workers/{uuid}/setstate", {"WorkerState": "MAINTENANCE"}, as_="root"
+    )
+    assert answer.status_code == 202  # more events of the worker: no report counted again
+    with anyio.fail_after(10):
+        await events.settled()
+    got = await scrape(farm)
+    assert got[("boruta_healthcheck_failures_total", ())] == 2
 
 
 async def test_metrics_need_a_token_unless_public(

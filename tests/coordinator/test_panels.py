@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from coordinator.domain.clock import FakeClock
-from coordinator.feed.panels import Panels, decode_png
+from coordinator.feed.panels import Panels, PanelView, decode_png
+from coordinator.feed.render import panel_json
 from coordinator.link.registry import DryadLink
 from coordinator.wire import MAX_PANEL_PNG, PANEL, Panel, WireError
 from tests.coordinator.doubles import uuid_of
@@ -31,8 +32,8 @@ def png(size: tuple[int, int] = (128, 32), lit: int = 0) -> str:
 
 
 async def test_keeps_the_newest_panel_per_worker_and_publishes_each() -> None:
-    clock, events = FakeClock(), []
-    panels = Panels(clock, lambda event, data: events.append((event, data)))
+    clock, events = FakeClock(), list[PanelView]()
+    panels = Panels(clock, events.append)
     w1, w2 = uuid_of(1), uuid_of(2)
     assert panels.get(w1) is None
     await panels.update(w1, Panel(png(), (GREEN, GREEN)))
@@ -42,17 +43,18 @@ async def test_keeps_the_newest_panel_per_worker_and_publishes_each() -> None:
     view = panels.get(w1)
     assert view is not None
     assert view.png == base64.b64decode(png(lit=5))
-    assert view.to_json() == {
+    assert panel_json(view) == {
         "worker": w1,
         "screen": png(lit=5),
         "leds": [[0, 0, 0], [0, 128, 0]],
         "at": "2026-01-01T00:00:01.500Z",
     }
-    assert [(e, d["worker"], d["leds"][0]) for e, d in events] == [
-        ("panel", w1, [0, 128, 0]),
-        ("panel", w1, [0, 0, 0]),
-        ("panel", w2, [1, 2, 3]),
+    assert [(e.worker, e.leds[0]) for e in events] == [
+        (w1, GREEN),
+        (w1, (0, 0, 0)),
+        (w2, (1, 2, 3)),
     ]
+    assert events[1] is view
     panels.forget(w1)
     assert panels.get(w1) is None and panels.get(w2) is not None
 
@@ -60,16 +62,16 @@ async def test_keeps_the_newest_panel_per_worker_and_publishes_each() -> None:
 async def test_an_async_publisher_is_awaited_and_a_failing_one_is_only_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    seen: list[str] = []
+    seen: list[PanelView] = []
 
-    async def publish(event: str, data: dict[str, Any]) -> None:
-        seen.append(event)
+    async def publish(view: PanelView) -> None:
+        seen.append(view)
 
     panels = Panels(FakeClock(), publish)
-    await panels.update(uuid_of(1), Panel(png(), (GREEN, GREEN)))
-    assert seen == ["panel"]
+    view = await panels.update(uuid_of(1), Panel(png(), (GREEN, GREEN)))
+    assert seen == [view]
 
-    def broken(event: str, data: dict[str, Any]) -> None:
+    def broken(view: PanelView) -> None:
         raise RuntimeError("subscriber gone")
 
     panels.publish = broken

@@ -10,6 +10,7 @@ import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from starlette.routing import Route
 
 from coordinator.feed.webhooks import Webhooks
 from coordinator.settings import Settings
+from tests.coordinator.test_events import ODD_REASON, ODD_REASON_JSON
 from tests.coordinator.uvicorn_server import serving
 from tests.plugins.app_harness import AppFarm, Template, open_farm
 
@@ -88,10 +90,11 @@ async def until_settled(f: AppFarm, hook: int, count: int) -> list[dict[str, Any
     hooks: Webhooks = f.app.state.webhooks
     with anyio.fail_after(10):
         while True:
+            seen = hooks.outcomes  # before reading, so no outcome slips between
             found = await deliveries(f, hook)
             if sum(d["Status"] != "pending" for d in found) >= count:
                 return found
-            await hooks.recorded()
+            await hooks.recorded(seen)
 
 
 async def test_signed_deliveries_retried_after_a_5xx(farm: AppFarm) -> None:
@@ -100,6 +103,10 @@ async def test_signed_deliveries_retried_after_a_5xx(farm: AppFarm) -> None:
         rid = await farm.new_request()  # WAITING, then INVALID (no worker could take it)
         await farm.worker(1)  # a worker event: not of this hook's kind
         found = await until_settled(farm, hook, 2)
+        hooks: Webhooks = farm.app.state.webhooks
+        with anyio.fail_after(10):
+            await hooks.caught_up(farm.store.last_transition_id())
+        assert len(await deliveries(farm, hook)) == 2  # none for the worker's event
     assert len(receiver.got) == 3  # the first attempt got a 500 and was retried
     for headers, body in receiver.got:
         expected = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
@@ -115,6 +122,26 @@ async def test_signed_deliveries_retried_after_a_5xx(farm: AppFarm) -> None:
     sent = [headers["boruta-delivery"] for headers, _ in receiver.got]
     assert sent.count(sent[0]) == 2  # the one that got the 500 came again, as itself
     assert all(d["Status"] == "delivered" and d["DeliveredAt"] for d in found)
+
+
+async def test_the_bytes_of_one_body_are_pinned(farm: AppFarm) -> None:
+    uuid = await farm.idle_worker(1)
+    farm.clock.advance(timedelta(seconds=1.25))
+    async with receiving(200) as (receiver, url):
+        hook = await add_hook(farm, url, ["worker"])  # from the next event on
+        await farm.service.set_fail(uuid, ODD_REASON)
+        (found,) = await until_settled(farm, hook, 1)
+    ((headers, body),) = receiver.got
+    n = found["Event"]
+    assert headers["boruta-event"] == "worker"
+    assert headers["boruta-delivery"] == str(found["ID"])
+    assert (
+        body
+        == (
+            f'{{"id":{n},"kind":"worker","subject":"{uuid}","old":"IDLE","new":"FAILED",'
+            f'"reason":{ODD_REASON_JSON},"actor":"","at":"2026-01-01T00:00:01.25Z"}}'
+        ).encode()
+    )
 
 
 async def test_a_4xx_drops_the_delivery_with_a_record(farm: AppFarm) -> None:

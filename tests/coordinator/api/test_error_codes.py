@@ -20,7 +20,7 @@ from coordinator.errors import (
     BorutaError,
     error_classes,
 )
-from tests.coordinator.api.harness import Farm
+from tests.plugins.app_harness import AppFarm
 
 pytestmark = pytest.mark.anyio
 
@@ -57,7 +57,7 @@ def raising(error: BaseException) -> Route:
     return Route("/test/raise", endpoint, methods=["GET", "POST"])
 
 
-async def test_a_service_error_keeps_the_original_body_and_adds_its_code(farm: Farm) -> None:
+async def test_a_service_error_keeps_the_original_body_and_adds_its_code(farm: AppFarm) -> None:
     answer = await farm.get("/api/v1/reqs/99")
     assert (answer.status_code, answer.content) == (404, b'{"message":"Request not found"}')
     assert answer.headers[ERROR_CODE_HEADER] == "not-found"
@@ -69,7 +69,7 @@ async def test_a_service_error_keeps_the_original_body_and_adds_its_code(farm: F
     assert answer.headers[ERROR_CODE_HEADER] == "empty-body"
 
 
-async def test_unauthorized_keeps_its_challenge_and_adds_its_code(farm: Farm) -> None:
+async def test_unauthorized_keeps_its_challenge_and_adds_its_code(farm: AppFarm) -> None:
     answer = await farm.post("/api/v1/reqs/list", as_=None)
     assert answer.status_code == 401
     assert answer.headers[ERROR_CODE_HEADER] == "unauthorized"
@@ -77,7 +77,7 @@ async def test_unauthorized_keeps_its_challenge_and_adds_its_code(farm: Farm) ->
 
 
 @pytest.mark.parametrize("method", ["GET", "HEAD", "POST"])
-async def test_an_unknown_path_is_route_not_found(farm: Farm, method: str) -> None:
+async def test_an_unknown_path_is_route_not_found(farm: AppFarm, method: str) -> None:
     answer = await farm.call(method, "/api/v1/frobnicate")
     assert answer.status_code == 404
     assert answer.headers[ERROR_CODE_HEADER] == "route-not-found"
@@ -85,7 +85,7 @@ async def test_an_unknown_path_is_route_not_found(farm: Farm, method: str) -> No
         assert answer.content == b'{"message":"/api/v1/frobnicate not found"}'
 
 
-async def test_another_method_is_method_not_allowed_with_allow(farm: Farm) -> None:
+async def test_another_method_is_method_not_allowed_with_allow(farm: AppFarm) -> None:
     answer = await farm.call("PUT", "/api/v1/reqs/")
     assert (answer.status_code, answer.content) == (405, b'{"message":"Method Not Allowed"}')
     assert answer.headers[ERROR_CODE_HEADER] == "method-not-allowed"
@@ -93,13 +93,13 @@ async def test_another_method_is_method_not_allowed_with_allow(farm: Farm) -> No
 
 
 @pytest.mark.parametrize("path", ["/api/reqs/", "/api/v1/reqs"])
-async def test_a_redirect_is_no_error_and_has_no_code(farm: Farm, path: str) -> None:
+async def test_a_redirect_is_no_error_and_has_no_code(farm: AppFarm, path: str) -> None:
     answer = await farm.post(path)
     assert answer.status_code == 308
     assert ERROR_CODE_HEADER not in answer.headers
 
 
-async def test_a_bug_answers_the_original_plain_text_with_code_internal(farm: Farm) -> None:
+async def test_a_bug_answers_the_original_plain_text_with_code_internal(farm: AppFarm) -> None:
     farm.app.router.routes.insert(0, raising(RuntimeError("a secret reason")))
     # As a real server: the bug is answered, not raised into the test.
     transport = httpx.ASGITransport(farm.app, raise_app_exceptions=False)
@@ -112,7 +112,7 @@ async def test_a_bug_answers_the_original_plain_text_with_code_internal(farm: Fa
 
 
 async def test_an_error_without_a_code_of_its_own_is_answered_as_internal(
-    farm: Farm, caplog: pytest.LogCaptureFixture
+    farm: AppFarm, caplog: pytest.LogCaptureFixture
 ) -> None:
     farm.app.router.routes.insert(0, raising(BorutaError("a secret reason")))
     answer = await farm.get("/test/raise")
@@ -131,7 +131,7 @@ async def test_an_error_without_a_code_of_its_own_is_answered_as_internal(
     ],
 )
 async def test_a_routing_error_of_another_status_is_the_general_class_of_it(
-    farm: Farm, status: int, code: str, body: bytes
+    farm: AppFarm, status: int, code: str, body: bytes
 ) -> None:
     farm.app.router.routes.insert(0, raising(HTTPException(status, "bad form")))
     answer = await farm.get("/test/raise")
@@ -140,7 +140,7 @@ async def test_a_routing_error_of_another_status_is_the_general_class_of_it(
     assert answer.content == body
 
 
-async def test_the_openapi_error_response_declares_the_code_header(farm: Farm) -> None:
+async def test_the_openapi_error_response_declares_the_code_header(farm: AppFarm) -> None:
     document = (await farm.get("/api/v1/openapi.json", as_=None)).json()
     header = document["components"]["responses"]["Error"]["headers"][ERROR_CODE_HEADER]
     assert header["schema"]["enum"] == sorted(BY_CODE)

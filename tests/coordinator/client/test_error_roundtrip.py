@@ -67,9 +67,9 @@ from coordinator.errors import (
     error_classes,
 )
 from coordinator.settings import Settings
-from tests.coordinator.api.harness import Farm, Template, open_farm
 from tests.coordinator.api.test_store_failure import BIG_CAPS, disk_full
-from tests.coordinator.client.conftest import ThreadBridge
+from tests.coordinator.client.thread_bridge import ThreadBridge
+from tests.plugins.app_harness import AppFarm, Template, open_farm
 
 pytestmark = pytest.mark.anyio
 
@@ -136,7 +136,7 @@ def assert_same(caught: BaseException, expected: BorutaError) -> None:
         assert caught.http_status == expected.http_status
 
 
-def swap_version(farm: Farm, *routes: BaseRoute) -> None:
+def swap_version(farm: AppFarm, *routes: BaseRoute) -> None:
     """Replace the version endpoint (which every client can call) with ``routes``."""
     kept = [r for r in farm.app.router.routes if getattr(r, "path", None) != VERSION]
     farm.app.router.routes[:] = [*routes, *kept]
@@ -155,7 +155,7 @@ async def caught(call: Awaitable[object]) -> BaseException:
     return raised.value
 
 
-def http_client(farm: Farm, user: str | None) -> AsyncClient:
+def http_client(farm: AppFarm, user: str | None) -> AsyncClient:
     """A client on the app that, as a real server would, answers a bug instead of raising
     it into the test."""
     transport = httpx.ASGITransport(farm.app, raise_app_exceptions=False)
@@ -169,7 +169,7 @@ def test_every_class_has_a_sample() -> None:
 
 @pytest.mark.parametrize("kind", TREE, ids=_name)
 async def test_every_error_class_reaches_the_http_clients_as_itself(
-    farm: Farm, bridge: ThreadBridge, kind: type[BorutaError]
+    farm: AppFarm, bridge: ThreadBridge, kind: type[BorutaError]
 ) -> None:
     expected = SAMPLES[kind]
     if kind is ServerUnreachable:
@@ -198,7 +198,7 @@ async def test_every_error_class_reaches_the_http_clients_as_itself(
     assert_same(await anyio.to_thread.run_sync(blocking), expected)
 
 
-async def test_an_unhandled_exception_reaches_the_client_as_internal_error(farm: Farm) -> None:
+async def test_an_unhandled_exception_reaches_the_client_as_internal_error(farm: AppFarm) -> None:
     swap_version(farm, Route(VERSION, raising(RuntimeError("a bug"))))
     async with http_client(farm, "alice") as alice:
         assert_same(await caught(alice.version()), InternalError())
@@ -214,7 +214,7 @@ class Scene:
     """A farm with worker 9 (``board: rpi4``) in MAINTENANCE and worker 1 (``board: rpi3``)
     IDLE, and the clients of alice and root, over HTTP or embedded."""
 
-    farm: Farm
+    farm: AppFarm
     user: Api
     admin: Api
     parked: WorkerUUID
