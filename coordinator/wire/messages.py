@@ -9,7 +9,7 @@ shown). Fields a message does not know are ignored, so either end may add one fi
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Final, Protocol, Self, TypeVar
 
 from coordinator.wire.errors import WireError
@@ -72,7 +72,7 @@ class Empty:
 class Enrol:
     """``enrol`` params: the enrolment token that binds this key to its worker UUID."""
 
-    token: str
+    token: str = field(metadata={"doc": "as `boruta-coordinator enrol-token create` made it"})
 
     def to_wire(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,9 +100,12 @@ class Enrolled:
 class Registration:
     """``register`` params: what the dryad offers. ``caps`` must hold ``UUID``."""
 
-    caps: dict[str, str]
-    ssh_address: str  # host:port users reach the board's sshd at (direct access)
-    version: str = ""
+    caps: dict[str, str] = field(metadata={"doc": "the board's capabilities, `UUID` among them"})
+    ssh_address: str = field(
+        metadata={"doc": "`host:port` of the board's sshd for users; an empty host is the"
+                  " address the coordinator sees the dryad at"}
+    )  # fmt: skip
+    version: str = field(default="", metadata={"doc": "the dryad's version"})
 
     def to_wire(self) -> dict[str, Any]:
         return asdict(self)
@@ -155,8 +158,8 @@ class CheckResult:
 
     name: str
     passed: bool
-    critical: bool
-    detail: str = ""
+    critical: bool = field(metadata={"doc": "whether failing it FAILs the worker"})
+    detail: str = field(default="", metadata={"doc": "what was seen, for people"})
 
     def to_wire(self) -> dict[str, Any]:
         return asdict(self)
@@ -175,7 +178,7 @@ class CheckResult:
 class HealthReport:
     """``health`` params and the ``healthcheck`` result: every check of one run."""
 
-    checks: tuple[CheckResult, ...]
+    checks: tuple[CheckResult, ...] = field(metadata={"doc": "every check of the run"})
 
     @property
     def failed_critical(self) -> list[CheckResult]:
@@ -195,7 +198,7 @@ class HealthReport:
 class Button:
     """``button`` params: which of the board's buttons was pressed (1 or 2 on a MuxPi)."""
 
-    button: int
+    button: int = field(metadata={"doc": "1 or 2 on a MuxPi"})
 
     def to_wire(self) -> dict[str, Any]:
         return asdict(self)
@@ -216,8 +219,10 @@ class Panel:
     """``panel`` params: the OLED frame as a base64 PNG and the two RGB LEDs' colours, as
     the board shows them now."""
 
-    screen_png_b64: str
-    leds: tuple[Rgb, Rgb]
+    screen_png_b64: str = field(
+        metadata={"doc": f"the OLED frame, a PNG of at most {MAX_PANEL_PNG} bytes, in base64"}
+    )
+    leds: tuple[Rgb, Rgb] = field(metadata={"doc": "LED 1 and LED 2, each [r, g, b] in 0..255"})
 
     def to_wire(self) -> dict[str, Any]:
         return {"screen_png_b64": self.screen_png_b64, "leds": [list(c) for c in self.leds]}
@@ -242,7 +247,7 @@ class Panel:
 class Prepare:
     """``prepare`` params: recreate the job user with this as its only authorized key."""
 
-    public_key: str  # one OpenSSH public key line
+    public_key: str = field(metadata={"doc": "one OpenSSH public key line, not empty"})
 
     def to_wire(self) -> dict[str, Any]:
         return asdict(self)
@@ -259,7 +264,7 @@ class Prepare:
 class MaintenanceMessage:
     """``maintenance`` params, and what a board in BUSY or MAINTENANCE shows on its OLED."""
 
-    message: str = ORIGINAL_MAINTENANCE
+    message: str = field(default=ORIGINAL_MAINTENANCE, metadata={"doc": "shown on the OLED"})
 
     def to_wire(self) -> dict[str, Any]:
         return asdict(self)
@@ -273,7 +278,7 @@ class MaintenanceMessage:
 class Identify:
     """``identify`` params: blink brightly for this many seconds, up to ``MAX_IDENTIFY``."""
 
-    seconds: float
+    seconds: float = field(metadata={"doc": f"more than 0, at most {MAX_IDENTIFY:g}"})
 
     def to_wire(self) -> dict[str, Any]:
         return asdict(self)
@@ -296,10 +301,12 @@ class Display:
     """``display`` params: what the board should show for its worker state."""
 
     state: WorkerState
-    owner: str = ""  # the job's owner, while RUNNING
-    until: str = ""  # RFC 3339 job timeout, while RUNNING
-    message: str = ""  # the maintenance message (see ``maintenance``), while BUSY/MAINTENANCE
-    reason: str = ""  # why it FAILED
+    owner: str = field(default="", metadata={"doc": "the job's owner, while RUNNING"})
+    until: str = field(default="", metadata={"doc": "the job's timeout (RFC 3339), while RUNNING"})
+    message: str = field(
+        default="", metadata={"doc": "the maintenance message, while BUSY or MAINTENANCE"}
+    )
+    reason: str = field(default="", metadata={"doc": "why the worker FAILED"})
 
     @classmethod
     def for_maintenance(

@@ -38,8 +38,8 @@ R = TypeVar("R", bound="Message | None")
 class Direction(StrEnum):
     """Who calls whom; the value is how the table says it."""
 
-    TO_DRYAD = "coordinator → dryad"
     TO_COORDINATOR = "dryad → coordinator"
+    TO_DRYAD = "coordinator → dryad"
 
     @property
     def callee(self) -> str:

@@ -15,7 +15,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from PIL import ImageChops
 
 from coordinator import wire
-from dryad.agent import Agent
+from dryad.agent import HANDLERS, Agent
 from dryad.errors import HealthcheckFailed, JobUserError, LinkError
 from dryad.identity import Identity
 from dryad.link import Link
@@ -211,6 +211,21 @@ async def test_bad_params_are_answered_as_invalid_params_on_the_wire(
         with pytest.raises(wire.RpcError) as unknown:
             await d.call("reboot", {})
         assert unknown.value.code == wire.METHOD_NOT_FOUND
+
+
+@pytest.mark.parametrize("method", [wire.REGISTER, wire.HEALTH, wire.BUTTON, wire.ENROL])
+async def test_a_method_of_the_other_direction_is_method_not_found(method: str) -> None:
+    panel, users = FakePanel(), FakeUsers()
+    agent = Agent(Offline(), panel, users, FakeHealth(), coordinator="c:1")
+    with pytest.raises(wire.RpcError) as refused:
+        await agent.handle(method, {"button": 1, "checks": [], "token": "t"})
+    assert refused.value.code == wire.METHOD_NOT_FOUND
+    assert "dryad → coordinator" in refused.value.message
+    assert panel.calls == [] and users.log == []
+
+
+def test_the_agent_serves_every_method_that_comes_to_the_dryad() -> None:
+    assert HANDLERS.missing() == []
 
 
 async def test_maintenance_without_a_message_shows_the_originals() -> None:
