@@ -189,7 +189,7 @@ class Agent:
         except (LinkError, TimeoutError) as exc:
             logger.info("health report kept for later: %s", exc)
             return
-        except wire.RpcError as exc:
+        except (wire.RpcError, wire.WireError) as exc:  # delivered; resending would not help
             logger.warning("coordinator refused the health report: %s", exc)
         if self._unsent is report:
             self._unsent = None
@@ -201,7 +201,7 @@ class Agent:
         logger.error("reporting failure: %s", reason)
         try:
             await self._link.call(wire.SET_FAIL, wire.SetFail(reason))
-        except (LinkError, TimeoutError, wire.RpcError) as exc:
+        except (LinkError, TimeoutError, wire.RpcError, wire.WireError) as exc:
             logger.warning("failure not delivered: %s", exc)
 
     async def _report_panel(self, panel: ReportingPanel) -> None:
