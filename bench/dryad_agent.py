@@ -32,7 +32,7 @@ from coordinator.service.operations import Service
 from coordinator.store.sql import SqlStore
 from coordinator.tokens import hash_token, new_token
 from coordinator.tunnels.none import DirectAccess
-from coordinator.wire import Display
+from coordinator.wire import Display, WorkerState as WireState
 
 ADMIN = User("bench", admin=True)
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -101,7 +101,7 @@ async def main(calls: int, idle_seconds: float) -> None:
             await until(service, lambda: service.get_worker(uuid).state is WorkerState.IDLE)
             idle_at = time.perf_counter() - started
 
-            panel = Display("IDLE")
+            panel = Display(WireState.IDLE)
             times = []
             for _ in range(calls):
                 t = time.perf_counter()

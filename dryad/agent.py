@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, TypeVar, runtime_checkable
 
 import anyio
 from anyio.abc import TaskStatus
@@ -13,14 +12,15 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from coordinator import wire
 from dryad.errors import HealthcheckFailed, JobUserError, LinkError
-from dryad.states import LinkState
+from dryad.states import LinkState, WorkerState
 from hardware import HardwareError
 
 logger = logging.getLogger(__name__)
 
-MAX_IDENTIFY = 600.0  # seconds; a typo must not leave a rack blinking for a day
-MAINTENANCE_MESSAGE = "maintenance"  # what the original always showed
 PANEL_INTERVAL = 0.25  # seconds between panel reports: a blink must not flood the link
+
+P = TypeVar("P", bound=wire.Message)
+R = TypeVar("R", bound="wire.Message | None")
 
 
 class Sender(Protocol):
@@ -28,8 +28,8 @@ class Sender(Protocol):
 
     @property
     def connected(self) -> bool: ...
-    async def call(self, method: str, params: dict[str, Any], seconds: float = 30.0) -> Any: ...
-    async def notify(self, method: str, params: dict[str, Any]) -> None: ...
+    async def call(self, method: wire.Method[P, R], params: P) -> R: ...
+    async def notify(self, method: wire.Method[P, Any], params: P) -> None: ...
 
 
 class PanelLike(Protocol):
@@ -63,14 +63,14 @@ class HealthLike(Protocol):
 
 
 class Agent:
-    """Dispatches the coordinator's calls to the panel, the job user and the healthchecks.
+    """Serves the coordinator's calls with the panel, the job user and the healthchecks.
 
-    ``handle`` is the link's handler; ``link_state`` its state hook; ``report_health``
-    what the scheduled healthchecks report to; ``run`` forwards button presses and,
-    for a panel that reports what it draws, sends each change as a ``panel``
-    notification (at most one per ``PANEL_INTERVAL``, the newest; again on every
-    reconnection). The coordinator turns a refused ``prepare`` or ``release`` into FAIL
-    with its message.
+    ``handle`` is the link's handler (dispatching from the table to ``HANDLERS``);
+    ``link_state`` its state hook; ``report_health`` what the scheduled healthchecks
+    report to; ``run`` forwards button presses and, for a panel that reports what it
+    draws, sends each change as a ``panel`` notification (at most one per
+    ``PANEL_INTERVAL``, the newest; again on every reconnection). The coordinator turns
+    a refused ``prepare`` or ``release`` into FAIL with its message.
     """
 
     def __init__(
@@ -115,36 +115,21 @@ class Agent:
 
     async def handle(self, method: str, params: dict[str, Any]) -> Any:
         """Serve one call; ``wire.WireError`` becomes INVALID_PARAMS in the peer."""
-        if method == wire.PREPARE:
-            return await self._prepare(_text(params, "public_key"))
-        if method == wire.RELEASE:
-            return await self._release()
-        if method == wire.MAINTENANCE:
-            message = params.get("message", MAINTENANCE_MESSAGE)
-            if not isinstance(message, str):
-                raise wire.WireError("message must be a string")
-            return await self._show(wire.Display("MAINTENANCE", message=message))
-        if method == wire.HEALTHCHECK:
-            return await self._healthcheck()
-        if method == wire.IDENTIFY:
-            return await self._identify(params.get("seconds"))
-        if method == wire.DISPLAY:
-            return await self._show(wire.Display.from_wire(params))
-        raise wire.RpcError(wire.METHOD_NOT_FOUND, f"unknown method {method!r}")
+        return await HANDLERS.dispatch(self, method, params)
 
-    async def _prepare(self, public_key: str) -> None:
+    async def _prepare(self, params: wire.Prepare) -> None:
         async with self._user_lock:
             try:
                 # Shielded: a link that drops mid-way must not leave half a user behind.
                 with anyio.CancelScope(shield=True):
                     await self._end_job()
-                    await self._users.prepare(public_key)
+                    await self._users.prepare(params.public_key)
             except JobUserError as exc:
                 logger.error("prepare failed: %s", exc)
                 raise wire.RpcError(wire.REFUSED, f"prepare failed: {exc}") from exc
         logger.info("job user prepared for the next job")
 
-    async def _release(self) -> None:
+    async def _release(self, _: wire.Empty) -> None:
         async with self._user_lock:
             try:
                 with anyio.CancelScope(shield=True):
@@ -163,23 +148,18 @@ class Agent:
         self._view = view
         await self._panel.show(view)
 
-    async def _healthcheck(self) -> dict[str, Any]:
+    async def _maintenance(self, note: wire.MaintenanceMessage) -> None:
+        await self._show(wire.Display.for_maintenance(note))
+
+    async def _healthcheck(self, _: wire.Empty) -> wire.HealthReport:
         try:
-            report = await self._health.check()
+            return await self._health.check()
         except HealthcheckFailed as exc:
             raise wire.RpcError(wire.REFUSED, f"healthcheck could not run: {exc}") from exc
-        return report.to_wire()
 
-    async def _identify(self, seconds: Any) -> None:
-        if (
-            not isinstance(seconds, int | float)
-            or isinstance(seconds, bool)
-            or not math.isfinite(seconds)
-            or not 0 < seconds <= MAX_IDENTIFY
-        ):
-            raise wire.WireError(f"seconds must be a number in (0, {MAX_IDENTIFY:g}]")
+    async def _identify(self, params: wire.Identify) -> None:
         # The panel blinks in its own task group, so the admin's call is answered at once.
-        await self._panel.identify(float(seconds))
+        await self._panel.identify(params.seconds)
 
     # ---- the link's state -----------------------------------------------------------------
 
@@ -197,7 +177,7 @@ class Agent:
         elif state in (LinkState.ENROLMENT_REFUSED, LinkState.NOT_ENROLLED):
             await self._panel.refused(self._coordinator)
         else:
-            await self._panel.show(wire.Display("FAILED", reason=state.value))
+            await self._panel.show(wire.Display(WorkerState.FAILED, reason=state.value))
 
     # ---- to the coordinator ---------------------------------------------------------------
 
@@ -205,11 +185,11 @@ class Agent:
         """Send a scheduled health report; one made while away is sent on reconnection."""
         self._unsent = report
         try:
-            await self._link.call(wire.HEALTH, report.to_wire(), 10.0)
+            await self._link.call(wire.HEALTH, report)
         except (LinkError, TimeoutError) as exc:
             logger.info("health report kept for later: %s", exc)
             return
-        except wire.RpcError as exc:
+        except (wire.RpcError, wire.WireError) as exc:  # delivered; resending would not help
             logger.warning("coordinator refused the health report: %s", exc)
         if self._unsent is report:
             self._unsent = None
@@ -220,8 +200,8 @@ class Agent:
         """Tell the coordinator this board cannot serve (it FAILs the worker)."""
         logger.error("reporting failure: %s", reason)
         try:
-            await self._link.call(wire.SET_FAIL, {"reason": reason}, 10.0)
-        except (LinkError, TimeoutError, wire.RpcError) as exc:
+            await self._link.call(wire.SET_FAIL, wire.SetFail(reason))
+        except (LinkError, TimeoutError, wire.RpcError, wire.WireError) as exc:
             logger.warning("failure not delivered: %s", exc)
 
     async def _report_panel(self, panel: ReportingPanel) -> None:
@@ -240,7 +220,7 @@ class Agent:
         if not self._link.connected:
             return
         try:
-            await self._link.notify(wire.PANEL, panel.report().to_wire())
+            await self._link.notify(wire.PANEL, panel.report())
         except LinkError as exc:
             logger.debug("panel not reported: %s", exc)
 
@@ -257,13 +237,16 @@ class Agent:
     async def _button(self, button: int) -> None:
         logger.info("button %d pressed", button)
         try:
-            await self._link.notify(wire.BUTTON, {"button": button})
+            await self._link.notify(wire.BUTTON, wire.Button(button))
         except LinkError as exc:
             logger.info("button %d not forwarded: %s", button, exc)
 
 
-def _text(params: dict[str, Any], key: str) -> str:
-    value = params.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise wire.WireError(f"{key} must be a non-empty string")
-    return value.strip()
+# The coordinator's calls, one handler per row of the table that comes to the dryad.
+HANDLERS: Final = wire.Handlers[Agent](wire.Direction.TO_DRYAD)
+HANDLERS.on(wire.PREPARE, Agent._prepare)
+HANDLERS.on(wire.RELEASE, Agent._release)
+HANDLERS.on(wire.MAINTENANCE, Agent._maintenance)
+HANDLERS.on(wire.HEALTHCHECK, Agent._healthcheck)
+HANDLERS.on(wire.IDENTIFY, Agent._identify)
+HANDLERS.on(wire.DISPLAY, Agent._show)

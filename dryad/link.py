@@ -7,7 +7,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import anyio
 import asyncssh
@@ -28,6 +28,9 @@ from dryad.states import LinkState
 logger = logging.getLogger(__name__)
 
 StateHook = Callable[[LinkState, str], Awaitable[None]]
+
+P = TypeVar("P", bound=wire.Message)
+R = TypeVar("R", bound="wire.Message | None")
 
 KEEPALIVE_INTERVAL = 5.0  # seconds; with 3 missed answers a dead coordinator is noticed in 15 s
 KEEPALIVE_COUNT_MAX = 3
@@ -89,21 +92,22 @@ class Link:
     def connected(self) -> bool:
         return self._peer is not None
 
-    async def call(self, method: str, params: dict[str, Any], seconds: float = 30.0) -> Any:
-        """Call the coordinator; raises ``LinkError``, ``wire.RpcError`` or ``TimeoutError``."""
+    async def call(self, method: wire.Method[P, R], params: P) -> R:
+        """Call the coordinator, waiting as long as the method's row says; raises
+        ``LinkError``, ``wire.RpcError``, ``wire.WireError`` or ``TimeoutError``."""
         peer = self._need_peer()
         try:
-            return await peer.call(method, params, seconds)
+            return await peer.ask(method, params)
         except wire.RpcError:
             raise
         except ConnectionError as exc:
             raise LinkError(f"{method}: link to the coordinator lost") from exc
 
-    async def notify(self, method: str, params: dict[str, Any]) -> None:
+    async def notify(self, method: wire.Method[P, Any], params: P) -> None:
         """Send a notification; raises ``LinkError`` while the link is down."""
         peer = self._need_peer()
         try:
-            await peer.notify(method, params)
+            await peer.tell(method, params)
         except ConnectionError as exc:
             raise LinkError(f"{method}: link to the coordinator lost") from exc
 
@@ -141,9 +145,10 @@ class Link:
                 logger.error("link to %s: %s", where, exc)
                 await self._set_state(on_state, LinkState.ENROLMENT_REFUSED, "enrolment refused")
                 delay = self._backoff.refused
-            except (OSError, asyncssh.Error, TimeoutError, wire.RpcError) as exc:
+            except (OSError, asyncssh.Error, TimeoutError, wire.RpcError, wire.WireError) as exc:
                 # OSError covers ConnectionError and so LinkError; asyncssh.Error covers
-                # refused authentication and keepalive timeouts.
+                # refused authentication and keepalive timeouts; WireError an answer to
+                # enrol or register that is not the table's.
                 connected = self._state is LinkState.CONNECTED
                 if connected:
                     attempt = 0  # a link that served restarts the back-off
@@ -207,7 +212,8 @@ class Link:
             writer, reader, _ = await conn.open_session(
                 subsystem=wire.LINK_SUBSYSTEM, encoding=None
             )
-            await self._serve(wire.Peer(reader, writer, handler), on_state, conn)
+            peer = wire.Peer(reader, writer, handler, calls=wire.Direction.TO_COORDINATOR)
+            await self._serve(peer, on_state, conn)
         finally:
             self._peer = None
             conn.close()
@@ -283,9 +289,9 @@ class Link:
         """Enrol if we must, then register; the coordinator's calls are served meanwhile."""
         if not self._identity.enrolled and self._settings.read_enrol_token() is not None:
             await self._enrol(peer)  # the coordinator answers a repeated enrol kindly
-        params = registration(self._settings, self._identity).to_wire()
+        params = registration(self._settings, self._identity)
         try:
-            await peer.call(wire.REGISTER, params)
+            await peer.ask(wire.REGISTER, params)
         except wire.RpcError as exc:
             if exc.code != wire.NOT_ENROLLED:
                 raise LinkError(f"register refused: {exc.message}") from exc
@@ -294,7 +300,7 @@ class Link:
                 logger.warning("coordinator does not know this dryad any more; enrolling again")
                 self._identity.forget_enrolment()
             await self._enrol(peer)
-            await peer.call(wire.REGISTER, params)
+            await peer.ask(wire.REGISTER, params)
         if not self._identity.enrolled:
             self._identity.mark_enrolled(self._settings.coordinator)  # lost marker, key known
 
@@ -306,7 +312,7 @@ class Link:
                 "`boruta-coordinator enrol-token create` and put it in the configuration"
             )
         try:
-            await peer.call(wire.ENROL, {"token": token})
+            await peer.ask(wire.ENROL, wire.Enrol(token))
         except wire.RpcError as exc:
             if exc.code == wire.REFUSED:
                 raise EnrolmentRefused(f"enrolment refused: {exc.message}") from exc

@@ -15,6 +15,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from coordinator import wire
+from dryad.states import WorkerState
 from hardware import Display, HardwareError, Leds
 
 logger = logging.getLogger(__name__)
@@ -32,12 +33,12 @@ PURPLE: Rgb = (96, 0, 128)
 PINK: Rgb = (128, 16, 32)
 WHITE: Rgb = (255, 255, 255)
 
-STEADY: dict[str, tuple[Rgb, Rgb]] = {
-    "IDLE": (GREEN, GREEN),
-    "RUNNING": (BLUE, BLUE),
-    "PREPARE": (CYAN, CYAN),
-    "BUSY": (YELLOW, YELLOW),
-    "FAILED": (RED, RED),
+STEADY: dict[WorkerState, tuple[Rgb, Rgb]] = {
+    WorkerState.IDLE: (GREEN, GREEN),
+    WorkerState.RUNNING: (BLUE, BLUE),
+    WorkerState.PREPARE: (CYAN, CYAN),
+    WorkerState.BUSY: (YELLOW, YELLOW),
+    WorkerState.FAILED: (RED, RED),
 }
 
 
@@ -90,21 +91,24 @@ class Screen:
 def screen_for(view: wire.Display, now: datetime) -> Screen:
     """The screen of a worker state (see :class:`Panel` for the table)."""
     state = view.state
-    if state == "IDLE":
-        return Screen(("IDLE", "ready for a job"), STEADY[state])
-    if state == "RUNNING":
-        return Screen((fit(view.owner or "RUNNING"), time_left(view.until, now)), STEADY[state])
-    if state == "PREPARE":
-        return Screen(("PREPARE", "new job user"), STEADY[state])
-    if state == "BUSY":
-        return Screen(("BUSY", "to maintenance"), STEADY[state])
-    if state == "MAINTENANCE":
-        message = wrap(view.message or "maintenance")
-        if len(message) == 1 and message[0].lower() != "maintenance":
-            message = ["MAINTENANCE", *message]
-        return Screen(tuple(message), pattern="maintenance")
-    if state == "FAILED":
-        return Screen(("FAILED", fit(view.reason or "no reason given")), STEADY[state])
+    match state:
+        case WorkerState.IDLE:
+            return Screen(("IDLE", "ready for a job"), STEADY[state])
+        case WorkerState.RUNNING:
+            owner = fit(view.owner or "RUNNING")
+            return Screen((owner, time_left(view.until, now)), STEADY[state])
+        case WorkerState.PREPARE:
+            return Screen(("PREPARE", "new job user"), STEADY[state])
+        case WorkerState.BUSY:
+            return Screen(("BUSY", "to maintenance"), STEADY[state])
+        case WorkerState.MAINTENANCE:
+            message = wrap(view.maintenance.message)
+            if len(message) == 1 and message[0].lower() != "maintenance":
+                message = ["MAINTENANCE", *message]
+            return Screen(tuple(message), pattern="maintenance")
+        case WorkerState.FAILED:
+            return Screen(("FAILED", fit(view.reason or "no reason given")), STEADY[state])
+    # Only a Display made here can hold another state: the wire accepts none.
     return Screen((fit(state or "?"), "unknown state"), (PINK, PINK))
 
 
@@ -241,7 +245,7 @@ class Panel:
                 task_status.started()
                 while True:
                     await anyio.sleep(self._refresh)
-                    if self._view is not None and self._view.state == "RUNNING":
+                    if self._view is not None and self._view.state is WorkerState.RUNNING:
                         try:
                             with anyio.CancelScope(shield=True):  # see _set
                                 await self.show(self._view)

@@ -1,8 +1,16 @@
-"""The link's states as the dryad shows them: what the panel says while not serving."""
+"""The dryad's states: the link's, as the panel shows them, and the worker's, as the wire says.
+
+The worker states are the wire's enum (``coordinator.wire.WorkerState``): the coordinator
+sends them in ``display`` and the panel draws from them, so both ends speak one vocabulary.
+"""
 
 from __future__ import annotations
 
 from enum import StrEnum
+
+from coordinator.wire.states import WorkerState
+
+__all__ = ["LinkState", "WorkerState"]
 
 
 class LinkState(StrEnum):

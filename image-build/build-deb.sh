@@ -24,11 +24,12 @@ root="$stage/dryad"
 cp -a "$HERE/pkg-root" "$root"
 
 # The dryad's code, private to the package (it is an application, not a library):
-# dryad, hardware, and of the coordinator only the wire module the link speaks.
+# dryad, hardware, and of the coordinator only the wire package the link speaks.
 py="$root/usr/lib/dryad/python"
 mkdir -p "$py/coordinator"
 cp -r dryad hardware "$py/"
-cp coordinator/__init__.py coordinator/wire.py "$py/coordinator/"
+cp coordinator/__init__.py "$py/coordinator/"
+cp -r coordinator/wire "$py/coordinator/"
 # Documentation in the code tree (hardware/README.md) is for developers, not the board.
 find "$py" \( -name __pycache__ -o -name '*.pyc' -o -name '*.md' \) -prune -exec rm -rf {} +
 for wheel in "${wheels[@]}"; do

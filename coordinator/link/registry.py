@@ -1,14 +1,8 @@
 """``DryadLink``: the connected dryads by worker UUID, our calls to them and theirs to us.
 
-Params and results on the wire (both ends must agree; the dryad side mirrors this):
-
-- dryad → coordinator: ``enrol {"token"}`` → ``{"uuid"}``; ``register``
-  (``wire.Registration``) → ``{"state"}``; ``set_fail {"reason"}``; ``health``
-  (``wire.HealthReport``); ``button {"button": int}``; the last three answer ``null``;
-  ``panel`` (``wire.Panel``, a notification) is kept by ``coordinator.feed.panels``.
-- coordinator → dryad: ``prepare {"public_key"}``, ``maintenance {"message"}``,
-  ``release {}``, ``identify {"seconds"}``, ``display`` (``wire.Display``) answer
-  anything; ``healthcheck {}`` answers a ``wire.HealthReport``.
+Every method, its direction, timeout, params and result is a row of ``wire.TABLE``
+(rendered as docs/link-protocol.md): our calls go through their rows, and the dryads'
+calls are dispatched from the table to the handlers registered in ``DryadLink``.
 """
 
 from __future__ import annotations
@@ -16,45 +10,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import anyio
 import asyncssh
 
+from coordinator import wire
 from coordinator.domain.clock import Clock, SystemClock
 from coordinator.domain.ids import WorkerUUID
 from coordinator.errors import BorutaError
 from coordinator.feed.panels import Panels
 from coordinator.link.session import BoundedLines, DryadSession, LineTooLong
+from coordinator.service.steps import wire_state
 from coordinator.store import Store
 from coordinator.tokens import hash_token
 from coordinator.wire import (
-    BUTTON,
-    DISPLAY,
     ENROL,
-    HEALTH,
-    HEALTHCHECK,
-    IDENTIFY,
     INVALID_REQUEST,
-    MAINTENANCE,
     MAX_LINE,
-    METHOD_NOT_FOUND,
     NOT_ENROLLED,
-    PANEL,
-    PREPARE,
     REFUSED,
-    REGISTER,
-    RELEASE,
-    SET_FAIL,
     Display,
     HealthReport,
-    Panel,
+    Method,
     Peer,
-    Registration,
     RpcError,
-    WireError,
     error,
 )
 
@@ -63,19 +45,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Seconds the dryad has for each call: recreating the job user or showing maintenance
-# may wait on useradd and the STM; the panel and the blink are quick.
-TIMEOUTS: Final = {
-    PREPARE: 60.0,
-    MAINTENANCE: 60.0,
-    RELEASE: 60.0,
-    HEALTHCHECK: 60.0,
-    IDENTIFY: 10.0,
-    DISPLAY: 10.0,
-}
 BAD_TOKEN: Final = "enrolment token invalid or expired"
 
-Call = Callable[[DryadSession, dict[str, Any]], Awaitable[Any]]
+P = TypeVar("P", bound=wire.Message)
+R = TypeVar("R", bound="wire.Message | None")
 
 
 class DryadLink:
@@ -92,43 +65,45 @@ class DryadLink:
         self._sessions: dict[WorkerUUID, DryadSession] = {}
         self._serving = 0  # sessions whose serve() has not returned
         self._changed = anyio.Event()
-        self._calls: dict[str, Call] = {
-            REGISTER: self._register,
-            SET_FAIL: self._set_fail,
-            HEALTH: self._health,
-            BUTTON: self._button,
-            PANEL: self._panel,
-        }
+        self._calls = wire.Handlers[DryadSession](wire.Direction.TO_COORDINATOR)
+        self._calls.on(wire.ENROL, self._enrol)
+        self._calls.on(wire.REGISTER, self._register)
+        self._calls.on(wire.SET_FAIL, self._set_fail)
+        self._calls.on(wire.HEALTH, self._health)
+        self._calls.on(wire.BUTTON, self._button)
+        self._calls.on(wire.PANEL, self._panel)
 
     # ---- ports.Dryads ----------------------------------------------------------------
 
     async def prepare(self, worker: WorkerUUID, public_key: str) -> None:
-        await self._call(worker, PREPARE, {"public_key": public_key})
+        await self._call(worker, wire.PREPARE, wire.Prepare(public_key))
 
     async def maintenance(self, worker: WorkerUUID, message: str) -> None:
-        await self._call(worker, MAINTENANCE, {"message": message})
+        await self._call(worker, wire.MAINTENANCE, wire.MaintenanceMessage(message))
 
     async def release(self, worker: WorkerUUID) -> None:
-        await self._call(worker, RELEASE, {})
+        await self._call(worker, wire.RELEASE, wire.Empty())
 
     async def healthcheck(self, worker: WorkerUUID) -> HealthReport:
-        return HealthReport.from_wire(await self._call(worker, HEALTHCHECK, {}))
+        return await self._call(worker, wire.HEALTHCHECK, wire.Empty())
 
     async def identify(self, worker: WorkerUUID, seconds: float) -> None:
-        await self._call(worker, IDENTIFY, {"seconds": seconds})
+        await self._call(worker, wire.IDENTIFY, wire.Identify(seconds))
 
     async def display(self, worker: WorkerUUID, panel: Display) -> None:
-        await self._call(worker, DISPLAY, panel.to_wire())
+        await self._call(worker, wire.DISPLAY, panel)
 
-    async def _call(self, worker: WorkerUUID, method: str, params: dict[str, Any]) -> Any:
+    async def _call(self, worker: WorkerUUID, method: Method[P, R], params: P) -> R:
+        """Call ``method`` on ``worker``'s dryad, waiting as long as its row says."""
         session = self._sessions.get(worker)
         if session is None or session.peer is None:
             raise ConnectionError(f"dryad {worker} is not connected")
-        seconds = TIMEOUTS[method]
         try:
-            return await session.peer.call(method, params, seconds)
+            return await session.peer.ask(method, params)
         except TimeoutError:
-            raise TimeoutError(f"dryad {worker} did not answer {method} in {seconds:g} s") from None
+            raise TimeoutError(
+                f"dryad {worker} did not answer {method} in {method.timeout:g} s"
+            ) from None
         except ConnectionError:
             raise ConnectionError(f"dryad {worker} disconnected during {method}") from None
 
@@ -171,7 +146,12 @@ class DryadLink:
 
     async def serve(self, session: DryadSession) -> None:
         """Serve ``session`` until its channel ends; the server calls this per channel."""
-        peer = Peer(BoundedLines(session.reader), session.writer, partial(self._handle, session))
+        peer = Peer(
+            BoundedLines(session.reader),
+            session.writer,
+            partial(self._handle, session),
+            calls=wire.Direction.TO_DRYAD,
+        )
         session.peer = peer
         self._serving += 1
         try:
@@ -218,26 +198,21 @@ class DryadLink:
     # ---- the dryads' calls -----------------------------------------------------------
 
     async def _handle(self, session: DryadSession, method: str, params: dict[str, Any]) -> Any:
-        if method == ENROL:
-            return await self._enrol(session, params)
-        if not session.enrolled:
+        """Serve one of ``session``'s calls from the table (``Peer`` answers errors)."""
+        if method != ENROL and not session.enrolled:
             raise RpcError(NOT_ENROLLED, "this key is not enrolled: call enrol with a token")
-        call = self._calls.get(method)
-        if call is None:
-            raise RpcError(METHOD_NOT_FOUND, f"no method {method!r}")
         try:
-            return await call(session, params)
+            return await self._calls.dispatch(session, method, params)
         except BorutaError as exc:
             session.log.warning("%s refused: %s", method, exc.message)
             raise RpcError(REFUSED, exc.message) from exc
 
-    async def _enrol(self, session: DryadSession, params: dict[str, Any]) -> dict[str, str]:
+    async def _enrol(self, session: DryadSession, params: wire.Enrol) -> wire.Enrolled:
         if session.enrolled:
-            return {"uuid": session.uuid}  # a retried enrol after a lost answer
-        token = params.get("token")
+            return wire.Enrolled(session.uuid)  # a retried enrol after a lost answer
         try:
-            valid = isinstance(token, str) and await anyio.to_thread.run_sync(
-                self._store.enrol_token_valid, hash_token(token), self._clock.now()
+            valid = await anyio.to_thread.run_sync(
+                self._store.enrol_token_valid, hash_token(params.token), self._clock.now()
             )
             if valid:
                 await anyio.to_thread.run_sync(
@@ -259,7 +234,7 @@ class DryadLink:
         session.enrolled = True
         session.log.info("enrolled with key %s", session.fingerprint)
         self._attach(session)
-        return {"uuid": session.uuid}
+        return wire.Enrolled(session.uuid)
 
     @staticmethod
     def _close_after_answer(session: DryadSession) -> None:
@@ -267,35 +242,28 @@ class DryadLink:
         # close scheduled now runs after it; the channel flushes queued data before closing.
         asyncio.get_running_loop().call_soon(session.close)
 
-    async def _register(self, session: DryadSession, params: dict[str, Any]) -> dict[str, str]:
-        reg = Registration.from_wire(params)
+    async def _register(self, session: DryadSession, reg: wire.Registration) -> wire.Registered:
         claimed = reg.caps.get("UUID", "")
         if claimed != session.uuid:
             raise RpcError(REFUSED, f"caps UUID {claimed!r} is not this dryad's {session.uuid}")
         address = _with_host(reg.ssh_address, session.peer_host)
         worker = await self._require_service().register(reg.caps, address)
         session.log.info("registered (%s, ssh %s): %s", reg.version or "?", address, worker.state)
-        return {"state": worker.state.value}
+        return wire.Registered(wire_state(worker.state))
 
-    async def _set_fail(self, session: DryadSession, params: dict[str, Any]) -> None:
-        reason = params.get("reason")
-        if not isinstance(reason, str):
-            raise WireError("reason must be a string")
-        session.log.error("dryad reports failure: %s", reason)
-        await self._require_service().set_fail(session.uuid, reason)
+    async def _set_fail(self, session: DryadSession, params: wire.SetFail) -> None:
+        session.log.error("dryad reports failure: %s", params.reason)
+        await self._require_service().set_fail(session.uuid, params.reason)
 
-    async def _health(self, session: DryadSession, params: dict[str, Any]) -> None:
-        await self._require_service().report_health(session.uuid, HealthReport.from_wire(params))
+    async def _health(self, session: DryadSession, report: HealthReport) -> None:
+        await self._require_service().report_health(session.uuid, report)
 
-    async def _button(self, session: DryadSession, params: dict[str, Any]) -> None:
-        number = params.get("button")
-        if not isinstance(number, int) or isinstance(number, bool):
-            raise WireError("button must be an integer")
-        await self._require_service().button(session.uuid, number)
+    async def _button(self, session: DryadSession, params: wire.Button) -> None:
+        await self._require_service().button(session.uuid, params.button)
 
-    async def _panel(self, session: DryadSession, params: dict[str, Any]) -> None:
+    async def _panel(self, session: DryadSession, panel: wire.Panel) -> None:
         if self.panels is not None:
-            await self.panels.update(session.uuid, Panel.from_wire(params))
+            await self.panels.update(session.uuid, panel)
 
 
 def _with_host(address: str, peer_host: str) -> str:

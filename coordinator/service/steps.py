@@ -11,11 +11,21 @@ from coordinator.domain.model import Request, Worker
 from coordinator.domain.states import WorkerState
 from coordinator.service.interfaces import Dryads
 from coordinator.service.keys import KeyPool
-from coordinator.wire import Display
+from coordinator.wire import Display, MaintenanceMessage, WorkerState as WireState
 
 logger = logging.getLogger(__name__)
 
-MAINTENANCE_MESSAGE: Final = "maintenance"  # what the original sends (spec §1.8)
+MAINTENANCE: Final = MaintenanceMessage()  # what the original sends (spec §1.8)
+# The one place the domain's worker states become the link's: the values are the same
+# (both are the original's strings); the names differ (RUN, FAIL).
+WIRE_STATES: Final[dict[WorkerState, WireState]] = {
+    WorkerState.MAINTENANCE: WireState.MAINTENANCE,
+    WorkerState.IDLE: WireState.IDLE,
+    WorkerState.RUN: WireState.RUNNING,
+    WorkerState.FAIL: WireState.FAILED,
+    WorkerState.PREPARE: WireState.PREPARE,
+    WorkerState.BUSY: WireState.BUSY,
+}
 
 # Called with the worker, the epoch the step began at, the failure ("" if none) and the key.
 Done = Callable[[WorkerUUID, int, str, bytes], Awaitable[None]]
@@ -42,7 +52,7 @@ class Steps:
     async def maintenance(self, uuid: WorkerUUID, epoch: int) -> None:
         """BUSY: the dryad shows maintenance (then MAINTENANCE)."""
         try:
-            await self._dryads.maintenance(uuid, MAINTENANCE_MESSAGE)
+            await self._dryads.maintenance(uuid, MAINTENANCE.message)
             failure = ""
         except Exception as exc:
             failure = f"maintenance failed: {exc}"
@@ -57,13 +67,17 @@ async def tell(uuid: WorkerUUID, what: str, call: Awaitable[None]) -> None:
         logger.warning("worker %s: %s not delivered: %s", uuid, what, exc)
 
 
+def wire_state(state: WorkerState) -> WireState:
+    """``state`` as the link says it (``display``, the answer to ``register``)."""
+    return WIRE_STATES[state]
+
+
 def panel_for(worker: Worker, running: Request | None) -> Display:
     """What the board should show: the owner and end of a job, the maintenance message,
     or the reason of a failure."""
+    state = wire_state(worker.state)
     if worker.state is WorkerState.RUN and running is not None and running.job is not None:
-        return Display(
-            worker.state.value, owner=running.owner, until=running.job.timeout.isoformat()
-        )
+        return Display(state, owner=running.owner, until=running.job.timeout.isoformat())
     if worker.state in (WorkerState.BUSY, WorkerState.MAINTENANCE):
-        return Display(worker.state.value, message=MAINTENANCE_MESSAGE)
-    return Display(worker.state.value, reason=worker.reason)
+        return Display.for_maintenance(MAINTENANCE, state)
+    return Display(state, reason=worker.reason)

@@ -81,12 +81,14 @@ class FakeCoordinator:
             if params.get("token") != TOKEN:
                 raise wire.RpcError(wire.REFUSED, "enrolment token invalid or expired")
             self.enrolled.add(session.key.public_data)
-            return None
+            return wire.Enrolled(session.username).to_wire()
         if not known:
             raise wire.RpcError(wire.NOT_ENROLLED, "enrol first")
         if method == wire.REGISTER:
             wire.Registration.from_wire(params)
         self.send.send_nowait(Received(method, params, session))
+        if method == wire.REGISTER:
+            return wire.Registered(wire.WorkerState.MAINTENANCE).to_wire()
         return None
 
     async def process(self, process: asyncssh.SSHServerProcess[bytes]) -> None:

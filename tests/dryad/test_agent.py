@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import pytest
@@ -15,17 +15,20 @@ from anyio.streams.memory import MemoryObjectSendStream
 from PIL import ImageChops
 
 from coordinator import wire
-from dryad.agent import Agent
+from dryad.agent import HANDLERS, Agent
 from dryad.errors import HealthcheckFailed, JobUserError, LinkError
 from dryad.identity import Identity
 from dryad.link import Link
 from dryad.panel import Panel
-from dryad.states import LinkState
+from dryad.states import LinkState, WorkerState
 from hardware import BoardSettings, open_board
 from hardware.display import render_text
 from tests.dryad.link_doubles import FAST, FakeCoordinator, Received, StateLog, settings_for
 
 pytestmark = pytest.mark.anyio
+
+P = TypeVar("P", bound=wire.Message)
+R = TypeVar("R", bound="wire.Message | None")
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB7oUxXzL5oRyXqtkmrQx7n6Qs1J3P4bJ1tM7x0fFq2C job"
 REPORT = wire.HealthReport(
@@ -89,10 +92,10 @@ class Offline:
 
     connected = False
 
-    async def call(self, method: str, params: dict[str, Any], seconds: float = 30.0) -> Any:
+    async def call(self, method: wire.Method[P, R], params: P) -> R:
         raise LinkError("not connected")
 
-    async def notify(self, method: str, params: dict[str, Any]) -> None:
+    async def notify(self, method: wire.Method[P, Any], params: P) -> None:
         raise LinkError("not connected")
 
 
@@ -141,7 +144,9 @@ async def test_serves_every_call_of_the_coordinator(
     async with dryad_on(coordinator, tmp_path) as d:
         assert await d.call(wire.PREPARE, {"public_key": KEY}) is None
         assert d.users.log == ["prepare start ssh-ed25519", "prepare end"]
-        running = wire.Display("RUNNING", owner="alice", until="2025-03-01T13:00:00+00:00")
+        running = wire.Display(
+            WorkerState.RUNNING, owner="alice", until="2025-03-01T13:00:00+00:00"
+        )
         assert await d.call(wire.DISPLAY, running.to_wire()) is None
         assert await d.call(wire.IDENTIFY, {"seconds": 30}) is None
         assert await d.call(wire.HEALTHCHECK, {}) == REPORT.to_wire()
@@ -152,7 +157,7 @@ async def test_serves_every_call_of_the_coordinator(
         assert d.panel.calls == [
             ("show", running),
             ("identify", 30.0),
-            ("show", wire.Display("MAINTENANCE", message="new SD card")),
+            ("show", wire.Display(WorkerState.MAINTENANCE, message="new SD card")),
         ]
 
 
@@ -208,11 +213,26 @@ async def test_bad_params_are_answered_as_invalid_params_on_the_wire(
         assert unknown.value.code == wire.METHOD_NOT_FOUND
 
 
+@pytest.mark.parametrize("method", [wire.REGISTER, wire.HEALTH, wire.BUTTON, wire.ENROL])
+async def test_a_method_of_the_other_direction_is_method_not_found(method: str) -> None:
+    panel, users = FakePanel(), FakeUsers()
+    agent = Agent(Offline(), panel, users, FakeHealth(), coordinator="c:1")
+    with pytest.raises(wire.RpcError) as refused:
+        await agent.handle(method, {"button": 1, "checks": [], "token": "t"})
+    assert refused.value.code == wire.METHOD_NOT_FOUND
+    assert "dryad → coordinator" in refused.value.message
+    assert panel.calls == [] and users.log == []
+
+
+def test_the_agent_serves_every_method_that_comes_to_the_dryad() -> None:
+    assert HANDLERS.missing() == []
+
+
 async def test_maintenance_without_a_message_shows_the_originals() -> None:
     panel = FakePanel()
     agent = Agent(Offline(), panel, FakeUsers(), FakeHealth(), coordinator="c:1")
     await agent.handle(wire.MAINTENANCE, {})
-    assert panel.calls == [("show", wire.Display("MAINTENANCE", message="maintenance"))]
+    assert panel.calls == [("show", wire.Display(WorkerState.MAINTENANCE, message="maintenance"))]
 
 
 async def test_one_job_user_operation_at_a_time() -> None:
@@ -261,12 +281,13 @@ class Switch(Offline):
     """A link that is down until switched on; records what it sends."""
 
     def __init__(self) -> None:
-        self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.sent: list[tuple[str, wire.Message]] = []
 
-    async def call(self, method: str, params: dict[str, Any], seconds: float = 30.0) -> Any:
+    async def call(self, method: wire.Method[P, R], params: P) -> R:
         if not self.connected:
             raise LinkError("not connected")
         self.sent.append((method, params))
+        return method.result.from_wire(None)
 
 
 async def test_a_health_report_made_while_away_is_sent_on_reconnection() -> None:
@@ -276,14 +297,14 @@ async def test_a_health_report_made_while_away_is_sent_on_reconnection() -> None
     assert link.sent == []
     link.connected = True
     await agent.link_state(LinkState.CONNECTED, "")
-    assert link.sent == [(wire.HEALTH, REPORT.to_wire())]
+    assert link.sent == [(wire.HEALTH, REPORT)]
     await agent.link_state(LinkState.CONNECTED, "")
     assert len(link.sent) == 1  # sent once, not at every reconnection
 
 
 async def test_the_panel_follows_the_link(coordinator: FakeCoordinator, tmp_path: Path) -> None:
     async with dryad_on(coordinator, tmp_path) as d:
-        idle = wire.Display("IDLE")
+        idle = wire.Display(WorkerState.IDLE)
         await d.call(wire.DISPLAY, idle.to_wire())
         assert d.session is not None
         d.session.session.drop()
@@ -300,7 +321,7 @@ async def test_refusals_are_shown() -> None:
     await agent.link_state(LinkState.HOST_KEY_MISMATCH, "host key changed")
     assert panel.calls == [
         ("refused", "c:1"),
-        ("show", wire.Display("FAILED", reason="host key changed")),
+        ("show", wire.Display(WorkerState.FAILED, reason="host key changed")),
     ]
 
 

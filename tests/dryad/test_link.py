@@ -73,9 +73,9 @@ async def test_enrols_then_registers_and_serves_calls(
         assert register.session.peer is not None
         answer = await register.session.peer.call("display", {"state": "IDLE"})
         assert answer == {"method": "display", "params": {"state": "IDLE"}}
-        await link.notify(wire.BUTTON, {"button": 1})
+        await link.notify(wire.BUTTON, wire.Button(1))
         assert (await coordinator.next()).params == {"button": 1}
-        assert await link.call(wire.HEALTH, {"checks": []}) is None
+        assert await link.call(wire.HEALTH, wire.HealthReport(())) is None
     ready = f"dryad connected to coordinator 127.0.0.1:{coordinator.port} as {identity.uuid}"
     assert ready in caplog.messages
     assert TOKEN not in caplog.text  # secrets are never logged
@@ -124,9 +124,9 @@ async def test_redials_a_coordinator_that_was_down(tmp_path: Path) -> None:
     async with running(settings_for(coord, tmp_path / "state"), identity) as (link, log):
         await log.wait_for(LinkState.DISCONNECTED)
         with pytest.raises(LinkError, match="not connected"):
-            await link.notify(wire.BUTTON, {"button": 1})
+            await link.notify(wire.BUTTON, wire.Button(1))
         with pytest.raises(LinkError, match="not connected"):
-            await link.call(wire.HEALTH, {"checks": []})
+            await link.call(wire.HEALTH, wire.HealthReport(()))
         async with serve_coordinator(coord):
             assert (await coord.next(wire.REGISTER)).session.username == identity.uuid
             await log.wait_for(LinkState.CONNECTED)
@@ -273,7 +273,7 @@ async def test_a_call_in_flight_fails_as_a_link_error_when_the_link_drops(
     async with running(settings_for(coordinator, tmp_path / "state"), identity) as (link, log):
         await log.wait_for(LinkState.CONNECTED)
         with pytest.raises(LinkError, match="set_fail: link to the coordinator lost"):
-            await link.call(wire.SET_FAIL, {"reason": "x"})
+            await link.call(wire.SET_FAIL, wire.SetFail("x"))
 
 
 def test_backoff_doubles_to_its_cap_with_full_jitter(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,6 +13,7 @@ from PIL import ImageChops
 from coordinator.wire import Display
 from dryad import panel as panel_module
 from dryad.panel import BLUE, CYAN, GREEN, OFF, PURPLE, RED, WHITE, YELLOW, Panel, time_left
+from dryad.states import WorkerState
 from hardware import Board, BoardSettings, open_board
 from hardware.display import render_text
 
@@ -61,20 +62,28 @@ async def wait_until(board: Board, check: Callable[[], bool], within: float = 5.
             await board.sim.changed.wait()
 
 
-RUN_VIEW = Display("RUNNING", owner="alice", until=(NOW + timedelta(minutes=47)).isoformat())
+RUN_VIEW = Display(
+    WorkerState.RUNNING, owner="alice", until=(NOW + timedelta(minutes=47)).isoformat()
+)
 
 SCREENS = [
-    ("idle", Display("IDLE"), ("IDLE", "ready for a job"), (GREEN, GREEN)),
+    ("idle", Display(WorkerState.IDLE), ("IDLE", "ready for a job"), (GREEN, GREEN)),
     ("running", RUN_VIEW, ("alice", "47 min left"), (BLUE, BLUE)),
-    ("prepare", Display("PREPARE"), ("PREPARE", "new job user"), (CYAN, CYAN)),
-    ("busy", Display("BUSY"), ("BUSY", "to maintenance"), (YELLOW, YELLOW)),
+    ("prepare", Display(WorkerState.PREPARE), ("PREPARE", "new job user"), (CYAN, CYAN)),
+    ("busy", Display(WorkerState.BUSY), ("BUSY", "to maintenance"), (YELLOW, YELLOW)),
     (
         "failed",
-        Display("FAILED", reason="healthcheck stm: no answer from STM"),
+        Display(WorkerState.FAILED, reason="healthcheck stm: no answer from STM"),
         ("FAILED", "healthcheck stm~"),
         (RED, RED),
     ),
-    ("unknown", Display("LOST"), ("LOST", "unknown state"), ((128, 16, 32), (128, 16, 32))),
+    # The wire refuses an unknown state; a view made on the board still draws something.
+    (
+        "unknown",
+        Display("LOST"),  # type: ignore[arg-type]
+        ("LOST", "unknown state"),
+        ((128, 16, 32), (128, 16, 32)),
+    ),
 ]
 
 
@@ -122,13 +131,13 @@ async def test_maintenance_shows_the_message_and_blinks_yellow_alternately(
     panel = Panel(board.display, board.leds, period=0.01)
     async with anyio.create_task_group() as tg:
         await tg.start(panel.run)
-        await panel.show(Display("MAINTENANCE", message=message))
+        await panel.show(Display(WorkerState.MAINTENANCE, message=message))
         save(board, tmp_path, f"maintenance-{len(message)}")
         assert_shows(board, *lines)
         await wait_until(board, lambda: leds(board) == [YELLOW, OFF])
         await wait_until(board, lambda: leds(board) == [OFF, YELLOW])
         await wait_until(board, lambda: leds(board) == [YELLOW, OFF])
-        await panel.show(Display("IDLE"))
+        await panel.show(Display(WorkerState.IDLE))
         assert leds(board) == [GREEN, GREEN]
         await panel.aclose()
     assert leds(board) == [OFF, OFF]
@@ -175,7 +184,7 @@ async def test_maintenance_blink_sequence_is_the_originals(board: Board) -> None
     panel = Panel(board.display, recording, period=0.001)
     async with anyio.create_task_group() as tg:
         await tg.start(panel.run)
-        await panel.show(Display("MAINTENANCE", message="maintenance"))
+        await panel.show(Display(WorkerState.MAINTENANCE, message="maintenance"))
         await recording.wait_for(8)
         cycle = [(2, OFF), (1, YELLOW), (1, OFF), (2, YELLOW)]
         assert recording.calls[:8] == cycle * 2
@@ -187,10 +196,10 @@ async def test_maintenance_twice_then_idle_leaves_no_blink_behind(board: Board) 
     panel = Panel(board.display, recording, period=0.001)
     async with anyio.create_task_group() as tg:
         await tg.start(panel.run)
-        await panel.show(Display("MAINTENANCE", message="maintenance"))
-        await panel.show(Display("MAINTENANCE", message="again"))
+        await panel.show(Display(WorkerState.MAINTENANCE, message="maintenance"))
+        await panel.show(Display(WorkerState.MAINTENANCE, message="again"))
         await recording.wait_for(len(recording.calls) + 4)
-        await panel.show(Display("IDLE"))
+        await panel.show(Display(WorkerState.IDLE))
         after_idle = len(recording.calls)
         assert recording.calls[-2:] == [(1, GREEN), (2, GREEN)]
         # Absence can only be shown over time: a leaked blink would write within 20 periods.
@@ -201,7 +210,7 @@ async def test_maintenance_twice_then_idle_leaves_no_blink_behind(board: Board) 
 
 async def test_maintenance_before_run_blinks_once_run_starts(board: Board) -> None:
     panel = Panel(board.display, board.leds, period=0.01)
-    await panel.show(Display("MAINTENANCE", message="maintenance"))
+    await panel.show(Display(WorkerState.MAINTENANCE, message="maintenance"))
     assert leds(board) == [OFF, OFF]
     async with anyio.create_task_group() as tg:
         await tg.start(panel.run)
@@ -216,14 +225,14 @@ async def test_identify_flashes_white_then_shows_the_state_again(
     panel = Panel(board.display, board.leds, flash=0.005)
     async with anyio.create_task_group() as tg:
         await tg.start(panel.run)
-        await panel.show(Display("IDLE"))
+        await panel.show(Display(WorkerState.IDLE))
         await panel.identify(0.3)
         save(board, tmp_path, "identify")
         assert_shows(board, ">> IDENTIFY <<", "0.3 s")
         await wait_until(board, lambda: leds(board) == [WHITE, WHITE])
         await wait_until(board, lambda: leds(board) == [OFF, OFF])
         # A view arriving meanwhile is remembered and shown when identify ends.
-        await panel.show(Display("PREPARE"))
+        await panel.show(Display(WorkerState.PREPARE))
         assert_shows(board, ">> IDENTIFY <<", "0.3 s")
         await wait_until(board, lambda: leds(board) == [CYAN, CYAN])
         assert_shows(board, "PREPARE", "new job user")
@@ -262,8 +271,8 @@ async def test_without_leds_only_the_oled_speaks(board: Board) -> None:
     panel = Panel(board.display, None)
     async with anyio.create_task_group() as tg:
         await tg.start(panel.run)
-        await panel.show(Display("MAINTENANCE", message="maintenance"))
-        await panel.show(Display("FAILED", reason="x"))
+        await panel.show(Display(WorkerState.MAINTENANCE, message="maintenance"))
+        await panel.show(Display(WorkerState.FAILED, reason="x"))
         assert_shows(board, "FAILED", "x")
         await panel.aclose()
     assert leds(board) == [OFF, OFF]

@@ -6,7 +6,7 @@ import base64
 import io
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import pytest
@@ -16,12 +16,15 @@ from coordinator import wire
 from dryad.agent import PANEL_INTERVAL, Agent
 from dryad.errors import LinkError
 from dryad.panel import GREEN, OFF, YELLOW, Panel
-from dryad.states import LinkState
+from dryad.states import LinkState, WorkerState
 from hardware import Board, BoardSettings, open_board
 from hardware.display import render_text
 from tests.dryad.test_agent import FakeHealth, FakeUsers
 
 pytestmark = pytest.mark.anyio
+
+P = TypeVar("P", bound=wire.Message)
+R = TypeVar("R", bound="wire.Message | None")
 
 
 @pytest.fixture
@@ -47,14 +50,14 @@ class Recorder:
         self.sent: list[wire.Panel] = []
         self.arrived = anyio.Event()
 
-    async def call(self, method: str, params: dict[str, Any], seconds: float = 30.0) -> Any:
-        return None
+    async def call(self, method: wire.Method[P, R], params: P) -> R:
+        return method.result.from_wire(None)
 
-    async def notify(self, method: str, params: dict[str, Any]) -> None:
+    async def notify(self, method: wire.Method[P, Any], params: P) -> None:
         if not self.connected:
             raise LinkError("not connected")
-        assert method == wire.PANEL
-        self.sent.append(wire.Panel.from_wire(params))
+        assert method == wire.PANEL and isinstance(params, wire.Panel)
+        self.sent.append(wire.Panel.from_wire(params.to_wire()))
         self.arrived.set()
         self.arrived = anyio.Event()
 
@@ -78,12 +81,12 @@ async def test_the_panel_reports_its_screen_and_leds_after_each_change(board: Bo
     panel.watch(note)
     async with anyio.create_task_group() as tg:
         await tg.start(panel.run)
-        await panel.show(wire.Display("IDLE"))
+        await panel.show(wire.Display(WorkerState.IDLE))
         assert shows(changes[-1], "IDLE", "ready for a job")
         assert changes[-1].leds == (GREEN, GREEN)
         assert screen_of(changes[-1]).size == (128, 32)
         # The maintenance blink reports each step: one LED yellow, then the other.
-        await panel.show(wire.Display("MAINTENANCE", message="new SD card"))
+        await panel.show(wire.Display(WorkerState.MAINTENANCE, message="new SD card"))
         with anyio.fail_after(5):
             while not {(YELLOW, OFF), (OFF, YELLOW)} <= {c.leds for c in changes}:
                 await seen.wait()
@@ -100,7 +103,7 @@ async def test_a_watcher_that_fails_does_not_stop_the_panel(board: Board) -> Non
         raise RuntimeError("mirror broken")
 
     panel.watch(broken)
-    await panel.show(wire.Display("IDLE"))
+    await panel.show(wire.Display(WorkerState.IDLE))
     assert shows(panel.report(), "IDLE", "ready for a job")
 
 
@@ -111,13 +114,15 @@ async def test_the_agent_sends_the_newest_panel_at_most_every_interval(board: Bo
     agent = Agent(link, panel, FakeUsers(), FakeHealth(), coordinator="c:7175")
     async with anyio.create_task_group() as tg:
         await tg.start(agent.run)
-        await agent.handle(wire.DISPLAY, wire.Display("IDLE").to_wire())
+        await agent.handle(wire.DISPLAY, wire.Display(WorkerState.IDLE).to_wire())
         first = await link.next()
         assert shows(first, "IDLE", "ready for a job") and first.leds == (GREEN, GREEN)
         # A burst of changes costs at most one report per interval, the last screen last.
         start = anyio.current_time()
         for owner in ("a", "b", "c", "d", "e"):
-            await agent.handle(wire.DISPLAY, wire.Display("RUNNING", owner=owner).to_wire())
+            await agent.handle(
+                wire.DISPLAY, wire.Display(WorkerState.RUNNING, owner=owner).to_wire()
+            )
         drawing = anyio.current_time() - start  # long on a loaded machine: allow for it
         await link.next()
         await anyio.sleep(PANEL_INTERVAL * 2)
@@ -135,7 +140,7 @@ async def test_a_panel_drawn_while_away_is_sent_on_reconnection(board: Board) ->
     agent = Agent(link, panel, FakeUsers(), FakeHealth(), coordinator="c:7175")
     async with anyio.create_task_group() as tg:
         await tg.start(agent.run)
-        await agent.handle(wire.DISPLAY, wire.Display("FAILED", reason="no SD").to_wire())
+        await agent.handle(wire.DISPLAY, wire.Display(WorkerState.FAILED, reason="no SD").to_wire())
         await anyio.sleep(PANEL_INTERVAL * 2)
         assert link.sent == []  # nothing queued up while the link is down
         link.connected = True

@@ -41,13 +41,14 @@ def test_contents(deb: Path) -> None:
         "./usr/lib/sysusers.d/dryad.conf",
         "./usr/lib/dryad/python/dryad/cli.py",
         "./usr/lib/dryad/python/hardware/muxpi.py",
-        "./usr/lib/dryad/python/coordinator/wire.py",
+        "./usr/lib/dryad/python/coordinator/wire/__init__.py",
+        "./usr/lib/dryad/python/coordinator/wire/methods.py",
         "./usr/lib/dryad/wheels/gpiozero-2.0.1.post3-py3-none-any.whl",
         "./usr/lib/dryad/wheels/anyio-4.11.0-py3-none-any.whl",
     ):
         assert path in listing, path
-    # Only the wire module of the coordinator: the dryad must not drag the service in.
-    assert "./usr/lib/dryad/python/coordinator/service.py" not in listing
+    # Only the wire package of the coordinator: the dryad must not drag the service in.
+    assert "./usr/lib/dryad/python/coordinator/service/" not in listing
     assert "__pycache__" not in listing
     assert re.search(r"^-rw-r--r-- root/root .* ./etc/boruta/dryad.toml$", listing, re.M)
 

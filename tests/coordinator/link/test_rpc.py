@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from coordinator import wire
 from coordinator.domain.states import WorkerState
 from coordinator.wire import (
     BUTTON,
@@ -133,3 +134,41 @@ async def test_an_oversize_line_closes_the_channel(farm: LinkFarm) -> None:
         assert await link.reader.read() == b""
     assert "line too long" in answer["error"]["message"]
     assert not farm.link.connected(dryad.uuid)
+
+
+async def test_a_dryad_calling_a_method_of_the_coordinators_is_method_not_found(
+    farm: LinkFarm,
+) -> None:
+    dryad = TestDryad()
+    async with dial(farm.port, dryad) as link:
+        await enrol_and_register(farm, link, dryad)
+        with pytest.raises(RpcError) as refused:
+            await link.peer.call(PREPARE, {"public_key": "ssh-ed25519 AAAA"})
+        # The link survives: a call of the right direction still works.
+        await link.peer.call(BUTTON, {"button": 1})
+    assert refused.value.code == METHOD_NOT_FOUND
+    assert "coordinator → dryad" in refused.value.message
+
+
+async def test_the_coordinator_serves_every_method_that_comes_its_way(farm: LinkFarm) -> None:
+    assert farm.link._calls.missing() == []
+    assert farm.link._calls.serves is wire.Direction.TO_COORDINATOR
+
+
+async def test_our_calls_wait_as_long_as_their_row_says(farm: LinkFarm) -> None:
+    dryad = TestDryad()
+    seen: list[float] = []
+    async with dial(farm.port, dryad) as link:
+        await enrol_and_register(farm, link, dryad)
+        session = farm.link._sessions[dryad.uuid]
+        assert session.peer is not None
+        call = session.peer.call
+
+        async def spy(method: str, params: dict[str, object], seconds: float = 30.0) -> object:
+            seen.append(seconds)
+            return await call(method, params, seconds)
+
+        session.peer.call = spy  # type: ignore[method-assign]
+        await farm.link.identify(dryad.uuid, 5)
+        await farm.link.healthcheck(dryad.uuid)
+    assert seen == [wire.IDENTIFY.timeout, wire.HEALTHCHECK.timeout] == [10.0, 60.0]

@@ -1,0 +1,146 @@
+"""The dryad link's wire: JSON-RPC 2.0 over SSH, its table of methods and typed messages.
+
+Both ends import this package (the dryad imports nothing else of the coordinator), so it
+must stay free of third-party imports. Messages are one JSON object per line (UTF-8,
+``\\n``-terminated) on a single SSH session channel, in both directions; each side
+numbers its own requests. The dryad opens the channel as the subsystem ``LINK_SUBSYSTEM``
+after authenticating with its identity key as SSH user ``<worker UUID>``.
+
+By concept: ``transport`` (port, subsystem, tunnels), ``framing`` (lines and envelopes),
+``errors``, ``states`` (the worker states both ends speak), ``messages`` (every params
+and result), ``methods`` (the table), ``dispatch`` (serving from the table), ``peer``
+(one end) and ``doc`` (the table as docs/link-protocol.md). Everything is re-exported
+here, so ``from coordinator import wire`` and ``wire.X`` are enough.
+"""
+
+from coordinator.wire.dispatch import Handlers
+from coordinator.wire.errors import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    NOT_ENROLLED,
+    PARSE_ERROR,
+    REFUSED,
+    RpcError,
+    WireError,
+)
+from coordinator.wire.framing import (
+    MAX_LINE,
+    Incoming,
+    decode,
+    error,
+    notification,
+    request,
+    result,
+)
+from coordinator.wire.messages import (
+    MAX_IDENTIFY,
+    MAX_PANEL_PNG,
+    NULL,
+    ORIGINAL_MAINTENANCE,
+    Button,
+    CheckResult,
+    Display,
+    Empty,
+    Enrol,
+    Enrolled,
+    HealthReport,
+    Identify,
+    MaintenanceMessage,
+    Message,
+    MessageType,
+    Null,
+    Panel,
+    Prepare,
+    Registered,
+    Registration,
+    SetFail,
+    encode,
+)
+from coordinator.wire.methods import (
+    BUTTON,
+    DISPLAY,
+    ENROL,
+    HEALTH,
+    HEALTHCHECK,
+    IDENTIFY,
+    MAINTENANCE,
+    PANEL,
+    PREPARE,
+    REGISTER,
+    RELEASE,
+    SET_FAIL,
+    TABLE,
+    Direction,
+    Method,
+)
+from coordinator.wire.peer import Handler, LineReader, LineWriter, Peer
+from coordinator.wire.states import WorkerState
+from coordinator.wire.transport import LINK_PORT, LINK_SUBSYSTEM, TUNNEL_HOST, TUNNEL_PORT
+
+__all__ = [
+    "BUTTON",
+    "DISPLAY",
+    "ENROL",
+    "HEALTH",
+    "HEALTHCHECK",
+    "IDENTIFY",
+    "INTERNAL_ERROR",
+    "INVALID_PARAMS",
+    "INVALID_REQUEST",
+    "LINK_PORT",
+    "LINK_SUBSYSTEM",
+    "MAINTENANCE",
+    "MAX_IDENTIFY",
+    "MAX_LINE",
+    "MAX_PANEL_PNG",
+    "METHOD_NOT_FOUND",
+    "NOT_ENROLLED",
+    "NULL",
+    "ORIGINAL_MAINTENANCE",
+    "PANEL",
+    "PARSE_ERROR",
+    "PREPARE",
+    "REFUSED",
+    "REGISTER",
+    "RELEASE",
+    "SET_FAIL",
+    "TABLE",
+    "TUNNEL_HOST",
+    "TUNNEL_PORT",
+    "Button",
+    "CheckResult",
+    "Direction",
+    "Display",
+    "Empty",
+    "Enrol",
+    "Enrolled",
+    "Handler",
+    "Handlers",
+    "HealthReport",
+    "Identify",
+    "Incoming",
+    "LineReader",
+    "LineWriter",
+    "MaintenanceMessage",
+    "Message",
+    "MessageType",
+    "Method",
+    "Null",
+    "Panel",
+    "Peer",
+    "Prepare",
+    "Registered",
+    "Registration",
+    "RpcError",
+    "SetFail",
+    "WireError",
+    "WorkerState",
+    "decode",
+    "encode",
+    "error",
+    "notification",
+    "request",
+    "result",
+]
