@@ -1,4 +1,4 @@
-"""The one place where errors become HTTP answers in the original's format (spec §1.3)."""
+"""The one place errors become answers in the original's format (docs/boruta-api.md §errors)."""
 
 from __future__ import annotations
 

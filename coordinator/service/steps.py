@@ -15,7 +15,7 @@ from coordinator.wire import Display
 
 logger = logging.getLogger(__name__)
 
-MAINTENANCE_MESSAGE: Final = "maintenance"  # what the original sends (spec §1.8)
+MAINTENANCE_MESSAGE: Final = "maintenance"  # what the original sends (docs/boruta-api.md §busy)
 
 # Called with the worker, the epoch the step began at, the failure ("" if none) and the key.
 Done = Callable[[WorkerUUID, int, str, bytes], Awaitable[None]]
