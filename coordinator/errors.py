@@ -88,7 +88,7 @@ class BorutaError(Exception):
 
 
 class InvalidRequest(BorutaError, ValueError):
-    """The original maps every domain error to 400 with this prefix (spec §1.3)."""
+    """The original maps every domain error to 400 with this prefix (docs/boruta-api.md §errors)."""
 
     status = 400
     prefix = "invalid request: "

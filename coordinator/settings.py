@@ -24,7 +24,7 @@ class Settings:
     sqlite_sync: str = "FULL"  # FULL survives power loss; NORMAL survives a process crash
     job_timeout: int = 3600  # seconds a job runs before DONE, and each prolong's period
     max_job_length: int = 86400  # seconds: prolong never takes a job past this
-    job_username: str = "boruta-user"  # the dryads' job user (spec §1.9)
+    job_username: str = "boruta-user"  # the dryads' job user (docs/boruta-api.md §access)
     max_body_bytes: int = 1 << 20
     max_acquire_wait: int = 600  # seconds acquire_worker?wait= may block
     log_level: str = "INFO"

@@ -1,6 +1,6 @@
 """The dryad's local control sockets: job users and root drive the STM through the dryad.
 
-The dryad is the only owner of the STM's serial port (spec/hardware.md §1.5: the original
+The dryad is the only owner of the STM's serial port (docs/stm-protocol.md §ownership: the original
 ran an ``stm -serve`` daemon for the same reason). It serves two Unix sockets:
 
 * the user socket (mode 0660, group ``stm``): the operations of the original's

@@ -197,7 +197,7 @@ class Link:
                 keepalive_count_max=KEEPALIVE_COUNT_MAX,
                 connect_timeout=self._connect_timeout,
                 # AES-GCM first: with AES instructions it carries bulk tunnel traffic about
-                # twice as fast as asyncssh's default ChaCha20 (hardware.md §4.3).
+                # twice as fast as asyncssh's default ChaCha20 (docs/architecture.md §throughput).
                 encryption_algs=LINK_CIPHERS,
             )
         except asyncssh.HostKeyNotVerifiable:

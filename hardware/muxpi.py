@@ -1,20 +1,20 @@
-"""MuxPi pin, bus and colour constants, each cited against the spec."""
+"""MuxPi pin, bus and colour constants, each cited against docs/."""
 
 from __future__ import annotations
 
 from typing import Final
 
-# spec/hardware.md §1.2: NanoPi UART2 <-> STM USART1, 115200 8N1, no flow control.
+# docs/muxpi.md §uarts: NanoPi UART2 <-> STM USART1, 115200 8N1, no flow control.
 STM_PORT: Final = "/dev/ttyS2"
 STM_BAUD: Final = 115200
 
-# spec/hardware.md §1.3: the OLED is on the STM's SPI1, 128x32, 8x16 font.
+# docs/muxpi.md §oled: the OLED is on the STM's SPI1, 128x32, 8x16 font.
 OLED_WIDTH: Final = 128
 OLED_HEIGHT: Final = 32
 FONT_WIDTH: Final = 8
 FONT_HEIGHT: Final = 16
 
-# spec/hardware.md §1.4: sysfs numbers are gpiochip0 lines on today's sunxi kernels,
+# docs/muxpi.md §gpio: sysfs numbers are gpiochip0 lines on today's sunxi kernels,
 # but a pending kernel change may renumber them, so profiles take these as defaults only.
 GPIO_CHIP: Final = "gpiochip0"
 LINE_GREEN_LED: Final = 6  # PA6, STATUS_LED1, active high
@@ -25,7 +25,7 @@ LINE_STM_BOOT0: Final = 203  # PG11, 0 = run firmware, 1 = STM ROM bootloader
 # Header pins of the same lines (NanoPi NEO 2x12 header), used for the gpiozero board table.
 HEADER_PIN: Final = {LINE_GREEN_LED: 12, LINE_RED_LED: 13, LINE_PWR_CTRL: 15, LINE_STM_BOOT0: 7}
 
-# spec/hardware.md §1.3: colours of Boruta's dryad (boruta:dryad/muxpi.go).
+# docs/muxpi.md §rgb leds: colours of Boruta's dryad (boruta:dryad/muxpi.go).
 YELLOW: Final = (96, 144, 0)
 RED: Final = (128, 0, 0)
 GREEN: Final = (0, 128, 0)
@@ -33,6 +33,6 @@ BLUE: Final = (0, 0, 128)
 PINK: Final = (128, 16, 32)
 OFF: Final = (0, 0, 0)
 
-# spec/hardware.md §1.2: the firmware's boot splash, drawn at x=5 on pages 0 and 2.
+# docs/stm-protocol.md §boot state: the firmware's boot splash, drawn at x=5 on pages 0 and 2.
 SPLASH: Final = ("  *  MuxPi  *  ", "HW: 1.0 SW: 1.0")
 FIRMWARE_VERSION: Final = "MuxPi firmware v1.0"

@@ -1,7 +1,7 @@
 """gpiozero pin factories for the NanoPi NEO: a board table, a mock, and gpiod lines.
 
 gpiozero resolves pin names through a Raspberry Pi board table and refuses
-``LED(203)`` even under MockFactory (spec/hardware.md §0 item 2), so the factories
+``LED(203)`` even under MockFactory (docs/muxpi.md §gpiozero), so the factories
 here bring their own table built from a configurable line map.
 """
 

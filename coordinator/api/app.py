@@ -99,7 +99,7 @@ def _not_found(app: Starlette) -> ASGIApp:
 
 
 def _redirect_or_404(app: Starlette, request: Request) -> Response:
-    """The original's routing fallbacks (spec §1.3): 308 for unversioned ``/api/`` paths
+    """The original's fallbacks (docs/boruta-api.md §routing): 308 for unversioned ``/api/`` paths
     and for a trailing-slash mismatch (redirects, not errors), else 404 route-not-found."""
     path = request.url.path
     query = f"?{request.url.query}" if request.url.query else ""

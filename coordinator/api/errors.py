@@ -1,4 +1,5 @@
-"""The one place where errors become HTTP answers in the original's format (spec §1.3).
+"""The one place where errors become HTTP answers in the original's format
+(docs/boruta-api.md §errors).
 
 The body is the original's ``{"message": …}``, byte for byte; the class's machine code goes
 in the ``Boruta-Error-Code`` header, which old clients ignore (codes: ``coordinator.errors``).

@@ -1,4 +1,4 @@
-"""The ``/api/v1`` endpoints of the original (spec §1.4), each parse → service → serialize."""
+"""The ``/api/v1`` endpoints (docs/boruta-api.md §endpoints), each parse → service → serialize."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def no_content() -> Response:
 
 
 def head_or_json(http: HttpRequest, data: object, headers: Mapping[str, str]) -> Response:
-    """HEAD answers 204 with the headers: the Go client's HEAD helpers require 204 (§1.13)."""
+    """HEAD: 204 with the headers, as the Go client's helpers require (docs/boruta-api.md §head)."""
     if http.method == "HEAD":
         return Response(status_code=204, headers=headers)
     return json_response(data, headers=headers)
@@ -164,7 +164,7 @@ class V1:
         await self._service.update_request(
             user,
             rid,
-            priority or None,  # zero means "unchanged" (spec §1.4 #4)
+            priority or None,  # zero means "unchanged" (docs/boruta-api.md §update request)
             bj.parse_time(body.get("ValidAfter"), "ValidAfter"),
             bj.parse_time(body.get("Deadline"), "Deadline"),
         )

@@ -62,7 +62,7 @@ class LocalClient:
         valid_after: datetime | None = None,
         deadline: datetime | None = None,
     ) -> None:
-        # The API reads priority 0 as "unchanged" (spec §1.4 #4).
+        # The API reads priority 0 as "unchanged" (docs/boruta-api.md §update request).
         await self.service.update_request(
             self.user, _rid(rid), priority or None, valid_after, deadline
         )

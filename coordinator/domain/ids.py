@@ -1,4 +1,4 @@
-"""Identifier types and the priority range of spec/boruta-api.md §1.2."""
+"""Identifier types and the priority range of docs/boruta-api.md §ids."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Filter, sort and paginate lists of requests and workers (spec/boruta-api.md §1.5)."""
+"""Filter, sort and paginate lists of requests and workers (docs/boruta-api.md §listing)."""
 
 from __future__ import annotations
 

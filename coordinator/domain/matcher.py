@@ -1,4 +1,4 @@
-"""The matcher (spec/boruta-api.md §1.7): which waiting request gets which idle worker.
+"""The matcher (docs/boruta-api.md §matcher): which waiting request gets which idle worker.
 
 Priority first (1 is the most important), FIFO within a priority; a request takes the
 least capable idle worker that fits (fewest caps + groups), ties to the lowest UUID.

@@ -33,7 +33,7 @@ class Job:
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """A user's request for a worker with some capabilities (spec §1.2 ReqInfo)."""
+    """A user's request for a worker with some capabilities (docs/boruta-api.md §reqinfo)."""
 
     id: RequestID
     priority: int
@@ -45,7 +45,7 @@ class Request:
     state: RequestState
     created: datetime
     # FIFO position inside its priority: a counter shared by all requests. A priority
-    # change takes a new number, so the request goes to the back (spec §1.6).
+    # change takes a new number, so the request goes to the back (docs/boruta-api.md §queue).
     queued: int
     job: Job | None = None
     reason: str = ""  # why it became INVALID or FAILED (additive to the wire)
@@ -53,7 +53,7 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class Worker:
-    """A board's dryad as the coordinator knows it (spec §1.2 WorkerInfo, §1.8)."""
+    """A board's dryad as the coordinator knows it (docs/boruta-api.md §workerinfo)."""
 
     uuid: WorkerUUID
     state: WorkerState
@@ -88,7 +88,7 @@ class Transition:
 
 @dataclass(frozen=True, slots=True)
 class AccessInfo:
-    """How a job's user reaches its worker: address, private key, user name (spec §1.2)."""
+    """How a job's user reaches its worker: address, key, user name (docs/boruta-api.md §access)."""
 
     host: str
     port: int

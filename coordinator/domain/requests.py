@@ -1,4 +1,4 @@
-"""The request state machine (spec/boruta-api.md §1.6): create, update, run, close, time out."""
+"""The request rules (docs/boruta-api.md §request states): create, update, run, close, time out."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from coordinator.errors import (
 
 @dataclass(frozen=True, slots=True)
 class RequestPolicy:
-    """The limits the original hard-coded, made configurable (spec §1.11, §1.14)."""
+    """The limits the original hard-coded, made configurable (docs/boruta-api.md §defaults)."""
 
     job_timeout: timedelta = timedelta(hours=1)  # also the prolong period
     max_job_length: timedelta = timedelta(hours=24)  # bounds prolong
@@ -58,7 +58,7 @@ def create(
     now: datetime,
     queued: int,
 ) -> Request:
-    """A new WAITING request; checks in the original's order (spec §1.6 NewRequest).
+    """A new WAITING request; checks in the original's order (docs/boruta-api.md §new request).
 
     ``None`` times stand for Go's zero time: ValidAfter defaults to now and Deadline to
     one month from now.
@@ -90,7 +90,7 @@ def update(
     now: datetime,
     queued: int,
 ) -> Request:
-    """Change priority and times of a WAITING request (spec §1.6 UpdateRequest).
+    """Change priority and times of a WAITING request (docs/boruta-api.md §update request).
 
     A new priority sends the request to the back of that priority's queue, taking
     ``queued`` as its new place.
@@ -115,7 +115,7 @@ def update(
 
 
 def is_ready(req: Request, now: datetime) -> bool:
-    """Whether the matcher may give the request a worker now (spec §1.7 VerifyIfReady)."""
+    """Whether the matcher may give the request a worker now (docs/boruta-api.md §matcher)."""
     return req.state is RequestState.WAITING and req.valid_after <= now < req.deadline
 
 
@@ -126,7 +126,7 @@ def run(req: Request, worker: WorkerUUID, now: datetime, policy: RequestPolicy) 
 
 
 def close(req: Request) -> Request:
-    """The owner's close: WAITING → CANCELLED, IN PROGRESS → DONE (spec §1.6 CloseRequest)."""
+    """Close: WAITING → CANCELLED, IN PROGRESS → DONE (docs/boruta-api.md §close request)."""
     if req.state is RequestState.WAITING:
         return _move(req, RequestState.CANCELLED)
     return _move(req, RequestState.DONE)

@@ -7,7 +7,7 @@ from typing import Final
 
 
 class RequestState(StrEnum):
-    """State of a request (spec/boruta-api.md §1.2, §1.6)."""
+    """State of a request (docs/boruta-api.md §request states)."""
 
     WAITING = "WAITING"
     IN_PROGRESS = "IN PROGRESS"
@@ -19,7 +19,7 @@ class RequestState(StrEnum):
 
 
 class WorkerState(StrEnum):
-    """State of a worker (spec/boruta-api.md §1.2, §1.8)."""
+    """State of a worker (docs/boruta-api.md §worker states)."""
 
     MAINTENANCE = "MAINTENANCE"
     IDLE = "IDLE"

@@ -2,7 +2,7 @@
 
 Entries are never removed early: when one fires, the state machine re-checks the stored
 time (``requests.time_out``/``expire_job`` return ``None`` for stale entries), as the
-original's DeadlineMatcher and TimeoutMatcher do (spec §1.7).
+original's DeadlineMatcher and TimeoutMatcher do (docs/boruta-api.md §timers).
 """
 
 from __future__ import annotations

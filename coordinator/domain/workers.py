@@ -1,4 +1,4 @@
-"""The worker state machine (spec/boruta-api.md §1.8), with FAIL reasons kept."""
+"""The worker state machine (docs/boruta-api.md §worker states), with FAIL reasons kept."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def move(worker: Worker, to: WorkerState, now: datetime, reason: str = "") -> Wo
 def register(
     known: Worker | None, caps: Mapping[str, str], ssh_address: str, now: datetime
 ) -> Worker:
-    """A dryad's (re-)registration (spec §1.8 Register).
+    """A dryad's (re-)registration (docs/boruta-api.md §register).
 
     A new worker starts in MAINTENANCE. A known one in FAIL goes to PREPARE; a changed
     sshd port or changed caps force BUSY (maintenance), since that needs an admin's look.
@@ -78,14 +78,14 @@ def register(
 
 
 def set_fail(worker: Worker, reason: str, now: datetime) -> Worker:
-    """The dryad reports a failure; refused while in maintenance (spec §1.8 SetFail)."""
+    """The dryad reports a failure; refused while in maintenance (docs/boruta-api.md §set fail)."""
     if worker.state in (WorkerState.MAINTENANCE, WorkerState.BUSY):
         raise InMaintenance
     return move(worker, WorkerState.FAIL, now, reason)
 
 
 def set_state(worker: Worker, target: WorkerState, now: datetime) -> Worker | None:
-    """An admin's IDLE or MAINTENANCE; ``None`` when it changes nothing (spec §1.8 SetState)."""
+    """An admin's IDLE or MAINTENANCE, ``None`` if no change (docs/boruta-api.md §set state)."""
     if target is WorkerState.MAINTENANCE:
         return None if worker.state is WorkerState.BUSY else move(worker, WorkerState.BUSY, now)
     if target is not WorkerState.IDLE:
@@ -144,5 +144,5 @@ def operation_failed(worker: Worker, epoch: int, reason: str, now: datetime) -> 
 
 
 def fails_job(old: WorkerState, new: WorkerState) -> bool:
-    """Leaving RUN for anything but IDLE or PREPARE fails the running request (spec §1.8)."""
+    """RUN → anything but IDLE or PREPARE fails its job (docs/boruta-api.md §side effects)."""
     return old is WorkerState.RUN and new is not WorkerState.RUN and new not in _IDLE_OR_PREPARE

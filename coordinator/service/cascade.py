@@ -1,4 +1,4 @@
-"""What one change implies for others (spec §1.6–§1.8 side effects), added to a batch."""
+"""What one change implies for others (docs/boruta-api.md §side effects), added to a batch."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Per-job SSH keys: RSA-2048 as the original, handed out as PKCS#1 PEM (spec §1.9)."""
+"""Job SSH keys: RSA-2048 as the original, handed out as PKCS#1 PEM (docs/boruta-api.md §keys)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 logger = logging.getLogger(__name__)
 
-RSA_BITS = 2048  # spec §1.11; the Go client parses exactly this PEM form
+RSA_BITS = 2048  # docs/boruta-api.md §keys; the Go client parses exactly this PEM form
 
 
 @dataclass(frozen=True, slots=True)

@@ -162,7 +162,7 @@ class Service:
     ) -> None:
         """Change a WAITING request's priority or times."""
         if priority is None and valid_after is None and deadline is None:
-            return  # the original answers 204 without even looking the request up (spec §1.4)
+            return  # 204 without looking the request up (docs/boruta-api.md §update request)
         async with self._lock:
             batch = self._batch(user.name)
             req = self._owned(user, rid)

@@ -15,7 +15,7 @@ from coordinator.wire import Display, MaintenanceMessage, WorkerState as WireSta
 
 logger = logging.getLogger(__name__)
 
-MAINTENANCE: Final = MaintenanceMessage()  # what the original sends (spec §1.8)
+MAINTENANCE: Final = MaintenanceMessage()  # the original's (docs/boruta-api.md §busy)
 # The one place the domain's worker states become the link's: the values are the same
 # (both are the original's strings); the names differ (RUN, FAIL).
 WIRE_STATES: Final[dict[WorkerState, WireState]] = {

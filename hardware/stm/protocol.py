@@ -1,6 +1,6 @@
 """Commands and replies of the STM32 text console as pure functions over text lines.
 
-The firmware is a human console (spec/hardware.md §1.2): it echoes every byte, ends
+The firmware is a human console (docs/stm-protocol.md §framing): it echoes every byte, ends
 its echo with ``\\n\\r`` and its own lines with ``\\r\\n``, prints ``pressed: N`` at any
 time, and closes every command with exactly one terminator line.
 """
@@ -97,7 +97,7 @@ def encode(command: str) -> bytes:
         raise BadArgument(f"STM command {command!r} is longer than {LINE_MAX - 1} characters")
     if len(command.split(" ")) > TOKENS_MAX:
         raise BadArgument(f"STM command {command!r} has more than {TOKENS_MAX} words")
-    # A plain "\n": "\r\n" would run a second, empty line (spec/hardware.md §1.2).
+    # A plain "\n": "\r\n" would run a second, empty line (docs/stm-protocol.md §framing).
     return command.encode("ascii") + b"\n"
 
 

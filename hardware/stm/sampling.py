@@ -1,4 +1,4 @@
-"""Client-side DUT current sampling, as the Go stm package does it (spec §1.5)."""
+"""Client-side DUT current sampling, as the Go stm package does (docs/stm-protocol.md §sampling)."""
 
 from __future__ import annotations
 

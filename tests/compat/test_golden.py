@@ -357,7 +357,7 @@ async def test_filter_workers_golden_bytes_keep_non_ascii_groups(farm: AppFarm) 
         "Filter": {"Groups": ["Malinowy Chruśniak"], "Capabilities": {"architecture": "RISC-V"}}
     }
     answer = await farm.post("/api/v1/workers/list", body)
-    # SetGroups stores groups sorted (spec §1.8), so the real order is by code point.
+    # Groups are stored sorted (docs/boruta-api.md §set groups), so the real order is by code point.
     golden = (
         '{"WorkerUUID":"ec4898ac-0853-407c-8501-cbb24ef6bd77","State":"MAINTENANCE",'
         '"Groups":["Lędzianie","Malinowy Chruśniak"],'

@@ -1,4 +1,4 @@
-"""The original's routing (spec §1.3): 308 to the default version and across a trailing
+"""Original routing (docs/boruta-api.md §routing): 308 to the default version and across a trailing
 slash, keeping the query; 404 as ``{"message":"<path> not found"}``."""
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ def test_draw_refuses_clean_and_off_panel_points() -> None:
 
 
 def test_splitter_strips_the_echo_carriage_return_from_the_next_line() -> None:
-    # spec/hardware.md §3.4: the value arrives as "\ron\r\n" after the "\n\r" echo end.
+    # docs/stm-protocol.md §framing: the value arrives as "\ron\r\n" after the "\n\r" echo end.
     assert lines_of(b"power\n\ron\r\nOK\r\n") == ["power", "on", "OK"]
 
 

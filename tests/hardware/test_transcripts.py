@@ -1,4 +1,4 @@
-"""SerialStm against byte transcripts of the real firmware (spec/hardware.md §1.2, §3.3).
+"""SerialStm against transcripts of the real firmware (docs/stm-protocol.md §framing, §transcript).
 
 A tiny replayer on a pty answers each command with the recorded bytes, so the
 client is checked against what the board sent, not against our own simulator.

@@ -1,4 +1,4 @@
-"""The list bodies of spec §1.5: filter, sort and paginate, with the ``Boruta-List-*`` headers."""
+"""List bodies (docs/boruta-api.md §listing): filter, sort, paginate; ``Boruta-List-*`` headers."""
 
 from __future__ import annotations
 

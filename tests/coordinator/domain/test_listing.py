@@ -1,4 +1,4 @@
-"""Filter, sort and paginate (spec §1.5), including the anchor and total quirks."""
+"""Filter, sort and paginate (docs/boruta-api.md §listing), with the anchor and total quirks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The matcher against spec §1.7, plus INVALID detection (issue 3)."""
+"""The matcher against docs/boruta-api.md §matcher, plus INVALID detection (issue 3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The request state machine against spec §1.6 and the fixes of issue 3."""
+"""The request state machine against docs/boruta-api.md §request states, plus issue 3's fixes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Timers from stored instants (spec §1.6 Timers), driven by a fake clock."""
+"""Timers from stored instants (docs/boruta-api.md §timers), driven by a fake clock."""
 
 from __future__ import annotations
 

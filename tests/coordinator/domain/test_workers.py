@@ -1,4 +1,4 @@
-"""The worker state machine against the table at the end of spec §1.8."""
+"""The worker state machine against the tables of docs/boruta-api.md §worker states."""
 
 from __future__ import annotations
 
