@@ -21,9 +21,8 @@ from coordinator.store.sql import SqlStore
 from coordinator.tunnels.direct import Direct
 from coordinator.tunnels.listeners import LinkTunnels
 from coordinator.tunnels.ports import public_address
-
-from .doubles import ALICE, RecordingDryads, idle_worker
-from .store.builders import make_worker
+from tests.coordinator.doubles import ALICE, RecordingDryads, idle_worker
+from tests.coordinator.store.builders import make_worker
 
 pytestmark = pytest.mark.anyio
 

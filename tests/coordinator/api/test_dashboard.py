@@ -10,7 +10,7 @@ import pytest
 from coordinator.api.dashboard import FILES, STATIC
 from coordinator.feed.panels import Panels
 from coordinator.wire import Panel
-from tests.coordinator.test_panels import GREEN, png
+from tests.coordinator.feed.test_panels import GREEN, png
 from tests.plugins.app_harness import AppFarm
 
 pytestmark = pytest.mark.anyio

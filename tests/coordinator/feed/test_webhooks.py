@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from coordinator.feed.webhooks import Webhooks
 from coordinator.settings import Settings
-from tests.coordinator.test_events import ODD_REASON, ODD_REASON_JSON
+from tests.coordinator.feed.test_events import ODD_REASON, ODD_REASON_JSON
 from tests.coordinator.uvicorn_server import serving
 from tests.plugins.app_harness import AppFarm, Template, open_farm
 

@@ -17,8 +17,8 @@ from coordinator.feed.events import Broadcaster, TransitionEvent, matches
 from coordinator.feed.panels import Panels, PanelView
 from coordinator.store.records import TransitionQuery
 from coordinator.wire import Panel
+from tests.coordinator.feed.test_panels import png
 from tests.coordinator.sse_reader import subscribe
-from tests.coordinator.test_panels import png
 from tests.coordinator.uvicorn_server import serving
 from tests.plugins.app_harness import NOW, AppFarm
 
