@@ -149,6 +149,7 @@ def assemble(settings: Settings, parts: Parts) -> Coordinator:
     metrics = Metrics(service)
     events.add_listener(webhooks.wake)
     events.add_listener(metrics.observe)
+    service.health_listeners.append(metrics.health_reported)
     coordinator = Coordinator(
         settings, parts.store, service, link, tunnels, panels, events, webhooks, metrics
     )

@@ -100,18 +100,15 @@ class Metrics:
         # hold a change yet when the broadcaster hands its transition on.
         self._created: dict[str, datetime] = {}  # WAITING requests: since when
         self._started: dict[str, datetime] = {}  # IN PROGRESS requests: since when
-        self._reports: dict[WorkerUUID, tuple[datetime, HealthReport]] = {}  # counted ones
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
     def observe(self, events: Sequence[TransitionEvent]) -> None:
-        """A broadcaster listener: count matches, job ends and failed healthchecks."""
+        """A broadcaster listener: count matches and time waits and jobs."""
         for event in events:
             if event.kind == "request":
                 self._request(event)
-            else:
-                self._worker(event)
 
     def _request(self, event: TransitionEvent) -> None:
         subject = event.subject
@@ -142,17 +139,9 @@ class Metrics:
         except (NotFound, ValueError):
             return None
 
-    def _worker(self, event: TransitionEvent) -> None:
-        # The service keeps each healthcheck report as the worker's last before it stores
-        # the transition the report causes (a state change or a note), so a report is the
-        # last one when that event arrives here, and is counted once. A report overtaken
-        # by the next one of its worker before the feed read its event is not counted.
-        uuid = WorkerUUID(event.subject)
-        last = self._service.last_health(uuid)
-        if last is None or last == self._reports.get(uuid):
-            return
-        self._reports[uuid] = last
-        if not all(check.passed for check in last[1].checks):
+    def health_reported(self, uuid: WorkerUUID, report: HealthReport) -> None:
+        """A service health listener: count a report with a failed check."""
+        if not all(check.passed for check in report.checks):
             self.health_failures.inc()
 
 

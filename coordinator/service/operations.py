@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import ChainMap
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
 from typing import TypeVar
 
@@ -88,6 +88,8 @@ class Service:
         self._steps = Steps(dryads, self._keys, self._background_done)
         self.self_heal = self_heal  # passing checks bring a FAILED worker back to service
         self._health: dict[WorkerUUID, tuple[datetime, HealthReport]] = {}
+        # Told of every stored healthcheck report (metrics count the failed ones).
+        self.health_listeners: list[Callable[[WorkerUUID, HealthReport], None]] = []
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -301,6 +303,8 @@ class Service:
                 )
                 batch.note(worker, f"healthcheck: {summary}")
             await self._commit_and_follow(batch)
+        for listener in self.health_listeners:
+            listener(uuid, report)  # once per stored report, before the caller goes on
 
     async def button(self, uuid: WorkerUUID, number: int) -> None:
         """Someone pressed a button on the MuxPi: recorded in the worker's history."""
