@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections import ChainMap
+from collections.abc import Iterable, Mapping
 from typing import Final
 
 from coordinator.domain import matcher, requests, workers
-from coordinator.domain.ids import WorkerUUID
-from coordinator.domain.model import Request
-from coordinator.domain.states import RequestState
+from coordinator.domain.ids import RequestID, WorkerUUID
+from coordinator.domain.model import Request, Worker
+from coordinator.domain.states import RequestState, WorkerState
 from coordinator.service.batch import Batch
 from coordinator.service.farm import Farm
 
@@ -31,3 +33,25 @@ def invalidate_unsatisfiable(farm: Farm, batch: Batch, gone: WorkerUUID | None =
     waiting = [batch.request(rid) for rid in farm.queue]
     for req in matcher.unsatisfiable([r for r in waiting if r], everyone.values()):
         batch.put_request(requests.invalidate(req, NO_WORKER))
+
+
+def match_candidates(
+    farm: Farm, batch: Batch, ready: Iterable[RequestID], everything: bool
+) -> tuple[dict[WorkerUUID, Worker], Mapping[RequestID, Request], Iterable[RequestID]]:
+    """What a matcher pass over ``batch`` considers: the workers as the batch leaves them,
+    the requests, and the order of the waiting ones to try.
+
+    That is the batch's waiting requests and ``ready`` ones (ValidAfter reached), or the
+    whole queue when a worker became IDLE or ``everything`` is set.
+    """
+    pool = {**farm.workers, **batch.workers}
+    for uuid in batch.removed:
+        pool.pop(uuid, None)
+    reqs = ChainMap(batch.requests, farm.requests)
+    fresh = {rid for rid, r in batch.requests.items() if r.state is RequestState.WAITING}
+    fresh.update(rid for rid in ready if reqs[rid].state is RequestState.WAITING)
+    if everything or any(w.state is WorkerState.IDLE for w in batch.workers.values()):
+        if not fresh:
+            return pool, reqs, farm.queue
+        fresh.update(farm.queue)
+    return pool, reqs, sorted(fresh, key=lambda rid: (reqs[rid].priority, reqs[rid].queued))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import ChainMap
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
 from typing import TypeVar
@@ -520,23 +519,10 @@ class Service:
         self, batch: Batch, ready: Iterable[RequestID], everything: bool
     ) -> list[RequestID]:
         """Add the matcher's assignments to ``batch``; returns the requests given tunnels."""
-        pool = {**self._farm.workers, **batch.workers}
-        for uuid in batch.removed:
-            pool.pop(uuid, None)
+        pool, reqs, order = cascade.match_candidates(self._farm, batch, ready, everything)
         idle = [w for w in pool.values() if w.state is WorkerState.IDLE]
         if not idle:
             return []
-        reqs = ChainMap(batch.requests, self._farm.requests)
-        fresh = {rid for rid, r in batch.requests.items() if r.state is RequestState.WAITING}
-        fresh.update(rid for rid in ready if reqs[rid].state is RequestState.WAITING)
-        if everything or any(w.state is WorkerState.IDLE for w in batch.workers.values()):
-            if not fresh:
-                order: Iterable[RequestID] = self._farm.queue
-            else:
-                fresh.update(self._farm.queue)
-                order = sorted(fresh, key=lambda rid: (reqs[rid].priority, reqs[rid].queued))
-        else:
-            order = sorted(fresh, key=lambda rid: (reqs[rid].priority, reqs[rid].queued))
         opened: list[RequestID] = []
         for assignment in matcher.match(order, reqs, idle, batch.now):
             req, worker = reqs[assignment.request], pool[assignment.worker]
