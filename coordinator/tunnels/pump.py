@@ -78,6 +78,19 @@ class _End:
             transport, self.transport = self.transport, None
             transport.close()
 
+    # The callbacks asyncio and asyncssh both make, under the same names.
+    def eof_received(self) -> bool:
+        return self._eof()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost(exc)
+
+    def pause_writing(self) -> None:
+        self._pause()
+
+    def resume_writing(self) -> None:
+        self._resume()
+
 
 class SocketEnd(_End, asyncio.Protocol):
     """A TCP socket's end: the user's, or the sshd's in direct mode."""
@@ -92,18 +105,6 @@ class SocketEnd(_End, asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._data(data)
 
-    def eof_received(self) -> bool:
-        return self._eof()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._lost(exc)
-
-    def pause_writing(self) -> None:
-        self._pause()
-
-    def resume_writing(self) -> None:
-        self._resume()
-
 
 class ChannelEnd(_End, asyncssh.SSHTCPSession[bytes]):
     """The sshd's end through the link: an SSH channel the dryad connects to its sshd."""
@@ -113,18 +114,6 @@ class ChannelEnd(_End, asyncssh.SSHTCPSession[bytes]):
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         self._data(data)
-
-    def eof_received(self) -> bool:
-        return self._eof()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._lost(exc)
-
-    def pause_writing(self) -> None:
-        self._pause()
-
-    def resume_writing(self) -> None:
-        self._resume()
 
 
 @dataclass(eq=False)
