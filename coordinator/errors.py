@@ -46,7 +46,7 @@ API").
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import ClassVar, Final, Self
 
 ERROR_CODE_HEADER: Final = "Boruta-Error-Code"
@@ -351,6 +351,13 @@ def _walk(cls: type[BorutaError]) -> Iterator[type[BorutaError]]:
 # What a server sends; the client-side classes are the client's own.
 BY_CODE: Final[Mapping[str, type[BorutaError]]] = {
     cls.code: cls for cls in error_classes() if not cls.client_side
+}
+
+# Every 400 whose message never varies, by its message (the wire text without the prefix):
+# how a client tells apart the original's answers, which carry no code.
+BY_FIXED_MESSAGE: Final[Mapping[str, Callable[[], InvalidRequest]]] = {
+    **{cls.text: cls for cls in error_classes() if issubclass(cls, _FixedMessage)},
+    ModificationForbidden().message: ModificationForbidden,
 }
 
 # The most general class of each status: for a code this client does not know (a newer

@@ -12,38 +12,22 @@ from typing import Final
 
 from coordinator.errors import (
     BY_CODE,
+    BY_FIXED_MESSAGE,
     BY_STATUS,
     BadAddress,
-    BadID,
-    BadUUID,
     BodyTooLarge,
     BorutaError,
     Conflict,
-    DeadlineInThePast,
     DryadUnreachable,
     EmptyBody,
     Forbidden,
-    ForbiddenStateChange,
-    IDMismatch,
-    InMaintenance,
     InvalidRequest,
-    InvalidTimeRange,
     MalformedInput,
-    MissingUUID,
-    ModificationForbidden,
     NotFound,
-    NotInFailOrMaintenance,
-    PriorityOutOfBounds,
-    ProlongLimitReached,
     ServerUnreachable,
     StoreUnavailable,
     Unauthorized,
     UnexpectedAnswer,
-    WorkerNotAssigned,
-    WrongListDirection,
-    WrongSortItem,
-    WrongSortOrder,
-    WrongStateArgument,
 )
 
 __all__ = ["ServerUnreachable", "UnexpectedAnswer", "error_from_answer"]
@@ -64,29 +48,6 @@ def error_from_answer(status: int, body: bytes, code: str | None = None) -> Boru
     return kind.from_wire(message)
 
 
-# Every 400 whose message never varies, by its message (the wire text without the prefix).
-_FIXED: Final[dict[str, Callable[[], InvalidRequest]]] = {
-    cls().message: cls
-    for cls in (
-        PriorityOutOfBounds,
-        DeadlineInThePast,
-        InvalidTimeRange,
-        WorkerNotAssigned,
-        IDMismatch,
-        BadID,
-        BadUUID,
-        WrongStateArgument,
-        ForbiddenStateChange,
-        NotInFailOrMaintenance,
-        InMaintenance,
-        MissingUUID,
-        ProlongLimitReached,
-        ModificationForbidden,
-        WrongSortItem,
-        WrongSortOrder,
-        WrongListDirection,
-    )
-}
 _ADDRESS_MESSAGES: Final = ("IP address is missing from address", "Port is missing from address")
 
 
@@ -99,8 +60,8 @@ def _without_code(status: int, message: str) -> BorutaError:
         if not message.startswith(prefix):
             return MalformedInput(message)
         text = message.removeprefix(prefix)
-        if text in _FIXED:
-            return _FIXED[text]()
+        if (fixed := BY_FIXED_MESSAGE.get(text)) is not None:
+            return fixed()
         if text in _ADDRESS_MESSAGES:
             return BadAddress(text)
         return MalformedInput(text)
