@@ -82,7 +82,7 @@ def main() -> None:
     settings = Settings(http=f"127.0.0.1:{args.port}", sqlite_sync=args.sqlite_sync)
     dryads = cast("Dryads", InstantDryads())
     app = assemble(settings, Parts(store=store, dryads=dryads, keys=keys)).app
-    service: Service = app.state.service
+    service: Service = app.state.coordinator.service
 
     class Server(uvicorn.Server):
         async def startup(self, sockets: Any = None) -> None:

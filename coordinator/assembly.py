@@ -165,15 +165,7 @@ def assemble(settings: Settings, parts: Parts) -> Coordinator:
         metrics=metrics,
     )
     coordinator.app = create_app(http, coordinator.running)
-    app = coordinator.app
-    app.state.coordinator = coordinator
-    app.state.service = service
-    app.state.link = link
-    app.state.events = events  # publish_ephemeral() for the dashboard's panels
-    app.state.webhooks = webhooks
-    app.state.metrics = metrics
-    app.state.tunnels = tunnels
-    app.state.panels = panels
+    coordinator.app.state.coordinator = coordinator  # for tests and benches that hold the app
     return coordinator
 
 

@@ -168,7 +168,8 @@ def _serve(settings: Settings) -> int:
     from coordinator.assembly import Parts, assemble
 
     store = SqlStore.open(settings.db, sqlite_sync=settings.sqlite_sync)  # type: ignore[arg-type]
-    app = assemble(settings, Parts(store=store)).app
+    coordinator = assemble(settings, Parts(store=store))
+    app = coordinator.app
 
     class Server(uvicorn.Server):
         async def startup(self, sockets: Any = None) -> None:
@@ -180,7 +181,7 @@ def _serve(settings: Settings) -> int:
         def handle_exit(self, sig: int, frame: Any) -> None:
             # uvicorn waits for open responses before the lifespan ends; an event stream
             # never ends by itself, so end them all, or SIGTERM would hang on a dashboard.
-            app.state.events.close()
+            coordinator.events.close()
             super().handle_exit(sig, frame)
 
     config = uvicorn.Config(

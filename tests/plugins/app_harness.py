@@ -76,7 +76,7 @@ class AppFarm:
 
     @property
     def service(self) -> Service:
-        service: Service = self.app.state.service
+        service: Service = self.app.state.coordinator.service
         return service
 
     def auth(self, name: str) -> dict[str, str]:

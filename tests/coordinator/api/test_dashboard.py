@@ -39,7 +39,7 @@ async def test_only_the_dashboards_own_files_are_served(farm: AppFarm) -> None:
 
 async def test_a_panel_is_served_as_json_and_png_to_any_user(farm: AppFarm) -> None:
     uuid = await farm.worker(1)
-    panels: Panels = farm.app.state.panels
+    panels: Panels = farm.app.state.coordinator.panels
     await panels.update(uuid, Panel(png(lit=7), (GREEN, (0, 0, 0))))
     answer = await farm.get(f"/api/v1/workers/{uuid}/panel", as_="bob")
     assert answer.status_code == 200 and answer.headers["cache-control"] == "no-store"

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.anyio
 
 
 def _events(f: AppFarm) -> Broadcaster:
-    events: Broadcaster = f.app.state.events
+    events: Broadcaster = f.app.state.coordinator.events
     return events
 
 
@@ -102,7 +102,7 @@ async def test_the_bytes_of_one_frame_are_pinned(farm: AppFarm) -> None:
 async def test_the_bytes_of_one_panel_frame_are_pinned(farm: AppFarm) -> None:
     uuid = await farm.worker(1)
     farm.clock.advance(timedelta(seconds=1.25))
-    panels: Panels = farm.app.state.panels
+    panels: Panels = farm.app.state.coordinator.panels
     async with (
         serving(farm.app) as url,
         httpx.AsyncClient(base_url=url, headers=farm.auth("alice")) as client,

@@ -41,7 +41,7 @@ async def test_values_after_a_job_cycle(farm: AppFarm) -> None:
     assert (await farm.post(f"/api/v1/reqs/{rid}/close")).status_code == 204
     farm.dryads.report = HealthReport((CheckResult("stm", False, True, "no answer"),))
     await farm.service.report_health(uuid, farm.dryads.report)
-    events: Broadcaster = farm.app.state.events
+    events: Broadcaster = farm.app.state.coordinator.events
     with anyio.fail_after(10):
         await events.settled()  # and so the metrics, a listener, have every transition
     got = await scrape(farm)
@@ -65,7 +65,7 @@ async def test_times_come_from_the_events_not_from_the_services_memory(farm: App
     # The broadcaster may hand a transition on before the service has applied it (which
     # once made boruta_matches_total read 0): request 99 is unknown to the service, and
     # still counted and timed.
-    metrics: Metrics = farm.app.state.metrics
+    metrics: Metrics = farm.app.state.coordinator.metrics
     start = datetime(2026, 1, 1, tzinfo=UTC)
     made, matched, ended = (start + timedelta(seconds=s) for s in (0, 7, 67))
     waiting, running = RequestState.WAITING, RequestState.IN_PROGRESS

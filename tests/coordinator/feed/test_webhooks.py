@@ -87,7 +87,7 @@ async def deliveries(f: AppFarm, hook: int) -> list[dict[str, Any]]:
 
 async def until_settled(f: AppFarm, hook: int, count: int) -> list[dict[str, Any]]:
     """Wait, outcome by outcome, until ``count`` deliveries are no longer pending."""
-    hooks: Webhooks = f.app.state.webhooks
+    hooks: Webhooks = f.app.state.coordinator.webhooks
     with anyio.fail_after(10):
         while True:
             seen = hooks.outcomes  # before reading, so no outcome slips between
@@ -103,7 +103,7 @@ async def test_signed_deliveries_retried_after_a_5xx(farm: AppFarm) -> None:
         rid = await farm.new_request()  # WAITING, then INVALID (no worker could take it)
         await farm.worker(1)  # a worker event: not of this hook's kind
         found = await until_settled(farm, hook, 2)
-        hooks: Webhooks = farm.app.state.webhooks
+        hooks: Webhooks = farm.app.state.coordinator.webhooks
         with anyio.fail_after(10):
             await hooks.caught_up(farm.store.last_transition_id())
         assert len(await deliveries(farm, hook)) == 2  # none for the worker's event

@@ -72,7 +72,8 @@ async def test_the_app_runs_the_link_and_says_where(
         self_heal=True,
     )
     store = SqlStore.open(db_path)
-    app = assemble(settings, Parts(store)).app
+    coordinator = assemble(settings, Parts(store))
+    app = coordinator.app
     try:
         async with app.router.lifespan_context(app):
             (line,) = [m for m in caplog.messages if m.startswith("dryad link listening")]
@@ -83,12 +84,12 @@ async def test_the_app_runs_the_link_and_says_where(
                     await dialled.peer.call(ENROL, {"token": "brt_nothing"})
     finally:
         store.close()
-    assert isinstance(app.state.link, DryadLink)
-    assert (app.state.service.link_grace, app.state.service.self_heal) == (7, True)
+    assert isinstance(coordinator.link, DryadLink)
+    assert (coordinator.service.link_grace, coordinator.service.self_heal) == (7, True)
 
 
 async def test_injected_dryads_replace_the_link(db_path: Path) -> None:
     store = SqlStore.open(db_path)
     app = assemble(replace(Settings(), db=str(db_path)), Parts(store, dryads=DryadLink(store))).app
     store.close()
-    assert app.state.link is None
+    assert app.state.coordinator.link is None
