@@ -168,6 +168,11 @@ def _serve(settings: Settings) -> int:
     from coordinator.assembly import Parts, assemble
 
     store = SqlStore.open(settings.db, sqlite_sync=settings.sqlite_sync)  # type: ignore[arg-type]
+    try:
+        store.claim_serving()
+    except BaseException:
+        store.close()
+        raise
     coordinator = assemble(settings, Parts(store=store))
     app = coordinator.app
 
