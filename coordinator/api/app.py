@@ -14,9 +14,10 @@ from starlette.middleware import Middleware
 from coordinator.api.auth import Authenticator
 from coordinator.api.dashboard import Dashboard
 from coordinator.api.errors import boruta_error, http_error, internal_error
-from coordinator.api.events import EventsEndpoint, redact_access_log
+from coordinator.api.events import EventsEndpoint
 from coordinator.api.feed import FeedEndpoints
 from coordinator.api.health import Health
+from coordinator.api.redact import redact_logs
 from coordinator.api.routing import fallback
 from coordinator.api.v1 import V1
 from coordinator.domain.clock import Clock
@@ -58,7 +59,7 @@ def create_app(
     feed = FeedEndpoints(
         parts.store, auth, parts.clock, parts.webhooks, parts.metrics, settings.metrics_public
     )
-    redact_access_log()
+    redact_logs()
 
     @asynccontextmanager
     async def app_lifespan(app: Starlette) -> AsyncIterator[None]:
