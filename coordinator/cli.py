@@ -4,7 +4,6 @@ their tokens and the dryads' enrolment tokens."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from collections.abc import Sequence
@@ -21,7 +20,6 @@ from coordinator.tokens import hash_token, new_token
 
 logger = logging.getLogger("coordinator")
 
-READY = "coordinator ready on http://%s:%d"  # the e2e tests and scripts wait for this line
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -163,43 +161,13 @@ def _enrol_token(store: SqlStore, args: Any) -> int:
 
 
 def _serve(settings: Settings) -> int:
-    import uvicorn
-
     from coordinator.assembly import Parts, assemble
+    from coordinator.httpd.server import serve
 
     store = SqlStore.open(settings.db, sqlite_sync=settings.sqlite_sync)  # type: ignore[arg-type]
     try:
         store.claim_serving()
-    except BaseException:
-        store.close()
-        raise
-    coordinator = assemble(settings, Parts(store=store))
-    app = coordinator.app
-
-    class Server(uvicorn.Server):
-        async def startup(self, sockets: Any = None) -> None:
-            await super().startup(sockets)
-            if self.started:
-                host, port = self.servers[0].sockets[0].getsockname()[:2]
-                logger.info(READY, host, port)
-
-        def handle_exit(self, sig: int, frame: Any) -> None:
-            # uvicorn waits for open responses before the lifespan ends; an event stream
-            # never ends by itself, so end them all, or SIGTERM would hang on a dashboard.
-            coordinator.events.close()
-            super().handle_exit(sig, frame)
-
-    config = uvicorn.Config(
-        app,
-        host=settings.http_host,
-        port=settings.http_port,
-        lifespan="on",
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        server_header=False,
-    )
-    try:
-        asyncio.run(Server(config).serve())
+        serve(assemble(settings, Parts(store=store)), settings)
     finally:
         store.close()
     return 0
