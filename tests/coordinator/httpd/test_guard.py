@@ -59,7 +59,9 @@ def test_the_summary_counts_reasons_and_peers_once_then_resets() -> None:
 
 
 steps = st.lists(
-    st.tuples(st.sampled_from(["open", "talk", "close"]), st.sampled_from("abcd"), st.integers(0, 50)),
+    st.tuples(
+        st.sampled_from(["open", "talk", "close"]), st.sampled_from("abcd"), st.integers(0, 50)
+    ),
     max_size=120,
 )
 
