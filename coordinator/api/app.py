@@ -22,6 +22,7 @@ from coordinator.api.events import EventsEndpoint, redact_access_log
 from coordinator.api.feed import FeedEndpoints
 from coordinator.api.health import Health
 from coordinator.api.v1 import V1
+from coordinator.api.whoami import WhoAmI
 from coordinator.domain.clock import Clock
 from coordinator.errors import BorutaError
 from coordinator.feed.events import Broadcaster
@@ -75,6 +76,7 @@ def create_app(
             *dashboard.routes(),
             *EventsEndpoint(parts.events, auth).routes(),
             *feed.routes(),
+            *WhoAmI(auth).routes(),
         ],
         middleware=[Middleware(HttpMetrics, metrics=parts.metrics)],
         exception_handlers={
