@@ -74,19 +74,27 @@ function entry(event, workers) {
   const who = document.createElement("span");
   who.className = "who";
   if (event.kind === "worker") {
-    who.dataset.worker = String(event.subject);
-    who.textContent = `${workerName(workers.get(String(event.subject)))} ${String(event.subject).slice(0, 8)}`;
+    const uuid = String(event.subject);
+    who.dataset.worker = uuid;
+    who.textContent = `${workerName(workers.get(uuid))} ${uuid.slice(0, 8)}`;
   } else {
     who.textContent = `request #${event.subject}`;
   }
-  const change =
-    event.old && event.new ? `: ${event.old} → ${event.new}` : event.new ? `: ${event.new}` : ": removed";
-  const why = event.reason ? ` (${event.reason})` : "";
+  li.append(time, tag, " ", who, change(event));
   const actor = document.createElement("span");
   actor.className = "actor";
   actor.textContent = event.actor ? ` by ${event.actor}` : "";
-  li.append(time, tag, " ", who, `${change}${why}`, actor);
+  li.append(actor);
   return li;
+}
+
+function change(event) {
+  const why = event.reason ? ` (${event.reason})` : "";
+  if (!event.old) return `: ${event.kind === "worker" ? "registered" : "created"}${why}`;
+  if (!event.new) return `: removed${why}`;
+  // A note (identify, groups, a healthcheck) keeps the state: its reason is the news.
+  if (event.old === event.new) return `: ${event.reason || "noted"}`;
+  return `: ${event.old} → ${event.new}${why}`;
 }
 
 // Names the workers of entries drawn before the rack was loaded; a deregistered worker
