@@ -285,9 +285,12 @@ $("#rack").addEventListener("submit", (e) => {
   saveGroups(e.target.closest("li"), hooks);
 });
 renderQueueHead();
+let ticks = 0;
 setInterval(() => {
   tickRack();
   tickQueue();
+  // The health lines say how long ago: redrawn now and then, not only on a change.
+  if (++ticks % 30 === 0 && session.token && model.workers.size) draw();
 }, 1000);
 if (session.token) start();
 else $("#token").focus();
