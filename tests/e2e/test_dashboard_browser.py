@@ -29,6 +29,7 @@ from playwright.sync_api import (
 
 from tests.e2e.coordinators import run_cli
 from tests.e2e.process_farm import ProcessFarm, board, eventually
+from tests.e2e.proxy import CuttableProxy
 
 pytestmark = pytest.mark.e2e
 
@@ -343,7 +344,7 @@ def test_rack_queue_and_history_never_overlap_nor_overflow(
 
 
 def test_history_shows_the_recorded_past_then_each_change_once(
-    farm: ProcessFarm, browser: Browser, shots: Path
+    farm: ProcessFarm, browser: Browser, shots: Path, request: pytest.FixtureRequest
 ) -> None:
     rpi, job = busy_farm(farm)
     page, errors = new_page(browser)
@@ -359,7 +360,10 @@ def test_history_shows_the_recorded_past_then_each_change_once(
         route.fulfill(response=answer)
 
     page.route("**/api/v1/history?limit=*", stale_history)
-    log_in(page, farm.coordinator.url, farm.token)
+    host, port = farm.coordinator.url.removeprefix("http://").rstrip("/").split(":")
+    network = CuttableProxy((host, int(port)))
+    request.addfinalizer(network.close)
+    log_in(page, f"http://127.0.0.1:{network.port}/", farm.token)
     history = page.locator("#history li")
     expect(history.filter(has_text="MAINTENANCE → PREPARE")).to_have_count(1)  # before the page
     expect(history.filter(has_text=f"request #{late[0]}: created")).to_have_count(1)
@@ -371,8 +375,19 @@ def test_history_shows_the_recorded_past_then_each_change_once(
     expect(card(page, rpi).locator(".state")).to_have_text("IDLE", timeout=SLOW)
     expect(history.filter(has_text="IN PROGRESS → DONE")).to_have_count(1)
     eventually(lambda: page_history(page) == history_ids(farm), 15)
+
+    # Cut off, and back: the stream resumes after the last event it had (Last-Event-ID).
+    network.hold()
+    expect(page.locator("#live")).not_to_have_text("live", timeout=SLOW)
+    with farm.http() as http:
+        missed = http.post("/api/v1/reqs/", json={"Caps": {"device_type": LONG_TYPE}})
+    network.release()
+    expect(page.locator("#live")).to_have_text("live", timeout=SLOW)
+    expect(history.filter(has_text=f"request #{missed.json()['ReqID']}: created")).to_have_count(1)
+    eventually(lambda: page_history(page) == history_ids(farm), 15)
     shoot(page.locator("#history-section"), shots, "history")
-    assert not errors, errors
+    # Chromium logs the connections the cut broke ("net::ERR_…"); nothing else may fail.
+    assert [e for e in errors if "Failed to load resource: net::ERR_" not in e] == [], errors
 
 
 def failed_sshd(at: datetime) -> dict[str, Any]:
