@@ -20,6 +20,7 @@ from coordinator.api.health import Health
 from coordinator.api.redact import redact_logs
 from coordinator.api.routing import fallback
 from coordinator.api.v1 import V1
+from coordinator.api.whoami import WhoAmI
 from coordinator.domain.clock import Clock
 from coordinator.errors import BorutaError
 from coordinator.feed.events import Broadcaster
@@ -73,6 +74,7 @@ def create_app(
             *dashboard.routes(),
             *EventsEndpoint(parts.events, auth).routes(),
             *feed.routes(),
+            *WhoAmI(auth).routes(),
         ],
         middleware=[Middleware(HttpMetrics, metrics=parts.metrics)],
         exception_handlers={
