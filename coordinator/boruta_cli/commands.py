@@ -91,8 +91,8 @@ def requests(client: Client, args: Any) -> int:
     if as_json:
         output.dump({**output.plain(info), "ended_at": ended and output.when(ended)})
     elif ended is not None:
-        what = "job ended" if info.state is RequestState.DONE else "at"
-        output.say(f"request {rid}: {info.state.value}, {what} {output.when(ended)}")
+        what = ", job ended" if info.state is RequestState.DONE else " at"
+        output.say(f"request {rid}: {info.state.value}{what} {output.when(ended)}")
     else:
         running = info.job and info.state is RequestState.IN_PROGRESS
         ends = f", job ends {output.when(info.job.timeout)}" if info.job and running else ""

@@ -24,7 +24,7 @@ class ConfigError(Exception):
 class Config:
     url: str
     token: str | None
-    token_from: str = ""  # where the token came from: a flag, a variable or a file
+    token_from: str = field(default="", compare=False)  # a flag, a variable or a file
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def __repr__(self) -> str:  # never the token
