@@ -89,8 +89,10 @@ def check_url(url: str, where: str) -> str:
     if parts.query or parts.fragment:
         raise ConfigError(f"coordinator URL {url!r} (from {where}) may not carry ? or #")
     try:
-        httpx.URL(url)  # what the client will send to: its own checks (IDNA, port range)
-    except httpx.InvalidURL as exc:
+        # What the client will send to, with httpx's own checks; reading the host decodes
+        # IDNA labels, which fails for a malformed one ("xn--") only then.
+        httpx.URL(url).host  # noqa: B018
+    except (httpx.InvalidURL, UnicodeError) as exc:
         raise ConfigError(f"coordinator URL {url!r} (from {where}) is not a URL: {exc}") from None
     return url
 
