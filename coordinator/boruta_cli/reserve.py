@@ -182,7 +182,7 @@ def ssh_config(client: Client, args: Any) -> int:
             f"again once `boruta requests show {rid}` says IN PROGRESS"
         )
     if info.state is not RequestState.IN_PROGRESS:
-        raise Refused(f"{ended(info)}; its job is over, so there is no access")
+        raise Refused(f"{ended(info)}; an ended request gives no access")
     access = client.acquire_worker(rid)
     key = keys.save(rid, access.key_pem)
     quoted = f'"{key}"' if " " in str(key) else str(key)  # ssh_config(5) quoting
