@@ -14,7 +14,7 @@ from coordinator.domain import listing
 from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.listing import ListSpec, RequestFilter, WorkerFilter
 from coordinator.domain.states import RequestState, WorkerState
-from coordinator.errors import BorutaError
+from coordinator.errors import BorutaError, ModificationForbidden
 
 RECOVERY_WAIT: Final = 60.0  # seconds a FAILED worker gets to reach MAINTENANCE
 RECOVERY_POLL: Final = 0.25  # seconds between looks at it meanwhile
@@ -30,6 +30,11 @@ class Refused(Exception):
 
 _DURATION = re.compile(r"^\+(\d+(?:\.\d+)?)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def ended(info: RequestInfo) -> str:
+    reason = f": {info.reason}" if info.reason else ""
+    return f"request {info.id} is {info.state.value}{reason}"
 
 
 def parse_when(text: str | None) -> datetime | None:
@@ -78,7 +83,13 @@ def requests(client: Client, args: Any) -> int:
             output.request_details(info, position)
         return 0
     if action == "close":
-        client.close_request(rid)
+        try:
+            client.close_request(rid)
+        except ModificationForbidden:
+            raise Refused(
+                f"{ended(client.get_request(rid))}; only a WAITING or IN PROGRESS request "
+                "can be closed"
+            ) from None
         keys.forget(rid)
     elif action == "prolong":
         client.prolong_access(rid)
@@ -87,12 +98,12 @@ def requests(client: Client, args: Any) -> int:
             rid, args.priority, parse_when(args.valid_after), parse_when(args.deadline)
         )
     info = client.get_request(rid)
-    ended = _ended_at(client, info) if action == "close" else None
+    end = _ended_at(client, info) if action == "close" else None
     if as_json:
-        output.dump({**output.plain(info), "ended_at": ended and output.when(ended)})
-    elif ended is not None:
+        output.dump({**output.plain(info), "ended_at": end and output.when(end)})
+    elif end is not None:
         what = ", job ended" if info.state is RequestState.DONE else " at"
-        output.say(f"request {rid}: {info.state.value}{what} {output.when(ended)}")
+        output.say(f"request {rid}: {info.state.value}{what} {output.when(end)}")
     else:
         running = info.job and info.state is RequestState.IN_PROGRESS
         ends = f", job ends {output.when(info.job.timeout)}" if info.job and running else ""

@@ -83,7 +83,10 @@ def build() -> argparse.ArgumentParser:
     reserve = leaf(sub, "reserve", "request a board and wait for it (Ctrl-C cancels)")
     reserve.add_argument("--caps", required=True, help="capabilities: key=value[,key=value]")
     reserve.add_argument(
-        "--priority", type=priority, help="1 (served first) .. 16; default: the server's"
+        "--priority",
+        type=priority,
+        metavar="1..16",
+        help="1 is served first; default: the coordinator's",
     )
     reserve.add_argument("--deadline", help="give up waiting at this time or after +DURATION")
     how = reserve.add_mutually_exclusive_group()
@@ -107,7 +110,7 @@ def build() -> argparse.ArgumentParser:
         leaf(rsub, name, text).add_argument("id", type=int)
     update = leaf(rsub, "update", "change a waiting request")
     update.add_argument("id", type=int)
-    update.add_argument("--priority", type=priority, help="1 (served first) .. 16")
+    update.add_argument("--priority", type=priority, metavar="1..16", help="1 is served first")
     update.add_argument("--valid-after", help="RFC 3339 time or +DURATION (e.g. +30m)")
     update.add_argument("--deadline", help="RFC 3339 time or +DURATION (e.g. +4h)")
 

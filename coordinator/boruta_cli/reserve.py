@@ -15,8 +15,8 @@ import time
 from typing import Any
 
 from coordinator.boruta_cli import keys, output
-from coordinator.boruta_cli.commands import Refused, parse_caps, parse_when
-from coordinator.client import Client, RequestInfo
+from coordinator.boruta_cli.commands import Refused, ended, parse_caps, parse_when
+from coordinator.client import Client
 from coordinator.domain.ids import RequestID
 from coordinator.domain.model import AccessInfo
 from coordinator.domain.states import RequestState
@@ -31,11 +31,6 @@ _LIVE = (RequestState.WAITING, RequestState.IN_PROGRESS)
 
 class Ended(Exception):
     """The request ended without a worker (cancelled elsewhere, timed out, invalid)."""
-
-
-def ended(info: RequestInfo) -> str:
-    reason = f": {info.reason}" if info.reason else ""
-    return f"request {info.id} is {info.state.value}{reason}"
 
 
 def reserve(client: Client, args: Any) -> int:

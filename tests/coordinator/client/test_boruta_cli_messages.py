@@ -73,6 +73,14 @@ async def test_closing_shows_the_coordinators_end_time_and_forgets_the_key(
     assert '"timeout": "2026-01-01T01:00:00Z"' in out  # the planned end, not the real one
 
 
+async def test_closing_an_ended_request_says_what_it_is(farm: AppFarm, cli: Cli) -> None:
+    await cli("reserve", "--caps", "board=none")  # no worker at all: INVALID at once
+    code, out, err = await cli("requests", "close", "1")
+    assert (code, out) == (1, "")
+    assert err.startswith("boruta: request 1 is INVALID: ")
+    assert err.endswith("; only a WAITING or IN PROGRESS request can be closed\n")
+
+
 async def test_a_missing_token_says_how_to_set_one(farm: AppFarm, cli: Cli, tmp_path: Path) -> None:
     code, out, err = await cli("requests", "list", as_=None)
     path = tmp_path / "config" / "boruta" / "config.toml"
