@@ -21,7 +21,6 @@ from coordinator.tokens import hash_token, new_token
 logger = logging.getLogger("coordinator")
 
 
-
 DB_HELP = "SQLite file path or postgresql:// URL (default: boruta.db here)"
 NO_DB = "none is configured (--db PATH|URL, or db in the --config file)"
 
