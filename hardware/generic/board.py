@@ -22,19 +22,25 @@ logger = logging.getLogger(__name__)
 
 
 async def open_parts(
-    settings: GenericSettings, stack: AsyncExitStack, *, png: Path | None = None
+    settings: GenericSettings,
+    stack: AsyncExitStack,
+    *,
+    png: Path | None = None,
+    factory: Any = None,
 ) -> tuple[GenericStm, Any, GpioLeds | None, Any]:
     """Open every configured part; a part that fails closes those opened before it.
 
+    :param factory: a gpiozero pin factory to use (tests); None: the one of ``simulate``.
     :returns: the ``Stm``, the ``Display``, the ``Leds`` (None without LEDs) and the
         mock pin factory (None unless simulating), for tests to drive the pins.
     :raises BadConfig, DeviceNotFound, DevicePermission, CommandFailed: naming the key.
     """
     from hardware.display import LumaDisplay
 
-    factory = pin_factory(settings.simulate)
-    if factory is not None:
-        stack.callback(factory.close)
+    if factory is None:
+        factory = pin_factory(settings.simulate)
+        if factory is not None:
+            stack.callback(factory.close)
     power = await _power(settings, factory, stack)
     sd = await _sd(settings, factory, stack)
     leds: GpioLeds | None = None

@@ -70,7 +70,11 @@ class _Led:
     def read(self) -> Color:
         """The colour shown, as the lines are now (what was set, rounded to lit channels)."""
         if isinstance(self.spec, RgbLed):
-            return tuple(255 if v else 0 for v in self._device.value)  # type: ignore[return-value]
+            lines = tuple(bool(v) for v in self._device.value)
+            if lines == lit(self.color):
+                return self.color
+            r, g, b = (255 if on else 0 for on in lines)
+            return r, g, b
         return self.color if self._device.value else OFF
 
     def close(self) -> None:
