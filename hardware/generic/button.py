@@ -61,6 +61,7 @@ class GpioButton:
             except anyio.WouldBlock:
                 logger.warning("button %d press dropped: nobody is reading", self.number)
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                send.close()  # the reader went away
                 self._subscribers.remove(send)
 
     def presses(self) -> MemoryObjectReceiveStream[int]:

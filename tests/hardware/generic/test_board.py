@@ -1,0 +1,121 @@
+"""The generic profile: every fitted part opened and named at start, or none at all."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import anyio
+import pytest
+from gpiozero import OutputDevice
+from gpiozero.pins.mock import MockFactory
+
+from hardware import BoardSettings, open_board
+from hardware.errors import BadConfig, CommandFailed, DeviceNotFound
+from hardware.generic.board import open_parts
+from hardware.generic.stm import GenericStm
+from hardware.stm.protocol import Mux
+from tests.hardware.generic.conftest import simulated
+
+pytestmark = pytest.mark.anyio
+
+POWER = {"type": "gpio", "pin": "GPIO17", "off_time": 0.01}
+
+
+async def test_a_simulated_board_opens_every_part_and_logs_what_it_found(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    generic = simulated(
+        power=POWER,
+        sd={"type": "usbsdmux", "device": str(tmp_path / "mux")},
+        leds=[{"pin": "GPIO19"}],
+        display={"type": "ssd1306"},
+        button={"pin": "GPIO26"},
+    )
+    settings = BoardSettings(generic=generic, png_file=tmp_path / "oled.png")
+    async with open_board("generic", settings) as board:
+        assert isinstance(board.stm, GenericStm) and board.leds is not None
+        await board.stm.dut()
+        assert (tmp_path / "mux").read_text() == "dut\n" and board.mock_pins.pin(17).state
+        await board.display.show_text("IDLE", "generic board")
+        presses = board.stm.presses()
+        board.mock_pins.pin(26).drive_low()
+        with presses, anyio.fail_after(5):
+            assert await presses.receive() == 1
+    assert (tmp_path / "oled.png").exists()
+    found = [r.message for r in caplog.records if r.message.startswith("generic board:")]
+    assert found == [
+        "generic board: power relay on GPIO17; SD card USB-SD-Mux "
+        f"{tmp_path / 'mux'}; LEDs single; display ssd1306 128x32 on I2C bus 1 at 0x3c; "
+        "button 1 on GPIO26; simulated"
+    ]
+
+
+async def test_a_board_with_nothing_fitted_still_draws_its_screen_and_warns(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with open_board("generic", BoardSettings(generic=simulated())) as board:
+        assert board.leds is None and board.stm is not None
+        await board.display.show_text("IDLE")
+        assert board.display.image.getbbox() is not None  # mirrored on the dashboard
+    warned = [r.message for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("nothing at generic.power" in m for m in warned)
+    assert any("nothing at generic.sd" in m for m in warned)
+
+
+async def test_a_wrong_pin_stops_the_board_and_frees_what_was_opened(factory: MockFactory) -> None:
+    generic = simulated(power=POWER, sd={"type": "gpio", "pin": "GPIO99"})
+    with pytest.raises(BadConfig, match=r"^generic\.sd\.pin: GPIO99 does not exist"):
+        async with AsyncExitStack() as stack:
+            await open_parts(generic, stack, factory=factory)
+    OutputDevice("GPIO17", pin_factory=factory).close()  # the power relay's line is free
+
+
+async def test_a_missing_mux_stops_the_board(tmp_path: Path) -> None:
+    generic = simulated(power=POWER, sd={"type": "usbsdmux", "device": str(tmp_path / "no/mux")})
+    with pytest.raises(DeviceNotFound, match=r"^generic\.sd\.device: "):
+        async with open_board("generic", BoardSettings(generic=generic)):
+            pass
+
+
+async def test_a_power_command_that_fails_at_start_stops_the_board() -> None:
+    generic = simulated(power={"type": "command", "on": ["true"], "off": ["false"]})
+    with pytest.raises(CommandFailed, match=r"^generic\.power\.off: `false` exited with 1"):
+        async with open_board("generic", BoardSettings(generic=generic)):
+            pass
+
+
+async def test_a_real_board_without_its_i2c_bus_names_the_key() -> None:
+    generic = simulated(display={"type": "sh1106", "i2c_port": 97})
+    real = BoardSettings(generic=type(generic)(display=generic.display))
+    with pytest.raises(DeviceNotFound, match=r"^generic\.display\.i2c_port: sh1106 on I2C bus 97"):
+        async with open_board("generic", real):
+            pass
+
+
+async def test_a_tall_panel_and_two_leds_are_described(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    generic = simulated(
+        leds=[{"red": 5, "green": 6, "blue": 13}, {"pin": 19, "color": "green"}],
+        display={"type": "sh1106", "height": 64, "i2c_address": 0x3D},
+    )
+    async with open_board("generic", BoardSettings(generic=generic)) as board:
+        assert board.leds is not None
+    assert "LEDs RGB, single green; display sh1106 128x64 on I2C bus 1 at 0x3d" in caplog.text
+
+
+async def test_the_ready_farm_toml_opens_a_simulated_board(tmp_path: Path) -> None:
+    from dryad.cli import board_settings
+    from dryad.settings import load
+
+    text = Path("scripts/generic-sim.toml").read_text().replace("../farm/", "")
+    (tmp_path / "generic.toml").write_text(text)
+    (tmp_path / "dryad-generic").mkdir()  # the farm's board directory
+    settings = load(tmp_path / "generic.toml")
+    async with open_board(settings.profile, board_settings(settings)) as board:
+        assert board.stm is not None
+        await board.stm.dut()
+        assert await board.stm.mux() is Mux.DUT
+        assert await board.stm.power() is True
