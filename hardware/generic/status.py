@@ -102,6 +102,7 @@ class GpioLeds:
             raise
         self._tg: TaskGroup | None = None
         self._pattern: anyio.CancelScope | None = None
+        self._changed: anyio.Event | None = None
 
     async def __aenter__(self) -> GpioLeds:
         self._tg = anyio.create_task_group()
@@ -122,11 +123,21 @@ class GpioLeds:
     def describe(self) -> str:
         return ", ".join(str(led) for led in self._leds)
 
+    @property
+    def changed(self) -> anyio.Event:
+        """Set at the next change of an LED (for tests and mirrors: wait, don't poll)."""
+        if self._changed is None:
+            self._changed = anyio.Event()
+        return self._changed
+
     def _set(self, number: int, color: Color) -> None:
         if not 1 <= number <= 2:
             raise BadArgument(f"LED number must be 1 or 2, got {number}")
         if number <= len(self._leds):
             self._leds[number - 1].set(color)
+            if self._changed is not None:
+                self._changed.set()
+                self._changed = None
 
     def read(self, number: int) -> Color:
         """LED *number*'s colour; a board without that LED has it dark."""

@@ -83,7 +83,7 @@ def test_a_wrong_generic_pin_stops_the_dryad_naming_the_key(
     config = write_config(
         tmp_path / "dryad.toml",
         f'coordinator = "h"\nstate_dir = "{tmp_path}/s"\nprofile = "generic"\n'
-        '[job_user]\nmanage = false\n[generic]\nsimulate = true\n'
+        "[job_user]\nmanage = false\n[generic]\nsimulate = true\n"
         '[generic.power]\ntype = "gpio"\npin = "GPIO99"\n',
     )
     assert dryad.cli.main(["--config", str(config)]) == 1

@@ -1,9 +1,9 @@
-"""Weles's commands on a generic board: ``stm -dut``/``-ts``/``-tick`` through the control socket."""
+"""Weles's commands on a generic board: ``stm -dut``/``-ts``/``-tick`` through its socket."""
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import anyio
@@ -19,13 +19,19 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def generic(tmp_path: Path) -> AsyncIterator[tuple[Board, Path]]:
+def sockets() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="boruta-generic-"))  # short: socket paths are limited
+    yield path
+    path.rmdir()
+
+
+@pytest.fixture
+async def generic(tmp_path: Path, sockets: Path) -> AsyncIterator[tuple[Board, Path]]:
     table = {
         "simulate": True,
         "power": {"type": "gpio", "pin": "GPIO17", "off_time": 0.01},
         "sd": {"type": "usbsdmux", "device": str(tmp_path / "usb-sd-mux")},
     }
-    sockets = Path(tempfile.mkdtemp(prefix="boruta-generic-"))
     async with open_board("generic", BoardSettings(generic=parse(table))) as board:
         assert board.stm is not None
         server = ControlServer(board.stm, sockets / "user", sockets / "admin", "disk")
@@ -34,16 +40,13 @@ async def generic(tmp_path: Path) -> AsyncIterator[tuple[Board, Path]]:
             yield board, sockets / "admin"
             await anyio.wait_all_tasks_blocked()
             tg.cancel_scope.cancel()
-    sockets.rmdir()
 
 
 async def stm(socket: Path, *flags: str) -> int:
     return await anyio.to_thread.run_sync(stm_cli.main, ["-remote", str(socket), *flags])
 
 
-async def test_dut_ts_and_tick_work_unchanged(
-    generic: tuple[Board, Path], tmp_path: Path
-) -> None:
+async def test_dut_ts_and_tick_work_unchanged(generic: tuple[Board, Path], tmp_path: Path) -> None:
     board, socket = generic
     assert board.stm is not None
     assert await stm(socket, "-dut") == 0

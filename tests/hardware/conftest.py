@@ -56,6 +56,7 @@ async def contract_stm() -> AsyncIterator[SerialStm]:
     async with _muxpi_stm() as client:
         yield client
 
+
 def _generic_boards(tmp_path: Path) -> dict[str, dict[str, Any]]:
     """Simulated generic boards, one per backend of each part."""
     log = str(tmp_path / "power.log")
@@ -89,4 +90,3 @@ async def any_stm(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     async with open_board("generic", BoardSettings(generic=parse_generic(table))) as board:
         assert board.stm is not None
         yield board.stm
-

@@ -106,14 +106,19 @@ async def test_a_tall_panel_and_two_leds_are_described(caplog: pytest.LogCapture
     assert "LEDs RGB, single green; display sh1106 128x64 on I2C bus 1 at 0x3d" in caplog.text
 
 
+def farm_toml(tmp_path: Path) -> Path:
+    """scripts/generic-sim.toml, with the farm's directory in *tmp_path*."""
+    text = (Path(__file__).parents[3] / "scripts/generic-sim.toml").read_text()
+    (tmp_path / "generic.toml").write_text(text.replace("../farm/", ""))
+    (tmp_path / "dryad-generic").mkdir()  # the farm's board directory
+    return tmp_path / "generic.toml"
+
+
 async def test_the_ready_farm_toml_opens_a_simulated_board(tmp_path: Path) -> None:
     from dryad.cli import board_settings
     from dryad.settings import load
 
-    text = Path("scripts/generic-sim.toml").read_text().replace("../farm/", "")
-    (tmp_path / "generic.toml").write_text(text)
-    (tmp_path / "dryad-generic").mkdir()  # the farm's board directory
-    settings = load(tmp_path / "generic.toml")
+    settings = load(farm_toml(tmp_path))
     async with open_board(settings.profile, board_settings(settings)) as board:
         assert board.stm is not None
         await board.stm.dut()

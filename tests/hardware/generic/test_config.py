@@ -51,12 +51,13 @@ def test_every_part_is_read_with_its_options() -> None:
 
 
 def test_command_power_and_gpio_sd_card() -> None:
+    on, off = ["uhubctl", "-a", "on"], ["uhubctl", "-a", "off"]
     s = parse(
         {
-            "power": {"type": "command", "on": ["uhubctl", "-a", "on"], "off": ["uhubctl", "-a", "off"], "timeout": 5},
+            "power": {"type": "command", "on": on, "off": off, "timeout": 5},
             "sd": {"type": "gpio", "pin": "BOARD11", "dut_high": False},
         }
-    )  # fmt: skip
+    )
     assert s.power == CommandPowerSettings(("uhubctl", "-a", "on"), ("uhubctl", "-a", "off"), 5.0)
     assert s.sd == GpioSdSettings("BOARD11", False)
 
@@ -66,36 +67,51 @@ def test_a_relative_mux_path_is_taken_from_the_configuration_directory(tmp_path:
     assert s.sd == UsbSdMuxSettings(tmp_path / "mux")
 
 
+def power(**table: Any) -> dict[str, Any]:
+    return {"power": table}
+
+
+def cmd(on: Any = ("a",), off: Any = ("a",), **more: Any) -> dict[str, Any]:
+    return power(type="command", on=list(on) if isinstance(on, tuple) else on, off=off, **more)
+
+
+def oled(**table: Any) -> dict[str, Any]:
+    return {"display": {"type": "ssd1306", **table}}
+
+
 @pytest.mark.parametrize(
     ("table", "message"),
     [
         ({"relay": {}}, "generic.relay: unknown key"),
         ({"simulate": "yes"}, "generic.simulate: expected true or false"),
-        ({"power": {"type": "pdu"}}, "generic.power.type: expected one of gpio, command"),
-        ({"power": {"type": "gpio"}}, "generic.power.pin: required"),
-        ({"power": {"type": "gpio", "pin": "GPIO1", "on": ["x"]}}, "generic.power.on: unknown key"),
-        ({"power": {"type": "gpio", "pin": "GPIO 1"}}, "generic.power.pin: 'GPIO 1' is not a pin"),
-        ({"power": {"type": "gpio", "pin": -3}}, "generic.power.pin: -3 is not a GPIO number"),
-        ({"power": {"type": "gpio", "pin": 1, "off_time": math.inf}}, "generic.power.off_time: inf"),
-        ({"power": {"type": "command", "on": ["a"]}}, "generic.power.off: required"),
-        ({"power": {"type": "command", "on": "a b", "off": ["a"]}}, "generic.power.on: expected a list"),
-        ({"power": {"type": "command", "on": [], "off": ["a"]}}, "generic.power.on: expected 1..64"),
-        ({"power": {"type": "command", "on": ["a", ""], "off": ["a"]}}, "generic.power.on: each"),
-        ({"power": {"type": "command", "on": ["a"], "off": ["a"], "timeout": 0}}, "generic.power.timeout"),
+        (power(type="pdu"), "generic.power.type: expected one of gpio, command"),
+        (power(type="gpio"), "generic.power.pin: required"),
+        (power(type="gpio", pin="GPIO1", on=["x"]), "generic.power.on: unknown key"),
+        (power(type="gpio", pin="GPIO 1"), "generic.power.pin: 'GPIO 1' is not a pin"),
+        (power(type="gpio", pin=-3), "generic.power.pin: -3 is not a GPIO number"),
+        (power(type="gpio", pin=1, off_time=math.inf), "generic.power.off_time: inf"),
+        (power(type="command", on=["a"]), "generic.power.off: required"),
+        (cmd(on="a b"), "generic.power.on: expected a list"),
+        (cmd(on=()), "generic.power.on: expected 1..64"),
+        (cmd(on=("a", "")), "generic.power.on: each"),
+        (cmd(timeout=0), "generic.power.timeout"),
         ({"sd": {"type": "usbsdmux"}}, "generic.sd.device: expected a device path"),
-        ({"sd": {"type": "gpio", "pin": "GPIO4", "device": "/x"}}, "generic.sd.device: unknown"),
+        ({"sd": {"type": "gpio", "pin": 4, "device": "/x"}}, "generic.sd.device: unknown"),
         ({"leds": {"pin": 1}}, "generic.leds: expected a list"),
         ({"leds": [{"pin": 1}, {"pin": 2}, {"pin": 3}]}, "generic.leds: at most 2"),
         ({"leds": [{"red": 1, "green": 2}]}, r"generic.leds\[1\].blue: required"),
-        ({"leds": [{"pin": 1, "color": "white"}]}, r"generic.leds\[1\].color: expected one of"),
-        ({"display": {"type": "ssd1306", "i2c_address": 0x80}}, "generic.display.i2c_address: 128 is outside 0x03..0x77"),
-        ({"display": {"type": "ssd1306", "height": 48}}, "generic.display.height: expected 32 or 64"),
+        ({"leds": [{"pin": 1, "color": "white"}]}, r"generic.leds\[1\].color: expected one"),
+        (oled(i2c_address=0x80), "generic.display.i2c_address: 128 is outside 0x03..0x77"),
+        (oled(height=48), "generic.display.height: expected 32 or 64"),
         ({"display": {}}, "generic.display.type: expected one of ssd1306, sh1106"),
         ({"button": {"pin": 3, "number": 3}}, "generic.button.number: 3 is outside 1..2"),
         ({"button": {"pin": 3, "bounce_time": -1}}, "generic.button.bounce_time"),
-        ({"power": {"type": "gpio", "pin": "GPIO4"}, "sd": {"type": "gpio", "pin": "gpio4"}}, "generic.sd.pin: gpio4 is already used by generic.power.pin"),
+        (
+            {**power(type="gpio", pin="GPIO4"), "sd": {"type": "gpio", "pin": "gpio4"}},
+            "generic.sd.pin: gpio4 is already used by generic.power.pin",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_wrong_value_is_refused_naming_its_key(table: dict[str, Any], message: str) -> None:
     with pytest.raises(BadConfig, match=message) as caught:
         parse(table)
@@ -112,9 +128,11 @@ toml_scalars = (
 )
 toml_values = st.recursive(
     toml_scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
     max_leaves=12,
-)  # fmt: skip
+)
 pins = st.one_of(toml_scalars, st.sampled_from(["GPIO17", "BOARD11", "J8:11", "GPIO99"]))
 seconds = st.one_of(toml_scalars, st.floats(min_value=-1, max_value=MAX_SECONDS * 2))
 addresses = st.one_of(toml_scalars, st.integers(min_value=-1, max_value=0x200))

@@ -45,7 +45,9 @@ async def test_a_pin_that_does_not_exist_is_named_with_its_key(factory: MockFact
 
 async def test_commands_run_without_a_shell_and_record_the_state(tmp_path: Path) -> None:
     log = tmp_path / "log"
-    power = CommandPower(CommandPowerSettings(tuple(recorder(log, "on")), tuple(recorder(log, "off"))))
+    power = CommandPower(
+        CommandPowerSettings(tuple(recorder(log, "on")), tuple(recorder(log, "off")))
+    )
     assert power.powered is None  # a command cannot be read back
     await power.on()
     await power.off()

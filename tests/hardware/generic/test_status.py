@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import anyio
 import pytest
@@ -28,6 +28,12 @@ async def leds(factory: MockFactory) -> AsyncIterator[GpioLeds]:
 
 def states(factory: MockFactory, *pins: int) -> tuple[bool, ...]:
     return tuple(factory.pin(p).state for p in pins)
+
+
+async def wait_for(leds: GpioLeds, check: Callable[[], bool]) -> None:
+    with anyio.fail_after(5):
+        while not check():
+            await leds.changed.wait()
 
 
 def test_a_channel_is_lit_from_a_quarter_of_its_range() -> None:
@@ -58,11 +64,11 @@ async def test_an_active_low_any_colour_led(factory: MockFactory) -> None:
         assert leds.read(2) == OFF
 
 
-async def test_maintenance_alternates_and_stop_darkens(leds: GpioLeds, factory: MockFactory) -> None:
+async def test_maintenance_alternates_and_stop_darkens(
+    leds: GpioLeds, factory: MockFactory
+) -> None:
     await leds.maintenance(period=0.01)
-    with anyio.fail_after(5):
-        while factory.pin(19).state is False:  # LED 2's turn comes after LED 1's
-            await anyio.sleep(0.005)
+    await wait_for(leds, lambda: factory.pin(19).state)  # LED 2's turn comes after LED 1's
     assert states(factory, 5, 6, 13) == (False, False, False)  # never both lit
     await leds.stop()
     assert states(factory, 5, 6, 13, 19) == (False,) * 4
@@ -72,12 +78,12 @@ async def test_identify_blinks_both_until_a_steady_colour(
     leds: GpioLeds, factory: MockFactory
 ) -> None:
     await leds.blink((255, 255, 255), on_time=0.01, off_time=0.01)
-    with anyio.fail_after(5):
-        while states(factory, 5, 19) != (True, True):
-            await anyio.sleep(0.005)
+    await wait_for(leds, lambda: states(factory, 5, 19) == (True, True))
     await leds.set_rgb(1, (0, 128, 0))
-    await anyio.sleep(0.05)  # a running blink would have changed LED 1 by now
-    assert states(factory, 5, 6, 13) == (False, True, False)
+    changed = leds.changed
+    with anyio.move_on_after(0.05):  # a blink still running would change an LED by then
+        await changed.wait()
+    assert not changed.is_set() and states(factory, 5, 6, 13) == (False, True, False)
 
 
 async def test_led_numbers_other_than_1_and_2_are_refused(leds: GpioLeds) -> None:
