@@ -37,7 +37,7 @@ async def open_parts(
     """
     from hardware.display import LumaDisplay
 
-    if factory is None:
+    if factory is None and settings.uses_gpio:
         factory = pin_factory(settings.simulate)
         if factory is not None:
             stack.callback(factory.close)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -107,7 +107,12 @@ class GenericSettings:
     leds: tuple[RgbLed | SingleLed, ...] = ()
     display: OledSettings | None = None
     button: ButtonSettings | None = None
-    pins: Mapping[str, Pin] = field(default_factory=dict)  # key -> pin, for messages
+
+    @property
+    def uses_gpio(self) -> bool:
+        """Whether any fitted part is on a GPIO line (else gpiozero is never loaded)."""
+        gpio_parts = (self.leds, self.button, isinstance(self.power, GpioPowerSettings))
+        return any(gpio_parts) or isinstance(self.sd, GpioSdSettings)
 
 
 def parse(table: Any, *, base: Path = Path(".")) -> GenericSettings:
@@ -117,17 +122,15 @@ def parse(table: Any, *, base: Path = Path(".")) -> GenericSettings:
     :raises BadConfig: naming the first wrong key.
     """
     t = _table(table, PREFIX, {"simulate", "power", "sd", "leds", "display", "button"})
-    pins: dict[str, Pin] = {}
-    settings = GenericSettings(
+    pins: dict[str, Pin] = {}  # key -> pin: a line is used once
+    return GenericSettings(
         simulate=_bool(t, "simulate", PREFIX, False),
         power=_power(t.get("power"), pins),
         sd=_sd(t.get("sd"), pins, base),
         leds=_leds(t.get("leds", []), pins),
         display=_display(t.get("display")),
         button=_button(t.get("button"), pins),
-        pins=pins,
     )
-    return settings
 
 
 def _table(value: Any, key: str, known: set[str]) -> Mapping[str, Any]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from tests.hardware.generic.conftest import simulated
 
 pytestmark = pytest.mark.anyio
 
+ROOT = str(Path(__file__).parents[3])
 POWER = {"type": "gpio", "pin": "GPIO17", "off_time": 0.01}
 
 
@@ -124,3 +127,25 @@ async def test_the_ready_farm_toml_opens_a_simulated_board(tmp_path: Path) -> No
         await board.stm.dut()
         assert await board.stm.mux() is Mux.DUT
         assert await board.stm.power() is True
+
+
+IMPORTS = """
+import sys, anyio
+from hardware import BoardSettings, open_board
+from hardware.generic.config import parse
+table = {"simulate": True, "power": {"type": "command", "on": ["true"], "off": ["true"]},
+         "sd": {"type": "usbsdmux", "device": sys.argv[1]}}
+async def main():
+    async with open_board("generic", BoardSettings(generic=parse(table))):
+        print(sorted({"gpiozero", "usbsdmux", "luma.oled"} & set(sys.modules)))
+anyio.run(main)
+"""
+
+
+@pytest.mark.slow
+async def test_a_board_without_gpio_parts_never_loads_gpiozero(tmp_path: Path) -> None:
+    done = await anyio.run_process(
+        [sys.executable, "-c", IMPORTS, str(tmp_path / "mux")],
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
+    assert done.stdout.decode().strip() == "[]"
