@@ -7,6 +7,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+from hardware.errors import BadConfig
 from hardware.generic.config import (
     CommandPowerSettings,
     GenericSettings,
@@ -38,7 +39,7 @@ async def open_parts(
     from hardware.display import LumaDisplay
 
     if factory is None and settings.uses_gpio:
-        factory = pin_factory(settings.simulate)
+        factory = pin_factory(settings)
         if factory is not None:
             stack.callback(factory.close)
     power = await _power(settings, factory, stack)
@@ -49,6 +50,13 @@ async def open_parts(
     button = None
     if settings.button is not None:
         from hardware.generic.button import GpioButton
+
+        if not settings.simulate and str(settings.button.pin) in settings.chip_lines():
+            raise BadConfig(
+                "generic.button.pin",
+                f"{settings.button.pin}: the dryad drives gpiochip lines as outputs only; "
+                "wire the button to a pin gpiozero names (e.g. GPIO26 on a Raspberry Pi)",
+            )
 
         button = GpioButton(settings.button, factory)
         stack.push_async_callback(button.aclose)

@@ -23,6 +23,8 @@ I2C_ADDRESSES: Final = range(0x03, 0x78)  # 7-bit addresses outside the reserved
 I2C_PORTS: Final = range(256)
 # gpiozero names ("GPIO17", "BCM17", "BOARD11", "J8:11", "WPI0") or a line number.
 _PIN: Final = re.compile(r"[A-Za-z0-9_:.\-]{1,32}")
+# A line of a GPIO character device, for boards gpiozero has no table of (the NanoPi).
+CHIP_LINE: Final = re.compile(r"(gpiochip\d{1,3}):(\d{1,4})")
 
 Pin = str | int
 Channel = Literal["red", "green", "blue", "any"]
@@ -108,6 +110,24 @@ class GenericSettings:
     display: OledSettings | None = None
     button: ButtonSettings | None = None
 
+    def chip_lines(self) -> dict[str, tuple[str, int]]:
+        """Every ``gpiochipN:OFFSET`` pin, as (chip, offset) by its name."""
+        pins: list[Pin] = []
+        if isinstance(self.power, GpioPowerSettings):
+            pins.append(self.power.pin)
+        if isinstance(self.sd, GpioSdSettings):
+            pins.append(self.sd.pin)
+        for led in self.leds:
+            pins += [led.red, led.green, led.blue] if isinstance(led, RgbLed) else [led.pin]
+        if self.button is not None:
+            pins.append(self.button.pin)
+        lines = {}
+        for pin in pins:
+            match = CHIP_LINE.fullmatch(str(pin))
+            if match:
+                lines[str(pin)] = (match[1], int(match[2]))
+        return lines
+
     @property
     def uses_gpio(self) -> bool:
         """Whether any fitted part is on a GPIO line (else gpiozero is never loaded)."""
@@ -176,16 +196,26 @@ def _pin(t: Mapping[str, Any], name: str, key: str, pins: dict[str, Pin]) -> Pin
     full = f"{key}.{name}"
     if name not in t:
         raise BadConfig(full, 'required, e.g. "GPIO17" (gpiozero pin names) or 17')
-    value = t[name]
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise BadConfig(full, f"expected a pin name or number, got {value!r}")
+    raw = t[name]
+    if isinstance(raw, bool) or not isinstance(raw, int | str):
+        raise BadConfig(full, f"expected a pin name or number, got {raw!r}")
+    value: Pin = raw
     if isinstance(value, int) and not 0 <= value <= 9999:
         raise BadConfig(full, f"{value} is not a GPIO number")
     if isinstance(value, str) and not _PIN.fullmatch(value):
         raise BadConfig(full, f"{value!r} is not a pin name (like GPIO17, BOARD11 or J8:11)")
+    line = CHIP_LINE.fullmatch(str(value))
+    if line:
+        value = f"{line[1]}:{int(line[2])}"  # one spelling per line: gpiochip0:017 is :17
     for other, pin in pins.items():
         if str(pin).upper() == str(value).upper():
             raise BadConfig(full, f"{value} is already used by {other}")
+        if bool(CHIP_LINE.fullmatch(str(pin))) != bool(line):
+            raise BadConfig(
+                full,
+                f"{value} and {other} = {pin} mix gpiozero pin names and gpiochip lines; "
+                "name every pin of a board the same way",
+            )
     pins[full] = value
     return value
 

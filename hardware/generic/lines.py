@@ -6,17 +6,28 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from hardware.errors import BadConfig
-from hardware.generic.config import Pin
+from hardware.generic.config import GenericSettings, Pin
 
 D = TypeVar("D")
 
 
-def pin_factory(simulate: bool) -> Any:
-    """gpiozero's MockFactory when simulating, else None (gpiozero picks lgpio, gpiod, …).
+def pin_factory(settings: GenericSettings) -> Any:
+    """The gpiozero pin factory for the board's pins (docs/generic-board.md §pins).
 
-    The mock is chosen only by ``generic.simulate``, never because no real library works.
+    Pins named ``gpiochipN:OFFSET`` get a factory with exactly those lines (gpiod on the
+    board, a mock of the same table when simulating); gpiozero's names get gpiozero's
+    default factory (None), or its MockFactory when simulating. The mock is chosen only
+    by ``generic.simulate``, never because no real library works.
     """
-    if not simulate:
+    lines = settings.chip_lines()
+    if lines:
+        from hardware.pins import GpiodFactory, Line, NanoPiMockFactory, PinMap
+
+        pin_map = PinMap({name: Line(chip, offset) for name, (chip, offset) in lines.items()})
+        if settings.simulate:
+            return NanoPiMockFactory(pin_map)
+        return GpiodFactory(pin_map)  # pragma: no cover - needs /dev/gpiochip*
+    if not settings.simulate:
         return None
     from gpiozero.pins.mock import MockFactory
 

@@ -16,6 +16,7 @@ from gpiozero.pins.mock import MockFactory
 from hardware import BoardSettings, open_board
 from hardware.errors import BadConfig, CommandFailed, DeviceNotFound
 from hardware.generic.board import open_parts
+from hardware.generic.config import parse as parse_generic
 from hardware.generic.stm import GenericStm
 from hardware.stm.protocol import Mux
 from tests.hardware.generic.conftest import simulated
@@ -149,3 +150,27 @@ async def test_a_board_without_gpio_parts_never_loads_gpiozero(tmp_path: Path) -
         env={**os.environ, "PYTHONPATH": ROOT},
     )
     assert done.stdout.decode().strip() == "[]"
+
+
+async def test_a_button_on_a_gpiochip_line_is_refused_on_a_real_board() -> None:
+    generic = parse_generic({"button": {"pin": "gpiochip0:26"}})
+    with pytest.raises(BadConfig, match=r"^generic\.button\.pin: gpiochip0:26: .* outputs only"):
+        async with open_board("generic", BoardSettings(generic=generic)):
+            pass
+
+
+async def test_a_simulated_board_on_gpiochip_lines(tmp_path: Path) -> None:
+    generic = simulated(
+        power={"type": "gpio", "pin": "gpiochip0:3"},
+        leds=[{"pin": "gpiochip0:6", "color": "green"}],
+        button={"pin": "gpiochip0:203", "bounce_time": 0},
+    )
+    async with open_board("generic", BoardSettings(generic=generic)) as board:
+        assert board.stm is not None and board.leds is not None
+        await board.stm.power_on()
+        await board.leds.set_rgb(1, (0, 128, 0))
+        pins = board.mock_pins
+        assert (pins.pin("gpiochip0:3").state, pins.pin("gpiochip0:6").state) == (True, True)
+        with board.stm.presses() as presses, anyio.fail_after(5):
+            pins.pin("gpiochip0:203").drive_low()
+            assert await presses.receive() == 1
