@@ -24,6 +24,7 @@ from hardware.stm.protocol import Mux
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+MUX_TIMEOUT: Final = 10.0  # seconds; a switch takes well under one (the card's supply drains)
 # usbsdmux's words for where the card is; "off" is neither side.
 _MODES: Final = {"host": Mux.TS, "dut": Mux.DUT, "off": Mux.INVALID}
 
@@ -151,8 +152,15 @@ class UsbSdMuxSwitch:
         return switch
 
     async def _call(self, call: Callable[[], T]) -> T:
-        with _mux_errors(self._key, self._path):
-            return await anyio.to_thread.run_sync(call)
+        try:
+            with anyio.fail_after(MUX_TIMEOUT), _mux_errors(self._key, self._path):
+                # A hung USB device must not hang the dryad: its thread is left behind.
+                return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+        except TimeoutError as exc:
+            raise PortLost(
+                f"{self._key}: the USB-SD-Mux at {self._path} did not answer within "
+                f"{MUX_TIMEOUT:g} s; unplug and replug it"
+            ) from exc
 
     async def where(self) -> Mux:
         mode = await self._call(self._device.get_mode)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import errno
+import threading
 from pathlib import Path
 
 import pytest
 from gpiozero.pins.mock import MockFactory
 
 from hardware.errors import BadConfig, DeviceNotFound, DevicePermission, HardwareError, PortLost
+from hardware.generic import sdmux
 from hardware.generic.config import GpioSdSettings, UsbSdMuxSettings
 from hardware.generic.sdmux import GpioSdSwitch, MuxDevice, UsbSdMuxSwitch
 from hardware.stm.protocol import Mux
@@ -53,17 +55,17 @@ async def test_a_file_that_is_no_mux_is_refused_by_usbsdmux_itself(tmp_path: Pat
 class Failing:
     """A usbsdmux driver whose every call raises one foreign error."""
 
-    def __init__(self, error: Exception) -> None:
+    def __init__(self, error: Exception | None) -> None:
         self.error = error
 
     def get_mode(self) -> str:
-        raise self.error
+        raise self.error or RuntimeError
 
     def mode_DUT(self) -> None:
-        raise self.error
+        raise self.error or RuntimeError
 
     def mode_host(self) -> None:
-        raise self.error
+        raise self.error or RuntimeError
 
 
 class UnknownUsbSdMuxRevisionException(Exception):
@@ -101,3 +103,22 @@ async def test_a_bug_in_the_driver_is_not_disguised(tmp_path: Path) -> None:
             simulate=False,
             driver=lambda path: Failing(ZeroDivisionError()),
         )
+
+
+async def test_a_hung_mux_is_a_clear_error_not_a_hung_dryad(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = threading.Event()
+
+    class Hung(Failing):
+        def get_mode(self) -> str:
+            release.wait(10)
+            return "host"
+
+    tmp_path.joinpath("sg").write_text("")
+    monkeypatch.setattr(sdmux, "MUX_TIMEOUT", 0.05)
+    with pytest.raises(PortLost, match=r"^generic\.sd\.device: .* did not answer within 0.05 s"):
+        await UsbSdMuxSwitch.open(
+            UsbSdMuxSettings(tmp_path / "sg"), simulate=False, driver=lambda path: Hung(None)
+        )
+    release.set()
