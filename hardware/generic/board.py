@@ -18,6 +18,7 @@ from hardware.generic.power import CommandPower, GpioPower, Power
 from hardware.generic.sdmux import GpioSdSwitch, SdSwitch, UsbSdMuxSwitch
 from hardware.generic.status import GpioLeds, open_oled
 from hardware.generic.stm import GenericStm
+from hardware.interfaces import Display
 
 logger = logging.getLogger(__name__)
 
@@ -28,16 +29,23 @@ async def open_parts(
     *,
     png: Path | None = None,
     factory: Any = None,
-) -> tuple[GenericStm, Any, GpioLeds | None, Any]:
+) -> tuple[GenericStm, Display, GpioLeds | None, Any]:
     """Open every configured part; a part that fails closes those opened before it.
 
-    :param factory: a gpiozero pin factory to use (tests); None: the one of ``simulate``.
+    :param factory: a gpiozero pin factory to use (tests); None: the board's own.
     :returns: the ``Stm``, the ``Display``, the ``Leds`` (None without LEDs) and the
         mock pin factory (None unless simulating), for tests to drive the pins.
     :raises BadConfig, DeviceNotFound, DevicePermission, CommandFailed: naming the key.
     """
     from hardware.display import LumaDisplay
 
+    button_pin = settings.button.pin if settings.button is not None else None
+    if not settings.simulate and str(button_pin) in settings.chip_lines():
+        raise BadConfig(
+            "generic.button.pin",
+            f"{button_pin}: the dryad drives gpiochip lines as outputs only; "
+            "wire the button to a pin gpiozero names (e.g. GPIO26 on a Raspberry Pi)",
+        )
     if factory is None and settings.uses_gpio:
         factory = pin_factory(settings)
         if factory is not None:
@@ -50,13 +58,6 @@ async def open_parts(
     button = None
     if settings.button is not None:
         from hardware.generic.button import GpioButton
-
-        if not settings.simulate and str(settings.button.pin) in settings.chip_lines():
-            raise BadConfig(
-                "generic.button.pin",
-                f"{settings.button.pin}: the dryad drives gpiochip lines as outputs only; "
-                "wire the button to a pin gpiozero names (e.g. GPIO26 on a Raspberry Pi)",
-            )
 
         button = GpioButton(settings.button, factory)
         stack.push_async_callback(button.aclose)
@@ -72,7 +73,7 @@ async def open_parts(
     stm = GenericStm(power, sd, leds, button)
     logger.info("generic board: %s", describe(settings, power, sd, leds, button))
     for missing, key, effect in (
-        (power is None, "generic.power", "stm -tick and the power of -dut/-ts are refused"),
+        (power is None, "generic.power", "stm -tick is refused; -dut/-ts only move the card"),
         (sd is None, "generic.sd", "stm -dut/-ts and fota -dut are refused"),
     ):
         if missing:
