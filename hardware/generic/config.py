@@ -153,9 +153,15 @@ def parse(table: Any, *, base: Path = Path(".")) -> GenericSettings:
     )
 
 
+def _show(value: Any) -> str:
+    """*value* for a message, cut short: a hostile file must not flood the log."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _table(value: Any, key: str, known: set[str]) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
-        raise BadConfig(key, f"expected a table, got {value!r}")
+        raise BadConfig(key, f"expected a table, got {_show(value)}")
     for name in value:
         if name not in known:
             raise BadConfig(
@@ -167,24 +173,26 @@ def _table(value: Any, key: str, known: set[str]) -> Mapping[str, Any]:
 def _bool(t: Mapping[str, Any], name: str, key: str, default: bool) -> bool:
     value = t.get(name, default)
     if not isinstance(value, bool):
-        raise BadConfig(f"{key}.{name}", f"expected true or false, got {value!r}")
+        raise BadConfig(f"{key}.{name}", f"expected true or false, got {_show(value)}")
     return value
 
 
 def _seconds(t: Mapping[str, Any], name: str, key: str, default: float, low: float) -> float:
     value = t.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise BadConfig(f"{key}.{name}", f"expected a number of seconds, got {value!r}")
+        raise BadConfig(f"{key}.{name}", f"expected a number of seconds, got {_show(value)}")
     # TOML has inf and nan; neither is a time to wait.
     if not math.isfinite(value) or not low <= value <= MAX_SECONDS:
-        raise BadConfig(f"{key}.{name}", f"{value!r} is outside {low:g}..{MAX_SECONDS:g} seconds")
+        raise BadConfig(
+            f"{key}.{name}", f"{_show(value)} is outside {low:g}..{MAX_SECONDS:g} seconds"
+        )
     return float(value)
 
 
 def _int(t: Mapping[str, Any], name: str, key: str, default: int, allowed: range) -> int:
     value = t.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise BadConfig(f"{key}.{name}", f"expected an integer, got {value!r}")
+        raise BadConfig(f"{key}.{name}", f"expected an integer, got {_show(value)}")
     if value not in allowed:
         low, high = allowed[0], allowed[-1]
         span = f"{low:#04x}..{high:#04x}" if name == "i2c_address" else f"{low}..{high}"
@@ -198,12 +206,12 @@ def _pin(t: Mapping[str, Any], name: str, key: str, pins: dict[str, Pin]) -> Pin
         raise BadConfig(full, 'required, e.g. "GPIO17" (gpiozero pin names) or 17')
     raw = t[name]
     if isinstance(raw, bool) or not isinstance(raw, int | str):
-        raise BadConfig(full, f"expected a pin name or number, got {raw!r}")
+        raise BadConfig(full, f"expected a pin name or number, got {_show(raw)}")
     value: Pin = raw
     if isinstance(value, int) and not 0 <= value <= 9999:
         raise BadConfig(full, f"{value} is not a GPIO number")
     if isinstance(value, str) and not _PIN.fullmatch(value):
-        raise BadConfig(full, f"{value!r} is not a pin name (like GPIO17, BOARD11 or J8:11)")
+        raise BadConfig(full, f"{_show(value)} is not a pin name (like GPIO17, BOARD11 or J8:11)")
     line = CHIP_LINE.fullmatch(str(value))
     if line:
         value = f"{line[1]}:{int(line[2])}"  # one spelling per line: gpiochip0:017 is :17
@@ -223,7 +231,7 @@ def _pin(t: Mapping[str, Any], name: str, key: str, pins: dict[str, Pin]) -> Pin
 def _kind(t: Mapping[str, Any], key: str, kinds: tuple[str, ...]) -> str:
     value = t.get("type")
     if value not in kinds:
-        raise BadConfig(f"{key}.type", f"expected one of {', '.join(kinds)}, got {value!r}")
+        raise BadConfig(f"{key}.type", f"expected one of {', '.join(kinds)}, got {_show(value)}")
     return str(value)
 
 
@@ -254,12 +262,14 @@ def _argv(t: Mapping[str, Any], name: str, key: str) -> tuple[str, ...]:
     if value is None:
         raise BadConfig(full, 'required: the command as a list, e.g. ["uhubctl", "-a", "on"]')
     if not isinstance(value, Sequence) or isinstance(value, str):
-        raise BadConfig(full, f"expected a list of strings (run without a shell), got {value!r}")
+        raise BadConfig(
+            full, f"expected a list of strings (run without a shell), got {_show(value)}"
+        )
     if not 1 <= len(value) <= MAX_ARGV:
         raise BadConfig(full, f"expected 1..{MAX_ARGV} arguments, got {len(value)}")
     for arg in value:
         if not isinstance(arg, str) or not arg or "\0" in arg or len(arg) > MAX_ARG:
-            raise BadConfig(full, f"each argument is a non-empty string without NUL: {arg!r}")
+            raise BadConfig(full, f"each argument is a non-empty string without NUL: {_show(arg)}")
     return tuple(value)
 
 
@@ -274,14 +284,16 @@ def _sd(value: Any, pins: dict[str, Pin], base: Path) -> GpioSdSettings | UsbSdM
     _table(raw, key, {"type", "device"})
     device = raw.get("device")
     if not isinstance(device, str) or not device or "\0" in device:
-        raise BadConfig(f"{key}.device", f"expected a device path, got {device!r}")
+        raise BadConfig(f"{key}.device", f"expected a device path, got {_show(device)}")
     return UsbSdMuxSettings(base / Path(device).expanduser())
 
 
 def _leds(value: Any, pins: dict[str, Pin]) -> tuple[RgbLed | SingleLed, ...]:
     key = f"{PREFIX}.leds"
     if not isinstance(value, list):
-        raise BadConfig(key, f"expected a list of LED tables ([[generic.leds]]), got {value!r}")
+        raise BadConfig(
+            key, f"expected a list of LED tables ([[generic.leds]]), got {_show(value)}"
+        )
     if len(value) > 2:
         raise BadConfig(key, f"at most 2 LEDs (the panel's LED 1 and LED 2), got {len(value)}")
     leds: list[RgbLed | SingleLed] = []
@@ -294,7 +306,7 @@ def _leds(value: Any, pins: dict[str, Pin]) -> tuple[RgbLed | SingleLed, ...]:
             color = raw.get("color", "any")
             if color not in CHANNELS:
                 raise BadConfig(
-                    f"{at}.color", f"expected one of {', '.join(CHANNELS)}, got {color!r}"
+                    f"{at}.color", f"expected one of {', '.join(CHANNELS)}, got {_show(color)}"
                 )
             leds.append(SingleLed(_pin(raw, "pin", at, pins), color, active_high))
         else:
@@ -311,7 +323,7 @@ def _display(value: Any) -> OledSettings | None:
     kind = _kind(raw, key, ("ssd1306", "sh1106"))
     height = raw.get("height", 32)
     if height not in (32, 64) or isinstance(height, bool):
-        raise BadConfig(f"{key}.height", f"expected 32 or 64 (pixels), got {height!r}")
+        raise BadConfig(f"{key}.height", f"expected 32 or 64 (pixels), got {_show(height)}")
     return OledSettings(
         "ssd1306" if kind == "ssd1306" else "sh1106",
         _int(raw, "i2c_port", key, 1, I2C_PORTS),

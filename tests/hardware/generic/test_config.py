@@ -189,3 +189,9 @@ def test_any_toml_value_is_refused_or_sane(table: Any) -> None:
 @given(leds=toml_values, button=toml_values, sd=toml_values)
 def test_hostile_parts_are_refused_or_sane(leds: Any, button: Any, sd: Any) -> None:
     _accepted_or_named({"leds": leds, "button": button, "sd": sd})
+
+
+def test_a_huge_value_is_cut_short_in_the_message() -> None:
+    with pytest.raises(BadConfig) as caught:
+        parse({"power": {"type": "gpio", "pin": "GPIO1", "off_time": "x" * 10_000}})
+    assert len(str(caught.value)) < 200 and str(caught.value).endswith("...")
