@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything and starts a local farm in ./farm: the coordinator (SQLite file, HTTP
-# API and dryad link) with a demo admin user, and three simulated MuxPi dryads with
-# different caps, enrolled and IDLE. Ctrl-C stops it all; running it again resumes the
-# same farm (same database, same token, same dryad identities).
+# API and dryad link) with a demo admin user, three simulated MuxPi dryads with different
+# caps and one simulated generic board, enrolled and IDLE. Ctrl-C stops it all; running it
+# again resumes the same farm (same database, same token, same dryad identities).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh >&2
@@ -66,12 +66,18 @@ TOML
     .venv/bin/dryad --config "$dir/dryad.toml" > "$dir/dryad.log" 2>&1 &
     pids+=($!)
 done
+# One simulated generic board (no MuxPi): mock GPIO pins, a file as its USB-SD-Mux.
+mkdir -p farm/dryad-generic
+sed -e "s|^coordinator = .*|coordinator = \"$LINK\"|" -e 's|\.\./farm/dryad-generic/||' \
+    -e 's|\.\./farm/|../|' scripts/generic-sim.toml > farm/dryad-generic/dryad.toml
+.venv/bin/dryad --config farm/dryad-generic/dryad.toml > farm/dryad-generic/dryad.log 2>&1 &
+pids+=($!)
 
 api() { curl -sf -H "Authorization: Bearer $TOKEN" "$@"; }
 workers() { api -X POST "$URL/api/v1/workers/list" | .venv/bin/python -c "$1"; }
 for _ in $(seq 150); do
     n=$(workers 'import json,sys; print(sum(w.get("Connected", False) for w in json.load(sys.stdin)))')
-    [ "$n" -ge 3 ] && break
+    [ "$n" -ge 4 ] && break
     sleep 0.2
 done
 for uuid in $(workers 'import json,sys; [print(w["WorkerUUID"]) for w in json.load(sys.stdin) if w["State"] == "MAINTENANCE"]'); do
@@ -79,13 +85,13 @@ for uuid in $(workers 'import json,sys; [print(w["WorkerUUID"]) for w in json.lo
 done
 for _ in $(seq 150); do
     n=$(workers 'import json,sys; print(sum(w["State"] == "IDLE" for w in json.load(sys.stdin)))')
-    [ "$n" -ge 3 ] && break
+    [ "$n" -ge 4 ] && break
     sleep 0.2
 done
 
 cat <<USAGE
 
-  Boruta farm on $URL  —  3 simulated MuxPi dryads enrolled and IDLE (dryad link $LINK)
+  Boruta farm on $URL  —  3 simulated MuxPi dryads and 1 generic board enrolled and IDLE (dryad link $LINK)
 $(workers 'import json,sys
 for w in json.load(sys.stdin): print("    %s  %-12s %s" % (w["WorkerUUID"], w["State"], w["Caps"].get("device_type")))')
 
