@@ -67,7 +67,7 @@ def test_never_more_than_the_limit_of_failures_gets_through_per_window(
             let_through[key] = let_through.get(key, 0) + 1
     # Within any 60 s one address gets at most limit tries (windows are 60 s long and
     # fixed, so two windows can overlap a 60 s span: at most twice the limit).
-    for (who, second), _ in let_through.items():
+    for who, second in let_through:
         span = sum(n for (w, s), n in let_through.items() if w == who and second <= s < second + 60)
         assert span <= 8
 
