@@ -65,6 +65,19 @@ class Usage:
     at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """A job's time to add to its owner's usage, committed with the job's end."""
+
+    owner: str
+    start: datetime
+    end: datetime
+    half_life: timedelta
+
+    def onto(self, old: Usage | None) -> Usage:
+        return charge(old, self.owner, self.start, self.end, self.half_life)
+
+
 def decayed(value: float, since: datetime, now: datetime, half_life: timedelta) -> float:
     """``value`` as of ``since``, decayed to ``now`` (never grown: a clock behind is ``since``)."""
     if now <= since:
