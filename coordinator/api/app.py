@@ -21,6 +21,7 @@ from coordinator.api.errors import boruta_error, http_error, internal_error, rou
 from coordinator.api.events import EventsEndpoint, redact_access_log
 from coordinator.api.feed import FeedEndpoints
 from coordinator.api.health import Health
+from coordinator.api.quotas import QuotaEndpoints
 from coordinator.api.v1 import V1
 from coordinator.domain.clock import Clock
 from coordinator.errors import BorutaError
@@ -29,6 +30,7 @@ from coordinator.feed.metrics import HttpMetrics, Metrics
 from coordinator.feed.panels import Panels
 from coordinator.feed.webhooks import Webhooks
 from coordinator.service.operations import Service
+from coordinator.service.quotas import QuotaAdmin
 from coordinator.settings import Settings
 from coordinator.store import Store
 
@@ -75,6 +77,7 @@ def create_app(
             *dashboard.routes(),
             *EventsEndpoint(parts.events, auth).routes(),
             *feed.routes(),
+            *QuotaEndpoints(QuotaAdmin(parts.service, parts.store, parts.clock), auth).routes(),
         ],
         middleware=[Middleware(HttpMetrics, metrics=parts.metrics)],
         exception_handlers={
