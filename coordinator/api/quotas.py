@@ -13,10 +13,10 @@ from starlette.routing import Route
 from coordinator import boruta_json as bj
 from coordinator.api.auth import Authenticator
 from coordinator.api.v1 import json_response, no_content
-from coordinator.domain.fairshare import Scheduling, parse_policy
+from coordinator.domain.fairshare import Scheduling, UsageReport, parse_policy
 from coordinator.domain.quotas import Quota
 from coordinator.errors import BadQuota, BodyTooLarge, MalformedInput
-from coordinator.service.quotas import QuotaAdmin, UsageReport
+from coordinator.service.quotas import QuotaAdmin
 from coordinator.store import QuotaKind
 
 _MAX_BODY: Final = 4096

@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Final
 
 from coordinator.domain.model import Request
+from coordinator.domain.quotas import Quota
 from coordinator.errors import BadQuota
 
 
@@ -130,3 +131,22 @@ def order_key(policy: Policy, usage: Mapping[str, float]) -> OrderKey:
     if policy is Policy.FIFO:
         return lambda r: (r.priority, 0.0, r.queued, r.id)
     return lambda r: (r.priority, usage.get(r.owner, 0.0), r.queued, r.id)
+
+
+@dataclass(frozen=True, slots=True)
+class UserUsage:
+    """One user's line of the usage report."""
+
+    name: str
+    usage: float  # decayed board-seconds now
+    holds: int  # boards held now
+    waiting: int  # requests waiting now
+    limits: Quota  # the limits that apply (the user's own groups; none known: own quota)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReport:
+    """The scheduling in force and every user's usage, least first (the ``fair`` order)."""
+
+    scheduling: Scheduling
+    users: list[UserUsage]

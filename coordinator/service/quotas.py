@@ -8,14 +8,14 @@ once, and nothing waiting is lost.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import timedelta
 
 import anyio
 
 from coordinator.domain import fairshare, quotas as quota_rules
 from coordinator.domain.clock import Clock
-from coordinator.domain.fairshare import Policy, Scheduling
+from coordinator.domain.fairshare import Policy, Scheduling, UsageReport, UserUsage
 from coordinator.domain.model import User
 from coordinator.domain.quotas import Quota, Quotas
 from coordinator.errors import Forbidden, NotFound
@@ -24,25 +24,6 @@ from coordinator.service.operations import Service
 from coordinator.store import QuotaKind, Store
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class UserUsage:
-    """One user's line of the usage report."""
-
-    name: str
-    usage: float  # decayed board-seconds now
-    holds: int  # boards held now
-    waiting: int  # requests waiting now
-    limits: Quota  # the limits that apply (the user's own groups; none known: own quota)
-
-
-@dataclass(frozen=True, slots=True)
-class UsageReport:
-    """The scheduling in force and every user's usage, least first (the ``fair`` order)."""
-
-    scheduling: Scheduling
-    users: list[UserUsage]
 
 
 def _require_admin(user: User) -> None:
