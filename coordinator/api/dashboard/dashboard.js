@@ -24,6 +24,7 @@ const model = {
   jobs: new Map(), // worker uuid -> the IN PROGRESS request on it
   panels: new Map(), // uuid -> {screen, leds, at}
   queue: [], // WAITING requests with their position, in matching order
+  usage: null, // GET /usage: the policy in force and each owner's usage (docs/scheduling.md)
 };
 let source = null;
 let pollTimer = null;
@@ -186,6 +187,7 @@ async function refreshQueue() {
   );
   placed.sort((a, b) => a.position - b.position || a.request.ID - b.request.ID);
   model.queue = placed;
+  model.usage = await apiJson("GET", "/usage").catch(() => null);
   renderQueue();
 }
 
@@ -376,6 +378,12 @@ function drawPanel(card, panel) {
   });
 }
 
+// The owner's decayed board time in hours: under "fair", the least goes first.
+function usageText(owner) {
+  const line = model.usage?.Users.find((u) => u.Name === owner);
+  return line ? `${(line.Usage / 3600).toFixed(1)} h` : "–";
+}
+
 function renderQueue() {
   const rows = model.queue.map(({ request, position }, i) => {
     const tr = document.createElement("tr");
@@ -384,6 +392,7 @@ function renderQueue() {
       `#${request.ID}`,
       String(request.Priority),
       request.Owner?.Name || "?",
+      usageText(request.Owner?.Name),
       null,
       waited(request.ValidAfter),
     ];
@@ -394,9 +403,11 @@ function renderQueue() {
       tr.append(td);
     }
     tr.lastElementChild.dataset.since = request.ValidAfter;
+    if (request.Reason) tr.title = request.Reason; // "over quota: holds 3 of 3 boards"
     return tr;
   });
   $("#queue").replaceChildren(...rows);
+  $("#queue-policy").textContent = model.usage ? `· ${model.usage.Policy}` : "";
   $("#queue-count").textContent = `(${rows.length})`;
   $("#queue-empty").hidden = rows.length > 0;
 }
