@@ -1,5 +1,5 @@
-"""``/api/v1/quotas``, ``/api/v1/usage`` and ``/api/v1/scheduling`` (docs/scheduling.md
-§endpoints): read by anyone with a token, changed by admins."""
+"""``/api/v1/quotas``, ``/usage`` and ``/scheduling``: read by anyone with a token, changed
+by admins (docs/scheduling.md §endpoints)."""
 
 from __future__ import annotations
 

@@ -103,8 +103,8 @@ class Batch:
         self.transitions.append(Transition(self.now, kind, subject, old, new, reason, who))
 
     def charges(self) -> list[Charge]:
-        """A charge to its owner's usage for each job that ends here (docs/scheduling.md
-        §fair share): from its start until now."""
+        """A charge to its owner's usage for each job that ends here, from its start until
+        now (docs/scheduling.md §fair share)."""
         out = []
         for rid, new in self.requests.items():
             old = self._base_requests.get(rid)
