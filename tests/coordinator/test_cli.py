@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from coordinator.cli import main
+from coordinator.settings import Settings
 from coordinator.store.sql import SqlStore
 from coordinator.tokens import hash_token
 
@@ -115,3 +116,20 @@ def test_enrol_token_help_says_one_token_enrols_a_batch(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["enrol-token", "--help"])
     assert "whole batch" in " ".join(capsys.readouterr().out.split())
+
+
+def test_serve_takes_the_scheduling_policy_and_refuses_others(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, db_path: Path
+) -> None:
+    seen: list[Settings] = []
+
+    def serve(settings: Settings) -> int:
+        seen.append(settings)
+        return 0
+
+    monkeypatch.setattr("coordinator.cli._serve", serve)
+    assert run(capsys, db_path, "serve", "--scheduling", "fair")[0] == 0
+    assert seen[0].scheduling == "fair"
+    with pytest.raises(SystemExit):
+        main(["serve", "--scheduling", "lottery"])
+    assert "invalid choice: 'lottery'" in capsys.readouterr().err

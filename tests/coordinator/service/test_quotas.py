@@ -226,3 +226,23 @@ async def test_usage_is_charged_when_a_job_ends_and_survives_a_restart(
 
 def _all() -> ListSpec[Request, RequestID]:
     return ListSpec(RequestFilter(), listing.request_sort_key(""))
+
+
+async def test_a_restart_counts_the_boards_held_and_keeps_the_limit(
+    service: Service,
+    admin: QuotaAdmin,
+    store: SqlStore,
+    clock: FakeClock,
+    dryads: RecordingDryads,
+    tunnels: RecordingTunnels,
+) -> None:
+    for n in (1, 2):
+        await idle_worker(service, n)
+    await admin.set_quota(ADMIN, "user", "alice", Quota(max_held=1))
+    await service.new_request(ALICE, 8, {})
+    again = Service(store, dryads, tunnels, clock, keys=KeyPool(1))
+    async with anyio.create_task_group() as tg:
+        await tg.start(again.run)
+        assert again.farm.held == {"alice": 1}
+        assert again.farm.quotas == Quotas(users={"alice": Quota(max_held=1)})
+        tg.cancel_scope.cancel()
