@@ -11,6 +11,7 @@ from hypothesis import given, strategies as st
 
 from coordinator.domain.fairshare import (
     DEFAULT_HALF_LIFE,
+    Charge,
     Policy,
     Scheduling,
     Usage,
@@ -76,6 +77,13 @@ def test_a_job_counts_the_integral_of_the_decay() -> None:
 def test_a_first_charge_starts_the_record_at_the_jobs_end() -> None:
     got = charge(None, "alice", T0, T0 + HOUR, DAY)
     assert got == Usage("alice", held(T0, T0 + HOUR, DAY), T0 + HOUR)
+
+
+def test_a_charge_value_adds_its_job_onto_a_record() -> None:
+    job = Charge("alice", T0, T0 + HOUR, DAY)
+    assert job.onto(None) == charge(None, "alice", T0, T0 + HOUR, DAY)
+    first = job.onto(None)
+    assert job.onto(first).value == pytest.approx(2 * first.value)
 
 
 def test_charges_decay_the_old_figure_first() -> None:
