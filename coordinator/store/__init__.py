@@ -55,6 +55,15 @@ class Snapshot:
     quotas: Quotas = field(default_factory=Quotas)
 
 
+@dataclass(frozen=True, slots=True)
+class WriteFailure:
+    """The cause of the latest failed write (a ``StoreUnavailable`` message), and when it
+    happened (``time.monotonic``)."""
+
+    cause: str
+    at: float
+
+
 class Store(Protocol):
     """Blocking persistence; the service calls every method from a worker thread.
 
@@ -179,6 +188,14 @@ class Store(Protocol):
 
     def deliveries(self, hook_id: int, limit: int = 100) -> list[Delivery]:
         """The latest ``limit`` deliveries of a webhook, oldest first."""
+
+    def write_failure(self) -> WriteFailure | None:
+        """Why the latest write failed, unless a write has succeeded since."""
+        ...
+
+    def probe_write(self) -> None:
+        """Commit one tiny write, to learn whether writes work again."""
+        ...
 
     def close(self) -> None:
         """Release connections; idempotent."""

@@ -231,3 +231,11 @@ quotas: Final = Table(
     Column("max_waiting", Integer, nullable=True),
     Column("max_job_seconds", BigInteger, nullable=True),
 )
+
+store_probe: Final = Table(
+    "store_probe",
+    metadata,
+    # One row, rewritten by the write probe of /healthz (docs/architecture.md §connections).
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("at", UtcMicros, nullable=False),
+)
