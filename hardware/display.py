@@ -16,6 +16,7 @@ from hardware.errors import BadArgument, StmUnsupported
 from hardware.font import draw_text
 from hardware.interfaces import Stm
 from hardware.muxpi import FONT_HEIGHT, FONT_WIDTH, OLED_HEIGHT, OLED_WIDTH
+from hardware.recent import Recent
 from hardware.sim.firmware import Firmware
 from hardware.stm.protocol import TEXT_MAX, Color, text_command
 
@@ -98,7 +99,7 @@ class StmDisplay:
         self._text_only = text_only
         self._model = Firmware(draw=True)
         self._known = False  # the splash or an earlier owner's frame is on the panel
-        self.sent: list[str] = []
+        self.sent: Recent[str] = Recent()  # the latest commands, for tests
 
     @property
     def image(self) -> Image.Image:
