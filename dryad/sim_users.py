@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 HOST_KEY = "sim_ssh_host_key"
 JOB_KEY = "sim_job_key.pub"
+PORT_FILE = "sim_ssh_port"  # the port chosen for "port 0", kept: the coordinator takes a
+# changed sshd port for a changed board (maintenance), so a restart must keep it
 # Passed on to sessions when set: what a shell needs to find commands and the project.
 PASSED_ON = ("PATH", "PYTHONPATH", "LANG", "LC_ALL", "TZ", "VIRTUAL_ENV")
 
@@ -59,13 +61,7 @@ class SimJobUsers:
         self.home = home
         self._state_dir = state_dir
         self._key_file = state_dir / JOB_KEY
-        try:
-            sock = socket.create_server((host or "127.0.0.1", port))
-        except OSError as exc:
-            raise ConfigError(
-                f"ssh_address: cannot listen on {host}:{port} for the simulated sshd: "
-                f"{exc.strerror or exc}"
-            ) from exc
+        sock = _listen(host or "127.0.0.1", port, state_dir / PORT_FILE)
         self._lock = anyio.Lock()
         self.server = JobSshServer(
             sock,
@@ -138,6 +134,36 @@ class SimJobUsers:
             self.home.unlink()
         elif self.home.exists():
             shutil.rmtree(self.home)
+
+
+def _listen(host: str, port: int, port_file: Path) -> socket.socket:
+    """A listening socket on ``port``; for 0, the port kept in ``port_file`` if it is free
+    (else a new one, noted there)."""
+    if port == 0:
+        try:
+            kept = int(port_file.read_text())
+        except (OSError, ValueError):
+            kept = 0
+        if kept:
+            try:
+                return socket.create_server((host, kept))
+            except OSError as exc:
+                logger.warning(
+                    "simulated sshd: port %d of the last run is taken (%s); choosing another "
+                    "(the coordinator will put the worker in maintenance)",
+                    kept, exc.strerror or exc,
+                )  # fmt: skip
+    try:
+        sock = socket.create_server((host, port))
+    except OSError as exc:
+        raise ConfigError(
+            f"ssh_address: cannot listen on {host}:{port} for the simulated sshd: "
+            f"{exc.strerror or exc}"
+        ) from exc
+    if port == 0:
+        port_file.parent.mkdir(parents=True, exist_ok=True)
+        port_file.write_text(f"{sock.getsockname()[1]}\n")
+    return sock
 
 
 def _session_env(stm_socket: Path) -> dict[str, str]:

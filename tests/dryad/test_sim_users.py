@@ -163,8 +163,10 @@ async def test_a_restarted_dryad_serves_the_running_jobs_key(tmp_path: Path) -> 
     async with anyio.create_task_group() as tg:
         await tg.start(first.run)
         await first.prepare(public)
+        port = first.port
         tg.cancel_scope.cancel()
     again = make()
+    assert again.port == port  # kept: a changed port means maintenance
     async with anyio.create_task_group() as tg:
         await tg.start(again.run)
         assert (await ssh(again.port, key, "true")).returncode == 0
@@ -244,3 +246,21 @@ def test_a_busy_address_is_a_configuration_error(tmp_path: Path) -> None:
     finally:
         first.server._sock.close()
     assert os.stat(tmp_path / "sim_ssh_host_key").st_mode & 0o777 == 0o600
+
+
+def test_a_kept_port_that_is_taken_is_replaced(tmp_path: Path) -> None:
+    def make() -> SimJobUsers:
+        return SimJobUsers(
+            NAME, home=tmp_path / "h", state_dir=tmp_path, host="127.0.0.1", port=0,
+            stm_socket=tmp_path / "s",
+        )  # fmt: skip
+
+    first = make()  # still listening: the next one cannot have its port
+    try:
+        second = make()
+        ports = first.port, second.port
+        second.server._sock.close()
+    finally:
+        first.server._sock.close()
+    assert ports[0] != ports[1]
+    assert (tmp_path / "sim_ssh_port").read_text() == f"{ports[1]}\n"
