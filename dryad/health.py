@@ -26,7 +26,7 @@ MEMINFO = Path("/proc/meminfo")
 THERMAL = Path("/sys/class/thermal/thermal_zone0/temp")
 STM_TIMEOUT = 5.0  # a whole check; SerialStm has its own per-command timeout
 SSHD_TIMEOUT = 3.0
-BANNER_MAX = 255  # RFC 4253 §4.2: the identification line's maximum length
+BANNER_MAX = 255  # RFC 4253, section 4.2: the identification line's maximum length
 SERIAL_PROBES = 3
 
 
@@ -156,8 +156,8 @@ def check_temperature(max_c: float, sensor: Path = THERMAL) -> CheckResult:
 async def check_sshd(port: int, host: str = "127.0.0.1") -> CheckResult:
     """The local sshd answers with an SSH banner: jobs reach the board through it. Critical.
 
-    A failure says which way it failed: refused (nothing listens), timed out, closed
-    without a banner, or answered with something that is not SSH.
+    A failure says which way it failed: refused, timed out, closed without a banner, or
+    answered with something that is not SSH (docs/simulated-board.md §Health).
     """
     where = f"{host}:{port}"
     try:
@@ -186,7 +186,7 @@ async def check_sshd(port: int, host: str = "127.0.0.1") -> CheckResult:
 
 
 async def _read_banner(stream: anyio.abc.SocketStream) -> bytes:
-    """The server's identification line (RFC 4253 §4.2 lets other lines come first);
+    """The server's identification line (RFC 4253, section 4.2 lets other lines come first);
     the first line when none is SSH's within a few lines."""
     data = b""
     with anyio.fail_after(SSHD_TIMEOUT):
