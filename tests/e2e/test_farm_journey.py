@@ -182,8 +182,14 @@ def test_the_first_hour(farm: Farm) -> None:
     after = log.stat()
     assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
 
-    # boruta finds the farm through the config farm.sh wrote; ssh is the real OpenSSH.
+    # The board's healthchecks pass, its SSH server included (an hourly check must not
+    # take the farm down).
     uuid = (farm.folder / "dryad-1/state/uuid").read_text().strip()
+    health = farm.boruta("admin", "healthcheck", uuid)
+    assert health.returncode == 0, health.stdout
+    assert re.search(r"^sshd: ok \(127\.0\.0\.1:\d+: SSH-2\.0-", health.stdout, re.M)
+
+    # boruta finds the farm through the config farm.sh wrote; ssh is the real OpenSSH.
     started = time.monotonic()
     with subprocess.Popen(
         [str(BIN / "boruta"), "reserve", "--caps", "device_type=rpi4", "--ssh"],
