@@ -49,6 +49,14 @@ class Settings:
     # so a name is resolved once at start-up. "" = tunnel_bind when that is a specific
     # address, else the address this host's name resolves to.
     public_host: str = ""
+    # Slow and idle HTTP clients (docs/architecture.md §connections): seconds to send a
+    # request's headers, to send the next request on a kept-alive connection, and for a
+    # response to make progress towards a client that does not read; and the connections
+    # one client address may hold (over it, its oldest idle one is closed).
+    http_header_timeout: float = 10.0
+    http_keepalive_timeout: float = 5.0
+    http_send_timeout: float = 30.0
+    http_max_per_client: int = 128
 
     @property
     def http_host(self) -> str:
@@ -96,6 +104,10 @@ class Settings:
             "webhook_timeout",
             "webhook_max_attempts",
             "webhook_backoff",
+            "http_header_timeout",
+            "http_keepalive_timeout",
+            "http_send_timeout",
+            "http_max_per_client",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive")
@@ -133,6 +145,8 @@ def load(path: Path | None, **overrides: Any) -> Settings:
         if key not in known:
             raise SettingsError(f"{path}: unknown setting {key!r}")
         expected = type(getattr(Settings(), key))
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = values[key] = float(value)  # `timeout = 10` means 10.0
         if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
             raise SettingsError(f"{path}: {key} must be a {expected.__name__}")
     settings = replace(Settings(), **values)

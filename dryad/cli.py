@@ -67,6 +67,7 @@ def board_settings(settings: Settings) -> BoardSettings:
     """The hardware settings of the configured profile."""
     return BoardSettings(
         stm_port=settings.stm.port,
+        generic=settings.generic,
         state_file=settings.sim.state_file,
         png_file=settings.sim.png_file,
     )

@@ -76,7 +76,8 @@ class SerialWatch:
 
     async def check(self) -> CheckResult:
         """Critical: a dryad that cannot talk to its STM cannot serve a job."""
-        if self._stm is None:
+        if self._stm is None or self._link() is None:
+            # A generic board's Stm is made of GPIO lines and commands: no serial line.
             return CheckResult("serial", True, True, "no STM serial line on this board profile")
         port = getattr(self._link(), "port", None)
         if isinstance(port, str) and port.startswith("/") and not await anyio.Path(port).exists():

@@ -13,6 +13,9 @@ from coordinator.wire import LINK_PORT
 from dryad.errors import ConfigError
 from dryad.health import HealthSettings
 from dryad.stm_cli import ADMIN_SOCKET, USER_SOCKET
+from hardware.errors import BadConfig
+from hardware.generic import config as generic_config
+from hardware.generic.config import GenericSettings
 
 DEFAULT_CONFIG: Final = Path("/etc/boruta/dryad.toml")
 PROFILE_NAMES: Final = ("muxpi", "generic", "sim")
@@ -79,6 +82,12 @@ class Settings:
     stm: StmSettings = field(default_factory=StmSettings)
     sim: SimSettings = field(default_factory=SimSettings)
     control: ControlSettings = field(default_factory=ControlSettings)
+    generic: GenericSettings = field(default_factory=GenericSettings)
+
+    @property
+    def simulated(self) -> bool:
+        """Whether the board is a simulation (``sim``, or ``generic`` with ``simulate``)."""
+        return self.profile == "sim" or (self.profile == "generic" and self.generic.simulate)
 
     def control_sockets(self) -> tuple[Path, Path]:
         """The user and admin control sockets: as configured, else under /run/boruta/.
@@ -86,7 +95,7 @@ class Settings:
         A simulated dryad defaults to its state directory instead, so that several of
         them (the farm, the tests) share a machine without taking over its sockets.
         """
-        base = self.state_dir if self.profile == "sim" else None
+        base = self.state_dir if self.simulated else None
         user = self.control.user_socket or (base / "stm-user.socket" if base else Path(USER_SOCKET))
         admin = self.control.admin_socket or (base / "stm.socket" if base else Path(ADMIN_SOCKET))
         return user, admin
@@ -138,7 +147,7 @@ def parse(data: Mapping[str, Any], *, base: Path = Path(".")) -> Settings:
     """Build ``Settings`` from parsed TOML; relative paths are taken from ``base``."""
     known = {
         "coordinator", "enrol_token", "enrol_token_file", "caps", "profile", "state_dir",
-        "ssh_address", "job_user", "health", "stm", "sim", "control",
+        "ssh_address", "job_user", "health", "stm", "sim", "control", "generic",
     }  # fmt: skip
     _no_unknown(data, known, "")
     if "coordinator" not in data:
@@ -179,7 +188,16 @@ def parse(data: Mapping[str, Any], *, base: Path = Path(".")) -> Settings:
         stm=_section(data, "stm", StmSettings, base),
         sim=_section(data, "sim", SimSettings, base),
         control=_section(data, "control", ControlSettings, base),
+        generic=_generic(data.get("generic", {}), base),
     )
+
+
+def _generic(table: Any, base: Path) -> GenericSettings:
+    """The ``[generic]`` table (docs/generic-board.md §configuration); read by that profile."""
+    try:
+        return generic_config.parse(table, base=base)
+    except BadConfig as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _no_unknown(data: Mapping[str, Any], known: set[str], prefix: str) -> None:

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Starts a local farm in ./farm: the coordinator (SQLite file, HTTP API and dryad link) with
-# a demo admin user, and three simulated MuxPi dryads with different caps, each with its own
-# SSH server for the running job's key (docs/simulated-board.md). It first installs what the
-# farm needs (scripts/install.sh --farm). Ctrl-C stops it all; running it again resumes the
+# a demo admin user, three simulated MuxPi dryads with different caps and one simulated
+# generic board, each with its own SSH server for the running job's key
+# (docs/simulated-board.md). It first installs what the farm needs (install.sh --farm). Ctrl-C stops it all; running it again resumes the
 # same farm (database, token, dryad identities, running jobs).
 #
 # Environment: BORUTA_FARM_DIR (./farm), BORUTA_HTTP (127.0.0.1:8487), BORUTA_LINK
@@ -55,9 +55,9 @@ if [ ! -s "$FARM/admin.token" ]; then
     fi
 fi
 TOKEN=$(cat "$FARM/admin.token")
-boards=("rpi4:arm64" "odroid-xu4:armhf" "rpi3:armhf")
-for n in 1 2 3; do
-    [ -e "$FARM/dryad-$n/state/enrolled" ] || enrol=1
+boards=("dryad-1:rpi4:arm64" "dryad-2:odroid-xu4:armhf" "dryad-3:rpi3:armhf" "dryad-generic")
+for board in "${boards[@]}"; do
+    [ -e "$FARM/${board%%:*}/state/enrolled" ] || enrol=1
 done
 if [ $enrol = 1 ]; then  # a board to enrol (a new database forgets the others too)
     "${coordinator[@]}" enrol-token create --ttl 3600 | tail -n 1 > "$FARM/enrol.token"
@@ -92,23 +92,30 @@ pids+=($!)
 # The dryads start while the coordinator does (each takes seconds to import); they dial
 # until it answers.
 dirs=() new=()
-for i in 0 1 2; do
-    dir="$FARM/dryad-$((i + 1))"
+for board in "${boards[@]}"; do
+    dir="$FARM/${board%%:*}"
     dirs+=("$dir")
     mkdir -p "$dir"
     [ -e "$dir/state/uuid" ] || new+=("$dir")
-    cat > "$dir/dryad.toml" <<TOML
+    if [ "$board" = dryad-generic ]; then
+        # scripts/generic-sim.toml with this farm's coordinator and its paths from here.
+        sed -e "s|^coordinator = .*|coordinator = \"$LINK\"|" \
+            -e 's|\.\./farm/dryad-generic/||' -e 's|\.\./farm/|../|' \
+            scripts/generic-sim.toml > "$dir/dryad.toml"
+    else
+        caps=${board#*:}
+        cat > "$dir/dryad.toml" <<TOML
 # A simulated MuxPi: the STM32 firmware simulator on a pty, the OLED saved as oled.png,
 # and an SSH server for the running job's key (docs/simulated-board.md).
 coordinator = "$LINK"
 enrol_token_file = "../enrol.token"
 profile = "sim"
 state_dir = "state"
-ssh_address = "127.0.0.1:0"  # the simulated sshd, on any free port (registered)
+ssh_address = "127.0.0.1:0"  # the simulated sshd, on any free port (kept, registered)
 
 [caps]
-device_type = "${boards[$i]%%:*}"
-arch = "${boards[$i]#*:}"
+device_type = "${caps%%:*}"
+arch = "${caps#*:}"
 
 [job_user]
 manage = false   # a laptop: no system users
@@ -122,6 +129,7 @@ interval = 3600
 state_file = "board.json"
 png_file = "oled.png"
 TOML
+    fi
     "$BIN/dryad" --config "$dir/dryad.toml" >> "$dir/dryad.log" 2>&1 &
     pids+=($!)
 done
@@ -134,12 +142,14 @@ done
 # Ready when every board has registered; new ones are put in service (IDLE), the others
 # keep the state they had (a running job, maintenance).
 uuids=()
-for n in 1 2 3; do
-    until [ -s "${dirs[$((n - 1))]}/state/uuid" ]; do
-        kill -0 "${pids[$n]}" 2>/dev/null || { tail "${dirs[$((n - 1))]}/dryad.log" >&2; exit 1; }
-        sleep 0.1
+alive() {  # every dryad still runs; else the farm stops with the last lines of its log
+    for n in "${!dirs[@]}"; do
+        kill -0 "${pids[$((n + 1))]}" 2>/dev/null || { tail "${dirs[$n]}/dryad.log" >&2; exit 1; }
     done
-    uuids+=("$(cat "${dirs[$((n - 1))]}/state/uuid")")
+}
+for dir in "${dirs[@]}"; do
+    until [ -s "$dir/state/uuid" ]; do alive; sleep 0.1; done
+    uuids+=("$(cat "$dir/state/uuid")")
 done
 count_connected() {
     cli workers list --json | "$BIN/python" -c '
@@ -148,10 +158,8 @@ up = {w["uuid"] for w in json.load(sys.stdin) if w.get("connected")}
 print(sum(u in up for u in sys.argv[1:]))' "$@"
 }
 for _ in $(seq 600); do
-    [ "$(count_connected "${uuids[@]}")" -ge 3 ] && break
-    for n in 1 2 3; do
-        kill -0 "${pids[$n]}" 2>/dev/null || { tail "${dirs[$((n - 1))]}/dryad.log" >&2; exit 1; }
-    done
+    [ "$(count_connected "${uuids[@]}")" -ge ${#uuids[@]} ] && break
+    alive
     sleep 0.1
 done
 fresh=()
@@ -185,7 +193,7 @@ $(cli workers list | sed 's/^/    /')
     boruta requests list                            # boruta requests close N releases N
     boruta workers list
 
-  Each board: $FARM/dryad-N/ (board.json: the simulated STM; oled.png; home/: the job's home)
-  Logs: $FARM/coordinator.log, $FARM/dryad-N/dryad.log.  Ctrl-C stops the farm.
+  Each board: $FARM/dryad-*/ (board.json: the simulated STM; oled.png; home/: the job's home)
+  Logs: $FARM/coordinator.log, $FARM/dryad-*/dryad.log.  Ctrl-C stops the farm.
 USAGE
 wait "${pids[0]}"

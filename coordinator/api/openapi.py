@@ -218,6 +218,12 @@ def _feed_paths() -> dict[str, Any]:
             "parameters": hook,
             "get": {**_op("A webhook's deliveries", "200", admin=True), "parameters": [limit]},
         },
+        "/api/v1/whoami": {
+            "get": {
+                **_op("The caller's user name, whether an admin, and groups", "200"),
+                "responses": {"200": {"description": "success"}, "401": _ERROR, "503": _ERROR},
+            }
+        },
         "/api/v1/history": {
             "get": {
                 **_op("Recorded transitions with actor and reason, newest last", "200"),

@@ -61,6 +61,8 @@ def _run(args: Any, transport: httpx.BaseTransport | None) -> int:
         settings = config.load(args)
     except config.ConfigError as exc:
         return _fail(str(exc), USAGE)
+    for warning in settings.warnings:
+        sys.stderr.write(f"boruta: {warning}\n")
     handlers = {
         "reserve": reserve.reserve,
         "ssh-config": reserve.ssh_config,
@@ -73,9 +75,15 @@ def _run(args: Any, transport: httpx.BaseTransport | None) -> int:
             return handlers[args.command](client, args)
     except commands.UsageError as exc:
         return _fail(str(exc), USAGE)
+    except commands.Refused as exc:
+        return _fail(str(exc), REFUSED)
     except ServerUnreachable as exc:
         return _fail(exc.message, UNREACHABLE)
-    except (Unauthorized, Forbidden) as exc:
+    except Unauthorized as exc:
+        if not settings.token:
+            return _fail(config.how_to_set_token(), AUTH)
+        return _fail(f"{exc.wire_message} (the token from {settings.token_from})", AUTH)
+    except Forbidden as exc:
         return _fail(exc.wire_message, AUTH)
     except BorutaError as exc:
         return _fail(exc.wire_message, REFUSED)

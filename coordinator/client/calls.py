@@ -9,7 +9,12 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from coordinator import boruta_json as bj
-from coordinator.client.models import RequestInfo, WorkerInfo, health_from_json
+from coordinator.client.models import (
+    RequestInfo,
+    TransitionInfo,
+    WorkerInfo,
+    health_from_json,
+)
 from coordinator.domain import listing
 from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.listing import ListSpec, Page, RequestFilter, WorkerFilter
@@ -179,6 +184,20 @@ def run_healthcheck(uuid: WorkerUUID, timeout: float) -> Call[HealthReport]:
         return HealthReport(()) if data is None else health_from_json(data)[1]
 
     return Call("POST", f"/workers/{uuid}/healthcheck", parse, timeout=timeout)
+
+
+def history(kind: str, subject: str, limit: int) -> Call[list[TransitionInfo]]:
+    """The latest ``limit`` changes of one request or worker, oldest first (a feed call the
+    original does not have: its ``/history`` answers 404)."""
+    params = {"kind": kind, "subject": subject, "limit": str(limit)}
+
+    def parse(headers: Headers, body: bytes) -> list[TransitionInfo]:
+        data = _json(body)
+        if not isinstance(data, list):
+            raise MalformedInput("a history answer must be a JSON array")
+        return [TransitionInfo.from_json(d) for d in data]
+
+    return Call("GET", "/history", parse, params=params)
 
 
 _REQ_ITEMS = ("", "id", "priority", "deadline", "validafter", "state")

@@ -13,7 +13,7 @@ from coordinator import __version__
 from coordinator.client import calls
 from coordinator.client.calls import Call
 from coordinator.client.errors import ServerUnreachable, error_from_answer
-from coordinator.client.models import RequestInfo, WorkerInfo
+from coordinator.client.models import RequestInfo, TransitionInfo, WorkerInfo
 from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.listing import ListSpec, Page
 from coordinator.domain.model import AccessInfo, Request, Worker
@@ -163,9 +163,15 @@ class Client(_Base):
     def run_healthcheck(self, uuid: WorkerUUID) -> HealthReport:
         return self._send(calls.run_healthcheck(uuid, self.timeout))
 
+    def history(self, kind: str, subject: str, limit: int = 100) -> list[TransitionInfo]:
+        """The latest changes of one request or worker (from the coordinator's feed, which
+        the service does not hold: ``LocalClient`` has no such method)."""
+        return self._send(calls.history(kind, subject, limit))
+
 
 class AsyncClient(_Base):
-    """The same operations, awaitable; ``LocalClient`` has exactly these signatures."""
+    """The same operations, awaitable; ``LocalClient`` has exactly these signatures, but
+    for ``history`` (the feed's, not the service's)."""
 
     def __init__(
         self,
@@ -259,3 +265,7 @@ class AsyncClient(_Base):
 
     async def run_healthcheck(self, uuid: WorkerUUID) -> HealthReport:
         return await self._send(calls.run_healthcheck(uuid, self.timeout))
+
+    async def history(self, kind: str, subject: str, limit: int = 100) -> list[TransitionInfo]:
+        """As ``Client.history``."""
+        return await self._send(calls.history(kind, subject, limit))

@@ -38,6 +38,7 @@ from coordinator.errors import Conflict, NotFound, StoreUnavailable
 from coordinator.store import Changes, Snapshot
 from coordinator.store.boundary import database_errors
 from coordinator.store.schema import check_known, current, head, upgrade
+from coordinator.store.serving import ServingLock
 from coordinator.store.sql_feed import SqlFeed
 from coordinator.store.tables import (
     dryad_keys,
@@ -76,6 +77,7 @@ class SqlStore(SqlFeed):
         self._sqlite_path = sqlite_path
         self._current = False  # the schema is known to be at head
         self._closed = False
+        self._serving: ServingLock | None = None
 
     @classmethod
     def open(
@@ -310,11 +312,24 @@ class SqlStore(SqlFeed):
             conn.execute(delete(tunnel_ports).where((c.port == port) | (c.request == rid)))
             conn.execute(insert(tunnel_ports), {"port": port, "request": rid})
 
+    def claim_serving(self) -> None:
+        """Become the one coordinator serving this database, until :meth:`close`.
+
+        :raises StoreUnavailable: when another coordinator serves it already.
+        """
+        if self._serving is None:
+            shown = self._sqlite_path or self.url
+            self._serving = ServingLock.claim(self._engine, self._sqlite_path, shown)
+
     def close(self) -> None:
-        """Release every connection; idempotent."""
+        """Release every connection and the serving lock; idempotent."""
         if not self._closed:
             self._closed = True
             self._engine.dispose()
+            # After the pool's connections: closing any descriptor of a SQLite file drops
+            # every POSIX lock this process holds on it, a transaction's included.
+            if self._serving is not None:
+                self._serving.release()
 
     def _user_exists(self, name: str) -> bool:
         with self._reading() as conn:

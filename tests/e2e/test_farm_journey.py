@@ -10,10 +10,12 @@ import json
 import os
 import queue
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -110,7 +112,16 @@ def wait_ready(farm: Farm, times: int = 1) -> str:
 
 
 @pytest.fixture
-def farm(tmp_path: Path) -> Iterator[Farm]:
+def short_tmp() -> Iterator[Path]:
+    """A short folder: the boards' control sockets live in it (AF_UNIX paths ≤ 107 bytes)."""
+    folder = Path(tempfile.mkdtemp(prefix="farm-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def farm(short_tmp: Path) -> Iterator[Farm]:
+    tmp_path = short_tmp
     http = f"127.0.0.1:{free_port()}"
     env = {
         **os.environ,
