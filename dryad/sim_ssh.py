@@ -115,7 +115,7 @@ class JobSshServer:
                 await acceptor.wait_closed()
 
     def _sftp(self, chan: asyncssh.SSHServerChannel[bytes]) -> asyncssh.SFTPServer:
-        return asyncssh.SFTPServer(chan, chroot=os.fsencode(self.home))
+        return _Sftp(chan, chroot=os.fsencode(self.home))
 
     async def _session(self, process: asyncssh.SSHServerProcess[bytes]) -> None:
         env = {**self._env, "HOME": str(self.home), MARK: self._mark()}
@@ -130,6 +130,14 @@ class JobSshServer:
             and username == self.username
             and key.public_data == granted.public_data
         )
+
+
+class _Sftp(asyncssh.SFTPServer):
+    """asyncssh's SFTP server, rooted at the job's home, ending with exit status 0: OpenSSH's
+    scp (SFTP by default) takes a session without one for a failure."""
+
+    def exit(self) -> None:
+        self.channel.exit(0)
 
 
 class _Server(asyncssh.SSHServer):

@@ -264,3 +264,18 @@ def test_a_kept_port_that_is_taken_is_replaced(tmp_path: Path) -> None:
         first.server._sock.close()
     assert ports[0] != ports[1]
     assert (tmp_path / "sim_ssh_port").read_text() == f"{ports[1]}\n"
+
+
+async def test_scp_copies_into_the_jobs_home(users: SimJobUsers, tmp_path: Path) -> None:
+    key, public = new_key(tmp_path)
+    await users.prepare(public)
+    source = tmp_path / "image.txt"
+    source.write_text("flash me\n")
+    argv = ssh_argv(users.port, key)
+    options = argv[1:3] + argv[5:-1]  # -F, -i and the -o options; not ssh's -p nor the host
+    done = await anyio.run_process(
+        ["scp", "-P", str(users.port), *options, str(source), f"{NAME}@127.0.0.1:copied.txt"],
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (users.home / "copied.txt").read_text() == "flash me\n"
