@@ -2,8 +2,9 @@
 # Starts a local farm in ./farm: the coordinator (SQLite file, HTTP API and dryad link) with
 # a demo admin user, three simulated MuxPi dryads with different caps and one simulated
 # generic board, each with its own SSH server for the running job's key
-# (docs/simulated-board.md). It first installs what the farm needs (install.sh --farm). Ctrl-C stops it all; running it again resumes the
-# same farm (database, token, dryad identities, running jobs).
+# (docs/simulated-board.md). It first installs what the farm needs (install.sh --farm).
+# Ctrl-C stops it all; running it again resumes the same farm (database, token, dryad
+# identities, running jobs).
 #
 # Environment: BORUTA_FARM_DIR (./farm), BORUTA_HTTP (127.0.0.1:8487), BORUTA_LINK
 # (127.0.0.1:7175), BORUTA_TUNNEL_PORTS (20000-20999): another farm beside this one.
