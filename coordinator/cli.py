@@ -43,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--link", help='HOST:PORT the dryads dial over SSH (default 127.0.0.1:7175; "" = off)'
     )
+    serve.add_argument(
+        "--scheduling",
+        choices=("fifo", "fair"),
+        help="order within a priority: fifo (the original's) or fair (least usage first)",
+    )
 
     sub.add_parser("migrate", help="bring the database schema up to date")
 
@@ -122,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             db=args.db,
             http=getattr(args, "http", None),
             link=getattr(args, "link", None),
+            scheduling=getattr(args, "scheduling", None),
         )
     except SettingsError as exc:
         print(f"boruta-coordinator: {exc}", file=sys.stderr)

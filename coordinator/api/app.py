@@ -17,6 +17,7 @@ from coordinator.api.errors import boruta_error, http_error, internal_error
 from coordinator.api.events import EventsEndpoint
 from coordinator.api.feed import FeedEndpoints
 from coordinator.api.health import Health
+from coordinator.api.quotas import QuotaEndpoints
 from coordinator.api.redact import redact_logs
 from coordinator.api.routing import fallback
 from coordinator.api.v1 import V1
@@ -28,6 +29,7 @@ from coordinator.feed.metrics import HttpMetrics, Metrics
 from coordinator.feed.panels import Panels
 from coordinator.feed.webhooks import Webhooks
 from coordinator.service.operations import Service
+from coordinator.service.quotas import QuotaAdmin
 from coordinator.settings import Settings
 from coordinator.store import Store
 
@@ -75,6 +77,7 @@ def create_app(
             *EventsEndpoint(parts.events, auth).routes(),
             *feed.routes(),
             *WhoAmI(auth).routes(),
+            *QuotaEndpoints(QuotaAdmin(parts.service, parts.store, parts.clock), auth).routes(),
         ],
         middleware=[Middleware(HttpMetrics, metrics=parts.metrics)],
         exception_handlers={

@@ -53,7 +53,7 @@ def _run(args: Any, transport: httpx.BaseTransport | None) -> int:
         # installed: a third of its import time, never used here. None makes that import
         # fail, and httpx falls back to a stub, as it does when they are absent.
         sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
-    from coordinator.boruta_cli import commands, config, reserve
+    from coordinator.boruta_cli import commands, config, reserve, shares
     from coordinator.client import Client, ServerUnreachable
     from coordinator.errors import BorutaError, Forbidden, Unauthorized
 
@@ -69,6 +69,7 @@ def _run(args: Any, transport: httpx.BaseTransport | None) -> int:
         "requests": commands.requests,
         "workers": commands.workers,
         "admin": commands.admin,
+        "usage": shares.usage,
     }
     try:
         with Client(settings.url, settings.token, transport=transport) as client:

@@ -136,8 +136,12 @@ def workers(client: Client, args: Any) -> int:
 
 
 def admin(client: Client, args: Any) -> int:
-    uuid = WorkerUUID(args.uuid)
     action = args.action
+    if action in ("quota", "scheduling"):
+        from coordinator.boruta_cli import shares
+
+        return shares.admin(client, args)
+    uuid = WorkerUUID(args.uuid)
     if action == "healthcheck":
         report = client.run_healthcheck(uuid)
         if args.json:

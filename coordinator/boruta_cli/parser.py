@@ -134,6 +134,23 @@ def build() -> argparse.ArgumentParser:
     identify.add_argument("uuid")
     identify.add_argument("--seconds", type=float, default=30.0)
     leaf(asub, "healthcheck", "run the worker's healthchecks now").add_argument("uuid")
+    quota = asub.add_parser("quota", help="set, remove or list quotas of users and groups")
+    qsub = quota.add_subparsers(dest="quota_action", metavar="ACTION", required=True)
+    leaf(qsub, "list", "list every quota")
+    for name, text in (("set", "set (replace) a quota"), ("remove", "remove a quota")):
+        q = leaf(qsub, name, text)
+        who = q.add_mutually_exclusive_group(required=True)
+        who.add_argument("--user", help="a user's own quota (wins over its groups')")
+        who.add_argument("--group", help="a quota for each member of a group")
+        if name == "set":
+            q.add_argument("--max-held", type=int, help="boards held at once (unset: no limit)")
+            q.add_argument("--max-waiting", type=int, help="requests waiting at once")
+            q.add_argument("--max-job", help="longest job with prolongs: 7200, 2h, 1d")
+    sched = leaf(asub, "scheduling", "show or switch the order within a priority")
+    sched.add_argument("policy", nargs="?", choices=["fifo", "fair"])
+    sched.add_argument("--half-life", help="usage half-life: 86400, 12h, 1d")
+
+    leaf(sub, "usage", "every user's recent board usage, holds, waiting requests and limits")
 
     leaf(sub, "ssh-config", "print an OpenSSH Host block for a running request").add_argument(
         "id", type=int

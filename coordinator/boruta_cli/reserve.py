@@ -86,7 +86,8 @@ def wait_for_worker(client: Client, rid: RequestID, live: bool) -> AccessInfo:
             raise Ended(ended(info))
         position = client.queue_position(rid)
         ahead = "" if position is None else f", {position} ahead in the queue"
-        status = f"request {rid} {info.state.value}{ahead}"
+        why = f" ({info.reason})" if info.reason else ""  # over quota (docs/scheduling.md)
+        status = f"request {rid} {info.state.value}{ahead}{why}"
         elapsed = int(time.monotonic() - start)
         if live:
             sys.stderr.write(f"\r\x1b[K{status}, {elapsed // 60}:{elapsed % 60:02d} elapsed")

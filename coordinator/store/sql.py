@@ -40,6 +40,7 @@ from coordinator.store.boundary import database_errors
 from coordinator.store.schema import check_known, current, head, upgrade
 from coordinator.store.serving import ServingLock
 from coordinator.store.sql_feed import SqlFeed
+from coordinator.store.sql_shares import SqlShares, apply_charges, read_quotas, read_usage
 from coordinator.store.tables import (
     dryad_keys,
     enrol_tokens,
@@ -61,7 +62,7 @@ _MIGRATION_LOCK: Final = 0x626F7275  # "boru"
 _KINDS: Final[Mapping[str, SubjectKind]] = {"request": "request", "worker": "worker"}
 
 
-class SqlStore(SqlFeed):
+class SqlStore(SqlFeed, SqlShares):
     """The ``Store`` protocol on one SQLAlchemy engine; use :meth:`open` to make one.
 
     Every method is blocking and thread-safe (each call takes a pooled connection), and
@@ -144,17 +145,21 @@ class SqlStore(SqlFeed):
             )
 
     def load(self) -> Snapshot:
-        """Read every request (by ID) and every worker (by UUID)."""
+        """Read every request (by ID) and every worker (by UUID), usage and quotas."""
         with self._reading() as conn:
             request_rows = conn.execute(select(requests).order_by(requests.c.id)).all()
             worker_rows = conn.execute(select(workers).order_by(workers.c.uuid)).all()
+            used, limits = read_usage(conn), read_quotas(conn)
         return Snapshot(
             requests=[_request(row) for row in request_rows],
             workers=[_worker(row) for row in worker_rows],
+            usage=used,
+            quotas=limits,
         )
 
     def commit(self, changes: Changes) -> None:
-        """Apply ``changes`` in one transaction: upserts, then removals, then transitions.
+        """Apply ``changes`` in one transaction: upserts, then removals, then transitions,
+        then the ended jobs' usage.
 
         A worker both upserted and removed ends up removed.
         """
@@ -173,6 +178,8 @@ class SqlStore(SqlFeed):
             if changes.transitions:
                 rows = [_transition_values(t) for t in changes.transitions]
                 conn.execute(insert(transitions), rows)
+            if changes.charges:
+                apply_charges(conn, changes.charges)
 
     def add_user(self, user: User, token_hash: str) -> None:
         """Create a user; raises ``Conflict`` when the name (or the token) is taken."""

@@ -9,6 +9,7 @@ import pytest
 
 from coordinator import cli
 from coordinator.cli import main
+from coordinator.settings import Settings
 from coordinator.store.sql import SqlStore
 from coordinator.tokens import hash_token
 
@@ -151,3 +152,20 @@ def test_db_and_config_are_taken_after_the_sub_command_too(capsys, db_path: Path
     args = cli._parser().parse_args(["serve", "--db", "x.db", "--http", "127.0.0.1:1"])
     assert (args.db, args.http) == ("x.db", "127.0.0.1:1")
     assert cli._parser().parse_args(["--db", "first.db", "migrate"]).db == "first.db"
+
+
+def test_serve_takes_the_scheduling_policy_and_refuses_others(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, db_path: Path
+) -> None:
+    seen: list[Settings] = []
+
+    def serve(settings: Settings) -> int:
+        seen.append(settings)
+        return 0
+
+    monkeypatch.setattr("coordinator.cli._serve", serve)
+    assert run(capsys, db_path, "serve", "--scheduling", "fair")[0] == 0
+    assert seen[0].scheduling == "fair"
+    with pytest.raises(SystemExit):
+        main(["serve", "--scheduling", "lottery"])
+    assert "invalid choice: 'lottery'" in capsys.readouterr().err

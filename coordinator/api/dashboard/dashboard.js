@@ -18,6 +18,7 @@ const model = {
   jobs: new Map(), // worker uuid -> the IN PROGRESS request on it
   panels: new Map(), // uuid -> {screen, leds, at}
   queue: [], // WAITING requests with their position, in matching order
+  usage: null, // GET /usage: the policy in force and each owner's usage (docs/scheduling.md)
 };
 let source = null;
 let pollTimer = null;
@@ -190,7 +191,8 @@ async function refreshQueue() {
   );
   placed.sort((a, b) => a.position - b.position || a.request.ID - b.request.ID);
   model.queue = placed;
-  renderQueue(placed);
+  const usage = await apiJson("GET", "/usage").catch(() => null);
+  renderQueue(placed, usage);
 }
 
 // ---- the event stream ------------------------------------------------------------------

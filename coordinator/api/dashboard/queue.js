@@ -17,6 +17,12 @@ export const QUEUE_COLUMNS = [
   { key: "request", head: "Request", cell: ({ request }) => `#${request.ID}` },
   { key: "priority", head: "Priority", cell: ({ request }) => String(request.Priority) },
   { key: "owner", head: "Owner", cell: ({ request }) => request.Owner?.Name || "?" },
+  {
+    key: "usage",
+    head: "Usage",
+    title: "the owner's recent board time (decayed); under fair, the least goes first",
+    cell: ({ request, usage }) => usageText(usage, request.Owner?.Name),
+  },
   { key: "caps", head: "Caps", cell: ({ request }) => capsChips(request.Caps) },
   {
     key: "waiting",
@@ -33,16 +39,23 @@ export function renderQueueHead() {
     th.scope = "col";
     th.className = `col-${column.key}`;
     th.textContent = column.head;
+    if (column.title) th.title = column.title;
     row.append(th);
   }
   $("#queue-head").replaceChildren(row);
 }
 
+// The owner's decayed board time in hours (GET /usage, docs/scheduling.md).
+function usageText(usage, owner) {
+  const line = usage?.Users?.find((u) => u.Name === owner);
+  return line ? `${(line.Usage / 3600).toFixed(1)} h` : "–";
+}
+
 // `queue`: [{request, position}] sorted; position is the Boruta-Queue-Position (0-based),
-// Infinity when the coordinator did not say.
-export function renderQueue(queue) {
+// Infinity when the coordinator did not say. `usage`: GET /usage, or null.
+export function renderQueue(queue, usage = null) {
   const rows = queue.map(({ request, position }, index) => {
-    const entry = { request, position, index };
+    const entry = { request, position, index, usage };
     const tr = document.createElement("tr");
     tr.dataset.id = String(request.ID);
     for (const column of QUEUE_COLUMNS) {
@@ -55,9 +68,11 @@ export function renderQueue(queue) {
       if (column.since) td.dataset.since = column.since(entry);
       tr.append(td);
     }
+    if (request.Reason) tr.title = request.Reason; // "over quota: holds 3 of 3 boards"
     return tr;
   });
   $("#queue").replaceChildren(...rows);
+  $("#queue-policy").textContent = usage ? `· ${usage.Policy}` : "";
   $("#queue-count").textContent = `(${rows.length})`;
   $("#queue-empty").hidden = rows.length > 0;
 }
