@@ -20,6 +20,7 @@ from dryad.identity import Identity
 from dryad.link import Backoff, Link
 from dryad.panel import Panel
 from dryad.settings import DEFAULT_CONFIG, PROFILE_NAMES, Settings, load
+from dryad.sim_users import SimJobUsers, job_users, with_port
 from dryad.users import JobUsers
 from hardware import BoardSettings, HardwareError, open_board
 
@@ -43,7 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.profile is not None:
             settings = settings.with_profile(args.profile)
         identity = Identity.load(settings.state_dir)
-        users = JobUsers(settings.job_user.name, settings.job_user.groups, settings.job_user.manage)
+        users = job_users(settings)
+        settings = with_port(settings, users)
     except ConfigError as exc:
         print(f"dryad: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -79,7 +81,7 @@ def health_settings(settings: Settings) -> HealthSettings:
 async def run(
     settings: Settings,
     identity: Identity,
-    users: JobUsers,
+    users: JobUsers | SimJobUsers,
     *,
     backoff: Backoff | None = None,
 ) -> None:
@@ -107,6 +109,8 @@ async def run(
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_stop_on_signal, tg.cancel_scope)
+                if isinstance(users, SimJobUsers):
+                    await tg.start(users.run)
                 await tg.start(panel.run)
                 if board.stm is not None and settings.control.enabled:
                     user_socket, admin_socket = settings.control_sockets()

@@ -254,6 +254,10 @@ class Service:
             if known is None or dict(known.caps) != dict(new.caps):
                 cascade.invalidate_unsatisfiable(self._farm, batch)
             await self._commit_and_follow(batch)
+            if known is not None and known.state is new.state:
+                # A commit shows only changed states; a board that reconnects (a restarted
+                # dryad shows its boot screen) needs its view again: the wire's promise.
+                self._show(new)
             return new
 
     async def set_fail(self, uuid: WorkerUUID, reason: str) -> None:
