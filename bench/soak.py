@@ -142,9 +142,10 @@ def main() -> None:
     cycles = max(10, int(100_000 * args.scale))
     connects = max(10, int(10_000 * args.scale))
     start = time.perf_counter()
-    report(f"dryad display, {updates} updates (RSS of this process)", asyncio.run(
-        soak_display(updates)
-    ))
+    report(
+        f"dryad display, {updates} updates (RSS of this process)",
+        asyncio.run(soak_display(updates)),
+    )
     print(f"  ({time.perf_counter() - start:.0f} s)")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
