@@ -16,10 +16,16 @@ import socket
 import struct
 import termios
 from dataclasses import dataclass
+from typing import Final
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from coordinator.httpd.guard import ConnectionGuard
+
+
+# Bytes the kernel may hold for a client (Linux doubles it): enough for a LAN's bandwidth
+# times its delay, small enough that a stalled client is noticed after a few hundred KB.
+SEND_BUFFER: Final = 64 << 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +62,7 @@ def guarded(guard: ConnectionGuard, timeouts: Timeouts) -> type[asyncio.Protocol
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
+            _cap_send_buffer(transport)
             self._header_timer = self.loop.call_later(timeouts.header, self._too_slow)
             guard.opened(self)
 
@@ -107,6 +114,18 @@ def guarded(guard: ConnectionGuard, timeouts: Timeouts) -> type[asyncio.Protocol
                 self._send_timer = None
 
     return GuardedHttp
+
+
+def _cap_send_buffer(transport: asyncio.Transport) -> None:
+    """Fix the kernel's send buffer: left to autotune it grows to megabytes towards a
+    client that does not read (an event stream nobody consumes), and only past it does the
+    send timeout start."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+        except OSError:
+            pass  # a socket that cannot take it keeps the kernel's default
 
 
 def _bytes_waiting(transport: asyncio.Transport) -> bool:

@@ -3,6 +3,7 @@ floods of idle, slow and never-reading connections, and says so in a few log lin
 
 from __future__ import annotations
 
+import asyncio
 import resource
 import selectors
 import signal
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.e2e
 FLOOD_ADDRESSES = [f"127.0.0.{n}" for n in range(2, 32)]  # loopback: any 127/8 source works
 HELD = 2000  # idle connections the flood keeps open from its side
 REOPEN_PER_SECOND = 200
-TCP_CLOSE, TCP_CLOSE_WAIT = 7, 8  # tcpi_state after a reset, and after the peer's FIN
+ESTABLISHED, CLOSE_WAIT = "01", "08"  # socket states in /proc/net/tcp
 
 
 @pytest.fixture
@@ -118,16 +119,60 @@ def _never_reading(host: str, port: int, token: str, n: int) -> list[socket.sock
     return out
 
 
+async def _create_requests(url: str, token: str, n: int) -> list[int]:
+    headers = {"Authorization": f"Bearer {token}"}
+    todo = iter(range(n))
+    statuses: list[int] = []
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as http:
+
+        async def lane() -> None:
+            for _ in todo:
+                made = await http.post("/api/v1/reqs/", json={"Priority": 8, "Caps": {"x": "y"}})
+                statuses.append(made.status_code)
+
+        await asyncio.gather(*(lane() for _ in range(8)))
+    return statuses
+
+
+def _never_reading_stream(host: str, port: int, token: str) -> socket.socket:
+    """An event-stream subscriber that never reads what it subscribed to."""
+    s = socket.create_connection((host, port), source_address=(FLOOD_ADDRESSES[5], 0))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.sendall(
+        f"GET /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+    )
+    return s
+
+
 def _closed_by_server(s: socket.socket, timeout: float) -> bool:
-    """Whether the server closed ``s`` (FIN or reset) within ``timeout`` seconds, seen in
-    the socket's TCP state so that nothing is read (reading would unblock a response)."""
+    """Whether the server closed its end of ``s`` within ``timeout`` seconds, seen from
+    the server's side in /proc/net/tcp: reading would unblock a stalled answer, and a
+    reset towards a client whose receive window is shut never reaches it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        state = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
-        if state in (TCP_CLOSE, TCP_CLOSE_WAIT):
+        if not _server_end_open(s):
             return True
         time.sleep(0.05)  # polling a condition, with a deadline
     return False
+
+
+def _server_end_open(s: socket.socket) -> bool:
+    try:
+        client_ip, client_port = s.getsockname()[:2]
+        server_ip, server_port = s.getpeername()[:2]
+    except OSError:
+        return False  # the reset reached the client: not connected any more
+    local, remote = _hex_address(server_ip, server_port), _hex_address(client_ip, client_port)
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == local and fields[2] == remote:
+            return fields[3] in (ESTABLISHED, CLOSE_WAIT)  # anything else: closed by it
+    return False
+
+
+def _hex_address(ip: str, port: int) -> str:
+    """An IPv4 address as /proc/net/tcp spells it (little-endian address, big-endian port)."""
+    return socket.inet_aton(ip)[::-1].hex().upper() + f":{port:04X}"
 
 
 def test_good_clients_are_served_through_floods_and_the_log_stays_short(
@@ -136,10 +181,9 @@ def test_good_clients_are_served_through_floods_and_the_log_stays_short(
     coordinator, token = guarded
     parts = urlsplit(coordinator.url)
     host, port = parts.hostname or "", parts.port or 0
-    with client(coordinator.url, token) as setup:  # a list long enough to stall writes
-        for _ in range(300):
-            answer = setup.post("/api/v1/reqs/", json={"Priority": 8, "Caps": {"x": "y"}})
-            assert answer.status_code == 201
+    stalled_stream = _never_reading_stream(host, port, token)
+    # A list long enough to stall writes, and 2,000 events the stream never takes.
+    assert asyncio.run(_create_requests(coordinator.url, token, 1000)) == [201] * 1000
     slow = _slow_headers(host, port, 30)
     unread = _never_reading(host, port, token, 10)
     with Flood(host, port) as flood:
@@ -156,7 +200,14 @@ def test_good_clients_are_served_through_floods_and_the_log_stays_short(
     # Slow headers and unread answers end within their timeouts (2 s), not never.
     assert all(_closed_by_server(s, 30) for s in slow)
     assert all(_closed_by_server(s, 30) for s in unread)
-    for s in slow + unread:
+    # The stream that never reads is dropped once the kernel's capped buffer and the
+    # transport's are full and the send timeout passes: a bounded number of events.
+    events = 2000
+    while not _closed_by_server(stalled_stream, 3):
+        assert events < 10_000, "a subscriber that never reads was never dropped"
+        assert asyncio.run(_create_requests(coordinator.url, token, 250)) == [201] * 250
+        events += 500
+    for s in [*slow, *unread, stalled_stream]:
         s.close()
     assert coordinator.process.poll() is None
     with client(coordinator.url, token) as good:
