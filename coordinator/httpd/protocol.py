@@ -22,7 +22,6 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from coordinator.httpd.guard import ConnectionGuard
 
-
 # Bytes the kernel may hold for a client (Linux doubles it): enough for a LAN's bandwidth
 # times its delay, small enough that a stalled client is noticed after a few hundred KB.
 SEND_BUFFER: Final = 64 << 10
