@@ -21,3 +21,7 @@ def upgrade() -> None:
         sa.Column("at", sa.BigInteger, nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_store_probe"),
     )
+
+
+def downgrade() -> None:
+    op.drop_table("store_probe")
