@@ -24,7 +24,9 @@ Python client raises the same class again from it (``coordinator.client.errors``
     │   ├── ModificationForbidden      modification-forbidden (carries both states)
     │   ├── BadAddress                 bad-address
     │   ├── MalformedInput             malformed-input
-    │   │   └── EmptyBody              empty-body           no prefix
+    │   │   ├── EmptyBody              empty-body           no prefix
+    │   │   ├── InvalidText            invalid-text         not encodable as UTF-8
+    │   │   └── OverLimit              over-limit           a size limit of docs §limits
     │   └── Conflict               409 conflict             a concurrent change got there first
     ├── Unauthorized               401 unauthorized
     ├── Forbidden                  403 forbidden
@@ -33,6 +35,7 @@ Python client raises the same class again from it (``coordinator.client.errors``
     ├── MethodNotAllowed           405 method-not-allowed   the endpoint takes other methods
     ├── DryadUnreachable           409 dryad-unreachable    the worker's dryad did not answer
     ├── BodyTooLarge               413 body-too-large
+    ├── UnsupportedMediaType       415 unsupported-media-type   a body not sent as JSON
     ├── InternalError              500 internal             a bug; the reason stays in the log
     ├── Unavailable                503 unavailable          try again later
     │   ├── StoreUnavailable           store-unavailable    the database refused a write
@@ -215,6 +218,19 @@ class EmptyBody(MalformedInput):
         super().__init__("no body provided in HTTP request")
 
 
+class InvalidText(MalformedInput):
+    """Text holding a lone surrogate (JSON's ``"\\ud800"``): it cannot be stored or shown."""
+
+    code = "invalid-text"
+
+
+class OverLimit(MalformedInput):
+    """Input over one of the size limits the OpenAPI document states (nesting, counts,
+    lengths; docs/boruta-api.md §limits)."""
+
+    code = "over-limit"
+
+
 class BadAddress(InvalidRequest):
     """A worker registered an address with no host or no port."""
 
@@ -273,6 +289,13 @@ class BodyTooLarge(BorutaError, ValueError):
 
     status = 413
     code = "body-too-large"
+
+
+class UnsupportedMediaType(BorutaError, ValueError):
+    """A body whose ``Content-Type`` says it is not JSON, or not UTF-8."""
+
+    status = 415
+    code = "unsupported-media-type"
 
 
 class DryadUnreachable(BorutaError, ConnectionError):
@@ -370,6 +393,7 @@ BY_STATUS: Final[Mapping[int, type[BorutaError]]] = {
     404: NotFound,
     405: MethodNotAllowed,
     413: BodyTooLarge,
+    415: UnsupportedMediaType,
     500: InternalError,
     503: Unavailable,
 }
