@@ -26,7 +26,7 @@ Python client raises the same class again from it (``coordinator.client.errors``
     │   ├── MalformedInput             malformed-input
     │   │   ├── EmptyBody              empty-body           no prefix
     │   │   ├── InvalidText            invalid-text         not encodable as UTF-8
-    │   │   └── OverLimit              over-limit           a size limit of docs §limits
+    │   │   └── OverLimit              over-limit           a stated size limit
     │   └── Conflict               409 conflict             a concurrent change got there first
     ├── Unauthorized               401 unauthorized
     ├── Forbidden                  403 forbidden

@@ -2,8 +2,8 @@
 
 Python's ``int`` and ``float`` read ``"٣"`` as 3, ``"1_0"`` as 10 and ``float`` reads
 ``"nan"``; ``str.isdigit`` is true for ``"²"``, which ``int`` then refuses with a
-ValueError. The API takes what Go's ``strconv`` takes, ASCII only (docs/boruta-api.md
-§limits).
+ValueError. The API takes what Go's ``strconv`` takes, ASCII only
+(docs/boruta-api.md §limits).
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """The size limits of text that reaches the coordinator, and the checks of such text.
 
-One place for the HTTP API, the dryad link and the command line (docs/boruta-api.md
-§limits): the API answers 400 and the link a JSON-RPC error for text over a limit or text
-that cannot be encoded as UTF-8 (a lone surrogate, which JSON's ``"\\ud800"`` escape and
-``surrogateescape``'d command-line bytes both produce). The dryad, which imports this
-module too, clips what it sends to the same limits.
+One place for the HTTP API, the dryad link and the command line
+(docs/boruta-api.md §limits): the API answers 400 and the link a JSON-RPC error for text
+over a limit or text that cannot be encoded as UTF-8 (a lone surrogate, which JSON's
+``"\\ud800"`` escape and ``surrogateescape``'d command-line bytes both produce). The
+dryad, which imports this module too, clips what it sends to the same limits.
 """
 
 from __future__ import annotations
