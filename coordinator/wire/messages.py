@@ -363,7 +363,8 @@ def _str(
     value = data.get(key, default)
     if not isinstance(value, str):
         raise WireError(f"{key} must be a string")
-    return _limited(limits.text, value, key, len(value) if limit is None else limit)
+    checked: str = _limited(limits.text, value, key, len(value) if limit is None else limit)
+    return checked
 
 
 def _limited(check: Callable[..., Any], *args: Any) -> Any:
