@@ -8,8 +8,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from coordinator.errors import ERROR_CODE_HEADER
 from coordinator.wire import limits
@@ -28,7 +27,9 @@ BAD_TEXT = st.tuples(
     st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF),
     st.text(max_size=6),
 ).map("".join)
-GOOD_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cc",)), min_size=1, max_size=8)
+GOOD_TEXT = st.text(
+    st.characters(codec="utf-8", exclude_categories=("Cc",)), min_size=1, max_size=8
+)
 
 WORKER = uuid_of(9)
 
