@@ -15,9 +15,9 @@ from coordinator.store import Store
 class Health:
     """Liveness (the store answers a read) and the API's description."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, max_wait: float = 600.0) -> None:
         self._store = store
-        self._openapi = openapi_document()
+        self._openapi = openapi_document(max_wait)
 
     def routes(self) -> list[Route]:
         return [
