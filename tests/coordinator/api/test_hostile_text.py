@@ -27,9 +27,7 @@ BAD_TEXT = st.tuples(
     st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF),
     st.text(max_size=6),
 ).map("".join)
-GOOD_TEXT = st.text(
-    st.characters(codec="utf-8", exclude_categories=("Cc",)), min_size=1, max_size=8
-)
+GOOD_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=["Cc"]), min_size=1, max_size=8)
 
 WORKER = uuid_of(9)
 

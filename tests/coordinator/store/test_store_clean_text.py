@@ -88,6 +88,17 @@ _BAD = st.tuples(
 ).map("".join)
 
 
+class _Keep(logging.Handler):
+    """Keeps every record (caplog cannot be used across hypothesis's examples)."""
+
+    def __init__(self, records: list[logging.LogRecord]) -> None:
+        super().__init__()
+        self.records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 @settings(max_examples=15, deadline=None)
 @given(key=_BAD, value=_BAD, group=_BAD)
 def test_lone_surrogates_are_replaced_and_each_row_is_logged(
@@ -96,8 +107,7 @@ def test_lone_surrogates_are_replaced_and_each_row_is_logged(
     path = str(tmp_path_factory.mktemp("clean") / "boruta.db")
     store = SqlStore.open(path)
     records: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = records.append  # type: ignore[method-assign]
+    handler = _Keep(records)
     log = logging.getLogger("coordinator.store.migrations")
     log.addHandler(handler)
     try:
