@@ -1,7 +1,7 @@
-"""Revision 0006: lone surrogates an older version stored are replaced, and each row logged.
+"""The cleaning revision: lone surrogates an older version stored are replaced, each row logged.
 
 An older version stored JSON's ``"\\ud800"`` escapes as they came, in the JSON columns
-(caps, groups, kinds): those rows are made here as it made them, at revision 0004.
+(caps, groups, kinds): those rows are made here as it made them, at the revision before it.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from alembic.config import Config
 from hypothesis import given, settings, strategies as st
 from sqlalchemy import text
 
+from coordinator.store.migrations.versions import r0006_clean_text as clean
 from coordinator.store.schema import MIGRATIONS
 from coordinator.store.sql import SqlStore
-from coordinator.wire.limits import has_surrogate
+from coordinator.wire.limits import has_surrogate, scrub
 
+BEFORE = clean.down_revision or "base"  # the schema an older version wrote these rows in
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z in microseconds, as UtcMicros stores it
 UUID = "00000000-0000-4000-8000-000000000001"
 
@@ -72,13 +74,13 @@ def _raw(store: SqlStore) -> list[object]:
 def test_a_database_of_clean_rows_is_left_as_it_was(sqlite_path: str, caplog) -> None:
     store = SqlStore.open(sqlite_path)
     try:
-        _to(store, "0004")
+        _to(store, BEFORE)
         _old_rows(store, {"board": "rpi4"}, ["lab"])
         before = _raw(store)
         with caplog.at_level(logging.WARNING, "coordinator.store.migrations"):
             store.migrate()
         assert _raw(store) == before
-        assert "migration 0006" not in caplog.text
+        assert f"migration {clean.revision}" not in caplog.text
     finally:
         store.close()
 
@@ -111,7 +113,7 @@ def test_lone_surrogates_are_replaced_and_each_row_is_logged(
     log = logging.getLogger("coordinator.store.migrations")
     log.addHandler(handler)
     try:
-        _to(store, "0004")
+        _to(store, BEFORE)
         _old_rows(store, {key: value, "ok": "yes"}, [group, "lab"])
         store.migrate()
         snapshot = store.load()
@@ -123,11 +125,11 @@ def test_lone_surrogates_are_replaced_and_each_row_is_logged(
     for texts in (request.caps, worker.caps):
         assert not any(has_surrogate(t) for t in (*texts, *texts.values()))
         assert texts["ok"] == "yes"
-    assert request.caps.get(key.replace(key[-1], "\ufffd")) == value.replace(value[-1], "\ufffd")
+    assert request.caps[scrub(key)] == scrub(value)
     for groups in (request.groups, worker.groups, user.groups):
         assert "lab" in groups and not any(has_surrogate(g) for g in groups)
     messages = [r.getMessage() for r in records]
-    assert any(m.startswith("migration 0006: requests 1: ") for m in messages)
-    assert any(m.startswith(f"migration 0006: workers {UUID}: ") for m in messages)
-    assert any(m.startswith("migration 0006: users 'alice': ") for m in messages)
+    assert any(m.startswith(f"migration {clean.revision}: requests 1: ") for m in messages)
+    assert any(m.startswith(f"migration {clean.revision}: workers {UUID}: ") for m in messages)
+    assert f"migration {clean.revision}: users 'alice': groups cleaned" in messages
     assert any("3 row(s) held text that is not UTF-8" in m for m in messages)

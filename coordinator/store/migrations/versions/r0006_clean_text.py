@@ -59,8 +59,9 @@ def upgrade() -> None:
     changed += sum(_clean(conn, name, renamed) for name in _TABLES if name != "users")
     if changed:
         logger.warning(
-            "migration 0006: %d row(s) held text that is not UTF-8; lone surrogates"
+            "migration %s: %d row(s) held text that is not UTF-8; lone surrogates"
             " replaced with U+FFFD",
+            revision,
             changed,
         )
 
@@ -91,7 +92,7 @@ def _clean_users(conn: sa.Connection) -> tuple[dict[str, str], int]:
         what = [c for c, bad in (("name", new != name), ("groups", groups != row["groups"])) if bad]
         if what:
             changed += 1
-            logger.warning("migration 0006: users %r: %s cleaned", new, ", ".join(what))
+            logger.warning("migration %s: users %r: %s cleaned", revision, new, ", ".join(what))
             conn.execute(users.update().where(users.c.name == name).values(name=new, groups=groups))
     return renamed, changed
 
@@ -113,7 +114,7 @@ def _clean(conn: sa.Connection, name: str, renamed: Mapping[str, str]) -> int:
             updates.append((row[key], values))
     for row_key, values in updates:
         logger.warning(
-            "migration 0006: %s %s: %s cleaned", name, _scrub(row_key), ", ".join(values)
+            "migration %s: %s %s: %s cleaned", revision, name, _scrub(row_key), ", ".join(values)
         )
         conn.execute(table.update().where(table.c[key] == row_key).values(**values))
     return len(updates)
