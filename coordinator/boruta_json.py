@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from coordinator.domain.model import AccessInfo, Request, Worker
-from coordinator.errors import EmptyBody, MalformedInput
+from coordinator.errors import EmptyBody, InvalidText, MalformedInput, OverLimit
+from coordinator.wire import limits, strict_json
 
 if TYPE_CHECKING:  # only annotations: the `boruta` CLI imports this without asyncio
     from coordinator.wire import HealthReport
+
+logger = logging.getLogger(__name__)
 
 SERVER_VERSION: Final = "0.2.1"  # the original release whose API v1 we speak
 API_VERSION: Final = "v1"
@@ -21,7 +25,8 @@ API_STATE: Final = "devel"
 
 # Go's RFC 3339 parser accepts up to nine fractional digits; Python keeps six.
 _TIME_RE: Final = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})$"
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})",
+    re.ASCII,  # Go reads ASCII digits only; Python's \d would take "٣" too
 )
 _GO_ZERO_YEAR: Final = 1  # Go's zero time.Time is 0001-01-01T00:00:00Z: "not set"
 
@@ -36,6 +41,54 @@ def dumps(data: object) -> bytes:
     """Compact JSON, as Go's ``json.Marshal`` writes it: UTF-8, ``<>&`` escaped."""
     text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
     return text.translate(_GO_ESCAPES).encode()
+
+
+def contained(text: str, data: object, what: str) -> bytes:
+    """``text`` (the JSON of ``data``) as UTF-8, whatever it holds.
+
+    Text that cannot be encoded (a lone surrogate stored by an older version) is written
+    as U+FFFD, as Go writes invalid UTF-8, and logged with the items that hold it: one bad
+    row never fails an answer, an event or a webhook that carries it, nor anyone else's
+    (docs/boruta-api.md §limits).
+    """
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        logger.warning("%s holds text that is not UTF-8 (%s); sent as U+FFFD", what, _where(data))
+        return limits.scrub(text).encode()
+
+
+def answer_bytes(data: object) -> bytes:
+    """``dumps`` for the API's answers, contained as ``contained`` says."""
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False).translate(_GO_ESCAPES)
+    return contained(text, data, "an answer")
+
+
+def _where(data: object) -> str:
+    """Which items of an answer hold bad text, by their ID, UUID or position."""
+    items = data if isinstance(data, list) else [data]
+    found = [
+        str(item.get("ID") or item.get("WorkerUUID") or item.get("id") or n)
+        if isinstance(item, dict)
+        else str(n)
+        for n, item in enumerate(items)
+        if any(limits.has_surrogate(t) for t in _texts(item))
+    ]
+    return "items " + ", ".join(found[:10])
+
+
+def _texts(data: object) -> Iterator[str]:
+    """Every string in ``data``, keys included."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
 
 
 # A list answer formats the same few thousand instants again and again; strftime is slow.
@@ -59,7 +112,7 @@ def parse_time(value: object, field: str) -> datetime | None:
     """An RFC 3339 time; ``None`` for null, absent or Go's zero time."""
     if value is None:
         return None
-    if not isinstance(value, str) or not (m := _TIME_RE.match(value)):
+    if not isinstance(value, str) or not (m := _TIME_RE.fullmatch(value)):
         raise MalformedInput(f"parsing time {json.dumps(value)} in {field}: not RFC 3339")
     year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
     fraction = int((m.group(7) or "0").ljust(6, "0")[:6])
@@ -73,21 +126,79 @@ def parse_time(value: object, field: str) -> datetime | None:
     )
     try:
         naive = datetime(year, month, day, hour, minute, second, fraction)
+        if naive == datetime(_GO_ZERO_YEAR, 1, 1) and not offset:
+            return None
+        if zone not in "Zz" and (int(zone[1:3]) > 23 or int(zone[4:6]) > 59):
+            raise ValueError("time zone offset out of range")  # as Go's parser says
+        return (naive - offset).replace(tzinfo=UTC)
     except ValueError as exc:
         raise MalformedInput(f"parsing time {json.dumps(value)} in {field}: {exc}") from None
-    if naive.year == _GO_ZERO_YEAR and naive == datetime(1, 1, 1) and not offset:
-        return None
-    return (naive - offset).replace(tzinfo=UTC)
+    except OverflowError:  # year 1 east of UTC, year 9999 west of it
+        raise MalformedInput(
+            f"parsing time {json.dumps(value)} in {field}: out of the range 0001..9999 in UTC"
+        ) from None
 
 
 def parse_body(raw: bytes) -> Any:
-    """Decode a body; an empty one is the original's ``io.EOF`` case."""
+    """Decode a body; an empty one is the original's ``io.EOF`` case. Nesting deeper than
+    ``limits.MAX_DEPTH`` and duplicate keys are refused (docs/boruta-api.md §limits)."""
     if not raw.strip():
         raise EmptyBody
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return strict_json.loads(raw)
+    except strict_json.TooDeep as exc:
+        raise OverLimit(str(exc)) from None
+    except strict_json.BadJson as exc:
         raise MalformedInput(f"malformed JSON: {exc}") from None
+
+
+def refused(exc: limits.TextRefused) -> MalformedInput:
+    """The API's error for text ``wire.limits`` refuses."""
+    if isinstance(exc, limits.NotUtf8):
+        return InvalidText(str(exc))
+    if isinstance(exc, limits.OverLimit):
+        return OverLimit(str(exc))
+    return MalformedInput(str(exc))
+
+
+def caps_in(value: object, key: str = "Caps") -> dict[str, str]:
+    """Capabilities a caller sends: an object of strings within the limits."""
+    caps = string_map(value, key)
+    try:
+        return limits.caps(caps, key)
+    except limits.TextRefused as exc:
+        raise refused(exc) from None
+
+
+def names_in(value: object, key: str) -> list[str]:
+    """Group names a caller sends: a list of at most ``MAX_GROUPS`` names."""
+    names = string_list(value, key)
+    try:
+        limits.count(len(names), key, limits.MAX_GROUPS)
+        for name in names:
+            limits.name(name, f"{key} item")
+    except limits.TextRefused as exc:
+        raise refused(exc) from None
+    return names
+
+
+def texts_in(value: object, key: str, limit: int = limits.MAX_NAME) -> list[str]:
+    """A list of short texts a caller sends (a filter's States)."""
+    items = string_list(value, key)
+    try:
+        limits.count(len(items), key, limits.MAX_LIST)
+        for item in items:
+            limits.text(item, f"{key} item", limit)
+    except limits.TextRefused as exc:
+        raise refused(exc) from None
+    return items
+
+
+def text_in(value: str, key: str, limit: int = limits.MAX_TEXT) -> str:
+    try:
+        return limits.text(value, key, limit)
+    except limits.TextRefused as exc:
+        raise refused(exc) from None
 
 
 def expect_object(data: object, what: str) -> Mapping[str, Any]:
@@ -133,7 +244,9 @@ def request_json(req: Request) -> dict[str, object]:
         "Job": None
         if req.job is None
         else {"WorkerUUID": req.job.worker, "Timeout": format_time(req.job.timeout)},
-        "Caps": _sorted(req.caps),
+        # The original writes a request created without Caps as null (a nil Go map); Go's
+        # clients read null and {} alike (docs/boruta-api.md §caps null).
+        "Caps": _sorted(req.caps) or None,
     }
     if req.reason:
         body["Reason"] = req.reason

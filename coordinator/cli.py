@@ -17,6 +17,7 @@ from coordinator.errors import BorutaError
 from coordinator.settings import Settings, SettingsError, load
 from coordinator.store.sql import SqlStore
 from coordinator.tokens import hash_token, new_token
+from coordinator.wire import limits
 
 logger = logging.getLogger("coordinator")
 
@@ -185,6 +186,14 @@ def _default_database(db: str, args: Any) -> int | None:
 def _user(store: SqlStore, args: Any, where: str) -> int:
     if args.action == "add":
         groups = tuple(g.strip() for g in args.groups.split(",") if g.strip())
+        try:  # argv bytes that are not UTF-8 arrive as lone surrogates (surrogateescape)
+            limits.user_name(args.name)
+            limits.count(len(groups), "groups", limits.MAX_GROUPS)
+            for group in groups:
+                limits.name(group, "group name")
+        except limits.TextRefused as exc:
+            print(f"boruta-coordinator: {exc}", file=sys.stderr)
+            return 2
         token = new_token()
         store.add_user(User(args.name, args.admin, groups), hash_token(token))
         role = "admin" if args.admin else "user"

@@ -25,7 +25,9 @@ Python client raises the same class again from it (``coordinator.client.errors``
     │   ├── BadAddress                 bad-address
     │   ├── BadQuota                   bad-quota            a quota or scheduling value out of range
     │   ├── MalformedInput             malformed-input
-    │   │   └── EmptyBody              empty-body           no prefix
+    │   │   ├── EmptyBody              empty-body           no prefix
+    │   │   ├── InvalidText            invalid-text         not encodable as UTF-8
+    │   │   └── OverLimit              over-limit           a stated size limit
     │   └── Conflict               409 conflict             a concurrent change got there first
     ├── Unauthorized               401 unauthorized
     ├── Forbidden                  403 forbidden
@@ -36,6 +38,7 @@ Python client raises the same class again from it (``coordinator.client.errors``
     ├── BodyTooLarge               413 body-too-large
     ├── QuotaExceeded              429 quota-exceeded       over the user's waiting limit
     │   └── JobQuotaReached        403 job-quota-reached    prolong past the user's longest job
+    ├── UnsupportedMediaType       415 unsupported-media-type   a body not sent as JSON
     ├── InternalError              500 internal             a bug; the reason stays in the log
     ├── Unavailable                503 unavailable          try again later
     │   ├── StoreUnavailable           store-unavailable    the database refused a write
@@ -225,6 +228,19 @@ class EmptyBody(MalformedInput):
         super().__init__("no body provided in HTTP request")
 
 
+class InvalidText(MalformedInput):
+    """Text holding a lone surrogate (JSON's ``"\\ud800"``): it cannot be stored or shown."""
+
+    code = "invalid-text"
+
+
+class OverLimit(MalformedInput):
+    """Input over one of the size limits the OpenAPI document states (nesting, counts,
+    lengths; docs/boruta-api.md §limits)."""
+
+    code = "over-limit"
+
+
 class BadAddress(InvalidRequest):
     """A worker registered an address with no host or no port."""
 
@@ -299,6 +315,13 @@ class JobQuotaReached(QuotaExceeded):
 
     status = 403
     code = "job-quota-reached"
+
+
+class UnsupportedMediaType(BorutaError, ValueError):
+    """A body whose ``Content-Type`` says it is not JSON, or not UTF-8."""
+
+    status = 415
+    code = "unsupported-media-type"
 
 
 class DryadUnreachable(BorutaError, ConnectionError):
@@ -397,6 +420,7 @@ BY_STATUS: Final[Mapping[int, type[BorutaError]]] = {
     405: MethodNotAllowed,
     413: BodyTooLarge,
     429: QuotaExceeded,
+    415: UnsupportedMediaType,
     500: InternalError,
     503: Unavailable,
 }

@@ -209,7 +209,9 @@ class Agent:
         """Tell the coordinator this board cannot serve (it FAILs the worker)."""
         logger.error("reporting failure: %s", reason)
         try:
-            await self._link.call(wire.SET_FAIL, wire.SetFail(reason))
+            # The coordinator refuses a reason over its limit; clipped, the failure still lands.
+            clipped = wire.limits.clip(reason, wire.limits.MAX_TEXT)
+            await self._link.call(wire.SET_FAIL, wire.SetFail(clipped))
         except (LinkError, TimeoutError, wire.RpcError, wire.WireError) as exc:
             logger.warning("failure not delivered: %s", exc)
 

@@ -7,7 +7,7 @@ import os
 import shutil
 import stat
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC
 from pathlib import Path
 
@@ -16,7 +16,7 @@ import anyio.abc
 from anyio.abc import TaskStatus
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from coordinator.wire import CheckResult, HealthReport
+from coordinator.wire import CheckResult, HealthReport, limits
 from hardware import Board, HardwareError, Stm
 
 logger = logging.getLogger(__name__)
@@ -245,7 +245,11 @@ class Health:
                 checks.append(await self._power_cycle())
         failed = [c.name for c in checks if not c.passed]
         logger.info("healthcheck: %s", f"failed {', '.join(failed)}" if failed else "all passed")
-        return HealthReport(tuple(checks))
+        # A detail quotes what the board said (an OS error, the STM's reply): the coordinator
+        # refuses text over its limits, so it is clipped here.
+        return HealthReport(
+            tuple(replace(c, detail=limits.clip(c.detail, limits.MAX_TEXT)) for c in checks)
+        )
 
     async def _power_cycle(self) -> CheckResult:
         # The original dryad's Healthcheck was exactly this: power tick 1000.

@@ -72,7 +72,7 @@ def create_app(
     app = Starlette(
         routes=[
             *v1.routes(),
-            *Health(parts.store).routes(),
+            *Health(parts.store, settings.max_acquire_wait).routes(),
             *dashboard.routes(),
             *EventsEndpoint(parts.events, auth).routes(),
             *feed.routes(),

@@ -34,6 +34,8 @@ class Authenticator:
         name: str | None = None
         if scheme.lower() == "bearer":
             token = credentials.strip()
+            if not token.isascii():
+                raise Unauthorized("malformed Bearer token: not ASCII")
         elif scheme.lower() == "basic":
             name, token = _basic(credentials.strip())
         else:
@@ -56,10 +58,10 @@ class Authenticator:
 
 
 def _basic(credentials: str) -> tuple[str, str]:
-    try:
+    try:  # a header that is not ASCII makes b64decode raise a plain ValueError
         decoded = base64.b64decode(credentials, validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        raise Unauthorized("malformed Basic credentials") from None
+    except (binascii.Error, ValueError):
+        raise Unauthorized("malformed Basic credentials: not base64 of UTF-8 NAME:TOKEN") from None
     name, sep, token = decoded.partition(":")
     if not sep:
         raise Unauthorized("malformed Basic credentials")

@@ -14,6 +14,8 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from coordinator.api.auth import Authenticator
+from coordinator.api.params import is_whole
+from coordinator.boruta_json import contained
 from coordinator.domain.model import User
 from coordinator.errors import MalformedInput, StoreUnavailable
 from coordinator.feed.events import Broadcaster, FeedEvent, Subscription, TransitionEvent
@@ -29,7 +31,9 @@ KEEPALIVE_FRAME: Final = b": keepalive\n\n"
 def frame(event: FeedEvent) -> bytes:
     """The event in ``text/event-stream`` form; only stored events have an id."""
     head = f"id: {event.id}\n" if isinstance(event, TransitionEvent) else ""
-    return f"{head}event: {event_name(event)}\ndata: {compact(event_json(event))}\n\n".encode()
+    data = event_json(event)
+    body = contained(compact(data), data, "an event")  # one bad row ends no one's stream
+    return f"{head}event: {event_name(event)}\ndata: ".encode() + body + b"\n\n"
 
 
 class EventsEndpoint:
@@ -119,6 +123,6 @@ def _after(http: HTTPConnection) -> int | None:
     text = http.headers.get("last-event-id") or http.query_params.get("after")
     if text is None or text == "":
         return None
-    if not text.isdigit():
+    if not is_whole(text) or int(text) >= 2**63:
         raise MalformedInput("Last-Event-ID and after must be event ids (whole numbers)")
     return int(text)

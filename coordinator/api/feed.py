@@ -10,27 +10,32 @@ from typing import Final
 from urllib.parse import urlsplit
 
 import anyio
+import httpx
 from starlette.requests import Request as HttpRequest
 from starlette.responses import Response
 from starlette.routing import Route
 
 from coordinator import boruta_json as bj
+from coordinator.api import bodies, params
 from coordinator.api.auth import Authenticator
 from coordinator.api.v1 import json_response, no_content
 from coordinator.domain.clock import Clock
 from coordinator.domain.model import User
 from coordinator.domain.states import RequestState
-from coordinator.errors import BodyTooLarge, Forbidden, MalformedInput, NotFound
+from coordinator.errors import Forbidden, MalformedInput, NotFound
 from coordinator.feed.events import TransitionEvent
 from coordinator.feed.metrics import Metrics
 from coordinator.feed.render import state_text, transition_json
 from coordinator.feed.webhooks import Webhooks, where
 from coordinator.store import Store
 from coordinator.store.records import EVENT_KINDS, Delivery, JobEdge, TransitionQuery, Webhook
+from coordinator.wire.limits import MAX_URL
 
 logger = logging.getLogger(__name__)
 
 MAX_HISTORY: Final = 10_000  # rows one history call may return
+MAX_EVENT_ID: Final = 2**63 - 1  # ids are signed 64-bit in both databases
+MAX_SECRET: Final = 256  # characters of a webhook's signing key
 _MAX_BODY: Final = 64 * 1024
 
 
@@ -76,20 +81,9 @@ class FeedEndpoints:
     async def add_webhook(self, http: HttpRequest) -> Response:
         """``{"URL", "Kinds", "Secret"?}`` → 201 ``{"ID"}``, plus ``"Secret"`` if made here."""
         user = await self._admin(http)
-        raw = await http.body()
-        if len(raw) > _MAX_BODY:
-            raise BodyTooLarge(f"request body over {_MAX_BODY} bytes")
-        body = bj.expect_object(bj.parse_body(raw), "webhook")
-        url = body.get("URL")
-        parts = urlsplit(url) if isinstance(url, str) else None
-        if (
-            url is None
-            or parts is None
-            or parts.scheme not in ("http", "https")
-            or not parts.hostname
-        ):
-            raise MalformedInput("URL must be an http:// or https:// URL")
-        kinds = bj.string_list(body.get("Kinds"), "Kinds") or list(EVENT_KINDS)
+        body = bj.expect_object(await bodies.read_json(http, _MAX_BODY), "webhook")
+        url = _url(body.get("URL"))
+        kinds = bj.texts_in(body.get("Kinds"), "Kinds") or list(EVENT_KINDS)
         if not set(kinds) <= set(EVENT_KINDS):
             raise MalformedInput(f"Kinds must be among {', '.join(EVENT_KINDS)}")
         secret = body.get("Secret")
@@ -98,6 +92,7 @@ class FeedEndpoints:
             secret = secrets.token_urlsafe(32)
         if not isinstance(secret, str) or len(secret) < 16:
             raise MalformedInput("Secret must be a string of at least 16 characters")
+        bj.text_in(secret, "Secret", MAX_SECRET)
         hook = await anyio.to_thread.run_sync(
             self._store.add_webhook, url, sorted(set(kinds)), secret, user.name, self._clock.now()
         )
@@ -127,7 +122,7 @@ class FeedEndpoints:
     async def deliveries(self, http: HttpRequest) -> Response:
         await self._admin(http)
         hook_id = _id(http.path_params["hook"], "Webhook")
-        limit = _int(http.query_params.get("limit"), "limit", 100, MAX_HISTORY)
+        limit = params.whole(http.query_params.get("limit"), "limit", 100, MAX_HISTORY)
         found = await anyio.to_thread.run_sync(self._store.deliveries, hook_id, limit)
         return json_response([_delivery_json(d) for d in found])
 
@@ -142,8 +137,8 @@ class FeedEndpoints:
             kinds=frozenset(q.getlist("kind")), subjects=frozenset(q.getlist("subject"))
         )
         after = q.get("after")
-        limit = _int(q.get("limit"), "limit", 1000, MAX_HISTORY)
-        start = _int(after, "after", 0, 2**63 - 1)
+        limit = params.whole(q.get("limit"), "limit", 1000, MAX_HISTORY)
+        start = params.whole(after, "after", 0, MAX_EVENT_ID)
         found = await anyio.to_thread.run_sync(
             lambda: self._store.transitions_after(start, limit, query, latest=after is None)
         )
@@ -153,7 +148,7 @@ class FeedEndpoints:
         """Who held which board, when and for how long: one row per job, newest last."""
         await self._auth.user(http)
         worker = http.query_params.get("worker") or None
-        limit = _int(http.query_params.get("limit"), "limit", 100, MAX_HISTORY)
+        limit = params.whole(http.query_params.get("limit"), "limit", 100, MAX_HISTORY)
         edges = await anyio.to_thread.run_sync(self._store.job_edges, worker, 2 * limit + 1)
         return json_response(held(edges, self._clock.now())[-limit:])
 
@@ -227,14 +222,25 @@ def _delivery_json(d: Delivery) -> dict[str, object]:
 
 
 def _id(text: str, what: str) -> int:
-    if not text.isdigit() or len(text) > 18:
+    if not params.is_whole(text) or int(text) > MAX_EVENT_ID:
         raise NotFound(what)
     return int(text)
 
 
-def _int(text: str | None, name: str, default: int, top: int) -> int:
-    if text is None or text == "":
-        return default
-    if not text.isdigit() or int(text) > top:
-        raise MalformedInput(f"{name} must be a whole number up to {top}")
-    return int(text)
+def _url(url: object) -> str:
+    """A webhook's URL: http or https with a host, valid text within ``MAX_URL``."""
+    if not isinstance(url, str):
+        raise MalformedInput("URL must be an http:// or https:// URL")
+    bj.text_in(url, "URL", MAX_URL)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - it raises for a port out of range
+    except ValueError as exc:
+        raise MalformedInput(f"URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise MalformedInput("URL must be an http:// or https:// URL")
+    try:
+        httpx.URL(url)  # what the deliveries will send to
+    except httpx.InvalidURL as exc:
+        raise MalformedInput(f"URL: {exc}") from None
+    return url

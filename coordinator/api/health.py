@@ -22,9 +22,9 @@ class Health:
     """Readiness: the store answers a read, and can commit (after a failed write, a probe
     write tells when it can again); and the API's description."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, max_wait: float = 600.0) -> None:
         self._store = store
-        self._openapi = openapi_document()
+        self._openapi = openapi_document(max_wait)
         self._probed_at: float | None = None  # monotonic time of the last probe write
         self._probe_result: str | None = None
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Final
+from typing import Any
 
 from starlette.requests import Request as HttpRequest
 from starlette.responses import Response
 from starlette.routing import Route
 
 from coordinator import boruta_json as bj
+from coordinator.api import bodies, params
 from coordinator.api.auth import Authenticator
 from coordinator.domain import listing
 from coordinator.domain.ids import MAX_REQUEST_ID, RequestID, WorkerUUID, is_worker_uuid
@@ -20,14 +20,13 @@ from coordinator.domain.states import WorkerState
 from coordinator.errors import (
     BadID,
     BadUUID,
-    BodyTooLarge,
     IDMismatch,
     MalformedInput,
+    OverLimit,
     WrongStateArgument,
 )
 from coordinator.service.operations import Service
-
-_DIGITS: Final = re.compile(r"^[0-9]+$")
+from coordinator.wire.limits import MAX_LIST
 
 Endpoint = Callable[[HttpRequest], Awaitable[Response]]
 
@@ -35,7 +34,7 @@ Endpoint = Callable[[HttpRequest], Awaitable[Response]]
 def json_response(
     data: object, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:
-    return Response(bj.dumps(data), status, headers, media_type="application/json")
+    return Response(bj.answer_bytes(data), status, headers, media_type="application/json")
 
 
 def no_content() -> Response:
@@ -51,7 +50,7 @@ def head_or_json(http: HttpRequest, data: object, headers: Mapping[str, str]) ->
 
 def parse_request_id(text: str) -> RequestID:
     """Base-10 uint64, as Go's ``strconv.ParseUint`` reads it."""
-    if not _DIGITS.match(text) or int(text) > MAX_REQUEST_ID:
+    if not params.is_whole(text) or int(text) > MAX_REQUEST_ID:
         raise BadID
     return RequestID(int(text))
 
@@ -96,24 +95,8 @@ class V1:
 
     # ---- plumbing ------------------------------------------------------------------------
 
-    async def _body(self, http: HttpRequest) -> bytes:
-        declared = http.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self._max_body:
-            raise BodyTooLarge(f"request body over {self._max_body} bytes")
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in http.stream():
-            size += len(chunk)
-            if size > self._max_body:
-                raise BodyTooLarge(f"request body over {self._max_body} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
-
     async def _json(self, http: HttpRequest, *, optional: bool = False) -> Any:
-        raw = await self._body(http)
-        if optional and not raw.strip():
-            return None
-        return bj.parse_body(raw)
+        return await bodies.read_json(http, self._max_body, optional=optional)
 
     async def _user(self, http: HttpRequest) -> User:
         return await self._auth.user(http)
@@ -132,7 +115,7 @@ class V1:
         rid = await self._service.new_request(
             user,
             self._service.policy.default_priority if priority is None else priority,
-            bj.string_map(body.get("Caps"), "Caps"),
+            bj.caps_in(body.get("Caps"), "Caps"),
             bj.parse_time(body.get("ValidAfter"), "ValidAfter"),
             bj.parse_time(body.get("Deadline"), "Deadline"),
         )
@@ -236,7 +219,7 @@ class V1:
     async def set_groups(self, http: HttpRequest) -> Response:
         user = await self._user(http)
         uuid = parse_worker_uuid(http.path_params["uuid"])
-        groups = bj.string_list(await self._json(http), "groups")
+        groups = bj.names_in(await self._json(http), "groups")
         await self._service.set_worker_groups(user, uuid, groups)
         return no_content()
 
@@ -247,15 +230,7 @@ class V1:
 
 
 def _wait_seconds(text: str | None, limit: float, name: str = "wait") -> float | None:
-    if text is None:
-        return None
-    try:
-        wait = float(text)
-    except ValueError:
-        raise MalformedInput(f"{name} must be a number of seconds") from None
-    if not 0 <= wait <= limit:  # also refuses nan
-        raise MalformedInput(f"{name} must be between 0 and {limit:g} seconds")
-    return wait
+    return params.seconds(text, name, limit)
 
 
 def _page_response(page: Page[Any], to_json: Callable[[Any], object]) -> Response:
@@ -297,6 +272,8 @@ def _int_list(value: object, key: str) -> frozenset[int]:
         isinstance(v, int) and not isinstance(v, bool) for v in value
     ):
         raise MalformedInput(f"{key} must be a list of whole numbers")
+    if len(value) > MAX_LIST:
+        raise OverLimit(f"{key} has more than {MAX_LIST} items")
     return frozenset(value)
 
 
@@ -305,7 +282,9 @@ def _request_list_spec(body: object) -> ListSpec[Any, RequestID]:
     item, descending = _sorter(sorter)
     backward, limit = _paginator(paginator)
     anchor = bj.optional_int(paginator, "ID") or 0
-    states = bj.string_list(flt.get("States"), "States")
+    if not 0 <= anchor <= MAX_REQUEST_ID:
+        raise MalformedInput(f"Paginator ID must be a whole number from 0 to {MAX_REQUEST_ID}")
+    states = bj.texts_in(flt.get("States"), "States")
     return ListSpec(
         match=RequestFilter(
             ids=_int_list(flt.get("IDs"), "IDs"),
@@ -329,8 +308,8 @@ def _worker_list_spec(body: object) -> ListSpec[Any, WorkerUUID]:
         raise MalformedInput("Paginator ID must be a worker UUID string")
     return ListSpec(
         match=WorkerFilter(
-            groups=frozenset(bj.string_list(flt.get("Groups"), "Groups")),
-            caps=bj.string_map(flt.get("Capabilities"), "Capabilities"),
+            groups=frozenset(bj.texts_in(flt.get("Groups"), "Groups")),
+            caps=bj.caps_in(flt.get("Capabilities"), "Capabilities"),
         ),
         sort_key=listing.worker_sort_key(item),
         descending=descending,

@@ -53,6 +53,7 @@ class LocalClient:
     ) -> RequestID:
         if priority is None:
             priority = self.service.policy.default_priority
+        caps = bj.caps_in(dict(caps), "Caps")  # the limits of the endpoint
         return await self.service.new_request(self.user, priority, caps, valid_after, deadline)
 
     async def update_request(
@@ -106,7 +107,8 @@ class LocalClient:
         await self.service.set_worker_state(self.user, uuid, state)
 
     async def set_worker_groups(self, uuid: WorkerUUID, groups: Iterable[str]) -> None:
-        await self.service.set_worker_groups(self.user, _uuid(uuid), groups)
+        uuid = _uuid(uuid)
+        await self.service.set_worker_groups(self.user, uuid, bj.names_in(list(groups), "groups"))
 
     async def deregister(self, uuid: WorkerUUID) -> None:
         await self.service.deregister(self.user, _uuid(uuid))
@@ -142,4 +144,4 @@ def _uuid(uuid: WorkerUUID) -> WorkerUUID:
 
 def _seconds(value: float, limit: float, name: str) -> None:
     if not 0 <= value <= limit:  # also refuses nan
-        raise MalformedInput(f"{name} must be between 0 and {limit:g} seconds")
+        raise MalformedInput(f"{name} must be a number of seconds from 0 to {limit:g}")

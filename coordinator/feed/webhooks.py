@@ -16,11 +16,13 @@ import anyio
 import httpx
 from anyio.abc import TaskStatus
 
+from coordinator.boruta_json import contained
 from coordinator.errors import StoreUnavailable
 from coordinator.feed.events import TransitionEvent
 from coordinator.feed.render import compact, transition_json
 from coordinator.store import Store
 from coordinator.store.records import DeliveryStatus, DueDelivery
+from coordinator.wire.limits import has_surrogate
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +189,13 @@ class Webhooks:
             logger.warning("webhook %d: delivery %d dropped: %s", d.hook_id, d.id, exc)
             await self._record(d.id, "dropped", d.attempts, f"unreadable event: {exc}", None)
             return
-        body = compact(transition_json(event)).encode()
+        data = transition_json(event)
+        body = contained(compact(data), data, f"webhook {d.hook_id}'s event {event.id}")
+        if has_surrogate(item.url) or has_surrogate(item.secret):  # stored by an old version
+            reason = "the webhook's URL or secret is not valid UTF-8 text: register it again"
+            logger.warning("webhook %d: delivery %d dropped: %s", d.hook_id, d.id, reason)
+            await self._record(d.id, "dropped", d.attempts, reason, None)
+            return
         headers = {
             "Content-Type": "application/json",
             "Boruta-Event": event.kind,
@@ -200,6 +208,8 @@ class Webhooks:
             answer = await client.post(item.url, content=body, headers=headers)
         except httpx.TimeoutException:
             error = "timed out"
+        except httpx.InvalidURL as exc:  # never sendable: the receiver cannot be reached
+            error, permanent = f"invalid URL: {exc}", True
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"
         else:

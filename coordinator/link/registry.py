@@ -38,6 +38,7 @@ from coordinator.wire import (
     Method,
     Peer,
     RpcError,
+    WireError,
     error,
 )
 
@@ -161,6 +162,7 @@ class DryadLink:
             session.writer,
             partial(self._handle, session),
             calls=wire.Direction.TO_DRYAD,
+            log=session.log,
         )
         session.peer = peer
         self._serving += 1
@@ -210,12 +212,17 @@ class DryadLink:
     async def _handle(self, session: DryadSession, method: str, params: dict[str, Any]) -> Any:
         """Serve one of ``session``'s calls from the table (``Peer`` answers errors)."""
         if method != ENROL and not session.enrolled:
+            session.log.warning("%s refused: this key is not enrolled", method)
             raise RpcError(NOT_ENROLLED, "this key is not enrolled: call enrol with a token")
         try:
             return await self._calls.dispatch(session, method, params)
         except BorutaError as exc:
             session.log.warning("%s refused: %s", method, exc.message)
             raise RpcError(REFUSED, exc.message) from exc
+        except (WireError, RpcError) as exc:  # answered INVALID_PARAMS or as raised
+            if method != ENROL:  # enrolment logs its refusals itself
+                session.log.warning("%s refused: %s", method, exc)
+            raise
 
     async def _enrol(self, session: DryadSession, params: wire.Enrol) -> wire.Enrolled:
         if session.enrolled:

@@ -7,12 +7,14 @@ numbers its own requests. The dryad opens the channel as the subsystem ``LINK_SU
 after authenticating with its identity key as SSH user ``<worker UUID>``.
 
 By concept: ``transport`` (port, subsystem, tunnels), ``framing`` (lines and envelopes),
+``limits`` (the sizes of text both ends keep to), ``strict_json`` (bounded decoding),
 ``errors``, ``states`` (the worker states both ends speak), ``messages`` (every params
 and result), ``methods`` (the table), ``dispatch`` (serving from the table), ``peer``
 (one end) and ``doc`` (the table as docs/link-protocol.md). Everything is re-exported
 here, so ``from coordinator import wire`` and ``wire.X`` are enough.
 """
 
+from coordinator.wire import limits, strict_json
 from coordinator.wire.dispatch import Handlers
 from coordinator.wire.errors import (
     INTERNAL_ERROR,
@@ -138,6 +140,8 @@ __all__ = [
     "WireError",
     "WorkerState",
     "decode",
+    "limits",
+    "strict_json",
     "encode",
     "error",
     "notification",

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from coordinator.wire.errors import INTERNAL_ERROR, RpcError, WireError
+from coordinator.wire.strict_json import BadJson, loads
 
 MAX_LINE: Final = 1 << 20  # a longer line is a protocol error; the channel is closed
 
@@ -47,8 +48,8 @@ def decode(line: bytes) -> Incoming:
     if len(line) > MAX_LINE:
         raise WireError("line too long")
     try:
-        data = json.loads(line)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = loads(line)
+    except BadJson as exc:
         raise WireError(f"not JSON: {exc}") from None
     if not isinstance(data, dict) or data.get("jsonrpc") != "2.0":
         raise WireError("not a JSON-RPC 2.0 object")

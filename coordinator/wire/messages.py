@@ -3,15 +3,19 @@
 ``to_wire()`` gives the JSON value to send; ``from_wire(data)`` checks a received one and
 raises ``WireError`` for a wrong type, a missing field or text that is not valid Unicode
 (a lone surrogate such as ``"\\ud800"`` decodes from JSON but can be neither stored nor
-shown). Fields a message does not know are ignored, so either end may add one first.
+shown). What a dryad sends is held to the limits of ``wire.limits`` too (over them is a
+``WireError``; the dryad clips its texts before sending). Fields a message does not know
+are ignored, so either end may add one first.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final, Protocol, Self, TypeVar
 
+from coordinator.wire import limits
 from coordinator.wire.errors import WireError
 from coordinator.wire.states import WorkerState
 
@@ -79,7 +83,7 @@ class Enrol:
 
     @classmethod
     def from_wire(cls, data: Any) -> Self:
-        return cls(_str(_object(data), "token"))
+        return cls(_str(_object(data), "token", limit=limits.MAX_CAP_VALUE))
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,10 +122,12 @@ class Registration:
             isinstance(k, str) and isinstance(v, str) for k, v in caps.items()
         ):
             raise WireError("caps must be an object of strings")
-        for key, value in caps.items():
-            _unicode(key, "caps")
-            _unicode(value, "caps")
-        return cls(dict(caps), _str(data, "ssh_address"), _str(data, "version", ""))
+        _limited(limits.caps, caps, "caps")
+        return cls(
+            dict(caps),
+            _str(data, "ssh_address", limit=limits.MAX_CAP_VALUE),
+            _str(data, "version", "", limits.MAX_NAME),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +155,7 @@ class SetFail:
 
     @classmethod
     def from_wire(cls, data: Any) -> Self:
-        return cls(_str(_object(data), "reason"))
+        return cls(_str(_object(data), "reason", limit=limits.MAX_TEXT))
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +177,12 @@ class CheckResult:
         passed, critical = data.get("passed"), data.get("critical")
         if not isinstance(passed, bool) or not isinstance(critical, bool):
             raise WireError("passed and critical must be booleans")
-        return cls(_str(data, "name"), passed, critical, _str(data, "detail", ""))
+        return cls(
+            _str(data, "name", limit=limits.MAX_NAME),
+            passed,
+            critical,
+            _str(data, "detail", "", limits.MAX_TEXT),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +202,7 @@ class HealthReport:
     def from_wire(cls, data: Any) -> Self:
         if not isinstance(data, dict) or not isinstance(data.get("checks"), list):
             raise WireError("health needs a list of checks")
+        _limited(limits.count, len(data["checks"]), "checks", limits.MAX_CHECKS)
         return cls(tuple(CheckResult.from_wire(c) for c in data["checks"]))
 
 
@@ -344,19 +356,23 @@ def _object(data: Any) -> dict[str, Any]:
     return data
 
 
-def _str(data: dict[str, Any], key: str, default: str | None = None) -> str:
+def _str(
+    data: dict[str, Any], key: str, default: str | None = None, limit: int | None = None
+) -> str:
+    """The text at ``key``: valid Unicode, and within ``limit`` characters when given."""
     value = data.get(key, default)
     if not isinstance(value, str):
         raise WireError(f"{key} must be a string")
-    return _unicode(value, key)
+    checked: str = _limited(limits.text, value, key, len(value) if limit is None else limit)
+    return checked
 
 
-def _unicode(value: str, key: str) -> str:
+def _limited(check: Callable[..., Any], *args: Any) -> Any:
+    """``check(*args)`` of ``wire.limits``, its refusal as a ``WireError``."""
     try:
-        value.encode()
-    except UnicodeEncodeError:
-        raise WireError(f"{key} is not valid Unicode (a lone surrogate)") from None
-    return value
+        return check(*args)
+    except limits.TextRefused as exc:
+        raise WireError(str(exc)) from None
 
 
 def _state(data: dict[str, Any]) -> WorkerState:

@@ -54,11 +54,13 @@ class Peer:
         handler: Handler,
         *,
         calls: Direction | None = None,
+        log: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
     ) -> None:
         self._reader = reader
         self._writer = writer
         self._handler = handler
         self._calls = calls
+        self._log = log or logger  # the coordinator's names the dryad
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -115,6 +117,7 @@ class Peer:
                 try:
                     incoming = decode(line)
                 except WireError as exc:
+                    self._log.warning("link: malformed message refused: %s", exc)
                     await self._send(error(None, PARSE_ERROR, str(exc)))
                     continue
                 if incoming.method is not None:
@@ -147,7 +150,7 @@ class Peer:
         except WireError as exc:
             answer = error(incoming.id, INVALID_PARAMS, str(exc))
         except Exception as exc:  # the peer gets the reason; our log gets the trace
-            logger.exception("link: %s failed", method)
+            self._log.exception("link: %s failed", method)
             answer = error(incoming.id, INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
         else:
             answer = result(incoming.id, value) if incoming.id is not None else b""

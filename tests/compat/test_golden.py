@@ -297,7 +297,7 @@ async def list_four_requests(farm: AppFarm) -> None:
 def listed(rid: int, prio: int, state: str) -> str:
     return with_owner(
         f'{{"ID":{rid},"Priority":{prio},"Owner":{{"Groups":null}},"Deadline":"2222-12-31T00:00:00Z",'
-        f'"ValidAfter":"1683-09-12T00:00:00Z","State":"{state}","Job":null,"Caps":{{}}}}',
+        f'"ValidAfter":"1683-09-12T00:00:00Z","State":"{state}","Job":null,"Caps":null}}',
         "alice",
     )
 

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from coordinator import cli
 from coordinator.cli import main
@@ -169,3 +170,45 @@ def test_serve_takes_the_scheduling_policy_and_refuses_others(
     with pytest.raises(SystemExit):
         main(["serve", "--scheduling", "lottery"])
     assert "invalid choice: 'lottery'" in capsys.readouterr().err
+
+
+# Bytes of argv that are not UTF-8 reach Python as lone surrogates (surrogateescape).
+_SURROGATE = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
+_BAD_NAMES = st.one_of(
+    st.tuples(st.text(max_size=5), _SURROGATE, st.text(max_size=5)).map("".join),
+    st.text(min_size=65, max_size=80).filter(lambda t: t.strip()),
+    st.sampled_from(["a b", "a:b", "a,b", "tab\there", "new\nline", "\x7f"]),
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(name=_BAD_NAMES, group=st.sampled_from(["", "g"]))
+def test_user_add_refuses_names_that_cannot_be_stored_and_stores_nothing(
+    capsys, db_path: Path, name: str, group: str
+) -> None:
+    code, out, err = run(capsys, db_path, "user", "add", name, "--groups", group)
+    assert code == 2 and "brt_" not in out
+    assert "user name" in err
+    assert run(capsys, db_path, "user", "list")[1] == ""
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    group=st.one_of(
+        st.tuples(st.just("g"), _SURROGATE).map("".join),
+        st.text(st.characters(codec="utf-8", exclude_characters=","), min_size=65).filter(
+            lambda g: len(g.strip()) > 64
+        ),
+        st.sampled_from(["tab\there", "new\nline", "del\x7f"]),
+    )
+)
+def test_user_add_refuses_group_names_that_cannot_be_stored(
+    capsys, db_path: Path, group: str
+) -> None:
+    code, out, err = run(capsys, db_path, "user", "add", "carol", "--groups", group)
+    assert code == 2 and "brt_" not in out and "group" in err
+    assert run(capsys, db_path, "user", "list")[1] == ""

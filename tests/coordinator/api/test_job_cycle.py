@@ -153,11 +153,11 @@ async def test_acquire_with_wait_on_a_running_request_answers_at_once(farm: AppF
 @pytest.mark.parametrize(
     ("query", "message"),
     [
-        ("?wait=abc", "wait must be a number of seconds"),
-        ("?wait=", "wait must be a number of seconds"),
-        ("?wait=-1", "wait must be between 0 and 600 seconds"),
-        ("?wait=601", "wait must be between 0 and 600 seconds"),
-        ("?wait=nan", "wait must be between 0 and 600 seconds"),
+        ("?wait=abc", "wait must be a number of seconds from 0 to 600"),
+        ("?wait=", "wait must be a number of seconds from 0 to 600"),
+        ("?wait=-1", "wait must be a number of seconds from 0 to 600"),
+        ("?wait=601", "wait must be a number of seconds from 0 to 600"),
+        ("?wait=nan", "wait must be a number of seconds from 0 to 600"),
     ],
 )
 async def test_acquire_with_a_bad_wait_is_400_and_does_not_wait(

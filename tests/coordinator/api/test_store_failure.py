@@ -12,6 +12,7 @@ from sqlalchemy import event  # noqa: TID251 - a real SQLITE_FULL needs a pool h
 
 from coordinator.api import health
 from coordinator.store.sql import SqlStore
+from coordinator.wire.limits import MAX_CAP_VALUE, MAX_CAPS, MAX_GROUPS, MAX_NAME
 from tests.plugins.app_harness import AppFarm
 
 pytestmark = pytest.mark.anyio
@@ -47,7 +48,10 @@ def disk_full(store: SqlStore) -> Iterator[None]:
         event.listen(store.engine, "checkout", _cap_pages(SQLITE_MAX_PAGES))
 
 
-BIG_CAPS = {"blob": "x" * 200_000}  # overflow pages: the insert must grow the file
+# As large as the limits allow (63 caps, leaving room for "board"): about 17 kB, overflow
+# pages, so the insert must grow the file.
+BIG_GROUPS = [f"g{n:02}" + "x" * (MAX_NAME - 3) for n in range(MAX_GROUPS)]
+BIG_CAPS = {f"blob{n:02}": "x" * MAX_CAP_VALUE for n in range(MAX_CAPS - 1)}
 
 
 async def test_a_request_that_cannot_be_committed_is_503_and_not_created(farm: AppFarm) -> None:
@@ -129,7 +133,7 @@ async def test_an_admin_call_that_cannot_be_committed_is_503_and_changes_nothing
     uuid = await farm.worker(1)
     before = await farm.snapshot()
     with disk_full(farm.store):
-        answer = await farm.post(f"/api/v1/workers/{uuid}/setgroups", ["g" * 100_000], as_="root")
+        answer = await farm.post(f"/api/v1/workers/{uuid}/setgroups", BIG_GROUPS, as_="root")
     assert (answer.status_code, answer.json()) == (503, FULL)
     assert await farm.snapshot() == before
     assert farm.store.load().workers[0].groups == ()

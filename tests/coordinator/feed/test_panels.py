@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -14,6 +15,7 @@ from coordinator.domain.clock import FakeClock
 from coordinator.feed.panels import Panels, PanelView, decode_png
 from coordinator.feed.render import panel_json
 from coordinator.link.registry import DryadLink
+from coordinator.link.session import WorkerLog
 from coordinator.wire import MAX_PANEL_PNG, PANEL, Panel, WireError
 from tests.coordinator.doubles import uuid_of
 
@@ -120,6 +122,7 @@ class Session:
 
     enrolled = True
     uuid = uuid_of(3)
+    log = WorkerLog(logging.getLogger("coordinator.link.session"), {"worker": uuid})  # refusals
 
 
 async def test_the_link_hands_a_dryads_panel_notification_to_the_panels(tmp_path: Any) -> None:
