@@ -170,8 +170,8 @@ async def run(
                     await agent.link_state(state, detail)
 
                 await tg.start(link.run, agent.handle, on_state)
-                await tg.start(notifier.feed, lambda: link.running)
                 notifier.ready(f"dialling {settings.coordinator}")
+                await tg.start(notifier.feed, lambda: link.running)
                 logger.info("dryad ready (profile %s)", settings.profile)
         finally:
             notifier.stopping()

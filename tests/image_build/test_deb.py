@@ -144,6 +144,9 @@ def test_units_verify(deb: Path, rootfs: Path) -> None:
     assert "Restart=on-failure" in unit
     assert "RestartPreventExitStatus=2" in unit
     assert "ExecStart=/usr/bin/dryad --config /etc/boruta/dryad.toml" in unit
+    # The dryad notifies (dryad.systemd) and feeds the watchdog from its event loop.
+    assert "Type=notify" in unit
+    assert "WatchdogSec=60" in unit
 
 
 def test_udev_rules_verify(deb: Path, rootfs: Path) -> None:
