@@ -138,6 +138,22 @@ def test_per_board_secrets_not_in_the_image(rootfs_ext4: Path) -> None:
     assert "uuid" not in ext4_ls(rootfs_ext4, "/var/lib/boruta-dryad")
 
 
+def test_no_way_in_without_a_seed_key(rootfs_ext4: Path) -> None:
+    """Root has no password and no key: only the seed's ssh_authorized_keys let an
+    admin in (the QEMU boot logs in with one)."""
+    shadow = ext4_cat(rootfs_ext4, "/etc/shadow")
+    password = next(line for line in shadow.splitlines() if line.startswith("root:")).split(":")[1]
+    assert password in ("*", "") or password.startswith("!"), "root has a password"
+    if password == "":
+        raise AssertionError("root has an empty password")
+    assert ".ssh" not in ext4_ls(rootfs_ext4, "/root")
+
+
+def test_the_dut_network_is_configured(rootfs_ext4: Path) -> None:
+    text = ext4_cat(rootfs_ext4, "/etc/systemd/network/30-muxpi-dut.network")
+    assert "Address=192.168.69.1/24" in text and "DHCPServer=yes" in text
+
+
 def test_the_dryad_venv_is_built(rootfs_ext4: Path) -> None:
     site = "/usr/lib/dryad/venv/lib/python3.13/site-packages"
     names = ext4_ls(rootfs_ext4, site)
