@@ -108,14 +108,17 @@ class Notifier:
             await anyio.sleep_forever()
         interval = period / FEED_FRACTION
         due = anyio.current_time()
+        feeding = True
         while True:
             now = anyio.current_time()
             if now - due > LATE_WARNING:
                 logger.warning("event loop was blocked for %.1f s (watchdog feed late)", now - due)
-            if alive():
+            working = alive()
+            if working:
                 self.watchdog()
-            else:
+            elif feeding:  # said once: systemd's restart follows within the period
                 logger.error("the link loop has stopped; no longer feeding systemd's watchdog")
+            feeding = working
             due = anyio.current_time() + interval
             await anyio.sleep(interval)
 
