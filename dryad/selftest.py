@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw
 from dryad import __version__
 from dryad.settings import Settings
 from hardware import Board, BoardSettings, HardwareError, open_board
+from hardware.errors import StmUnsupported
 from hardware.muxpi import OLED_HEIGHT, OLED_WIDTH
 from hardware.stm.protocol import Mux
 
@@ -239,7 +240,12 @@ class SelfTest:
     async def _oled(self) -> str:
         display = self._board.display
         pattern = test_pattern()
-        await display.show(pattern)
+        try:
+            await display.show(pattern)
+        except StmUnsupported:
+            # Early STM firmware has no draw command: text is all the panel can show.
+            await display.show_text("#" * 16, "selftest")
+            return "text only: this STM firmware cannot draw (look at the panel)"
         if display.image.convert("1").tobytes() != pattern.tobytes():
             raise CheckFailed("the frame shown is not the test pattern")
         await anyio.sleep(self._led_show)

@@ -16,7 +16,7 @@ from dryad import selftest as st
 from dryad.selftest import Outcome, SelfTest, run_selftest, test_pattern
 from dryad.settings import parse
 from hardware import Board, BoardSettings, open_board
-from hardware.display import blank, render_text
+from hardware.display import StmDisplay, blank, render_text
 from hardware.errors import PortInUse
 from hardware.stm.protocol import Mux
 
@@ -78,6 +78,15 @@ async def test_the_pattern_reaches_the_firmware(board: Board) -> None:
     assert board.sim is not None
     await board.display.show(test_pattern())
     assert board.sim.firmware.panel.image().tobytes() == test_pattern().tobytes()
+
+
+async def test_a_firmware_without_draw_gets_text(board: Board) -> None:
+    assert board.stm is not None
+    text_only = Board("sim", StmDisplay(board.stm, text_only=True), None, board.stm, None)
+    test = SelfTest(text_only, button=False, say=lambda _: None, led_show=0)
+    await test.run()
+    oled = next(r for r in test.results if r.part == "oled")
+    assert oled.outcome is Outcome.PASS and oled.detail.startswith("text only")
 
 
 async def test_no_press_in_time_fails(board: Board) -> None:
