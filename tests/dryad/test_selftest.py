@@ -17,7 +17,7 @@ from dryad.selftest import Outcome, SelfTest, run_selftest, test_pattern
 from dryad.settings import parse
 from hardware import Board, BoardSettings, open_board
 from hardware.display import StmDisplay, blank, render_text
-from hardware.errors import PortInUse
+from hardware.errors import PortInUse, StmUnsupported
 from hardware.stm.protocol import Mux
 
 pytestmark = pytest.mark.anyio
@@ -87,6 +87,23 @@ async def test_a_firmware_without_draw_gets_text(board: Board) -> None:
     await test.run()
     oled = next(r for r in test.results if r.part == "oled")
     assert oled.outcome is Outcome.PASS and oled.detail.startswith("text only")
+
+
+async def test_a_part_that_is_not_fitted_is_skipped(
+    board: Board, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A board whose STM stand-in lacks a part (a generic board without a current
+    meter) says so with StmUnsupported: that check is skipped, not failed."""
+
+    async def no_meter() -> int:
+        raise StmUnsupported("this generic board has no current meter")
+
+    monkeypatch.setattr(board.stm, "current", no_meter)
+    test = SelfTest(board, button=False, say=lambda _: None, led_show=0)
+    await test.run()
+    current = next(r for r in test.results if r.part == "current")
+    assert current.outcome is Outcome.SKIP and "no current meter" in current.detail
+    assert test.passed
 
 
 async def test_no_press_in_time_fails(board: Board) -> None:
