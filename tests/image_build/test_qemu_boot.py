@@ -10,8 +10,9 @@ at 10.0.2.2 (QEMU user networking's address of the host).
 
 Then an admin logs in as root with the key the seed carried (QEMU forwards a host port
 to the guest's sshd), looks at the unit as systemd sees it (Type=notify, watchdog,
-STATUS=), measures the dryad's RSS and idle CPU on the 32-bit ARM guest, and stops
-the dryad's process (SIGSTOP: no more watchdog pings) to see systemd restart it.
+STATUS=), measures the dryad's RSS and idle CPU on the 32-bit ARM guest, runs
+`dryad selftest` against the simulated STM, and stops the dryad's process (SIGSTOP: no
+more watchdog pings) to see systemd restart it.
 """
 
 from __future__ import annotations
@@ -298,11 +299,26 @@ def _as_admin(guest: Guest, lab: Lab, url: str, uuid: str, tmp: Path) -> None:
     rss, cpu = _usage(guest, unit["MainPID"], 60)
     sys.stderr.write(f"armhf guest: dryad RSS {rss:.1f} MB, idle CPU {cpu * 100:.1f}% of a core\n")
     (tmp / "armhf-usage.txt").write_text(f"rss_mb {rss:.1f}\nidle_cpu {cpu:.4f}\n")
+    # The technician's check, on the image against the STM simulator on UART2.
+    selftest = guest.run(
+        "systemctl stop dryad; dryad selftest --no-button --show 0 --report /root/st.txt;"
+        " echo status=$?; systemctl start dryad",
+    ).stdout
+    sys.stderr.write(selftest)
+    assert "status=0" in selftest and "dryad selftest: PASS" in selftest, selftest
+    assert "MuxPi firmware" in guest.run("cat /root/st.txt").stdout
     # A hung dryad (stopped: no task runs, no ping goes out) is killed and restarted.
+    unit = eventually(
+        lambda: (u := guest.unit())["ActiveState"] == "active" and u, 600, "the dryad is back"
+    )
     hung = time.monotonic()
     guest.run(f"kill -STOP {unit['MainPID']}")
     restarted = eventually(
-        lambda: (u := guest.unit())["NRestarts"] != "0" and u["ActiveState"] == "active" and u,
+        lambda: (
+            (u := guest.unit())["NRestarts"] != unit["NRestarts"]
+            and u["ActiveState"] == "active"
+            and u
+        ),
         600,
         "systemd restarts the dryad whose watchdog went unfed",
     )
