@@ -1,4 +1,5 @@
-"""The pure matcher alone: cost per assignment at 10,000 waiting x 1,000 workers, and scaling."""
+"""The pure matcher alone: cost per assignment at 10,000 waiting x 1,000 workers, and scaling,
+in the original's FIFO order and in the ``fair`` order with held-board quotas."""
 
 from __future__ import annotations
 
@@ -6,22 +7,25 @@ import argparse
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from _common import median, seed_request, seed_worker, uuid_of
 
 from coordinator.domain import matcher
+from coordinator.domain.fairshare import Policy
 from coordinator.domain.ids import RequestID
-from coordinator.domain.matcher import Queue
+from coordinator.domain.matcher import Limits, Queue
 from coordinator.domain.model import Request, Worker
+from coordinator.domain.quotas import Quota, Quotas
 from coordinator.domain.states import WorkerState
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 BOARDS = 20
 ARCHES = ("armv7", "aarch64")
 SIZES = (2_500, 5_000, 10_000, 20_000)
+OWNERS = 50  # requests belong to this many users, each with its own usage for ``fair``
 
 
 def make_workers(count: int) -> list[Worker]:
@@ -49,7 +53,7 @@ def make_requests(count: int, workers: int, rng: random.Random) -> dict[RequestI
             caps = {"board": f"b{n % BOARDS}"}
         else:
             caps = {"board": f"b{n % BOARDS}", "arch": ARCHES[n % 2]}
-        req = seed_request(rid, "bench", caps)
+        req = seed_request(rid, f"user{rid % OWNERS}", caps)
         out[req.id] = req
     return out
 
@@ -70,10 +74,24 @@ class Case:
     queue: Queue = field(init=False)
     times: dict[str, list[float]] = field(default_factory=dict)
     assigned: int = 0
+    assigned_fair: int = 0
+
+    usage: dict[str, float] = field(init=False)
+    limits: Limits = field(init=False)
 
     def __post_init__(self) -> None:
-        self.requests = make_requests(self.size, len(self.workers), random.Random(self.size))
+        rng = random.Random(self.size)
+        self.requests = make_requests(self.size, len(self.workers), rng)
         self.queue = Queue(self.requests.values())
+        # Every user has used the farm a different amount; a fifth of them hold boards,
+        # and everyone may hold at most 30 (so the quotas are checked at each request).
+        self.usage = {f"user{n}": rng.uniform(0, 86400) for n in range(OWNERS)}
+        held = {f"user{n}": 5 for n in range(0, OWNERS, 5)}
+        quota = Quota(max_held=30)
+        self.limits = Limits(held, Quotas(users={f"user{n}": quota for n in range(OWNERS)}))
+
+    def fair(self) -> Iterator[RequestID]:
+        return self.queue.ordered(Policy.FAIR, self.usage)
 
     def record(self, name: str, seconds: float) -> None:
         self.times.setdefault(name, []).append(seconds)
@@ -88,6 +106,19 @@ class Case:
         assert isinstance(done, list)
         self.assigned = len(done)
         self.record("full", took)
+        # The same pass in the fair order, with everyone's held-board quota checked.
+        took, done = timed(
+            lambda: matcher.match(
+                self.fair(),
+                self.requests,
+                self.workers,
+                NOW,
+                self.limits,
+            )
+        )
+        assert isinstance(done, list)
+        self.assigned_fair = len(done)
+        self.record("fair_full", took)
         # One worker turns idle: the service runs the matcher over the whole queue with it.
         one = [self.workers[len(self.workers) // 2]]
         took, found = timed(lambda: matcher.match(self.queue, self.requests, one, NOW))
@@ -98,13 +129,21 @@ class Case:
         took, none = timed(lambda: matcher.match(self.queue, self.requests, odd, NOW))
         assert none == []
         self.record("no_fit", took)
+        took, none = timed(lambda: matcher.match(self.fair(), self.requests, odd, NOW, self.limits))
+        assert none == []
+        self.record("fair_no_fit", took)
+        took, _ = timed(lambda: matcher.match(self.fair(), self.requests, one, NOW, self.limits))
+        self.record("fair_one_idle", took)
+        # A request's place in the fair order: what a GET answers in Boruta-Queue-Position.
+        last = self.requests[RequestID(self.size)]
+        took, _ = timed(lambda: self.queue.position(last, Policy.FAIR, self.usage))
+        self.record("fair_position", took)
         # Baseline: only walking the queue and fetching each request, which any scan must do.
         took, _ = timed(lambda: sum(1 for rid in self.queue if self.requests[rid].id))
         self.record("walk", took)
         # A new request joins the queue (a sorted insert), on a copy so the queue stays put.
-        probe = Queue()
-        probe._keys = list(self.queue._keys)
-        new = seed_request(self.size + 1, "bench", {"board": "b3"})
+        probe = Queue(self.requests.values())
+        new = seed_request(self.size + 1, "user1", {"board": "b3"})
         took, _ = timed(lambda: probe.add(new))
         self.record("insert", took)
 
@@ -143,6 +182,16 @@ def main() -> None:
         " none (the whole queue is read; no assignment)"
     )
     print(f"a new request's queue insertion: {main_case.med('insert') * 1e6:.1f} us")
+    fair_per = main_case.med("fair_full") / max(main_case.assigned_fair, 1) * 1000
+    print(
+        f"fair order, {OWNERS} users, held quotas: full pass"
+        f" {main_case.med('fair_full') * 1000:.2f} ms for {main_case.assigned_fair} assignments"
+        f" = {fair_per:.4f} ms per assignment"
+        f" (goal <= 1 ms: {'MET' if fair_per <= 1 else 'NOT MET'});"
+        f" one idle {main_case.med('fair_one_idle') * 1000:.3f} ms;"
+        f" no fit {main_case.med('fair_no_fit') * 1000:.2f} ms;"
+        f" a queue position {main_case.med('fair_position') * 1e6:.1f} us"
+    )
 
     print("\nscaling with the queue (same workers):")
     print(
@@ -167,12 +216,22 @@ def main() -> None:
             f" no-fit scan x{scan:.2f} ({scan / grow:.2f}),"
             f" bare walk x{walk:.2f} ({walk / grow:.2f})"
         )
+    print(
+        "fair order:"
+        + "".join(
+            f" {c.size}: full {c.med('fair_full') * 1000:.2f} ms, no-fit"
+            f" {c.med('fair_no_fit') / c.size * 1e6:.3f} us/req;"
+            for c in cases
+        )
+    )
     k_scan, k_full, k_walk = slope(cases, "no_fit"), slope(cases, "full"), slope(cases, "walk")
+    k_fair_scan, k_fair_full = slope(cases, "fair_no_fit"), slope(cases, "fair_full")
     # A walk that only reads each request is the floor of any scan; where it grows faster
     # than linear, that is the memory hierarchy (a bigger working set), not the matcher.
-    linear = max(k_scan, k_full) <= max(1.1, k_walk + 0.05)
+    linear = max(k_scan, k_full, k_fair_scan, k_fair_full) <= max(1.1, k_walk + 0.05)
     print(
         f"growth exponent (cost ~ queue^k): full pass k={k_full:.2f}, no-fit scan k={k_scan:.2f},"
+        f" fair full pass k={k_fair_full:.2f}, fair no-fit scan k={k_fair_scan:.2f},"
         f" bare walk k={k_walk:.2f}"
     )
     print(

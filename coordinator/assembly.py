@@ -138,6 +138,7 @@ def assemble(settings: Settings, parts: Parts) -> Coordinator:
         parts.keys,
         link_grace=settings.link_grace,
         self_heal=settings.self_heal,
+        scheduling=settings.scheduling_rules,
     )
     panels = Panels(parts.clock)
     if link is not None:

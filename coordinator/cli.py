@@ -4,7 +4,6 @@ their tokens and the dryads' enrolment tokens."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from collections.abc import Sequence
@@ -21,26 +20,42 @@ from coordinator.tokens import hash_token, new_token
 
 logger = logging.getLogger("coordinator")
 
-READY = "coordinator ready on http://%s:%d"  # the e2e tests and scripts wait for this line
+
+DB_HELP = "SQLite file path or postgresql:// URL (default: boruta.db here)"
+NO_DB = "none is configured (--db PATH|URL, or db in the --config file)"
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="boruta-coordinator", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--config", type=Path, help="TOML settings file")
-    parser.add_argument("--db", help="SQLite file path or postgresql:// URL")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file")
+    parser.add_argument("--db", metavar="PATH|URL", help=DB_HELP)
+    # Also after any sub-command (`serve --db PATH`); SUPPRESS keeps a value given before.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", type=Path, metavar="FILE", default=argparse.SUPPRESS, help="TOML settings"
+    )
+    common.add_argument("--db", metavar="PATH|URL", default=argparse.SUPPRESS, help=DB_HELP)
+    sub = _Commands(parser.add_subparsers(dest="command", required=True), common)
 
     serve = sub.add_parser("serve", help="run the coordinator")
     serve.add_argument("--http", help="HOST:PORT of the HTTP API (default 127.0.0.1:8487)")
     serve.add_argument(
         "--link", help='HOST:PORT the dryads dial over SSH (default 127.0.0.1:7175; "" = off)'
     )
+    serve.add_argument(
+        "--scheduling",
+        choices=("fifo", "fair"),
+        help="order within a priority: fifo (the original's) or fair (least usage first)",
+    )
 
     sub.add_parser("migrate", help="bring the database schema up to date")
 
-    user = sub.add_parser("user", help="manage API users").add_subparsers(
-        dest="action", required=True
+    user = _Commands(
+        sub.add_parser("user", help="manage API users").add_subparsers(
+            dest="action", required=True
+        ),
+        common,
     )
     add = user.add_parser("add", help="create a user and print its token (last line)")
     add.add_argument("name")
@@ -52,14 +67,17 @@ def _parser() -> argparse.ArgumentParser:
     remove.add_argument("name")
     user.add_parser("list", help="list users")
 
-    enrol = sub.add_parser(
-        "enrol-token",
-        help="manage the tokens that let new dryads enrol",
-        description="A dryad that connects with an unknown key presents an enrolment token "
-        "once; its worker UUID is then bound to its key for good. A token stays valid for "
-        "any number of dryads until it expires or is revoked, so one seed file can enrol "
-        "a whole batch of boards.",
-    ).add_subparsers(dest="action", required=True)
+    enrol = _Commands(
+        sub.add_parser(
+            "enrol-token",
+            help="manage the tokens that let new dryads enrol",
+            description="A dryad that connects with an unknown key presents an enrolment token "
+            "once; its worker UUID is then bound to its key for good. A token stays valid for "
+            "any number of dryads until it expires or is revoked, so one seed file can enrol "
+            "a whole batch of boards.",
+        ).add_subparsers(dest="action", required=True),
+        common,
+    )
     create = enrol.add_parser(
         "create",
         help="make a token and print it (last line); reusable by any number of dryads "
@@ -74,6 +92,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     enrol.add_parser("revoke", help="revoke every enrolment token (enrolled dryads stay)")
     return parser
+
+
+class _Commands:
+    """Sub-parsers that take the common options too; groups (``user``) pass none down."""
+
+    def __init__(
+        self,
+        group: argparse._SubParsersAction[argparse.ArgumentParser],
+        common: argparse.ArgumentParser,
+    ) -> None:
+        self.group, self.common = group, common
+
+    def add_parser(self, name: str, **kw: Any) -> argparse.ArgumentParser:
+        leaf = name not in ("user", "enrol-token")
+        return self.group.add_parser(name, parents=[self.common] if leaf else [], **kw)
 
 
 def _positive(text: str) -> int:
@@ -94,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             db=args.db,
             http=getattr(args, "http", None),
             link=getattr(args, "link", None),
+            scheduling=getattr(args, "scheduling", None),
         )
     except SettingsError as exc:
         print(f"boruta-coordinator: {exc}", file=sys.stderr)
@@ -108,14 +142,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(settings)
+        if (refused := _default_database(settings.db, args)) is not None:
+            return refused
         store = SqlStore.open(settings.db, sqlite_sync=settings.sqlite_sync)  # type: ignore[arg-type]
         try:
             store.migrate()
+            where = str(Path(settings.db).resolve()) if "://" not in settings.db else store.url
             if args.command == "user":
-                return _user(store, args)
+                return _user(store, args, where)
             if args.command == "enrol-token":
-                return _enrol_token(store, args)
-            print(f"database {settings.db} is up to date")
+                return _enrol_token(store, args, where)
+            print(f"database {where} is up to date")
             return 0
         finally:
             store.close()
@@ -124,22 +161,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _user(store: SqlStore, args: Any) -> int:
+def _default_database(db: str, args: Any) -> int | None:
+    """With no database configured, the default file in the current directory is used:
+    say so (on stderr, the token stays the last line of stdout), and refuse to make a new
+    empty one for a command that only reads or changes what is there."""
+    if args.db is not None or db != Settings().db or "://" in db:
+        return None
+    path = Path(db).resolve()
+    creates = args.command == "migrate" or (args.command, getattr(args, "action", "")) in (
+        ("user", "add"),
+        ("enrol-token", "create"),
+    )
+    if path.exists():
+        print(f"boruta-coordinator: using {path}: {NO_DB}", file=sys.stderr)
+    elif creates:
+        print(f"boruta-coordinator: creating a new database {path}: {NO_DB}", file=sys.stderr)
+    else:
+        print(f"boruta-coordinator: no database at {path}: {NO_DB}", file=sys.stderr)
+        return 2
+    return None
+
+
+def _user(store: SqlStore, args: Any, where: str) -> int:
     if args.action == "add":
         groups = tuple(g.strip() for g in args.groups.split(",") if g.strip())
         token = new_token()
         store.add_user(User(args.name, args.admin, groups), hash_token(token))
         role = "admin" if args.admin else "user"
-        print(f"created {role} {args.name} (groups: {', '.join(groups) or 'none'}); token:")
+        print(
+            f"created {role} {args.name} (groups: {', '.join(groups) or 'none'}) in "
+            f"database {where}; token:"
+        )
         print(token)
     elif args.action == "token":
         token = new_token()
         store.set_token(args.name, hash_token(token))
-        print(f"new token for {args.name} (the old one no longer works):")
+        print(f"new token for {args.name} in database {where} (the old one no longer works):")
         print(token)
     elif args.action == "remove":
         store.remove_user(args.name)
-        print(f"removed {args.name}")
+        print(f"removed {args.name} from database {where}")
     else:
         for user in store.users():
             role = "admin" if user.admin else "user"
@@ -147,59 +208,29 @@ def _user(store: SqlStore, args: Any) -> int:
     return 0
 
 
-def _enrol_token(store: SqlStore, args: Any) -> int:
+def _enrol_token(store: SqlStore, args: Any, where: str) -> int:
     if args.action == "create":
         token = new_token()
         expires = datetime.now(UTC) + timedelta(seconds=args.ttl)
         store.add_enrol_token(hash_token(token), expires)
         print(
-            f"enrolment token, valid until {expires.isoformat(timespec='seconds')} for any "
-            "number of dryads:"
+            f"enrolment token in database {where}, valid until "
+            f"{expires.isoformat(timespec='seconds')} for any number of dryads:"
         )
         print(token)
     else:
-        print(f"revoked {store.revoke_enrol_tokens()} enrolment token(s)")
+        print(f"revoked {store.revoke_enrol_tokens()} enrolment token(s) in database {where}")
     return 0
 
 
 def _serve(settings: Settings) -> int:
-    import uvicorn
-
     from coordinator.assembly import Parts, assemble
+    from coordinator.httpd.server import serve
 
     store = SqlStore.open(settings.db, sqlite_sync=settings.sqlite_sync)  # type: ignore[arg-type]
     try:
         store.claim_serving()
-    except BaseException:
-        store.close()
-        raise
-    coordinator = assemble(settings, Parts(store=store))
-    app = coordinator.app
-
-    class Server(uvicorn.Server):
-        async def startup(self, sockets: Any = None) -> None:
-            await super().startup(sockets)
-            if self.started:
-                host, port = self.servers[0].sockets[0].getsockname()[:2]
-                logger.info(READY, host, port)
-
-        def handle_exit(self, sig: int, frame: Any) -> None:
-            # uvicorn waits for open responses before the lifespan ends; an event stream
-            # never ends by itself, so end them all, or SIGTERM would hang on a dashboard.
-            coordinator.events.close()
-            super().handle_exit(sig, frame)
-
-    config = uvicorn.Config(
-        app,
-        host=settings.http_host,
-        port=settings.http_port,
-        lifespan="on",
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        server_header=False,
-    )
-    try:
-        asyncio.run(Server(config).serve())
+        serve(assemble(settings, Parts(store=store)), settings)
     finally:
         store.close()
     return 0

@@ -23,6 +23,7 @@ Python client raises the same class again from it (``coordinator.client.errors``
     │   ├── WrongListDirection         wrong-list-direction
     │   ├── ModificationForbidden      modification-forbidden (carries both states)
     │   ├── BadAddress                 bad-address
+    │   ├── BadQuota                   bad-quota            a quota or scheduling value out of range
     │   ├── MalformedInput             malformed-input
     │   │   └── EmptyBody              empty-body           no prefix
     │   └── Conflict               409 conflict             a concurrent change got there first
@@ -33,6 +34,8 @@ Python client raises the same class again from it (``coordinator.client.errors``
     ├── MethodNotAllowed           405 method-not-allowed   the endpoint takes other methods
     ├── DryadUnreachable           409 dryad-unreachable    the worker's dryad did not answer
     ├── BodyTooLarge               413 body-too-large
+    ├── QuotaExceeded              429 quota-exceeded       over the user's waiting limit
+    │   └── JobQuotaReached        403 job-quota-reached    prolong past the user's longest job
     ├── InternalError              500 internal             a bug; the reason stays in the log
     ├── Unavailable                503 unavailable          try again later
     │   ├── StoreUnavailable           store-unavailable    the database refused a write
@@ -199,6 +202,13 @@ class ModificationForbidden(InvalidRequest):
         self.to_state = to_state
 
 
+class BadQuota(InvalidRequest):
+    """A quota or scheduling setting that cannot be used: negative, absurd, of the wrong type
+    (docs/scheduling.md §quotas)."""
+
+    code = "bad-quota"
+
+
 class MalformedInput(InvalidRequest):
     """A body or parameter that cannot be parsed (bad JSON, wrong types, bad times)."""
 
@@ -273,6 +283,22 @@ class BodyTooLarge(BorutaError, ValueError):
 
     status = 413
     code = "body-too-large"
+
+
+class QuotaExceeded(BorutaError):
+    """A user over a limit an admin set; the message says the limit and the count
+    (docs/scheduling.md §quotas)."""
+
+    status = 429
+    code = "quota-exceeded"
+
+
+class JobQuotaReached(QuotaExceeded):
+    """A prolong that would take a job past its owner's longest job: the limit is the
+    user's own, not the farm's (that one is ``ProlongLimitReached``), hence 403."""
+
+    status = 403
+    code = "job-quota-reached"
 
 
 class DryadUnreachable(BorutaError, ConnectionError):
@@ -370,6 +396,7 @@ BY_STATUS: Final[Mapping[int, type[BorutaError]]] = {
     404: NotFound,
     405: MethodNotAllowed,
     413: BodyTooLarge,
+    429: QuotaExceeded,
     500: InternalError,
     503: Unavailable,
 }

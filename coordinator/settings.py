@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from coordinator.domain.fairshare import Policy, Scheduling
 from coordinator.domain.requests import RequestPolicy
 
 
@@ -33,6 +34,10 @@ class Settings:
     link_grace: int = 60  # seconds a dryad may be away before its worker FAILS
     link_keepalive: int = 5  # seconds between keepalives; 3 missed = the dryad is gone
     self_heal: bool = False  # a FAILED worker whose checks pass again returns to service
+    # The order within a priority (docs/scheduling.md §order): "fifo" as the original, or
+    # "fair" (least recent usage first); an admin may switch it until the next restart.
+    scheduling: str = "fifo"
+    usage_half_life: int = 86400  # seconds until a board-second of usage counts half
     # /metrics asks for a token like the API unless this is set, for a Prometheus on a
     # trusted network without one: the metrics show who uses the farm and how.
     metrics_public: bool = False
@@ -49,6 +54,14 @@ class Settings:
     # so a name is resolved once at start-up. "" = tunnel_bind when that is a specific
     # address, else the address this host's name resolves to.
     public_host: str = ""
+    # Slow and idle HTTP clients (docs/architecture.md §connections): seconds to send a
+    # request's headers, to send the next request on a kept-alive connection, and for a
+    # response to make progress towards a client that does not read; and the connections
+    # one client address may hold (over it, its oldest idle one is closed).
+    http_header_timeout: float = 10.0
+    http_keepalive_timeout: float = 5.0
+    http_send_timeout: float = 30.0
+    http_max_per_client: int = 128
 
     @property
     def http_host(self) -> str:
@@ -75,6 +88,10 @@ class Settings:
         return db.parent / "link_host_key"
 
     @property
+    def scheduling_rules(self) -> Scheduling:
+        return Scheduling(Policy(self.scheduling), timedelta(seconds=self.usage_half_life))
+
+    @property
     def policy(self) -> RequestPolicy:
         return RequestPolicy(
             job_timeout=timedelta(seconds=self.job_timeout),
@@ -96,6 +113,10 @@ class Settings:
             "webhook_timeout",
             "webhook_max_attempts",
             "webhook_backoff",
+            "http_header_timeout",
+            "http_keepalive_timeout",
+            "http_send_timeout",
+            "http_max_per_client",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive")
@@ -113,6 +134,13 @@ class Settings:
         ):
             raise SettingsError(
                 f"tunnel_ports must be FIRST-LAST within 1-65535, not {self.tunnel_ports!r}"
+            )
+        if self.scheduling not in ("fifo", "fair"):
+            raise SettingsError(f"scheduling must be fifo or fair, not {self.scheduling!r}")
+        if not 60 <= self.usage_half_life <= 365 * 86400:
+            raise SettingsError(
+                "usage_half_life must be from 60 to 31536000 seconds (zero would forget all"
+                f" usage at once), not {self.usage_half_life}"
             )
         if self.max_job_length < self.job_timeout:
             raise SettingsError("max_job_length must be at least job_timeout")
@@ -133,6 +161,8 @@ def load(path: Path | None, **overrides: Any) -> Settings:
         if key not in known:
             raise SettingsError(f"{path}: unknown setting {key!r}")
         expected = type(getattr(Settings(), key))
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = values[key] = float(value)  # `timeout = 10` means 10.0
         if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
             raise SettingsError(f"{path}: {key} must be a {expected.__name__}")
     settings = replace(Settings(), **values)

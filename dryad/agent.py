@@ -164,10 +164,19 @@ class Agent:
     # ---- the link's state -----------------------------------------------------------------
 
     async def link_state(self, state: LinkState, detail: str) -> None:
-        """Show the link's state on the panel; on connection, resend what is pending."""
+        """Show the link's state on the panel; on connection, resend what is pending.
+
+        On connection ``detail`` is the worker's state as registered: a board that has
+        no word from the coordinator yet (just started: its boot screen) draws that state
+        at once; the coordinator follows with the whole view (owner, reason). A board
+        with a view keeps it: the coordinator's ``display`` may have overtaken the answer.
+        """
         if state is LinkState.CONNECTED:
             # A restarted coordinator has forgotten our panel: it is in memory only there.
             self._panel_changed()
+            registered = _worker_state(detail)
+            if registered is not None and self._view is None:
+                self._view = wire.Display(registered)
             if self._view is not None:
                 await self._panel.show(self._view)  # replaces the "disconnected" screen
             if self._unsent is not None:
@@ -240,6 +249,13 @@ class Agent:
             await self._link.notify(wire.BUTTON, wire.Button(button))
         except LinkError as exc:
             logger.info("button %d not forwarded: %s", button, exc)
+
+
+def _worker_state(text: str) -> WorkerState | None:
+    try:
+        return WorkerState(text)
+    except ValueError:
+        return None
 
 
 # The coordinator's calls, one handler per row of the table that comes to the dryad.

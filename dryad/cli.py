@@ -22,6 +22,7 @@ from dryad.identity import Identity
 from dryad.link import Backoff, Link
 from dryad.panel import Panel
 from dryad.settings import DEFAULT_CONFIG, PROFILE_NAMES, Settings, load
+from dryad.sim_users import SimJobUsers, job_users, with_port
 from dryad.states import LinkState
 from dryad.systemd import Notifier
 from dryad.users import JobUsers
@@ -49,7 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.profile is not None:
             settings = settings.with_profile(args.profile)
         identity = Identity.load(settings.state_dir)
-        users = JobUsers(settings.job_user.name, settings.job_user.groups, settings.job_user.manage)
+        users = job_users(settings)
+        settings = with_port(settings, users)
     except ConfigError as exc:
         print(f"dryad: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -106,6 +108,7 @@ def board_settings(settings: Settings) -> BoardSettings:
     """The hardware settings of the configured profile."""
     return BoardSettings(
         stm_port=settings.stm.port,
+        generic=settings.generic,
         state_file=settings.sim.state_file,
         png_file=settings.sim.png_file,
     )
@@ -119,7 +122,7 @@ def health_settings(settings: Settings) -> HealthSettings:
 async def run(
     settings: Settings,
     identity: Identity,
-    users: JobUsers,
+    users: JobUsers | SimJobUsers,
     *,
     backoff: Backoff | None = None,
     notifier: Notifier | None = None,
@@ -154,6 +157,8 @@ async def run(
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_stop_on_signal, tg.cancel_scope)
+                if isinstance(users, SimJobUsers):
+                    await tg.start(users.run)
                 await tg.start(panel.run)
                 if board.stm is not None and settings.control.enabled:
                     user_socket, admin_socket = settings.control_sockets()

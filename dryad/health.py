@@ -12,6 +12,7 @@ from datetime import UTC
 from pathlib import Path
 
 import anyio
+import anyio.abc
 from anyio.abc import TaskStatus
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -25,6 +26,7 @@ MEMINFO = Path("/proc/meminfo")
 THERMAL = Path("/sys/class/thermal/thermal_zone0/temp")
 STM_TIMEOUT = 5.0  # a whole check; SerialStm has its own per-command timeout
 SSHD_TIMEOUT = 3.0
+BANNER_MAX = 255  # RFC 4253, section 4.2: the identification line's maximum length
 SERIAL_PROBES = 3
 
 
@@ -74,7 +76,8 @@ class SerialWatch:
 
     async def check(self) -> CheckResult:
         """Critical: a dryad that cannot talk to its STM cannot serve a job."""
-        if self._stm is None:
+        if self._stm is None or self._link() is None:
+            # A generic board's Stm is made of GPIO lines and commands: no serial line.
             return CheckResult("serial", True, True, "no STM serial line on this board profile")
         port = getattr(self._link(), "port", None)
         if isinstance(port, str) and port.startswith("/") and not await anyio.Path(port).exists():
@@ -152,15 +155,54 @@ def check_temperature(max_c: float, sensor: Path = THERMAL) -> CheckResult:
 
 
 async def check_sshd(port: int, host: str = "127.0.0.1") -> CheckResult:
-    """The local sshd accepts TCP connections: jobs reach the board through it. Critical."""
+    """The local sshd answers with an SSH banner: jobs reach the board through it. Critical.
+
+    A failure says which way it failed: refused, timed out, closed without a banner, or
+    answered with something that is not SSH (docs/simulated-board.md §Health).
+    """
+    where = f"{host}:{port}"
     try:
         with anyio.fail_after(SSHD_TIMEOUT):
             stream = await anyio.connect_tcp(host, port)
-    except (OSError, TimeoutError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "timeout"
-        return CheckResult("sshd", False, True, f"{host}:{port} does not accept: {reason}")
-    await stream.aclose()
-    return CheckResult("sshd", True, True, f"{host}:{port} accepts connections")
+    except TimeoutError:
+        return _sshd_failed(f"{where}: connection timed out after {SSHD_TIMEOUT:g} s")
+    except OSError as exc:
+        # anyio wraps the socket's error: "All connection attempts failed" from it.
+        cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+        if isinstance(cause, ConnectionRefusedError):
+            return _sshd_failed(f"{where}: connection refused (nothing listens)")
+        return _sshd_failed(f"{where}: cannot connect: {cause.strerror or cause}")
+    try:
+        banner = await _read_banner(stream)
+    except TimeoutError:
+        return _sshd_failed(f"{where}: accepted but sent no SSH banner within {SSHD_TIMEOUT:g} s")
+    except (OSError, anyio.BrokenResourceError, anyio.EndOfStream):
+        return _sshd_failed(f"{where}: closed the connection before its SSH banner")
+    finally:
+        await stream.aclose()
+    if not banner.startswith(b"SSH-"):
+        shown = banner[:40].decode("ascii", "replace")
+        return _sshd_failed(f"{where}: answered {shown!r}, not an SSH banner")
+    return CheckResult("sshd", True, True, f"{where}: {banner.decode('ascii', 'replace')}")
+
+
+async def _read_banner(stream: anyio.abc.SocketStream) -> bytes:
+    """The server's identification line (RFC 4253, section 4.2 lets other lines come first);
+    the first line when none is SSH's within a few lines."""
+    data = b""
+    with anyio.fail_after(SSHD_TIMEOUT):
+        while True:
+            data += await stream.receive()
+            lines = data.split(b"\n")
+            for line in lines[:-1]:
+                if line.startswith(b"SSH-"):
+                    return line.rstrip(b"\r")
+            if len(data) > 4 * BANNER_MAX:
+                return lines[0].rstrip(b"\r")
+
+
+def _sshd_failed(detail: str) -> CheckResult:
+    return CheckResult("sshd", False, True, detail)
 
 
 class Health:

@@ -251,7 +251,7 @@ class Link:
         async with anyio.create_task_group() as tg:
             tg.start_soon(serve)
             try:
-                await self._handshake(peer)
+                registered = await self._handshake(peer)
             except Exception as exc:
                 # Raised after the task group, not from its body, so callers see the
                 # error itself rather than an ExceptionGroup.
@@ -265,7 +265,9 @@ class Link:
                     self._settings.coordinator,
                     self._identity.uuid,
                 )
-                await self._set_state(on_state, LinkState.CONNECTED, "")
+                # The detail is the worker's state as registered: the panel draws it at
+                # once (a restarted dryad shows its boot screen until told otherwise).
+                await self._set_state(on_state, LinkState.CONNECTED, registered.state.value)
                 await ended.wait()
         peer.close()
         if failure is not None:
@@ -298,13 +300,14 @@ class Link:
         except asyncssh.ChannelListenError as exc:
             logger.error("the coordinator refused our sshd forward, so no job tunnels: %s", exc)
 
-    async def _handshake(self, peer: wire.Peer) -> None:
-        """Enrol if we must, then register; the coordinator's calls are served meanwhile."""
+    async def _handshake(self, peer: wire.Peer) -> wire.Registered:
+        """Enrol if we must, then register; the coordinator's calls are served meanwhile.
+        Returns the coordinator's answer to ``register`` (the worker's state)."""
         if not self._identity.enrolled and self._settings.read_enrol_token() is not None:
             await self._enrol(peer)  # the coordinator answers a repeated enrol kindly
         params = registration(self._settings, self._identity)
         try:
-            await peer.ask(wire.REGISTER, params)
+            registered = await peer.ask(wire.REGISTER, params)
         except wire.RpcError as exc:
             if exc.code != wire.NOT_ENROLLED:
                 raise LinkError(f"register refused: {exc.message}") from exc
@@ -313,9 +316,10 @@ class Link:
                 logger.warning("coordinator does not know this dryad any more; enrolling again")
                 self._identity.forget_enrolment()
             await self._enrol(peer)
-            await peer.ask(wire.REGISTER, params)
+            registered = await peer.ask(wire.REGISTER, params)
         if not self._identity.enrolled:
             self._identity.mark_enrolled(self._settings.coordinator)  # lost marker, key known
+        return registered
 
     async def _enrol(self, peer: wire.Peer) -> None:
         token = self._settings.read_enrol_token()

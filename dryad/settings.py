@@ -13,6 +13,9 @@ from coordinator.wire import LINK_PORT
 from dryad.errors import ConfigError
 from dryad.health import HealthSettings
 from dryad.stm_cli import ADMIN_SOCKET, USER_SOCKET
+from hardware.errors import BadConfig
+from hardware.generic import config as generic_config
+from hardware.generic.config import GenericSettings
 
 DEFAULT_CONFIG: Final = Path("/etc/boruta/dryad.toml")
 PROFILE_NAMES: Final = ("muxpi", "generic", "sim")
@@ -28,6 +31,14 @@ class JobUserSettings:
     name: str = "boruta-user"
     groups: tuple[str, ...] = ("disk", "dialout", "stm", "uucp")
     manage: bool = True  # False: leave users alone (a laptop running the sim profile)
+    # True: no system user; the dryad serves the job's key itself, as this process's
+    # user, in ``home`` (docs/simulated-board.md). Needs manage = false.
+    simulate: bool = False
+    home: Path | None = None  # the simulated job user's home; None: STATE_DIR/job-home
+
+    def home_in(self, state_dir: Path) -> Path:
+        """The simulated job user's home: as configured, else under the state directory."""
+        return self.home or state_dir / "job-home"
 
 
 @dataclass(frozen=True)
@@ -71,6 +82,12 @@ class Settings:
     stm: StmSettings = field(default_factory=StmSettings)
     sim: SimSettings = field(default_factory=SimSettings)
     control: ControlSettings = field(default_factory=ControlSettings)
+    generic: GenericSettings = field(default_factory=GenericSettings)
+
+    @property
+    def simulated(self) -> bool:
+        """Whether the board is a simulation (``sim``, or ``generic`` with ``simulate``)."""
+        return self.profile == "sim" or (self.profile == "generic" and self.generic.simulate)
 
     def control_sockets(self) -> tuple[Path, Path]:
         """The user and admin control sockets: as configured, else under /run/boruta/.
@@ -78,7 +95,7 @@ class Settings:
         A simulated dryad defaults to its state directory instead, so that several of
         them (the farm, the tests) share a machine without taking over its sockets.
         """
-        base = self.state_dir if self.profile == "sim" else None
+        base = self.state_dir if self.simulated else None
         user = self.control.user_socket or (base / "stm-user.socket" if base else Path(USER_SOCKET))
         admin = self.control.admin_socket or (base / "stm.socket" if base else Path(ADMIN_SOCKET))
         return user, admin
@@ -130,7 +147,7 @@ def parse(data: Mapping[str, Any], *, base: Path = Path(".")) -> Settings:
     """Build ``Settings`` from parsed TOML; relative paths are taken from ``base``."""
     known = {
         "coordinator", "enrol_token", "enrol_token_file", "caps", "profile", "state_dir",
-        "ssh_address", "job_user", "health", "stm", "sim", "control",
+        "ssh_address", "job_user", "health", "stm", "sim", "control", "generic",
     }  # fmt: skip
     _no_unknown(data, known, "")
     if "coordinator" not in data:
@@ -147,7 +164,14 @@ def parse(data: Mapping[str, Any], *, base: Path = Path(".")) -> Settings:
     if token is not None and token_file is not None:
         raise ConfigError("enrol_token, enrol_token_file: give one of them, not both")
     ssh_address = _get(data, "ssh_address", str, ":22")
-    _host_port(ssh_address, "ssh_address", None)
+    job_user = _section(data, "job_user", JobUserSettings, base)
+    if job_user.simulate and job_user.manage:
+        raise ConfigError(
+            "job_user.simulate: a simulated job user is the dryad's own user; "
+            "set job_user.manage = false too"
+        )
+    # Port 0 asks the simulated sshd for any free port; a real sshd has a fixed one.
+    _host_port(ssh_address, "ssh_address", None, any_port=job_user.simulate)
     state_dir = _path(data, "state_dir", base) or Settings.state_dir
     return Settings(
         coordinator_host=host,
@@ -158,13 +182,22 @@ def parse(data: Mapping[str, Any], *, base: Path = Path(".")) -> Settings:
         profile=_profile(_get(data, "profile", str, "muxpi"), "profile"),
         state_dir=state_dir,
         ssh_address=ssh_address,
-        job_user=_section(data, "job_user", JobUserSettings, base),
+        job_user=job_user,
         # The disk check watches the filesystem of the state directory.
         health=replace(_section(data, "health", HealthSettings, base), state_dir=state_dir),
         stm=_section(data, "stm", StmSettings, base),
         sim=_section(data, "sim", SimSettings, base),
         control=_section(data, "control", ControlSettings, base),
+        generic=_generic(data.get("generic", {}), base),
     )
+
+
+def _generic(table: Any, base: Path) -> GenericSettings:
+    """The ``[generic]`` table (docs/generic-board.md §configuration); read by that profile."""
+    try:
+        return generic_config.parse(table, base=base)
+    except BadConfig as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _no_unknown(data: Mapping[str, Any], known: set[str], prefix: str) -> None:
@@ -196,8 +229,11 @@ def _path(data: Mapping[str, Any], key: str, base: Path) -> Path | None:
     return base / Path(value).expanduser()
 
 
-def _host_port(value: str, key: str, default: int | None) -> tuple[str, int]:
-    """Split HOST:PORT, [IPv6]:PORT or (with a default port) a bare HOST."""
+def _host_port(
+    value: str, key: str, default: int | None, *, any_port: bool = False
+) -> tuple[str, int]:
+    """Split HOST:PORT, [IPv6]:PORT or (with a default port) a bare HOST; with
+    ``any_port``, port 0 (any free one) is allowed too."""
     host, sep, port = value.rpartition(":")
     if value.startswith("[") and "]" in value:
         end = value.index("]")
@@ -211,8 +247,9 @@ def _host_port(value: str, key: str, default: int | None) -> tuple[str, int]:
         if default is None:
             raise ConfigError(f"{key}: expected HOST:PORT, got {value!r}")
         return host, default
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"{key}: {port!r} is not a port number (1-65535)")
+    if not port.isdigit() or not (0 if any_port else 1) <= int(port) < 65536:
+        lowest = 0 if any_port else 1
+        raise ConfigError(f"{key}: {port!r} is not a port number ({lowest}-65535)")
     return host, int(port)
 
 

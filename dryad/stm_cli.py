@@ -18,6 +18,8 @@ from typing import Any, Final
 
 USER_SOCKET: Final = "/run/boruta/stm-user.socket"
 ADMIN_SOCKET: Final = "/run/boruta/stm.socket"
+# Set in a simulated board's SSH sessions: its dryad's socket (docs/simulated-board.md).
+SOCKET_ENV: Final = "BORUTA_STM_SOCKET"
 LINE_MAX: Final = 64 * 1024  # one request or reply line; a longer one is refused
 REPLY_TIMEOUT: Final = 30.0  # beyond the operation's own duration (a tick)
 
@@ -118,8 +120,9 @@ class ControlClient:
 
 
 def default_socket() -> str:
-    """The admin socket for root, the user socket for everyone else (the original's wrapper)."""
-    return ADMIN_SOCKET if os.geteuid() == 0 else USER_SOCKET
+    """``$BORUTA_STM_SOCKET`` if set; else the admin socket for root, the user socket for
+    everyone else (the original's wrapper)."""
+    return os.environ.get(SOCKET_ENV) or (ADMIN_SOCKET if os.geteuid() == 0 else USER_SOCKET)
 
 
 # Go's flag package, small: -name, --name, -name=value, -name value; bools take no value. --

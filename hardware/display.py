@@ -8,14 +8,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from luma.core.device import dummy
-from luma.core.render import canvas
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from hardware.errors import BadArgument, StmUnsupported
 from hardware.font import draw_text
 from hardware.interfaces import Stm
 from hardware.muxpi import FONT_HEIGHT, FONT_WIDTH, OLED_HEIGHT, OLED_WIDTH
+from hardware.recent import Recent
 from hardware.sim.firmware import Firmware
 from hardware.stm.protocol import TEXT_MAX, Color, text_command
 
@@ -30,14 +29,15 @@ def blank() -> Image.Image:
 
 
 def render_text(*lines: str) -> Image.Image:
-    """Draw up to two 16-character lines in the panel's font on a luma.core canvas."""
+    """Draw up to two 16-character lines in the panel's font on a blank frame."""
     if len(lines) > LINES or any(len(line) > TEXT_MAX for line in lines):
         raise BadArgument(f"OLED shows {LINES} lines of {TEXT_MAX} characters: {lines!r}")
-    device = dummy(width=OLED_WIDTH, height=OLED_HEIGHT, mode="1")
-    with canvas(device) as draw:
-        for row, line in enumerate(lines):
-            draw_text(draw, 0, row * FONT_HEIGHT, line)
-    image: Image.Image = device.image
+    # Straight on a PIL image: a luma device per frame would register an exit hook each
+    # time, and those keep every device (and its frame) alive: 5.7 KB per redraw.
+    image = blank()
+    draw = ImageDraw.Draw(image)
+    for row, line in enumerate(lines):
+        draw_text(draw, 0, row * FONT_HEIGHT, line)
     return image
 
 
@@ -98,7 +98,7 @@ class StmDisplay:
         self._text_only = text_only
         self._model = Firmware(draw=True)
         self._known = False  # the splash or an earlier owner's frame is on the panel
-        self.sent: list[str] = []
+        self.sent: Recent[str] = Recent()  # the latest commands, for tests
 
     @property
     def image(self) -> Image.Image:

@@ -13,6 +13,8 @@
     │   └── StmUnknownCommand                  the firmware said "Unknown command"
     ├── StmUnsupported (+ NotImplementedError) the firmware lacks a command (capability check)
     ├── BadArgument (+ ValueError)             refused before sending: out of range, too long
+    ├── BadConfig (+ ValueError)               a board setting is wrong; the message names its key
+    ├── CommandFailed (+ RuntimeError)         a power command exited non-zero or timed out
     └── UnknownProfile (+ LookupError)         no board profile by that name
 """
 
@@ -67,6 +69,22 @@ class StmUnsupported(HardwareError, NotImplementedError):
 
 class BadArgument(HardwareError, ValueError):
     """An argument was refused before anything was sent to the hardware."""
+
+
+class BadConfig(HardwareError, ValueError):
+    """A board setting is wrong or names hardware that is not there.
+
+    The message starts with the setting's key (``generic.power.pin: ...``), so the
+    operator knows which line of the configuration to fix.
+    """
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+
+
+class CommandFailed(HardwareError, RuntimeError):
+    """A configured command (a generic board's power switch) failed or timed out."""
 
 
 class UnknownProfile(HardwareError, LookupError):

@@ -1,4 +1,7 @@
-"""Board profiles (muxpi, generic, sim): each assembles Stm, Display, Leds and Gpio."""
+"""Board profiles (muxpi, generic, sim): each assembles Stm, Display, Leds and Gpio.
+
+Each builder imports its own parts, so a dryad loads only what its profile uses.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +10,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hardware.display import LumaDisplay, StmDisplay
-from hardware.errors import DeviceNotFound, UnknownProfile
-from hardware.gpio import NanoPiGpio
+from hardware.errors import UnknownProfile
+from hardware.generic.config import GenericSettings
 from hardware.interfaces import Display, Gpio, Leds, Stm
-from hardware.leds import StmLeds
 from hardware.muxpi import STM_PORT
-from hardware.pins import GpiodFactory, NanoPiMockFactory, PinMap
-from hardware.sim.firmware import Firmware
-from hardware.sim.pty import PtyStm
-from hardware.stm.client import SerialStm
+
+if TYPE_CHECKING:
+    from hardware.pins import PinMap
+    from hardware.sim.pty import PtyStm
+    from hardware.stm.client import SerialStm
 
 logger = logging.getLogger(__name__)
 
@@ -29,10 +31,9 @@ class BoardSettings:
 
     stm_port: str = STM_PORT
     stm_timeout: float = 1.0
-    pins: PinMap = field(default_factory=PinMap)
+    pins: PinMap | None = None  # muxpi and sim: the NanoPi lines; None: the MuxPi's own
     power_cycle_on_open: bool = True  # muxpi-power on before the port is opened
-    i2c_port: int = 1  # generic: SSD1306 bus and address
-    i2c_address: int = 0x3C
+    generic: GenericSettings = field(default_factory=GenericSettings)  # the [generic] table
     state_file: Path | None = None  # sim: board state as JSON
     png_file: Path | None = None  # sim and generic: the screen as PNG
 
@@ -47,6 +48,7 @@ class Board:
     stm: Stm | None
     gpio: Gpio | None
     sim: PtyStm | None = None
+    mock_pins: Any = None  # a simulated generic board's gpiozero MockFactory, for tests
 
 
 Builder = Callable[[BoardSettings, AsyncExitStack], Awaitable[Board]]
@@ -68,7 +70,8 @@ async def open_board(name: str, settings: BoardSettings | None = None) -> AsyncI
     """Open the board of profile *name*; everything is released on exit.
 
     :raises UnknownProfile: *name* is not registered (there is no fallback to ``sim``).
-    :raises DeviceNotFound, PortInUse, ...: the profile's hardware is missing or busy.
+    :raises DeviceNotFound, PortInUse, BadConfig, ...: the profile's hardware is missing,
+        busy or wrongly configured; whatever was opened before is closed again.
     """
     builder = PROFILES.get(name)
     if builder is None:
@@ -79,9 +82,10 @@ async def open_board(name: str, settings: BoardSettings | None = None) -> AsyncI
         yield board
 
 
-async def _stm_parts(
-    stm: SerialStm, factory: Any, stack: AsyncExitStack
-) -> tuple[StmDisplay, StmLeds]:
+async def _stm_parts(stm: SerialStm, factory: Any, stack: AsyncExitStack) -> tuple[Display, Leds]:
+    from hardware.display import StmDisplay
+    from hardware.leds import StmLeds
+
     await stack.enter_async_context(stm)
     leds = await stack.enter_async_context(StmLeds(stm, factory))
     return StmDisplay(stm), leds
@@ -90,7 +94,11 @@ async def _stm_parts(
 @profile("muxpi")
 async def _muxpi(settings: BoardSettings, stack: AsyncExitStack) -> Board:  # pragma: no cover
     # Real lines and a real UART: covered by the opt-in hardware run, not by CI.
-    factory = GpiodFactory(settings.pins)
+    from hardware.gpio import NanoPiGpio
+    from hardware.pins import GpiodFactory, PinMap
+    from hardware.stm.client import SerialStm
+
+    factory = GpiodFactory(settings.pins or PinMap())
     stack.callback(factory.close)
     gpio = NanoPiGpio(factory)
     stack.push_async_callback(gpio.aclose)
@@ -103,11 +111,17 @@ async def _muxpi(settings: BoardSettings, stack: AsyncExitStack) -> Board:  # pr
 
 @profile("sim")
 async def _sim(settings: BoardSettings, stack: AsyncExitStack) -> Board:
+    from hardware.gpio import NanoPiGpio
+    from hardware.pins import NanoPiMockFactory, PinMap
+    from hardware.sim.firmware import Firmware
+    from hardware.sim.pty import PtyStm
+    from hardware.stm.client import SerialStm
+
     firmware = Firmware()
     firmware.state.dut_current_ma = 250
     sim = PtyStm(firmware, state_file=settings.state_file, png_file=settings.png_file)
     await stack.enter_async_context(sim)
-    factory = NanoPiMockFactory(settings.pins)
+    factory = NanoPiMockFactory(settings.pins or PinMap())
     stack.callback(factory.close)
     gpio = NanoPiGpio(factory, settle=0)
     stack.push_async_callback(gpio.aclose)
@@ -119,19 +133,8 @@ async def _sim(settings: BoardSettings, stack: AsyncExitStack) -> Board:
 
 @profile("generic")
 async def _generic(settings: BoardSettings, stack: AsyncExitStack) -> Board:
-    from luma.core.error import DeviceNotFoundError, DevicePermissionError
-    from luma.core.interface.serial import i2c
-    from luma.oled.device import ssd1306
+    # docs/generic-board.md §configuration: the parts come from the [generic] table.
+    from hardware.generic.board import open_parts
 
-    try:
-        bus = i2c(port=settings.i2c_port, address=settings.i2c_address)
-    except (DeviceNotFoundError, DevicePermissionError) as exc:
-        raise DeviceNotFound(
-            f"OLED on I2C bus {settings.i2c_port} address {settings.i2c_address:#x} "
-            f"is not reachable ({exc}); check i2c is enabled and the user is in group i2c"
-        ) from exc
-    display = LumaDisplay(  # pragma: no cover - needs a real I2C bus
-        ssd1306(bus, width=128, height=32), png=settings.png_file
-    )
-    stack.push_async_callback(display.aclose)  # pragma: no cover
-    return Board("generic", display, None, None, None)  # pragma: no cover
+    stm, display, leds, pins = await open_parts(settings.generic, stack, png=settings.png_file)
+    return Board("generic", display, leds, stm, None, mock_pins=pins)

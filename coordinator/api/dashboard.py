@@ -18,10 +18,19 @@ from coordinator.feed.render import panel_json
 from coordinator.service.operations import Service
 
 FILES: Final = Path(__file__).with_name("dashboard")
+_JS: Final = "text/javascript; charset=utf-8"
+# The page and its modules: dashboard.js imports the others (api, format, rack, actions,
+# queue, history), each one part of the page.
 STATIC: Final = {
     "index.html": "text/html; charset=utf-8",
-    "dashboard.js": "text/javascript; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
+    "dashboard.js": _JS,
+    "api.js": _JS,
+    "format.js": _JS,
+    "rack.js": _JS,
+    "actions.js": _JS,
+    "queue.js": _JS,
+    "history.js": _JS,
 }
 # Everything comes from this origin; panels arrive as data: URLs. The page keeps the API
 # token in sessionStorage, so no script from elsewhere may ever run in it.
@@ -43,7 +52,7 @@ class Dashboard:
         self._service = service
         self._panels = panels
         self._auth = auth
-        # Three small files, read once: the page must not depend on the disk after start-up.
+        # Small files, read once: the page must not depend on the disk after start-up.
         self._files = {name: (FILES / name).read_bytes() for name in STATIC}
 
     def routes(self) -> list[Route]:

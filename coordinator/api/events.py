@@ -22,7 +22,6 @@ from coordinator.store.records import TransitionQuery
 
 logger = logging.getLogger(__name__)
 
-_TOKEN_IN_QUERY: Final = re.compile(r"(?i)([?&]token=)[^&\s\"]*")
 _WORD: Final = re.compile(r"^[A-Za-z0-9_.:-]+$")
 KEEPALIVE_FRAME: Final = b": keepalive\n\n"
 
@@ -123,22 +122,3 @@ def _after(http: HTTPConnection) -> int | None:
     if not text.isdigit():
         raise MalformedInput("Last-Event-ID and after must be event ids (whole numbers)")
     return int(text)
-
-
-class RedactTokens(logging.Filter):
-    """Keeps ``?token=`` values out of access logs (uvicorn's logs the query string)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(
-                _TOKEN_IN_QUERY.sub(r"\1REDACTED", a) if isinstance(a, str) else a
-                for a in record.args
-            )
-        return True
-
-
-def redact_access_log() -> None:
-    """Install ``RedactTokens`` on uvicorn's access logger, once."""
-    access = logging.getLogger("uvicorn.access")
-    if not any(isinstance(f, RedactTokens) for f in access.filters):
-        access.addFilter(RedactTokens())

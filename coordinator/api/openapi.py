@@ -46,7 +46,7 @@ def openapi_document() -> dict[str, Any]:
         "security": [{"bearer": []}, {"basic": []}],
         "paths": {
             "/api/v1/version": {"get": {**_op("Server and API version", "200"), "security": []}},
-            "/api/v1/reqs/": {"post": _op("Create a request", "201", "ReqInfo")},
+            "/api/v1/reqs/": {"post": _create()},
             "/api/v1/reqs/list": {"post": _op("List requests", "200", "RequestsListSpec")},
             "/api/v1/reqs/{id}": {
                 "parameters": rid,
@@ -84,6 +84,7 @@ def openapi_document() -> dict[str, Any]:
                 "post": _op("Remove a worker", "204", admin=True),
             },
             **_feed_paths(),
+            **_scheduling_paths(),
             "/healthz": {
                 "get": {
                     "summary": "Liveness and store check",
@@ -163,6 +164,29 @@ def openapi_document() -> dict[str, Any]:
                     },
                 },
                 "WorkersListSpec": {"type": ["object", "null"]},
+                "Quota": {
+                    "type": "object",
+                    "description": "absent or null: no limit (docs/scheduling.md)",
+                    "additionalProperties": False,
+                    "properties": {
+                        "MaxHeld": _limit(0, 10_000, "boards held at once"),
+                        "MaxWaiting": _limit(0, 1_000_000, "requests waiting at once"),
+                        "MaxJobSeconds": _limit(1, 31_536_000, "a job's length with prolongs"),
+                    },
+                },
+                "Scheduling": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "Policy": {"enum": ["fifo", "fair"]},
+                        "HalfLife": {
+                            "type": "integer",
+                            "minimum": 60,
+                            "maximum": 31_536_000,
+                            "description": "seconds until a board-second of usage counts half",
+                        },
+                    },
+                },
             },
         },
     }
@@ -218,6 +242,12 @@ def _feed_paths() -> dict[str, Any]:
             "parameters": hook,
             "get": {**_op("A webhook's deliveries", "200", admin=True), "parameters": [limit]},
         },
+        "/api/v1/whoami": {
+            "get": {
+                **_op("The caller's user name, whether an admin, and groups", "200"),
+                "responses": {"200": {"description": "success"}, "401": _ERROR, "503": _ERROR},
+            }
+        },
         "/api/v1/history": {
             "get": {
                 **_op("Recorded transitions with actor and reason, newest last", "200"),
@@ -239,5 +269,39 @@ def _feed_paths() -> dict[str, Any]:
             "get": {
                 **_op("Prometheus metrics (open when metrics_public is set)", "200"),
             }
+        },
+    }
+
+
+def _create() -> dict[str, Any]:
+    """Creation may also meet the owner's limit of waiting requests (quota-exceeded)."""
+    create = _op("Create a request", "201", "ReqInfo")
+    create["responses"]["429"] = _ERROR
+    return create
+
+
+def _limit(least: int, most: int, what: str) -> dict[str, Any]:
+    return {"type": ["integer", "null"], "minimum": least, "maximum": most, "description": what}
+
+
+def _scheduling_paths() -> dict[str, Any]:
+    """Quotas, usage and the scheduling policy (additive; docs/scheduling.md §endpoints)."""
+    name = [
+        {"name": "kind", "in": "path", "required": True, "schema": {"enum": ["users", "groups"]}},
+        {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+    ]
+    return {
+        "/api/v1/quotas": {"get": _op("Every quota of users and groups", "200")},
+        "/api/v1/quotas/{kind}/{name}": {
+            "parameters": name,
+            "put": _op("Set a user's or a group's quota", "204", "Quota", admin=True),
+            "delete": _op("Remove a quota", "204", admin=True),
+        },
+        "/api/v1/usage": {
+            "get": _op("Each user's decayed usage, holds, waiting and limits", "200")
+        },
+        "/api/v1/scheduling": {
+            "get": _op("The scheduling policy and usage half-life in force", "200"),
+            "post": _op("Switch the policy or half-life", "200", "Scheduling", admin=True),
         },
     }

@@ -53,7 +53,7 @@ def _run(args: Any, transport: httpx.BaseTransport | None) -> int:
         # installed: a third of its import time, never used here. None makes that import
         # fail, and httpx falls back to a stub, as it does when they are absent.
         sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
-    from coordinator.boruta_cli import commands, config, reserve
+    from coordinator.boruta_cli import commands, config, reserve, shares
     from coordinator.client import Client, ServerUnreachable
     from coordinator.errors import BorutaError, Forbidden, Unauthorized
 
@@ -61,21 +61,30 @@ def _run(args: Any, transport: httpx.BaseTransport | None) -> int:
         settings = config.load(args)
     except config.ConfigError as exc:
         return _fail(str(exc), USAGE)
+    for warning in settings.warnings:
+        sys.stderr.write(f"boruta: {warning}\n")
     handlers = {
         "reserve": reserve.reserve,
         "ssh-config": reserve.ssh_config,
         "requests": commands.requests,
         "workers": commands.workers,
         "admin": commands.admin,
+        "usage": shares.usage,
     }
     try:
         with Client(settings.url, settings.token, transport=transport) as client:
             return handlers[args.command](client, args)
     except commands.UsageError as exc:
         return _fail(str(exc), USAGE)
+    except commands.Refused as exc:
+        return _fail(str(exc), REFUSED)
     except ServerUnreachable as exc:
         return _fail(exc.message, UNREACHABLE)
-    except (Unauthorized, Forbidden) as exc:
+    except Unauthorized as exc:
+        if not settings.token:
+            return _fail(config.how_to_set_token(), AUTH)
+        return _fail(f"{exc.wire_message} (the token from {settings.token_from})", AUTH)
+    except Forbidden as exc:
         return _fail(exc.wire_message, AUTH)
     except BorutaError as exc:
         return _fail(exc.wire_message, REFUSED)

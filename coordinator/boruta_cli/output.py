@@ -6,7 +6,7 @@ import dataclasses
 import json
 import sys
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from coordinator.client.models import RequestInfo, WorkerInfo
@@ -28,6 +28,8 @@ def plain(data: Any) -> Any:
         return {f.name: plain(getattr(data, f.name)) for f in dataclasses.fields(data)}
     if isinstance(data, datetime):
         return when(data)
+    if isinstance(data, timedelta):
+        return data.total_seconds()
     if isinstance(data, Mapping):
         return {str(k): plain(v) for k, v in data.items()}
     if isinstance(data, list | tuple):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -11,11 +12,10 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
-from coordinator.boruta_cli import output
-from coordinator.boruta_cli.commands import parse_caps, parse_when
+from coordinator.boruta_cli import keys, output
+from coordinator.boruta_cli.commands import Refused, ended, parse_caps, parse_when
 from coordinator.client import Client
 from coordinator.domain.ids import RequestID
 from coordinator.domain.model import AccessInfo
@@ -26,6 +26,9 @@ TICK_TTY = 1.0  # seconds per long poll on a terminal: the elapsed time moves ev
 TICK_LOG = 10.0  # without a terminal only changes are logged, so fewer calls do
 
 
+_LIVE = (RequestState.WAITING, RequestState.IN_PROGRESS)
+
+
 class Ended(Exception):
     """The request ended without a worker (cancelled elsewhere, timed out, invalid)."""
 
@@ -34,6 +37,12 @@ def reserve(client: Client, args: Any) -> int:
     caps = parse_caps(args.caps)
     rid = client.new_request(args.priority, caps, deadline=parse_when(args.deadline))
     if not (args.wait or args.ssh):
+        # The coordinator decides INVALID as it creates the request: say so now, as
+        # waiting would, rather than hand out the ID of a request that is already over.
+        info = client.get_request(rid)
+        if info.state not in _LIVE:
+            output.say(ended(info), err=True)
+            return 1
         output.dump({"id": rid}) if args.json else output.say(str(rid))
         return 0
     output.say(f"request {rid} created for {output.caps_text(caps)}", err=True)
@@ -58,8 +67,10 @@ def reserve(client: Client, args: Any) -> int:
                 }
             )
         else:
-            output.say(f"request {rid}: ssh -p {access.port} {access.username}@{access.host}")
-            output.say(f"key and host entry: boruta ssh-config {rid}")
+            key = keys.save(rid, access.key_pem)
+            command = shlex.join(["ssh", *ssh_options(access, str(key))])
+            output.say(f"request {rid}: {command}")
+            output.say(f"or as host boruta-{rid}: boruta ssh-config {rid} >> ~/.ssh/config")
         return 0
     return ssh(client, rid, access)
 
@@ -69,14 +80,14 @@ def wait_for_worker(client: Client, rid: RequestID, live: bool) -> AccessInfo:
     start, last = time.monotonic(), ""
     while True:
         info = client.get_request(rid)
-        if info.state not in (RequestState.WAITING, RequestState.IN_PROGRESS):
+        if info.state not in _LIVE:
             if live:
                 sys.stderr.write("\r\x1b[K")
-            reason = f": {info.reason}" if info.reason else ""
-            raise Ended(f"request {rid} is {info.state.value}{reason}")
+            raise Ended(ended(info))
         position = client.queue_position(rid)
         ahead = "" if position is None else f", {position} ahead in the queue"
-        status = f"request {rid} {info.state.value}{ahead}"
+        why = f" ({info.reason})" if info.reason else ""  # over quota (docs/scheduling.md)
+        status = f"request {rid} {info.state.value}{ahead}{why}"
         elapsed = int(time.monotonic() - start)
         if live:
             sys.stderr.write(f"\r\x1b[K{status}, {elapsed // 60}:{elapsed % 60:02d} elapsed")
@@ -132,6 +143,11 @@ def ssh_options(access: AccessInfo, key: str) -> list[str]:
         key,
         "-p",
         str(access.port),
+        # Only the job key: keys from an agent are offered first otherwise, and a few of
+        # them use up sshd's MaxAuthTries before the job key is tried.
+        "-o",
+        "IdentitiesOnly=yes",
+        # A tunnel port serves another board's host key in the next job.
         "-o",
         "StrictHostKeyChecking=no",
         "-o",
@@ -153,21 +169,25 @@ def _confirm(question: str) -> bool:
 
 def ssh_config(client: Client, args: Any) -> int:
     rid = RequestID(args.id)
+    info = client.get_request(rid)
+    if info.state is RequestState.WAITING:
+        position = client.queue_position(rid)
+        ahead = "" if position is None else f" ({position} ahead in the queue)"
+        raise Refused(
+            f"request {rid} is still WAITING for a worker{ahead}: no access yet; run this "
+            f"again once `boruta requests show {rid}` says IN PROGRESS"
+        )
+    if info.state is not RequestState.IN_PROGRESS:
+        raise Refused(f"{ended(info)}; an ended request gives no access")
     access = client.acquire_worker(rid)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    folder = Path(base) / "boruta"
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    key = folder / f"boruta-{rid}.key"
-    fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as sink:
-        os.fchmod(sink.fileno(), 0o600)  # an older file may have had looser bits
-        sink.write(access.key_pem)
+    key = keys.save(rid, access.key_pem)
+    quoted = f'"{key}"' if " " in str(key) else str(key)  # ssh_config(5) quoting
     output.say(
         f"Host boruta-{rid}\n"
         f"    HostName {access.host}\n"
         f"    Port {access.port}\n"
         f"    User {access.username}\n"
-        f"    IdentityFile {key}\n"
+        f"    IdentityFile {quoted}\n"
         "    IdentitiesOnly yes\n"
         "    StrictHostKeyChecking no\n"
         "    UserKnownHostsFile /dev/null"

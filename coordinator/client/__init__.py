@@ -3,7 +3,7 @@
 
 from coordinator.client.errors import ServerUnreachable, UnexpectedAnswer
 from coordinator.client.http import AsyncClient, Client
-from coordinator.client.models import JobInfo, RequestInfo, WorkerInfo
+from coordinator.client.models import JobInfo, RequestInfo, TransitionInfo, WorkerInfo
 
 __all__ = [
     "AsyncClient",
@@ -11,6 +11,7 @@ __all__ = [
     "JobInfo",
     "RequestInfo",
     "ServerUnreachable",
+    "TransitionInfo",
     "UnexpectedAnswer",
     "WorkerInfo",
 ]

@@ -5,15 +5,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
+from urllib.parse import quote
 
 from coordinator import boruta_json as bj
-from coordinator.client.models import RequestInfo, WorkerInfo, health_from_json
+from coordinator.client.models import (
+    RequestInfo,
+    TransitionInfo,
+    WorkerInfo,
+    health_from_json,
+)
 from coordinator.domain import listing
+from coordinator.domain.fairshare import Policy, Scheduling, UsageReport, UserUsage
 from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.listing import ListSpec, Page, RequestFilter, WorkerFilter
 from coordinator.domain.model import AccessInfo
+from coordinator.domain.quotas import Quota, Quotas
 from coordinator.domain.states import WorkerState
 from coordinator.errors import MalformedInput
 from coordinator.wire import HealthReport
@@ -181,6 +189,20 @@ def run_healthcheck(uuid: WorkerUUID, timeout: float) -> Call[HealthReport]:
     return Call("POST", f"/workers/{uuid}/healthcheck", parse, timeout=timeout)
 
 
+def history(kind: str, subject: str, limit: int) -> Call[list[TransitionInfo]]:
+    """The latest ``limit`` changes of one request or worker, oldest first (a feed call the
+    original does not have: its ``/history`` answers 404)."""
+    params = {"kind": kind, "subject": subject, "limit": str(limit)}
+
+    def parse(headers: Headers, body: bytes) -> list[TransitionInfo]:
+        data = _json(body)
+        if not isinstance(data, list):
+            raise MalformedInput("a history answer must be a JSON array")
+        return [TransitionInfo.from_json(d) for d in data]
+
+    return Call("GET", "/history", parse, params=params)
+
+
 _REQ_ITEMS = ("", "id", "priority", "deadline", "validafter", "state")
 _WORKER_ITEMS = ("", "uuid", "state", "groups")
 
@@ -216,3 +238,79 @@ def _page(item: Callable[[Any], T]) -> Parse[Page[T]]:
         return Page([item(d) for d in data], total, remaining)
 
     return parse
+
+
+# ---- quotas, usage and scheduling (docs/scheduling.md §endpoints) -------------------------
+
+
+def _quota(data: Mapping[str, Any]) -> Quota:
+    job = data.get("MaxJobSeconds")
+    return Quota(
+        data.get("MaxHeld"),
+        data.get("MaxWaiting"),
+        None if job is None else timedelta(seconds=int(job)),
+    )
+
+
+def _scheduling(data: Mapping[str, Any]) -> Scheduling:
+    return Scheduling(Policy(data["Policy"]), timedelta(seconds=int(data["HalfLife"])))
+
+
+def _quotas(headers: Headers, body: bytes) -> Quotas:
+    users: dict[str, Quota] = {}
+    groups: dict[str, Quota] = {}
+    for row in _json(body):
+        (users if row["Kind"] == "user" else groups)[str(row["Name"])] = _quota(row)
+    return Quotas(users, groups)
+
+
+def _usage(headers: Headers, body: bytes) -> UsageReport:
+    data = _json(body)
+    users = [
+        UserUsage(
+            str(u["Name"]),
+            float(u["Usage"]),
+            int(u["Holds"]),
+            int(u["Waiting"]),
+            _quota(u["Limits"]),
+        )
+        for u in data["Users"]
+    ]
+    return UsageReport(_scheduling(data), users)
+
+
+def _quota_path(kind: str, name: str) -> str:
+    if kind not in ("user", "group"):
+        raise ValueError(f"a quota is of a user or a group, not {kind!r}")
+    return f"/quotas/{kind}s/{quote(name, safe='')}"
+
+
+def quotas() -> Call[Quotas]:
+    return Call("GET", "/quotas", _quotas)
+
+
+def set_quota(kind: str, name: str, quota: Quota) -> Call[None]:
+    job = None if quota.max_job is None else int(quota.max_job.total_seconds())
+    body = {"MaxHeld": quota.max_held, "MaxWaiting": quota.max_waiting, "MaxJobSeconds": job}
+    return Call("PUT", _quota_path(kind, name), _none, body)
+
+
+def delete_quota(kind: str, name: str) -> Call[None]:
+    return Call("DELETE", _quota_path(kind, name), _none)
+
+
+def usage() -> Call[UsageReport]:
+    return Call("GET", "/usage", _usage)
+
+
+def scheduling() -> Call[Scheduling]:
+    return Call("GET", "/scheduling", lambda h, b: _scheduling(_json(b)))
+
+
+def set_scheduling(policy: Policy | None, half_life: timedelta | None) -> Call[Scheduling]:
+    body: dict[str, object] = {}
+    if policy is not None:
+        body["Policy"] = policy.value
+    if half_life is not None:
+        body["HalfLife"] = int(half_life.total_seconds())
+    return Call("POST", "/scheduling", lambda h, b: _scheduling(_json(b)), body)

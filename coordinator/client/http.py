@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -13,10 +13,12 @@ from coordinator import __version__
 from coordinator.client import calls
 from coordinator.client.calls import Call
 from coordinator.client.errors import ServerUnreachable, error_from_answer
-from coordinator.client.models import RequestInfo, WorkerInfo
+from coordinator.client.models import RequestInfo, TransitionInfo, WorkerInfo
+from coordinator.domain.fairshare import Policy, Scheduling, UsageReport
 from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.listing import ListSpec, Page
 from coordinator.domain.model import AccessInfo, Request, Worker
+from coordinator.domain.quotas import Quota, Quotas
 from coordinator.domain.states import WorkerState
 from coordinator.errors import ERROR_CODE_HEADER, BorutaError
 from coordinator.wire import HealthReport
@@ -163,9 +165,37 @@ class Client(_Base):
     def run_healthcheck(self, uuid: WorkerUUID) -> HealthReport:
         return self._send(calls.run_healthcheck(uuid, self.timeout))
 
+    def history(self, kind: str, subject: str, limit: int = 100) -> list[TransitionInfo]:
+        """The latest changes of one request or worker (from the coordinator's feed, which
+        the service does not hold: ``LocalClient`` has no such method)."""
+        return self._send(calls.history(kind, subject, limit))
+
+    def quotas(self) -> Quotas:
+        return self._send(calls.quotas())
+
+    def set_quota(self, kind: str, name: str, quota: Quota) -> None:
+        """Set a user's (``kind`` "user") or group's quota (admins)."""
+        return self._send(calls.set_quota(kind, name, quota))
+
+    def delete_quota(self, kind: str, name: str) -> None:
+        return self._send(calls.delete_quota(kind, name))
+
+    def usage(self) -> UsageReport:
+        return self._send(calls.usage())
+
+    def scheduling(self) -> Scheduling:
+        return self._send(calls.scheduling())
+
+    def set_scheduling(
+        self, policy: Policy | None = None, half_life: timedelta | None = None
+    ) -> Scheduling:
+        """Switch the order within a priority or the usage half-life (admins)."""
+        return self._send(calls.set_scheduling(policy, half_life))
+
 
 class AsyncClient(_Base):
-    """The same operations, awaitable; ``LocalClient`` has exactly these signatures."""
+    """The same operations, awaitable; ``LocalClient`` has exactly these signatures, but
+    for ``history`` (the feed's, not the service's)."""
 
     def __init__(
         self,
@@ -259,3 +289,29 @@ class AsyncClient(_Base):
 
     async def run_healthcheck(self, uuid: WorkerUUID) -> HealthReport:
         return await self._send(calls.run_healthcheck(uuid, self.timeout))
+
+    async def history(self, kind: str, subject: str, limit: int = 100) -> list[TransitionInfo]:
+        """As ``Client.history``."""
+        return await self._send(calls.history(kind, subject, limit))
+
+    async def quotas(self) -> Quotas:
+        return await self._send(calls.quotas())
+
+    async def set_quota(self, kind: str, name: str, quota: Quota) -> None:
+        """Set a user's (``kind`` "user") or group's quota (admins)."""
+        return await self._send(calls.set_quota(kind, name, quota))
+
+    async def delete_quota(self, kind: str, name: str) -> None:
+        return await self._send(calls.delete_quota(kind, name))
+
+    async def usage(self) -> UsageReport:
+        return await self._send(calls.usage())
+
+    async def scheduling(self) -> Scheduling:
+        return await self._send(calls.scheduling())
+
+    async def set_scheduling(
+        self, policy: Policy | None = None, half_life: timedelta | None = None
+    ) -> Scheduling:
+        """Switch the order within a priority or the usage half-life (admins)."""
+        return await self._send(calls.set_scheduling(policy, half_life))

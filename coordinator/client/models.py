@@ -101,6 +101,34 @@ class WorkerInfo:
         return cls.from_json(bj.worker_json(worker, connected, health))
 
 
+@dataclass(frozen=True, slots=True)
+class TransitionInfo:
+    """One change of a request or worker as ``GET /api/v1/history`` shows it (additive)."""
+
+    id: int
+    kind: str  # "request" or "worker"
+    subject: str  # request ID or worker UUID, as text
+    old: str  # the state's wire text; "" when the subject was created
+    new: str  # "" when the subject was removed
+    reason: str
+    actor: str  # a user name, or "" for the coordinator itself
+    at: datetime
+
+    @classmethod
+    def from_json(cls, data: Any) -> TransitionInfo:
+        d = bj.expect_object(data, "transition")
+        return cls(
+            id=_int(d, "id"),
+            kind=str(d.get("kind") or ""),
+            subject=str(d.get("subject") or ""),
+            old=str(d.get("old") or ""),
+            new=str(d.get("new") or ""),
+            reason=str(d.get("reason") or ""),
+            actor=str(d.get("actor") or ""),
+            at=_time(d, "at"),
+        )
+
+
 def health_from_json(data: Any) -> tuple[datetime, HealthReport]:
     d = bj.expect_object(data, "Health")
     checks = d.get("Checks") or []

@@ -1,20 +1,26 @@
 """The matcher (docs/boruta-api.md §matcher): which waiting request gets which idle worker.
 
-Priority first (1 is the most important), FIFO within a priority; a request takes the
-least capable idle worker that fits (fewest caps + groups), ties to the lowest UUID.
-Requests with the same caps and groups share one candidate list per pass, so a pass over
-a long queue costs one step per request plus one scan of the workers per distinct need.
+Priority first (1 is the most important), FIFO within a priority, or with the ``fair``
+policy the owner with the least recent usage first (docs/scheduling.md §fair share); a
+request whose owner holds as many boards as their quota allows is passed over. A request
+takes the least capable idle worker that fits (fewest caps + groups), ties to the lowest
+UUID. Requests with the same caps and groups share one candidate list per pass, so a pass
+over a long queue costs one step per request plus one scan of the workers per distinct need.
 """
 
 from __future__ import annotations
 
 import bisect
+import heapq
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
+from coordinator.domain.fairshare import Policy
 from coordinator.domain.ids import UUID_CAP, RequestID, WorkerUUID
 from coordinator.domain.model import Request, Worker
+from coordinator.domain.quotas import Quota, Quotas
 from coordinator.domain.requests import is_ready
 from coordinator.domain.states import WorkerState
 
@@ -63,12 +69,18 @@ def _score(worker: Worker) -> tuple[int, str]:
 
 
 class Queue:
-    """Waiting requests in matching order: priority, then FIFO place (``Request.queued``)."""
+    """Waiting requests in matching order: priority, then FIFO place (``Request.queued``).
+
+    Each owner's requests of one priority are also kept apart, in FIFO order, so the
+    ``fair`` order is a merge of those lists by usage, not a sort of the whole queue.
+    """
 
     def __init__(self, requests: Iterable[Request] = ()) -> None:
-        self._keys: list[tuple[int, int, RequestID]] = sorted(
-            (r.priority, r.queued, r.id) for r in requests
-        )
+        self._keys: list[tuple[int, int, RequestID]] = []
+        self._owned: dict[int, dict[str, list[tuple[int, RequestID]]]] = {}
+        self.waiting: Counter[str] = Counter()  # WAITING requests of each owner
+        for req in sorted(requests, key=lambda r: (r.priority, r.queued, r.id)):
+            self.add(req)
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -78,6 +90,9 @@ class Queue:
 
     def add(self, req: Request) -> None:
         bisect.insort(self._keys, (req.priority, req.queued, req.id))
+        owners = self._owned.setdefault(req.priority, {})
+        bisect.insort(owners.setdefault(req.owner, []), (req.queued, req.id))
+        self.waiting[req.owner] += 1
 
     def remove(self, req: Request) -> None:
         """Remove by the request's current priority and place; absent ones are ignored."""
@@ -85,10 +100,77 @@ class Queue:
         at = bisect.bisect_left(self._keys, key)
         if at < len(self._keys) and self._keys[at] == key:
             del self._keys[at]
+            owners = self._owned[req.priority]
+            mine = owners[req.owner]
+            del mine[bisect.bisect_left(mine, (req.queued, req.id))]
+            if not mine:
+                del owners[req.owner]
+                if not owners:
+                    del self._owned[req.priority]
+            self.waiting[req.owner] -= 1
+            if not self.waiting[req.owner]:
+                del self.waiting[req.owner]
 
-    def position(self, req: Request) -> int:
-        """How many waiting requests come before this one."""
-        return bisect.bisect_left(self._keys, (req.priority, req.queued, req.id))
+    def ordered(self, policy: Policy, usage: Mapping[str, float]) -> Iterator[RequestID]:
+        """The queue in ``policy``'s order, lazily: a pass that stops early pays little."""
+        if policy is Policy.FIFO:
+            return iter(self)
+        return self._fair(usage)
+
+    def _fair(self, usage: Mapping[str, float]) -> Iterator[RequestID]:
+        # Within a priority, a heap of owners by (usage, their next request's place): equal
+        # usage falls back to FIFO across owners, as the sort key (priority, usage, queued).
+        for prio in sorted(self._owned):
+            owners = self._owned[prio]
+            heap = [(usage.get(o, 0.0), reqs[0][0], o, 0) for o, reqs in owners.items()]
+            heapq.heapify(heap)
+            while heap:
+                used, _queued, owner, at = heap[0]
+                reqs = owners[owner]
+                yield reqs[at][1]
+                if at + 1 < len(reqs):
+                    heapq.heapreplace(heap, (used, reqs[at + 1][0], owner, at + 1))
+                else:
+                    heapq.heappop(heap)
+
+    def position(
+        self, req: Request, policy: Policy = Policy.FIFO, usage: Mapping[str, float] | None = None
+    ) -> int:
+        """How many waiting requests come before this one in ``policy``'s order."""
+        if policy is Policy.FIFO:
+            return bisect.bisect_left(self._keys, (req.priority, req.queued, req.id))
+        usage = usage or {}
+        ahead = sum(
+            len(reqs)
+            for prio, owners in self._owned.items()
+            if prio < req.priority
+            for reqs in owners.values()
+        )
+        mine = usage.get(req.owner, 0.0)
+        for owner, reqs in self._owned.get(req.priority, {}).items():
+            used = usage.get(owner, 0.0)
+            if used < mine:
+                ahead += len(reqs)
+            elif used == mine:
+                ahead += bisect.bisect_left(reqs, (req.queued, req.id))
+        return ahead
+
+
+@dataclass(slots=True)
+class Limits:
+    """What a pass must respect of quotas: the boards each owner holds, and the quotas."""
+
+    held: Mapping[str, int]
+    quotas: Quotas
+    _cache: dict[tuple[str, tuple[str, ...]], Quota] = field(default_factory=dict)
+
+    def of(self, req: Request) -> Quota:
+        """The limits of ``req``'s owner, as a member of the groups the request carries."""
+        key = (req.owner, req.groups)
+        found = self._cache.get(key)
+        if found is None:
+            found = self._cache[key] = self.quotas.limits(req.owner, req.groups)
+        return found
 
 
 def match(
@@ -96,11 +178,15 @@ def match(
     requests: Mapping[RequestID, Request],
     idle: Iterable[Worker],
     now: datetime,
+    limits: Limits | None = None,
 ) -> list[Assignment]:
-    """Assign idle workers to ready requests, taken in ``queue`` order."""
+    """Assign idle workers to ready requests, taken in ``queue`` order, passing over those
+    whose owner already holds as many boards as ``limits`` allow."""
     free = {w.uuid: w for w in sorted(idle, key=_score) if w.state is WorkerState.IDLE}
     if not free:
         return []
+    limit_of = limits.of if limits is not None and limits.quotas else None
+    held: Counter[str] = Counter(limits.held if limits is not None else {})
     taken: set[WorkerUUID] = set()
     candidates: dict[Need, list[Worker]] = {}
     assignments: list[Assignment] = []
@@ -108,6 +194,10 @@ def match(
         req = requests[rid]
         if not is_ready(req, now):
             continue
+        if limit_of is not None:
+            most = limit_of(req).max_held
+            if most is not None and held[req.owner] >= most:
+                continue
         need = need_of(req.caps, req.groups)
         fitting = candidates.get(need)
         if fitting is None:
@@ -117,6 +207,7 @@ def match(
         if fitting:
             worker = fitting.pop(0)
             taken.add(worker.uuid)
+            held[req.owner] += 1
             assignments.append(Assignment(req.id, worker.uuid))
             if len(taken) == len(free):
                 break

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from coordinator.domain.ids import HI_PRIO, LO_PRIO, RequestID, WorkerUUID
 from coordinator.domain.model import Job, Request, User
+from coordinator.domain.quotas import job_quota_reached
 from coordinator.domain.states import REQUEST_TRANSITIONS, RequestState
 from coordinator.errors import (
     DeadlineInThePast,
@@ -119,9 +120,17 @@ def is_ready(req: Request, now: datetime) -> bool:
     return req.state is RequestState.WAITING and req.valid_after <= now < req.deadline
 
 
-def run(req: Request, worker: WorkerUUID, now: datetime, policy: RequestPolicy) -> Request:
-    """WAITING → IN PROGRESS on a worker, with the job timeout starting now."""
-    job = Job(worker=worker, started=now, timeout=now + policy.job_timeout)
+def run(
+    req: Request,
+    worker: WorkerUUID,
+    now: datetime,
+    policy: RequestPolicy,
+    max_job: timedelta | None = None,
+) -> Request:
+    """WAITING → IN PROGRESS on a worker, with the job timeout starting now; never longer
+    than the owner's longest job (``max_job``, docs/scheduling.md §quotas)."""
+    period = policy.job_timeout if max_job is None else min(policy.job_timeout, max_job)
+    job = Job(worker=worker, started=now, timeout=now + period)
     return replace(_move(req, RequestState.IN_PROGRESS), job=job)
 
 
@@ -156,11 +165,18 @@ def invalidate(req: Request, reason: str) -> Request:
     return _move(req, RequestState.INVALID, reason=reason)
 
 
-def prolong(req: Request, now: datetime, policy: RequestPolicy) -> Request:
-    """Push the job timeout one period from now, never past the maximum job length."""
+def prolong(
+    req: Request, now: datetime, policy: RequestPolicy, max_job: timedelta | None = None
+) -> Request:
+    """Push the job timeout one period from now, never past the maximum job length nor the
+    owner's longest job (``max_job``: ``JobQuotaReached`` when that is the limit hit)."""
     if req.state is not RequestState.IN_PROGRESS or req.job is None:
         raise WorkerNotAssigned
     limit = req.job.started + policy.max_job_length
+    if max_job is not None and max_job < policy.max_job_length:
+        limit = req.job.started + max_job
+        if req.job.timeout >= limit:
+            raise job_quota_reached(req.owner, max_job)
     if req.job.timeout >= limit:
         raise ProlongLimitReached
     timeout = min(now + policy.job_timeout, limit)

@@ -22,6 +22,7 @@ from coordinator.domain.clock import Clock, SystemClock
 from coordinator.domain.ids import WorkerUUID
 from coordinator.errors import BorutaError
 from coordinator.feed.panels import Panels
+from coordinator.link.attempts import FailedAttempts
 from coordinator.link.session import BoundedLines, DryadSession, LineTooLong
 from coordinator.service.steps import wire_state
 from coordinator.store import Store
@@ -47,6 +48,11 @@ logger = logging.getLogger(__name__)
 
 BAD_TOKEN: Final = "enrolment token invalid or expired"
 
+
+def _paused(seconds: float) -> str:
+    return f"too many failed attempts from this address: try again in {seconds:.0f} s"
+
+
 P = TypeVar("P", bound=wire.Message)
 R = TypeVar("R", bound="wire.Message | None")
 
@@ -57,9 +63,13 @@ class DryadLink:
     Set ``service`` before the link server accepts dryads: their calls go to it.
     """
 
-    def __init__(self, store: Store, clock: Clock | None = None) -> None:
+    def __init__(
+        self, store: Store, clock: Clock | None = None, attempts: FailedAttempts | None = None
+    ) -> None:
         self._store = store
         self._clock: Clock = clock or SystemClock()
+        # Failed logins and enrolments per address; the link server shares it.
+        self.attempts = attempts or FailedAttempts()
         self.service: Service | None = None
         self.panels: Panels | None = None  # where the boards' panels go; None drops them
         self._sessions: dict[WorkerUUID, DryadSession] = {}
@@ -210,6 +220,9 @@ class DryadLink:
     async def _enrol(self, session: DryadSession, params: wire.Enrol) -> wire.Enrolled:
         if session.enrolled:
             return wire.Enrolled(session.uuid)  # a retried enrol after a lost answer
+        if not self.attempts.allowed(session.peer_host):
+            self._close_after_answer(session)
+            raise RpcError(REFUSED, _paused(self.attempts.retry_after(session.peer_host)))
         try:
             valid = await anyio.to_thread.run_sync(
                 self._store.enrol_token_valid, hash_token(params.token), self._clock.now()
@@ -223,12 +236,13 @@ class DryadLink:
             self._close_after_answer(session)
             raise RpcError(REFUSED, exc.message) from exc
         if not valid:
-            session.log.warning(
-                "enrolment of key %s from %s refused: %s",
-                session.fingerprint,
-                session.peer_host,
-                BAD_TOKEN,
-            )
+            if self.attempts.failed(session.peer_host, "bad enrolment tokens"):
+                session.log.warning(
+                    "enrolment of key %s from %s refused: %s",
+                    session.fingerprint,
+                    session.peer_host,
+                    BAD_TOKEN,
+                )
             self._close_after_answer(session)
             raise RpcError(REFUSED, BAD_TOKEN)
         session.enrolled = True

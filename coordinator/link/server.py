@@ -94,7 +94,9 @@ class LinkServer:
             host, port = acceptor.sockets[0].getsockname()[:2]
             logger.info(LISTENING, host, port)
             task_status.started((host, port))
-            await anyio.sleep_forever()
+            while True:  # the failed attempts' summaries, once their window has ended
+                await anyio.sleep(self._link.attempts.window)
+                self._link.attempts.sweep()
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(SHUTDOWN_TIMEOUT):
                 acceptor.close()
@@ -204,7 +206,7 @@ class _DryadConnection(asyncssh.SSHServer):
 
     def begin_auth(self, username: str) -> bool:
         self._uuid = worker_uuid(username)
-        if self._uuid is None:
+        if self._uuid is None and self._link.attempts.failed(self._host, "not worker UUIDs"):
             logger.warning(
                 "link: refused user %.64r from %s: not a worker UUID", username, self._host
             )
@@ -241,12 +243,18 @@ class _DryadConnection(asyncssh.SSHServer):
             log.error("key check from %s failed: %s", self._host, exc.message)
             return False
         if bound is not None and bound != offered:
-            log.warning(
-                "refused key %s from %s: this worker is enrolled with key %s",
-                key.get_fingerprint(),
-                self._host,
-                fingerprint(bound),
-            )
+            if self._link.attempts.failed(self._host, "keys of other workers"):
+                log.warning(
+                    "refused key %s from %s: this worker is enrolled with key %s",
+                    key.get_fingerprint(),
+                    self._host,
+                    fingerprint(bound),
+                )
+            return False
+        if bound is None and not self._link.attempts.allowed(self._host):
+            # Only an enrolment could follow; the address is paused for those. A bound
+            # key is let in above whatever the address did.
+            self._link.attempts.failed(self._host, "logins while paused")
             return False
         self._key, self._enrolled = offered, bound is not None
         return True

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from coordinator.domain import requests as request_rules, workers as worker_rules
+from coordinator.domain.fairshare import DEFAULT_HALF_LIFE, Charge
 from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.model import Request, SubjectKind, Transition, Worker
 from coordinator.domain.states import RequestState
@@ -30,8 +31,10 @@ class Batch:
         requests: dict[RequestID, Request],
         workers: dict[WorkerUUID, Worker],
         jobs: Mapping[WorkerUUID, RequestID],
+        half_life: timedelta = DEFAULT_HALF_LIFE,
     ) -> None:
         self.now = now
+        self.half_life = half_life  # of the usage that ended jobs are charged to
         self.actor = actor
         self._base_requests = requests
         self._base_workers = workers
@@ -99,10 +102,26 @@ class Batch:
         who = self.actor if actor is None else actor
         self.transitions.append(Transition(self.now, kind, subject, old, new, reason, who))
 
+    def charges(self) -> list[Charge]:
+        """A charge to its owner's usage for each job that ends here, from its start until
+        now (docs/scheduling.md §fair share)."""
+        out = []
+        for rid, new in self.requests.items():
+            old = self._base_requests.get(rid)
+            if (
+                old is not None
+                and old.job is not None
+                and old.state is RequestState.IN_PROGRESS
+                and new.state is not RequestState.IN_PROGRESS
+            ):
+                out.append(Charge(old.owner, old.job.started, self.now, self.half_life))
+        return out
+
     def changes(self) -> Changes:
         return Changes(
             requests=list(self.requests.values()),
             workers=list(self.workers.values()),
             removed_workers=list(self.removed),
             transitions=list(self.transitions),
+            charges=self.charges(),
         )

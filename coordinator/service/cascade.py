@@ -12,8 +12,12 @@ from coordinator.domain.model import Request, Worker
 from coordinator.domain.states import RequestState, WorkerState
 from coordinator.service.batch import Batch
 from coordinator.service.farm import Farm
+from coordinator.service.shares import Shares
+from coordinator.wire import HealthReport
 
 NO_WORKER: Final = "no registered worker has these caps and groups"
+# States a failed healthcheck or an absent dryad leaves alone: not in service anyway.
+OUT_OF_SERVICE: Final = frozenset({WorkerState.MAINTENANCE, WorkerState.BUSY, WorkerState.FAIL})
 
 
 def finish_job(batch: Batch, req: Request) -> None:
@@ -23,6 +27,21 @@ def finish_job(batch: Batch, req: Request) -> None:
     worker = batch.worker(req.job.worker)
     if worker is not None and (prepared := workers.finish_job(worker, batch.now)):
         batch.put_worker(prepared)
+
+
+def apply_health(batch: Batch, worker: Worker, report: HealthReport, self_heal: bool) -> None:
+    """Healthcheck results: a failed critical check sends a worker in service to FAIL;
+    with self-heal, passing checks send a FAILED worker back through PREPARE; otherwise
+    the results are noted in the worker's history."""
+    failed = report.failed_critical
+    if failed and worker.state not in OUT_OF_SERVICE:
+        reason = "; ".join(f"healthcheck {c.name} failed: {c.detail}" for c in failed)
+        batch.put_worker(workers.set_fail(worker, reason, batch.now))
+    elif not failed and self_heal and worker.state is WorkerState.FAIL:
+        batch.put_worker(workers.move(worker, WorkerState.PREPARE, batch.now))
+    else:
+        summary = ", ".join(f"{c.name} {'ok' if c.passed else 'FAILED'}" for c in report.checks)
+        batch.note(worker, f"healthcheck: {summary}")
 
 
 def invalidate_unsatisfiable(farm: Farm, batch: Batch, gone: WorkerUUID | None = None) -> None:
@@ -36,13 +55,14 @@ def invalidate_unsatisfiable(farm: Farm, batch: Batch, gone: WorkerUUID | None =
 
 
 def match_candidates(
-    farm: Farm, batch: Batch, ready: Iterable[RequestID], everything: bool
+    farm: Farm, batch: Batch, ready: Iterable[RequestID], everything: bool, shares: Shares
 ) -> tuple[dict[WorkerUUID, Worker], Mapping[RequestID, Request], Iterable[RequestID]]:
     """What a matcher pass over ``batch`` considers: the workers as the batch leaves them,
-    the requests, and the order of the waiting ones to try.
+    the requests, and the order of the waiting ones to try (``shares``'s policy).
 
     That is the batch's waiting requests and ``ready`` ones (ValidAfter reached), or the
-    whole queue when a worker became IDLE or ``everything`` is set.
+    whole queue when a worker became IDLE, ``everything`` is set, or (with quotas) a job
+    ended, which may take its owner back under their limit (docs/scheduling.md §quotas).
     """
     pool = {**farm.workers, **batch.workers}
     for uuid in batch.removed:
@@ -50,8 +70,12 @@ def match_candidates(
     reqs = ChainMap(batch.requests, farm.requests)
     fresh = {rid for rid, r in batch.requests.items() if r.state is RequestState.WAITING}
     fresh.update(rid for rid in ready if reqs[rid].state is RequestState.WAITING)
-    if everything or any(w.state is WorkerState.IDLE for w in batch.workers.values()):
+    if (
+        everything
+        or any(w.state is WorkerState.IDLE for w in batch.workers.values())
+        or (farm.quotas and batch.charges())
+    ):
         if not fresh:
-            return pool, reqs, farm.queue
+            return pool, reqs, shares.order(farm, reqs, None, batch.now)
         fresh.update(farm.queue)
-    return pool, reqs, sorted(fresh, key=lambda rid: (reqs[rid].priority, reqs[rid].queued))
+    return pool, reqs, shares.order(farm, reqs, fresh, batch.now)

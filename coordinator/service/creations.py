@@ -7,17 +7,19 @@ transaction: one disk sync for the lot, and each is still committed before its a
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from coordinator.domain import matcher, requests
+from coordinator.domain import matcher, quotas as quota_rules, requests
 from coordinator.domain.ids import RequestID
-from coordinator.domain.model import Request, User, Worker
+from coordinator.domain.model import Request, User
 from coordinator.errors import BorutaError, StoreUnavailable
 from coordinator.service import cascade
 from coordinator.service.batch import Batch
+from coordinator.service.farm import Farm
 
 
 @dataclass(eq=False)  # compared by identity: two equal asks are still two requests
@@ -71,15 +73,14 @@ def actor_of(creations: Iterable[Creation]) -> str:
 
 
 def put_all(
-    creations: Iterable[Creation],
-    batch: Batch,
-    next_id: int,
-    next_queued: int,
-    workers: Iterable[Worker],
+    creations: Iterable[Creation], batch: Batch, farm: Farm
 ) -> list[tuple[Creation, Request]]:
     """Put the new requests into ``batch`` in arrival order, INVALID when no registered
-    worker could take them; a creation with bad input gets its error and no ID."""
+    worker of ``farm`` could take them; a creation with bad input, or over its owner's
+    limit of waiting requests (docs/scheduling.md §quotas), gets its error and no ID."""
     made: list[tuple[Creation, Request]] = []
+    next_id, next_queued, quotas = farm.next_id, farm.next_queued, farm.quotas
+    count = Counter(farm.queue.waiting)
     for c in creations:
         try:
             req = requests.create(
@@ -92,12 +93,16 @@ def put_all(
                 batch.now,
                 next_queued + len(made),
             )
+            if quotas:
+                limit = quotas.limits(c.user.name, c.user.groups)
+                quota_rules.check_waiting(c.user.name, limit, count[c.user.name])
         except BorutaError as exc:  # this caller's own bad input; the others go on
             c.error = exc
             continue
         batch.put_request(req, c.user.name)
         made.append((c, req))
-    lost = {r.id for r in matcher.unsatisfiable([r for _, r in made], workers)}
+        count[c.user.name] += 1
+    lost = {r.id for r in matcher.unsatisfiable([r for _, r in made], farm.workers.values())}
     for c, req in made:
         if req.id in lost:
             batch.put_request(requests.invalidate(req, cascade.NO_WORKER), c.user.name)

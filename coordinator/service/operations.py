@@ -20,6 +20,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from coordinator.domain import listing, matcher, requests, workers
 from coordinator.domain.clock import Clock
+from coordinator.domain.fairshare import Scheduling
 from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.listing import ListSpec, Page
 from coordinator.domain.model import AccessInfo, Request, User, Worker
@@ -40,6 +41,7 @@ from coordinator.service.farm import Farm
 from coordinator.service.interfaces import Dryads, Tunnels
 from coordinator.service.keys import KeyPool
 from coordinator.service.presence import Presence
+from coordinator.service.shares import Shares
 from coordinator.service.steps import Steps, panel_for, tell
 from coordinator.store import Store
 from coordinator.wire import HealthReport
@@ -65,12 +67,14 @@ class Service:
         keys: KeyPool | None = None,
         link_grace: float = 60.0,
         self_heal: bool = False,
+        scheduling: Scheduling | None = None,
     ) -> None:
         self._store = store
         self._dryads = dryads
         self._tunnels = tunnels
         self._clock = clock
         self.policy = policy or RequestPolicy()
+        self.shares = Shares(scheduling)  # fair share and quotas (docs/scheduling.md)
         self._username = username
         self._keys = keys or KeyPool()
         self._lock = anyio.Lock()
@@ -141,11 +145,9 @@ class Service:
         try:
             async with self._lock:
                 if not creation.decided:
-                    asked, farm = self._creations.take(), self._farm
+                    asked = self._creations.take()
                     batch = self._batch(creations.actor_of(asked))
-                    made = creations.put_all(
-                        asked, batch, farm.next_id, farm.next_queued, farm.workers.values()
-                    )
+                    made = creations.put_all(asked, batch, self._farm)
                     # Shielded: the other callers in ``asked`` wait on this commit too.
                     with anyio.CancelScope(shield=True), creations.settled(made):
                         await self._commit_and_follow(batch)
@@ -189,7 +191,8 @@ class Service:
         async with self._lock:
             batch = self._batch(user.name)
             req = self._owned(user, rid)
-            batch.put_request(requests.prolong(req, batch.now, self.policy))
+            longest = self.shares.max_job(self._farm, req)
+            batch.put_request(requests.prolong(req, batch.now, self.policy, longest))
             await self._commit(batch)
 
     async def acquire_worker(
@@ -210,14 +213,28 @@ class Service:
         return AccessInfo(access[0], access[1], worker.key, self._username)
 
     def get_request(self, rid: RequestID) -> Request:
-        return self._farm.request(rid)
+        """The request; a waiting one over its owner's quota says so in ``reason``."""
+        return self.shares.explained(self._farm, self._farm.request(rid))
 
     def queue_position(self, rid: RequestID) -> int | None:
-        """How many waiting requests are ahead of this one; ``None`` if it is not waiting."""
-        return self._farm.queue_position(rid)
+        """Waiting requests ahead of this one in the order in force; ``None`` if not waiting."""
+        return self.shares.position(self._farm, rid, self._clock.now())
 
     def list_requests(self, spec: ListSpec[Request, RequestID]) -> Page[Request]:
-        return listing.page(listing.REQUESTS, self._farm.requests, spec)
+        page = listing.page(listing.REQUESTS, self._farm.requests, spec)
+        return self.shares.explained_page(self._farm, page)
+
+    @property
+    def farm(self) -> Farm:
+        """The committed state, for reports; change it only under the lock (``adjust``)."""
+        return self._farm
+
+    async def adjust(self, change: Callable[[Farm], Awaitable[None]]) -> None:
+        """An admin's ``change`` to quotas or scheduling (``service.quotas``) under the lock,
+        then a pass over the whole queue, which it may have unblocked."""
+        async with self._lock:
+            await change(self._farm)
+            await self._match_locked(None)
 
     # ---- workers -----------------------------------------------------------------------
 
@@ -237,6 +254,10 @@ class Service:
             if known is None or dict(known.caps) != dict(new.caps):
                 cascade.invalidate_unsatisfiable(self._farm, batch)
             await self._commit_and_follow(batch)
+            if known is not None and known.state is new.state:
+                # A commit shows only changed states; a board that reconnects (a restarted
+                # dryad shows its boot screen) needs its view again: the wire's promise.
+                self._show(new)
             return new
 
     async def set_fail(self, uuid: WorkerUUID, reason: str) -> None:
@@ -273,7 +294,7 @@ class Service:
     async def _away(self, uuid: WorkerUUID) -> None:
         async with self._lock:
             worker = self._farm.workers.get(uuid)
-            if worker is None or worker.state in _OUT_OF_SERVICE:
+            if worker is None or worker.state in cascade.OUT_OF_SERVICE:
                 return  # gone, or in maintenance or FAIL: no reminder needed
             batch = self._batch("")
             failed = workers.move(worker, WorkerState.FAIL, batch.now, _AWAY)
@@ -290,17 +311,7 @@ class Service:
             batch = self._batch("")
             worker = self.get_worker(uuid)
             self._health[uuid] = (batch.now, report)
-            failed = report.failed_critical
-            if failed and worker.state not in _OUT_OF_SERVICE:
-                reason = "; ".join(f"healthcheck {c.name} failed: {c.detail}" for c in failed)
-                batch.put_worker(workers.set_fail(worker, reason, batch.now))
-            elif not failed and self.self_heal and worker.state is WorkerState.FAIL:
-                batch.put_worker(workers.move(worker, WorkerState.PREPARE, batch.now))
-            else:
-                summary = ", ".join(
-                    f"{c.name} {'ok' if c.passed else 'FAILED'}" for c in report.checks
-                )
-                batch.note(worker, f"healthcheck: {summary}")
+            cascade.apply_health(batch, worker, report, self.self_heal)
             await self._commit_and_follow(batch)
         for listener in self.health_listeners:
             listener(uuid, report)  # once per stored report, before the caller goes on
@@ -419,11 +430,11 @@ class Service:
     # ---- internals -----------------------------------------------------------------------
 
     def _batch(self, actor: str) -> Batch:
-        farm = self._farm
-        return Batch(self._clock.now(), actor, farm.requests, farm.workers, farm.jobs)
+        farm, half_life = self._farm, self.shares.half_life
+        return Batch(self._clock.now(), actor, farm.requests, farm.workers, farm.jobs, half_life)
 
     def _owned(self, user: User, rid: RequestID) -> Request:
-        req = self.get_request(rid)
+        req = self._farm.request(rid)  # as stored: no reason explained
         if not user.admin and req.owner != user.name:
             raise Forbidden("only the owner of a request or an admin may do this")
         return req
@@ -438,6 +449,7 @@ class Service:
         if not changes:
             return
         await anyio.to_thread.run_sync(self._store.commit, changes)
+        self._farm.charge(changes.charges)
         for req in changes.requests:
             self._apply_request(req, batch.now)
         for worker in changes.workers:
@@ -519,17 +531,20 @@ class Service:
         self, batch: Batch, ready: Iterable[RequestID], everything: bool
     ) -> list[RequestID]:
         """Add the matcher's assignments to ``batch``; returns the requests given tunnels."""
-        pool, reqs, order = cascade.match_candidates(self._farm, batch, ready, everything)
+        farm, shares = self._farm, self.shares
+        pool, reqs, order = cascade.match_candidates(farm, batch, ready, everything, shares)
         idle = [w for w in pool.values() if w.state is WorkerState.IDLE]
         if not idle:
             return []
         opened: list[RequestID] = []
-        for assignment in matcher.match(order, reqs, idle, batch.now):
+        limits = shares.limits(farm, batch.requests)
+        for assignment in matcher.match(order, reqs, idle, batch.now, limits):
             req, worker = reqs[assignment.request], pool[assignment.worker]
             if not await self._open_tunnel(req.id, worker):
                 continue  # the worker stays IDLE with its key, as the original does
             opened.append(req.id)
-            batch.put_request(requests.run(req, worker.uuid, batch.now, self.policy))
+            longest = shares.max_job(farm, req)
+            batch.put_request(requests.run(req, worker.uuid, batch.now, self.policy, longest))
             batch.put_worker(workers.take(worker, batch.now))
         return opened
 
@@ -586,4 +601,3 @@ class Service:
 
 
 _AWAY = "disconnected"  # the FAIL reason of a dryad gone past the grace period
-_OUT_OF_SERVICE = frozenset({WorkerState.MAINTENANCE, WorkerState.BUSY, WorkerState.FAIL})

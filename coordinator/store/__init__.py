@@ -1,15 +1,17 @@
-"""The ``Store`` port: transactional persistence of requests, workers, users, transitions and
-dryad enrolment and tunnel ports."""
+"""The ``Store`` port: transactional persistence of requests, workers, users, transitions,
+dryad enrolment, tunnel ports, usage and quotas."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
+from coordinator.domain.fairshare import Charge, Usage
 from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.model import Request, Transition, User, Worker
+from coordinator.domain.quotas import Quota, Quotas
 from coordinator.store.records import (
     Delivery,
     DeliveryStatus,
@@ -20,6 +22,8 @@ from coordinator.store.records import (
     Webhook,
 )
 
+QuotaKind = Literal["user", "group"]
+
 
 @dataclass(frozen=True, slots=True)
 class Changes:
@@ -29,9 +33,16 @@ class Changes:
     workers: Sequence[Worker] = ()  # inserted or replaced whole
     removed_workers: Sequence[WorkerUUID] = ()
     transitions: Sequence[Transition] = ()  # appended
+    charges: Sequence[Charge] = ()  # ended jobs, added to their owners' usage
 
     def __bool__(self) -> bool:
-        return bool(self.requests or self.workers or self.removed_workers or self.transitions)
+        return bool(
+            self.requests
+            or self.workers
+            or self.removed_workers
+            or self.transitions
+            or self.charges
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +51,17 @@ class Snapshot:
 
     requests: list[Request]
     workers: list[Worker]
+    usage: dict[str, Usage] = field(default_factory=dict)
+    quotas: Quotas = field(default_factory=Quotas)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteFailure:
+    """The cause of the latest failed write (a ``StoreUnavailable`` message), and when it
+    happened (``time.monotonic``)."""
+
+    cause: str
+    at: float
 
 
 class Store(Protocol):
@@ -54,10 +76,22 @@ class Store(Protocol):
         """Bring the schema to the newest version."""
 
     def load(self) -> Snapshot:
-        """Read every request and worker."""
+        """Read every request and worker, the users' usage and the quotas."""
 
     def commit(self, changes: Changes) -> None:
         """Apply ``changes`` atomically and durably."""
+
+    def usage(self) -> dict[str, Usage]:
+        """Every user's stored usage, as last charged."""
+
+    def quotas(self) -> Quotas:
+        """Every quota, by user and by group."""
+
+    def put_quota(self, kind: QuotaKind, name: str, quota: Quota) -> None:
+        """Set (insert or replace) the quota of a user or a group."""
+
+    def delete_quota(self, kind: QuotaKind, name: str) -> None:
+        """Remove a quota; raises ``NotFound`` when there is none."""
 
     def add_user(self, user: User, token_hash: str) -> None:
         """Create a user; raises ``Conflict`` when the name is taken."""
@@ -154,6 +188,14 @@ class Store(Protocol):
 
     def deliveries(self, hook_id: int, limit: int = 100) -> list[Delivery]:
         """The latest ``limit`` deliveries of a webhook, oldest first."""
+
+    def write_failure(self) -> WriteFailure | None:
+        """Why the latest write failed, unless a write has succeeded since."""
+        ...
+
+    def probe_write(self) -> None:
+        """Commit one tiny write, to learn whether writes work again."""
+        ...
 
     def close(self) -> None:
         """Release connections; idempotent."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
@@ -35,15 +36,17 @@ from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.model import Job, Request, SubjectKind, Transition, User, Worker
 from coordinator.domain.states import RequestState, WorkerState
 from coordinator.errors import Conflict, NotFound, StoreUnavailable
-from coordinator.store import Changes, Snapshot
-from coordinator.store.boundary import database_errors
+from coordinator.store import Changes, Snapshot, WriteFailure
+from coordinator.store.boundary import READ_ONLY, database_errors
 from coordinator.store.schema import check_known, current, head, upgrade
 from coordinator.store.serving import ServingLock
 from coordinator.store.sql_feed import SqlFeed
+from coordinator.store.sql_shares import SqlShares, apply_charges, read_quotas, read_usage
 from coordinator.store.tables import (
     dryad_keys,
     enrol_tokens,
     requests,
+    store_probe,
     transitions,
     tunnel_ports,
     users,
@@ -61,7 +64,7 @@ _MIGRATION_LOCK: Final = 0x626F7275  # "boru"
 _KINDS: Final[Mapping[str, SubjectKind]] = {"request": "request", "worker": "worker"}
 
 
-class SqlStore(SqlFeed):
+class SqlStore(SqlFeed, SqlShares):
     """The ``Store`` protocol on one SQLAlchemy engine; use :meth:`open` to make one.
 
     Every method is blocking and thread-safe (each call takes a pooled connection), and
@@ -78,6 +81,7 @@ class SqlStore(SqlFeed):
         self._current = False  # the schema is known to be at head
         self._closed = False
         self._serving: ServingLock | None = None
+        self._write_failure: WriteFailure | None = None
 
     @classmethod
     def open(
@@ -144,17 +148,21 @@ class SqlStore(SqlFeed):
             )
 
     def load(self) -> Snapshot:
-        """Read every request (by ID) and every worker (by UUID)."""
+        """Read every request (by ID) and every worker (by UUID), usage and quotas."""
         with self._reading() as conn:
             request_rows = conn.execute(select(requests).order_by(requests.c.id)).all()
             worker_rows = conn.execute(select(workers).order_by(workers.c.uuid)).all()
+            used, limits = read_usage(conn), read_quotas(conn)
         return Snapshot(
             requests=[_request(row) for row in request_rows],
             workers=[_worker(row) for row in worker_rows],
+            usage=used,
+            quotas=limits,
         )
 
     def commit(self, changes: Changes) -> None:
-        """Apply ``changes`` in one transaction: upserts, then removals, then transitions.
+        """Apply ``changes`` in one transaction: upserts, then removals, then transitions,
+        then the ended jobs' usage.
 
         A worker both upserted and removed ends up removed.
         """
@@ -173,6 +181,8 @@ class SqlStore(SqlFeed):
             if changes.transitions:
                 rows = [_transition_values(t) for t in changes.transitions]
                 conn.execute(insert(transitions), rows)
+            if changes.charges:
+                apply_charges(conn, changes.charges)
 
     def add_user(self, user: User, token_hash: str) -> None:
         """Create a user; raises ``Conflict`` when the name (or the token) is taken."""
@@ -312,6 +322,20 @@ class SqlStore(SqlFeed):
             conn.execute(delete(tunnel_ports).where((c.port == port) | (c.request == rid)))
             conn.execute(insert(tunnel_ports), {"port": port, "request": rid})
 
+    def write_failure(self) -> WriteFailure | None:
+        """Why the latest write failed, unless a write has succeeded since."""
+        return self._write_failure
+
+    def probe_write(self) -> None:
+        """Rewrite the probe row in a transaction of its own.
+
+        :raises StoreUnavailable: naming the cause (full, read-only, locked, unreachable).
+        """
+        with self._writing() as conn:
+            conn.execute(
+                _upsert(conn.dialect.name, store_probe, "id"), [{"id": 1, "at": self._clock.now()}]
+            )
+
     def claim_serving(self) -> None:
         """Become the one coordinator serving this database, until :meth:`close`.
 
@@ -352,8 +376,17 @@ class SqlStore(SqlFeed):
     @contextmanager
     def _writing(self, *, check: bool = True) -> Iterator[Connection]:
         self._usable(check)
-        with database_errors(self._sqlite_path), self._writer.begin() as conn:
-            yield conn
+        try:
+            with database_errors(self._sqlite_path), self._writer.begin() as conn:
+                yield conn
+        except StoreUnavailable as exc:
+            self._write_failure = WriteFailure(exc.message, time.monotonic())
+            if exc.message.startswith(READ_ONLY):
+                # SQLite opens a file it may not write read-only, and such a connection
+                # stays so: new ones are needed to notice the file is writable again.
+                self._engine.dispose()
+            raise
+        self._write_failure = None
 
     def _usable(self, check: bool) -> None:
         if self._closed:

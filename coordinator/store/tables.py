@@ -1,5 +1,5 @@
 """The schema as SQLAlchemy Core tables: requests, workers, users, transitions, enrolment,
-tunnel ports."""
+tunnel ports, webhooks, usage and quotas."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Dialect,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -208,4 +209,33 @@ feed_cursors: Final = Table(
     # after a restart it resumes there instead of missing or repeating events.
     Column("name", Text, primary_key=True),
     Column("last_id", BigInteger, nullable=False),
+)
+
+usage: Final = Table(
+    "usage",
+    metadata,
+    # A user's decayed board-seconds as of ``at`` (docs/scheduling.md §fair share); not a
+    # foreign key to users: usage outlives a removed user, and fades by itself.
+    Column("owner", Text, primary_key=True),
+    Column("value", Double, nullable=False),
+    Column("at", UtcMicros, nullable=False),
+)
+
+quotas: Final = Table(
+    "quotas",
+    metadata,
+    Column("kind", Text, primary_key=True),  # "user" or "group"
+    Column("name", Text, primary_key=True),
+    # NULL is no limit (docs/scheduling.md §quotas).
+    Column("max_held", Integer, nullable=True),
+    Column("max_waiting", Integer, nullable=True),
+    Column("max_job_seconds", BigInteger, nullable=True),
+)
+
+store_probe: Final = Table(
+    "store_probe",
+    metadata,
+    # One row, rewritten by the write probe of /healthz (docs/architecture.md §connections).
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("at", UtcMicros, nullable=False),
 )

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
 from hardware.muxpi import FIRMWARE_VERSION, SPLASH
+from hardware.recent import Recent
 from hardware.sim.panel import Panel
 from hardware.stm.protocol import LINE_MAX, TICK_DEFAULT_MS, TOKENS_MAX, Color, Lthor, Mux
 
@@ -100,7 +101,7 @@ class Firmware:
         self._tick_seconds = 0.0
         self._rows_of = b"-"
         self._rows: list[str] = []
-        self.log: list[str] = []
+        self.log: Recent[str] = Recent()  # the latest commands received
         self._line = bytearray()
         self._sticky_echo = sticky_echo
         self._pending_tick = False

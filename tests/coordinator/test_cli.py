@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from coordinator import cli
 from coordinator.cli import main
+from coordinator.settings import Settings
 from coordinator.store.sql import SqlStore
 from coordinator.tokens import hash_token
 
@@ -102,7 +104,8 @@ def test_enrol_token_revoke_ends_every_token(capsys, db_path: Path) -> None:
     store = SqlStore.open(db_path)
     valid = [store.enrol_token_valid(hash_token(t), datetime.now(UTC)) for t in tokens]
     store.close()
-    assert (code, out, valid) == (0, "revoked 2 enrolment token(s)\n", [False, False])
+    assert (code, valid) == (0, [False, False])
+    assert out == f"revoked 2 enrolment token(s) in database {db_path}\n"
 
 
 def test_enrol_token_ttl_must_be_positive(capsys, db_path: Path) -> None:
@@ -115,3 +118,54 @@ def test_enrol_token_help_says_one_token_enrols_a_batch(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["enrol-token", "--help"])
     assert "whole batch" in " ".join(capsys.readouterr().out.split())
+
+
+def test_with_no_database_configured_user_add_names_the_one_it_made(
+    capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code = main(["user", "add", "alice"])
+    out, err = capsys.readouterr()
+    made = tmp_path / "boruta.db"
+    assert code == 0 and made.exists()
+    assert f"creating a new database {made}: none is configured (--db PATH|URL" in err
+    assert f"in database {made}; token:" in out and out.splitlines()[-1].startswith("brt_")
+    assert main(["user", "add", "bob"]) == 0
+    assert f"using {made}: none is configured" in capsys.readouterr().err
+
+
+def test_with_no_database_configured_user_list_makes_no_empty_one(
+    capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for argv in (["user", "list"], ["user", "remove", "x"], ["enrol-token", "revoke"]):
+        assert main(argv) == 2
+        assert f"no database at {tmp_path / 'boruta.db'}" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_db_and_config_are_taken_after_the_sub_command_too(capsys, db_path: Path) -> None:
+    assert main(["user", "add", "bob", "--db", str(db_path)]) == 0
+    assert f"in database {db_path}; token:" in capsys.readouterr().out
+    assert main(["user", "list", "--db", str(db_path)]) == 0
+    assert capsys.readouterr() == ("bob\tuser\t\n", "")
+    args = cli._parser().parse_args(["serve", "--db", "x.db", "--http", "127.0.0.1:1"])
+    assert (args.db, args.http) == ("x.db", "127.0.0.1:1")
+    assert cli._parser().parse_args(["--db", "first.db", "migrate"]).db == "first.db"
+
+
+def test_serve_takes_the_scheduling_policy_and_refuses_others(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, db_path: Path
+) -> None:
+    seen: list[Settings] = []
+
+    def serve(settings: Settings) -> int:
+        seen.append(settings)
+        return 0
+
+    monkeypatch.setattr("coordinator.cli._serve", serve)
+    assert run(capsys, db_path, "serve", "--scheduling", "fair")[0] == 0
+    assert seen[0].scheduling == "fair"
+    with pytest.raises(SystemExit):
+        main(["serve", "--scheduling", "lottery"])
+    assert "invalid choice: 'lottery'" in capsys.readouterr().err

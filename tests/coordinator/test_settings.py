@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from coordinator.domain.fairshare import Policy, Scheduling
 from coordinator.settings import Settings, SettingsError, load
 
 
@@ -44,6 +45,9 @@ def test_file_values_apply_and_flags_override_them(tmp_path: Path) -> None:
         ('sqlite_sync = "OFF"', "sqlite_sync must be FULL or NORMAL"),
         ('http = "localhost"', "http must be HOST:PORT"),
         ("this is not toml", "cannot read"),
+        ('scheduling = "lottery"', "scheduling must be fifo or fair, not 'lottery'"),
+        ("usage_half_life = 0", "usage_half_life must be from 60 to 31536000 seconds"),
+        ("usage_half_life = 59", "usage_half_life must be from 60"),
     ],
 )
 def test_bad_settings_are_refused_with_the_reason(
@@ -61,3 +65,10 @@ def test_a_missing_config_file_is_refused(tmp_path: Path) -> None:
 def test_an_ipv6_listen_address_is_split_correctly() -> None:
     settings = Settings(http="[::1]:8487").validate()
     assert (settings.http_host, settings.http_port) == ("::1", 8487)
+
+
+def test_scheduling_comes_from_the_file_and_the_serve_flag(tmp_path: Path) -> None:
+    assert load(None).scheduling_rules == Scheduling()  # fifo, one day: the original's order
+    path = write(tmp_path, 'scheduling = "fair"\nusage_half_life = 7200\n')
+    assert load(path).scheduling_rules == Scheduling(Policy.FAIR, timedelta(hours=2))
+    assert load(path, scheduling="fifo").scheduling_rules.policy is Policy.FIFO

@@ -55,6 +55,7 @@ class FakeCoordinator:
     enrolled: set[bytes] = field(default_factory=set)  # public key blobs bound by a token
     sessions: list[Session] = field(default_factory=list)
     refuse_keys: bool = False  # as for a UUID bound to another key
+    registered_state: wire.WorkerState = wire.WorkerState.MAINTENANCE  # register's answer
     send: MemoryObjectSendStream[Received] = field(init=False)
     received: MemoryObjectReceiveStream[Received] = field(init=False)
 
@@ -88,7 +89,7 @@ class FakeCoordinator:
             wire.Registration.from_wire(params)
         self.send.send_nowait(Received(method, params, session))
         if method == wire.REGISTER:
-            return wire.Registered(wire.WorkerState.MAINTENANCE).to_wire()
+            return wire.Registered(self.registered_state).to_wire()
         return None
 
     async def process(self, process: asyncssh.SSHServerProcess[bytes]) -> None:

@@ -155,6 +155,7 @@ async def test_serves_every_call_of_the_coordinator(
         assert await d.call(wire.RELEASE, {}) is None
         assert d.users.log[2:] == ["release start", "release end"]
         assert d.panel.calls == [
+            ("show", wire.Display(WorkerState.MAINTENANCE)),  # as registered, at once
             ("show", running),
             ("identify", 30.0),
             ("show", wire.Display(WorkerState.MAINTENANCE, message="new SD card")),
@@ -303,6 +304,7 @@ async def test_a_health_report_made_while_away_is_sent_on_reconnection() -> None
 
 
 async def test_the_panel_follows_the_link(coordinator: FakeCoordinator, tmp_path: Path) -> None:
+    coordinator.registered_state = WorkerState.IDLE
     async with dryad_on(coordinator, tmp_path) as d:
         idle = wire.Display(WorkerState.IDLE)
         await d.call(wire.DISPLAY, idle.to_wire())
@@ -310,8 +312,30 @@ async def test_the_panel_follows_the_link(coordinator: FakeCoordinator, tmp_path
         d.session.session.drop()
         await d.log.wait_for(LinkState.CONNECTED, count=2)
         where = f"127.0.0.1:{coordinator.port}"
-        # Away: "disconnected"; back: the coordinator's last word until it speaks again.
-        assert d.panel.calls == [("show", idle), ("disconnected", where), ("show", idle)]
+        # Registered: its state at once. Away: "disconnected"; back: the coordinator's
+        # last word until it speaks again.
+        assert d.panel.calls == [
+            ("show", idle), ("show", idle), ("disconnected", where), ("show", idle)
+        ]  # fmt: skip
+
+
+async def test_a_new_board_draws_its_registered_state_at_once() -> None:
+    """A restarted dryad has only its boot screen: the register answer replaces it."""
+    panel = FakePanel()
+    agent = Agent(Switch(), panel, FakeUsers(), FakeHealth(), coordinator="c:1")
+    await agent.link_state(LinkState.CONNECTED, "IDLE")
+    running = wire.Display(WorkerState.RUNNING, owner="alice", until="2025-03-01T13:00:00+00:00")
+    await agent.handle(wire.DISPLAY, running.to_wire())
+    # A board with a view keeps it (the coordinator's display may overtake the answer).
+    await agent.link_state(LinkState.CONNECTED, "FAILED")
+    assert panel.calls == [
+        ("show", wire.Display(WorkerState.IDLE)),
+        ("show", running),
+        ("show", running),
+    ]
+    other = Agent(Switch(), FakePanel(), FakeUsers(), FakeHealth(), coordinator="c:1")
+    await other.link_state(LinkState.CONNECTED, "not a state")
+    assert other._view is None
 
 
 async def test_refusals_are_shown() -> None:

@@ -68,13 +68,28 @@ def test_missing_hardware_is_one_line_and_exit_1(
     config = write_config(
         tmp_path / "dryad.toml",
         f'coordinator = "h"\nstate_dir = "{tmp_path}/s"\nprofile = "generic"\n'
-        "[job_user]\nmanage = false\n",
+        '[job_user]\nmanage = false\n[generic.display]\ntype = "ssd1306"\ni2c_port = 97\n',
     )
     if importlib.util.find_spec("luma") is None:  # pragma: no cover
         pytest.skip("luma is not installed")
     assert dryad.cli.main(["--config", str(config)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("dryad: ") and "Traceback" not in err
+
+
+def test_a_wrong_generic_pin_stops_the_dryad_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(
+        tmp_path / "dryad.toml",
+        f'coordinator = "h"\nstate_dir = "{tmp_path}/s"\nprofile = "generic"\n'
+        "[job_user]\nmanage = false\n[generic]\nsimulate = true\n"
+        '[generic.power]\ntype = "gpio"\npin = "GPIO99"\n',
+    )
+    assert dryad.cli.main(["--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("dryad: generic.power.pin: GPIO99 does not exist")
+    assert "Traceback" not in err and "ready" not in err
 
 
 @pytest.mark.anyio

@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 from anyio.abc import SocketStream
 from anyio.streams.stapled import MultiListener
 
+import dryad.health as health_module
 from coordinator.wire import CheckResult, HealthReport
 from dryad.health import (
     Health,
@@ -38,8 +41,34 @@ async def board(tmp_path: Path) -> AsyncIterator[Board]:
 
 @pytest.fixture
 async def listener() -> AsyncIterator[MultiListener[SocketStream]]:
+    """A loopback port that answers as an sshd does: its banner, first."""
     async with await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0) as lst:
-        yield lst
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lst.serve, answer(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n"))
+            yield lst
+            tg.cancel_scope.cancel()
+
+
+def answer(data: bytes | None, *, then_wait: bool = False) -> Any:
+    """A connection handler: send ``data`` (None: nothing), then close or keep waiting."""
+
+    async def handle(stream: SocketStream) -> None:
+        async with stream:
+            if data is not None:
+                await stream.send(data)
+            if then_wait:
+                await anyio.sleep_forever()
+
+    return handle
+
+
+@asynccontextmanager
+async def serving(handler: Any) -> AsyncIterator[int]:
+    async with await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0) as lst:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lst.serve, handler)
+            yield port_of(lst)
+            tg.cancel_scope.cancel()
 
 
 def port_of(listener: MultiListener[SocketStream]) -> int:
@@ -175,15 +204,58 @@ def test_temperature(tmp_path: Path) -> None:
     assert not check_temperature(80, sensor(tmp_path, "garbage")).passed
 
 
-async def test_sshd(listener: MultiListener[SocketStream]) -> None:
+async def test_sshd_passes_with_the_servers_banner(
+    listener: MultiListener[SocketStream],
+) -> None:
     port = port_of(listener)
     assert await check_sshd(port) == CheckResult(
-        "sshd", True, True, f"127.0.0.1:{port} accepts connections"
+        "sshd", True, True, f"127.0.0.1:{port}: SSH-2.0-OpenSSH_9.2p1 Debian-2"
     )
+
+
+async def test_sshd_banner_may_follow_other_lines() -> None:
+    async with serving(answer(b"welcome\r\nSSH-2.0-x\r\n")) as port:
+        assert (await check_sshd(port)).detail == f"127.0.0.1:{port}: SSH-2.0-x"
+
+
+async def test_sshd_refused_says_nothing_listens() -> None:
     closed = await closed_port()
     refused = await check_sshd(closed)
     assert (refused.passed, refused.critical) == (False, True)
-    assert refused.detail.startswith(f"127.0.0.1:{closed} does not accept")
+    assert refused.detail == f"127.0.0.1:{closed}: connection refused (nothing listens)"
+
+
+async def test_sshd_closed_before_a_banner() -> None:
+    async with serving(answer(None)) as port:
+        result = await check_sshd(port)
+    assert not result.passed
+    assert result.detail == f"127.0.0.1:{port}: closed the connection before its SSH banner"
+
+
+async def test_sshd_silent_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(health_module, "SSHD_TIMEOUT", 0.2)
+    async with serving(answer(None, then_wait=True)) as port:
+        result = await check_sshd(port)
+    assert not result.passed
+    assert result.detail == f"127.0.0.1:{port}: accepted but sent no SSH banner within 0.2 s"
+
+
+async def test_sshd_answer_that_is_not_ssh() -> None:
+    async with serving(answer(b"HTTP/1.1 400 Bad Request\r\n\r\n" * 80)) as port:
+        result = await check_sshd(port)
+    assert not result.passed
+    shown = "'HTTP/1.1 400 Bad Request'"
+    assert result.detail == f"127.0.0.1:{port}: answered {shown}, not an SSH banner"
+
+
+async def test_sshd_connect_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def never(*args: object, **kwargs: object) -> None:
+        await anyio.sleep_forever()
+
+    monkeypatch.setattr(health_module, "SSHD_TIMEOUT", 0.1)
+    monkeypatch.setattr(anyio, "connect_tcp", never)
+    result = await check_sshd(22, "192.0.2.1")
+    assert result.detail == "192.0.2.1:22: connection timed out after 0.1 s"
 
 
 # ---- the whole report ---------------------------------------------------------------------

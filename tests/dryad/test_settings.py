@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, strategies as st
 
 from dryad.errors import ConfigError
 from dryad.health import HealthSettings
@@ -15,6 +17,15 @@ from dryad.settings import (
     StmSettings,
     load,
     parse,
+)
+from hardware.generic.config import (
+    ButtonSettings,
+    GenericSettings,
+    GpioPowerSettings,
+    OledSettings,
+    RgbLed,
+    SingleLed,
+    UsbSdMuxSettings,
 )
 
 FULL = """
@@ -195,3 +206,68 @@ def test_file_problems(tmp_path: Path) -> None:
         load(bad)
     with pytest.raises(ConfigError, match="Is a directory"):
         load(tmp_path)
+
+
+def _readme_generic_toml() -> str:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    blocks = [b.split("```")[0] for b in readme.split("```toml\n")[1:]]
+    return next(b for b in blocks if 'profile = "generic"' in b)
+
+
+def test_the_readme_generic_example_is_read_as_documented() -> None:
+    s = parse(tomllib.loads(_readme_generic_toml()))
+    g = s.generic
+    assert s.profile == "generic" and not g.simulate
+    assert g.power == GpioPowerSettings("GPIO17", active_high=False, off_time=2.0)
+    assert g.sd == UsbSdMuxSettings(Path("/dev/usb-sd-mux/id-000000001234"))
+    assert g.leds == (RgbLed("GPIO5", "GPIO6", "GPIO13"), SingleLed("GPIO19", "green"))
+    assert g.display == OledSettings("sh1106", 1, 0x3C, 64)
+    assert g.button == ButtonSettings("GPIO26", True, 0.05, 1)
+
+
+def test_generic_defaults_to_nothing_fitted() -> None:
+    assert parse({"coordinator": "h"}).generic == GenericSettings()
+
+
+@pytest.mark.parametrize(
+    ("generic", "key"),
+    [
+        ({"power": {"type": "gpio", "pin": True}}, "generic.power.pin: expected a pin"),
+        ({"power": {"type": "command", "on": ["x"], "off": "y"}}, "generic.power.off: expected"),
+        ({"display": {"type": "ssd1306", "i2c_address": 2}}, "generic.display.i2c_address"),
+        ({"button": {"pin": "GPIO1", "bounce_time": "fast"}}, "generic.button.bounce_time"),
+        ("yes", "generic: expected a table"),
+    ],
+)  # fmt: skip
+def test_generic_refusals_name_the_key(generic: Any, key: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        parse({"coordinator": "h", "profile": "generic", "generic": generic})
+    assert str(refused.value).startswith(key), str(refused.value)
+
+
+def test_a_simulated_generic_board_keeps_its_sockets_in_its_state_dir(tmp_path: Path) -> None:
+    s = parse(
+        {"coordinator": "h", "profile": "generic", "generic": {"simulate": True}}, base=tmp_path
+    )
+    assert s.simulated
+    assert s.control_sockets() == (
+        s.state_dir / "stm-user.socket",
+        s.state_dir / "stm.socket",
+    )
+    real = parse({"coordinator": "h", "profile": "generic"})
+    assert not real.simulated and real.control_sockets()[1] == Path("/run/boruta/stm.socket")
+
+
+@given(generic=st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["power", "sd", "leds", "display", "button", "type", "pin", "on",
+                         "off", "device", "i2c_address", "simulate", "x"]),
+        inner, max_size=4),
+    max_leaves=10,
+))  # fmt: skip
+def test_any_generic_table_is_read_or_refused_with_a_config_error(generic: Any) -> None:
+    try:
+        parse({"coordinator": "h", "generic": generic})
+    except ConfigError as exc:
+        assert str(exc).startswith("generic")

@@ -16,7 +16,16 @@ import anyio
 import pytest
 
 from dryad.control import ControlServer
-from dryad.stm_cli import ControlClient, FlagSet, UsageError, go_duration, main
+from dryad.stm_cli import (
+    ADMIN_SOCKET,
+    USER_SOCKET,
+    ControlClient,
+    FlagSet,
+    UsageError,
+    default_socket,
+    go_duration,
+    main,
+)
 from hardware import open_board
 from hardware.stm.protocol import Mux
 
@@ -220,3 +229,11 @@ async def test_the_dryad_command_serves_stm_on_its_control_sockets(tmp_path: Pat
         process.terminate()
     assert (status["mux"], status["power"]) == ("dut", True)
     assert not user.exists() and not admin.exists()  # removed on SIGTERM
+
+
+def test_the_environment_names_the_socket(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A simulated board's SSH session sets BORUTA_STM_SOCKET to its dryad's socket."""
+    monkeypatch.setenv("BORUTA_STM_SOCKET", "/farm/dryad-1/state/stm-user.socket")
+    assert default_socket() == "/farm/dryad-1/state/stm-user.socket"
+    monkeypatch.setenv("BORUTA_STM_SOCKET", "")
+    assert default_socket() == (ADMIN_SOCKET if os.geteuid() == 0 else USER_SOCKET)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -49,8 +51,13 @@ def run_cli(db: Path, *args: str) -> str:
     return out.stdout.decode()
 
 
-def start(db: Path, log: Path, link: str = "127.0.0.1:0", *extra: str) -> Coordinator:
-    """Start a coordinator on a free HTTP port and wait for its ready lines."""
+def start(
+    db: Path, log: Path, link: str = "127.0.0.1:0", *extra: str, nofile: int | None = None
+) -> Coordinator:
+    """Start a coordinator on a free HTTP port and wait for its ready lines.
+
+    :param nofile: its open-file limit, soft and hard (so it cannot raise it).
+    """
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     offset = log.stat().st_size if log.exists() else 0  # earlier runs' lines are not ours
     command = [
@@ -67,8 +74,18 @@ def start(db: Path, log: Path, link: str = "127.0.0.1:0", *extra: str) -> Coordi
         link,
     ]
     with log.open("ab") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(
+            command,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=env,
+            preexec_fn=None if nofile is None else partial(_limit_open_files, nofile),
+        )
     return Coordinator(process, *_wait_ready(process, log, offset, bool(link)))
+
+
+def _limit_open_files(n: int) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
 
 
 def _wait_ready(

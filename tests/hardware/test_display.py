@@ -98,3 +98,15 @@ async def test_luma_display_draws_directly_and_saves_png(tmp_path: Path) -> None
         await display.show(Image.new("1", (10, 10)))
     await display.aclose()
     await display.aclose()
+
+
+async def test_months_of_redraws_keep_the_records_of_sent_commands_bounded(
+    stm: SerialStm, sim: PtyStm
+) -> None:
+    display = StmDisplay(stm)
+    for minute in range(400):  # a RUNNING board redraws its time left every minute
+        await display.show_text("RUNNING", f"alice {minute} min")
+    limit = display.sent.limit
+    assert limit < len(display.sent) + len(sim.firmware.log) <= 4 * limit
+    assert display.sent[-1] == "text 0 2 clean alice 399 min"  # the newest are kept
+    assert sim.firmware.log[-1] == "text 0 2 clean alice 399 min"

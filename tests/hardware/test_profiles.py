@@ -9,6 +9,7 @@ import pytest
 
 from hardware import BoardSettings, open_board
 from hardware.errors import DeviceNotFound, UnknownProfile
+from hardware.generic.config import parse
 
 pytestmark = pytest.mark.anyio
 
@@ -33,6 +34,7 @@ async def test_unknown_profile_is_refused_without_falling_back() -> None:
 
 
 async def test_generic_profile_without_an_i2c_bus_names_what_to_check() -> None:
-    with pytest.raises(DeviceNotFound, match="I2C bus 97"):
-        async with open_board("generic", BoardSettings(i2c_port=97)):
+    oled = parse({"display": {"type": "ssd1306", "i2c_port": 97}})
+    with pytest.raises(DeviceNotFound, match=r"generic\.display\.i2c_port: .*I2C bus 97"):
+        async with open_board("generic", BoardSettings(generic=oled)):
             pass

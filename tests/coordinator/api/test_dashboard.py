@@ -31,6 +31,16 @@ async def test_the_page_needs_no_token_and_loads_only_from_this_origin(farm: App
     assert b'href="/dashboard/dashboard.css"' in page.content
 
 
+def test_every_module_the_page_imports_is_served() -> None:
+    imported = {
+        name
+        for path in FILES.glob("*.js")
+        for name in re.findall(r'from "\./([a-z]+\.js)"', path.read_text())
+    }
+    assert imported and imported <= set(STATIC)
+    assert {p.name for p in FILES.iterdir()} == set(STATIC)  # none left unserved
+
+
 async def test_only_the_dashboards_own_files_are_served(farm: AppFarm) -> None:
     for name in ("../dashboard.py", "nope.js", "%2e%2e%2fv1.py"):
         answer = await farm.get(f"/dashboard/{name}", as_=None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3  # noqa: TID251 - another process holding the write lock
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event  # noqa: TID251 - a real SQLITE_FULL needs a pool hook
 
+from coordinator.api import health
 from coordinator.store.sql import SqlStore
 from tests.plugins.app_harness import AppFarm
 
@@ -69,16 +71,56 @@ async def test_after_the_disk_has_room_again_the_next_request_gets_the_first_id(
     assert [r.id for r in farm.store.load().requests] == [1]
 
 
-async def test_healthz_still_answers_while_the_disk_is_full(farm: AppFarm) -> None:
+async def test_healthz_is_not_ready_while_writes_fail_and_ready_when_they_work_again(
+    farm: AppFarm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await farm.parked_worker()
+    assert (await farm.get("/healthz", as_=None)).status_code == 200
     with disk_full(farm.store):
+        assert (await farm.post("/api/v1/reqs/", {"Caps": BIG_CAPS})).status_code == 503
         answer = await farm.get("/healthz", as_=None)
-    assert (answer.status_code, answer.json()) == (200, {"status": "ok"})
+    assert (answer.status_code, answer.json()) == (
+        503,
+        {"status": "store unavailable", "reason": "cannot commit: database is full"},
+    )
+    assert answer.headers["Retry-After"] == "5"
+    assert answer.headers["Boruta-Error-Code"] == "store-unavailable"
+    # The disk has room again: after the quiet time a probe write says so.
+    monkeypatch.setattr(health, "QUIET", 0.0)
+    monkeypatch.setattr(health, "PROBE_EVERY", 0.0)
+    assert (await farm.get("/healthz", as_=None)).json() == {"status": "ok"}
+    assert (await farm.post("/api/v1/reqs/", {"Caps": BIG_CAPS})).status_code == 201
+
+
+async def test_a_database_locked_past_the_busy_timeout_is_not_ready_and_says_so(
+    farm: AppFarm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(health, "QUIET", 0.0)
+    monkeypatch.setattr(health, "PROBE_EVERY", 0.0)
+    path = farm.store.engine.url.database
+    assert path is not None
+    other = sqlite3.connect(path, isolation_level=None)  # another process's writer
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        answer = await farm.get("/healthz", as_=None)
+        assert (answer.status_code, answer.json()["reason"]) == (
+            503,
+            "cannot commit: database is locked by another process",
+        )
+        assert (await farm.post("/api/v1/reqs/list")).status_code == 200  # reads still work
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert (await farm.get("/healthz", as_=None)).status_code == 200
 
 
 async def test_healthz_is_503_when_the_store_cannot_be_read(farm: AppFarm) -> None:
     farm.store.close()
     answer = await farm.get("/healthz", as_=None)
-    assert (answer.status_code, answer.json()) == (503, {"status": "store unavailable"})
+    assert (answer.status_code, answer.json()) == (
+        503,
+        {"status": "store unavailable", "reason": "cannot read: the store is closed"},
+    )
 
 
 async def test_an_admin_call_that_cannot_be_committed_is_503_and_changes_nothing(

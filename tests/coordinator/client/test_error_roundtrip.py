@@ -25,11 +25,13 @@ from coordinator.client.errors import error_from_answer
 from coordinator.client.local import LocalClient
 from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.model import User, Worker
+from coordinator.domain.quotas import Quota
 from coordinator.domain.states import WorkerState
 from coordinator.errors import (
     ERROR_CODE_HEADER,
     BadAddress,
     BadID,
+    BadQuota,
     BadUUID,
     BodyTooLarge,
     BorutaError,
@@ -44,6 +46,7 @@ from coordinator.errors import (
     InternalError,
     InvalidRequest,
     InvalidTimeRange,
+    JobQuotaReached,
     MalformedInput,
     MethodNotAllowed,
     MissingUUID,
@@ -52,6 +55,7 @@ from coordinator.errors import (
     NotInFailOrMaintenance,
     PriorityOutOfBounds,
     ProlongLimitReached,
+    QuotaExceeded,
     RouteNotFound,
     ServerUnreachable,
     StoreUnavailable,
@@ -100,6 +104,9 @@ SAMPLES: dict[type[BorutaError], BorutaError] = {
         ModificationForbidden("WAITING", "DONE"),
         BadAddress("Port is missing from address"),
         MalformedInput("malformed JSON: Expecting value"),
+        BadQuota("MaxHeld must be a whole number from 0 to 10000, not -1"),
+        QuotaExceeded("over quota: alice has 0 requests waiting, the limit is 0"),
+        JobQuotaReached("over quota: jobs of alice may last at most 60 s"),
         EmptyBody(),
         Conflict("user alice exists"),
         Unauthorized("invalid credentials"),
@@ -290,6 +297,27 @@ async def _wait_out_of_range(s: Scene) -> object:
     return await s.user.acquire_worker(await s.waiting(), wait=10**6)
 
 
+async def _quota(s: Scene, body: dict[str, int]) -> None:
+    """Alice's quota, set over HTTP: the embedded client has no quota administration."""
+    answer = await s.farm.call("PUT", "/api/v1/quotas/users/alice", body, as_="root")
+    assert answer.status_code == 204, answer.text
+
+
+async def _over_waiting(s: Scene) -> object:
+    await _quota(s, {"MaxWaiting": 0})
+    return await s.waiting()
+
+
+async def _over_job_length(s: Scene) -> None:
+    await _quota(s, {"MaxJobSeconds": 60})
+    await s.user.prolong_access(await s.running())
+
+
+async def _bad_quota(s: Scene) -> None:
+    assert isinstance(s.admin, AsyncClient)
+    await s.admin.set_quota("user", "alice", Quota(max_held=-1))
+
+
 def _past(s: Scene) -> Awaitable[object]:
     return s.user.new_request(None, {}, deadline=s.farm.clock.now() - timedelta(hours=1))
 
@@ -332,6 +360,9 @@ PROVOKED: dict[type[BorutaError], Provocation] = {
     InternalError: Provocation(_internal, local=False),  # embedded, a bug is the bug itself
     StoreUnavailable: Provocation(_store_unavailable),
     TunnelUnavailable: Provocation(_tunnel_unavailable),
+    QuotaExceeded: Provocation(_over_waiting),
+    JobQuotaReached: Provocation(_over_job_length),
+    BadQuota: Provocation(_bad_quota, local=False),  # quota administration is HTTP only
 }
 
 # Why no client call can meet these; the HTTP round trip above still covers each.

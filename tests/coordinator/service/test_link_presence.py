@@ -131,3 +131,18 @@ async def test_a_failed_job_releases_its_user_on_the_board(
     await service.set_fail(uuid, "power lost")
     await wait_all_tasks_blocked()
     assert ("release", uuid, "") in dryads.calls
+
+
+async def test_a_board_that_registers_again_is_told_what_to_show(
+    service: Service, dryads: RecordingDryads
+) -> None:
+    """A restarted dryad shows its boot screen; its state did not change, its view must come."""
+    uuid = await idle_worker(service, 1)
+    service.link_up(uuid)
+    await service.new_request(ALICE, 8, {})
+    await wait_all_tasks_blocked()
+    dryads.shown.clear()
+    await service.register({"UUID": uuid}, "10.0.0.1:22")
+    await wait_all_tasks_blocked()
+    worker, panel = dryads.shown[-1]
+    assert (worker, panel.state, panel.owner) == (uuid, "RUNNING", "alice")

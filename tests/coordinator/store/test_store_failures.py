@@ -6,7 +6,7 @@ import logging
 import os
 import subprocess
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import closing
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +22,7 @@ from coordinator.store.sql import SqlStore
 
 from .builders import make_request, make_transition, make_worker
 from .pg_cluster import PgCluster
+from .read_only import read_only_file
 
 IS_ROOT = os.geteuid() == 0
 
@@ -66,20 +67,6 @@ def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
         yield SmallDisk(str(mountpoint / "boruta.db"), max_pages=None)
     finally:
         subprocess.run(["umount", str(mountpoint)], check=True)
-
-
-@contextmanager
-def read_only_file(path: str) -> Iterator[None]:
-    """Make a file read-only, for root too (who ignores modes) by marking it immutable."""
-    os.chmod(path, 0o444)
-    if IS_ROOT:
-        subprocess.run(["chattr", "+i", path], check=True)
-    try:
-        yield
-    finally:
-        if IS_ROOT:
-            subprocess.run(["chattr", "-i", path], check=True)
-        os.chmod(path, 0o644)
 
 
 def _migrated(path: str, changes: Changes | None = None) -> None:

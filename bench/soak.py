@@ -1,0 +1,161 @@
+"""Soak: does memory stay flat over months of use? RSS at the start, middle and end of
+(1) a dryad's display driven through many updates on the simulated MuxPi, and (2) a
+coordinator driven through many job cycles and event-stream connects and disconnects.
+
+Goal (issue 13): after warm-up, no growth beyond 2 MB. The defaults are the issue's
+figures (100,000 updates, 100,000 cycles, 10,000 SSE connects); ``--scale 0.1`` runs a
+tenth of each for a quick look.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+import httpx
+from _common import BENCH, READY, Process, add_user, free_port
+
+from coordinator.store.sql import SqlStore
+from hardware.display import StmDisplay
+from hardware.sim.pty import PtyStm
+from hardware.stm.client import SerialStm
+
+GOAL_MB = 2.0
+
+
+def rss_mb(pid: int | str = "self") -> float:
+    """Resident set size of a process, in MB (from /proc: what the kernel counts)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def report(name: str, points: list[tuple[int, float]]) -> None:
+    """Print the curve and the growth after warm-up (the first point)."""
+    curve = "  ".join(f"{n:>7}: {mb:6.1f} MB" for n, mb in points)
+    growth = points[-1][1] - points[0][1]
+    verdict = "met" if growth <= GOAL_MB else "NOT MET"
+    print(f"{name}\n  {curve}\n  growth after warm-up: {growth:+.2f} MB ({verdict})")
+
+
+async def soak_display(updates: int) -> list[tuple[int, float]]:
+    """One StmDisplay on the STM simulator (a pty): a RUNNING board's minute redraws."""
+    points: list[tuple[int, float]] = []
+    async with PtyStm() as sim, SerialStm(sim.path, timeout=1.0) as stm:
+        display = StmDisplay(stm)
+        warm = max(1, updates // 10)
+        marks = {warm, warm + (updates - warm) // 2, updates}
+        for n in range(1, updates + 1):
+            await display.show_text("RUNNING", f"alice {n % 1440} min")
+            if n in marks:
+                gc.collect()
+                points.append((n, rss_mb()))
+    return points
+
+
+async def soak_coordinator(
+    tmp: Path, cycles: int, connects: int, concurrency: int
+) -> list[tuple[int, float]]:
+    db = tmp / "soak.db"
+    store = SqlStore.open(db)
+    store.migrate()
+    token = add_user(store, "soak")
+    store.close()
+    port = free_port()
+    server = Process(
+        [
+            sys.executable,
+            str(BENCH / "_cycle_server.py"),
+            *("--db", str(db), "--port", str(port), "--workers", str(concurrency)),
+            *("--fixed-keys", "--sqlite-sync", "NORMAL"),
+        ],
+        tmp / "soak.log",
+    )
+    points: list[tuple[int, float]] = []
+    try:
+        server.wait_for(READY, timeout=120)
+        url = f"http://127.0.0.1:{port}"
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120) as http:
+            warm = max(1, cycles // 10)
+            marks = [warm, warm + (cycles - warm) // 2, cycles]
+            done = 0
+            sse_per_cycle = connects / cycles
+            sse_done = 0.0
+            for mark in marks:
+                await _cycles(http, mark - done, concurrency)
+                sse_due = int(mark * sse_per_cycle) - int(sse_done)
+                await _sse_connects(url, token, sse_due)
+                sse_done = mark * sse_per_cycle
+                done = mark
+                await anyio.sleep(1)  # let the server settle before reading its RSS
+                points.append((done, rss_mb(server.popen.pid)))
+    finally:
+        server.stop()
+    return points
+
+
+async def _cycles(http: httpx.AsyncClient, n: int, concurrency: int) -> None:
+    todo = iter(range(n))
+
+    async def lane() -> None:
+        for _ in todo:
+            made = await http.post("/api/v1/reqs/", json={"Priority": 8})
+            rid = made.json()["ReqID"]
+            got = await http.post(f"/api/v1/reqs/{rid}/acquire_worker", params={"wait": 60})
+            if got.status_code != 200:
+                raise RuntimeError(f"acquire_worker: {got.status_code} {got.text}")
+            await http.post(f"/api/v1/reqs/{rid}/close")
+
+    await asyncio.gather(*(lane() for _ in range(concurrency)))
+
+
+async def _sse_connects(url: str, token: str, n: int) -> None:
+    """Open the event stream, read its first bytes, and hang up; ``n`` times, 8 at once."""
+    todo = iter(range(n))
+
+    async def lane() -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            for _ in todo:
+                async with http.stream(
+                    "GET", "/api/v1/events", params={"after": 0, "token": token}
+                ) as stream:
+                    async for _chunk in stream.aiter_bytes():
+                        break
+
+    await asyncio.gather(*(lane() for _ in range(8)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scale", type=float, default=1.0, help="fraction of the figures")
+    parser.add_argument("--concurrency", type=int, default=4)
+    args = parser.parse_args()
+    updates = max(10, int(100_000 * args.scale))
+    cycles = max(10, int(100_000 * args.scale))
+    connects = max(10, int(10_000 * args.scale))
+    start = time.perf_counter()
+    report(
+        f"dryad display, {updates} updates (RSS of this process)",
+        asyncio.run(soak_display(updates)),
+    )
+    print(f"  ({time.perf_counter() - start:.0f} s)")
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        points = asyncio.run(soak_coordinator(Path(tmp), cycles, connects, args.concurrency))
+    report(
+        f"coordinator, {cycles} job cycles and {connects} SSE connects (RSS of its process)",
+        points,
+    )
+    print(f"  ({time.perf_counter() - start:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""uvicorn's HTTP protocol with the guard and two timeouts uvicorn lacks.
+
+uvicorn closes a kept-alive connection that stays silent after a response, but not one
+that never sends a request at all, nor one that sends its headers a byte at a time, nor
+one whose client stops reading a response: each would hold a descriptor for ever. Here a
+request's headers must be complete within ``header_timeout`` of its first byte (or of
+the connection), and a response that cannot be written for ``send_timeout`` ends the
+connection. The open-connection accounting is ``ConnectionGuard``'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import socket
+import struct
+import termios
+from dataclasses import dataclass
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from coordinator.httpd.guard import ConnectionGuard
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds a client may take to send its headers, and to take a response's bytes."""
+
+    header: float
+    send: float
+
+
+def guarded(guard: ConnectionGuard, timeouts: Timeouts) -> type[asyncio.Protocol]:
+    """The protocol class to give ``uvicorn.Config(http=…)``."""
+
+    class GuardedHttp(HttpToolsProtocol):
+        _begun = False
+        _header_timer: asyncio.TimerHandle | None = None
+        _send_timer: asyncio.TimerHandle | None = None
+
+        @property
+        def peer(self) -> str:
+            return self.client[0] if self.client else "?"
+
+        @property
+        def silent(self) -> bool:
+            # Bytes may wait in the kernel unread: the loop accepts a whole backlog of
+            # connections before it reads any, and a client that sent its request at
+            # once is not silent, only not read yet.
+            return not self._begun and not _bytes_waiting(self.transport)
+
+        def evict(self) -> None:
+            self._stop_timers()
+            _reset_on_close(self.transport)
+            self.transport.abort()
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._header_timer = self.loop.call_later(timeouts.header, self._too_slow)
+            guard.opened(self)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._stop_timers()
+            guard.closed(self)
+            super().connection_lost(exc)
+
+        def on_message_begin(self) -> None:
+            self._begun = True
+            super().on_message_begin()
+            if self._header_timer is None:
+                self._header_timer = self.loop.call_later(timeouts.header, self._too_slow)
+
+        def on_headers_complete(self) -> None:
+            self._cancel_header_timer()
+            super().on_headers_complete()
+
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            if self._send_timer is None:
+                self._send_timer = self.loop.call_later(timeouts.send, self._not_reading)
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            if self._send_timer is not None:
+                self._send_timer.cancel()
+                self._send_timer = None
+
+        def _too_slow(self) -> None:
+            self._header_timer = None
+            guard.count("too slow to send a request", self.peer)
+            self.evict()
+
+        def _not_reading(self) -> None:
+            self._send_timer = None
+            guard.count("not reading a response", self.peer)
+            self.evict()
+
+        def _cancel_header_timer(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _stop_timers(self) -> None:
+            self._cancel_header_timer()
+            if self._send_timer is not None:
+                self._send_timer.cancel()
+                self._send_timer = None
+
+    return GuardedHttp
+
+
+def _bytes_waiting(transport: asyncio.Transport) -> bool:
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    try:
+        # FIONREAD on a TCP socket: bytes received and not read yet (Linux's SIOCINQ).
+        waiting = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except OSError:
+        return False
+    (count,) = struct.unpack("i", waiting)
+    return int(count) > 0
+
+
+def _reset_on_close(transport: asyncio.Transport) -> None:
+    """Make closing the socket send a reset: a plain close queues its FIN behind the
+    unsent answer, and towards a client that never reads, the kernel would keep the
+    socket (and its buffers) for minutes after the descriptor is gone."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass  # already closed by the peer: nothing to reset

@@ -1,0 +1,102 @@
+"""``serve``: the coordinator's app under uvicorn, guarded, until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Final
+
+import anyio
+import uvicorn
+
+from coordinator.assembly import Coordinator
+from coordinator.httpd.guard import ConnectionGuard, ConnectionLimits
+from coordinator.httpd.limits import raise_open_files
+from coordinator.httpd.protocol import Timeouts, guarded
+from coordinator.settings import Settings
+
+logger = logging.getLogger("coordinator")
+
+READY: Final = "coordinator ready on http://%s:%d"  # the e2e tests and scripts wait for this
+SUMMARY_INTERVAL: Final = 60.0  # seconds between the guard's summary lines
+# asyncio reports a failed accept() (no descriptor left) through the loop's exception
+# handler, with a traceback, once per retry; the guard counts it instead.
+_ACCEPT_FAILED: Final = "socket.accept() out of system resource"
+
+
+def serve(coordinator: Coordinator, settings: Settings) -> None:
+    """Run until a signal; the open-file limit is raised first."""
+    files = raise_open_files()
+    guard = ConnectionGuard(ConnectionLimits(settings.http_max_per_client, files.for_http))
+    config = uvicorn.Config(
+        coordinator.app,
+        host=settings.http_host,
+        port=settings.http_port,
+        http=guarded(guard, Timeouts(settings.http_header_timeout, settings.http_send_timeout)),
+        timeout_keep_alive=max(1, round(settings.http_keepalive_timeout)),
+        backlog=files.accept_batch,
+        lifespan="on",
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        server_header=False,
+    )
+    asyncio.run(_run(_Server(config, coordinator, guard), guard, SUMMARY_INTERVAL))
+
+
+async def _run(server: uvicorn.Server, guard: ConnectionGuard, interval: float) -> None:
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_accept_failures_counted(guard))
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(_summaries, guard, interval)
+        await server.serve()
+        tasks.cancel_scope.cancel()
+
+
+async def _summaries(guard: ConnectionGuard, interval: float) -> None:
+    while True:
+        await anyio.sleep(interval)
+        _report(guard)
+
+
+def _report(guard: ConnectionGuard) -> None:
+    line = guard.summary()
+    if line is not None:
+        logger.warning(line)
+
+
+def _accept_failures_counted(guard: ConnectionGuard) -> Any:
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if context.get("message") == _ACCEPT_FAILED:
+            guard.count("refused: no descriptor left", "?")
+            return
+        loop.default_exception_handler(context)
+
+    return handler
+
+
+class _Server(uvicorn.Server):
+    """Logs the ready line, ends event streams on a signal, and reports the guard's last
+    interval at shutdown (uvicorn raises the signal again once it is done)."""
+
+    def __init__(
+        self, config: uvicorn.Config, coordinator: Coordinator, guard: ConnectionGuard
+    ) -> None:
+        super().__init__(config)
+        self._coordinator = coordinator
+        self._guard = guard
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            host, port = self.servers[0].sockets[0].getsockname()[:2]
+            logger.info(READY, host, port)
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        await super().shutdown(sockets)
+        _report(self._guard)
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        # uvicorn waits for open responses before the lifespan ends; an event stream
+        # never ends by itself, so end them all, or SIGTERM would hang on a dashboard.
+        self._coordinator.events.close()
+        super().handle_exit(sig, frame)
