@@ -62,6 +62,10 @@ class CheckFailed(Exception):
     """A part answered, but not as it should; the message says what was seen."""
 
 
+class StayedDark(CheckFailed):
+    """An LED read back dark for a colour: broken, or a single-colour LED without it."""
+
+
 Say = Callable[[str], None]
 T = TypeVar("T")
 
@@ -89,6 +93,7 @@ class SelfTest:
         self._say = say
         self._led_show = led_show
         self.results: list[Result] = []
+        self._dark: set[int] = set()  # indexes of results where an LED stayed dark
 
     @property
     def passed(self) -> bool:
@@ -113,8 +118,10 @@ class SelfTest:
             self._skip("leds", "colours", f"profile {board.profile} has no LEDs")
         else:
             for number in (1, 2):
+                first = len(self.results)
                 for name, rgb in LED_COLOURS:
                     await self._check(f"led {number}", name, partial(self._led, number, rgb))
+                self._single_colour(first)
             await self._check("status leds", "green, red", self._status_leds)
         await self._check("oled", "test pattern", self._oled)
         if not self._button:
@@ -145,7 +152,24 @@ class SelfTest:
             outcome, detail = Outcome.FAIL, f"no answer within {within:.0f} s"
         except (CheckFailed, HardwareError, OSError, ValueError) as exc:
             outcome, detail = Outcome.FAIL, str(exc) or type(exc).__name__
+            self._dark.discard(len(self.results))
+            if isinstance(exc, StayedDark):
+                self._dark.add(len(self.results))
         self.results.append(Result(part, check, outcome, detail, time.monotonic() - started))
+
+    def _single_colour(self, first: int) -> None:
+        """An LED that showed some colours and stayed dark for others is a single-colour
+        LED (a generic board's plain green one): the colours it lacks are skipped. One
+        that stayed dark for every colour is broken, and those checks stay failed."""
+        mine = range(first, len(self.results))
+        if not any(self.results[i].outcome is Outcome.PASS for i in mine):
+            return
+        for i in mine:
+            if i in self._dark:
+                r = self.results[i]
+                self.results[i] = Result(
+                    r.part, r.check, Outcome.SKIP, "stays dark: not a colour of this LED"
+                )
 
     def _skip(self, part: str, check: str, why: str) -> None:
         self.results.append(Result(part, check, Outcome.SKIP, why))
@@ -225,6 +249,8 @@ class SelfTest:
         detail = "set"
         if self._board.stm is not None:
             seen = await self._board.stm.led(number)
+            if (seen.red, seen.green, seen.blue) == (0, 0, 0):
+                raise StayedDark(f"set {rgb}, reads dark")
             if (seen.red, seen.green, seen.blue) != rgb:
                 raise CheckFailed(f"set {rgb}, reads {seen}")
             detail = "set, read back"

@@ -3,6 +3,7 @@ the report file and the command's exit status."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -269,3 +270,72 @@ def test_the_table_lines_up() -> None:
     assert lines[0].split() == ["PART", "CHECK", "RESULT", "DETAIL"]
     assert len({line.index(("PASS", "FAIL", "RESULT")[i]) for i, line in
                 enumerate([lines[1], lines[2], lines[0]])}) == 1  # fmt: skip
+
+
+def _led2_shows_only(board: Board, keep: tuple[bool, bool, bool]) -> None:
+    """Make the simulated LED 2 show only some channels, as a plain LED would."""
+    assert board.sim is not None
+    firmware = board.sim.firmware
+    real = firmware._table["led"]
+
+    def led(args: list[str]) -> str:
+        # As a generic board's plain LED reads back: the colour set while it is lit,
+        # dark when the colour has none of its channels.
+        out = real(args)
+        shown = any(v and k for v, k in zip(firmware.state.leds[1], keep, strict=True))
+        if not shown:
+            firmware.state.leds[1] = (0, 0, 0)
+        return out
+
+    firmware._table["led"] = led
+
+
+async def test_a_single_colour_led_skips_the_colours_it_lacks(board: Board) -> None:
+    _led2_shows_only(board, (False, True, False))  # a plain green LED
+    test = SelfTest(board, button=False, say=lambda _: None, led_show=0)
+    await test.run()
+    led2 = {r.check: r for r in test.results if r.part == "led 2"}
+    assert led2["green"].outcome is Outcome.PASS
+    assert led2["red"].outcome is Outcome.SKIP and "not a colour" in led2["red"].detail
+    assert led2["blue"].outcome is Outcome.SKIP
+    assert test.passed
+
+
+async def test_an_led_dark_in_every_colour_fails(board: Board) -> None:
+    _led2_shows_only(board, (False, False, False))
+    test = SelfTest(board, button=False, say=lambda _: None, led_show=0)
+    await test.run()
+    led2 = [r for r in test.results if r.part == "led 2"]
+    assert [r.outcome for r in led2] == [Outcome.FAIL] * 4
+    assert led2[0].detail == "set (128, 0, 0), reads dark"
+    assert not test.passed
+
+
+def test_the_simulated_generic_board(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The farm's generic board (scripts/generic-sim.toml): its relay, USB-SD-Mux, RGB and
+    plain LEDs and OLED go through the same checks; it has no current meter."""
+    template = Path(__file__).parents[2] / "scripts/generic-sim.toml"
+    text = template.read_text().replace('"../farm/', f'"{tmp_path}/')
+    text = text.replace('enrol_token_file = "', f'enrol_token_file = "{tmp_path}/')
+    config = tmp_path / "generic.toml"
+    config.write_text(text)
+    (tmp_path / "dryad-generic").mkdir()
+    (tmp_path / "dryad-generic/usb-sd-mux").write_text("")
+    report = tmp_path / "report.txt"
+    args = ["--config", str(config), "selftest", "--no-button", "--show", "0"]
+    assert dryad.cli.main([*args, "--report", str(report)]) == 0
+    text = report.read_text()
+
+    def outcome(part: str, check: str) -> str:
+        row = rf"^{re.escape(part)} +{re.escape(check)}.*?\s(PASS|FAIL|SKIP)\b"
+        found = re.search(row, text, re.M)
+        assert found, (part, check, text)
+        return found.group(1)
+
+    assert outcome("dut power", "off, then on") == "PASS"
+    assert outcome("sd mux", "to DUT, then to test server") == "PASS"
+    assert outcome("current", "reading") == "SKIP"
+    assert outcome("oled", "test pattern") == "PASS"
+    assert outcome("led 2", "green") == "PASS"  # the farm's plain green LED
+    assert outcome("led 2", "red") == "SKIP"
+    assert "FAIL" not in report.read_text()
