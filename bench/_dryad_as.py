@@ -2,8 +2,7 @@
 
 ``muxpi``: the muxpi profile's own modules, with the NanoPi's GPIO lines mocked and the
 STM a simulator in another process (its pty is ``[stm] port``), so the dryad's memory
-holds what it holds on a board. ``generic``: the OLED a luma dummy device.
-Used by bench/dryad_memory.py only.
+holds what it holds on a board. Used by bench/dryad_memory.py only.
 """
 
 from __future__ import annotations
@@ -17,11 +16,11 @@ from hardware.profiles import PROFILES, Board, BoardSettings
 
 async def _muxpi_over_pty(settings: BoardSettings, stack: AsyncExitStack) -> Board:
     from hardware.gpio import NanoPiGpio
-    from hardware.pins import NanoPiMockFactory
+    from hardware.pins import NanoPiMockFactory, PinMap
     from hardware.profiles import _stm_parts
     from hardware.stm.client import SerialStm
 
-    factory = NanoPiMockFactory(settings.pins)
+    factory = NanoPiMockFactory(settings.pins or PinMap())
     stack.callback(factory.close)
     gpio = NanoPiGpio(factory, settle=0)
     stack.push_async_callback(gpio.aclose)
@@ -31,19 +30,6 @@ async def _muxpi_over_pty(settings: BoardSettings, stack: AsyncExitStack) -> Boa
     return Board("muxpi", display, leds, stm, gpio)
 
 
-async def _generic_dummy(settings: BoardSettings, stack: AsyncExitStack) -> Board:
-    # The generic profile's display library, as it is on such a board (fenced into
-    # hardware/ for the product; this launcher stands in for a hardware profile).
-    from luma.core.device import dummy  # noqa: TID251
-
-    from hardware.display import LumaDisplay
-
-    display = LumaDisplay(dummy(width=128, height=32, mode="1"))
-    stack.push_async_callback(display.aclose)
-    return Board("generic", display, None, None, None)
-
-
 if __name__ == "__main__":
     PROFILES["muxpi"] = _muxpi_over_pty
-    PROFILES["generic"] = _generic_dummy
     sys.exit(main())

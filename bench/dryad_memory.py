@@ -7,7 +7,8 @@ its RSS (VmRSS) and CPU time are read from /proc. Profiles:
 * ``sim`` - the STM firmware simulator runs inside the dryad process;
 * ``muxpi`` - the muxpi profile's code with the GPIO lines mocked and the STM simulator
   in a separate process on a pty: what the dryad itself holds on a MuxPi;
-* ``generic`` - an OLED only (a luma dummy device).
+* ``generic`` - the generic board's own simulators (``[generic] simulate = true``): a
+  relay, a USB-SD-Mux, an RGB and a plain LED on mock pins, luma's dummy OLED, a button.
 
 Goal (issue 18): RSS <= 60 MB on x86-64 without the simulator; idle CPU <= 1% of a core.
 """
@@ -38,6 +39,29 @@ from coordinator.tokens import hash_token, new_token
 from coordinator.tunnels.none import DirectAccess
 
 BENCH = Path(__file__).resolve().parent
+GENERIC = """[generic]
+simulate = true
+[generic.power]
+type = "gpio"
+pin = "GPIO17"
+[generic.sd]
+type = "usbsdmux"
+device = "{home}/usb-sd-mux"
+[[generic.leds]]
+red = "GPIO5"
+green = "GPIO6"
+blue = "GPIO13"
+[[generic.leds]]
+pin = "GPIO19"
+color = "green"
+[generic.display]
+type = "ssd1306"
+[generic.button]
+pin = "GPIO26"
+[control]
+user_socket = "{home}/stm-user.socket"
+admin_socket = "{home}/stm.socket"
+"""
 TICKS = os.sysconf("SC_CLK_TCK")
 GOAL_MB = 60.0
 
@@ -104,6 +128,9 @@ async def measure(profile: str, tmp: Path, idle_seconds: float) -> tuple[float, 
         helpers.append(sim)
         stm = f'[stm]\nport = "{pty}"\n[control]\nenabled = true\n'
         stm += f'user_socket = "{home}/stm-user.socket"\nadmin_socket = "{home}/stm.socket"\n'
+    if profile == "generic":
+        (home / "usb-sd-mux").write_text("")
+        stm = GENERIC.format(home=home)
     config = LinkConfig("127.0.0.1", 0, tmp / f"{profile}_host_key", keepalive=5)
     async with anyio.create_task_group() as tg:
         await tg.start(service.run)
