@@ -87,6 +87,12 @@ class Link:
         self._connect_timeout = connect_timeout
         self._peer: wire.Peer | None = None
         self._state: LinkState | None = None
+        self._running = False
+
+    @property
+    def running(self) -> bool:
+        """Whether ``run``'s dial-serve-redial loop still goes on (the watchdog asks)."""
+        return self._running
 
     @property
     def connected(self) -> bool:
@@ -128,6 +134,13 @@ class Link:
         ``on_state`` hears every change of ``LinkState`` with a one-line detail.
         """
         task_status.started()
+        self._running = True
+        try:
+            await self._redial(handler, on_state)
+        finally:
+            self._running = False
+
+    async def _redial(self, handler: wire.Handler, on_state: StateHook) -> NoReturn:
         where = self._settings.coordinator
         attempt = 0
         while True:

@@ -4,6 +4,11 @@
 # Reproducible: every mtime is clamped to the last commit's time (SOURCE_DATE_EPOCH)
 # and dpkg-deb writes root:root owners.
 set -euo pipefail
+# A technician's umask (077, 027) must not leak into the package: dpkg-deb refuses a
+# DEBIAN directory that is not 0755-0775, and a 0600 file in the data would be
+# unreadable on the board. Everything below is created with the usual modes, and the
+# tree copied from the checkout (whatever its modes) is normalised by chmod.
+umask 022
 # shellcheck source=image-build/lib.sh
 . "$(dirname "$0")/lib.sh"
 
@@ -48,7 +53,7 @@ for page in "$HERE"/man/*.[18]; do
 done
 install -D -m 0644 "$HERE/debian/lintian-overrides" "$root/usr/share/lintian/overrides/dryad"
 
-mkdir -p "$root/DEBIAN"
+install -d -m 0755 "$root/DEBIAN"
 for f in conffiles postinst prerm postrm; do
     cp "$HERE/debian/$f" "$root/DEBIAN/$f"
 done
@@ -62,6 +67,7 @@ find "$root" -path "$root/DEBIAN" -prune -o -type f -perm -u+x -exec chmod 0755 
 size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
 sed -e "s/@VERSION@/$version/" -e "s/@MAINTAINER@/$maintainer/" "$HERE/debian/control" |
     sed -e "/^Architecture:/a Installed-Size: $size" > "$root/DEBIAN/control"
+chmod 0644 "$root/DEBIAN/control" "$root/DEBIAN/md5sums"
 find "$root" -exec touch --no-dereference -d "@$SOURCE_DATE_EPOCH" {} +
 
 mkdir -p "$OUT"

@@ -3,6 +3,7 @@ throw-away trixie rootfs, its units verified, its commands run, purged cleanly."
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -57,6 +58,20 @@ def test_reproducible(deb: Path, build_env: dict[str, str], tmp_path: Path) -> N
     """Two builds of one commit give the same bytes (clamped mtimes, root owners)."""
     again = run(
         [IMAGE_BUILD / "build-deb.sh"], env={**build_env, "BORUTA_IMAGE_OUT": str(tmp_path)}
+    )
+    assert Path(again.stdout.strip()).read_bytes() == deb.read_bytes()
+
+
+@pytest.mark.parametrize("umask", [0o077, 0o027])
+def test_same_package_under_any_umask(
+    deb: Path, build_env: dict[str, str], tmp_path: Path, umask: int
+) -> None:
+    """A technician's restrictive umask neither breaks the build (dpkg-deb refuses a
+    DEBIAN directory that is not 0755-0775) nor changes a byte of the package."""
+    again = run(
+        [IMAGE_BUILD / "build-deb.sh"],
+        env={**build_env, "BORUTA_IMAGE_OUT": str(tmp_path / "out")},
+        preexec_fn=lambda: os.umask(umask),
     )
     assert Path(again.stdout.strip()).read_bytes() == deb.read_bytes()
 
@@ -129,6 +144,9 @@ def test_units_verify(deb: Path, rootfs: Path) -> None:
     assert "Restart=on-failure" in unit
     assert "RestartPreventExitStatus=2" in unit
     assert "ExecStart=/usr/bin/dryad --config /etc/boruta/dryad.toml" in unit
+    # The dryad notifies (dryad.systemd) and feeds the watchdog from its event loop.
+    assert "Type=notify" in unit
+    assert "WatchdogSec=60" in unit
 
 
 def test_udev_rules_verify(deb: Path, rootfs: Path) -> None:

@@ -138,6 +138,24 @@ def test_per_board_secrets_not_in_the_image(rootfs_ext4: Path) -> None:
     assert "uuid" not in ext4_ls(rootfs_ext4, "/var/lib/boruta-dryad")
 
 
+def test_no_way_in_without_a_seed_key(rootfs_ext4: Path) -> None:
+    """Root has no password and no key: only the seed's ssh_authorized_keys let an
+    admin in (the QEMU boot logs in with one)."""
+    passwd = ext4_cat(rootfs_ext4, "/etc/passwd")
+    assert passwd.startswith("root:x:0:0:"), passwd[:80]  # the password is in shadow ...
+    shadow = ext4_cat(rootfs_ext4, "/etc/shadow")
+    root = [line.split(":")[1] for line in shadow.splitlines() if line.startswith("root:")]
+    # ... where mmdebstrap leaves no entry for root (no password at all), or a locked one.
+    assert root == [] or root[0] == "*" or root[0].startswith("!"), "root has a password"
+    if ".ssh" in ext4_ls(rootfs_ext4, "/root"):
+        assert "authorized_keys" not in ext4_ls(rootfs_ext4, "/root/.ssh")
+
+
+def test_the_dut_network_is_configured(rootfs_ext4: Path) -> None:
+    text = ext4_cat(rootfs_ext4, "/etc/systemd/network/30-muxpi-dut.network")
+    assert "Address=192.168.69.1/24" in text and "DHCPServer=yes" in text
+
+
 def test_the_dryad_venv_is_built(rootfs_ext4: Path) -> None:
     site = "/usr/lib/dryad/venv/lib/python3.13/site-packages"
     names = ext4_ls(rootfs_ext4, site)

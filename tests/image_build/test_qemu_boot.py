@@ -7,6 +7,12 @@ the merged NanoPi NEO DTB; first boot grows the root partition and makes the key
 dryad-seed applies the seed written on the FAT partition, as a technician would; the
 dryad opens /dev/ttyS2 (a pty on the host running stm-sim) and dials the coordinator
 at 10.0.2.2 (QEMU user networking's address of the host).
+
+Then an admin logs in as root with the key the seed carried (QEMU forwards a host port
+to the guest's sshd), looks at the unit as systemd sees it (Type=notify, watchdog,
+STATUS=), measures the dryad's RSS and idle CPU on the 32-bit ARM guest, runs
+`dryad selftest` against the simulated STM, and stops the dryad's process (SIGSTOP: no
+more watchdog pings) to see systemd restart it.
 """
 
 from __future__ import annotations
@@ -83,18 +89,18 @@ class Lab:
         assert pty.startswith("/dev/pts/"), pty
         return pty
 
-    def qemu(self, sd: Path, pty: str) -> None:
+    def qemu(self, sd: Path, pty: str, ssh_port: int) -> None:
         with (self.tmp / "qemu.log").open("wb") as log:
-            self._qemu(sd, pty, log)
+            self._qemu(sd, pty, ssh_port, log)
 
-    def _qemu(self, sd: Path, pty: str, log: IO[bytes]) -> None:
+    def _qemu(self, sd: Path, pty: str, ssh_port: int, log: IO[bytes]) -> None:
         self.procs.append(
             subprocess.Popen(
                 [
                     "qemu-system-arm", "-M", "orangepi-pc", "-display", "none",
                     "-monitor", "none",
                     "-drive", f"if=sd,format=raw,file={sd}",
-                    "-nic", "user",
+                    "-nic", f"user,hostfwd=tcp:127.0.0.1:{ssh_port}-:22",
                     # UART0 the console, UART1 (DUT) unconnected, UART2 the STM.
                     "-chardev", f"file,id=con,path={self.console}", "-serial", "chardev:con",
                     "-serial", "null",
@@ -177,17 +183,63 @@ def _journal(sd: Path, tmp: Path) -> str:
     return out.stdout + out.stderr
 
 
+class Guest:
+    """Root on the booted board over SSH, with the admin key from the seed."""
+
+    def __init__(self, key: Path, port: int) -> None:
+        self.key = key
+        self.port = port
+
+    def run(self, command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run(
+            ["ssh", "-i", self.key, "-p", str(self.port), "-o", "BatchMode=yes",
+             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+             "-o", "ConnectTimeout=30", "-o", "LogLevel=ERROR", "root@127.0.0.1", command],
+            timeout=300,
+            check=check,
+        )  # fmt: skip
+
+    def unit(self) -> dict[str, str]:
+        out = self.run(
+            "systemctl show dryad -p Type -p WatchdogUSec -p NRestarts -p MainPID "
+            "-p ActiveState -p StatusText"
+        ).stdout
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def _admin_key(tmp: Path) -> tuple[Path, str]:
+    key = tmp / "admin_ed25519"
+    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "admin@lab", "-f", key])
+    return key, Path(f"{key}.pub").read_text().strip()
+
+
+def _usage(guest: Guest, pid: str, seconds: int) -> tuple[float, float]:
+    """RSS in MB and CPU as a fraction of a core over ``seconds``, read in the guest."""
+    script = (
+        f"t=$(getconf CLK_TCK); a=$(cut -d' ' -f14,15 /proc/{pid}/stat); sleep {seconds}; "
+        f"b=$(cut -d' ' -f14,15 /proc/{pid}/stat); grep VmRSS /proc/{pid}/status; "
+        'echo "$t $a $b"'
+    )
+    lines = guest.run(script).stdout.splitlines()
+    rss_kb = int(lines[0].split()[1])
+    ticks, u0, s0, u1, s1 = (int(v) for v in lines[1].split())
+    return rss_kb / 1024, (u1 + s1 - u0 - s0) / ticks / seconds
+
+
 def test_boots_and_registers(image: Path, lab: Lab, tmp_path: Path) -> None:
     url, enrol, port = lab.coordinator()
     pty = lab.stm_sim()
+    key, public = _admin_key(tmp_path)
     sd = _sd_card(
         image,
         tmp_path / "sd.img",
         f'coordinator = "10.0.2.2:{port}"\nenrol_token = "{enrol}"\n'
+        f'ssh_authorized_keys = ["{public}"]\n'
         f'[caps]\ndevice_type = "{DEVICE_TYPE}"\n',
     )
+    ssh_port = free_port()
     started = time.monotonic()
-    lab.qemu(sd, pty)
+    lab.qemu(sd, pty, ssh_port)
 
     def registered() -> dict[str, Any] | None:
         with client(url, lab.token) as http:
@@ -223,3 +275,60 @@ def test_boots_and_registers(image: Path, lab: Lab, tmp_path: Path) -> None:
         "the simulated STM's LEDs show MAINTENANCE",
     )
     assert any(row.strip() for row in lab.board().get("oled", [])), lab.board()
+    try:
+        _as_admin(Guest(key, ssh_port), lab, url, worker["WorkerUUID"], tmp_path)
+    except AssertionError as exc:
+        lab.stop()
+        raise AssertionError(f"{exc}\n--- journal\n{_journal(sd, tmp_path)[-10000:]}") from None
+
+
+def _as_admin(guest: Guest, lab: Lab, url: str, uuid: str, tmp: Path) -> None:
+    # The seed's key lets root in (sshd may still be finishing its first start).
+    eventually(
+        lambda: guest.run("true", check=False).returncode == 0,
+        300,
+        "root logs in with the seed key",
+    )
+    assert guest.run("id -u").stdout.strip() == "0"
+    # systemd's view: started by READY=1, watched, and the link's state in STATUS=.
+    unit = guest.unit()
+    assert unit["Type"] == "notify" and unit["ActiveState"] == "active", unit
+    assert unit["WatchdogUSec"] == "1min", unit
+    assert unit["StatusText"].startswith("connected to 10.0.2.2:"), unit
+    assert unit["NRestarts"] == "0", unit  # fed all along since the boot
+    rss, cpu = _usage(guest, unit["MainPID"], 60)
+    sys.stderr.write(f"armhf guest: dryad RSS {rss:.1f} MB, idle CPU {cpu * 100:.1f}% of a core\n")
+    (tmp / "armhf-usage.txt").write_text(f"rss_mb {rss:.1f}\nidle_cpu {cpu:.4f}\n")
+    # The technician's check, on the image against the STM simulator on UART2.
+    selftest = guest.run(
+        "systemctl stop dryad; dryad selftest --no-button --show 0 --report /root/st.txt;"
+        " echo status=$?; systemctl start dryad",
+    ).stdout
+    sys.stderr.write(selftest)
+    assert "status=0" in selftest and "dryad selftest: PASS" in selftest, selftest
+    assert "MuxPi firmware" in guest.run("cat /root/st.txt").stdout
+    # A hung dryad (stopped: no task runs, no ping goes out) is killed and restarted.
+    unit = eventually(
+        lambda: (u := guest.unit())["ActiveState"] == "active" and u, 600, "the dryad is back"
+    )
+    hung = time.monotonic()
+    guest.run(f"kill -STOP {unit['MainPID']}")
+    restarted = eventually(
+        lambda: (
+            (u := guest.unit())["NRestarts"] != unit["NRestarts"]
+            and u["ActiveState"] == "active"
+            and u
+        ),
+        600,
+        "systemd restarts the dryad whose watchdog went unfed",
+    )
+    assert restarted["MainPID"] != unit["MainPID"]
+    journal = guest.run("journalctl -u dryad --no-pager -o cat").stdout
+    assert "Watchdog timeout" in journal, journal[-3000:]
+
+    def reconnected() -> bool:
+        with client(url, lab.token) as http:
+            return bool(http.get(f"/api/v1/workers/{uuid}").json()["Connected"])
+
+    eventually(reconnected, 600, "the restarted dryad is back on the link")
+    sys.stderr.write(f"hung dryad restarted and back in {time.monotonic() - hung:.0f} s\n")

@@ -9,7 +9,9 @@ import tomllib
 from pathlib import Path
 from types import ModuleType
 
+import asyncssh
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from dryad.settings import load
 from tests.image_build.commands import IMAGE_BUILD
@@ -142,3 +144,159 @@ def test_dump_toml_round_trips() -> None:
         "t": {"k-1": "v", "with space": "w"},
     }
     assert tomllib.loads(seed_mod.dump_toml(data)) == data
+
+
+def _pub(kind: str = "ssh-ed25519", comment: str = "alice@lab") -> str:
+    key = asyncssh.generate_private_key(kind, comment=comment)
+    return str(key.export_public_key().decode().strip())
+
+
+def _apply(config: Path, boot: Path, text: str, keys: Path, net: Path | None = None) -> int:
+    seed = boot / "boruta-seed.toml"
+    seed.write_text(text)
+    args = [str(seed), "--config", str(config), "--no-hostname", "--authorized-keys", str(keys)]
+    args += ["--dut-network", str(net or boot.parent / "dut.network")]
+    status: int = seed_mod.main(args)
+    return status
+
+
+def test_admin_keys_become_roots(board: tuple[Path, Path], tmp_path: Path) -> None:
+    config, boot = board
+    keys = tmp_path / "root/.ssh/authorized_keys"
+    alice, bob = _pub(), _pub("ssh-rsa", "bob@lab")
+    seed = f'ssh_authorized_keys = [\n  "{alice}",\n  "  {bob}  ",\n  "",\n]\n'
+    assert _apply(config, boot, seed, keys) == 0
+    lines = keys.read_text().splitlines()
+    assert lines == [seed_mod.BLOCK_BEGIN, alice, bob, seed_mod.BLOCK_END]
+    assert keys.stat().st_mode & 0o777 == 0o600
+    assert keys.parent.stat().st_mode & 0o777 == 0o700
+    # Keys alone are a seed worth applying; the configuration is unchanged but valid.
+    assert load(config).coordinator_host
+    applied = tomllib.loads((boot / "boruta-seed.applied.toml").read_text())
+    assert applied["ssh_authorized_keys"] == [alice, f"  {bob}  ", ""]
+
+
+def test_a_new_seed_replaces_its_keys_and_keeps_the_others(
+    board: tuple[Path, Path], tmp_path: Path
+) -> None:
+    config, boot = board
+    keys = tmp_path / "authorized_keys"
+    by_hand = _pub(comment="added-by-hand")
+    keys.write_text(f"# root's own\n{by_hand}\n")
+    assert _apply(config, boot, f'ssh_authorized_keys = ["{_pub()}"]\n', keys) == 0
+    carol = _pub(comment="carol@lab")
+    assert _apply(config, boot, f'ssh_authorized_keys = ["{carol}"]\n', keys) == 0
+    assert keys.read_text().splitlines() == [
+        "# root's own",
+        by_hand,
+        seed_mod.BLOCK_BEGIN,
+        carol,
+        seed_mod.BLOCK_END,
+    ]
+
+
+def test_without_keys_root_gets_none(board: tuple[Path, Path], tmp_path: Path) -> None:
+    """The template and a seed without keys leave root without a way in."""
+    config, boot = board
+    keys = tmp_path / "authorized_keys"
+    assert _apply(config, boot, SEED_TEMPLATE.read_text(), keys) == 0
+    assert _apply(config, boot, 'coordinator = "h:7175"\n', keys) == 0
+    assert not keys.exists()
+
+
+ED = _pub()
+ED_TYPE, ED_BLOB, _ = ED.split(" ", 2)
+RSA_BLOB = _pub("ssh-rsa").split()[1]
+
+
+@pytest.mark.parametrize(
+    ("keys", "reason"),
+    [
+        ('"ssh-ed25519 AAAA"', "ssh_authorized_keys: expected a list of strings"),
+        ("[1]", "expected a list of strings"),
+        ('["-----BEGIN OPENSSH PRIVATE KEY----- b3Blbn"]', "this is a PRIVATE key"),
+        (f'["from=\\"10.0.0.1\\" {ED}"]', "is not a public key line"),
+        ('["hello"]', "ssh_authorized_keys[1]: 'hello' is not a public key line"),
+        (f'["{ED_TYPE}"]', "is not a public key line"),
+        (f'["{ED}", "ssh-dss AAAAB3NzaC1kc3M="]', "ssh_authorized_keys[2]:"),
+        (f'["{ED_TYPE} {ED_BLOB[:-9]}"]', "the key's base64 is damaged"),
+        (f'["{ED_TYPE} {ED_BLOB[:40]}"]', "not a valid ssh-ed25519 key"),  # cut, still base64
+        (f'["{ED_TYPE} {RSA_BLOB}"]', "is not a ssh-ed25519 key"),
+        (f'["{ED_TYPE} {ED_BLOB[:-8]}AAAAAAA="]', "not a valid ssh-ed25519 key"),
+        (f'["{ED}\\n{ED}"]', "one key per string"),
+        (f'["{ED_TYPE} {ED_BLOB} caf\u00e9"]', "printable ASCII only"),
+    ],
+)
+def test_bad_keys_refuse_the_seed(
+    board: tuple[Path, Path], tmp_path: Path, keys: str, reason: str
+) -> None:
+    config, boot = board
+    target = tmp_path / "authorized_keys"
+    before = config.read_text()
+    status = _apply(config, boot, f'coordinator = "h:1"\nssh_authorized_keys = {keys}\n', target)
+    assert status == 1
+    assert reason in (boot / "boruta-seed.error.txt").read_text()
+    assert config.read_text() == before and not target.exists()  # nothing half-applied
+    assert (boot / "boruta-seed.toml").exists()
+
+
+@given(st.text(max_size=200))
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_any_line_is_a_key_or_a_clear_refusal(line: str) -> None:
+    try:
+        keys = seed_mod.parse_keys([line])
+    except seed_mod.SeedError as exc:
+        assert str(exc).startswith("ssh_authorized_keys[1]: ")
+    else:
+        assert keys == [] or (len(keys) == 1 and "\n" not in keys[0])
+
+
+def test_the_dut_network_from_the_seed(board: tuple[Path, Path], tmp_path: Path) -> None:
+    config, boot = board
+    net = tmp_path / "30-muxpi-dut.network"
+    keys = tmp_path / "k"
+    assert _apply(config, boot, 'dut_address = "10.20.0.1/24"\n', keys, net) == 0
+    text = net.read_text()
+    assert "Address=10.20.0.1/24\n" in text and "DHCPServer=yes\n" in text
+    assert "PoolOffset=10\n" in text and "EmitRouter=no\n" in text
+    assert "Path=platform-*.usb-usb-*\n" in text  # the USB adapter, never the lab's EMAC
+    assert _apply(config, boot, 'dut_address = "10.20.0.1/30"\ndut_dhcp_server = false\n', keys,
+                  net) == 0  # fmt: skip
+    text = net.read_text()
+    assert "Address=10.20.0.1/30\n" in text and "DHCPServer" not in text
+    assert _apply(config, boot, 'dut_address = "none"\n', keys, net) == 0
+    assert not net.exists()  # left alone: networkd does not manage it
+
+
+def test_the_images_dut_network_is_the_original_labs() -> None:
+    """192.168.69.1/24 with DHCP from .10, as the original MuxPi setup; the same text
+    dryad-seed writes, so the two cannot drift apart."""
+    shipped = (IMAGE_BUILD / "overlay/etc/systemd/network/30-muxpi-dut.network").read_text()
+    made = seed_mod.dut_network({"dut_address": "192.168.69.1/24"})
+    assert made is not None
+    assert shipped.splitlines()[1:] == made.splitlines()[1:]  # all but the header line
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ('dut_address = "192.168.69.1"\n', "/30 or wider"),
+        ('dut_address = "192.168.69.1/31"\n', "/30 or wider"),
+        ('dut_address = "fd00::1/64"\n', "/30 or wider"),
+        ('dut_address = "192.168.69.0/24"\n', "network's own or broadcast"),
+        ('dut_address = "192.168.69.255/24"\n', "network's own or broadcast"),
+        ('dut_address = "lab"\n', "'lab' is not an IPv4 address"),
+        ("dut_address = 1\n", "dut_address: expected a string"),
+        ('dut_address = "10.0.0.1/24"\ndut_dhcp_server = "yes"\n', "expected true or false"),
+        ("dut_dhcp_server = false\n", "give dut_address too"),
+    ],
+)
+def test_bad_dut_network_refuses_the_seed(
+    board: tuple[Path, Path], tmp_path: Path, text: str, reason: str
+) -> None:
+    config, boot = board
+    net = tmp_path / "dut.network"
+    net.write_text("kept\n")
+    assert _apply(config, boot, text, tmp_path / "k", net) == 1
+    assert reason in (boot / "boruta-seed.error.txt").read_text()
+    assert net.read_text() == "kept\n"
