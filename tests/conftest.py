@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# No deadline: a loaded 2-core machine makes any example slow now and then. In CI (the CI
+# variable set, as .ci/run does) the generated inputs are the same on every run, so a red
+# build shows a regression, not a new draw; local runs keep exploring new inputs.
+settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)
+settings.register_profile("dev", deadline=None, print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 # Registered once, here, so that its fixtures (farm, settings, template) reach every folder.
 pytest_plugins = ["tests.plugins.app_harness"]
