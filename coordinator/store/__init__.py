@@ -12,6 +12,7 @@ from coordinator.domain.fairshare import Charge, Usage
 from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.model import Request, Transition, User, Worker
 from coordinator.domain.quotas import Quota, Quotas
+from coordinator.domain.states import FINAL_REQUEST_STATES, RequestState
 from coordinator.store.records import (
     Delivery,
     DeliveryStatus,
@@ -47,12 +48,29 @@ class Changes:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """The whole stored state, read once at start-up."""
+    """The stored state the service holds in memory, read once at start-up: every live
+    request, the newest finished ones (docs/architecture.md §requests in memory), every
+    worker, the usage and quotas."""
 
     requests: list[Request]
     workers: list[Worker]
     usage: dict[str, Usage] = field(default_factory=dict)
     quotas: Quotas = field(default_factory=Quotas)
+    next_id: int = 1  # above every stored request ID
+    next_queued: int = 1  # above every stored queue place
+    left_out: int = 0  # finished requests left in the store, not in ``requests``
+
+
+@dataclass(frozen=True, slots=True)
+class RequestQuery:
+    """Which finished requests to read: those with an ID below ``below`` that match every
+    non-empty set, and the one with ID ``anchor`` whatever it is."""
+
+    below: int
+    ids: frozenset[int] = frozenset()
+    priorities: frozenset[int] = frozenset()
+    states: frozenset[RequestState] = FINAL_REQUEST_STATES  # finished states only
+    anchor: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +93,15 @@ class Store(Protocol):
     def migrate(self) -> None:
         """Bring the schema to the newest version."""
 
-    def load(self) -> Snapshot:
-        """Read every request and worker, the users' usage and the quotas."""
+    def load(self, finished: int | None = None) -> Snapshot:
+        """Read the live requests and the ``finished`` finished ones with the highest IDs
+        (all of them with ``None``), every worker, the users' usage and the quotas."""
+
+    def request(self, rid: RequestID) -> Request | None:
+        """One stored request, or ``None``."""
+
+    def finished_requests(self, query: RequestQuery) -> list[Request]:
+        """The finished requests ``query`` selects, by ID."""
 
     def commit(self, changes: Changes) -> None:
         """Apply ``changes`` atomically and durably."""
