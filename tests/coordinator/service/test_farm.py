@@ -77,7 +77,7 @@ def test_whatever_the_order_the_held_finished_ones_are_the_highest(
     changes: list[tuple[int, RequestState]], most: int
 ) -> None:
     """Requests move from WAITING to any state, in any order; a final state is final."""
-    farm, states = Farm(finished_in_memory=most), {}
+    farm, states = Farm(finished_in_memory=most), dict[int, RequestState]()
     for rid, state in changes:
         if states.get(rid) in FINAL_REQUEST_STATES:
             continue  # a finished request never changes

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import anyio
@@ -88,16 +89,16 @@ async def answers(service: Service) -> list[Any]:
     got: list[Any] = []
     for n in range(16):
         rid = RequestID(n)
-        req = await answer(lambda r=rid: service.get_request(r))
+        req = await answer(partial(service.get_request, rid))
         got.append(req)
         got.append(service.queue_position(rid))
-        got.append(await answer(lambda r=rid: service.acquire_worker(BOB, r)))
-        got.append(await answer(lambda r=rid: service.close_request(BOB, r)))
+        got.append(await answer(partial(service.acquire_worker, BOB, rid)))
+        got.append(await answer(partial(service.close_request, BOB, rid)))
         if not isinstance(req, tuple) and req.state not in _LIVE:  # changes nothing
-            got.append(await answer(lambda r=rid: service.update_request(ALICE, r, 2, None, None)))
-            got.append(await answer(lambda r=rid: service.close_request(ALICE, r)))
-            got.append(await answer(lambda r=rid: service.acquire_worker(ALICE, r)))
-    got.extend([await answer(lambda s=spec: service.list_requests(s)) for spec in SPECS])
+            got.append(await answer(partial(service.update_request, ALICE, rid, 2, None, None)))
+            got.append(await answer(partial(service.close_request, ALICE, rid)))
+            got.append(await answer(partial(service.acquire_worker, ALICE, rid)))
+    got.extend([await answer(partial(service.list_requests, spec)) for spec in SPECS])
     return got
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -22,7 +23,7 @@ from coordinator.domain.states import FINAL_REQUEST_STATES, RequestState
 from coordinator.errors import NotFound
 from coordinator.service import lookup
 from coordinator.service.farm import Farm
-from coordinator.store import Changes, RequestQuery
+from coordinator.store import Changes, RequestQuery, Store
 from coordinator.store.sql import SqlStore
 from coordinator.store.tables import requests as requests_table
 from tests.coordinator.store.builders import T0, make_request, with_job
@@ -178,12 +179,12 @@ def test_listings_and_lookups_are_the_same_with_a_tiny_retention(
     top = max(everything, default=0)
     for _ in range(8):
         spec = data.draw(specs(top))
-        expected = _answer(lambda s=spec: listing.page(listing.REQUESTS, everything, s))
-        got = _answer(lambda s=spec: anyio.run(lookup.page, farm, store, s))
+        expected = _answer(partial(listing.page, listing.REQUESTS, everything, spec))
+        got = _answer(partial(anyio.run, lookup.page, farm, store, spec))
         assert got == expected
     for rid in map(RequestID, range(top + 3)):
-        expected = _answer(lambda r=rid: _found(everything, r))
-        assert _answer(lambda r=rid: anyio.run(lookup.find, farm, store, r)) == expected
+        expected = _answer(partial(_found, everything, rid))
+        assert _answer(partial(anyio.run, lookup.find, farm, store, rid)) == expected
 
 
 def _found(everything: dict[RequestID, Request], rid: RequestID) -> Request:
@@ -199,8 +200,8 @@ def test_a_listing_during_which_requests_finish_shows_the_farm_at_its_start(
     running = [with_job(make_request(n), n) for n in range(1, 6)]
     history(store, [make_request(6, state=DONE), *running])
     farm = Farm.load(store.load(0), T0, 0)
-    spec = ListSpec(RequestFilter(), listing.request_sort_key(""))
-    slow = _Slow(store, lambda: _finish_all(farm, store, running))
+    spec: ListSpec[Request, RequestID] = ListSpec(RequestFilter(), listing.request_sort_key(""))
+    slow = cast("Store", _Slow(store, lambda: _finish_all(farm, store, running)))
     page: Page[Request] = anyio.run(lookup.page, farm, slow, spec)
     assert [(r.id, r.state) for r in page.items] == [
         *((r.id, RequestState.IN_PROGRESS) for r in running),
@@ -235,8 +236,8 @@ def test_nothing_is_read_when_memory_has_the_whole_answer(store: SqlStore, keep:
         RequestFilter(states=frozenset({"WAITING", "IN PROGRESS"})),
         RequestFilter(ids=frozenset({2, 99})),
     ):
-        spec = ListSpec(flt, listing.request_sort_key(""))
-        page = anyio.run(lookup.page, farm, _NoReads(), spec)
+        spec: ListSpec[Request, RequestID] = ListSpec(flt, listing.request_sort_key(""))
+        page = anyio.run(lookup.page, farm, cast("Store", _NoReads()), spec)
         assert [r.id for r in page.items] == [2]
 
 
