@@ -70,7 +70,7 @@ async def history(service: Service, clock: FakeClock) -> None:
         rid = await service.new_request(ALICE, 3 + n % 6, {"board": "a" if n % 4 else "b"})
         if n % 3 and n % 4:
             await service.close_request(ALICE, rid)  # DONE, or CANCELLED while waiting
-            await service.fire_timers()
+        await until(service, lambda: service.get_worker(worker).state is not WorkerState.PREPARE)
         clock.advance(timedelta(seconds=1))
     await service.new_request(BOB, 8, {"board": "none"})  # INVALID
     # The last job's end sends the worker through PREPARE: wait for the matcher after it.
