@@ -35,6 +35,7 @@ class Farm:
         self.finished_in_memory = finished_in_memory
         self._finished: list[RequestID] = []  # a min-heap of the finished requests held
         self.left_out = 0  # finished requests that only the store holds
+        self.finishes = 0  # requests that finished since the start (to notice one)
         self.workers: dict[WorkerUUID, Worker] = {}
         self.queue = Queue()  # the WAITING requests in matching order
         self.timers = Timers()
@@ -97,12 +98,12 @@ class Farm:
         timed = (new.valid_after, new.deadline, new.job, new.state)
         if old is None or (old.valid_after, old.deadline, old.job, old.state) != timed:
             self.timers.arm(new, now)
-        if (
-            self.finished_in_memory is not None
-            and new.state in FINAL_REQUEST_STATES
-            and (old is None or old.state not in FINAL_REQUEST_STATES)
+        if new.state in FINAL_REQUEST_STATES and (
+            old is None or old.state not in FINAL_REQUEST_STATES
         ):
-            self._hold_finished(new.id, self.finished_in_memory)
+            self.finishes += 1
+            if self.finished_in_memory is not None:
+                self._hold_finished(new.id, self.finished_in_memory)
         return old
 
     def _hold_finished(self, rid: RequestID, most: int) -> None:

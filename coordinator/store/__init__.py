@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Final, Literal, Protocol
 
 from coordinator.domain.fairshare import Charge, Usage
 from coordinator.domain.ids import RequestID, WorkerUUID
@@ -24,6 +24,7 @@ from coordinator.store.records import (
 )
 
 QuotaKind = Literal["user", "group"]
+IN_SQL: Final = 500  # the longest ID or priority list a query puts in SQL
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,12 @@ class RequestQuery:
     states: frozenset[RequestState] = FINAL_REQUEST_STATES  # finished states only
     anchor: int | None = None
 
+    @property
+    def short(self) -> bool:
+        """Whether its lists fit in one SQL statement, as ``finished_window`` needs: a
+        statement has at most 32,766 parameters on SQLite, 65,535 on PostgreSQL."""
+        return len(self.ids) <= IN_SQL and len(self.priorities) <= IN_SQL
+
 
 @dataclass(frozen=True, slots=True)
 class WriteFailure:
@@ -80,6 +87,29 @@ class WriteFailure:
 
     cause: str
     at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One page's worth of a listing's finished requests: sorted by ``order`` (a listing's
+    sort item, then the ID), the ``limit`` just past ``anchor`` (``backward``: just before
+    it; without an anchor, the first or the last ones)."""
+
+    order: str  # "id", "priority", "deadline", "validafter" or "state"
+    descending: bool
+    anchor: Request | None
+    backward: bool
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class WindowRows:
+    """The window's requests, in any order; how many match in all, and how many lie past
+    the anchor on the window's side (all of them without an anchor)."""
+
+    rows: list[Request]
+    total: int
+    beyond: int
 
 
 class Store(Protocol):
@@ -102,6 +132,10 @@ class Store(Protocol):
 
     def finished_requests(self, query: RequestQuery) -> list[Request]:
         """The finished requests ``query`` selects, by ID."""
+
+    def finished_window(self, query: RequestQuery, window: Window) -> WindowRows:
+        """The finished requests ``query`` selects (the window's anchor left out), read
+        one window at a time."""
 
     def commit(self, changes: Changes) -> None:
         """Apply ``changes`` atomically and durably."""

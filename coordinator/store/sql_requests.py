@@ -6,20 +6,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy import ColumnElement, Connection, Row, and_, false, func, or_, select
 
 from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.model import Job, Request
 from coordinator.domain.states import FINAL_REQUEST_STATES, RequestState
-from coordinator.store import RequestQuery
+from coordinator.store import IN_SQL, RequestQuery, Window, WindowRows
 from coordinator.store.tables import requests
 
 _FINAL: Final = sorted(s.value for s in FINAL_REQUEST_STATES)
-# Longer ID or priority lists are matched here rather than in SQL: a statement has at most
-# 32,766 parameters on SQLite and 65,535 on PostgreSQL, and a list body may hold more.
-_IN_SQL: Final = 500
+# Longer ID or priority lists are matched here rather than in SQL (``RequestQuery.short``).
 _INT32: Final = (-(2**31), 2**31 - 1)  # the priority column
 _INT64: Final = 2**63 - 1  # the ID column
 
@@ -46,9 +44,9 @@ class SqlRequests:
         priorities = sorted(p for p in query.priorities if _INT32[0] <= p <= _INT32[1])
         possible = bool(states) and (ids or not query.ids) and (priorities or not query.priorities)
         chosen: list[ColumnElement[bool]] = [c.id < query.below, c.state.in_(states)]
-        if ids and len(ids) <= _IN_SQL:
+        if ids and len(ids) <= IN_SQL:
             chosen.append(c.id.in_(ids))
-        if priorities and len(priorities) <= _IN_SQL:
+        if priorities and len(priorities) <= IN_SQL:
             chosen.append(c.priority.in_(priorities))
         selected = and_(*chosen) if possible else false()
         if query.anchor is not None and 0 < query.anchor <= _INT64:
@@ -57,6 +55,81 @@ class SqlRequests:
             rows = conn.execute(select(requests).where(selected).order_by(c.id)).all()
         found = [request_of(row) for row in rows]
         return [r for r in found if r.id == query.anchor or _matches(query, r)]
+
+    def finished_window(self, query: RequestQuery, window: Window) -> WindowRows:
+        """The finished requests ``query`` selects (the window's anchor left out), read
+        one window at a time: counted in SQL, sorted there by the listing's columns."""
+        c = requests.c
+        chosen = _conditions(query)
+        anchor = window.anchor
+        if anchor is not None:
+            chosen = and_(chosen, c.id != anchor.id)
+        with self._reading() as conn:
+            keys = _keys(window.order, conn.dialect.name, anchor)
+            # Past the anchor on the window's side: after it, or before it going backward.
+            later = window.descending == window.backward
+            side = chosen if anchor is None else and_(chosen, _past(keys, later))
+            order = [col.asc() if later else col.desc() for col, _ in keys]
+            total = conn.execute(
+                select(func.count()).select_from(requests).where(chosen)
+            ).scalar_one()
+            beyond = conn.execute(
+                select(func.count()).select_from(requests).where(side)
+            ).scalar_one()
+            found = conn.execute(
+                select(requests).where(side).order_by(*order).limit(window.limit)
+            ).all()
+        return WindowRows([request_of(row) for row in found], int(total), int(beyond))
+
+
+def _conditions(query: RequestQuery) -> ColumnElement[bool]:
+    """``query`` in SQL; its ID and priority lists must be ``short``."""
+    c = requests.c
+    states = sorted(s.value for s in query.states & FINAL_REQUEST_STATES)
+    ids = sorted(i for i in query.ids if 0 < i < query.below)
+    priorities = sorted(p for p in query.priorities if _INT32[0] <= p <= _INT32[1])
+    if not states or (query.ids and not ids) or (query.priorities and not priorities):
+        return false()
+    chosen = [c.id < query.below, c.state.in_(states)]
+    if ids:
+        chosen.append(c.id.in_(ids))
+    if priorities:
+        chosen.append(c.priority.in_(priorities))
+    return and_(*chosen)
+
+
+# The columns each listing sort item compares, the ID last (domain/listing.py's keys).
+_ORDER: Final[dict[str, tuple[str, ...]]] = {
+    "id": ("id",),
+    "priority": ("priority", "id"),
+    "deadline": ("deadline", "id"),
+    "validafter": ("valid_after", "id"),
+    "state": ("state", "id"),
+}
+
+
+def _keys(name: str, dialect: str, anchor: Request | None) -> list[tuple[Any, object]]:
+    """The sort columns of ``name`` and the anchor's value in each. States compare as
+    Python compares strings, code point by code point: PostgreSQL's "C" collation, and
+    SQLite's own."""
+    keys: list[tuple[Any, object]] = []
+    for column in _ORDER[name]:
+        col: Any = requests.c[column]
+        if column == "state" and dialect == "postgresql":
+            col = col.collate("C")
+        value = None if anchor is None else getattr(anchor, column)
+        keys.append((col, value.value if isinstance(value, RequestState) else value))
+    return keys
+
+
+def _past(keys: list[tuple[Any, object]], later: bool) -> ColumnElement[bool]:
+    """Rows whose sort key is above (``later``) or below the anchor's."""
+    (col, value), *rest = keys
+    beyond = col > value if later else col < value
+    if not rest:
+        return beyond  # type: ignore[no-any-return]
+    ((ident, rid),) = rest
+    return or_(beyond, and_(col == value, ident > rid if later else ident < rid))
 
 
 def load_requests(conn: Connection, finished: int | None) -> tuple[list[Request], int, int, int]:

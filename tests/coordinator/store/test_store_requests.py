@@ -193,32 +193,65 @@ def _found(everything: dict[RequestID, Request], rid: RequestID) -> Request:
     return everything[rid]
 
 
-def test_a_listing_during_which_requests_finish_shows_the_farm_at_its_start(
+def test_a_listing_during_which_requests_finish_shows_the_farm_at_one_instant(
     store: SqlStore,
 ) -> None:
-    """Requests that finish and are let go while the store is read appear as they were."""
+    """Requests that finish and are let go while the store is read appear once, in one
+    state: as they were before, or as they are after."""
     running = [with_job(make_request(n), n) for n in range(1, 6)]
     history(store, [make_request(6, state=DONE), *running])
-    farm = Farm.load(store.load(0), T0, 0)
-    spec: ListSpec[Request, RequestID] = ListSpec(RequestFilter(), listing.request_sort_key(""))
-    slow = cast("Store", _Slow(store, lambda: _finish_all(farm, store, running)))
-    page: Page[Request] = anyio.run(lookup.page, farm, slow, spec)
-    assert [(r.id, r.state) for r in page.items] == [
-        *((r.id, RequestState.IN_PROGRESS) for r in running),
-        (6, DONE),
-    ]
-    assert sorted(farm.requests) == []  # meanwhile all of them finished and were let go
+    for flt in (RequestFilter(), RequestFilter(ids=frozenset(range(1, 3000)))):  # window, all
+        with store.engine.begin() as conn:
+            conn.execute(delete(requests_table))
+        history(store, [make_request(6, state=DONE), *running])
+        farm = Farm.load(store.load(0), T0, 0)
+        spec: ListSpec[Request, RequestID] = ListSpec(flt, listing.request_sort_key(""))
+        slow = cast("Store", _Slow(store, partial(_finish_all, farm, store, running)))
+        page: Page[Request] = anyio.run(lookup.page, farm, slow, spec)
+        assert ([r.id for r in page.items], page.total, page.remaining) == (
+            [1, 2, 3, 4, 5, 6],
+            6,
+            0,
+        )
+        assert len({r.state for r in page.items[:5]}) == 1
+        assert sorted(farm.requests) == []  # meanwhile all of them finished and were let go
+
+
+def test_a_listing_that_keeps_being_overtaken_reads_everything_at_once(store: SqlStore) -> None:
+    history(store, [make_request(n, state=DONE) for n in range(1, 9)])
+    farm = Farm.load(store.load(2), T0, 2)
+    restless = cast("Store", _Restless(store, farm))
+    spec: ListSpec[Request, RequestID] = ListSpec(
+        RequestFilter(), listing.request_sort_key("priority"), descending=True, limit=3
+    )
+    page = anyio.run(lookup.page, farm, restless, spec)
+    everything = {r.id: r for r in store.load().requests}
+    assert page == listing.page(listing.REQUESTS, everything, spec)
 
 
 class _Slow:
-    """A store whose listing read lets ``meanwhile`` commit and apply first."""
+    """A store whose first listing read lets ``meanwhile`` commit and apply first."""
 
     def __init__(self, store: SqlStore, meanwhile: Callable[[], None]) -> None:
-        self._store, self._meanwhile = store, meanwhile
+        self._store, self._meanwhile = store, [meanwhile]
 
-    def finished_requests(self, query: RequestQuery) -> list[Request]:
-        self._meanwhile()
-        return self._store.finished_requests(query)
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._store, name)
+        if name.startswith("finished_") and self._meanwhile:
+            self._meanwhile.pop()()
+        return method
+
+
+class _Restless:
+    """A store during each of whose window reads some live request finishes."""
+
+    def __init__(self, store: SqlStore, farm: Farm) -> None:
+        self._store, self._farm = store, farm
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "finished_window":
+            self._farm.finishes += 1
+        return getattr(self._store, name)
 
 
 def _finish_all(farm: Farm, store: SqlStore, running: list[Request]) -> None:
