@@ -24,8 +24,6 @@ from coordinator.domain.states import RequestState
 # (plus this slack): then the heap is rebuilt, so dropping costs O(1) amortised.
 SLACK: Final = 64
 
-Entry = tuple[datetime, "Due"]
-
 
 class Due(IntEnum):
     """What a timer entry stands for."""
@@ -36,16 +34,17 @@ class Due(IntEnum):
 
 
 class Timers:
-    """A min-heap of (instant, kind, request), and the entries each request needs now."""
+    """A min-heap of (instant, kind, request), and the instant of each kind a request
+    needs now (one at most: a later Deadline replaces the earlier one)."""
 
     def __init__(self) -> None:
         self._heap: list[tuple[datetime, Due, RequestID]] = []
-        self._live: dict[RequestID, set[Entry]] = {}
-        self._count = 0  # live entries; the rest of the heap was dropped
+        # Flat, of atomic values: the garbage collector does not walk it (sets would be).
+        self._live: dict[tuple[RequestID, Due], datetime] = {}
 
     def __len__(self) -> int:
         """The live entries."""
-        return self._count
+        return len(self._live)
 
     @property
     def size(self) -> int:
@@ -53,32 +52,29 @@ class Timers:
         return len(self._heap)
 
     def push(self, when: datetime, kind: Due, rid: RequestID) -> None:
-        """Add an entry (an entry already there is not added twice)."""
-        entries = self._live.setdefault(rid, set())
-        if (when, kind) not in entries:
-            entries.add((when, kind))
-            self._count += 1
+        """Set the request's entry of this kind (the same entry is not added twice)."""
+        if self._live.get((rid, kind)) != when:
+            self._live[(rid, kind)] = when
             heapq.heappush(self._heap, (when, kind, rid))
 
     def arm(self, req: Request, now: datetime) -> None:
         """Hold the entries the request needs in its current state (also after a restart),
-        and drop those it no longer needs. Entries due by ``now`` stay: they fire at the
-        next pass as they would have, and the state machine judges them."""
-        needed: set[Entry] = set()
+        and drop those it no longer needs. An entry due by ``now`` that nothing replaces
+        stays: it fires at the next pass as it would have, and the state machine judges it."""
+        needed: dict[Due, datetime] = {}
         if req.state is RequestState.WAITING:
             if req.valid_after > now:
-                needed.add((req.valid_after, Due.VALID_AFTER))
-            needed.add((req.deadline, Due.DEADLINE))
+                needed[Due.VALID_AFTER] = req.valid_after
+            needed[Due.DEADLINE] = req.deadline
         elif req.state is RequestState.IN_PROGRESS and req.job is not None:
-            needed.add((req.job.timeout, Due.JOB_TIMEOUT))
-        old = self._live.pop(req.id, set())
-        kept = {entry for entry in old if entry[0] <= now or entry in needed}
-        self._count -= len(old) - len(kept)
-        if kept:
-            self._live[req.id] = kept
-        for when, kind in sorted(needed - kept):
-            self.push(when, kind, req.id)
-        if len(self._heap) > 2 * self._count + SLACK:
+            needed[Due.JOB_TIMEOUT] = req.job.timeout
+        for kind in Due:
+            when = needed.get(kind)
+            if when is not None:
+                self.push(when, kind, req.id)
+            elif self._live.get((req.id, kind), now) > now:
+                del self._live[(req.id, kind)]
+        if len(self._heap) > 2 * len(self._live) + SLACK:
             self._rebuild()
 
     def arm_all(self, requests: Iterable[Request], now: datetime) -> None:
@@ -95,25 +91,18 @@ class Timers:
         due = []
         self._skip_dropped()
         while self._heap and self._heap[0][0] <= now:
-            when, kind, rid = heapq.heappop(self._heap)
-            self._take(rid, (when, kind))
+            _when, kind, rid = heapq.heappop(self._heap)
+            del self._live[(rid, kind)]
             due.append((kind, rid))
             self._skip_dropped()
         return due
 
     def _alive(self, item: tuple[datetime, Due, RequestID]) -> bool:
-        return (item[0], item[1]) in self._live.get(item[2], ())
+        return self._live.get((item[2], item[1])) == item[0]
 
     def _skip_dropped(self) -> None:
         while self._heap and not self._alive(self._heap[0]):
             heapq.heappop(self._heap)
-
-    def _take(self, rid: RequestID, entry: Entry) -> None:
-        entries = self._live[rid]
-        entries.discard(entry)
-        self._count -= 1
-        if not entries:
-            del self._live[rid]
 
     def _rebuild(self) -> None:
         # A set: an entry dropped and needed again was pushed twice; one copy is enough.
