@@ -39,8 +39,9 @@ class Timers:
 
     def __init__(self) -> None:
         self._heap: list[tuple[datetime, Due, RequestID]] = []
-        # Flat, of atomic values: the garbage collector does not walk it (sets would be).
-        self._live: dict[tuple[RequestID, Due], datetime] = {}
+        # Keyed by one int per (request, kind), of atomic values only: the garbage
+        # collector does not walk it (a set or a tuple with an enum per request it would).
+        self._live: dict[int, datetime] = {}
 
     def __len__(self) -> int:
         """The live entries."""
@@ -53,8 +54,8 @@ class Timers:
 
     def push(self, when: datetime, kind: Due, rid: RequestID) -> None:
         """Set the request's entry of this kind (the same entry is not added twice)."""
-        if self._live.get((rid, kind)) != when:
-            self._live[(rid, kind)] = when
+        if self._live.get(_key(rid, kind)) != when:
+            self._live[_key(rid, kind)] = when
             heapq.heappush(self._heap, (when, kind, rid))
 
     def arm(self, req: Request, now: datetime) -> None:
@@ -72,8 +73,8 @@ class Timers:
             when = needed.get(kind)
             if when is not None:
                 self.push(when, kind, req.id)
-            elif self._live.get((req.id, kind), now) > now:
-                del self._live[(req.id, kind)]
+            elif self._live.get(_key(req.id, kind), now) > now:
+                del self._live[_key(req.id, kind)]
         if len(self._heap) > 2 * len(self._live) + SLACK:
             self._rebuild()
 
@@ -92,13 +93,13 @@ class Timers:
         self._skip_dropped()
         while self._heap and self._heap[0][0] <= now:
             _when, kind, rid = heapq.heappop(self._heap)
-            del self._live[(rid, kind)]
+            del self._live[_key(rid, kind)]
             due.append((kind, rid))
             self._skip_dropped()
         return due
 
     def _alive(self, item: tuple[datetime, Due, RequestID]) -> bool:
-        return self._live.get((item[2], item[1])) == item[0]
+        return self._live.get(_key(item[2], item[1])) == item[0]
 
     def _skip_dropped(self) -> None:
         while self._heap and not self._alive(self._heap[0]):
@@ -108,3 +109,7 @@ class Timers:
         # A set: an entry dropped and needed again was pushed twice; one copy is enough.
         self._heap = list({item for item in self._heap if self._alive(item)})
         heapq.heapify(self._heap)
+
+
+def _key(rid: RequestID, kind: Due) -> int:
+    return rid * len(Due) + kind
