@@ -1,7 +1,9 @@
 """Requests beyond the start-up snapshot: the live ones and the newest finished ones at
-start-up, any one request, and the finished ones a listing needs; and the listings made
-from them, equal to listings over every request in memory (docs/architecture.md §requests
-in memory)."""
+start-up, any one request, the finished ones a listing needs; and the listings made from
+them, equal to listings over every request in memory.
+
+See docs/architecture.md §requests in memory.
+"""
 
 from __future__ import annotations
 
