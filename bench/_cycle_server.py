@@ -73,13 +73,18 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--fixed-keys", action="store_true")
     parser.add_argument("--sqlite-sync", choices=("FULL", "NORMAL"), default="FULL")
+    parser.add_argument("--finished-in-memory", type=int, default=Settings().finished_in_memory)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
     store = SqlStore.open(args.db, sqlite_sync=args.sqlite_sync)
     store.migrate()
     keys = FixedKeys() if args.fixed_keys else KeyPool()
-    settings = Settings(http=f"127.0.0.1:{args.port}", sqlite_sync=args.sqlite_sync)
+    settings = Settings(
+        http=f"127.0.0.1:{args.port}",
+        sqlite_sync=args.sqlite_sync,
+        finished_in_memory=args.finished_in_memory,
+    )
     dryads = cast("Dryads", InstantDryads())
     app = assemble(settings, Parts(store=store, dryads=dryads, keys=keys)).app
     service: Service = app.state.coordinator.service

@@ -21,6 +21,7 @@ import anyio
 import httpx
 from _common import BENCH, READY, Process, add_user, free_port
 
+from coordinator.settings import Settings
 from coordinator.store.sql import SqlStore
 from hardware.display import StmDisplay
 from hardware.sim.pty import PtyStm
@@ -61,7 +62,7 @@ async def soak_display(updates: int) -> list[tuple[int, float]]:
 
 
 async def soak_coordinator(
-    tmp: Path, cycles: int, connects: int, concurrency: int
+    tmp: Path, cycles: int, connects: int, concurrency: int, finished: int
 ) -> list[tuple[int, float]]:
     db = tmp / "soak.db"
     store = SqlStore.open(db)
@@ -75,6 +76,7 @@ async def soak_coordinator(
             str(BENCH / "_cycle_server.py"),
             *("--db", str(db), "--port", str(port), "--workers", str(concurrency)),
             *("--fixed-keys", "--sqlite-sync", "NORMAL"),
+            *("--finished-in-memory", str(finished)),
         ],
         tmp / "soak.log",
     )
@@ -137,10 +139,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the figures")
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument(
+        "--finished-in-memory",
+        type=int,
+        default=None,
+        help="the coordinator's finished_in_memory (default: 10,000 times the scale)",
+    )
     args = parser.parse_args()
     updates = max(10, int(100_000 * args.scale))
     cycles = max(10, int(100_000 * args.scale))
     connects = max(10, int(10_000 * args.scale))
+    # The coordinator holds the newest finished requests (finished_in_memory, 10,000 by
+    # default: the warm-up of the full run); scaled with the run, so that the warm-up
+    # fills it at any scale and what follows shows whether anything else grows.
+    finished = args.finished_in_memory
+    if finished is None:
+        finished = max(1, int(Settings().finished_in_memory * args.scale))
     start = time.perf_counter()
     report(
         f"dryad display, {updates} updates (RSS of this process)",
@@ -149,9 +163,12 @@ def main() -> None:
     print(f"  ({time.perf_counter() - start:.0f} s)")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        points = asyncio.run(soak_coordinator(Path(tmp), cycles, connects, args.concurrency))
+        points = asyncio.run(
+            soak_coordinator(Path(tmp), cycles, connects, args.concurrency, finished)
+        )
     report(
-        f"coordinator, {cycles} job cycles and {connects} SSE connects (RSS of its process)",
+        f"coordinator, {cycles} job cycles and {connects} SSE connects, {finished} finished"
+        " requests in memory (RSS of its process)",
         points,
     )
     print(f"  ({time.perf_counter() - start:.0f} s)")

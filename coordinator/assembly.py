@@ -139,6 +139,7 @@ def assemble(settings: Settings, parts: Parts) -> Coordinator:
         link_grace=settings.link_grace,
         self_heal=settings.self_heal,
         scheduling=settings.scheduling_rules,
+        finished_in_memory=settings.finished_in_memory,
     )
     panels = Panels(parts.clock)
     if link is not None:

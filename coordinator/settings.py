@@ -34,6 +34,9 @@ class Settings:
     link_grace: int = 60  # seconds a dryad may be away before its worker FAILS
     link_keepalive: int = 5  # seconds between keepalives; 3 missed = the dryad is gone
     self_heal: bool = False  # a FAILED worker whose checks pass again returns to service
+    # Finished requests held in memory besides the live ones (the newest by ID); older ones
+    # are read from the database when asked for (docs/architecture.md §requests in memory).
+    finished_in_memory: int = 10_000
     # The order within a priority (docs/scheduling.md §order): "fifo" as the original, or
     # "fair" (least recent usage first); an admin may switch it until the next restart.
     scheduling: str = "fifo"
@@ -142,6 +145,8 @@ class Settings:
                 "usage_half_life must be from 60 to 31536000 seconds (zero would forget all"
                 f" usage at once), not {self.usage_half_life}"
             )
+        if self.finished_in_memory < 0:
+            raise SettingsError("finished_in_memory must be zero or more")
         if self.max_job_length < self.job_timeout:
             raise SettingsError("max_job_length must be at least job_timeout")
         return self

@@ -125,11 +125,11 @@ class V1:
         await self._user(http)
         body = await self._json(http, optional=True)
         spec = _request_list_spec(body)
-        return _page_response(self._service.list_requests(spec), bj.request_json)
+        return _page_response(await self._service.list_requests(spec), bj.request_json)
 
     async def get_request(self, http: HttpRequest) -> Response:
         await self._user(http)
-        req = self._service.get_request(parse_request_id(http.path_params["rid"]))
+        req = await self._service.get_request(parse_request_id(http.path_params["rid"]))
         headers = bj.request_headers(req)
         position = self._service.queue_position(req.id)
         if position is not None:  # additive: how many waiting requests come first

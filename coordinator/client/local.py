@@ -81,15 +81,15 @@ class LocalClient:
         return await self.service.acquire_worker(self.user, rid, wait)
 
     async def get_request(self, rid: RequestID) -> RequestInfo:
-        return RequestInfo.from_domain(self.service.get_request(_rid(rid)))
+        return RequestInfo.from_domain(await self.service.get_request(_rid(rid)))
 
     async def queue_position(self, rid: RequestID) -> int | None:
-        self.service.get_request(_rid(rid))  # NotFound, as the API answers
+        await self.service.get_request(_rid(rid))  # NotFound, as the API answers
         return self.service.queue_position(rid)
 
     async def list_requests(self, spec: RequestSpec | None = None) -> Page[RequestInfo]:
         spec = spec or ListSpec(RequestFilter(), listing.request_sort_key(""))
-        page = self.service.list_requests(spec)
+        page = await self.service.list_requests(spec)
         return Page([RequestInfo.from_domain(r) for r in page.items], page.total, page.remaining)
 
     async def get_worker(self, uuid: WorkerUUID) -> WorkerInfo:

@@ -109,6 +109,15 @@ def request_sort_key(item: str) -> Callable[[Request], Any]:
         raise WrongSortItem from None
 
 
+def request_sort_name(key: Callable[[Request], Any]) -> str | None:
+    """Which sort item ``key`` is (``id`` for the default), or ``None`` for another key: a
+    store that sorts by the same columns can then read one page of a long listing."""
+    for name, ours in _REQUEST_KEYS.items():
+        if key is ours:
+            return name or "id"
+    return None
+
+
 def worker_sort_key(item: str) -> Callable[[Worker], Any]:
     try:
         return _WORKER_KEYS[item.lower()]

@@ -1,8 +1,11 @@
 """Timers from stored instants: ValidAfter, Deadline and job timeout, in one min-heap.
 
-Entries are never removed early: when one fires, the state machine re-checks the stored
-time (``requests.time_out``/``expire_job`` return ``None`` for stale entries), as the
-original's DeadlineMatcher and TimeoutMatcher do (docs/boruta-api.md §timers).
+When one fires, the state machine still re-checks the stored time (``requests.time_out``
+and ``expire_job`` return ``None`` for an entry that no longer applies), as the
+original's DeadlineMatcher and TimeoutMatcher do (docs/boruta-api.md §timers). Entries a
+request no longer needs (its deadline moved, its job prolonged or ended) are dropped,
+so the heap holds only what live requests need: a coordinator that runs for months
+must not keep a month-away deadline of every request it ever closed.
 """
 
 from __future__ import annotations
@@ -11,10 +14,15 @@ import heapq
 from collections.abc import Iterable
 from datetime import datetime
 from enum import IntEnum
+from typing import Final
 
 from coordinator.domain.ids import RequestID
 from coordinator.domain.model import Request
 from coordinator.domain.states import RequestState
+
+# Dropped entries stay in the heap until they reach its top or outnumber the live ones
+# (plus this slack): then the heap is rebuilt, so dropping costs O(1) amortised.
+SLACK: Final = 64
 
 
 class Due(IntEnum):
@@ -26,25 +34,49 @@ class Due(IntEnum):
 
 
 class Timers:
-    """A min-heap of (instant, kind, request)."""
+    """A min-heap of (instant, kind, request), and the instant of each kind a request
+    needs now (one at most: a later Deadline replaces the earlier one)."""
 
     def __init__(self) -> None:
         self._heap: list[tuple[datetime, Due, RequestID]] = []
+        # Keyed by one int per (request, kind), of atomic values only: the garbage
+        # collector does not walk it (a set or a tuple with an enum per request it would).
+        self._live: dict[int, datetime] = {}
 
     def __len__(self) -> int:
+        """The live entries."""
+        return len(self._live)
+
+    @property
+    def size(self) -> int:
+        """Entries in the heap, dropped ones included (never over twice ``len`` + SLACK)."""
         return len(self._heap)
 
     def push(self, when: datetime, kind: Due, rid: RequestID) -> None:
-        heapq.heappush(self._heap, (when, kind, rid))
+        """Set the request's entry of this kind (the same entry is not added twice)."""
+        if self._live.get(_key(rid, kind)) != when:
+            self._live[_key(rid, kind)] = when
+            heapq.heappush(self._heap, (when, kind, rid))
 
     def arm(self, req: Request, now: datetime) -> None:
-        """Add the entries a request needs in its current state (also after a restart)."""
+        """Hold the entries the request needs in its current state (also after a restart),
+        and drop those it no longer needs. An entry due by ``now`` that nothing replaces
+        stays: it fires at the next pass as it would have, and the state machine judges it."""
+        needed: dict[Due, datetime] = {}
         if req.state is RequestState.WAITING:
             if req.valid_after > now:
-                self.push(req.valid_after, Due.VALID_AFTER, req.id)
-            self.push(req.deadline, Due.DEADLINE, req.id)
+                needed[Due.VALID_AFTER] = req.valid_after
+            needed[Due.DEADLINE] = req.deadline
         elif req.state is RequestState.IN_PROGRESS and req.job is not None:
-            self.push(req.job.timeout, Due.JOB_TIMEOUT, req.id)
+            needed[Due.JOB_TIMEOUT] = req.job.timeout
+        for kind in Due:
+            when = needed.get(kind)
+            if when is not None:
+                self.push(when, kind, req.id)
+            elif self._live.get(_key(req.id, kind), now) > now:
+                del self._live[_key(req.id, kind)]
+        if len(self._heap) > 2 * len(self._live) + SLACK:
+            self._rebuild()
 
     def arm_all(self, requests: Iterable[Request], now: datetime) -> None:
         for req in requests:
@@ -52,12 +84,32 @@ class Timers:
 
     def next(self) -> datetime | None:
         """The earliest instant to wake up at, if any."""
+        self._skip_dropped()
         return self._heap[0][0] if self._heap else None
 
     def pop_due(self, now: datetime) -> list[tuple[Due, RequestID]]:
-        """Every entry at or before ``now``, in time order."""
+        """Every live entry at or before ``now``, in time order."""
         due = []
+        self._skip_dropped()
         while self._heap and self._heap[0][0] <= now:
             _when, kind, rid = heapq.heappop(self._heap)
+            del self._live[_key(rid, kind)]
             due.append((kind, rid))
+            self._skip_dropped()
         return due
+
+    def _alive(self, item: tuple[datetime, Due, RequestID]) -> bool:
+        return self._live.get(_key(item[2], item[1])) == item[0]
+
+    def _skip_dropped(self) -> None:
+        while self._heap and not self._alive(self._heap[0]):
+            heapq.heappop(self._heap)
+
+    def _rebuild(self) -> None:
+        # A set: an entry dropped and needed again was pushed twice; one copy is enough.
+        self._heap = list({item for item in self._heap if self._alive(item)})
+        heapq.heapify(self._heap)
+
+
+def _key(rid: RequestID, kind: Due) -> int:
+    return rid * len(Due) + kind

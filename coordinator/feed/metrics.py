@@ -16,10 +16,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from coordinator.domain import listing
 from coordinator.domain.ids import RequestID, WorkerUUID
-from coordinator.domain.listing import ListSpec, RequestFilter, WorkerFilter
+from coordinator.domain.listing import ListSpec, WorkerFilter
 from coordinator.domain.model import Request
 from coordinator.domain.states import RequestState, WorkerState
-from coordinator.errors import NotFound
 from coordinator.feed.events import TransitionEvent
 from coordinator.service.operations import Service
 from coordinator.wire import HealthReport
@@ -27,7 +26,6 @@ from coordinator.wire import HealthReport
 # Waits and jobs on a board farm run from seconds to a day.
 _LONG: Final = (1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400)
 _HTTP: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
-_WAITING: Final = frozenset({RequestState.WAITING.value})
 
 
 class _Farm(Collector):
@@ -37,9 +35,8 @@ class _Farm(Collector):
         self._service = service
 
     def collect(self) -> Iterator[Metric]:
-        waiting = self._service.list_requests(
-            ListSpec(RequestFilter(states=_WAITING), listing.request_sort_key(""))
-        ).items
+        farm = self._service.farm  # the queue is in memory: no store read at a scrape
+        waiting = [farm.requests[rid] for rid in farm.queue]
         queue = GaugeMetricFamily(
             "boruta_queue_length", "Requests WAITING, per priority", labels=["priority"]
         )
@@ -133,10 +130,11 @@ class Metrics:
 
     def _loaded(self, subject: str) -> Request | None:
         """A request created, or matched, before this coordinator started: the service
-        loaded it from the store then, so it holds it whatever the feed is behind on."""
+        loaded it from the store then, and holds it while it is live (a request that
+        finished long before the feed got here may have been let go: not timed)."""
         try:
-            return self._service.get_request(RequestID(int(subject)))
-        except (NotFound, ValueError):
+            return self._service.farm.requests.get(RequestID(int(subject)))
+        except ValueError:
             return None
 
     def health_reported(self, uuid: WorkerUUID, report: HealthReport) -> None:

@@ -1,17 +1,22 @@
-"""The in-memory view of the stored farm: requests, workers, the queue, timers and jobs."""
+"""The in-memory view of the stored farm: requests, workers, the queue, timers and jobs.
+
+Every live request is held, and only the newest finished ones: the rest are read from
+the store when asked for (docs/architecture.md §requests in memory).
+"""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
+from heapq import heappush, heappushpop
 
 from coordinator.domain.fairshare import Charge, Usage
 from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.matcher import Queue
 from coordinator.domain.model import Request, Worker
 from coordinator.domain.quotas import Quotas
-from coordinator.domain.states import RequestState
+from coordinator.domain.states import FINAL_REQUEST_STATES, RequestState
 from coordinator.domain.timers import Timers
 from coordinator.errors import NotFound
 from coordinator.store import Snapshot
@@ -24,8 +29,13 @@ class Farm:
     never runs ahead of the database.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, finished_in_memory: int | None = None) -> None:
+        # The live requests and the finished ones with the highest IDs (all with None).
         self.requests: dict[RequestID, Request] = {}
+        self.finished_in_memory = finished_in_memory
+        self._finished: list[RequestID] = []  # a min-heap of the finished requests held
+        self.left_out = 0  # finished requests that only the store holds
+        self.finishes = 0  # requests that finished since the start (to notice one)
         self.workers: dict[WorkerUUID, Worker] = {}
         self.queue = Queue()  # the WAITING requests in matching order
         self.timers = Timers()
@@ -37,22 +47,25 @@ class Farm:
         self.next_queued = 1
 
     @classmethod
-    def load(cls, snapshot: Snapshot, now: datetime) -> Farm:
+    def load(cls, snapshot: Snapshot, now: datetime, finished_in_memory: int | None = None) -> Farm:
         """Rebuild every index from stored state, re-arming timers from stored times."""
-        farm = cls()
+        farm = cls(finished_in_memory)
         for worker in snapshot.workers:
             farm.workers[worker.uuid] = worker
         for req in snapshot.requests:
             farm.apply_request(req, now)
+        farm.next_id = max(farm.next_id, snapshot.next_id)
+        farm.next_queued = max(farm.next_queued, snapshot.next_queued)
+        farm.left_out += snapshot.left_out
         farm.usage = dict(snapshot.usage)
         farm.quotas = snapshot.quotas
         return farm
 
-    def request(self, rid: RequestID) -> Request:
-        try:
-            return self.requests[rid]
-        except KeyError:
-            raise NotFound("Request") from None
+    @property
+    def floor(self) -> int:
+        """Every finished request that only the store holds has a lower ID: the finished
+        requests held are always those with the highest IDs."""
+        return self._finished[0] if self._finished else self.next_id
 
     def worker(self, uuid: WorkerUUID) -> Worker:
         try:
@@ -85,7 +98,23 @@ class Farm:
         timed = (new.valid_after, new.deadline, new.job, new.state)
         if old is None or (old.valid_after, old.deadline, old.job, old.state) != timed:
             self.timers.arm(new, now)
+        if new.state in FINAL_REQUEST_STATES and (
+            old is None or old.state not in FINAL_REQUEST_STATES
+        ):
+            self.finishes += 1
+            if self.finished_in_memory is not None:
+                self._hold_finished(new.id, self.finished_in_memory)
         return old
+
+    def _hold_finished(self, rid: RequestID, most: int) -> None:
+        """Hold a newly finished request, letting the one with the lowest ID go if more
+        than ``most`` are held (it may be this one)."""
+        if len(self._finished) < most:
+            heappush(self._finished, rid)
+            return
+        gone = heappushpop(self._finished, rid)
+        del self.requests[gone]
+        self.left_out += 1
 
     def charge(self, charges: Iterable[Charge]) -> None:
         """Add committed charges to the owners' usage, as the store did."""

@@ -25,16 +25,15 @@ from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.listing import ListSpec, Page
 from coordinator.domain.model import AccessInfo, Request, User, Worker
 from coordinator.domain.requests import RequestPolicy
-from coordinator.domain.states import RequestState, WorkerState
+from coordinator.domain.states import FINAL_REQUEST_STATES, RequestState, WorkerState
 from coordinator.domain.timers import Due
 from coordinator.errors import (
     DryadUnreachable,
     Forbidden,
     StoreUnavailable,
-    TunnelUnavailable,
-    WorkerNotAssigned,
 )
-from coordinator.service import cascade, creations
+from coordinator.service import cascade, creations, lookup
+from coordinator.service.access import Access
 from coordinator.service.batch import Batch
 from coordinator.service.creations import Creation, Creations
 from coordinator.service.farm import Farm
@@ -68,20 +67,20 @@ class Service:
         link_grace: float = 60.0,
         self_heal: bool = False,
         scheduling: Scheduling | None = None,
+        finished_in_memory: int | None = None,
     ) -> None:
         self._store = store
         self._dryads = dryads
-        self._tunnels = tunnels
         self._clock = clock
         self.policy = policy or RequestPolicy()
         self.shares = Shares(scheduling)  # fair share and quotas (docs/scheduling.md)
         self._username = username
         self._keys = keys or KeyPool()
         self._lock = anyio.Lock()
-        self._farm = Farm()
-        self._access: dict[RequestID, tuple[str, int]] = {}
-        self._no_tunnel: dict[RequestID, TunnelUnavailable] = {}  # acquire_worker says why
-        self._waiters: dict[RequestID, anyio.Event] = {}
+        # Finished requests held in memory besides the live ones; None = all of them.
+        self.finished_in_memory = finished_in_memory
+        self._farm = Farm(finished_in_memory)
+        self._access = Access(tunnels)
         self._creations = Creations()
         self._rearm = anyio.Event()
         self._rematch = False  # a matcher pass failed to commit; the timer loop retries it
@@ -98,8 +97,9 @@ class Service:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Load the stored state, resume what was under way, then serve until cancelled."""
-        snapshot = await anyio.to_thread.run_sync(self._store.load)
-        self._farm = Farm.load(snapshot, self._clock.now())
+        keep = self.finished_in_memory
+        snapshot = await anyio.to_thread.run_sync(self._store.load, keep)
+        self._farm = Farm.load(snapshot, self._clock.now(), keep)
         async with anyio.create_task_group() as tg:
             self._tg = tg
             self._presence.start(tg)
@@ -120,7 +120,7 @@ class Service:
             if req.state is RequestState.IN_PROGRESS and req.job is not None:
                 worker = self._farm.workers.get(req.job.worker)
                 if worker is not None:
-                    await self._open_tunnel(req.id, worker)
+                    await self._access.open(req.id, worker)
         for worker in self._farm.workers.values():
             self._start_background(worker)
             self._presence.watch(worker.uuid)  # dryads must come back after our restart
@@ -168,7 +168,7 @@ class Service:
             return  # 204 without looking the request up (docs/boruta-api.md §update request)
         async with self._lock:
             batch = self._batch(user.name)
-            req = self._owned(user, rid)
+            req = await self._owned(user, rid)
             new = requests.update(
                 req, priority, valid_after, deadline, batch.now, self._farm.next_queued
             )
@@ -181,7 +181,7 @@ class Service:
         """Cancel a WAITING request or end an IN PROGRESS one (its worker is prepared anew)."""
         async with self._lock:
             batch = self._batch(user.name)
-            req = self._owned(user, rid)
+            req = await self._owned(user, rid)
             batch.put_request(requests.close(req))
             cascade.finish_job(batch, req)
             await self._commit_and_follow(batch)
@@ -190,7 +190,7 @@ class Service:
         """Move the job timeout one period on, within the maximum job length."""
         async with self._lock:
             batch = self._batch(user.name)
-            req = self._owned(user, rid)
+            req = await self._owned(user, rid)
             longest = self.shares.max_job(self._farm, req)
             batch.put_request(requests.prolong(req, batch.now, self.policy, longest))
             await self._commit(batch)
@@ -200,28 +200,27 @@ class Service:
     ) -> AccessInfo:
         """The access to the request's worker; with ``wait``, first wait up to that many
         seconds for a WAITING request to be matched (an extension of the original)."""
-        req = self._owned(user, rid)
-        if wait and req.state is RequestState.WAITING and rid not in self._no_tunnel:
-            event = self._waiters.setdefault(rid, anyio.Event())
-            with anyio.move_on_after(wait):
-                await event.wait()
-            req = self._farm.requests[rid]
-        access = self._access.get(rid)
+        req = await self._owned(user, rid)
+        if wait and req.state is RequestState.WAITING:
+            await self._access.wait(rid, wait)
+            req = await lookup.find(self._farm, self._store, rid)  # it may have ended
+        access = self._access.address(rid)
         if req.state is not RequestState.IN_PROGRESS or req.job is None or access is None:
-            raise self._no_tunnel.get(rid) or WorkerNotAssigned()
+            raise self._access.refusal(rid)
         worker = self._farm.workers[req.job.worker]
         return AccessInfo(access[0], access[1], worker.key, self._username)
 
-    def get_request(self, rid: RequestID) -> Request:
+    async def get_request(self, rid: RequestID) -> Request:
         """The request; a waiting one over its owner's quota says so in ``reason``."""
-        return self.shares.explained(self._farm, self._farm.request(rid))
+        req = await lookup.find(self._farm, self._store, rid)
+        return self.shares.explained(self._farm, req)
 
     def queue_position(self, rid: RequestID) -> int | None:
         """Waiting requests ahead of this one in the order in force; ``None`` if not waiting."""
         return self.shares.position(self._farm, rid, self._clock.now())
 
-    def list_requests(self, spec: ListSpec[Request, RequestID]) -> Page[Request]:
-        page = listing.page(listing.REQUESTS, self._farm.requests, spec)
+    async def list_requests(self, spec: ListSpec[Request, RequestID]) -> Page[Request]:
+        page = await lookup.page(self._farm, self._store, spec)
         return self.shares.explained_page(self._farm, page)
 
     @property
@@ -378,6 +377,7 @@ class Service:
             batch.remove_worker(worker)
             cascade.invalidate_unsatisfiable(self._farm, batch, gone=uuid)
             await self._commit(batch)
+            self._health.pop(uuid, None)
 
     # ---- timers ------------------------------------------------------------------------
 
@@ -433,8 +433,8 @@ class Service:
         farm, half_life = self._farm, self.shares.half_life
         return Batch(self._clock.now(), actor, farm.requests, farm.workers, farm.jobs, half_life)
 
-    def _owned(self, user: User, rid: RequestID) -> Request:
-        req = self._farm.request(rid)  # as stored: no reason explained
+    async def _owned(self, user: User, rid: RequestID) -> Request:
+        req = await lookup.find(self._farm, self._store, rid)  # as stored: no reason explained
         if not user.admin and req.owner != user.name:
             raise Forbidden("only the owner of a request or an admin may do this")
         return req
@@ -477,8 +477,7 @@ class Service:
         earliest = self._farm.timers.next()
         old = self._farm.apply_request(new, now)
         if old is not None and old.state is not new.state:
-            if (event := self._waiters.pop(new.id, None)) is not None:
-                event.set()  # an acquire_worker?wait= is waiting for this
+            self._access.changed(new.id, new.state in FINAL_REQUEST_STATES)
         if self._farm.timers.next() != earliest:  # wake the timer loop only to sleep less
             self._rearm.set()
 
@@ -503,11 +502,11 @@ class Service:
             await self._commit(batch)
         except StoreUnavailable:
             for rid in opened:
-                await self._close_tunnel(rid)
+                await self._access.close(rid)
             raise
         for req in batch.requests.values():
             if req.state in (RequestState.DONE, RequestState.FAILED):
-                await self._close_tunnel(req.id)
+                await self._access.close(req.id)
             if req.state is RequestState.FAILED and req.job and self._tg:
                 # No PREPARE follows a failed job, so its user is removed on its own.
                 self._tg.start_soon(
@@ -540,32 +539,13 @@ class Service:
         limits = shares.limits(farm, batch.requests)
         for assignment in matcher.match(order, reqs, idle, batch.now, limits):
             req, worker = reqs[assignment.request], pool[assignment.worker]
-            if not await self._open_tunnel(req.id, worker):
+            if not await self._access.open(req.id, worker):
                 continue  # the worker stays IDLE with its key, as the original does
             opened.append(req.id)
             longest = shares.max_job(farm, req)
             batch.put_request(requests.run(req, worker.uuid, batch.now, self.policy, longest))
             batch.put_worker(workers.take(worker, batch.now))
         return opened
-
-    async def _open_tunnel(self, rid: RequestID, worker: Worker) -> bool:
-        try:
-            self._access[rid] = await self._tunnels.open(rid, worker)
-        except Exception as exc:
-            known = isinstance(exc, TunnelUnavailable)  # a reason, where a bug needs a trace
-            logger.error(
-                "request %s: no tunnel to %s: %s", rid, worker.uuid, exc, exc_info=not known
-            )
-            if isinstance(exc, TunnelUnavailable):
-                self._no_tunnel[rid] = exc
-                self._waiters.pop(rid, anyio.Event()).set()  # acquire_worker?wait= learns it now
-            return False
-        self._no_tunnel.pop(rid, None)
-        return True
-
-    async def _close_tunnel(self, rid: RequestID) -> None:
-        if self._access.pop(rid, None) is not None:
-            await self._tunnels.close(rid)
 
     def _start_background(self, worker: Worker) -> None:
         if self._tg is None:

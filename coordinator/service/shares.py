@@ -78,8 +78,8 @@ class Shares:
 
     def position(self, farm: Farm, rid: RequestID, now: datetime) -> int | None:
         """How many waiting requests come first in the order in force; ``None`` if not waiting."""
-        req = farm.request(rid)
-        if req.state is not RequestState.WAITING:
+        req = farm.requests.get(rid)  # a request not held in memory has finished
+        if req is None or req.state is not RequestState.WAITING:
             return None
         return farm.queue.position(req, self.policy, self._usage_for_order(farm, now))
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Final, Literal, Protocol
 
 from coordinator.domain.fairshare import Charge, Usage
 from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.model import Request, Transition, User, Worker
 from coordinator.domain.quotas import Quota, Quotas
+from coordinator.domain.states import FINAL_REQUEST_STATES, RequestState
 from coordinator.store.records import (
     Delivery,
     DeliveryStatus,
@@ -23,6 +24,7 @@ from coordinator.store.records import (
 )
 
 QuotaKind = Literal["user", "group"]
+IN_SQL: Final = 500  # the longest ID or priority list a query puts in SQL
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +49,35 @@ class Changes:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """The whole stored state, read once at start-up."""
+    """The stored state the service holds in memory, read once at start-up: every live
+    request, the newest finished ones (docs/architecture.md §requests in memory), every
+    worker, the usage and quotas."""
 
     requests: list[Request]
     workers: list[Worker]
     usage: dict[str, Usage] = field(default_factory=dict)
     quotas: Quotas = field(default_factory=Quotas)
+    next_id: int = 1  # above every stored request ID
+    next_queued: int = 1  # above every stored queue place
+    left_out: int = 0  # finished requests left in the store, not in ``requests``
+
+
+@dataclass(frozen=True, slots=True)
+class RequestQuery:
+    """Which finished requests to read: those with an ID below ``below`` that match every
+    non-empty set, and the one with ID ``anchor`` whatever it is."""
+
+    below: int
+    ids: frozenset[int] = frozenset()
+    priorities: frozenset[int] = frozenset()
+    states: frozenset[RequestState] = FINAL_REQUEST_STATES  # finished states only
+    anchor: int | None = None
+
+    @property
+    def short(self) -> bool:
+        """Whether its lists fit in one SQL statement, as ``finished_window`` needs: a
+        statement has at most 32,766 parameters on SQLite, 65,535 on PostgreSQL."""
+        return len(self.ids) <= IN_SQL and len(self.priorities) <= IN_SQL
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +87,29 @@ class WriteFailure:
 
     cause: str
     at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One page's worth of a listing's finished requests: sorted by ``order`` (a listing's
+    sort item, then the ID), the ``limit`` just past ``anchor`` (``backward``: just before
+    it; without an anchor, the first or the last ones)."""
+
+    order: str  # "id", "priority", "deadline", "validafter" or "state"
+    descending: bool
+    anchor: Request | None
+    backward: bool
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class WindowRows:
+    """The window's requests, in any order; how many match in all, and how many lie past
+    the anchor on the window's side (all of them without an anchor)."""
+
+    rows: list[Request]
+    total: int
+    beyond: int
 
 
 class Store(Protocol):
@@ -75,8 +123,19 @@ class Store(Protocol):
     def migrate(self) -> None:
         """Bring the schema to the newest version."""
 
-    def load(self) -> Snapshot:
-        """Read every request and worker, the users' usage and the quotas."""
+    def load(self, finished: int | None = None) -> Snapshot:
+        """Read the live requests and the ``finished`` finished ones with the highest IDs
+        (all of them with ``None``), every worker, the users' usage and the quotas."""
+
+    def request(self, rid: RequestID) -> Request | None:
+        """One stored request, or ``None``."""
+
+    def finished_requests(self, query: RequestQuery) -> list[Request]:
+        """The finished requests ``query`` selects, by ID."""
+
+    def finished_window(self, query: RequestQuery, window: Window) -> WindowRows:
+        """The finished requests ``query`` selects (the window's anchor left out), read
+        one window at a time."""
 
     def commit(self, changes: Changes) -> None:
         """Apply ``changes`` atomically and durably."""

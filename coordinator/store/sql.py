@@ -33,14 +33,15 @@ from sqlalchemy.sql.dml import Insert
 
 from coordinator.domain.clock import Clock, SystemClock
 from coordinator.domain.ids import RequestID, WorkerUUID
-from coordinator.domain.model import Job, Request, SubjectKind, Transition, User, Worker
-from coordinator.domain.states import RequestState, WorkerState
+from coordinator.domain.model import SubjectKind, Transition, User, Worker
+from coordinator.domain.states import WorkerState
 from coordinator.errors import Conflict, NotFound, StoreUnavailable
 from coordinator.store import Changes, Snapshot, WriteFailure
 from coordinator.store.boundary import READ_ONLY, database_errors
 from coordinator.store.schema import check_known, current, head, upgrade
 from coordinator.store.serving import ServingLock
 from coordinator.store.sql_feed import SqlFeed
+from coordinator.store.sql_requests import SqlRequests, load_requests, request_values
 from coordinator.store.sql_shares import SqlShares, apply_charges, read_quotas, read_usage
 from coordinator.store.tables import (
     dryad_keys,
@@ -64,7 +65,7 @@ _MIGRATION_LOCK: Final = 0x626F7275  # "boru"
 _KINDS: Final[Mapping[str, SubjectKind]] = {"request": "request", "worker": "worker"}
 
 
-class SqlStore(SqlFeed, SqlShares):
+class SqlStore(SqlFeed, SqlShares, SqlRequests):
     """The ``Store`` protocol on one SQLAlchemy engine; use :meth:`open` to make one.
 
     Every method is blocking and thread-safe (each call takes a pooled connection), and
@@ -147,17 +148,21 @@ class SqlStore(SqlFeed, SqlShares):
                 head(),
             )
 
-    def load(self) -> Snapshot:
-        """Read every request (by ID) and every worker (by UUID), usage and quotas."""
+    def load(self, finished: int | None = None) -> Snapshot:
+        """Read the live requests and the ``finished`` finished ones with the highest IDs
+        (all with ``None``), by ID; every worker, by UUID; usage and quotas."""
         with self._reading() as conn:
-            request_rows = conn.execute(select(requests).order_by(requests.c.id)).all()
+            reqs, next_id, next_queued, left_out = load_requests(conn, finished)
             worker_rows = conn.execute(select(workers).order_by(workers.c.uuid)).all()
             used, limits = read_usage(conn), read_quotas(conn)
         return Snapshot(
-            requests=[_request(row) for row in request_rows],
+            requests=reqs,
             workers=[_worker(row) for row in worker_rows],
             usage=used,
             quotas=limits,
+            next_id=next_id,
+            next_queued=next_queued,
+            left_out=left_out,
         )
 
     def commit(self, changes: Changes) -> None:
@@ -170,7 +175,7 @@ class SqlStore(SqlFeed, SqlShares):
             return
         with self._writing() as conn:
             if changes.requests:
-                rows = [_request_values(r) for r in changes.requests]
+                rows = [request_values(r) for r in changes.requests]
                 conn.execute(_upsert(conn.dialect.name, requests, "id"), rows)
             if changes.workers:
                 rows = [_worker_values(w) for w in changes.workers]
@@ -493,47 +498,6 @@ def _upsert(dialect: str, table: Table, key: str) -> Insert:
         raise StoreUnavailable(f"no upsert for {dialect}")
     replace = {c.name: stmt.excluded[c.name] for c in table.columns if c.name != key}
     return stmt.on_conflict_do_update(index_elements=[table.c[key]], set_=replace)
-
-
-def _request_values(r: Request) -> dict[str, object]:
-    job = r.job
-    return {
-        "id": r.id,
-        "priority": r.priority,
-        "owner": r.owner,
-        "groups": list(r.groups),
-        "caps": dict(r.caps),
-        "valid_after": r.valid_after,
-        "deadline": r.deadline,
-        "state": r.state.value,
-        "created": r.created,
-        "queued": r.queued,
-        "job_worker": None if job is None else job.worker,
-        "job_started": None if job is None else job.started,
-        "job_timeout": None if job is None else job.timeout,
-        "reason": r.reason,
-    }
-
-
-def _request(row: Row[tuple[object, ...]]) -> Request:
-    m = row._mapping
-    worker = m["job_worker"]
-    return Request(
-        id=RequestID(m["id"]),
-        priority=m["priority"],
-        owner=m["owner"],
-        groups=tuple(m["groups"]),
-        caps=m["caps"],
-        valid_after=m["valid_after"],
-        deadline=m["deadline"],
-        state=RequestState(m["state"]),
-        created=m["created"],
-        queued=m["queued"],
-        job=None
-        if worker is None
-        else Job(WorkerUUID(worker), started=m["job_started"], timeout=m["job_timeout"]),
-        reason=m["reason"],
-    )
 
 
 def _worker_values(w: Worker) -> dict[str, object]:

@@ -230,7 +230,7 @@ async def test_reserve_ssh_runs_ssh_with_a_private_key_then_releases(
     assert args[-2:] == ["600", "-----BEGIN RSA PRIVATE KEY-----"]
     assert not await anyio.Path(key).exists()
     assert code == 7 and "request 1 closed" in err
-    assert farm.service.get_request(RequestID(1)).state is RequestState.DONE
+    assert (await farm.service.get_request(RequestID(1))).state is RequestState.DONE
 
 
 def test_help_and_completion_do_not_import_httpx() -> None:

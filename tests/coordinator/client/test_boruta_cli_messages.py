@@ -29,7 +29,7 @@ async def test_reserve_without_wait_says_at_once_that_a_request_is_invalid(
     code, out, err = await cli("reserve", "--caps", "board=none")
     assert (code, out) == (1, "")
     assert err.startswith("request 1 is INVALID: ") and len(err.split(": ", 1)[1]) > 2
-    assert farm.service.get_request(RequestID(1)).state is RequestState.INVALID
+    assert (await farm.service.get_request(RequestID(1))).state is RequestState.INVALID
 
 
 async def test_the_printed_ssh_line_names_a_private_key_file_and_parses(

@@ -55,4 +55,4 @@ async def test_ctrl_c_while_waiting_closes_the_request(farm: AppFarm, url: str) 
             code = await process.wait()
     assert code == 130, seen
     assert "interrupted: request 1 closed" in seen and "Traceback" not in seen
-    assert farm.service.get_request(RequestID(1)).state is RequestState.CANCELLED
+    assert (await farm.service.get_request(RequestID(1))).state is RequestState.CANCELLED

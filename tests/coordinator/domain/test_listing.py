@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from coordinator.domain import listing
 from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.listing import (
     MAX_PAGE_LIMIT,
@@ -305,3 +306,15 @@ def test_worker_pages_use_the_uuid_as_anchor() -> None:
     spec = ListSpec(_everything, worker_sort_key("uuid"), anchor=uuid(2), limit=1)
     got = page(WORKERS, _workers(), spec)
     assert ([w.uuid for w in got.items], got.total, got.remaining) == ([uuid(3)], 4, 1)
+
+
+@pytest.mark.parametrize(
+    ("item", "name"),
+    [("", "id"), ("ID", "id"), ("priority", "priority"), ("validafter", "validafter")],
+)
+def test_each_sort_item_is_known_by_its_name(item: str, name: str) -> None:
+    assert listing.request_sort_name(listing.request_sort_key(item)) == name
+
+
+def test_another_sort_key_has_no_name() -> None:
+    assert listing.request_sort_name(lambda r: r.owner) is None

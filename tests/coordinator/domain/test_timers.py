@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+from hypothesis import given, strategies as st
 
 from coordinator.domain import requests
 from coordinator.domain.clock import FakeClock
 from coordinator.domain.ids import RequestID
 from coordinator.domain.model import Request
 from coordinator.domain.states import RequestState
-from coordinator.domain.timers import Due, Timers
+from coordinator.domain.timers import SLACK, Due, Timers
 from tests.coordinator.domain.builders import HOUR, T0, make_request, running, uuid
 
 R1, R2, R3 = RequestID(1), RequestID(2), RequestID(3)
@@ -103,8 +105,82 @@ def test_prolonged_job_survives_its_first_timer(clock: FakeClock) -> None:
     req = requests.prolong(req, clock.now(), policy)
     timers.arm(req, clock.now())
     clock.advance(timedelta(minutes=30))
-    assert [requests.expire_job(req, clock.now()) for _ in timers.pop_due(clock.now())] == [None]
+    assert timers.pop_due(clock.now()) == []  # the first timeout was dropped by the prolong
     clock.advance(timedelta(minutes=30))
     assert [
         requests.expire_job(req, clock.now()) is not None for _ in timers.pop_due(clock.now())
     ] == [True]
+
+
+def test_an_entry_the_request_no_longer_needs_never_fires() -> None:
+    timers = Timers()
+    req = make_request(valid_after=T0 + HOUR, deadline=T0 + 2 * HOUR)
+    timers.arm(req, T0)
+    timers.arm(replace(req, deadline=T0 + 3 * HOUR), T0)
+    assert (len(timers), timers.next()) == (2, T0 + HOUR)
+    assert timers.pop_due(T0 + 3 * HOUR) == [(Due.VALID_AFTER, R1), (Due.DEADLINE, R1)]
+    assert (len(timers), timers.size, timers.next()) == (0, 0, None)
+
+
+def test_a_finished_request_drops_its_entries() -> None:
+    timers = Timers()
+    req = running(make_request(), uuid(1), T0)
+    timers.arm(req, T0)
+    timers.arm(replace(req, state=RequestState.DONE), T0)
+    assert (len(timers), timers.next(), timers.pop_due(T0 + 1000 * HOUR)) == (0, None, [])
+
+
+def test_entries_due_by_now_stay_for_the_next_pass() -> None:
+    timers = Timers()
+    req = make_request(valid_after=T0 + HOUR, deadline=T0 + 2 * HOUR)
+    timers.arm(req, T0)
+    # The ValidAfter instant has passed but the timer loop has not run yet.
+    timers.arm(replace(req, state=RequestState.CANCELLED), T0 + HOUR)
+    assert timers.pop_due(T0 + 2 * HOUR) == [(Due.VALID_AFTER, R1)]
+
+
+def test_an_entry_needed_again_fires_once() -> None:
+    timers = Timers()
+    req = make_request(deadline=T0 + HOUR)
+    timers.arm(req, T0)
+    timers.arm(replace(req, deadline=T0 + 2 * HOUR), T0)
+    timers.arm(req, T0)
+    assert timers.pop_due(T0 + 3 * HOUR) == [(Due.DEADLINE, R1)]
+
+
+def test_pushing_an_entry_twice_keeps_one() -> None:
+    timers = Timers()
+    timers.push(T0, Due.DEADLINE, R1)
+    timers.push(T0, Due.DEADLINE, R1)
+    assert (len(timers), timers.size, timers.pop_due(T0)) == (1, 1, [(Due.DEADLINE, R1)])
+
+
+def test_a_popped_entry_pushed_back_fires_again() -> None:
+    timers = Timers()
+    timers.arm(make_request(deadline=T0 + HOUR), T0)
+    (kind, rid), *_ = timers.pop_due(T0 + HOUR)
+    timers.push(T0 + HOUR, kind, rid)  # as the service does when the commit failed
+    assert timers.pop_due(T0 + HOUR) == [(Due.DEADLINE, R1)]
+
+
+@given(st.lists(st.integers(min_value=1, max_value=48), min_size=1, max_size=400))
+def test_the_heap_stays_bounded_by_the_live_entries(deadlines: list[int]) -> None:
+    """Requests whose deadlines move, and that end: dropped entries do not pile up."""
+    timers = Timers()
+    for n, hours in enumerate(deadlines):
+        req = make_request(n % 7 + 1, deadline=T0 + hours * HOUR)
+        timers.arm(req, T0)
+        if n % 3 == 0:
+            timers.arm(replace(req, state=RequestState.DONE), T0)
+        assert timers.size <= 2 * len(timers) + SLACK
+    assert len(timers) <= 7  # one deadline per request at most
+    live = len(timers)
+    assert (len(timers.pop_due(T0 + 100 * HOUR)), len(timers)) == (live, 0)
+
+
+def test_a_deadline_moved_many_times_leaves_one_entry() -> None:
+    timers = Timers()
+    for hours in range(1, 201):
+        timers.arm(make_request(deadline=T0 + hours * HOUR), T0)
+    assert (len(timers), timers.size <= 1 + SLACK) == (1, True)
+    assert timers.pop_due(T0 + 1000 * HOUR) == [(Due.DEADLINE, R1)]

@@ -30,7 +30,7 @@ async def running_job(farm: LinkFarm, link: Dialled, dryad: TestDryad) -> Reques
     await farm.service.set_worker_state(ADMIN, dryad.uuid, WorkerState.IDLE)
     rid = await farm.service.new_request(ALICE, 8, {})
     await until(
-        farm.service, lambda: farm.service.get_request(rid).state is RequestState.IN_PROGRESS
+        farm.service, lambda: farm.service.farm.requests[rid].state is RequestState.IN_PROGRESS
     )
     return rid
 
@@ -46,7 +46,7 @@ async def test_a_killed_dryad_fails_its_worker_and_job_after_the_grace(farm: Lin
             await farm.link.changed()
     await until(farm.service, lambda: farm.service.get_worker(dryad.uuid).state is WorkerState.FAIL)
     assert farm.service.get_worker(dryad.uuid).reason == "disconnected"
-    assert farm.service.get_request(rid).state is RequestState.FAILED
+    assert (await farm.service.get_request(rid)).state is RequestState.FAILED
 
 
 @pytest.mark.slow
@@ -64,7 +64,7 @@ async def test_a_dryad_back_within_the_grace_keeps_its_job(farm: LinkFarm) -> No
                 lambda: farm.service.get_worker(dryad.uuid).state is not WorkerState.RUN,
             )
         assert farm.service.get_worker(dryad.uuid).state is WorkerState.RUN
-        assert farm.service.get_request(rid).state is RequestState.IN_PROGRESS
+        assert (await farm.service.get_request(rid)).state is RequestState.IN_PROGRESS
         assert farm.service.connected(dryad.uuid)
 
 

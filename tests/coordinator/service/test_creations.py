@@ -93,7 +93,7 @@ async def test_requests_asked_for_during_a_commit_share_the_next_one(
     stored = {r.id: r for r in store.load().requests}
     for n, rid in got.items():
         assert stored[rid].owner == ("alice" if n % 2 else "bob")
-        assert service.get_request(rid).state is RequestState.WAITING
+        assert (await service.get_request(rid)).state is RequestState.WAITING
     # The audit names each request's own creator, though one commit made them all.
     created = {
         int(t.transition.subject): t.transition.actor
@@ -124,7 +124,7 @@ async def test_bad_input_in_a_group_refuses_that_request_only(
     assert isinstance(got[2], PriorityOutOfBounds)
     ids = [cast("RequestID", got[n]) for n in (0, 1, 3)]
     assert ids == [ids[0], ids[0] + 1, ids[0] + 2]  # no ID is used up by the refusal
-    states = [service.get_request(rid).state for rid in ids]
+    states = [(await service.get_request(rid)).state for rid in ids]
     assert states == [RequestState.WAITING, RequestState.INVALID, RequestState.WAITING]
 
 
@@ -154,7 +154,7 @@ async def test_a_refused_group_commit_fails_every_request_in_it_and_keeps_nothin
     assert all(isinstance(got[n], StoreUnavailable) for n in range(1, 5))
     assert [r.id for r in store.load().requests] == [first]
     with pytest.raises(LookupError):
-        service.get_request(RequestID(first + 1))
+        await service.get_request(RequestID(first + 1))
     # The service goes on: the next request gets the next ID, as nothing was used.
     assert await service.new_request(ALICE, 8, {}) == first + 1
 

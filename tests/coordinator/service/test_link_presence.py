@@ -31,7 +31,7 @@ async def test_a_dryad_away_past_the_grace_period_fails_its_worker_and_job(
     service.link_down(uuid)
     await until(service, lambda: service.get_worker(uuid).state is WorkerState.FAIL)
     assert service.get_worker(uuid).reason == "disconnected"
-    assert service.get_request(rid).state is RequestState.FAILED
+    assert (await service.get_request(rid)).state is RequestState.FAILED
 
 
 async def test_a_dryad_back_within_the_grace_period_keeps_its_job(service: Service) -> None:
@@ -45,7 +45,7 @@ async def test_a_dryad_back_within_the_grace_period_keeps_its_job(service: Servi
         await service.changed()
     assert service.connected(uuid)
     assert service.get_worker(uuid).state is WorkerState.RUN
-    assert service.get_request(rid).state is RequestState.IN_PROGRESS
+    assert (await service.get_request(rid)).state is RequestState.IN_PROGRESS
 
 
 async def test_a_failed_critical_check_fails_the_worker_with_the_check_as_reason(

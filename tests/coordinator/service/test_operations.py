@@ -27,7 +27,7 @@ pytestmark = pytest.mark.anyio
 async def test_request_gets_an_idle_worker_and_its_fresh_key(service: Service) -> None:
     uuid = await idle_worker(service, 1, {"device_type": "rpi4"})
     rid = await service.new_request(ALICE, 8, {"device_type": "rpi4"})
-    req = service.get_request(rid)
+    req = await service.get_request(rid)
     assert req.state is RequestState.IN_PROGRESS and req.job and req.job.worker == uuid
     access = await service.acquire_worker(ALICE, rid)
     assert access.key_pem.startswith(b"-----BEGIN RSA PRIVATE KEY-----")
@@ -41,7 +41,7 @@ async def test_closing_a_job_prepares_the_worker_with_a_new_key(
     rid = await service.new_request(ALICE, 8, {})
     first = (await service.acquire_worker(ALICE, rid)).key_pem
     await service.close_request(ALICE, rid)
-    assert service.get_request(rid).state is RequestState.DONE
+    assert (await service.get_request(rid)).state is RequestState.DONE
     assert rid not in tunnels.open_now
     await until(service, lambda: service.get_worker(uuid).state is WorkerState.IDLE)
     assert service.get_worker(uuid).key != first
@@ -51,9 +51,9 @@ async def test_closing_a_job_prepares_the_worker_with_a_new_key(
 async def test_waiting_request_is_matched_when_a_worker_becomes_idle(service: Service) -> None:
     await service.register({"UUID": uuid_of(1)}, "10.0.0.1:22")
     rid = await service.new_request(ALICE, 8, {})
-    assert service.get_request(rid).state is RequestState.WAITING
+    assert (await service.get_request(rid)).state is RequestState.WAITING
     await service.set_worker_state(ADMIN, uuid_of(1), WorkerState.IDLE)
-    await until(service, lambda: service.get_request(rid).state is RequestState.IN_PROGRESS)
+    await until(service, lambda: service.farm.requests[rid].state is RequestState.IN_PROGRESS)
 
 
 async def test_higher_priority_goes_first_then_fifo(service: Service) -> None:
@@ -62,8 +62,8 @@ async def test_higher_priority_goes_first_then_fifo(service: Service) -> None:
     first = await service.new_request(ALICE, 3, {})
     second = await service.new_request(BOB, 3, {})
     await service.set_worker_state(ADMIN, uuid_of(1), WorkerState.IDLE)
-    await until(service, lambda: service.get_request(first).state is RequestState.IN_PROGRESS)
-    assert service.get_request(second).state is RequestState.WAITING
+    await until(service, lambda: service.farm.requests[first].state is RequestState.IN_PROGRESS)
+    assert (await service.get_request(second)).state is RequestState.WAITING
     assert service.queue_position(second) == 0 and service.queue_position(low) == 1
 
 
@@ -72,9 +72,9 @@ async def test_only_the_owner_or_an_admin_may_close(service: Service) -> None:
     rid = await service.new_request(ALICE, 8, {})
     with pytest.raises(Forbidden):
         await service.close_request(BOB, rid)
-    assert service.get_request(rid).state is RequestState.WAITING
+    assert (await service.get_request(rid)).state is RequestState.WAITING
     await service.close_request(ADMIN, rid)
-    assert service.get_request(rid).state is RequestState.CANCELLED
+    assert (await service.get_request(rid)).state is RequestState.CANCELLED
 
 
 async def test_worker_failing_during_a_job_fails_the_request(
@@ -83,7 +83,7 @@ async def test_worker_failing_during_a_job_fails_the_request(
     uuid = await idle_worker(service, 1)
     rid = await service.new_request(ALICE, 8, {})
     await service.set_fail(uuid, "STM does not answer")
-    req = service.get_request(rid)
+    req = await service.get_request(rid)
     assert req.state is RequestState.FAILED and req.reason == "STM does not answer"
     assert service.get_worker(uuid).reason == "STM does not answer"
     assert rid not in tunnels.open_now
@@ -98,10 +98,10 @@ async def test_job_ends_at_its_timeout_unless_prolonged(service: Service, clock)
     await service.prolong_access(ALICE, rid)
     clock.advance(timedelta(minutes=50))
     await service.fire_timers()
-    assert service.get_request(rid).state is RequestState.IN_PROGRESS
+    assert (await service.get_request(rid)).state is RequestState.IN_PROGRESS
     clock.advance(timedelta(minutes=11))
     await service.fire_timers()
-    assert service.get_request(rid).state is RequestState.DONE
+    assert (await service.get_request(rid)).state is RequestState.DONE
 
 
 async def test_waiting_request_times_out_at_its_deadline(service: Service, clock) -> None:
@@ -109,16 +109,16 @@ async def test_waiting_request_times_out_at_its_deadline(service: Service, clock
     rid = await service.new_request(ALICE, 8, {}, deadline=clock.now() + timedelta(hours=1))
     clock.advance(timedelta(hours=1))
     await service.fire_timers()
-    assert service.get_request(rid).state is RequestState.TIMEOUT
+    assert (await service.get_request(rid)).state is RequestState.TIMEOUT
 
 
 async def test_request_becomes_ready_at_valid_after(service: Service, clock) -> None:
     await idle_worker(service, 1)
     rid = await service.new_request(ALICE, 8, {}, valid_after=clock.now() + timedelta(hours=1))
-    assert service.get_request(rid).state is RequestState.WAITING
+    assert (await service.get_request(rid)).state is RequestState.WAITING
     clock.advance(timedelta(hours=1))
     await service.fire_timers()
-    assert service.get_request(rid).state is RequestState.IN_PROGRESS
+    assert (await service.get_request(rid)).state is RequestState.IN_PROGRESS
 
 
 async def test_deregistering_the_last_fitting_worker_invalidates_waiting_requests(
@@ -127,7 +127,7 @@ async def test_deregistering_the_last_fitting_worker_invalidates_waiting_request
     await service.register({"UUID": uuid_of(1), "board": "odroid"}, "10.0.0.1:22")
     rid = await service.new_request(ALICE, 8, {"board": "odroid"})
     await service.deregister(ADMIN, uuid_of(1))
-    assert service.get_request(rid).state is RequestState.INVALID
+    assert (await service.get_request(rid)).state is RequestState.INVALID
 
 
 async def test_second_close_is_refused_and_changes_nothing(service: Service) -> None:
@@ -136,7 +136,7 @@ async def test_second_close_is_refused_and_changes_nothing(service: Service) -> 
     await service.close_request(ALICE, rid)
     with pytest.raises(ModificationForbidden):
         await service.close_request(ALICE, rid)
-    assert service.get_request(rid).state is RequestState.CANCELLED
+    assert (await service.get_request(rid)).state is RequestState.CANCELLED
 
 
 async def test_failed_prepare_sends_the_worker_to_fail_with_the_reason(

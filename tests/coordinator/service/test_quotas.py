@@ -96,16 +96,16 @@ async def test_over_the_held_limit_a_request_waits_says_why_and_runs_when_under(
     await admin.set_quota(ADMIN, "user", "alice", Quota(max_held=1))
     first = await service.new_request(ALICE, 8, {})
     second = await service.new_request(ALICE, 8, {})
-    assert service.get_request(first).state is RequestState.IN_PROGRESS
-    req = service.get_request(second)
+    assert (await service.get_request(first)).state is RequestState.IN_PROGRESS
+    req = await service.get_request(second)
     assert req.state is RequestState.WAITING
     assert req.reason == "over quota: holds 1 of 1 boards"
-    page = service.list_requests(_all())
+    page = await service.list_requests(_all())
     assert [r.reason for r in page.items if r.id == second] == ["over quota: holds 1 of 1 boards"]
     bob = await service.new_request(BOB, 8, {})  # someone else takes a board meanwhile
-    assert service.get_request(bob).state is RequestState.IN_PROGRESS
+    assert (await service.get_request(bob)).state is RequestState.IN_PROGRESS
     await service.close_request(ALICE, first)  # under the limit: matched at once
-    done = service.get_request(second)
+    done = await service.get_request(second)
     assert done.state is RequestState.IN_PROGRESS and done.reason == ""
 
 
@@ -115,18 +115,18 @@ async def test_raising_a_limit_lets_waiting_requests_through_at_once(
     await idle_worker(service, 1)
     await admin.set_quota(ADMIN, "user", "alice", Quota(max_held=0))
     rid = await service.new_request(ALICE, 8, {})
-    assert service.get_request(rid).reason == "over quota: holds 0 of 0 boards"
+    assert (await service.get_request(rid)).reason == "over quota: holds 0 of 0 boards"
     await admin.set_quota(ADMIN, "user", "alice", Quota(max_held=1))
-    assert service.get_request(rid).state is RequestState.IN_PROGRESS
+    assert (await service.get_request(rid)).state is RequestState.IN_PROGRESS
 
 
 async def test_removing_a_quota_frees_its_members(service: Service, admin: QuotaAdmin) -> None:
     await idle_worker(service, 1, groups=("ci",))
     await admin.set_quota(ADMIN, "group", "ci", Quota(max_held=0))
     rid = await service.new_request(CI, 8, {})
-    assert service.get_request(rid).state is RequestState.WAITING
+    assert (await service.get_request(rid)).state is RequestState.WAITING
     await admin.delete_quota(ADMIN, "group", "ci")
-    assert service.get_request(rid).state is RequestState.IN_PROGRESS
+    assert (await service.get_request(rid)).state is RequestState.IN_PROGRESS
     assert admin.quotas() == Quotas()
     with pytest.raises(NotFound, match="quota of group ci not found"):
         await admin.delete_quota(ADMIN, "group", "ci")
@@ -138,11 +138,11 @@ async def test_a_jobs_length_is_capped_by_its_owners_quota(
     await idle_worker(service, 1)
     await admin.set_quota(ADMIN, "user", "alice", Quota(max_job=timedelta(minutes=70)))
     rid = await service.new_request(ALICE, 8, {})
-    job = service.get_request(rid).job
+    job = (await service.get_request(rid)).job
     assert job is not None and job.timeout - job.started == timedelta(hours=1)
     clock.advance(timedelta(minutes=30))
     await service.prolong_access(ALICE, rid)
-    job = service.get_request(rid).job
+    job = (await service.get_request(rid)).job
     assert job is not None and job.timeout - job.started == timedelta(minutes=70)
     with pytest.raises(JobQuotaReached, match="jobs of alice may last at most 4200 s"):
         await service.prolong_access(ALICE, rid)
@@ -183,8 +183,8 @@ async def test_fair_order_puts_the_light_user_first_and_positions_follow(
     assert scheduling == Scheduling(Policy.FAIR, timedelta(days=1))
     assert [service.queue_position(r) for r in (*flood, person)] == [1, 2, 3, 0]
     await service.close_request(CI, running)
-    await until(service, lambda: service.get_request(person).state is RequestState.IN_PROGRESS)
-    assert service.get_request(person).job.worker == worker  # type: ignore[union-attr]
+    await until(service, lambda: service.farm.requests[person].state is RequestState.IN_PROGRESS)
+    assert (await service.get_request(person)).job.worker == worker  # type: ignore[union-attr]
     assert sorted(_waiting(service)) == sorted(flood)  # nothing lost
     await admin.set_scheduling(ADMIN, Policy.FIFO, None)
     assert [service.queue_position(r) for r in flood] == [0, 1, 2]
