@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import Any, Final
 
+import anyio
+import anyio.lowlevel
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
@@ -65,6 +67,10 @@ class EventsEndpoint:
         try:
             async for event in self._broadcaster.stream(sub):
                 yield KEEPALIVE_FRAME if event is None else frame(event)
+                # A replay writes frames without waiting for anything: let the loop run
+                # between them, so a client that hung up is noticed after one failed
+                # write, not after a page of them (each logged by asyncio).
+                await anyio.lowlevel.checkpoint()
         except StoreUnavailable:
             # The client reconnects with Last-Event-ID and resumes where this stream ended.
             logger.warning("events: store unavailable during a replay; stream ended")
