@@ -14,10 +14,10 @@ import uvicorn
 from _common import BOARD_CAPS, uuid_of
 
 from coordinator.assembly import Parts, assemble
-from coordinator.domain.model import User
+from coordinator.domain.model import KeyType, User
 from coordinator.domain.states import WorkerState
 from coordinator.service.interfaces import Dryads
-from coordinator.service.keys import JobKey, KeyPool, generate
+from coordinator.service.keys import JobKey, KeyPool, generate, generate_ed25519
 from coordinator.service.operations import Service
 from coordinator.settings import Settings
 from coordinator.store.sql import SqlStore
@@ -44,16 +44,18 @@ class FixedKeys(KeyPool):
 
     def __init__(self, count: int = 4) -> None:
         super().__init__(count)
-        self._keys = [generate() for _ in range(count)]
+        self._fixed = [generate() for _ in range(count)]
         self._next = 0
 
     async def run(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         await anyio.sleep_forever()
 
-    async def get(self) -> JobKey:
+    async def get(self, kind: KeyType = KeyType.RSA) -> JobKey:
+        if kind is KeyType.ED25519:
+            return generate_ed25519()
         self._next += 1
-        return self._keys[self._next % len(self._keys)]
+        return self._fixed[self._next % len(self._fixed)]
 
 
 async def register_workers(service: Service, count: int) -> None:

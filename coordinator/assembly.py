@@ -80,7 +80,7 @@ class Parts:
     dryads: Dryads | None = None
     tunnels: Tunnels | None = None
     clock: Clock = field(default_factory=SystemClock)
-    keys: KeyPool = field(default_factory=KeyPool)
+    keys: KeyPool | None = None  # None: a pool as the settings say
 
 
 @dataclass
@@ -128,6 +128,7 @@ def assemble(settings: Settings, parts: Parts) -> Coordinator:
     link = DryadLink(parts.store, parts.clock) if parts.dryads is None and settings.link else None
     dryads: Dryads = parts.dryads if parts.dryads is not None else link or NoDryadLink()
     tunnels = parts.tunnels if parts.tunnels is not None else _tunnels(settings, parts.store, link)
+    keys = parts.keys if parts.keys is not None else KeyPool(settings.key_stock)
     service = Service(
         parts.store,
         dryads,
@@ -135,7 +136,7 @@ def assemble(settings: Settings, parts: Parts) -> Coordinator:
         parts.clock,
         settings.policy,
         settings.job_username,
-        parts.keys,
+        keys,
         link_grace=settings.link_grace,
         self_heal=settings.self_heal,
         scheduling=settings.scheduling_rules,
@@ -148,7 +149,7 @@ def assemble(settings: Settings, parts: Parts) -> Coordinator:
     events = Broadcaster(service, parts.store)
     panels.publish = events.publish_ephemeral  # each board's panel, to the dashboards
     webhooks = Webhooks(parts.store, _webhook_policy(settings))
-    metrics = Metrics(service)
+    metrics = Metrics(service, keys)
     events.add_listener(webhooks.wake)
     events.add_listener(metrics.observe)
     service.health_listeners.append(metrics.health_reported)

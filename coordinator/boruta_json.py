@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
-from coordinator.domain.model import AccessInfo, Request, Worker
+from coordinator.domain.model import AccessInfo, KeyType, Request, Worker
 from coordinator.errors import EmptyBody, InvalidText, MalformedInput, OverLimit
 from coordinator.wire import limits, strict_json
 
@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 SERVER_VERSION: Final = "0.2.1"  # the original release whose API v1 we speak
 API_VERSION: Final = "v1"
 API_STATE: Final = "devel"
+# The job key types a new request may ask for, the original's first (docs/boruta-api.md §keys).
+KEY_TYPES: Final = tuple(kind.value for kind in KeyType)
 
 # Go's RFC 3339 parser accepts up to nine fractional digits; Python keeps six.
 _TIME_RE: Final = re.compile(
@@ -232,8 +234,20 @@ def string_list(value: object, key: str) -> list[str]:
     return value
 
 
+def key_type_in(data: Mapping[str, Any], key: str = "KeyType") -> KeyType:
+    """The job key a new request asks for; absent or null is the original's RSA
+    (docs/boruta-api.md §keys)."""
+    value = data.get(key)
+    if value is None:
+        return KeyType.RSA
+    if not isinstance(value, str) or value not in KEY_TYPES:
+        raise MalformedInput(f"{key} must be one of: {', '.join(KEY_TYPES)}")
+    return KeyType(value)
+
+
 def request_json(req: Request) -> dict[str, object]:
-    """ReqInfo; ``Owner.Name`` and ``Reason`` are additive fields old clients ignore."""
+    """ReqInfo; ``Owner.Name``, ``Reason`` and ``KeyType`` are additive fields old
+    clients ignore."""
     body: dict[str, object] = {
         "ID": req.id,
         "Priority": req.priority,
@@ -250,6 +264,8 @@ def request_json(req: Request) -> dict[str, object]:
     }
     if req.reason:
         body["Reason"] = req.reason
+    if req.key_type is not KeyType.RSA:  # shown only when asked for: golden bodies stay
+        body["KeyType"] = req.key_type.value
     return body
 
 
@@ -291,7 +307,7 @@ def _sorted(caps: Mapping[str, str]) -> dict[str, str]:
 
 
 def access_json(access: AccessInfo) -> dict[str, object]:
-    """AccessInfo2: a ``net.TCPAddr``, the PKCS#1 PEM key and the user name."""
+    """AccessInfo2: a ``net.TCPAddr``, the private key (PKCS#1 PEM for RSA) and the user name."""
     return {
         "Addr": {"IP": access.host, "Port": access.port, "Zone": ""},
         "Key": access.key_pem.decode(),

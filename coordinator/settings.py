@@ -34,6 +34,9 @@ class Settings:
     link_grace: int = 60  # seconds a dryad may be away before its worker FAILS
     link_keepalive: int = 5  # seconds between keepalives; 3 missed = the dryad is gone
     self_heal: bool = False  # a FAILED worker whose checks pass again returns to service
+    # RSA job keys made ahead by one process per core, in idle time (docs/boruta-api.md
+    # §keys): a PREPARE that wants an RSA key waits only when this stock is empty.
+    key_stock: int = 32
     # Finished requests held in memory besides the live ones (the newest by ID); older ones
     # are read from the database when asked for (docs/architecture.md §requests in memory).
     finished_in_memory: int = 10_000
@@ -120,6 +123,7 @@ class Settings:
             "http_keepalive_timeout",
             "http_send_timeout",
             "http_max_per_client",
+            "key_stock",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from coordinator.domain.ids import HI_PRIO, LO_PRIO, MAX_REQUEST_ID
+from coordinator.domain.model import KeyType
 from coordinator.domain.states import RequestState, WorkerState
 from coordinator.errors import BY_CODE, ERROR_CODE_HEADER
 from coordinator.wire import limits
@@ -49,6 +50,12 @@ CAPS: Final = {
 GROUP: Final = {"type": "string", "minLength": 1, "maxLength": limits.MAX_NAME}
 RID: Final = {"type": "integer", "minimum": 0, "maximum": MAX_REQUEST_ID}
 PRIORITY: Final = {"type": ["integer", "null"], "minimum": HI_PRIO, "maximum": LO_PRIO}
+KEY_TYPE: Final = {
+    "type": ["string", "null"],
+    "enum": [*(kind.value for kind in KeyType), None],
+    "description": "our extension: the job's SSH key; absent or null: rsa (RSA-2048 as PKCS#1"
+    " PEM, the original's), ed25519: an OpenSSH-format Ed25519 key",
+}
 
 
 def _sorter() -> dict[str, Any]:
@@ -89,7 +96,13 @@ def schemas() -> dict[str, Any]:
     return {
         "Caps": CAPS,
         "NewRequest": _obj(
-            {"Priority": PRIORITY, "Caps": CAPS, "ValidAfter": NULL_TIME, "Deadline": NULL_TIME}
+            {
+                "Priority": PRIORITY,
+                "Caps": CAPS,
+                "ValidAfter": NULL_TIME,
+                "Deadline": NULL_TIME,
+                "KeyType": KEY_TYPE,
+            }
         ),
         "RequestUpdate": _obj(
             {
@@ -111,6 +124,11 @@ def schemas() -> dict[str, Any]:
                 "Job": _obj({"WorkerUUID": UUID, "Timeout": TIME}, null=True),
                 "Caps": {**CAPS, "description": "null for a request created without caps"},
                 "Reason": text,
+                "KeyType": {
+                    "type": "string",
+                    "enum": [KeyType.ED25519.value],
+                    "description": "present when the request asked for a key other than RSA",
+                },
             },
             *("ID", "Priority", "Owner", "Deadline", "ValidAfter", "State", "Job", "Caps"),
         ),

@@ -118,6 +118,7 @@ class V1:
             bj.caps_in(body.get("Caps"), "Caps"),
             bj.parse_time(body.get("ValidAfter"), "ValidAfter"),
             bj.parse_time(body.get("Deadline"), "Deadline"),
+            bj.key_type_in(body),  # our extension (docs/boruta-api.md §keys)
         )
         return json_response({"ReqID": rid}, 201)
 

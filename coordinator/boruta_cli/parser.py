@@ -6,6 +6,7 @@ import argparse
 import re
 
 from coordinator.domain.ids import HI_PRIO, LO_PRIO
+from coordinator.domain.model import KeyType
 from coordinator.domain.states import RequestState
 
 EPILOG = """\
@@ -89,6 +90,12 @@ def build() -> argparse.ArgumentParser:
         help="1 is served first; default: the coordinator's",
     )
     reserve.add_argument("--deadline", help="give up waiting at this time or after +DURATION")
+    reserve.add_argument(
+        "--key-type",
+        choices=[kind.value for kind in KeyType],
+        default=KeyType.ED25519.value,
+        help="the job's SSH key: ed25519 (default) or rsa (RSA-2048, as old clients get)",
+    )
     how = reserve.add_mutually_exclusive_group()
     how.add_argument("--wait", action="store_true", help="wait and print the access details")
     how.add_argument("--ssh", action="store_true", help="wait, then open an SSH shell on it")

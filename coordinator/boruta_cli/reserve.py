@@ -18,7 +18,7 @@ from coordinator.boruta_cli import keys, output
 from coordinator.boruta_cli.commands import Refused, ended, parse_caps, parse_when
 from coordinator.client import Client
 from coordinator.domain.ids import RequestID
-from coordinator.domain.model import AccessInfo
+from coordinator.domain.model import AccessInfo, KeyType
 from coordinator.domain.states import RequestState
 from coordinator.errors import WorkerNotAssigned
 
@@ -35,7 +35,9 @@ class Ended(Exception):
 
 def reserve(client: Client, args: Any) -> int:
     caps = parse_caps(args.caps)
-    rid = client.new_request(args.priority, caps, deadline=parse_when(args.deadline))
+    rid = client.new_request(
+        args.priority, caps, deadline=parse_when(args.deadline), key_type=KeyType(args.key_type)
+    )
     if not (args.wait or args.ssh):
         # The coordinator decides INVALID as it creates the request: say so now, as
         # waiting would, rather than hand out the ID of a request that is already over.

@@ -20,7 +20,7 @@ from coordinator.domain import listing
 from coordinator.domain.fairshare import Policy, Scheduling, UsageReport, UserUsage
 from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.listing import ListSpec, Page, RequestFilter, WorkerFilter
-from coordinator.domain.model import AccessInfo
+from coordinator.domain.model import AccessInfo, KeyType
 from coordinator.domain.quotas import Quota, Quotas
 from coordinator.domain.states import WorkerState
 from coordinator.errors import MalformedInput
@@ -74,10 +74,13 @@ def new_request(
     caps: Mapping[str, str],
     valid_after: datetime | None,
     deadline: datetime | None,
+    key_type: KeyType = KeyType.ED25519,
 ) -> Call[RequestID]:
     body: dict[str, object] = {"Caps": dict(caps)}
     if priority is not None:  # absent: the coordinator's default priority
         body["Priority"] = priority
+    if key_type is not KeyType.RSA:  # absent: RSA, as the original (docs/boruta-api.md §keys)
+        body["KeyType"] = key_type.value
     if valid_after is not None:
         body["ValidAfter"] = _time(valid_after)
     if deadline is not None:

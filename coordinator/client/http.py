@@ -17,7 +17,7 @@ from coordinator.client.models import RequestInfo, TransitionInfo, WorkerInfo
 from coordinator.domain.fairshare import Policy, Scheduling, UsageReport
 from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.listing import ListSpec, Page
-from coordinator.domain.model import AccessInfo, Request, Worker
+from coordinator.domain.model import AccessInfo, KeyType, Request, Worker
 from coordinator.domain.quotas import Quota, Quotas
 from coordinator.domain.states import WorkerState
 from coordinator.errors import ERROR_CODE_HEADER, BorutaError
@@ -114,8 +114,10 @@ class Client(_Base):
         caps: Mapping[str, str],
         valid_after: datetime | None = None,
         deadline: datetime | None = None,
+        key_type: KeyType = KeyType.ED25519,
     ) -> RequestID:
-        return self._send(calls.new_request(priority, caps, valid_after, deadline))
+        """A new request; its job key is Ed25519 unless ``key_type`` says RSA."""
+        return self._send(calls.new_request(priority, caps, valid_after, deadline, key_type))
 
     def update_request(
         self,
@@ -239,8 +241,10 @@ class AsyncClient(_Base):
         caps: Mapping[str, str],
         valid_after: datetime | None = None,
         deadline: datetime | None = None,
+        key_type: KeyType = KeyType.ED25519,
     ) -> RequestID:
-        return await self._send(calls.new_request(priority, caps, valid_after, deadline))
+        """A new request; its job key is Ed25519 unless ``key_type`` says RSA."""
+        return await self._send(calls.new_request(priority, caps, valid_after, deadline, key_type))
 
     async def update_request(
         self,

@@ -16,7 +16,7 @@ from coordinator.client.models import RequestInfo, WorkerInfo
 from coordinator.domain import listing
 from coordinator.domain.ids import MAX_REQUEST_ID, RequestID, WorkerUUID, is_worker_uuid
 from coordinator.domain.listing import ListSpec, Page, RequestFilter, WorkerFilter
-from coordinator.domain.model import AccessInfo, User
+from coordinator.domain.model import AccessInfo, KeyType, User
 from coordinator.domain.states import WorkerState
 from coordinator.errors import BadID, BadUUID, MalformedInput, WrongStateArgument
 from coordinator.service.operations import Service
@@ -50,11 +50,14 @@ class LocalClient:
         caps: Mapping[str, str],
         valid_after: datetime | None = None,
         deadline: datetime | None = None,
+        key_type: KeyType = KeyType.ED25519,
     ) -> RequestID:
         if priority is None:
             priority = self.service.policy.default_priority
         caps = bj.caps_in(dict(caps), "Caps")  # the limits of the endpoint
-        return await self.service.new_request(self.user, priority, caps, valid_after, deadline)
+        return await self.service.new_request(
+            self.user, priority, caps, valid_after, deadline, key_type
+        )
 
     async def update_request(
         self,

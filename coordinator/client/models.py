@@ -9,7 +9,7 @@ from typing import Any
 
 from coordinator import boruta_json as bj
 from coordinator.domain.ids import RequestID, WorkerUUID
-from coordinator.domain.model import Request, Worker
+from coordinator.domain.model import KeyType, Request, Worker
 from coordinator.domain.states import RequestState, WorkerState
 from coordinator.errors import MalformedInput
 from coordinator.wire import CheckResult, HealthReport
@@ -37,6 +37,7 @@ class RequestInfo:
     state: RequestState
     job: JobInfo | None = None
     reason: str = ""
+    key_type: KeyType = KeyType.RSA  # the job key it asked for
 
     @classmethod
     def from_json(cls, data: Any) -> RequestInfo:
@@ -56,6 +57,7 @@ class RequestInfo:
             if job is None
             else JobInfo(WorkerUUID(str(job["WorkerUUID"])), _time(job, "Timeout")),
             reason=str(d.get("Reason") or ""),
+            key_type=bj.key_type_in(d),
         )
 
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Literal
 
 from coordinator.domain.ids import RequestID, WorkerUUID
@@ -20,6 +21,13 @@ class User:
     name: str
     admin: bool = False
     groups: tuple[str, ...] = ()
+
+
+class KeyType(StrEnum):
+    """The kind of a job's SSH key; the value is how the API names it (docs/boruta-api.md §keys)."""
+
+    RSA = "rsa"  # RSA-2048, PKCS#1 PEM: the original's, for clients that do not ask
+    ED25519 = "ed25519"  # OpenSSH private key format, for clients that ask for it
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +57,7 @@ class Request:
     queued: int
     job: Job | None = None
     reason: str = ""  # why it became INVALID or FAILED (additive to the wire)
+    key_type: KeyType = KeyType.RSA  # the job key it asked for (additive to the wire)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +75,8 @@ class Worker:
     # Bumped on every state change: a background operation (prepare, maintenance) started
     # at one epoch applies its result only if the worker is still at that epoch.
     epoch: int = 0
-    # The current job key as PKCS#1 PEM; a secret, so never in repr or logs.
+    # The current job key (PKCS#1 PEM for RSA, OpenSSH format for Ed25519); a secret,
+    # so never in repr or logs.
     key: bytes = field(default=b"", repr=False)
 
 

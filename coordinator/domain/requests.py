@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from coordinator.domain.ids import HI_PRIO, LO_PRIO, RequestID, WorkerUUID
-from coordinator.domain.model import Job, Request, User
+from coordinator.domain.model import Job, KeyType, Request, User
 from coordinator.domain.quotas import job_quota_reached
 from coordinator.domain.states import REQUEST_TRANSITIONS, RequestState
 from coordinator.errors import (
@@ -58,6 +58,7 @@ def create(
     deadline: datetime | None,
     now: datetime,
     queued: int,
+    key_type: KeyType = KeyType.RSA,
 ) -> Request:
     """A new WAITING request; checks in the original's order (docs/boruta-api.md §new request).
 
@@ -80,6 +81,7 @@ def create(
         state=RequestState.WAITING,
         created=now,
         queued=queued,
+        key_type=key_type,
     )
 
 

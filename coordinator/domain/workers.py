@@ -129,6 +129,13 @@ def prepared(worker: Worker, epoch: int, key: bytes, now: datetime) -> Worker | 
     return replace(move(worker, WorkerState.IDLE, now), key=key)
 
 
+def rekeyed(worker: Worker, key: bytes) -> Worker:
+    """An IDLE worker whose dryad took a key of another type just before its job."""
+    if worker.state is not WorkerState.IDLE:
+        raise ModificationForbidden(worker.state, WorkerState.RUN)
+    return replace(worker, key=key)
+
+
 def in_maintenance(worker: Worker, epoch: int, now: datetime) -> Worker | None:
     """The dryad shows maintenance: BUSY → MAINTENANCE, unless overtaken."""
     if worker.state is not WorkerState.BUSY or worker.epoch != epoch:

@@ -20,6 +20,7 @@ from coordinator.domain.listing import ListSpec, WorkerFilter
 from coordinator.domain.model import Request
 from coordinator.domain.states import RequestState, WorkerState
 from coordinator.feed.events import TransitionEvent
+from coordinator.service.keys import KeyPool
 from coordinator.service.operations import Service
 from coordinator.wire import HealthReport
 
@@ -58,11 +59,32 @@ class _Farm(Collector):
         )
 
 
+class _KeyStock(Collector):
+    """The stock of RSA job keys made ahead (docs/boruta-api.md §keys), read at scrape time."""
+
+    def __init__(self, keys: KeyPool) -> None:
+        self._keys = keys
+
+    def collect(self) -> Iterator[Metric]:
+        keys = self._keys
+        yield GaugeMetricFamily(
+            "boruta_job_keys_stock", "RSA job keys made ahead and not yet used", value=keys.level
+        )
+        yield GaugeMetricFamily(
+            "boruta_job_keys_stock_size", "RSA job keys the stock is refilled to", value=keys.size
+        )
+        yield GaugeMetricFamily(
+            "boruta_job_keys_refill_rate",
+            "RSA job keys made per second, over the last minute",
+            value=keys.rate(),
+        )
+
+
 class Metrics:
     """One app's metrics in a registry of its own (so that apps in one process, as in the
     tests, do not share counters)."""
 
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: Service, keys: KeyPool | None = None) -> None:
         self._service = service
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
@@ -93,6 +115,8 @@ class Metrics:
             registry=r,
         )
         r.register(_Farm(service))
+        if keys is not None:
+            r.register(_KeyStock(keys))
         # Times from the events themselves, not from the service, whose memory may not
         # hold a change yet when the broadcaster hands its transition on.
         self._created: dict[str, datetime] = {}  # WAITING requests: since when

@@ -15,7 +15,7 @@ from datetime import datetime
 
 from coordinator.domain import matcher, quotas as quota_rules, requests
 from coordinator.domain.ids import RequestID
-from coordinator.domain.model import Request, User
+from coordinator.domain.model import KeyType, Request, User
 from coordinator.errors import BorutaError, StoreUnavailable
 from coordinator.service import cascade
 from coordinator.service.batch import Batch
@@ -31,6 +31,7 @@ class Creation:
     caps: Mapping[str, str]
     valid_after: datetime | None
     deadline: datetime | None
+    key_type: KeyType = KeyType.RSA
     rid: RequestID | None = None
     error: BaseException | None = None
 
@@ -92,6 +93,7 @@ def put_all(
                 c.deadline,
                 batch.now,
                 next_queued + len(made),
+                c.key_type,
             )
             if quotas:
                 limit = quotas.limits(c.user.name, c.user.groups)

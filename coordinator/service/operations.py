@@ -23,7 +23,7 @@ from coordinator.domain.clock import Clock
 from coordinator.domain.fairshare import Scheduling
 from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.listing import ListSpec, Page
-from coordinator.domain.model import AccessInfo, Request, User, Worker
+from coordinator.domain.model import AccessInfo, KeyType, Request, User, Worker
 from coordinator.domain.requests import RequestPolicy
 from coordinator.domain.states import FINAL_REQUEST_STATES, RequestState, WorkerState
 from coordinator.domain.timers import Due
@@ -38,7 +38,7 @@ from coordinator.service.batch import Batch
 from coordinator.service.creations import Creation, Creations
 from coordinator.service.farm import Farm
 from coordinator.service.interfaces import Dryads, Tunnels
-from coordinator.service.keys import KeyPool
+from coordinator.service.keys import KeyPool, kind_of
 from coordinator.service.presence import Presence
 from coordinator.service.shares import Shares
 from coordinator.service.steps import Steps, panel_for, tell
@@ -137,10 +137,11 @@ class Service:
         caps: Mapping[str, str],
         valid_after: datetime | None = None,
         deadline: datetime | None = None,
+        key_type: KeyType = KeyType.RSA,
     ) -> RequestID:
         """Queue a request; it is INVALID at once when no registered worker could take it.
         Requests that arrive during another commit are created together (``creations``)."""
-        creation = Creation(user, priority, caps, valid_after, deadline)
+        creation = Creation(user, priority, caps, valid_after, deadline, key_type)
         self._creations.add(creation)
         try:
             async with self._lock:
@@ -539,6 +540,14 @@ class Service:
         limits = shares.limits(farm, batch.requests)
         for assignment in matcher.match(order, reqs, idle, batch.now, limits):
             req, worker = reqs[assignment.request], pool[assignment.worker]
+            if kind_of(worker.key) is not req.key_type:
+                # The board holds a key of the other type: it gets one of the asked type
+                # first (docs/boruta-api.md §keys); a dryad that fails it fails the worker.
+                key, failure = await self._steps.rekey(worker.uuid, req.key_type)
+                if failure:
+                    batch.put_worker(workers.set_fail(worker, failure, batch.now))
+                    continue
+                worker = workers.rekeyed(worker, key)
             if not await self._access.open(req.id, worker):
                 continue  # the worker stays IDLE with its key, as the original does
             opened.append(req.id)
@@ -551,7 +560,10 @@ class Service:
         if self._tg is None:
             return
         if worker.state is WorkerState.PREPARE:
-            self._tg.start_soon(self._steps.prepare, worker.uuid, worker.epoch)
+            # The key type of the worker's last job: one farm's clients mostly ask for
+            # one type, so a board rarely needs a second key when matched.
+            kind = kind_of(worker.key) or KeyType.RSA
+            self._tg.start_soon(self._steps.prepare, worker.uuid, worker.epoch, kind)
         elif worker.state is WorkerState.BUSY:
             self._tg.start_soon(self._steps.maintenance, worker.uuid, worker.epoch)
 

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 
 from coordinator.domain.ids import WorkerUUID
-from coordinator.domain.model import Request, Worker
+from coordinator.domain.model import KeyType, Request, Worker
 from coordinator.domain.states import WorkerState
 from coordinator.service.interfaces import Dryads
 from coordinator.service.keys import KeyPool
@@ -39,15 +39,20 @@ class Steps:
         self._keys = keys
         self._done = done
 
-    async def prepare(self, uuid: WorkerUUID, epoch: int) -> None:
+    async def prepare(self, uuid: WorkerUUID, epoch: int, kind: KeyType = KeyType.RSA) -> None:
         """PREPARE: a new key; the dryad recreates the job user with it (then IDLE)."""
-        key = await self._keys.get()
+        key, failure = await self.rekey(uuid, kind)
+        await self._done(uuid, epoch, failure, key)
+
+    async def rekey(self, uuid: WorkerUUID, kind: KeyType) -> tuple[bytes, str]:
+        """A new key of ``kind`` given to the dryad, which recreates the job user with it:
+        the private key, and the failure ("" if none)."""
+        key = await self._keys.get(kind)
         try:
             await self._dryads.prepare(uuid, key.public_openssh)
-            failure = ""
         except Exception as exc:  # any failure of the dryad is the worker's FAIL reason
-            failure = f"prepare failed: {exc}"
-        await self._done(uuid, epoch, failure, key.private_pem)
+            return key.private_pem, f"prepare failed: {exc}"
+        return key.private_pem, ""
 
     async def maintenance(self, uuid: WorkerUUID, epoch: int) -> None:
         """BUSY: the dryad shows maintenance (then MAINTENANCE)."""

@@ -11,7 +11,7 @@ from typing import Any, Final
 from sqlalchemy import ColumnElement, Connection, Row, and_, false, func, or_, select
 
 from coordinator.domain.ids import RequestID, WorkerUUID
-from coordinator.domain.model import Job, Request
+from coordinator.domain.model import Job, KeyType, Request
 from coordinator.domain.states import FINAL_REQUEST_STATES, RequestState
 from coordinator.store import IN_SQL, RequestQuery, Window, WindowRows
 from coordinator.store.tables import requests
@@ -180,6 +180,7 @@ def request_values(r: Request) -> dict[str, object]:
         "job_started": None if job is None else job.started,
         "job_timeout": None if job is None else job.timeout,
         "reason": r.reason,
+        "key_type": r.key_type.value,
     }
 
 
@@ -201,4 +202,5 @@ def request_of(row: Row[tuple[object, ...]]) -> Request:
         if worker is None
         else Job(WorkerUUID(worker), started=m["job_started"], timeout=m["job_timeout"]),
         reason=m["reason"],
+        key_type=KeyType(m["key_type"]),
     )

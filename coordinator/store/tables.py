@@ -90,6 +90,7 @@ requests: Final = Table(
     Column("job_started", UtcMicros, nullable=True),
     Column("job_timeout", UtcMicros, nullable=True),
     Column("reason", Text, nullable=False),
+    Column("key_type", Text, nullable=False, server_default="rsa"),  # revision 0008
     Index(None, "state"),
 )
 

@@ -47,7 +47,7 @@ def tunnels() -> RecordingTunnels:
 async def service(
     store: SqlStore, clock: FakeClock, dryads: RecordingDryads, tunnels: RecordingTunnels
 ) -> AsyncIterator[Service]:
-    svc = Service(store, dryads, tunnels, clock, keys=KeyPool(2))
+    svc = Service(store, dryads, tunnels, clock, keys=KeyPool(2, processes=False))
     async with anyio.create_task_group() as tg:
         await tg.start(svc.run)
         yield svc

@@ -27,9 +27,9 @@ from starlette.applications import Starlette
 from coordinator.assembly import Parts, assemble
 from coordinator.domain.clock import FakeClock
 from coordinator.domain.ids import WorkerUUID
-from coordinator.domain.model import User
+from coordinator.domain.model import KeyType, User
 from coordinator.domain.states import WorkerState
-from coordinator.service.keys import JobKey, KeyPool, generate
+from coordinator.service.keys import JobKey, KeyPool, generate, generate_ed25519
 from coordinator.service.operations import Service
 from coordinator.settings import Settings
 from coordinator.store.sql import SqlStore
@@ -44,21 +44,23 @@ class StockKeys(KeyPool):
     """Real RSA-2048 keys, made once per session and handed out in turn, so that no test
     waits for a key thread to finish when its app stops."""
 
-    _stock: ClassVar[list[JobKey]] = []
+    _shared: ClassVar[list[JobKey]] = []
 
     def __init__(self) -> None:
         super().__init__(1)
         self._next = 0
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        while len(self._stock) < 4:
-            self._stock.append(await anyio.to_thread.run_sync(generate))
+        while len(self._shared) < 4:
+            self._shared.append(await anyio.to_thread.run_sync(generate))
         task_status.started()
         await anyio.sleep_forever()
 
-    async def get(self) -> JobKey:
+    async def get(self, kind: KeyType = KeyType.RSA) -> JobKey:
+        if kind is KeyType.ED25519:
+            return generate_ed25519()  # cheap: made afresh, as the pool does
         self._next += 1
-        return self._stock[self._next % len(self._stock)]
+        return self._shared[self._next % len(self._shared)]
 
 
 @dataclass

@@ -16,6 +16,7 @@ import pytest
 
 from coordinator.boruta_cli import config, main
 from coordinator.domain.ids import RequestID
+from coordinator.domain.model import KeyType
 from coordinator.domain.states import RequestState, WorkerState
 from tests.coordinator.client.cli_runner import Cli
 from tests.coordinator.client.thread_bridge import ThreadBridge
@@ -173,8 +174,25 @@ async def test_ssh_config_prints_a_host_block_and_writes_a_private_key(
         "    UserKnownHostsFile /dev/null\n"
     )
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
-    assert key.read_bytes().startswith(b"-----BEGIN RSA PRIVATE KEY-----")
+    assert key.read_bytes().startswith(b"-----BEGIN OPENSSH PRIVATE KEY-----")  # Ed25519
     assert stat.S_IMODE(key.parent.stat().st_mode) == 0o700
+
+
+async def test_reserve_asks_for_ed25519_unless_told_rsa(farm: AppFarm, cli: Cli) -> None:
+    await farm.idle_worker(1, {"board": "rpi4"})
+    await farm.idle_worker(2, {"board": "rpi4"})
+    assert (await cli("reserve", "--caps", "board=rpi4"))[0] == 0
+    assert (await cli("reserve", "--caps", "board=rpi4", "--key-type", "rsa"))[0] == 0
+    kinds = [farm.service.farm.requests[RequestID(n)].key_type for n in (1, 2)]
+    assert kinds == [KeyType.ED25519, KeyType.RSA]
+
+
+def test_an_unknown_key_type_is_an_error_naming_the_known_ones(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["reserve", "--caps", "a=b", "--key-type", "dsa"])
+    assert exited.value.code == 2 and "(choose from 'rsa', 'ed25519')" in capsys.readouterr().err
 
 
 async def test_reserve_wait_prints_the_access_when_matched(farm: AppFarm, cli: Cli) -> None:
@@ -182,7 +200,7 @@ async def test_reserve_wait_prints_the_access_when_matched(farm: AppFarm, cli: C
     code, out, err = await cli("reserve", "--caps", "board=rpi4", "--wait", "--json")
     access = json.loads(out)
     assert (code, access["id"], access["port"], access["username"]) == (0, 1, 20001, "boruta-user")
-    assert access["key"].startswith("-----BEGIN RSA PRIVATE KEY-----")
+    assert access["key"].startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
     assert err.startswith("request 1 created for board=rpi4\n")
 
 
@@ -227,7 +245,7 @@ async def test_reserve_ssh_runs_ssh_with_a_private_key_then_releases(
         *("-i", key, "-p", "20001", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no"),
         *("-o", "UserKnownHostsFile=/dev/null", "boruta-user@10.0.0.1"),
     ]
-    assert args[-2:] == ["600", "-----BEGIN RSA PRIVATE KEY-----"]
+    assert args[-2:] == ["600", "-----BEGIN OPENSSH PRIVATE KEY-----"]
     assert not await anyio.Path(key).exists()
     assert code == 7 and "request 1 closed" in err
     assert (await farm.service.get_request(RequestID(1))).state is RequestState.DONE

@@ -50,7 +50,7 @@ def check_ssh_line(argv: list[str]) -> None:
     key = Path(argv[argv.index("-i") + 1])
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert stat.S_IMODE(key.parent.stat().st_mode) == 0o700
-    assert key.read_bytes().startswith(b"-----BEGIN RSA PRIVATE KEY-----")
+    assert key.read_bytes().startswith(b"-----BEGIN OPENSSH PRIVATE KEY-----")
     ssh = shutil.which("ssh")
     assert ssh is not None, "the tests need OpenSSH's client (scripts/test.sh installs it)"
     settings = subprocess.run(

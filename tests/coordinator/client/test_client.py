@@ -123,7 +123,7 @@ async def test_acquire_prolong_and_list_filters(farm: AppFarm, alice: AsyncClien
     rid = await alice.new_request(4, {"board": "rpi4"})
     access = await alice.acquire_worker(rid, wait=5)
     assert (access.host, access.port, access.username) == ("10.0.0.1", 20000 + rid, "boruta-user")
-    assert access.key_pem.startswith(b"-----BEGIN RSA PRIVATE KEY-----")
+    assert access.key_pem.startswith(b"-----BEGIN OPENSSH PRIVATE KEY-----")
     before = await alice.get_request(rid)
     assert before.job is not None and before.job.worker == uuid
     farm.clock.advance(timedelta(minutes=30))

@@ -21,7 +21,9 @@ from tests.coordinator.link.link_farm import GRACE, LinkFarm
 @pytest.fixture
 async def farm(store: SqlStore, clock: FakeClock, tmp_path: Path) -> AsyncIterator[LinkFarm]:
     link = DryadLink(store, clock)
-    service = Service(store, link, RecordingTunnels(), clock, keys=KeyPool(2), link_grace=GRACE)
+    service = Service(
+        store, link, RecordingTunnels(), clock, keys=KeyPool(2, processes=False), link_grace=GRACE
+    )
     link.service = service
     config = LinkConfig("127.0.0.1", 0, tmp_path / "link_host_key", keepalive=5)
     async with anyio.create_task_group() as tg:

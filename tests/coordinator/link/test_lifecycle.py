@@ -83,7 +83,9 @@ async def test_keepalives_end_the_link_of_a_dryad_that_went_silent(
     store: SqlStore, clock: FakeClock, tmp_path: Path
 ) -> None:
     link = DryadLink(store, clock)
-    service = Service(store, link, RecordingTunnels(), clock, keys=KeyPool(1), link_grace=60)
+    service = Service(
+        store, link, RecordingTunnels(), clock, keys=KeyPool(1, processes=False), link_grace=60
+    )
     link.service = service
     config = LinkConfig("127.0.0.1", 0, tmp_path / "key", keepalive=0.1)
     dryad = TestDryad()

@@ -59,7 +59,9 @@ def gated(store: SqlStore) -> GatedStore:
 @pytest.fixture
 async def service(gated: GatedStore, clock: FakeClock) -> AsyncIterator[Service]:
     store = cast("Store", gated)
-    svc = Service(store, RecordingDryads(), RecordingTunnels(), clock, keys=KeyPool(2))
+    svc = Service(
+        store, RecordingDryads(), RecordingTunnels(), clock, keys=KeyPool(2, processes=False)
+    )
     async with anyio.create_task_group() as tg:
         await tg.start(svc.run)
         # A worker in MAINTENANCE: the requests stay WAITING rather than INVALID.

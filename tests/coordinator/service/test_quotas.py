@@ -217,7 +217,7 @@ async def test_usage_is_charged_when_a_job_ends_and_survives_a_restart(
     await service.close_request(ALICE, rid)
     stored = store.usage()["alice"]
     assert stored.value == pytest.approx(600, rel=1e-2) and stored.at == clock.now()
-    again = Service(store, dryads, tunnels, clock, keys=KeyPool(1))
+    again = Service(store, dryads, tunnels, clock, keys=KeyPool(1, processes=False))
     async with anyio.create_task_group() as tg:
         await tg.start(again.run)
         assert again.farm.usage == service.farm.usage
@@ -240,7 +240,7 @@ async def test_a_restart_counts_the_boards_held_and_keeps_the_limit(
         await idle_worker(service, n)
     await admin.set_quota(ADMIN, "user", "alice", Quota(max_held=1))
     await service.new_request(ALICE, 8, {})
-    again = Service(store, dryads, tunnels, clock, keys=KeyPool(1))
+    again = Service(store, dryads, tunnels, clock, keys=KeyPool(1, processes=False))
     async with anyio.create_task_group() as tg:
         await tg.start(again.run)
         assert again.farm.held == {"alice": 1}

@@ -54,7 +54,7 @@ SPECS: list[ListSpec[Any, RequestID]] = [
 @asynccontextmanager
 async def running(store: SqlStore, clock: FakeClock, keep: int | None) -> AsyncIterator[Service]:
     svc = Service(
-        store, RecordingDryads(), RecordingTunnels(), clock, keys=KeyPool(2),
+        store, RecordingDryads(), RecordingTunnels(), clock, keys=KeyPool(2, processes=False),
         finished_in_memory=keep,
     )  # fmt: skip
     async with anyio.create_task_group() as tg:

@@ -154,7 +154,7 @@ async def test_acquire_tells_why_a_matched_request_has_no_tunnel(
         async def close(self, rid: RequestID) -> None:
             return None
 
-    svc = Service(store, RecordingDryads(), Full(), clock, keys=KeyPool(2))
+    svc = Service(store, RecordingDryads(), Full(), clock, keys=KeyPool(2, processes=False))
     async with anyio.create_task_group() as tg:
         await tg.start(svc.run)
         await idle_worker(svc, 1)
