@@ -34,8 +34,8 @@ class Settings:
     link_grace: int = 60  # seconds a dryad may be away before its worker FAILS
     link_keepalive: int = 5  # seconds between keepalives; 3 missed = the dryad is gone
     self_heal: bool = False  # a FAILED worker whose checks pass again returns to service
-    # RSA job keys made ahead by one process per core, in idle time (docs/boruta-api.md
-    # §keys): a PREPARE that wants an RSA key waits only when this stock is empty.
+    # RSA job keys made ahead by one process per core, in idle time: a PREPARE that
+    # wants an RSA key waits only when this stock is empty (docs/boruta-api.md §keys).
     key_stock: int = 32
     # Finished requests held in memory besides the live ones (the newest by ID); older ones
     # are read from the database when asked for (docs/architecture.md §requests in memory).

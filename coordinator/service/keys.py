@@ -53,6 +53,7 @@ class KeyPool:
         *,
         processes: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        make: Callable[[], tuple[bytes, str]] = rsa_parts,
     ) -> None:
         if size < 1:
             raise ValueError("the key stock must hold at least one key")
@@ -60,6 +61,7 @@ class KeyPool:
         self.makers = makers or os.cpu_count() or 1
         self._processes = processes
         self._clock = clock
+        self._make_one = make  # a module-level function: processes are handed it by name
         self._stock: deque[JobKey] = deque()
         self._made: deque[float] = deque()  # when each key of the last RATE_WINDOW was made
         self._busy = 0  # keys being made now
@@ -132,7 +134,7 @@ class KeyPool:
         executor = self._executor
         assert executor is not None  # set for as long as the makers run
         try:
-            future = executor.submit(rsa_parts)
+            future = executor.submit(self._make_one)
         except BrokenProcessPool:
             # A maker process died (killed, out of memory): start a fresh set of them.
             if self._executor is executor:

@@ -7,7 +7,7 @@ from datetime import UTC
 
 import pytest
 
-from coordinator.domain.model import User
+from coordinator.domain.model import KeyType, User
 from coordinator.domain.states import RequestState, WorkerState
 from coordinator.errors import Conflict, NotFound
 from coordinator.store import Changes, Snapshot
@@ -23,7 +23,9 @@ def test_empty_database_loads_nothing(store: SqlStore) -> None:
 def test_every_request_field_survives_the_round_trip(store: SqlStore) -> None:
     waiting = make_request(1, reason="")
     running = with_job(make_request(2), worker=7)
-    failed = replace(make_request(3), state=RequestState.FAILED, reason="board died ☠")
+    failed = replace(
+        make_request(3), state=RequestState.FAILED, reason="board died ☠", key_type=KeyType.ED25519
+    )
     store.commit(Changes(requests=[running, failed, waiting]))
     assert store.load().requests == [waiting, running, failed]
 
