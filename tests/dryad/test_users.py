@@ -16,7 +16,7 @@ from pathlib import Path
 import anyio
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from dryad.errors import ConfigError, JobUserError
 from dryad.users import LIVING, JobUsers, SystemRunner, authorized_key
@@ -180,6 +180,22 @@ async def test_bad_keys_are_refused_before_anything_runs(
 
 def test_a_comment_is_kept_on_the_one_line() -> None:
     assert authorized_key(f"  {KEY} alice@laptop \n") == f"{KEY} alice@laptop\n"
+
+
+def _rsa_line() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    return key.public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    ).decode()
+
+
+@pytest.mark.parametrize("line", [KEY, _rsa_line()], ids=["ssh-ed25519", "ssh-rsa"])
+async def test_either_job_key_type_the_coordinator_makes_is_installed(
+    system: FakeSystem, line: str
+) -> None:
+    """The coordinator gives an Ed25519 key to clients that ask and RSA to the others."""
+    await users(system).prepare(line)
+    assert (system.home_root / NAME / ".ssh" / "authorized_keys").read_text() == line + "\n"
 
 
 @pytest.mark.parametrize(

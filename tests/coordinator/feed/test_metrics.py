@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from coordinator.domain.states import RequestState
 from coordinator.feed.events import Broadcaster, TransitionEvent
 from coordinator.feed.metrics import Metrics
+from coordinator.service.keys import RATE_WINDOW, KeyPool
 from coordinator.settings import Settings
 from coordinator.wire import CheckResult, HealthReport
 from tests.plugins.app_harness import AppFarm, Template, open_farm
@@ -107,3 +108,28 @@ async def test_metrics_need_a_token_unless_public(
     assert (await farm.get("/metrics", as_=None)).status_code == 401
     async with open_farm(template, tmp_path / "open.db", Settings(metrics_public=True)) as f:
         assert (await f.get("/metrics", as_=None)).status_code == 200
+
+
+async def test_the_key_stock_shows_its_level_size_and_refill_rate(farm: AppFarm) -> None:
+    now = [500.0]
+    keys = KeyPool(3, makers=1, processes=False, clock=lambda: now[0])
+    metrics = Metrics(farm.service, keys)
+
+    def sample(name: str) -> float:
+        return next(
+            s.value
+            for family in text_string_to_metric_families(metrics.exposition().decode())
+            for s in family.samples
+            if s.name == name
+        )
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(keys.run)
+        with anyio.fail_after(30):
+            while keys.level < 3:  # noqa: ASYNC110 - the pool tells no one of a new key
+                await anyio.sleep(0.01)
+        await keys.get()
+        assert sample("boruta_job_keys_stock") == 2  # taken; its successor not counted yet
+        assert sample("boruta_job_keys_stock_size") == 3
+        assert sample("boruta_job_keys_refill_rate") == pytest.approx(3 / RATE_WINDOW)
+        tg.cancel_scope.cancel()
