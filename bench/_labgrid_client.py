@@ -10,6 +10,8 @@ import os
 import time
 from typing import Any
 
+from _proc_cpu import tree_cpu, used_since
+
 # Imported by name: labgrid lives only in its own venv, never in the project's.
 client: Any = importlib.import_module("labgrid.remote.client")
 common: Any = importlib.import_module("labgrid.remote.common")
@@ -54,7 +56,9 @@ async def cycle(session: Any, polls: list[int]) -> float:
     return time.perf_counter() - start
 
 
-async def run(address: str, places: int, cycles: int, concurrency: int) -> dict[str, Any]:
+async def run(
+    address: str, places: int, cycles: int, concurrency: int, server_pid: int
+) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     session = client.ClientSession(address, loop)
     await session.start()
@@ -69,13 +73,20 @@ async def run(address: str, places: int, cycles: int, concurrency: int) -> dict[
         async def lane() -> None:
             latencies.extend([await cycle(session, polls) for _ in todo])
 
+        cpu_before = tree_cpu(server_pid) if server_pid else {}
         start = time.perf_counter()
         await asyncio.gather(*(lane() for _ in range(concurrency)))
         elapsed = time.perf_counter() - start
+        server_cpu = used_since(cpu_before, tree_cpu(server_pid)) if server_pid else 0.0
     finally:
         await session.stop()
         await session.close()
-    return {"elapsed": elapsed, "latencies": latencies, "polls": polls[0]}
+    return {
+        "elapsed": elapsed,
+        "latencies": latencies,
+        "polls": polls[0],
+        "server_cpu": server_cpu,
+    }
 
 
 def main() -> None:
@@ -84,9 +95,12 @@ def main() -> None:
     parser.add_argument("--places", type=int, default=8)
     parser.add_argument("--cycles", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--server-pid", type=int, default=0, help="the coordinator's, for CPU")
     args = parser.parse_args()
     os.environ.setdefault("LG_USERNAME", "bench")
-    result = asyncio.run(run(args.address, args.places, args.cycles, args.concurrency))
+    result = asyncio.run(
+        run(args.address, args.places, args.cycles, args.concurrency, args.server_pid)
+    )
     print("RESULT " + json.dumps(result), flush=True)
 
 
