@@ -12,9 +12,11 @@ from coordinator.api.errors import error_response
 from coordinator.client import AsyncClient, Client, ServerUnreachable, UnexpectedAnswer
 from coordinator.client.errors import error_from_answer
 from coordinator.client.http import RequestSpec
+from coordinator.client.local import LocalClient
 from coordinator.domain import listing
 from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.listing import ListSpec, RequestFilter, WorkerFilter
+from coordinator.domain.model import KeyType, User
 from coordinator.domain.states import RequestState, WorkerState
 from coordinator.errors import (
     BadAddress,
@@ -269,3 +271,18 @@ async def test_the_blocking_client_does_the_same(farm: AppFarm, bridge: ThreadBr
         "v1",
     ]
     await farm.until_worker(uuid, WorkerState.MAINTENANCE)
+
+
+@pytest.mark.parametrize("local", [False, True], ids=["http", "local"])
+async def test_the_client_asks_for_ed25519_unless_told_rsa(
+    farm: AppFarm, alice: AsyncClient, local: bool
+) -> None:
+    api = LocalClient(farm.service, User("alice")) if local else alice
+    await farm.idle_worker(1, {"board": "rpi4"})
+    await farm.idle_worker(2, {"board": "rpi4"})
+    default = await api.new_request(4, {"board": "rpi4"})
+    rsa_one = await api.new_request(4, {"board": "rpi4"}, key_type=KeyType.RSA)
+    assert (await api.get_request(default)).key_type is KeyType.ED25519
+    assert (await api.get_request(rsa_one)).key_type is KeyType.RSA
+    assert (await api.acquire_worker(default)).key_pem.startswith(b"-----BEGIN OPENSSH")
+    assert (await api.acquire_worker(rsa_one)).key_pem.startswith(b"-----BEGIN RSA")
