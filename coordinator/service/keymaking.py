@@ -7,6 +7,8 @@ makers run it in processes of their own (``keys.KeyPool``), which should start f
 from __future__ import annotations
 
 import os
+import threading
+import time
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import serialization
@@ -16,6 +18,7 @@ from coordinator.domain.model import KeyType
 
 RSA_BITS = 2048  # docs/boruta-api.md §keys; the Go client parses exactly this PEM form
 MAKER_NICENESS = 10  # RSA makers yield the cores to the API (docs/boruta-api.md §keys)
+PARENT_CHECK = 1.0  # seconds between a maker's checks that the coordinator still runs
 
 _RSA_HEADER = b"-----BEGIN RSA PRIVATE KEY-----"
 _OPENSSH_HEADER = b"-----BEGIN OPENSSH PRIVATE KEY-----"
@@ -80,9 +83,23 @@ def public_of(private_pem: bytes) -> str:
     return _openssh_public(key.public_key())
 
 
-def lower_priority() -> None:
-    """A maker process's initialiser: run below the API's priority, in its idle time."""
+def maker_started() -> None:
+    """A maker process's initialiser: run below the API's priority, in its idle time, and
+    end with the coordinator.
+
+    A maker waiting for work holds both ends of its task pipe (a multiprocessing queue
+    carries them), so it never sees the coordinator go when that is killed outright; a
+    thread of its own notices that its parent changed and ends the process.
+    """
     os.nice(MAKER_NICENESS)
+    parent = os.getppid()
+    threading.Thread(target=_end_with, args=(parent,), name="end-with-parent", daemon=True).start()
+
+
+def _end_with(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK)
+    os._exit(0)  # nothing of a maker's is worth a clean exit: its keys die with the parent
 
 
 def _openssh_public(key: rsa.RSAPublicKey | ed25519.Ed25519PublicKey) -> str:

@@ -23,7 +23,7 @@ from coordinator.service.keymaking import (
     generate,
     generate_ed25519,
     kind_of,
-    lower_priority,
+    maker_started,
     public_of,
     rsa_parts,
 )
@@ -44,6 +44,9 @@ class KeyPool:
     waits only when the stock is empty. Processes rather than threads: the rate is the
     same, but the server process is not charged for the primes and keeps the GIL
     (docs/boruta-api.md §keys). Each key leaves the stock once: one key, one job.
+
+    The makers are spawned, so the program's main module must start nothing on import
+    (the ``if __name__ == "__main__"`` idiom, as console scripts and ``-m`` have).
     """
 
     def __init__(
@@ -109,7 +112,7 @@ class KeyPool:
             return ThreadPoolExecutor(self.makers, thread_name_prefix="job-keys")
         # Spawned, not forked: forking a process that runs threads can copy a held lock.
         context = multiprocessing.get_context("spawn")
-        return ProcessPoolExecutor(self.makers, mp_context=context, initializer=lower_priority)
+        return ProcessPoolExecutor(self.makers, mp_context=context, initializer=maker_started)
 
     async def _make(self) -> None:
         while True:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import anyio
 import asyncssh
@@ -174,6 +180,54 @@ async def test_processes_make_the_keys() -> None:
         key = await pool.get()
     private = serialization.load_pem_private_key(key.private_pem, password=None)
     assert isinstance(private, rsa.RSAPrivateKey) and private.key_size == 2048
+
+
+_POOL_THEN_WAIT = """
+import anyio, sys
+from coordinator.service.keys import KeyPool
+
+async def main() -> None:
+    pool = KeyPool(8, makers=2)
+    async with anyio.create_task_group() as tg:
+        await tg.start(pool.run)
+        await pool.get()
+        print("ready", flush=True)
+        await anyio.sleep_forever()
+
+anyio.run(main)
+"""
+
+
+def test_makers_end_when_the_coordinator_is_killed() -> None:
+    """A SIGKILLed coordinator leaves no key makers behind."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    with subprocess.Popen(
+        [sys.executable, "-c", _POOL_THEN_WAIT], stdout=subprocess.PIPE, env=env
+    ) as parent:
+        try:
+            assert parent.stdout is not None and parent.stdout.readline() == b"ready\n"
+            children = [
+                int(pid)
+                for task in Path(f"/proc/{parent.pid}/task").iterdir()
+                for pid in (task / "children").read_text().split()
+            ]
+            assert len(children) >= 2  # the makers (and multiprocessing's resource tracker)
+        finally:
+            parent.kill()
+    deadline = time.monotonic() + 30
+    while (alive := [p for p in children if _running(p)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in alive:  # leave nothing behind, even when failing
+        os.kill(pid, signal.SIGKILL)
+    assert alive == []
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has ended; only its parent's wait is missing
 
 
 def _counted(made: list[float]) -> Callable[[], tuple[bytes, str]]:
