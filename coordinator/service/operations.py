@@ -548,6 +548,9 @@ class Service:
                     batch.put_worker(workers.set_fail(worker, failure, batch.now))
                     continue
                 worker = workers.rekeyed(worker, key)
+                # The board holds this key now, committed or not: memory follows the board
+                # at once, so a failed commit cannot leave a job a key the board refuses.
+                self._farm.workers[worker.uuid] = worker
             if not await self._access.open(req.id, worker):
                 continue  # the worker stays IDLE with its key, as the original does
             opened.append(req.id)

@@ -3,14 +3,18 @@ stored across a restart, and never given to two jobs (docs/boruta-api.md §keys)
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import anyio
 import pytest
 
 from coordinator.domain.clock import FakeClock
 from coordinator.domain.model import KeyType
 from coordinator.domain.states import RequestState, WorkerState
-from coordinator.service.keys import KeyPool, kind_of
+from coordinator.errors import StoreUnavailable
+from coordinator.service.keys import KeyPool, kind_of, public_of
 from coordinator.service.operations import Service
+from coordinator.store import Changes, Store
 from coordinator.store.sql import SqlStore
 from tests.coordinator.doubles import (
     ADMIN,
@@ -127,4 +131,42 @@ async def test_a_restart_keeps_the_asked_key_type(
         await again.set_worker_state(ADMIN, uuid_of(1), WorkerState.IDLE)
         await until(again, lambda: again.farm.requests[rid].state is RequestState.IN_PROGRESS)
         assert (await again.acquire_worker(ALICE, rid)).key_pem.startswith(OPENSSH)
+        tg.cancel_scope.cancel()
+
+
+class RefusingStore:
+    """The real store, refusing the commits it is told to."""
+
+    def __init__(self, inner: SqlStore) -> None:
+        self.inner = inner
+        self.refuse = 0  # commits to refuse from now on
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def commit(self, changes: Changes) -> None:
+        if self.refuse:
+            self.refuse -= 1
+            raise StoreUnavailable("database or disk is full")
+        self.inner.commit(changes)
+
+
+async def test_a_failed_commit_after_a_new_key_still_hands_out_the_boards_key(
+    store: SqlStore, clock: FakeClock, dryads: RecordingDryads, tunnels: RecordingTunnels
+) -> None:
+    refusing = RefusingStore(store)
+    service = Service(
+        cast("Store", refusing), dryads, tunnels, clock, keys=KeyPool(1, processes=False)
+    )
+    async with anyio.create_task_group() as tg:
+        await tg.start(service.run)
+        await idle_worker(service, 1)
+        refusing.refuse = 1
+        with pytest.raises(StoreUnavailable):
+            await service.new_request(ALICE, 8, {}, key_type=KeyType.ED25519)
+        # The board took an Ed25519 key before the commit failed; RSA is now the other type.
+        rid = await service.new_request(ALICE, 8, {})
+        key = (await service.acquire_worker(ALICE, rid)).key_pem
+        on_the_board = [k for name, _, k in dryads.calls if name == "prepare"][-1]
+        assert public_of(key) == on_the_board
         tg.cancel_scope.cancel()
