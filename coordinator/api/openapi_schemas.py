@@ -196,7 +196,11 @@ def schemas() -> dict[str, Any]:
                 "Addr": _obj(
                     {"IP": text, "Port": {"type": "integer"}, "Zone": text}, "IP", "Port", "Zone"
                 ),
-                "Key": text,
+                "Key": {
+                    "type": "string",
+                    "description": "the job's private key: RSA-2048 as PKCS#1 PEM, or an"
+                    " OpenSSH-format Ed25519 key when the request asked for ed25519",
+                },
                 "Username": text,
             },
             "Addr",
