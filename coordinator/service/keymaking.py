@@ -83,16 +83,16 @@ def public_of(private_pem: bytes) -> str:
     return _openssh_public(key.public_key())
 
 
-def maker_started() -> None:
+def maker_started(parent: int) -> None:
     """A maker process's initialiser: run below the API's priority, in its idle time, and
     end with the coordinator.
 
     A maker waiting for work holds both ends of its task pipe (a multiprocessing queue
     carries them), so it never sees the coordinator go when that is killed outright; a
-    thread of its own notices that its parent changed and ends the process.
+    thread of its own notices that its parent, the coordinator process ``parent``, is gone
+    (its parent changed, even before this ran) and ends the process.
     """
     os.nice(MAKER_NICENESS)
-    parent = os.getppid()
     threading.Thread(target=_end_with, args=(parent,), name="end-with-parent", daemon=True).start()
 
 

@@ -112,7 +112,9 @@ class KeyPool:
             return ThreadPoolExecutor(self.makers, thread_name_prefix="job-keys")
         # Spawned, not forked: forking a process that runs threads can copy a held lock.
         context = multiprocessing.get_context("spawn")
-        return ProcessPoolExecutor(self.makers, mp_context=context, initializer=maker_started)
+        return ProcessPoolExecutor(
+            self.makers, mp_context=context, initializer=maker_started, initargs=(os.getpid(),)
+        )
 
     async def _make(self) -> None:
         while True:

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from coordinator.domain.model import KeyType
 from coordinator.service import keys as keys_module
-from coordinator.service.keymaking import rsa_parts
+from coordinator.service.keymaking import MAKER_NICENESS, rsa_parts
 from coordinator.service.keys import (
     RATE_WINDOW,
     JobKey,
@@ -180,6 +180,19 @@ async def test_processes_make_the_keys() -> None:
         key = await pool.get()
     private = serialization.load_pem_private_key(key.private_pem, password=None)
     assert isinstance(private, rsa.RSAPrivateKey) and private.key_size == 2048
+
+
+def _niceness() -> tuple[bytes, str]:
+    """A maker's own niceness, in place of a key (a module-level function: spawned
+    processes find it by name)."""
+    return str(os.nice(0)).encode(), ""
+
+
+async def test_maker_processes_run_at_a_lower_priority() -> None:
+    pool = KeyPool(1, makers=1, make=_niceness)
+    async with running(pool):
+        key = await pool.get()
+    assert int(key.private_pem) == min(os.nice(0) + MAKER_NICENESS, 19)
 
 
 _POOL_THEN_WAIT = """
