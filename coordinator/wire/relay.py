@@ -159,6 +159,7 @@ class Relay:
         self._buffers: list[_Buffer] = []
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._closed = False
 
     # ---- from any thread -----------------------------------------------------------
 
@@ -197,11 +198,15 @@ class Relay:
         while self._commands:  # added after the thread ended: _add closes them
             self._commands.popleft()()
         self._close_all()
+        self._closed = True
         self._selector.close()
         self._wake_r.close()
         self._wake_w.close()
 
     def _command(self, command: Callable[[], None]) -> None:
+        if self._closed:  # stopped: _add closes the sockets, nothing else is left to do
+            command()
+            return
         self._commands.append(command)
         self._wake()
 
