@@ -190,6 +190,8 @@ class Relay:
 
     def stop(self) -> None:
         """Close every pair and end the thread; idempotent."""
+        if self._closed:
+            return
         self._stopping = True
         self._wake()
         thread, self._thread = self._thread, None
