@@ -376,7 +376,9 @@ class Relay:
         for pair in list({id(p): p for p in self._pairs.values()}.values()):
             with contextlib.suppress(Exception):
                 self._finish(pair, reset=False)
-        for carrier in [*self._pipes, *self._buffers]:
-            carrier.close()
+        for pipe in self._pipes:
+            pipe.close()
+        for buffer in self._buffers:
+            buffer.close()
         self._pipes.clear()
         self._buffers.clear()
