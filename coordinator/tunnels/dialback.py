@@ -14,13 +14,12 @@ connection awaiting its own dial-back is not affected by them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import logging
 import secrets
 import socket
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -45,6 +44,31 @@ class Awaited:
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
     taken: bool = False  # the socket went to its user (else it is closed with this)
+
+
+class Expecting:
+    """``with`` it, a secret is awaited; after it, it is forgotten (used, or expired).
+
+    A class rather than ``contextlib.contextmanager``: that one sets ``__traceback__`` on
+    the exception passing through, which a frozen dataclass exception (``wire.RpcError``)
+    refuses.
+    """
+
+    def __init__(self, awaited: dict[bytes, Awaited]) -> None:
+        self._all = awaited
+        self.awaited = Awaited(secrets.token_bytes(wire.SECRET_SIZE))
+        self._digest = hashlib.sha256(self.awaited.secret).digest()
+
+    def __enter__(self) -> Awaited:
+        self._all[self._digest] = self.awaited
+        return self.awaited
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._all.pop(self._digest, None)
+        arrived = self.awaited.arrived
+        if arrived.done() and not arrived.cancelled() and not self.awaited.taken:
+            arrived.result().close()  # it came as its user gave up
+        arrived.cancel()
 
 
 class DialBackListener:
@@ -99,20 +123,9 @@ class DialBackListener:
             self._sock.close()
             self._sock = None
 
-    @contextlib.contextmanager
-    def expect(self) -> Iterator[Awaited]:
-        """A new secret to send a dryad; valid until the ``with`` block ends."""
-        awaited = Awaited(secrets.token_bytes(wire.SECRET_SIZE))
-        digest = hashlib.sha256(awaited.secret).digest()
-        self._awaited[digest] = awaited
-        try:
-            yield awaited
-        finally:
-            self._awaited.pop(digest, None)  # used, or expired
-            arrived = awaited.arrived
-            if arrived.done() and not arrived.cancelled() and not awaited.taken:
-                arrived.result().close()  # came as its user gave up
-            arrived.cancel()
+    def expect(self) -> Expecting:
+        """A new secret to send a dryad, valid for one ``with`` block around the wait."""
+        return Expecting(self._awaited)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)

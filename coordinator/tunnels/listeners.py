@@ -82,9 +82,14 @@ class Tunnel:
                 orig = (str(peer[0]), int(peer[1]))
                 task = loop.create_task(connector.serve(self, user, orig))
                 self.tasks.add(task)
-                task.add_done_callback(self.tasks.discard)
+                task.add_done_callback(self._served)
         finally:
             listening.close()
+
+    def _served(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            logger.error("tunnel of request %s: connection failed", self.rid, exc_info=exc)
 
     async def through_link(self, user: socket.socket) -> None:
         """Carry ``user`` as the asyncio pump does (``connector.connect``)."""

@@ -19,12 +19,11 @@ import contextlib
 import logging
 import socket
 import time
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from coordinator import wire
 from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.model import Worker
-from coordinator.link.registry import DryadLink
 from coordinator.tunnels.dialback import DialBackListener
 from coordinator.tunnels.listeners import CONNECT_TIMEOUT, Connector
 from coordinator.tunnels.pump import Pipe
@@ -39,6 +38,12 @@ DIAL_WAIT: Final = CONNECT_TIMEOUT / 2  # seconds for a dial-back; the link gets
 RETRY_AFTER: Final = 300.0  # seconds a worker's connections take the link after a failure
 
 
+class DialsBack(Protocol):
+    """What asks a worker's dryad to dial back (``link.registry.DryadLink``)."""
+
+    async def dial_back(self, worker: WorkerUUID, port: int, secret: bytes) -> wire.DialedBack: ...
+
+
 class NoDialBack(Exception):
     """The dial-back did not come; the link may still carry the connection."""
 
@@ -48,7 +53,7 @@ class Relayed:
 
     def __init__(
         self,
-        link: DryadLink,
+        link: DialsBack,
         listener: DialBackListener,
         fallback: Connector,
         *,
