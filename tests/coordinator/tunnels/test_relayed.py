@@ -126,8 +126,9 @@ async def h(store: SqlStore, sshd: int) -> AsyncIterator[Harness]:
 
 
 async def until(check: Callable[[], Any], seconds: float = 10) -> None:
+    """Wait for a condition; polled, as the relays change it in their own threads."""
     with anyio.fail_after(seconds):
-        while not check():
+        while not check():  # noqa: ASYNC110 - no event crosses from the relay threads
             await anyio.sleep(0.01)
 
 
