@@ -157,11 +157,6 @@ def sshds() -> Iterator[list[Sshd]]:
         s.stop()
 
 
-def tunnel_config(mode: str) -> str:
-    """The coordinator's tunnel settings for ``mode``; dial-backs on any free port."""
-    return f'tunnel_mode = "{mode}"\ndialback = "127.0.0.1:0"\n'
-
-
 @pytest.fixture(params=["dialback", "link"])
 def tunnel_mode(request: pytest.FixtureRequest) -> str:
     """Each tunnel test runs with dial-back tunnels and with tunnels inside the link."""
@@ -178,7 +173,7 @@ def farm(
     sshds.append(start_sshd(tmp_path / "sshd", user))
     # A long grace: after a coordinator restart the dryad may take its full back-off
     # (up to 30 s) to dial back, and must not be failed for that meanwhile.
-    config = f'job_username = "{user}"\n{tunnel_config(tunnel_mode)}'
+    config = f'job_username = "{user}"\ntunnel_mode = "{tunnel_mode}"\n'
     f = ProcessFarm(tmp_path, coordinators, config, grace=60)
     try:
         f.dryad(1, "rpi4", sshds[0].port, user)
