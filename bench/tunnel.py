@@ -128,12 +128,15 @@ def measure(mode: str, mib: int, runs: int) -> Figures:
                 for _ in range(mib):
                     f.write(secrets.token_bytes(MIB))  # incompressible, like an image
             pids = (farm.coordinator.process.pid, farm.dryads[0].pid)
-            through, direct, cpu = [], [], []
+            through, direct, cpu, split = [], [], [], []
             for _ in range(runs):  # interleaved, so drift hits both alike
-                before = sum(cpu_seconds(p) for p in pids)
+                before = [cpu_seconds(p) for p in pids]
                 through.append(mib / scp_seconds(access, source, access.port))
-                cpu.append((sum(cpu_seconds(p) for p in pids) - before) * 1024 / mib)
+                used = [cpu_seconds(p) - b for p, b in zip(pids, before, strict=True)]
+                cpu.append(sum(used) * 1024 / mib)
+                split.append([round(u * 1024 / mib, 2) for u in used])
                 direct.append(mib / scp_seconds(access, source, sshd.port))
+            print(f"  ({mode}: CPU-s per GiB, [coordinator, dryad] per run: {split})")
             banner_t = [banner_ms(access.host, access.port) for _ in range(20)]
             banner_d = [banner_ms(access.host, sshd.port) for _ in range(20)]
             login_t = [login_ms(access, access.port) for _ in range(10)]
