@@ -159,6 +159,7 @@ async def run(
             presses=board.stm.presses() if board.stm is not None else None,
             dialbacks=dialbacks,
         )
+        agent.on_job_end(dialbacks.end_job)
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_stop_on_signal, tg.cancel_scope)

@@ -48,6 +48,10 @@ class DialBacks:
         """Close every relayed connection."""
         self.relay.stop()
 
+    async def end_job(self) -> None:
+        """A job ended: its connections end too, even if the coordinator's side lingers."""
+        self.relay.close_group(None)
+
     async def dial_back(self, params: wire.DialBack) -> wire.DialedBack:
         """Connect the sshd, dial the coordinator, send the secret, relay the two.
 

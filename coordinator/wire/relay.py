@@ -292,6 +292,10 @@ class Relay:
             logger.debug("%s: pair reset: %s", self.name, exc)
             self._finish(pair, reset=True)
             return
+        except Exception:  # a bug: this pair ends, the others go on
+            logger.exception("%s: relaying a pair failed; resetting it", self.name)
+            self._finish(pair, reset=True)
+            return
         if pair.done:
             self._finish(pair, reset=False)
         else:

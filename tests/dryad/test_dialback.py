@@ -126,3 +126,18 @@ async def test_an_agent_without_dial_backs_says_so_and_the_link_carries_the_tunn
     agent = Agent(nothing, nothing, nothing, nothing, coordinator="c")  # type: ignore[arg-type]
     answer = await agent.handle(wire.DIAL_BACK, wire.DialBack.of(7176, SECRET).to_wire())
     assert answer == {"dialled": False, "reason": "this dryad does not dial back"}
+
+
+async def test_a_job_ending_closes_its_dial_backs(
+    dialbacks: DialBacks, coordinator: tuple[int, asyncio.Queue[socket.socket]]
+) -> None:
+    port, accepted = coordinator
+    assert (await dialbacks.dial_back(wire.DialBack.of(port, SECRET))).dialled
+    with anyio.fail_after(10):
+        back = await accepted.get()
+    assert await recv_exactly(back, wire.SECRET_SIZE + 15) == SECRET + b"SSH-2.0-board\r\n"
+    await dialbacks.end_job()  # prepare or release: the old job's sessions end
+    with anyio.fail_after(10):
+        assert await asyncio.get_running_loop().sock_recv(back, 10) == b""
+    assert dialbacks.relay.count() == 0
+    back.close()
