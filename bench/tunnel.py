@@ -13,7 +13,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,6 +82,51 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
+def api_ms(farm: ProcessFarm, rid: int, seconds: float, done: Callable[[], bool]) -> list[float]:
+    """Latencies (ms) of list (100 of them) and get calls, one after another, for
+    ``seconds`` or until ``done()``."""
+    times = []
+    deadline = time.monotonic() + seconds
+    with farm.http() as http:
+        while time.monotonic() < deadline and not done():
+            started = time.perf_counter()
+            answer = http.post("/api/v1/reqs/list", json={"Paginator": {"Limit": 100}})
+            times.append((time.perf_counter() - started) * 1000)
+            assert answer.status_code == 200, answer.text
+            started = time.perf_counter()
+            assert http.get(f"/api/v1/reqs/{rid}").status_code == 200
+            times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def api_under_copies(
+    farm: ProcessFarm, access: Access, source: Path, copies: int, waiting: int
+) -> tuple[list[float], list[float]]:
+    """API latencies (ms) idle, then while ``copies`` scp of ``source`` run at once through
+    the tunnel, with ``waiting`` more requests queued behind the job."""
+    with farm.http() as http:
+        for _ in range(waiting):
+            answer = http.post("/api/v1/reqs/", json={"Caps": {"device_type": "rpi4"}})
+            assert answer.status_code == 201, answer.text
+    idle = api_ms(farm, access.rid, 10, lambda: False)
+    options = ssh_argv(access, "", access.port)[1:-2]
+    options[options.index("-p")] = "-P"
+    target = f"{access.user}@{access.host}:/dev/null"
+    running = [
+        subprocess.Popen(["scp", "-q", *options, str(source), target], stderr=subprocess.DEVNULL)
+        for _ in range(copies)
+    ]
+    busy = api_ms(farm, access.rid, 600, lambda: any(p.poll() is not None for p in running))
+    for p in running:
+        p.wait(600)
+    return idle, busy
+
+
+def p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
 def parse_size(text: str) -> int:
     """``1G``, ``256M`` or a number of MiB, in MiB."""
     units = {"G": 1024, "M": 1}
@@ -103,9 +149,11 @@ class Figures:
     login_t: list[float]
     login_d: list[float]
     shell: list[float]  # s
+    api_idle: list[float] = field(default_factory=list)  # ms
+    api_busy: list[float] = field(default_factory=list)
 
 
-def measure(mode: str, mib: int, runs: int) -> Figures:
+def measure(mode: str, mib: int, runs: int, api: int = 0) -> Figures:
     """Start a farm with ``tunnel_mode = mode`` and measure it, cleaning up after."""
     user = f"brt-bench-{secrets.token_hex(4)}"
     coordinators: list = []  # type: ignore[type-arg]
@@ -141,6 +189,7 @@ def measure(mode: str, mib: int, runs: int) -> Figures:
             banner_d = [banner_ms(access.host, sshd.port) for _ in range(20)]
             login_t = [login_ms(access, access.port) for _ in range(10)]
             login_d = [login_ms(access, sshd.port) for _ in range(10)]
+            api_idle, api_busy = api_under_copies(farm, access, source, 4, api) if api else ([], [])
             log = (tmp / "coordinator.log").read_text()
             if "dial-back failed" in log:
                 print(f"  ({mode}: dial-back failed; the link carried the tunnel)")
@@ -153,7 +202,9 @@ def measure(mode: str, mib: int, runs: int) -> Figures:
             if sshd is not None:
                 sshd.stop()
             remove_user(user)
-    return Figures(mode, through, direct, cpu, banner_t, banner_d, login_t, login_d, shell)
+    return Figures(
+        mode, through, direct, cpu, banner_t, banner_d, login_t, login_d, shell, api_idle, api_busy
+    )
 
 
 def report(f: Figures, mib: int, runs: int) -> None:
@@ -186,6 +237,12 @@ def report(f: Figures, mib: int, runs: int) -> None:
         f"  POST /api/v1/reqs/ to a working shell, idle worker: median {med(f.shell):.3f} s, "
         f"max {max(f.shell):.3f} s (goal <= 1 s: {'met' if med(f.shell) <= 1 else 'NOT met'})"
     )
+    if f.api_busy:
+        print(
+            f"  API list/get p99 (ms): idle {p99(f.api_idle):.1f} ({len(f.api_idle)} calls), "
+            f"while 4 scp copy through the tunnel {p99(f.api_busy):.1f} ({len(f.api_busy)} calls)"
+            f" (goals <= 10 / <= 20 ms)"
+        )
 
 
 def main() -> int:
@@ -195,10 +252,17 @@ def main() -> int:
     parser.add_argument(
         "--modes", default="dialback,link", help="tunnel_mode values to measure, comma-separated"
     )
+    parser.add_argument(
+        "--api",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time API calls with N more waiting requests, idle and while 4 scp copy",
+    )
     args = parser.parse_args()
     mib = parse_size(args.size)
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the start")
-    results = [measure(mode.strip(), mib, args.runs) for mode in args.modes.split(",")]
+    results = [measure(m.strip(), mib, args.runs, args.api) for m in args.modes.split(",")]
     for figures in results:
         report(figures, mib, args.runs)
     return 0
