@@ -79,9 +79,11 @@ before it tries again.
 
 The relayed bytes are the user's own end-to-end SSH and are not encrypted again: someone
 on the path between board and coordinator sees what they would see of any SSH session,
-and could only sit in the middle of it if the user's client accepted a wrong host key,
-which is why clients should check the board's sshd host keys. Where that is not
-acceptable, `tunnel_mode = "link"` keeps carrying the bytes inside the link.
+and could only sit in the middle of it if the user's client accepted a wrong host key.
+The relay therefore relies on clients verifying the board's sshd host key (the keys the
+dryad reports over this authenticated link, which the coordinator vouches for); a client
+that ignores host keys is exposed to such a man in the middle on that path. Where that is
+not acceptable, `tunnel_mode = "link"` keeps carrying the bytes inside the link.
 """
 
 ERROR_CODES: Final = (
