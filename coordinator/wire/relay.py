@@ -341,10 +341,13 @@ class Relay:
             self._give(flow)
 
     def _take(self, flow: _Flow) -> _Carrier:
-        carrier: _Carrier
+        carrier: _Carrier | None = None
         if flow.splice:
-            carrier = self._pipes.pop() if self._pipes else _Pipe()
-        else:
+            try:
+                carrier = self._pipes.pop() if self._pipes else _Pipe()
+            except OSError as exc:  # out of descriptors: this round copies in Python
+                logger.debug("%s: no pipe (%s); copying this round", self.name, exc)
+        if carrier is None:
             carrier = self._buffers.pop() if self._buffers else _Buffer()
         flow.carrier = carrier
         return carrier

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from coordinator.wire import relay as relay_module
 from coordinator.wire.relay import Relay, splice_available
 
 MIB = 1 << 20
@@ -214,3 +215,22 @@ def test_stop_closes_every_pair(listener: socket.socket) -> None:
     assert late.user.recv(10) == b""
     ends.close()
     late.close()
+
+
+def test_without_pipes_to_spare_it_copies_in_python(
+    listener: socket.socket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_pipe() -> None:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(relay_module, "_Pipe", no_pipe)
+    relay = Relay(splice=True)
+    relay.start()
+    try:
+        ends = Ends(relay, listener)
+        payload = bytes(range(256)) * 4096  # 1 MiB
+        ends.user.sendall(payload)
+        assert read_exactly(ends.far, len(payload)) == payload
+        ends.close()
+    finally:
+        relay.stop()
