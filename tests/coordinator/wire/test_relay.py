@@ -220,10 +220,11 @@ def test_stop_closes_every_pair(listener: socket.socket) -> None:
 def test_without_pipes_to_spare_it_copies_in_python(
     listener: socket.socket, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def no_pipe() -> None:
-        raise OSError(24, "Too many open files")
+    class NoPipe(relay_module._Pipe):
+        def __init__(self) -> None:
+            raise OSError(24, "Too many open files")
 
-    monkeypatch.setattr(relay_module, "_Pipe", no_pipe)
+    monkeypatch.setattr(relay_module, "_Pipe", NoPipe)
     relay = Relay(splice=True)
     relay.start()
     try:
