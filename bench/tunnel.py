@@ -1,9 +1,11 @@
-"""Job tunnels: scp throughput and connect latency through the tunnel vs direct to the same
-sshd, and the time from POST /api/v1/reqs/ to a working shell on an idle simulated worker."""
+"""Job tunnels, per ``tunnel_mode`` (dialback and link by default): scp throughput through the
+tunnel vs direct to the same sshd, the coordinator's and dryad's CPU seconds per GiB, the
+added connect latency, and the time from POST /api/v1/reqs/ to a working shell."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import socket
 import statistics
@@ -11,6 +13,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,11 +76,85 @@ def post_to_shell(farm: ProcessFarm, tmp: Path, runs: int) -> list[float]:
     return times
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--mib", type=int, default=1024, help="file size for scp (MiB)")
-    parser.add_argument("--runs", type=int, default=3, help="scp runs per path")
-    args = parser.parse_args()
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds of process ``pid`` (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def api_ms(farm: ProcessFarm, rid: int, seconds: float, done: Callable[[], bool]) -> list[float]:
+    """Latencies (ms) of list (100 of them) and get calls, one after another, for
+    ``seconds`` or until ``done()``."""
+    times = []
+    deadline = time.monotonic() + seconds
+    with farm.http() as http:
+        while time.monotonic() < deadline and not done():
+            started = time.perf_counter()
+            answer = http.post("/api/v1/reqs/list", json={"Paginator": {"Limit": 100}})
+            times.append((time.perf_counter() - started) * 1000)
+            assert answer.status_code == 200, answer.text
+            started = time.perf_counter()
+            assert http.get(f"/api/v1/reqs/{rid}").status_code == 200
+            times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def api_under_copies(
+    farm: ProcessFarm, access: Access, source: Path, copies: int, waiting: int
+) -> tuple[list[float], list[float]]:
+    """API latencies (ms) idle, then while ``copies`` scp of ``source`` run at once through
+    the tunnel, with ``waiting`` more requests queued behind the job."""
+    with farm.http() as http:
+        for _ in range(waiting):
+            answer = http.post("/api/v1/reqs/", json={"Caps": {"device_type": "rpi4"}})
+            assert answer.status_code == 201, answer.text
+    idle = api_ms(farm, access.rid, 10, lambda: False)
+    options = ssh_argv(access, "", access.port)[1:-2]
+    options[options.index("-p")] = "-P"
+    target = f"{access.user}@{access.host}:/dev/null"
+    running = [
+        subprocess.Popen(["scp", "-q", *options, str(source), target], stderr=subprocess.DEVNULL)
+        for _ in range(copies)
+    ]
+    busy = api_ms(farm, access.rid, 600, lambda: any(p.poll() is not None for p in running))
+    for p in running:
+        p.wait(600)
+    return idle, busy
+
+
+def p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+def parse_size(text: str) -> int:
+    """``1G``, ``256M`` or a number of MiB, in MiB."""
+    units = {"G": 1024, "M": 1}
+    text = text.strip().upper().removesuffix("IB").removesuffix("B")
+    if text[-1:] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text)
+
+
+@dataclass
+class Figures:
+    """One mode's measurements."""
+
+    mode: str
+    through: list[float]  # MiB/s
+    direct: list[float]
+    cpu_per_gib: list[float]  # coordinator + dryad CPU seconds per GiB through the tunnel
+    banner_t: list[float]  # ms
+    banner_d: list[float]
+    login_t: list[float]
+    login_d: list[float]
+    shell: list[float]  # s
+    api_idle: list[float] = field(default_factory=list)  # ms
+    api_busy: list[float] = field(default_factory=list)
+
+
+def measure(mode: str, mib: int, runs: int, api: int = 0) -> Figures:
+    """Start a farm with ``tunnel_mode = mode`` and measure it, cleaning up after."""
     user = f"brt-bench-{secrets.token_hex(4)}"
     coordinators: list = []  # type: ignore[type-arg]
     sshd: Sshd | None = None
@@ -85,7 +163,9 @@ def main() -> int:
         tmp = Path(name)
         try:
             sshd = start_sshd(tmp / "sshd", user)
-            farm = ProcessFarm(tmp, coordinators, f'job_username = "{user}"\n')
+            farm = ProcessFarm(
+                tmp, coordinators, f'job_username = "{user}"\ntunnel_mode = "{mode}"\n'
+            )
             farm.dryad(1, "rpi4", sshd.port, user)
             farm.idle("rpi4")
             shell = post_to_shell(farm, tmp, 5)
@@ -93,16 +173,26 @@ def main() -> int:
             access = acquire(farm, new_request(farm, "rpi4"), tmp)
             source = tmp / "payload"
             with source.open("wb") as f:
-                for _ in range(args.mib):
+                for _ in range(mib):
                     f.write(secrets.token_bytes(MIB))  # incompressible, like an image
-            through, direct = [], []
-            for _ in range(args.runs):  # interleaved, so drift hits both alike
-                through.append(args.mib / scp_seconds(access, source, access.port))
-                direct.append(args.mib / scp_seconds(access, source, sshd.port))
+            pids = (farm.coordinator.process.pid, farm.dryads[0].pid)
+            through, direct, cpu, split = [], [], [], []
+            for _ in range(runs):  # interleaved, so drift hits both alike
+                before = [cpu_seconds(p) for p in pids]
+                through.append(mib / scp_seconds(access, source, access.port))
+                used = [cpu_seconds(p) - b for p, b in zip(pids, before, strict=True)]
+                cpu.append(sum(used) * 1024 / mib)
+                split.append([round(u * 1024 / mib, 2) for u in used])
+                direct.append(mib / scp_seconds(access, source, sshd.port))
+            print(f"  ({mode}: CPU-s per GiB, [coordinator, dryad] per run: {split})")
             banner_t = [banner_ms(access.host, access.port) for _ in range(20)]
             banner_d = [banner_ms(access.host, sshd.port) for _ in range(20)]
             login_t = [login_ms(access, access.port) for _ in range(10)]
             login_d = [login_ms(access, sshd.port) for _ in range(10)]
+            api_idle, api_busy = api_under_copies(farm, access, source, 4, api) if api else ([], [])
+            log = (tmp / "coordinator.log").read_text()
+            if "dial-back failed" in log:
+                print(f"  ({mode}: dial-back failed; the link carried the tunnel)")
         finally:
             if farm is not None:
                 farm.stop_dryads()
@@ -112,26 +202,69 @@ def main() -> int:
             if sshd is not None:
                 sshd.stop()
             remove_user(user)
+    return Figures(
+        mode, through, direct, cpu, banner_t, banner_d, login_t, login_d, shell, api_idle, api_busy
+    )
 
+
+def report(f: Figures, mib: int, runs: int) -> None:
     med = statistics.median
-    ratio = med(through) / med(direct)
-    added_banner = med(banner_t) - med(banner_d)
-    added_login = med(login_t) - med(login_d)
-    print(f"scp {args.mib} MiB to /dev/null, median of {args.runs} (MiB/s):")
-    print(f"  through the tunnel {med(through):8.1f}   {[round(x) for x in through]}")
-    print(f"  direct to sshd     {med(direct):8.1f}   {[round(x) for x in direct]}")
+    ratio = med(f.through) / med(f.direct)
+    added_banner = med(f.banner_t) - med(f.banner_d)
+    added_login = med(f.login_t) - med(f.login_d)
+    cpu = med(f.cpu_per_gib)
+    print(f"tunnel_mode = {f.mode!r}: scp {mib} MiB to /dev/null, median of {runs} (MiB/s):")
+    print(f"  through the tunnel {med(f.through):8.1f}   {[round(x) for x in f.through]}")
+    print(f"  direct to sshd     {med(f.direct):8.1f}   {[round(x) for x in f.direct]}")
     print(f"  ratio {ratio:.0%} (goal >= 70%: {'met' if ratio >= 0.7 else 'NOT met'})")
-    print("connect latency, medians (ms):")
-    print(f"  TCP connect to SSH banner: tunnel {med(banner_t):.2f}, direct {med(banner_d):.2f}")
-    print(f"  ssh login + `true`:        tunnel {med(login_t):.1f}, direct {med(login_d):.1f}")
     print(
-        f"  added: {added_banner:.2f} ms to the banner, {added_login:.1f} ms to a login "
+        f"  coordinator + dryad CPU: {cpu:.2f} CPU-s per GiB through the tunnel "
+        f"{[round(x, 2) for x in f.cpu_per_gib]} "
+        f"(goal <= 1.5: {'met' if cpu <= 1.5 else 'NOT met'})"
+    )
+    print("  connect latency, medians (ms):")
+    print(
+        f"    TCP connect to SSH banner: tunnel {med(f.banner_t):.2f}, direct {med(f.banner_d):.2f}"
+    )
+    print(
+        f"    ssh login + `true`:        tunnel {med(f.login_t):.1f}, direct {med(f.login_d):.1f}"
+    )
+    print(
+        f"    added: {added_banner:.2f} ms to the banner, {added_login:.1f} ms to a login "
         f"(goal <= 5 ms: {'met' if max(added_banner, added_login) <= 5 else 'NOT met'})"
     )
     print(
-        f"POST /api/v1/reqs/ to a working shell, idle worker: median {med(shell):.3f} s, "
-        f"max {max(shell):.3f} s (goal <= 1 s: {'met' if med(shell) <= 1 else 'NOT met'})"
+        f"  POST /api/v1/reqs/ to a working shell, idle worker: median {med(f.shell):.3f} s, "
+        f"max {max(f.shell):.3f} s (goal <= 1 s: {'met' if med(f.shell) <= 1 else 'NOT met'})"
     )
+    if f.api_busy:
+        print(
+            f"  API list/get p99 (ms): idle {p99(f.api_idle):.1f} ({len(f.api_idle)} calls), "
+            f"while 4 scp copy through the tunnel {p99(f.api_busy):.1f} ({len(f.api_busy)} calls)"
+            f" (goals <= 10 / <= 20 ms)"
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size", default="1G", help="file size for scp: 1G, 256M, … (MiB if bare)")
+    parser.add_argument("--runs", type=int, default=3, help="scp runs per path")
+    parser.add_argument(
+        "--modes", default="dialback,link", help="tunnel_mode values to measure, comma-separated"
+    )
+    parser.add_argument(
+        "--api",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time API calls with N more waiting requests, idle and while 4 scp copy",
+    )
+    args = parser.parse_args()
+    mib = parse_size(args.size)
+    print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the start")
+    results = [measure(m.strip(), mib, args.runs, args.api) for m in args.modes.split(",")]
+    for figures in results:
+        report(figures, mib, args.runs)
     return 0
 
 

@@ -31,10 +31,12 @@ from coordinator.service.keys import KeyPool
 from coordinator.service.operations import Service
 from coordinator.settings import Settings
 from coordinator.store import Store
+from coordinator.tunnels.dialback import DialBackListener
 from coordinator.tunnels.direct import Direct
 from coordinator.tunnels.link import ThroughLink
-from coordinator.tunnels.listeners import LinkTunnels
+from coordinator.tunnels.listeners import Connector, LinkTunnels
 from coordinator.tunnels.none import DirectAccess
+from coordinator.tunnels.relayed import Relayed
 from coordinator.wire import Display, HealthReport
 
 logger = logging.getLogger(__name__)
@@ -72,8 +74,8 @@ class Parts:
 
     ``dryads=None`` means the dryad link (an SSH server in this process) when
     ``settings.link`` is set, else ``NoDryadLink``; given dryads replace the link.
-    ``tunnels=None`` means ``LinkTunnels`` as ``settings.tunnel_mode`` says (``link``
-    needs the dryad link), else ``DirectAccess``.
+    ``tunnels=None`` means ``LinkTunnels`` as ``settings.tunnel_mode`` says (``dialback``
+    and ``link`` need the dryad link), else ``DirectAccess``.
     """
 
     store: Store
@@ -173,10 +175,15 @@ def assemble(settings: Settings, parts: Parts) -> Coordinator:
 
 
 def _tunnels(settings: Settings, store: Store, link: DryadLink | None) -> Tunnels:
+    connector: Connector
     if settings.tunnel_mode == "direct":
-        connector: ThroughLink | Direct = Direct()
+        connector = Direct()
     elif settings.tunnel_mode == "link" and link is not None:
         connector = ThroughLink(link)
+    elif settings.tunnel_mode == "dialback" and link is not None:
+        # The link carries what the dial-back cannot (tunnels.relayed).
+        listener = DialBackListener(*settings.dialback_address)
+        connector = Relayed(link, listener, ThroughLink(link))
     else:
         return DirectAccess()  # "none", or injected dryads with no link to carry tunnels
     return LinkTunnels(

@@ -50,10 +50,16 @@ class Settings:
     webhook_timeout: float = 10.0  # seconds per delivery attempt
     webhook_max_attempts: int = 8  # attempts before a delivery is dropped
     webhook_backoff: float = 1.0  # seconds before the first retry; doubled for each next one
-    # How users reach a job's worker: "link" = a per-job port here, carried through the
-    # dryad link (the board needs no inbound port); "direct" = a per-job port here that
-    # dials the worker's registered sshd address; "none" = users dial that address.
-    tunnel_mode: str = "link"
+    # How users reach a job's worker: "dialback" = a per-job port here; for each connection
+    # the dryad dials back a plain TCP connection (its user's SSH, not encrypted again)
+    # that a relay thread splices to the user's (the board needs no inbound port; the
+    # link carries it where the dial-back cannot come); "link" = a per-job port here,
+    # carried inside the dryad link; "direct" = a per-job port here that dials the
+    # worker's registered sshd address; "none" = users dial that address.
+    tunnel_mode: str = "dialback"
+    # HOST:PORT the dial-back listener binds; dryads dial that port at the host they dial
+    # the link at. "" = the host of `link` and the port after its (7176 by default).
+    dialback: str = ""
     tunnel_ports: str = "20000-20999"  # FIRST-LAST: the per-job ports, one per running job
     tunnel_bind: str = ""  # the address tunnels listen on; "" = the host of `http`
     # The host users dial, put in AccessInfo.Addr: Go clients need an IP literal there,
@@ -85,6 +91,15 @@ class Settings:
     @property
     def tunnel_bind_host(self) -> str:
         return self.tunnel_bind.strip("[]") or self.http_host
+
+    @property
+    def dialback_address(self) -> tuple[str, int]:
+        """Where dial-backs are accepted: ``dialback``, else next to the link."""
+        if self.dialback:
+            host, _, port = self.dialback.rpartition(":")
+            return host.strip("[]"), int(port)
+        host, _, port = self.link.rpartition(":")
+        return host.strip("[]"), int(port) + 1 if port and int(port) else 0
 
     @property
     def link_host_key_path(self) -> Path:
@@ -131,10 +146,16 @@ class Settings:
             lhost, lsep, lport = self.link.rpartition(":")
             if not lsep or not lport.isdigit() or not 0 <= int(lport) < 65536:
                 raise SettingsError(f"link must be HOST:PORT or empty, not {self.link!r}")
-        if self.tunnel_mode not in ("link", "direct", "none"):
+        if self.tunnel_mode not in ("dialback", "link", "direct", "none"):
             raise SettingsError(
-                f"tunnel_mode must be link, direct or none, not {self.tunnel_mode!r}"
+                f"tunnel_mode must be dialback, link, direct or none, not {self.tunnel_mode!r}"
             )
+        if self.dialback:
+            dhost, dsep, dport = self.dialback.rpartition(":")
+            if not dsep or not dport.isdigit() or not 0 <= int(dport) < 65536:
+                raise SettingsError(f"dialback must be HOST:PORT or empty, not {self.dialback!r}")
+        elif self.link and self.link.rpartition(":")[2] == "65535":
+            raise SettingsError("dialback must be set when link uses port 65535")
         first, sep, last = self.tunnel_ports.partition("-")
         if not (first.isdigit() and (last if sep else first).isdigit()) or not (
             0 < int(first) <= int(last or first) < 65536

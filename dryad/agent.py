@@ -56,6 +56,12 @@ class JobUsersLike(Protocol):
     async def release(self) -> None: ...
 
 
+class DialBacksLike(Protocol):
+    """What the agent needs of ``dryad.dialback.DialBacks``."""
+
+    async def dial_back(self, params: wire.DialBack) -> wire.DialedBack: ...
+
+
 class HealthLike(Protocol):
     """What the agent needs of ``dryad.health.Health``."""
 
@@ -82,6 +88,7 @@ class Agent:
         *,
         coordinator: str,
         presses: MemoryObjectReceiveStream[int] | None = None,
+        dialbacks: DialBacksLike | None = None,
     ) -> None:
         self._link = link
         self._panel = panel
@@ -89,6 +96,7 @@ class Agent:
         self._health = health
         self._coordinator = coordinator
         self._presses = presses
+        self._dialbacks = dialbacks
         self._user_lock = anyio.Lock()  # one job-user operation at a time
         self._view: wire.Display | None = None  # the coordinator's last word for the panel
         self._unsent: wire.HealthReport | None = None
@@ -160,6 +168,11 @@ class Agent:
     async def _identify(self, params: wire.Identify) -> None:
         # The panel blinks in its own task group, so the admin's call is answered at once.
         await self._panel.identify(params.seconds)
+
+    async def _dial_back(self, params: wire.DialBack) -> wire.DialedBack:
+        if self._dialbacks is None:  # the coordinator carries the tunnel over the link
+            return wire.DialedBack(False, "this dryad does not dial back")
+        return await self._dialbacks.dial_back(params)
 
     # ---- the link's state -----------------------------------------------------------------
 
@@ -268,3 +281,4 @@ HANDLERS.on(wire.MAINTENANCE, Agent._maintenance)
 HANDLERS.on(wire.HEALTHCHECK, Agent._healthcheck)
 HANDLERS.on(wire.IDENTIFY, Agent._identify)
 HANDLERS.on(wire.DISPLAY, Agent._show)
+HANDLERS.on(wire.DIAL_BACK, Agent._dial_back)

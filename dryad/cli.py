@@ -16,6 +16,7 @@ import anyio
 from dryad import __version__
 from dryad.agent import Agent
 from dryad.control import ControlServer
+from dryad.dialback import DialBacks
 from dryad.errors import ConfigError, DryadError
 from dryad.health import Health, HealthSettings
 from dryad.identity import Identity
@@ -146,6 +147,9 @@ async def run(
         panel = Panel(board.display, board.leds)
         health = Health(board, health_settings(settings))
         link = Link(settings, identity, backoff=backoff or Backoff())
+        sshd_port = int(settings.ssh_address.rpartition(":")[2])
+        dialbacks = DialBacks(settings.coordinator_host, sshd_port)
+        dialbacks.start()
         agent = Agent(
             link,
             panel,
@@ -153,7 +157,9 @@ async def run(
             health,
             coordinator=settings.coordinator,
             presses=board.stm.presses() if board.stm is not None else None,
+            dialbacks=dialbacks,
         )
+        agent.on_job_end(dialbacks.end_job)
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_stop_on_signal, tg.cancel_scope)
@@ -180,6 +186,7 @@ async def run(
                 logger.info("dryad ready (profile %s)", settings.profile)
         finally:
             notifier.stopping()
+            dialbacks.stop()
             await panel.aclose()
     logger.info("dryad stopped")
 

@@ -43,7 +43,12 @@ class FailedAttempts:
         limit: int = LIMIT,
         window: float = WINDOW,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        name: str = "link",
+        pauses: bool = True,
     ) -> None:
+        self.name = name  # what the summary line says the attempts were at
+        self.pauses = pauses  # whether reaching the limit pauses the address (enrolment)
         self.limit = limit
         self.window = window
         self._clock = clock
@@ -95,9 +100,12 @@ class FailedAttempts:
         if ended.failures <= 1:
             return  # its one failure was logged when it happened
         reasons = ", ".join(f"{n} {reason}" for reason, n in ended.reasons.most_common())
-        paused = "; enrolment from it was paused" if ended.failures >= self.limit else ""
+        paused = (
+            "; enrolment from it was paused" if self.pauses and ended.failures >= self.limit else ""
+        )
         logger.warning(
-            "link: %d failed attempts from %s within %g s (%s)%s",
+            "%s: %d failed attempts from %s within %g s (%s)%s",
+            self.name,
             ended.failures,
             address,
             self.window,

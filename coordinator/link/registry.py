@@ -140,6 +140,17 @@ class DryadLink:
         channel, _ = await session.sshd(factory, orig_host, orig_port)
         return channel
 
+    async def dial_back(self, worker: WorkerUUID, port: int, secret: bytes) -> wire.DialedBack:
+        """Ask ``worker``'s dryad to connect its sshd to our dial-back ``port`` with ``secret``.
+
+        :raises ConnectionError: when the dryad is not connected.
+        :raises TimeoutError: when it does not answer in time.
+        :raises wire.RpcError: REFUSED when its sshd cannot be reached; another code from
+            a dryad that does not dial back (older than this method).
+        :raises wire.WireError: when its answer is not the method's result.
+        """
+        return await self._call(worker, wire.DIAL_BACK, wire.DialBack.of(port, secret))
+
     # ---- sessions --------------------------------------------------------------------
 
     def connected(self, worker: WorkerUUID) -> bool:

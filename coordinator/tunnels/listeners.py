@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Final, Protocol, runtime_checkable
 
 import asyncssh
 
@@ -30,6 +31,18 @@ class Connector(Protocol):
         """
 
 
+@runtime_checkable
+class RawConnector(Connector, Protocol):
+    """A connector that takes the user's socket itself (off asyncio), with a lifecycle;
+    its ``connect`` serves the connections it hands back through ``Tunnel.through_link``."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    def closed(self, rid: RequestID) -> None: ...
+    async def serve(self, tunnel: Tunnel, user: socket.socket, orig: tuple[str, int]) -> None:
+        """Carry ``user`` to the worker's sshd; ``user`` is the connector's from the call."""
+
+
 @dataclass(eq=False)
 class Tunnel:
     """A job's listener and the connections accepted through it."""
@@ -39,6 +52,7 @@ class Tunnel:
     worker: Worker
     connector: Connector
     server: asyncio.AbstractServer | None = None
+    acceptor: asyncio.Task[None] | None = None  # a RawConnector's accept loop
     pipes: set[Pipe] = field(default_factory=set)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -53,6 +67,33 @@ class Tunnel:
         pipe.near = near = UserEnd(pipe)
         self.pipes.add(pipe)
         return near
+
+    async def accept_raw(self, listening: socket.socket, connector: RawConnector) -> None:
+        """Accept users' sockets for ``connector`` until closed."""
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                try:
+                    user, peer = await loop.sock_accept(listening)
+                except OSError as exc:  # out of descriptors, say: the next try may work
+                    self.log(logging.WARNING, "connection not accepted: %s", exc)
+                    await asyncio.sleep(0.1)
+                    continue
+                orig = (str(peer[0]), int(peer[1]))
+                task = loop.create_task(connector.serve(self, user, orig))
+                self.tasks.add(task)
+                task.add_done_callback(self._served)
+        finally:
+            listening.close()
+
+    def _served(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            logger.error("tunnel of request %s: connection failed", self.rid, exc_info=exc)
+
+    async def through_link(self, user: socket.socket) -> None:
+        """Carry ``user`` as the asyncio pump does (``connector.connect``)."""
+        await asyncio.get_running_loop().connect_accepted_socket(self.accept, user)
 
     def reach(self, pipe: Pipe) -> None:
         task = asyncio.get_running_loop().create_task(self._reach(pipe))
@@ -73,6 +114,10 @@ class Tunnel:
     def close(self) -> None:
         if self.server is not None:
             self.server.close()
+        if self.acceptor is not None:
+            self.acceptor.cancel()
+        if isinstance(self.connector, RawConnector):
+            self.connector.closed(self.rid)  # its relayed connections
         for pipe in list(self.pipes):
             pipe.close(None, None)
         for task in list(self.tasks):
@@ -98,6 +143,7 @@ class LinkTunnels:
         self._ports = Ports(ports, bind, store)
         self._public_host = public_host
         self._host = ""  # the resolved public host, an IP literal
+        self._started = False  # whether a RawConnector's start ran
         self._tunnels: dict[RequestID, Tunnel] = {}
 
     @property
@@ -108,11 +154,16 @@ class LinkTunnels:
     async def start(self) -> None:
         """Resolve the public host and read the stored ports; before the service runs.
 
-        :raises TunnelUnavailable: when the public host does not resolve.
+        :raises TunnelUnavailable: when the public host does not resolve, or the
+            connector cannot start (the dial-back port is taken).
         """
         ports = self._ports
-        self._host = await public_address(self._public_host, ports.bind)
+        host = await public_address(self._public_host, ports.bind)
         await ports.load()
+        if isinstance(self._connector, RawConnector) and not self._started:
+            await self._connector.start()
+            self._started = True
+        self._host = host
         logger.info(
             "tunnels: ports %d-%d on %s, dialled as %s",
             ports.range.start, ports.range.stop - 1, ports.bind or "*", self._host,
@@ -128,7 +179,10 @@ class LinkTunnels:
         taken = {t.port for t in self._tunnels.values()}
         sock, tunnel.port = self._ports.listen(rid, taken, worker.uuid)
         loop = asyncio.get_running_loop()
-        tunnel.server = await loop.create_server(tunnel.accept, sock=sock)
+        if isinstance(self._connector, RawConnector):
+            tunnel.acceptor = loop.create_task(tunnel.accept_raw(sock, self._connector))
+        else:
+            tunnel.server = await loop.create_server(tunnel.accept, sock=sock)
         try:
             await self._ports.record(rid, tunnel.port)
         except BaseException:
@@ -149,6 +203,9 @@ class LinkTunnels:
         for tunnel in self._tunnels.values():
             tunnel.close()
         self._tunnels.clear()
+        if isinstance(self._connector, RawConnector) and self._started:
+            self._started = False
+            await self._connector.stop()
 
     def port_of(self, rid: RequestID) -> int | None:
         """The port of ``rid``'s open tunnel (for tests and benches)."""

@@ -16,7 +16,7 @@ from coordinator.store import Store
 
 logger = logging.getLogger(__name__)
 
-BACKLOG: Final = 16
+BACKLOG: Final = 128  # a burst of a job's connections (scripts, parallel scp) waits here
 
 
 class Ports:

@@ -15,6 +15,7 @@ here, so ``from coordinator import wire`` and ``wire.X`` are enough.
 """
 
 from coordinator.wire import limits, strict_json
+from coordinator.wire.dialback import DIALBACK_PORT, SECRET_SIZE, DialBack, DialedBack
 from coordinator.wire.dispatch import Handlers
 from coordinator.wire.errors import (
     INTERNAL_ERROR,
@@ -62,6 +63,7 @@ from coordinator.wire.messages import (
 )
 from coordinator.wire.methods import (
     BUTTON,
+    DIAL_BACK,
     DISPLAY,
     ENROL,
     HEALTH,
@@ -82,6 +84,11 @@ from coordinator.wire.states import WorkerState
 from coordinator.wire.transport import LINK_PORT, LINK_SUBSYSTEM, TUNNEL_HOST, TUNNEL_PORT
 
 __all__ = [
+    "DIALBACK_PORT",
+    "DIAL_BACK",
+    "SECRET_SIZE",
+    "DialBack",
+    "DialedBack",
     "BUTTON",
     "DISPLAY",
     "ENROL",

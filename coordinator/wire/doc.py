@@ -14,7 +14,7 @@ import typing
 from enum import Enum
 from typing import Any, Final
 
-from coordinator.wire import errors, framing, transport
+from coordinator.wire import dialback, errors, framing, transport
 from coordinator.wire.methods import TABLE, Direction, Method
 
 REGENERATE: Final = "PYTHONPATH=. python -m coordinator.wire.doc > docs/link-protocol.md"
@@ -45,9 +45,45 @@ required field, or text that is not valid Unicode (a lone surrogate such as `"\\
 are answered with INVALID_PARAMS. Fields a message does not define are ignored, so either
 end may add one before the other knows it.
 
-**Job tunnels** are not JSON-RPC: once registered, the dryad asks for a remote port forward
-of `{transport.TUNNEL_HOST}:{transport.TUNNEL_PORT}`. Each user connection to a job's tunnel
-then reaches the dryad as a forwarded-tcpip channel, which it connects to its local sshd.
+**Job tunnels** are not JSON-RPC: by default each connection is dialled back by the dryad
+([dial-back](#dial-back)). For the rest (`tunnel_mode = "link"`, or where a dial-back
+cannot come), once registered, the dryad asks for a remote port forward of
+`{transport.TUNNEL_HOST}:{transport.TUNNEL_PORT}`. Each user connection to a job's tunnel
+carried by the link then reaches the dryad as a forwarded-tcpip channel, which it connects
+to its local sshd.
+"""
+
+DIAL_BACK_SECTION: Final = f"""\
+## dial-back
+
+With `tunnel_mode = "dialback"` (the coordinator's default) a job tunnel's connections do
+not ride inside the link. For each user connection to a job's tunnel port the coordinator
+calls [`dial_back`](#dial_back) with the port of its dial-back listener and a fresh secret
+of {dialback.SECRET_SIZE} random bytes (base64 in the call). The dryad connects to its
+local sshd (if that fails it answers REFUSED, and the coordinator tells the user), then
+opens a plain TCP connection to that port **at the host it dials the link at** (the board
+still needs no inbound port) and sends the {dialback.SECRET_SIZE} raw bytes of the secret
+before anything else, then answers `dialled: true`. From then on that connection carries
+the user's SSH session unchanged, both ends relaying it by kernel splice; a half-close
+passes on as a half-close and a reset as a reset.
+
+The secret is good for one connection and only while the coordinator waits for it (at
+most the call's timeout); the coordinator finds it by its SHA-256 and compares it in
+constant time. A connection with a wrong, used or expired secret, or no secret in time,
+is closed and logged once per source address and minute; the user's connection is not
+affected. When the dryad answers `dialled: false` (it could not connect: a firewall), an
+older dryad does not know the method, or the dial-back does not arrive in time, the
+coordinator carries that connection through the link as below, logs why once for the
+worker, and sends that worker's next connections through the link for a few minutes
+before it tries again.
+
+The relayed bytes are the user's own end-to-end SSH and are not encrypted again: someone
+on the path between board and coordinator sees what they would see of any SSH session,
+and could only sit in the middle of it if the user's client accepted a wrong host key.
+The relay therefore relies on clients verifying the board's sshd host key (the keys the
+dryad reports over this authenticated link, which the coordinator vouches for); a client
+that ignores host keys is exposed to such a man in the middle on that path. Where that is
+not acceptable, `tunnel_mode = "link"` keeps carrying the bytes inside the link.
 """
 
 ERROR_CODES: Final = (
@@ -64,7 +100,7 @@ ERROR_CODES: Final = (
 def render() -> str:
     """The page docs/link-protocol.md."""
     types: dict[str, type] = {}  # the nested types the fields name, described at the end
-    out = [INTRO, "## Methods", ""]
+    out = [INTRO, DIAL_BACK_SECTION, "## Methods", ""]
     out += ["| method | direction | timeout | params | result |", "| --- | --- | --- | --- | --- |"]
     for row in TABLE.values():
         out.append(

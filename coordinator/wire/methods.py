@@ -12,6 +12,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Final, Generic, TypeVar
 
+from coordinator.wire.dialback import DialBack, DialedBack
 from coordinator.wire.messages import (
     NULL,
     Button,
@@ -150,12 +151,22 @@ DISPLAY: Final = Method(
     "Show the worker's state on the OLED and the LEDs; sent on every change of state.",
 )  # fmt: skip
 
+# ---- dial-back tunnels (coordinator → dryad) -------------------------------------------
+# Answered once the dryad has reached its sshd and dialled back, or failed to: a connect
+# each, on a LAN milliseconds; the user's connection waits for it.
+DIAL_BACK: Final = Method(
+    "dial_back", _TO_DRYAD, 10.0, DialBack, DialedBack,
+    "A user connected to the job's tunnel: connect to the local sshd, dial the coordinator's"
+    " dial-back port, send the secret, then relay the two (see Dial-back tunnels above).",
+)  # fmt: skip
+
 TABLE: Final[Mapping[str, Method[Any, Any]]] = MappingProxyType(
     {
         row: row
         for row in (
             ENROL, REGISTER, SET_FAIL, HEALTH, BUTTON, PANEL,
             PREPARE, RELEASE, MAINTENANCE, HEALTHCHECK, IDENTIFY, DISPLAY,
+            DIAL_BACK,
         )
     }
 )  # fmt: skip

@@ -40,7 +40,10 @@ class ProcessFarm:
         self.db = tmp / "farm.db"
         self.link = f"127.0.0.1:{free_port()}"
         config_file = tmp / "coordinator.toml"
-        config_file.write_text(f"link_grace = {grace}\nlink_keepalive = 1\n{config}")
+        # Dial-backs on any free port: the one after the link's may be another test's.
+        config_file.write_text(
+            f'link_grace = {grace}\nlink_keepalive = 1\ndialback = "127.0.0.1:0"\n{config}'
+        )
         self.extra = ("--config", str(config_file))
         self.token = run_cli(self.db, "user", "add", "admin", "--admin").splitlines()[-1]
         self.enrol = run_cli(self.db, "enrol-token", "create").splitlines()[-1]

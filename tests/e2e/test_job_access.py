@@ -157,16 +157,24 @@ def sshds() -> Iterator[list[Sshd]]:
         s.stop()
 
 
+@pytest.fixture(params=["dialback", "link"])
+def tunnel_mode(request: pytest.FixtureRequest) -> str:
+    """Each tunnel test runs with dial-back tunnels and with tunnels inside the link."""
+    mode: str = request.param
+    return mode
+
+
 @pytest.fixture
 def farm(
-    tmp_path: Path, coordinators: list[Coordinator], user: str, sshds: list[Sshd]
+    tmp_path: Path, coordinators: list[Coordinator], user: str, sshds: list[Sshd], tunnel_mode: str
 ) -> Iterator[ProcessFarm]:
     """A coordinator whose jobs log in as ``user``, a real sshd for it, and one
     simulated dryad (``rpi4``) managing that user and forwarding to that sshd."""
     sshds.append(start_sshd(tmp_path / "sshd", user))
     # A long grace: after a coordinator restart the dryad may take its full back-off
     # (up to 30 s) to dial back, and must not be failed for that meanwhile.
-    f = ProcessFarm(tmp_path, coordinators, f'job_username = "{user}"\n', grace=60)
+    config = f'job_username = "{user}"\ntunnel_mode = "{tunnel_mode}"\n'
+    f = ProcessFarm(tmp_path, coordinators, config, grace=60)
     try:
         f.dryad(1, "rpi4", sshds[0].port, user)
         f.idle("rpi4")
@@ -194,6 +202,23 @@ def test_a_job_user_logs_in_through_the_tunnel_and_is_gone_after_close(
     # The tunnel is gone, and the same key no longer opens the board even from inside.
     assert ssh(access, "true").returncode == 255
     assert ssh(access, "true", port=sshds[0].port).returncode == 255
+    # Dial-back tunnels were dialled back, not carried by the link after all.
+    assert "dial-back failed" not in (tmp_path / "coordinator.log").read_text()
+
+
+def test_scp_copies_a_file_both_ways_through_the_tunnel(farm: ProcessFarm, tmp_path: Path) -> None:
+    access = acquire(farm, new_request(farm, "rpi4"), tmp_path)
+    source = tmp_path / "payload"
+    source.write_bytes(os.urandom(3 << 20))  # a few MiB: many windows of every buffer
+    options = ssh_argv(access, "", access.port)[1:-2]
+    options[options.index("-p")] = "-P"  # scp's port flag
+    remote = f"{access.user}@{access.host}:payload"  # in the job user's home, gone with it
+    back = tmp_path / "back"
+    up = subprocess.run(["scp", "-q", *options, str(source), remote], capture_output=True)
+    assert up.returncode == 0, up.stderr
+    down = subprocess.run(["scp", "-q", *options, remote, str(back)], capture_output=True)
+    assert down.returncode == 0, down.stderr
+    assert back.read_bytes() == source.read_bytes()
 
 
 def test_a_running_jobs_tunnel_comes_back_on_its_port_after_a_restart(

@@ -178,7 +178,10 @@ async def test_the_public_host_is_an_ip_literal() -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"tunnel_mode": "ssh"}, "tunnel_mode must be link, direct or none"),
+        ({"tunnel_mode": "ssh"}, "tunnel_mode must be dialback, link, direct or none"),
+        ({"dialback": "7176"}, "dialback must be HOST:PORT or empty"),
+        ({"dialback": "127.0.0.1:70000"}, "dialback must be HOST:PORT or empty"),
+        ({"link": "127.0.0.1:65535"}, "dialback must be set when link uses port 65535"),
         ({"tunnel_ports": "20000-"}, "tunnel_ports must be FIRST-LAST"),
         ({"tunnel_ports": "3-2"}, "tunnel_ports must be FIRST-LAST"),
         ({"tunnel_ports": "0-10"}, "tunnel_ports must be FIRST-LAST"),
@@ -190,10 +193,17 @@ def test_bad_tunnel_settings_are_refused(changes: dict[str, str], message: str) 
         replace(Settings(), **changes).validate()  # type: ignore[arg-type]
 
 
+def test_dial_backs_are_accepted_next_to_the_link_unless_told() -> None:
+    assert Settings().validate().dialback_address == ("127.0.0.1", 7176)
+    assert Settings(link="[::1]:9000").validate().dialback_address == ("::1", 9001)
+    assert Settings(link="127.0.0.1:0").validate().dialback_address == ("127.0.0.1", 0)
+    assert Settings(dialback="0.0.0.0:7000").validate().dialback_address == ("0.0.0.0", 7000)
+
+
 def test_tunnel_settings_defaults() -> None:
     s = Settings().validate()
     assert (s.tunnel_mode, s.tunnel_port_range, s.tunnel_bind_host, s.public_host) == (
-        "link",
+        "dialback",
         range(20000, 21000),
         "127.0.0.1",
         "",

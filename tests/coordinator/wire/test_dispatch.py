@@ -146,7 +146,9 @@ def test_a_handler_serves_only_a_row_of_the_table_that_comes_its_way() -> None:
     impostor = wire.Method("display", wire.Direction.TO_DRYAD, 1.0, wire.Display, wire.NULL, "")
     with pytest.raises(ValueError, match="not a row"):
         handlers.on(impostor, Dryad.display)
-    assert set(DRYAD.missing()) == {wire.PREPARE, wire.RELEASE, wire.MAINTENANCE, wire.IDENTIFY}
+    assert set(DRYAD.missing()) == {
+        wire.PREPARE, wire.RELEASE, wire.MAINTENANCE, wire.IDENTIFY, wire.DIAL_BACK
+    }  # fmt: skip
 
 
 async def test_a_peer_calls_only_its_own_direction_and_notifies_only_notifications() -> None:

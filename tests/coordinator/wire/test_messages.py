@@ -37,15 +37,21 @@ EXAMPLES: dict[str, tuple[wire.Message, wire.Message | None]] = {
         wire.Display(wire.WorkerState.RUNNING, owner="alice", until="2025-03-01T13:00:00+00:00"),
         None,
     ),
+    wire.DIAL_BACK: (
+        wire.DialBack.of(7176, bytes(range(wire.SECRET_SIZE))),
+        wire.DialedBack(False, "cannot connect to coordinator:7176: No route to host"),
+    ),
 }
 
 
-def test_the_table_has_the_twelve_methods_and_every_one_an_example() -> None:
+def test_the_table_has_the_thirteen_methods_and_every_one_an_example() -> None:
     assert set(wire.TABLE) == set(EXAMPLES)
-    assert len(wire.TABLE) == 12
+    assert len(wire.TABLE) == 13
     assert all(name == row and row.name == name for name, row in wire.TABLE.items())
     to_dryad = {str(r) for r in wire.TABLE.values() if r.direction is wire.Direction.TO_DRYAD}
-    assert to_dryad == {"prepare", "release", "maintenance", "healthcheck", "identify", "display"}
+    assert to_dryad == {
+        "prepare", "release", "maintenance", "healthcheck", "identify", "display", "dial_back"
+    }  # fmt: skip
     notifications = {str(r) for r in wire.TABLE.values() if r.notification}
     assert notifications == {"button", "panel"}
 
