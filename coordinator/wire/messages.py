@@ -396,9 +396,7 @@ def _host_keys(data: dict[str, Any]) -> tuple[str, ...]:
         raise WireError("host_keys must be a list of strings")
     if len(keys) > MAX_HOST_KEYS:
         raise WireError(f"host_keys: over {MAX_HOST_KEYS} keys")
-    return tuple(
-        _str({"host_keys": k}, "host_keys", limit=MAX_HOST_KEY_LINE) for k in keys
-    )
+    return tuple(_str({"host_keys": k}, "host_keys", limit=MAX_HOST_KEY_LINE) for k in keys)
 
 
 def _state(data: dict[str, Any]) -> WorkerState:

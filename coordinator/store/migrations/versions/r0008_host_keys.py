@@ -16,9 +16,7 @@ depends_on: str | None = None
 
 
 def upgrade() -> None:
-    op.add_column(
-        "workers", sa.Column("host_keys", sa.JSON, nullable=False, server_default="[]")
-    )
+    op.add_column("workers", sa.Column("host_keys", sa.JSON, nullable=False, server_default="[]"))
 
 
 def downgrade() -> None:
