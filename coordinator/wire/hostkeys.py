@@ -4,9 +4,10 @@ The coordinator vouches for these keys to users (docs/boruta-api.md §host keys)
 ``ssh`` then trusts exactly them; a key reaches a ``known_hosts`` file. So every key is
 checked wherever it enters (the dryad reading its files, the coordinator reading the
 link, the client reading the API): a known type, canonical base64, and a blob that parses
-as that type's SSH public key (RFC 4253 §6.6, RFC 5656 §3.1, RFC 8709 §4) with nothing
-after it. What passes is written back as ``type base64``: a comment, extra spaces or a
-newline, which could smuggle a second line into ``known_hosts``, never survive.
+as that type's SSH public key (RFC 4253 section 6.6, RFC 5656 section 3.1, RFC 8709
+section 4) with nothing after it. What passes is written back as ``type base64``: a
+comment, extra spaces or a newline, which could smuggle a second line into
+``known_hosts``, never survive.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ MAX_HOST_KEY_LINE: Final = 4096
 MIN_RSA_BITS: Final = 1024  # OpenSSH refuses smaller RSA keys
 MAX_RSA_BITS: Final = 16384  # and larger ones
 
-# ECDSA curves: the blob's curve name and the uncompressed point's length (RFC 5656 §3.1).
+# ECDSA curves: the blob's curve name and the uncompressed point's length (RFC 5656 section 3.1).
 _ECDSA: Final = {
     "ecdsa-sha2-nistp256": ("nistp256", 1 + 2 * 32),
     "ecdsa-sha2-nistp384": ("nistp384", 1 + 2 * 48),
@@ -125,7 +126,7 @@ def _parse(kind: str, blob: bytes) -> None:
 
 
 class _Reader:
-    """Reads SSH wire types (RFC 4251 §5) off a blob; running short is a refusal."""
+    """Reads SSH wire types (RFC 4251 section 5) off a blob; running short is a refusal."""
 
     def __init__(self, blob: bytes) -> None:
         self._blob = blob
