@@ -78,7 +78,7 @@ def test_a_database_of_clean_rows_is_left_as_it_was(sqlite_path: str, caplog) ->
         _old_rows(store, {"board": "rpi4"}, ["lab"])
         before = _raw(store)
         with caplog.at_level(logging.WARNING, "coordinator.store.migrations"):
-            store.migrate()
+            _to(store, clean.revision)  # later revisions may add columns
         assert _raw(store) == before
         assert f"migration {clean.revision}" not in caplog.text
     finally:
