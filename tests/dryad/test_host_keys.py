@@ -19,7 +19,7 @@ from dryad.host_keys import read
 from dryad.identity import Identity
 from dryad.link import Backoff, Link
 from dryad.settings import DEFAULT_HOST_KEYS, parse
-from dryad.sim_users import job_users
+from dryad.sim_users import SimJobUsers, job_users
 from dryad.users import JobUsers
 from tests.dryad.link_doubles import FakeCoordinator, StateLog, settings_for
 from tests.host_key_samples import ECDSA_256, ED25519, ED25519_PUB, RSA_2048
@@ -87,6 +87,7 @@ def test_a_real_job_user_reports_the_files_and_a_simulated_one_its_own_key(
         }
     )
     users = job_users(sim)
+    assert isinstance(users, SimJobUsers)
     try:
         (key,) = key_source(sim, users)()
         assert host_key(key) == key and key.startswith("ssh-ed25519 ")
