@@ -119,7 +119,11 @@ def ssh(client: Client, rid: RequestID, access: AccessInfo) -> int:
         return 1
     _warn_unvouched(access)
     known = known_hosts.temporary(rid, access)
-    fd, key = tempfile.mkstemp(prefix=f"boruta-{rid}-", suffix=".key")  # mode 0600
+    try:
+        fd, key = tempfile.mkstemp(prefix=f"boruta-{rid}-", suffix=".key")  # mode 0600
+    except BaseException:
+        os.unlink(known)
+        raise
     try:
         with os.fdopen(fd, "wb") as sink:
             sink.write(access.key_pem)
