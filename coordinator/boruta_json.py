@@ -307,12 +307,22 @@ def _sorted(caps: Mapping[str, str]) -> dict[str, str]:
 
 
 def access_json(access: AccessInfo) -> dict[str, object]:
-    """AccessInfo2: a ``net.TCPAddr``, the private key (PKCS#1 PEM for RSA) and the user name."""
-    return {
+    """AccessInfo2: a ``net.TCPAddr``, the private key (PKCS#1 PEM for RSA) and the user name; ``HostKeys``
+    (the sshd host keys the coordinator vouches for) is additive, absent when none."""
+    body: dict[str, object] = {
         "Addr": {"IP": access.host, "Port": access.port, "Zone": ""},
         "Key": access.key_pem.decode(),
         "Username": access.username,
     }
+    if access.host_keys:
+        body["HostKeys"] = list(access.host_keys)
+    return body
+
+
+def host_keys_json(worker: Worker) -> dict[str, object]:
+    """``GET /api/v1/workers/{uuid}/hostkeys``: the worker sshd's host keys, ``type base64``
+    each (docs/boruta-api.md §host keys)."""
+    return {"WorkerUUID": worker.uuid, "HostKeys": list(worker.host_keys)}
 
 
 def version_json() -> dict[str, str]:

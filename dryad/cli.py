@@ -7,7 +7,7 @@ import argparse
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from dryad.control import ControlServer
 from dryad.dialback import DialBacks
 from dryad.errors import ConfigError, DryadError
 from dryad.health import Health, HealthSettings
+from dryad.host_keys import read as read_host_keys
 from dryad.identity import Identity
 from dryad.link import Backoff, Link
 from dryad.panel import Panel
@@ -115,6 +116,14 @@ def board_settings(settings: Settings) -> BoardSettings:
     )
 
 
+def host_keys(settings: Settings, users: JobUsers | SimJobUsers) -> Callable[[], tuple[str, ...]]:
+    """Where the board's sshd host keys come from: the simulated sshd's own key, or the
+    files of ``sshd_host_keys`` (the system's OpenSSH, on a MuxPi or a generic board)."""
+    if isinstance(users, SimJobUsers):
+        return users.server.host_keys
+    return partial(read_host_keys, settings.sshd_host_keys)
+
+
 def health_settings(settings: Settings) -> HealthSettings:
     """The healthchecks' settings: the [health] table, watching the state directory."""
     return settings.health
@@ -146,7 +155,9 @@ async def run(
     async with open_board(settings.profile, board_settings(settings)) as board:
         panel = Panel(board.display, board.leds)
         health = Health(board, health_settings(settings))
-        link = Link(settings, identity, backoff=backoff or Backoff())
+        link = Link(
+            settings, identity, backoff=backoff or Backoff(), host_keys=host_keys(settings, users)
+        )
         sshd_port = int(settings.ssh_address.rpartition(":")[2])
         dialbacks = DialBacks(settings.coordinator_host, sshd_port)
         dialbacks.start()

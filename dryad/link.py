@@ -57,10 +57,15 @@ class Backoff:
         return random.uniform(0, min(self.cap, self.base * 2 ** min(attempt, 32)))
 
 
-def registration(settings: Settings, identity: Identity) -> wire.Registration:
+def registration(
+    settings: Settings, identity: Identity, host_keys: tuple[str, ...] = ()
+) -> wire.Registration:
     """What this dryad tells the coordinator on every (re)connection."""
     caps = {**settings.caps, "UUID": identity.uuid}
-    return wire.Registration(caps, settings.ssh_address, __version__)
+    return wire.Registration(caps, settings.ssh_address, __version__, host_keys)
+
+
+HostKeys = Callable[[], tuple[str, ...]]  # the sshd's host keys, read afresh (blocking)
 
 
 class Link:
@@ -79,8 +84,10 @@ class Link:
         backoff: Backoff = Backoff(),
         keepalive_interval: float = KEEPALIVE_INTERVAL,
         connect_timeout: float = 30.0,
+        host_keys: HostKeys | None = None,
     ) -> None:
         self._settings = settings
+        self._host_keys = host_keys
         self._identity = identity
         self._backoff = backoff
         self._keepalive = keepalive_interval
@@ -305,7 +312,9 @@ class Link:
         Returns the coordinator's answer to ``register`` (the worker's state)."""
         if not self._identity.enrolled and self._settings.read_enrol_token() is not None:
             await self._enrol(peer)  # the coordinator answers a repeated enrol kindly
-        params = registration(self._settings, self._identity)
+        # Read at every connection: first boot may make the sshd's keys after we start.
+        keys = () if self._host_keys is None else await anyio.to_thread.run_sync(self._host_keys)
+        params = registration(self._settings, self._identity, keys)
         try:
             registered = await peer.ask(wire.REGISTER, params)
         except wire.RpcError as exc:

@@ -18,6 +18,8 @@ from hardware.generic import config as generic_config
 from hardware.generic.config import GenericSettings
 
 DEFAULT_CONFIG: Final = Path("/etc/boruta/dryad.toml")
+# Where OpenSSH's sshd keeps its host public keys (``ssh-keygen -A`` makes them there).
+DEFAULT_HOST_KEYS: Final = "/etc/ssh/ssh_host_*_key.pub"
 PROFILE_NAMES: Final = ("muxpi", "generic", "sim")
 _NON_EMPTY: Final = frozenset({"job_user.name", "stm.port", "control.group"})
 
@@ -77,6 +79,9 @@ class Settings:
     profile: str = "muxpi"
     state_dir: Path = Path("/var/lib/boruta-dryad")
     ssh_address: str = ":22"  # an empty host means "my address as the coordinator sees it"
+    # A glob of the sshd's host public key files, reported to the coordinator at each
+    # registration; a simulated job user (``job_user.simulate``) reports its own instead.
+    sshd_host_keys: str = DEFAULT_HOST_KEYS
     job_user: JobUserSettings = field(default_factory=JobUserSettings)
     health: HealthSettings = field(default_factory=HealthSettings)
     stm: StmSettings = field(default_factory=StmSettings)
@@ -147,7 +152,8 @@ def parse(data: Mapping[str, Any], *, base: Path = Path(".")) -> Settings:
     """Build ``Settings`` from parsed TOML; relative paths are taken from ``base``."""
     known = {
         "coordinator", "enrol_token", "enrol_token_file", "caps", "profile", "state_dir",
-        "ssh_address", "job_user", "health", "stm", "sim", "control", "generic",
+        "ssh_address", "sshd_host_keys", "job_user", "health", "stm", "sim", "control",
+        "generic",
     }  # fmt: skip
     _no_unknown(data, known, "")
     if "coordinator" not in data:
@@ -173,6 +179,9 @@ def parse(data: Mapping[str, Any], *, base: Path = Path(".")) -> Settings:
     # Port 0 asks the simulated sshd for any free port; a real sshd has a fixed one.
     _host_port(ssh_address, "ssh_address", None, any_port=job_user.simulate)
     state_dir = _path(data, "state_dir", base) or Settings.state_dir
+    host_keys = _get(data, "sshd_host_keys", str, DEFAULT_HOST_KEYS)
+    if not host_keys.strip():
+        raise ConfigError(f'sshd_host_keys: empty; the default is "{DEFAULT_HOST_KEYS}"')
     return Settings(
         coordinator_host=host,
         coordinator_port=port,
@@ -182,6 +191,7 @@ def parse(data: Mapping[str, Any], *, base: Path = Path(".")) -> Settings:
         profile=_profile(_get(data, "profile", str, "muxpi"), "profile"),
         state_dir=state_dir,
         ssh_address=ssh_address,
+        sshd_host_keys=str(base / Path(host_keys).expanduser()),
         job_user=job_user,
         # The disk check watches the filesystem of the state directory.
         health=replace(_section(data, "health", HealthSettings, base), state_dir=state_dir),

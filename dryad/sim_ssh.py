@@ -59,6 +59,10 @@ class JobSshServer:
         host, port = self._sock.getsockname()[:2]
         return str(host), int(port)
 
+    def host_keys(self) -> tuple[str, ...]:
+        """This server's host public key, ``type base64``, as the dryad reports it."""
+        return (self._host_key.export_public_key().decode().strip(),)
+
     @property
     def granted(self) -> bool:
         return self._key is not None

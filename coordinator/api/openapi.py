@@ -158,6 +158,14 @@ def openapi_document(max_wait: float = 600.0) -> dict[str, Any]:
                 "get": _op("Get a worker", {"200": _json("WorkerInfo")}, "400 404"),
                 "head": _op("A worker's state in headers", {"204": _empty()}, "400 404"),
             },
+            "/api/v1/workers/{uuid}/hostkeys": {
+                "parameters": uuid,
+                "get": _op(
+                    "The worker sshd's host keys the coordinator vouches for",
+                    {"200": _json("HostKeys")},
+                    "400 404",
+                ),
+            },
             "/api/v1/workers/{uuid}/setstate": {
                 "parameters": uuid,
                 "post": _op(

@@ -12,7 +12,7 @@ from coordinator.domain.ids import HI_PRIO, LO_PRIO, MAX_REQUEST_ID
 from coordinator.domain.model import KeyType
 from coordinator.domain.states import RequestState, WorkerState
 from coordinator.errors import BY_CODE, ERROR_CODE_HEADER
-from coordinator.wire import limits
+from coordinator.wire import hostkeys, limits
 
 MAX_EVENT_ID: Final = 2**63 - 1
 
@@ -46,6 +46,13 @@ CAPS: Final = {
     "additionalProperties": {"type": "string", "maxLength": limits.MAX_CAP_VALUE},
     "description": f"at most {limits.MAX_CAPS} caps; keys up to {limits.MAX_CAP_KEY}"
     f" characters, values up to {limits.MAX_CAP_VALUE}; text that is not UTF-8 is refused",
+}
+HOST_KEYS: Final = {
+    "type": "array",
+    "items": {"type": "string", "maxLength": hostkeys.MAX_HOST_KEY_LINE},
+    "maxItems": hostkeys.MAX_HOST_KEYS,
+    "description": "the worker sshd's host public keys the coordinator vouches for, each"
+    " `type base64` as in known_hosts (docs/boruta-api.md §host keys)",
 }
 GROUP: Final = {"type": "string", "minLength": 1, "maxLength": limits.MAX_NAME}
 RID: Final = {"type": "integer", "minimum": 0, "maximum": MAX_REQUEST_ID}
@@ -202,11 +209,13 @@ def schemas() -> dict[str, Any]:
                     " OpenSSH-format Ed25519 key when the request asked for ed25519",
                 },
                 "Username": text,
+                "HostKeys": HOST_KEYS,
             },
             "Addr",
             "Key",
             "Username",
         ),
+        "HostKeys": _obj({"WorkerUUID": UUID, "HostKeys": HOST_KEYS}, "WorkerUUID", "HostKeys"),
         "Version": _obj(
             {"Server": text, "API_Version": text, "API_State": text},
             "Server",

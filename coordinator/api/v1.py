@@ -86,6 +86,7 @@ class V1:
             Route(f"{p}/workers/", self.list_workers, methods=["GET", "POST"]),
             Route(f"{p}/workers/list", self.list_workers, methods=["POST"]),
             Route(f"{p}/workers/{{uuid}}", self.get_worker, methods=["GET"]),
+            Route(f"{p}/workers/{{uuid}}/hostkeys", self.host_keys, methods=["GET"]),
             Route(f"{p}/workers/{{uuid}}/setstate", self.set_state, methods=["POST"]),
             Route(f"{p}/workers/{{uuid}}/setgroups", self.set_groups, methods=["POST"]),
             Route(f"{p}/workers/{{uuid}}/deregister", self.deregister, methods=["POST"]),
@@ -184,6 +185,13 @@ class V1:
         worker = self._service.get_worker(parse_worker_uuid(http.path_params["uuid"]))
         headers = {"Boruta-Worker-State": worker.state.value}
         return head_or_json(http, self._worker_json(worker), headers)
+
+    async def host_keys(self, http: HttpRequest) -> Response:
+        """Additive: the worker sshd's host keys the coordinator vouches for. Any user may
+        read them, as any user may read the worker: they are public keys."""
+        await self._user(http)
+        worker = self._service.get_worker(parse_worker_uuid(http.path_params["uuid"]))
+        return json_response(bj.host_keys_json(worker))
 
     def _worker_json(self, worker: Worker) -> dict[str, object]:
         uuid = worker.uuid

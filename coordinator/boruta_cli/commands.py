@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from coordinator.boruta_cli import keys, output
+from coordinator.boruta_cli import keys, known_hosts, output
 from coordinator.client import Client, RequestInfo, WorkerInfo
 from coordinator.client.http import RequestSpec, WorkerSpec
 from coordinator.domain import listing
@@ -91,6 +91,7 @@ def requests(client: Client, args: Any) -> int:
                 "can be closed"
             ) from None
         keys.forget(rid)
+        known_hosts.forget(rid)
     elif action == "prolong":
         client.prolong_access(rid)
     else:

@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any
 
-from coordinator.boruta_cli import keys, output
+from coordinator.boruta_cli import keys, known_hosts, output
 from coordinator.boruta_cli.commands import Refused, ended, parse_caps, parse_when
 from coordinator.client import Client
 from coordinator.domain.ids import RequestID
@@ -66,11 +66,14 @@ def reserve(client: Client, args: Any) -> int:
                     "port": access.port,
                     "username": access.username,
                     "key": access.key_pem.decode(),
+                    "host_keys": list(access.host_keys),
                 }
             )
         else:
             key = keys.save(rid, access.key_pem)
-            command = shlex.join(["ssh", *ssh_options(access, str(key))])
+            known = known_hosts.save(rid, access)
+            _warn_unvouched(access)
+            command = shlex.join(["ssh", *ssh_options(access, str(key), str(known))])
             output.say(f"request {rid}: {command}")
             output.say(f"or as host boruta-{rid}: boruta ssh-config {rid} >> ~/.ssh/config")
         return 0
@@ -116,7 +119,13 @@ def ssh(client: Client, rid: RequestID, access: AccessInfo) -> int:
     if program is None:
         output.say("ssh not found on PATH; request kept open", err=True)
         return 1
-    fd, key = tempfile.mkstemp(prefix=f"boruta-{rid}-", suffix=".key")  # mode 0600
+    _warn_unvouched(access)
+    known = known_hosts.temporary(rid, access)
+    try:
+        fd, key = tempfile.mkstemp(prefix=f"boruta-{rid}-", suffix=".key")  # mode 0600
+    except BaseException:
+        os.unlink(known)
+        raise
     try:
         with os.fdopen(fd, "wb") as sink:
             sink.write(access.key_pem)
@@ -125,12 +134,13 @@ def ssh(client: Client, rid: RequestID, access: AccessInfo) -> int:
         main = threading.current_thread() is threading.main_thread()  # tests run us in threads
         previous = signal.signal(signal.SIGINT, lambda *_: None) if main else None
         try:
-            status = subprocess.call([program, *ssh_options(access, key)])
+            status = subprocess.call([program, *ssh_options(access, key, known)])
         finally:
             if main:
                 signal.signal(signal.SIGINT, previous)
     finally:
         os.unlink(key)
+        os.unlink(known)
     if _confirm(f"release request {rid} (close it)? [Y/n] "):
         client.close_request(rid)
         output.say(f"request {rid} closed", err=True)
@@ -139,7 +149,8 @@ def ssh(client: Client, rid: RequestID, access: AccessInfo) -> int:
     return status
 
 
-def ssh_options(access: AccessInfo, key: str) -> list[str]:
+def ssh_options(access: AccessInfo, key: str, known: str) -> list[str]:
+    """``ssh`` with the job ``key`` that accepts only the host keys in the ``known`` file."""
     return [
         "-i",
         key,
@@ -149,13 +160,16 @@ def ssh_options(access: AccessInfo, key: str) -> list[str]:
         # them use up sshd's MaxAuthTries before the job key is tried.
         "-o",
         "IdentitiesOnly=yes",
-        # A tunnel port serves another board's host key in the next job.
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
+        # The keys the coordinator vouches for, in a file of this job's own: a tunnel
+        # port serves another board's host key in the next job.
+        *known_hosts.ssh_options(known),
         f"{access.username}@{access.host}",
     ]
+
+
+def _warn_unvouched(access: AccessInfo) -> None:
+    if (why := known_hosts.unvouched(access)) is not None:
+        output.say(why, err=True)
 
 
 def _confirm(question: str) -> bool:
@@ -183,6 +197,8 @@ def ssh_config(client: Client, args: Any) -> int:
         raise Refused(f"{ended(info)}; an ended request gives no access")
     access = client.acquire_worker(rid)
     key = keys.save(rid, access.key_pem)
+    known = known_hosts.save(rid, access)
+    _warn_unvouched(access)
     quoted = f'"{key}"' if " " in str(key) else str(key)  # ssh_config(5) quoting
     output.say(
         f"Host boruta-{rid}\n"
@@ -191,7 +207,7 @@ def ssh_config(client: Client, args: Any) -> int:
         f"    User {access.username}\n"
         f"    IdentityFile {quoted}\n"
         "    IdentitiesOnly yes\n"
-        "    StrictHostKeyChecking no\n"
-        "    UserKnownHostsFile /dev/null"
+        "    StrictHostKeyChecking yes\n"
+        f"    UserKnownHostsFile {known_hosts.option_value(str(known))}"
     )
     return 0

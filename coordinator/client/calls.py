@@ -24,7 +24,7 @@ from coordinator.domain.model import AccessInfo, KeyType
 from coordinator.domain.quotas import Quota, Quotas
 from coordinator.domain.states import WorkerState
 from coordinator.errors import MalformedInput
-from coordinator.wire import HealthReport
+from coordinator.wire import HealthReport, hostkeys
 
 T = TypeVar("T")
 
@@ -122,8 +122,32 @@ def _access(headers: Headers, body: bytes) -> AccessInfo:
     data = bj.expect_object(_json(body), "access")
     addr = bj.expect_object(data.get("Addr"), "Addr")
     return AccessInfo(
-        str(addr["IP"]), int(addr["Port"]), str(data["Key"]).encode(), str(data["Username"])
+        str(addr["IP"]),
+        int(addr["Port"]),
+        str(data["Key"]).encode(),
+        str(data["Username"]),
+        _host_keys(data.get("HostKeys")),
     )
+
+
+def _host_keys(value: object) -> tuple[str, ...]:
+    """The ``HostKeys`` the coordinator vouches for, each checked again: they go into a
+    ``known_hosts`` file (absent: an older coordinator, which vouches for none)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(k, str) for k in value):
+        raise MalformedInput("the server's HostKeys is not a list of strings")
+    try:
+        return tuple(hostkeys.host_key(k) for k in value)
+    except hostkeys.HostKeyRefused as exc:
+        raise MalformedInput(f"the server vouches for a host key that is not one: {exc}") from None
+
+
+def worker_host_keys(uuid: WorkerUUID) -> Call[tuple[str, ...]]:
+    def parse(headers: Headers, body: bytes) -> tuple[str, ...]:
+        return _host_keys(bj.expect_object(_json(body), "host keys").get("HostKeys"))
+
+    return Call("GET", f"/workers/{uuid}/hostkeys", parse)
 
 
 def get_request(rid: RequestID) -> Call[RequestInfo]:

@@ -149,6 +149,10 @@ class Client(_Base):
     def get_worker(self, uuid: WorkerUUID) -> WorkerInfo:
         return self._send(calls.get_worker(uuid))
 
+    def worker_host_keys(self, uuid: WorkerUUID) -> tuple[str, ...]:
+        """The worker sshd's host keys (``type base64``) the coordinator vouches for."""
+        return self._send(calls.worker_host_keys(uuid))
+
     def list_workers(self, spec: WorkerSpec | None = None) -> Page[WorkerInfo]:
         return self._send(calls.list_workers(spec))
 
@@ -275,6 +279,10 @@ class AsyncClient(_Base):
 
     async def get_worker(self, uuid: WorkerUUID) -> WorkerInfo:
         return await self._send(calls.get_worker(uuid))
+
+    async def worker_host_keys(self, uuid: WorkerUUID) -> tuple[str, ...]:
+        """The worker sshd's host keys (``type base64``) the coordinator vouches for."""
+        return await self._send(calls.worker_host_keys(uuid))
 
     async def list_workers(self, spec: WorkerSpec | None = None) -> Page[WorkerInfo]:
         return await self._send(calls.list_workers(spec))

@@ -98,6 +98,9 @@ class LocalClient:
     async def get_worker(self, uuid: WorkerUUID) -> WorkerInfo:
         return self._info(_uuid(uuid))
 
+    async def worker_host_keys(self, uuid: WorkerUUID) -> tuple[str, ...]:
+        return self.service.get_worker(_uuid(uuid)).host_keys
+
     async def list_workers(self, spec: WorkerSpec | None = None) -> Page[WorkerInfo]:
         spec = spec or ListSpec(WorkerFilter(), listing.worker_sort_key(""))
         page = self.service.list_workers(spec)

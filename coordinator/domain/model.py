@@ -78,6 +78,9 @@ class Worker:
     # The current job key (PKCS#1 PEM for RSA, OpenSSH format for Ed25519); a secret,
     # so never in repr or logs.
     key: bytes = field(default=b"", repr=False)
+    # The board sshd's host keys as its dryad last reported them, each ``type base64``
+    # and checked (docs/boruta-api.md §host keys); empty when it reported none.
+    host_keys: tuple[str, ...] = ()
 
 
 SubjectKind = Literal["request", "worker"]
@@ -104,3 +107,5 @@ class AccessInfo:
     port: int
     key_pem: bytes = field(repr=False)
     username: str
+    # The worker sshd's host keys the coordinator vouches for (``type base64`` each).
+    host_keys: tuple[str, ...] = ()

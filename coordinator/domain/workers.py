@@ -49,12 +49,18 @@ def move(worker: Worker, to: WorkerState, now: datetime, reason: str = "") -> Wo
 
 
 def register(
-    known: Worker | None, caps: Mapping[str, str], ssh_address: str, now: datetime
+    known: Worker | None,
+    caps: Mapping[str, str],
+    ssh_address: str,
+    now: datetime,
+    host_keys: tuple[str, ...] = (),
 ) -> Worker:
     """A dryad's (re-)registration (docs/boruta-api.md §register).
 
     A new worker starts in MAINTENANCE. A known one in FAIL goes to PREPARE; a changed
     sshd port or changed caps force BUSY (maintenance), since that needs an admin's look.
+    The sshd's ``host_keys`` (checked by the caller) replace the last ones: the link that
+    reports them is authenticated, and a re-imaged board has new ones.
     """
     uuid = caps.get(UUID_CAP)
     if not uuid:
@@ -69,11 +75,12 @@ def register(
             registered=now,
             changed=now,
             ssh_address=ssh_address,
+            host_keys=host_keys,
         )
     state = WorkerState.PREPARE if known.state is WorkerState.FAIL else known.state
     if split_address(known.ssh_address)[1] != port or dict(known.caps) != dict(caps):
         state = WorkerState.BUSY
-    updated = replace(known, caps=dict(caps), ssh_address=ssh_address)
+    updated = replace(known, caps=dict(caps), ssh_address=ssh_address, host_keys=host_keys)
     return updated if state is known.state else move(updated, state, now)
 
 

@@ -279,8 +279,12 @@ class DryadLink:
         if claimed != session.uuid:
             raise RpcError(REFUSED, f"caps UUID {claimed!r} is not this dryad's {session.uuid}")
         address = _with_host(reg.ssh_address, session.peer_host)
-        worker = await self._require_service().register(reg.caps, address)
-        session.log.info("registered (%s, ssh %s): %s", reg.version or "?", address, worker.state)
+        host_keys = _checked_host_keys(session, reg.host_keys)
+        worker = await self._require_service().register(reg.caps, address, host_keys)
+        session.log.info(
+            "registered (%s, ssh %s, %d host keys): %s",
+            reg.version or "?", address, len(host_keys), worker.state,
+        )  # fmt: skip
         return wire.Registered(wire_state(worker.state))
 
     async def _set_fail(self, session: DryadSession, params: wire.SetFail) -> None:
@@ -296,6 +300,18 @@ class DryadLink:
     async def _panel(self, session: DryadSession, panel: wire.Panel) -> None:
         if self.panels is not None:
             await self.panels.update(session.uuid, panel)
+
+
+def _checked_host_keys(session: DryadSession, lines: tuple[str, ...]) -> tuple[str, ...]:
+    """The valid ones of the host keys a dryad reported; each refused one is logged (with
+    the dryad's UUID, from the session's logger) and not stored."""
+    kept, refused = wire.hostkeys.host_keys(lines)
+    for start, why in refused:
+        session.log.warning("host key %r refused: %s", start, why)
+    if not kept:
+        # Users' ssh then has no key to check the board against, and refuses it.
+        session.log.warning("no valid sshd host key reported: users cannot check the board")
+    return tuple(kept)
 
 
 def _with_host(address: str, peer_host: str) -> str:

@@ -209,7 +209,7 @@ class Service:
         if req.state is not RequestState.IN_PROGRESS or req.job is None or access is None:
             raise self._access.refusal(rid)
         worker = self._farm.workers[req.job.worker]
-        return AccessInfo(access[0], access[1], worker.key, self._username)
+        return AccessInfo(access[0], access[1], worker.key, self._username, worker.host_keys)
 
     async def get_request(self, rid: RequestID) -> Request:
         """The request; a waiting one over its owner's quota says so in ``reason``."""
@@ -244,12 +244,14 @@ class Service:
     def list_workers(self, spec: ListSpec[Worker, WorkerUUID]) -> Page[Worker]:
         return listing.page(listing.WORKERS, self._farm.workers, spec)
 
-    async def register(self, caps: Mapping[str, str], ssh_address: str) -> Worker:
-        """A dryad (re-)registers; called by the dryad link."""
+    async def register(
+        self, caps: Mapping[str, str], ssh_address: str, host_keys: tuple[str, ...] = ()
+    ) -> Worker:
+        """A dryad (re-)registers; called by the dryad link, which checked ``host_keys``."""
         async with self._lock:
             batch = self._batch("")
             known = self._farm.workers.get(WorkerUUID(caps.get("UUID", "")))
-            new = workers.register(known, caps, ssh_address, batch.now)
+            new = workers.register(known, caps, ssh_address, batch.now, host_keys)
             batch.put_worker(new)
             if known is None or dict(known.caps) != dict(new.caps):
                 cascade.invalidate_unsatisfiable(self._farm, batch)

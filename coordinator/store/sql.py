@@ -512,6 +512,7 @@ def _worker_values(w: Worker) -> dict[str, object]:
         "reason": w.reason,
         "epoch": w.epoch,
         "key": w.key,
+        "host_keys": list(w.host_keys),
     }
 
 
@@ -528,6 +529,7 @@ def _worker(row: Row[tuple[object, ...]]) -> Worker:
         reason=m["reason"],
         epoch=m["epoch"],
         key=bytes(m["key"]),
+        host_keys=tuple(m["host_keys"]),
     )
 
 

@@ -107,6 +107,8 @@ workers: Final = Table(
     Column("reason", Text, nullable=False),
     Column("epoch", BigInteger, nullable=False),
     Column("key", LargeBinary, nullable=False),
+    # The sshd's host keys the dryad reported, a list of "type base64" (revision 0008).
+    Column("host_keys", JSON, nullable=False, server_default="[]"),
 )
 
 

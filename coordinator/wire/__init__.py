@@ -8,13 +8,14 @@ after authenticating with its identity key as SSH user ``<worker UUID>``.
 
 By concept: ``transport`` (port, subsystem, tunnels), ``framing`` (lines and envelopes),
 ``limits`` (the sizes of text both ends keep to), ``strict_json`` (bounded decoding),
-``errors``, ``states`` (the worker states both ends speak), ``messages`` (every params
-and result), ``methods`` (the table), ``dispatch`` (serving from the table), ``peer``
-(one end) and ``doc`` (the table as docs/link-protocol.md). Everything is re-exported
-here, so ``from coordinator import wire`` and ``wire.X`` are enough.
+``errors``, ``states`` (the worker states both ends speak), ``hostkeys`` (a board sshd's
+host keys, checked), ``messages`` (every params and result), ``methods`` (the table),
+``dispatch`` (serving from the table), ``peer`` (one end) and ``doc`` (the table as
+docs/link-protocol.md). Everything is re-exported here, so ``from coordinator import
+wire`` and ``wire.X`` are enough.
 """
 
-from coordinator.wire import limits, strict_json
+from coordinator.wire import hostkeys, limits, strict_json
 from coordinator.wire.dialback import DIALBACK_PORT, SECRET_SIZE, DialBack, DialedBack
 from coordinator.wire.dispatch import Handlers
 from coordinator.wire.errors import (
@@ -147,6 +148,7 @@ __all__ = [
     "WireError",
     "WorkerState",
     "decode",
+    "hostkeys",
     "limits",
     "strict_json",
     "encode",

@@ -17,6 +17,7 @@ from typing import Any, Final, Protocol, Self, TypeVar
 
 from coordinator.wire import limits
 from coordinator.wire.errors import WireError
+from coordinator.wire.hostkeys import MAX_HOST_KEY_LINE, MAX_HOST_KEYS
 from coordinator.wire.states import WorkerState
 
 MAX_PANEL_PNG: Final = 16 << 10  # bytes; a 1-bit 128x32 PNG takes a few hundred
@@ -110,9 +111,20 @@ class Registration:
                   " address the coordinator sees the dryad at"}
     )  # fmt: skip
     version: str = field(default="", metadata={"doc": "the dryad's version"})
+    host_keys: tuple[str, ...] = field(
+        default=(),
+        metadata={"doc": "the board sshd's host public keys, `type base64` each, at most"
+                  f" {MAX_HOST_KEYS} of at most {MAX_HOST_KEY_LINE} characters; the"
+                  " coordinator vouches for the valid ones to users"},
+    )  # fmt: skip
 
     def to_wire(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if self.host_keys:  # additive: absent, it reads as none
+            data["host_keys"] = list(self.host_keys)
+        else:
+            del data["host_keys"]
+        return data
 
     @classmethod
     def from_wire(cls, data: Any) -> Self:
@@ -127,6 +139,7 @@ class Registration:
             dict(caps),
             _str(data, "ssh_address", limit=limits.MAX_CAP_VALUE),
             _str(data, "version", "", limits.MAX_NAME),
+            _host_keys(data),
         )
 
 
@@ -373,6 +386,17 @@ def _limited(check: Callable[..., Any], *args: Any) -> Any:
         return check(*args)
     except limits.TextRefused as exc:
         raise WireError(str(exc)) from None
+
+
+def _host_keys(data: dict[str, Any]) -> tuple[str, ...]:
+    """The list's shape and size only: each key's content is checked by the coordinator,
+    which drops a bad one and keeps the rest (``wire.hostkeys``)."""
+    keys = data.get("host_keys", [])
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise WireError("host_keys must be a list of strings")
+    if len(keys) > MAX_HOST_KEYS:
+        raise WireError(f"host_keys: over {MAX_HOST_KEYS} keys")
+    return tuple(_str({"host_keys": k}, "host_keys", limit=MAX_HOST_KEY_LINE) for k in keys)
 
 
 def _state(data: dict[str, Any]) -> WorkerState:

@@ -101,8 +101,9 @@ ENROL: Final = Method(
 )  # fmt: skip
 REGISTER: Final = Method(
     "register", _TO_COORDINATOR, 30.0, Registration, Registered,
-    "After every (re)connection: the board's capabilities and sshd address. The answer is"
-    " the worker's state; the coordinator follows with display.",
+    "After every (re)connection: the board's capabilities, sshd address and sshd host keys"
+    " (a bad key is dropped and logged, the others kept). The answer is the worker's"
+    " state; the coordinator follows with display.",
 )  # fmt: skip
 SET_FAIL: Final = Method(
     "set_fail", _TO_COORDINATOR, 10.0, SetFail, NULL,

@@ -68,10 +68,12 @@ class ProcessFarm:
         job_user: str = "",
         job_groups: tuple[str, ...] = (),
         extra: str = "",
+        host_keys: str = "",
     ) -> Path:
         """Start simulated dryad ``n``; returns its directory. With ``job_user``, it
         manages that real user (in ``job_groups`` only) for the sshd on ``sshd_port``;
-        ``extra`` is more TOML for its config, after every other table."""
+        ``extra`` is more TOML for its config, after every other table; ``host_keys`` is
+        the glob of the sshd host keys it reports (default: the system's)."""
         home = self.tmp / f"dryad-{n}"
         home.mkdir(exist_ok=True)
         groups = "[" + ", ".join(f'"{g}"' for g in job_groups) + "]"
@@ -83,7 +85,8 @@ class ProcessFarm:
         (home / "dryad.toml").write_text(
             f'coordinator = "{self.link}"\nenrol_token = "{self.enrol}"\nprofile = "sim"\n'
             f'state_dir = "state"\nssh_address = "127.0.0.1:{sshd_port}"\n'
-            f'[caps]\ndevice_type = "{device_type}"\n[job_user]\n{user}\n'
+            + (f'sshd_host_keys = "{host_keys}"\n' if host_keys else "")
+            + f'[caps]\ndevice_type = "{device_type}"\n[job_user]\n{user}\n'
             f'[health]\ninterval = 3600\n[sim]\nstate_file = "board.json"\npng_file = "oled.png"\n'
             + extra
         )

@@ -168,10 +168,11 @@ async def test_ssh_config_prints_a_host_block_and_writes_a_private_key(
     await cli("reserve", "--caps", "board=rpi4")
     code, out, _ = await cli("ssh-config", "1")
     key = tmp_path / "cache" / "boruta" / "boruta-1.key"
+    known = key.with_suffix(".known_hosts")
     assert code == 0 and out == (
         "Host boruta-1\n    HostName 10.0.0.1\n    Port 20001\n    User boruta-user\n"
-        f"    IdentityFile {key}\n    IdentitiesOnly yes\n    StrictHostKeyChecking no\n"
-        "    UserKnownHostsFile /dev/null\n"
+        f"    IdentityFile {key}\n    IdentitiesOnly yes\n    StrictHostKeyChecking yes\n"
+        f"    UserKnownHostsFile {known}\n"
     )
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert key.read_bytes().startswith(b"-----BEGIN OPENSSH PRIVATE KEY-----")  # Ed25519
@@ -241,10 +242,12 @@ async def test_reserve_ssh_runs_ssh_with_a_private_key_then_releases(
     code, _, err = await cli("reserve", "--caps", "board=rpi4", "--ssh")
     args = record.read_text().splitlines()
     key = args[1]
+    known = args[9].removeprefix("UserKnownHostsFile=")
     assert args[:-2] == [
-        *("-i", key, "-p", "20001", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=no"),
-        *("-o", "UserKnownHostsFile=/dev/null", "boruta-user@10.0.0.1"),
+        *("-i", key, "-p", "20001", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes"),
+        *("-o", f"UserKnownHostsFile={known}", "boruta-user@10.0.0.1"),
     ]
+    assert not await anyio.Path(known).exists()
     assert args[-2:] == ["600", "-----BEGIN OPENSSH PRIVATE KEY-----"]
     assert not await anyio.Path(key).exists()
     assert code == 7 and "request 1 closed" in err

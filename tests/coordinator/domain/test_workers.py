@@ -125,6 +125,15 @@ def test_unchanged_re_register_keeps_the_state_and_epoch(state: WorkerState) -> 
     assert (worker.ssh_address, worker.groups) == ("10.7.7.7:22", ("lab",))
 
 
+@pytest.mark.parametrize("state", [S.IDLE, S.RUN, S.MAINTENANCE])
+def test_new_host_keys_replace_the_old_without_a_state_change(state: WorkerState) -> None:
+    known = workers.register(None, CAPS, "10.0.0.1:22", T0, ("ssh-ed25519 A",))
+    assert known.host_keys == ("ssh-ed25519 A",)
+    again = workers.register(_known(state), CAPS, "10.0.0.1:22", LATER, ("ssh-rsa B",))
+    assert (again.state, again.epoch, again.host_keys) == (state, 5, ("ssh-rsa B",))
+    assert workers.register(again, CAPS, "10.0.0.1:22", LATER).host_keys == ()
+
+
 def test_changed_re_register_of_a_busy_worker_keeps_its_pending_operation() -> None:
     worker = workers.register(_known(S.BUSY), CAPS, "10.0.0.1:2222", LATER)
     assert (worker.state, worker.epoch) == (S.BUSY, 5)
