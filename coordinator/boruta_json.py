@@ -307,8 +307,9 @@ def _sorted(caps: Mapping[str, str]) -> dict[str, str]:
 
 
 def access_json(access: AccessInfo) -> dict[str, object]:
-    """AccessInfo2: a ``net.TCPAddr``, the private key (PKCS#1 PEM for RSA) and the user name; ``HostKeys``
-    (the sshd host keys the coordinator vouches for) is additive, absent when none."""
+    """AccessInfo2: a ``net.TCPAddr``, the private key (PKCS#1 PEM for RSA) and the user
+    name; ``HostKeys`` (the sshd host keys the coordinator vouches for) is additive, absent
+    when none."""
     body: dict[str, object] = {
         "Addr": {"IP": access.host, "Port": access.port, "Zone": ""},
         "Key": access.key_pem.decode(),
