@@ -10,7 +10,6 @@ import anyio
 import pytest
 
 from coordinator.domain.clock import FakeClock
-from coordinator.domain.ids import RequestID
 from coordinator.domain.states import RequestState, WorkerState
 from coordinator.errors import ModificationForbidden, StoreUnavailable
 from coordinator.service.commits import merged
@@ -18,6 +17,7 @@ from coordinator.service.keys import KeyPool
 from coordinator.service.operations import Service
 from coordinator.store import Changes, Store
 from coordinator.store.sql import SqlStore
+from tests.coordinator.domain.builders import make_worker
 from tests.coordinator.doubles import (
     ADMIN,
     ALICE,
@@ -27,7 +27,6 @@ from tests.coordinator.doubles import (
     idle_worker,
     uuid_of,
 )
-from tests.coordinator.domain.builders import make_worker
 from tests.coordinator.service.gated import GatedStore
 
 pytestmark = pytest.mark.anyio
