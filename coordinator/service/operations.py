@@ -6,9 +6,9 @@ batches commits in one transaction while the next group gathers (``service.commi
 The operation answers once its group is durable and applied to the committed farm, which
 every read uses. A failed commit raises ``StoreUnavailable`` to every caller of the group
 (and of the group staged on top of it) and the pending view goes back to the committed
-one. Matching runs on the events that can change its outcome (new request, worker idle,
-ValidAfter reached, groups changed), never by polling (docs/architecture.md §the commit
-path).
+one (docs/architecture.md §the commit path). Matching runs on the events that can change
+its outcome (new request, worker idle, ValidAfter reached, groups changed), never by
+polling.
 """
 
 from __future__ import annotations
