@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import anyio
+import anyio.lowlevel
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
@@ -145,6 +146,27 @@ async def call(service: Service, op: Op, rid: RequestID) -> object:
     return await service.update_request(user, rid, op.priority, None, None)
 
 
+async def one(
+    service: Service, shaky: ShakyStore, op: Op, rid: RequestID, done: list[tuple[Op, int, object]]
+) -> None:
+    """Run ``op``; note its answer in ``done`` unless a refused commit took it back."""
+    try:
+        answer = await call(service, op, rid)
+    except StoreUnavailable:
+        return  # its change, if any, must not be anywhere: the caller checks
+    except (NotFound, Forbidden, ModificationForbidden, PriorityOutOfBounds) as exc:
+        done.append((op, rid, type(exc)))
+        return
+    done.append((op, rid, answer))
+    # No answer precedes durability: its change is in a commit already.
+    if op.kind == "create":
+        assert shaky.holds(RequestID(cast("int", answer)))
+    elif op.kind == "close":
+        assert shaky.holds(rid, state="CANCELLED")
+    else:
+        assert shaky.holds(rid, priority=op.priority)
+
+
 async def scenario(
     path: Path, rounds: list[list[tuple[Op, int]]], refuse: set[int], seed: int
 ) -> None:
@@ -166,29 +188,12 @@ async def scenario(
                 known = sorted(model) or [1]
                 done: list[tuple[Op, int, object]] = []
 
-                async def one(op: Op, rid: RequestID) -> None:
-                    try:
-                        answer = await call(service, op, rid)
-                    except StoreUnavailable:
-                        return  # its change, if any, must not be anywhere: checked below
-                    except (NotFound, Forbidden, ModificationForbidden, PriorityOutOfBounds) as e:
-                        done.append((op, rid, type(e)))
-                        return
-                    done.append((op, rid, answer))
-                    # No answer precedes durability: its change is in a commit already.
-                    if op.kind == "create":
-                        assert shaky.holds(RequestID(cast("int", answer)))
-                    elif op.kind == "close":
-                        assert shaky.holds(rid, state="CANCELLED")
-                    else:
-                        assert shaky.holds(rid, priority=op.priority)
-
                 async with anyio.create_task_group() as round_tg:
                     for op, pause in ops_of_round:
                         rid = RequestID(known[op.ref % len(known)])
-                        round_tg.start_soon(one, op, rid)
+                        round_tg.start_soon(one, service, shaky, op, rid, done)
                         for _ in range(pause):
-                            await anyio.sleep(0)
+                            await anyio.lowlevel.checkpoint()
                 stored = {
                     r.id: Row(r.owner, r.state.value, r.priority) for r in inner.load().requests
                 }
