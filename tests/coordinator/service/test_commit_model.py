@@ -142,8 +142,10 @@ async def call(service: Service, op: Op, rid: RequestID) -> object:
     if op.kind == "create":
         return await service.new_request(user, op.priority, {})
     if op.kind == "close":
-        return await service.close_request(user, rid)
-    return await service.update_request(user, rid, op.priority, None, None)
+        await service.close_request(user, rid)
+    else:
+        await service.update_request(user, rid, op.priority, None, None)
+    return None
 
 
 async def one(
@@ -194,7 +196,7 @@ async def scenario(
                         round_tg.start_soon(one, service, shaky, op, rid, done)
                         for _ in range(pause):
                             await anyio.lowlevel.checkpoint()
-                stored = {
+                stored: Model = {
                     r.id: Row(r.owner, r.state.value, r.priority) for r in inner.load().requests
                 }
                 found = explained(model, next_id, done, stored)
