@@ -43,6 +43,7 @@ class Group:
     def __init__(self) -> None:
         self.staged: list[Staged] = []
         self.error: BaseException | None = None
+        self.stored: object = None  # what ``Store.commit`` returned for the group
         self._done = anyio.Event()
 
     @property
@@ -128,13 +129,15 @@ class Commits:
                         await self._one(durable, failed)
         finally:
             self.running = False
+            if self._open.staged:  # nobody will commit these: their callers must not hang
+                self.drop_open(StoreUnavailable("the coordinator is stopping"))
 
     async def _one(self, durable: Durable, failed: Failed) -> None:
         group, self._open = self._open, Group()
         self._flying = group
         try:
             changes = merged(s.changes for s in group.staged)
-            await anyio.to_thread.run_sync(self._commit, changes)
+            group.stored = await anyio.to_thread.run_sync(self._commit, changes)
         except Exception as exc:
             if not isinstance(exc, StoreUnavailable):
                 logger.error("commit failed unexpectedly", exc_info=exc)

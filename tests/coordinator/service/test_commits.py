@@ -3,7 +3,9 @@ is durable; a refused commit takes back what rested on it, and only that."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import cast
 
 import anyio
@@ -12,7 +14,8 @@ import pytest
 from coordinator.domain.clock import FakeClock
 from coordinator.domain.states import RequestState, WorkerState
 from coordinator.errors import ModificationForbidden, StoreUnavailable
-from coordinator.service.commits import merged
+from coordinator.service.batch import Batch
+from coordinator.service.commits import SETTLED, Commits, Group, Staged, merged
 from coordinator.service.keys import KeyPool
 from coordinator.service.operations import Service
 from coordinator.store import Changes, Store
@@ -170,3 +173,49 @@ def test_merged_changes_keep_the_last_version_and_the_last_word_on_a_worker() ->
     both = merged([first, second])
     assert (list(both.workers), list(both.removed_workers)) == ([w2], [w1.uuid])
     assert not merged([])
+
+
+def _staged(clock: FakeClock, n: int) -> Staged:
+    batch = Batch(clock.now(), "", {}, {}, {})
+    batch.put_worker(make_worker(n))
+    return Staged(batch, batch.changes())
+
+
+async def test_the_committer_hands_on_what_the_store_returned_and_fails_what_it_leaves(
+    clock: FakeClock,
+) -> None:
+    gate = threading.Event()
+    seen: list[Changes] = []
+
+    def commit(changes: Changes) -> str:
+        gate.wait(10)
+        seen.append(changes)
+        return f"stored {len(seen)}"
+
+    async def durable(group: Group) -> None:
+        stored.append(group.stored)
+
+    async def failed(group: Group, exc: Exception) -> None:
+        raise AssertionError("nothing is refused here")
+
+    commits, stored = Commits(commit), list[object]()
+    with pytest.raises(RuntimeError, match="not running"):
+        commits.stage(_staged(clock, 1))
+    async with anyio.create_task_group() as tg:
+        await tg.start(partial(commits.run, durable, failed))
+        first = commits.stage(_staged(clock, 1))
+        await anyio.wait_all_tasks_blocked()  # in flight, at the gate
+        second = commits.stage(_staged(clock, 2))
+        assert commits.tail() is second and not first.done
+        gate.set()
+        await second.wait()
+        assert stored == ["stored 1", "stored 2"] and commits.tail() is SETTLED
+        gate.clear()
+        commits.stage(_staged(clock, 3))
+        await anyio.wait_all_tasks_blocked()
+        left = commits.stage(_staged(clock, 4))  # open when the service stops
+        tg.cancel_scope.cancel()
+        gate.set()
+    with pytest.raises(StoreUnavailable, match="stopping"):
+        await left.wait()
+    assert len(seen) == 3  # the one in flight was finished, shielded
