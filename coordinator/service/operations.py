@@ -84,6 +84,7 @@ class Service:
         self._username = username
         self._keys = keys or KeyPool()
         self._lock = anyio.Lock()  # over deciding and staging; never held across a commit
+        self._adjusting = anyio.Lock()  # admins' quota and scheduling changes take turns
         # Finished requests held in memory besides the live ones; None = all of them.
         self.finished_in_memory = finished_in_memory
         self._committed = Farm(finished_in_memory, timed=False)  # what the store holds
@@ -247,11 +248,17 @@ class Service:
         return self._pending.timers
 
     async def adjust(self, change: Callable[[Farm], Awaitable[None]]) -> None:
-        """An admin's ``change`` to quotas or scheduling (``service.quotas``) under the lock,
-        then a pass over the whole queue, which it may have unblocked."""
-        async with self._lock:
-            await change(self._committed)  # stored by ``change`` itself, in its own transaction
-            self._pending.quotas = self._committed.quotas
+        """An admin's ``change`` to quotas or scheduling (``service.quotas``), then a pass
+        over the whole queue, which it may have unblocked.
+
+        ``change`` stores its own change and then sets it on the committed farm; admins'
+        changes take turns, so memory ends as the store does, but operations go on
+        meanwhile: the service lock is taken only to hand the quotas to the pending view.
+        """
+        async with self._adjusting:
+            await change(self._committed)
+            async with self._lock:
+                self._pending.quotas = self._committed.quotas
         await self._match_pass(None)
 
     # ---- workers -----------------------------------------------------------------------

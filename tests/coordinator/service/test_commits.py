@@ -12,12 +12,15 @@ import anyio
 import pytest
 
 from coordinator.domain.clock import FakeClock
+from coordinator.domain.ids import RequestID
+from coordinator.domain.quotas import Quota
 from coordinator.domain.states import RequestState, WorkerState
 from coordinator.errors import ModificationForbidden, StoreUnavailable
 from coordinator.service.batch import Batch
 from coordinator.service.commits import SETTLED, Commits, Group, Staged, merged
 from coordinator.service.keys import KeyPool
 from coordinator.service.operations import Service
+from coordinator.service.quotas import QuotaAdmin
 from coordinator.store import Changes, Store
 from coordinator.store.sql import SqlStore
 from tests.coordinator.domain.builders import make_worker
@@ -219,3 +222,28 @@ async def test_the_committer_hands_on_what_the_store_returned_and_fails_what_it_
     with pytest.raises(StoreUnavailable, match="stopping"):
         await left.wait()
     assert len(seen) == 3  # the one in flight was finished, shielded
+
+
+async def test_a_quota_counts_the_boards_held_by_staged_matches(
+    gated: GatedStore, store: SqlStore, clock: FakeClock
+) -> None:
+    svc = Service(
+        cast("Store", gated), RecordingDryads(), RecordingTunnels(), clock, keys=KeyPool(2)
+    )
+    async with anyio.create_task_group() as tg:
+        await tg.start(svc.run)
+        for n in (1, 2):
+            await idle_worker(svc, n)
+        store.add_user(ALICE, "hash")
+        await QuotaAdmin(svc, cast("Store", gated), clock).set_quota(
+            ADMIN, "user", "alice", Quota(max_held=1)
+        )
+        got = await run_while_gated(
+            gated,
+            lambda: svc.new_request(ALICE, 8, {}),  # matched: alice holds one board
+            [lambda: svc.new_request(ALICE, 8, {})],  # decided before that is stored
+        )
+        states = [(await svc.get_request(cast("RequestID", rid))).state for rid in got]
+        assert states == [RequestState.IN_PROGRESS, RequestState.WAITING]
+        assert svc.farm.held == {"alice": 1}
+        tg.cancel_scope.cancel()
