@@ -22,7 +22,7 @@ from functools import partial
 from typing import TypeVar
 
 import anyio
-from anyio.abc import TaskGroup, TaskStatus
+from anyio.abc import TaskStatus
 
 from coordinator.domain import listing, matcher, requests, workers
 from coordinator.domain.clock import Clock
@@ -32,7 +32,7 @@ from coordinator.domain.listing import ListSpec, Page
 from coordinator.domain.model import AccessInfo, Request, User, Worker
 from coordinator.domain.requests import RequestPolicy
 from coordinator.domain.states import FINAL_REQUEST_STATES, RequestState, WorkerState
-from coordinator.domain.timers import Due, Timers
+from coordinator.domain.timers import Timers
 from coordinator.errors import (
     DryadUnreachable,
     Forbidden,
@@ -43,12 +43,13 @@ from coordinator.service.access import Access
 from coordinator.service.batch import Batch
 from coordinator.service.commits import Commits, Group, Staged, opened
 from coordinator.service.creations import Creation, Creations
+from coordinator.service.effects import Effects
 from coordinator.service.farm import Farm
 from coordinator.service.interfaces import Dryads, Tunnels
 from coordinator.service.keys import KeyPool
 from coordinator.service.presence import Presence
 from coordinator.service.shares import Shares
-from coordinator.service.steps import Steps, panel_for, tell
+from coordinator.service.steps import Steps
 from coordinator.store import Store
 from coordinator.wire import HealthReport
 
@@ -95,9 +96,9 @@ class Service:
         self._rearm = anyio.Event()
         self._rematch = False  # a matcher pass failed to commit; the timer loop retries it
         self._changed = anyio.Event()  # set (and replaced) after every durable group
-        self._tg: TaskGroup | None = None
         self._presence = Presence(link_grace, self._away)
-        self._steps = Steps(dryads, self._keys, self._background_done)
+        steps = Steps(dryads, self._keys, self._background_done)
+        self._effects = Effects(dryads, self._access, steps, self.connected)
         self.self_heal = self_heal  # passing checks bring a FAILED worker back to service
         self._health: dict[WorkerUUID, tuple[datetime, HealthReport]] = {}
         # Told of every stored healthcheck report (metrics count the failed ones).
@@ -113,7 +114,7 @@ class Service:
         self._committed = Farm.load(snapshot, now, keep, timed=False)
         self._pending = self._committed.copy(now)
         async with anyio.create_task_group() as tg:
-            self._tg = tg
+            self._effects.start(tg)
             self._presence.start(tg)
             await tg.start(self._keys.run)
             await tg.start(partial(self._commits.run, self._durable, self._failed))
@@ -136,7 +137,7 @@ class Service:
                 if worker is not None:
                     await self._access.open(req.id, worker)
         for worker in farm.workers.values():
-            self._start_background(worker)
+            self._effects.start_background(worker)
             self._presence.watch(worker.uuid)  # dryads must come back after our restart
         await self.fire_timers()
         await self._match_pass(None)
@@ -280,7 +281,7 @@ class Service:
         if known is not None and known.state is new.state:
             # A commit shows only changed states; a board that reconnects (a restarted
             # dryad shows its boot screen) needs its view again: the wire's promise.
-            self._show(self._committed.workers.get(new.uuid, new))
+            self._effects.show(self._committed, self._committed.workers.get(new.uuid, new))
         return new
 
     async def set_fail(self, uuid: WorkerUUID, reason: str) -> None:
@@ -394,19 +395,7 @@ class Service:
         """Act on every timer that is due now (the timer loop calls this; so may tests)."""
         async with self._lock:
             batch = self._batch("")
-            due = self._pending.timers.pop_due(batch.now)
-            ready: list[RequestID] = []
-            for kind, rid in due:
-                req = batch.request(rid)
-                if req is None:
-                    continue
-                if kind is Due.VALID_AFTER:
-                    ready.append(rid)
-                elif kind is Due.DEADLINE and (timed_out := requests.time_out(req, batch.now)):
-                    batch.put_request(timed_out)
-                elif kind is Due.JOB_TIMEOUT and (ended := requests.expire_job(req, batch.now)):
-                    batch.put_request(ended)
-                    cascade.finish_job(batch, req)
+            ready = cascade.fire(batch, self._pending.timers.pop_due(batch.now))
             # A failed commit sets it again, and re-arms the timers it popped (``_failed``).
             rematch, self._rematch = self._rematch, False
             with anyio.CancelScope(shield=True):
@@ -503,24 +492,7 @@ class Service:
         for old, new in farm.apply(changes, staged.batch.now):
             if old is not None and old.state is not new.state:
                 self._access.changed(new.id, new.state in FINAL_REQUEST_STATES)
-        for worker in moved:
-            if worker.uuid in farm.workers:
-                self._show(worker)
-        for req in changes.requests:  # a prolonged job shows its new end
-            if req.state is RequestState.IN_PROGRESS and req.job and req.job.worker in farm.workers:
-                self._show(farm.workers[req.job.worker])
-        if not staged.follow:
-            return
-        for req in staged.batch.requests.values():  # close tunnels, start background steps
-            if req.state in (RequestState.DONE, RequestState.FAILED):
-                await self._access.close(req.id)
-            if req.state is RequestState.FAILED and req.job and self._tg:
-                # No PREPARE follows a failed job, so its user is removed on its own.
-                self._tg.start_soon(
-                    tell, req.job.worker, "release", self._dryads.release(req.job.worker)
-                )
-        for worker in staged.batch.workers.values():
-            self._start_background(worker)
+        await self._effects.after(farm, staged, moved)
 
     async def _failed(self, group: Group, exc: Exception) -> None:
         """A group was not stored: the group staged on top of it fails too, the pending
@@ -556,13 +528,6 @@ class Service:
         if not user.admin:
             raise Forbidden("only an admin may do this")
 
-    def _show(self, worker: Worker) -> None:
-        """Tell the board what to show for its state, without waiting for it."""
-        if self._tg is None or not self.connected(worker.uuid):
-            return
-        panel = panel_for(worker, self._committed.running_on(worker.uuid))
-        self._tg.start_soon(tell, worker.uuid, "display", self._dryads.display(worker.uuid, panel))
-
     async def _match_pass(self, only: list[RequestID] | None) -> None:
         """A matcher pass of its own: all waiting requests, or ``only`` these."""
         try:
@@ -597,14 +562,6 @@ class Service:
             batch.put_request(requests.run(req, worker.uuid, batch.now, self.policy, longest))
             batch.put_worker(workers.take(worker, batch.now))
         return opened
-
-    def _start_background(self, worker: Worker) -> None:
-        if self._tg is None:
-            return
-        if worker.state is WorkerState.PREPARE:
-            self._tg.start_soon(self._steps.prepare, worker.uuid, worker.epoch)
-        elif worker.state is WorkerState.BUSY:
-            self._tg.start_soon(self._steps.maintenance, worker.uuid, worker.epoch)
 
     async def _background_done(
         self, uuid: WorkerUUID, epoch: int, failure: str, key: bytes
