@@ -10,6 +10,7 @@ from coordinator.domain import matcher, requests, workers
 from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.model import Request, Worker
 from coordinator.domain.states import RequestState, WorkerState
+from coordinator.domain.timers import Due
 from coordinator.service.batch import Batch
 from coordinator.service.farm import Farm
 from coordinator.service.shares import Shares
@@ -27,6 +28,24 @@ def finish_job(batch: Batch, req: Request) -> None:
     worker = batch.worker(req.job.worker)
     if worker is not None and (prepared := workers.finish_job(worker, batch.now)):
         batch.put_worker(prepared)
+
+
+def fire(batch: Batch, due: Iterable[tuple[Due, RequestID]]) -> list[RequestID]:
+    """Timers that are due: a Deadline times a waiting request out, a job timeout ends the
+    job; returns the requests whose ValidAfter came (for a matcher pass)."""
+    ready: list[RequestID] = []
+    for kind, rid in due:
+        req = batch.request(rid)
+        if req is None:
+            continue
+        if kind is Due.VALID_AFTER:
+            ready.append(rid)
+        elif kind is Due.DEADLINE and (timed_out := requests.time_out(req, batch.now)):
+            batch.put_request(timed_out)
+        elif kind is Due.JOB_TIMEOUT and (ended := requests.expire_job(req, batch.now)):
+            batch.put_request(ended)
+            finish_job(batch, req)
+    return ready
 
 
 def apply_health(batch: Batch, worker: Worker, report: HealthReport, self_heal: bool) -> None:

@@ -1,24 +1,25 @@
-"""Requests asked for at the same moment, created together so they share one commit.
+"""Requests asked for at the same moment, decided together in one batch.
 
-While one operation holds the service lock and waits for its commit, new requests
-queue up here. The next holder of the lock takes them all and commits them in one
-transaction: one disk sync for the lot, and each is still committed before its answer.
+While one operation holds the service lock, new requests queue up here. The next holder
+of the lock takes them all and stages them as one batch (one matcher check for the lot),
+which commits with the rest of its group (``service.commits``): each is still durable
+before its answer.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 from coordinator.domain import matcher, quotas as quota_rules, requests
 from coordinator.domain.ids import RequestID
 from coordinator.domain.model import KeyType, Request, User
-from coordinator.errors import BorutaError, StoreUnavailable
+from coordinator.errors import BorutaError
 from coordinator.service import cascade
 from coordinator.service.batch import Batch
+from coordinator.service.commits import Group
 from coordinator.service.farm import Farm
 
 
@@ -34,17 +35,22 @@ class Creation:
     key_type: KeyType = KeyType.RSA
     rid: RequestID | None = None
     error: BaseException | None = None
+    group: Group | None = None  # the commit it waits for, once some caller staged it
 
     @property
-    def decided(self) -> bool:
-        return self.rid is not None or self.error is not None
+    def taken(self) -> bool:
+        return self.group is not None
 
-    def outcome(self) -> RequestID:
-        """The new request's ID; raises what refused it (bad input, a failed commit)."""
-        if self.error is not None:
-            raise self.error.with_traceback(None)  # shared by the lot: no stacked traceback
-        if self.rid is None:
+    async def outcome(self) -> RequestID:
+        """The new request's ID once it is durable; raises what refused it (bad input, a
+        failed commit, of its group or of one it rested on)."""
+        if self.group is None:
             raise RuntimeError("the request was never created")  # a bug, not bad input
+        await self.group.wait()
+        if self.error is not None:
+            raise self.error.with_traceback(None)  # maybe shared by the lot: no stacked traceback
+        if self.rid is None:
+            raise RuntimeError("the request was never created")
         return self.rid
 
 
@@ -106,25 +112,13 @@ def put_all(
         count[c.user.name] += 1
     lost = {r.id for r in matcher.unsatisfiable([r for _, r in made], farm.workers.values())}
     for c, req in made:
+        c.rid = req.id  # its answer, once its group is durable
         if req.id in lost:
             batch.put_request(requests.invalidate(req, cascade.NO_WORKER), c.user.name)
     return made
 
 
-@contextmanager
-def settled(made: Iterable[tuple[Creation, Request]]) -> Iterator[None]:
-    """Around their commit: each creation gets its ID, or the commit's error.
-
-    A refused commit (``StoreUnavailable``) stops here, as every caller raises it from its
-    own creation; anything else is a bug and goes on up as well.
-    """
-    try:
-        yield
-    except BaseException as exc:
-        for creation, _ in made:
-            creation.error = exc
-        if not isinstance(exc, StoreUnavailable):
-            raise
-    else:
-        for creation, req in made:
-            creation.rid = req.id
+def settle(creations: Iterable[Creation], group: Group) -> None:
+    """Every creation taken waits for ``group``."""
+    for c in creations:
+        c.group = group

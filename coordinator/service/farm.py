@@ -19,17 +19,21 @@ from coordinator.domain.quotas import Quotas
 from coordinator.domain.states import FINAL_REQUEST_STATES, RequestState
 from coordinator.domain.timers import Timers
 from coordinator.errors import NotFound
-from coordinator.store import Snapshot
+from coordinator.store import Changes, Snapshot
 
 
 class Farm:
     """What the store holds, indexed for the matcher, the timers and the API.
 
-    Only the service changes it, and only with what it has just committed, so memory
-    never runs ahead of the database.
+    The service holds two: the *committed* farm, changed only with what the store has
+    just made durable (memory never runs ahead of the database: every read and report
+    uses it), and the *pending* one, which also holds what is staged for the next commit
+    and which operations decide on (docs/architecture.md §the commit path). Only the
+    pending one keeps timers (``timed``).
     """
 
-    def __init__(self, finished_in_memory: int | None = None) -> None:
+    def __init__(self, finished_in_memory: int | None = None, *, timed: bool = True) -> None:
+        self.timed = timed
         # The live requests and the finished ones with the highest IDs (all with None).
         self.requests: dict[RequestID, Request] = {}
         self.finished_in_memory = finished_in_memory
@@ -47,9 +51,16 @@ class Farm:
         self.next_queued = 1
 
     @classmethod
-    def load(cls, snapshot: Snapshot, now: datetime, finished_in_memory: int | None = None) -> Farm:
+    def load(
+        cls,
+        snapshot: Snapshot,
+        now: datetime,
+        finished_in_memory: int | None = None,
+        *,
+        timed: bool = True,
+    ) -> Farm:
         """Rebuild every index from stored state, re-arming timers from stored times."""
-        farm = cls(finished_in_memory)
+        farm = cls(finished_in_memory, timed=timed)
         for worker in snapshot.workers:
             farm.workers[worker.uuid] = worker
         for req in snapshot.requests:
@@ -60,6 +71,37 @@ class Farm:
         farm.usage = dict(snapshot.usage)
         farm.quotas = snapshot.quotas
         return farm
+
+    def copy(self, now: datetime, *, timed: bool = True) -> Farm:
+        """An independent farm with the same state; its timers are armed from the requests'
+        stored times, as at a restart (an entry already popped is not re-armed: a
+        ValidAfter reached needs a pass over the whole queue)."""
+        farm = Farm(self.finished_in_memory, timed=timed)
+        farm.requests = dict(self.requests)
+        farm._finished = list(self._finished)
+        farm.left_out, farm.finishes = self.left_out, self.finishes
+        farm.workers = dict(self.workers)
+        live = [r for r in self.requests.values() if r.state not in FINAL_REQUEST_STATES]
+        farm.queue = Queue(r for r in live if r.state is RequestState.WAITING)
+        if timed:
+            farm.timers.arm_all(live, now)
+        farm.jobs = dict(self.jobs)
+        farm.held = Counter(self.held)
+        farm.usage = dict(self.usage)
+        farm.quotas = self.quotas
+        farm.next_id, farm.next_queued = self.next_id, self.next_queued
+        return farm
+
+    def apply(self, changes: Changes, now: datetime) -> list[tuple[Request | None, Request]]:
+        """Take a batch's changes in; returns each changed request with the version it
+        replaced."""
+        self.charge(changes.charges)
+        replaced = [(self.apply_request(req, now), req) for req in changes.requests]
+        for worker in changes.workers:
+            self.workers[worker.uuid] = worker
+        for uuid in changes.removed_workers:
+            self.workers.pop(uuid, None)
+        return replaced
 
     @property
     def floor(self) -> int:
@@ -96,7 +138,9 @@ class Farm:
         if new.state is RequestState.WAITING:
             self.queue.add(new)
         timed = (new.valid_after, new.deadline, new.job, new.state)
-        if old is None or (old.valid_after, old.deadline, old.job, old.state) != timed:
+        if self.timed and (
+            old is None or (old.valid_after, old.deadline, old.job, old.state) != timed
+        ):
             self.timers.arm(new, now)
         if new.state in FINAL_REQUEST_STATES and (
             old is None or old.state not in FINAL_REQUEST_STATES

@@ -1,22 +1,28 @@
-"""The application service: one lock, the domain, the store before every answer, the matcher.
+"""The application service: the domain decides, the store before every answer, the matcher.
 
-Every operation runs under one lock: it reads the in-memory state, asks the domain for
-the new state, commits it to the store in a worker thread and only then applies it to
-memory and answers. A failed commit raises ``StoreUnavailable`` and changes nothing.
-Matching runs on the events that can change its outcome (new request, worker idle,
-ValidAfter reached, groups changed), never by polling.
+Every operation decides under one lock on the *pending* view of the farm (what is
+committed plus what is staged), stages its batch and lets the lock go; its group of
+batches commits in one transaction while the next group gathers (``service.commits``).
+The operation answers once its group is durable and applied to the committed farm, which
+every read uses. A failed commit raises ``StoreUnavailable`` to every caller of the group
+(and of the group staged on top of it) and the pending view goes back to the committed
+one (docs/architecture.md §the commit path). Matching runs on the events that can change
+its outcome (new request, worker idle, ValidAfter reached, groups changed), never by
+polling.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
 from datetime import datetime
+from functools import partial
 from typing import TypeVar
 
 import anyio
-from anyio.abc import TaskGroup, TaskStatus
+from anyio.abc import TaskStatus
 
 from coordinator.domain import listing, matcher, requests, workers
 from coordinator.domain.clock import Clock
@@ -26,7 +32,7 @@ from coordinator.domain.listing import ListSpec, Page
 from coordinator.domain.model import AccessInfo, KeyType, Request, User, Worker
 from coordinator.domain.requests import RequestPolicy
 from coordinator.domain.states import FINAL_REQUEST_STATES, RequestState, WorkerState
-from coordinator.domain.timers import Due
+from coordinator.domain.timers import Timers
 from coordinator.errors import (
     DryadUnreachable,
     Forbidden,
@@ -35,13 +41,15 @@ from coordinator.errors import (
 from coordinator.service import cascade, creations, lookup
 from coordinator.service.access import Access
 from coordinator.service.batch import Batch
+from coordinator.service.commits import Commits, Group, Staged, opened
 from coordinator.service.creations import Creation, Creations
+from coordinator.service.effects import Effects
 from coordinator.service.farm import Farm
 from coordinator.service.interfaces import Dryads, Tunnels
 from coordinator.service.keys import KeyPool, kind_of
 from coordinator.service.presence import Presence
 from coordinator.service.shares import Shares
-from coordinator.service.steps import Steps, panel_for, tell
+from coordinator.service.steps import Steps
 from coordinator.store import Store
 from coordinator.wire import HealthReport
 
@@ -76,18 +84,21 @@ class Service:
         self.shares = Shares(scheduling)  # fair share and quotas (docs/scheduling.md)
         self._username = username
         self._keys = keys or KeyPool()
-        self._lock = anyio.Lock()
+        self._lock = anyio.Lock()  # over deciding and staging; never held across a commit
+        self._adjusting = anyio.Lock()  # admins' quota and scheduling changes take turns
         # Finished requests held in memory besides the live ones; None = all of them.
         self.finished_in_memory = finished_in_memory
-        self._farm = Farm(finished_in_memory)
+        self._committed = Farm(finished_in_memory, timed=False)  # what the store holds
+        self._pending = Farm(finished_in_memory)  # plus what is staged: operations decide on it
+        self._commits = Commits(store.commit)
         self._access = Access(tunnels)
         self._creations = Creations()
         self._rearm = anyio.Event()
         self._rematch = False  # a matcher pass failed to commit; the timer loop retries it
-        self._changed = anyio.Event()  # set (and replaced) after every applied commit
-        self._tg: TaskGroup | None = None
+        self._changed = anyio.Event()  # set (and replaced) after every durable group
         self._presence = Presence(link_grace, self._away)
         self._steps = Steps(dryads, self._keys, self._background_done)
+        self._effects = Effects(dryads, self._access, self._steps, self.connected)
         self.self_heal = self_heal  # passing checks bring a FAILED worker back to service
         self._health: dict[WorkerUUID, tuple[datetime, HealthReport]] = {}
         # Told of every stored healthcheck report (metrics count the failed ones).
@@ -99,34 +110,37 @@ class Service:
         """Load the stored state, resume what was under way, then serve until cancelled."""
         keep = self.finished_in_memory
         snapshot = await anyio.to_thread.run_sync(self._store.load, keep)
-        self._farm = Farm.load(snapshot, self._clock.now(), keep)
+        now = self._clock.now()
+        self._committed = Farm.load(snapshot, now, keep, timed=False)
+        self._pending = self._committed.copy(now)
         async with anyio.create_task_group() as tg:
-            self._tg = tg
+            self._effects.start(tg)
             self._presence.start(tg)
             await tg.start(self._keys.run)
+            await tg.start(partial(self._commits.run, self._durable, self._failed))
             await self._resume()
             tg.start_soon(self._timer_loop)
             logger.info(
                 "service resumed: %d requests (%d waiting), %d workers",
-                len(self._farm.requests),
-                len(self._farm.queue),
-                len(self._farm.workers),
+                len(self._committed.requests),
+                len(self._committed.queue),
+                len(self._committed.workers),
             )
             task_status.started()
 
     async def _resume(self) -> None:
         """Re-open running jobs' tunnels and restart background steps cut off by a crash."""
-        for req in self._farm.requests.values():
+        farm = self._committed
+        for req in farm.requests.values():
             if req.state is RequestState.IN_PROGRESS and req.job is not None:
-                worker = self._farm.workers.get(req.job.worker)
+                worker = farm.workers.get(req.job.worker)
                 if worker is not None:
                     await self._access.open(req.id, worker)
-        for worker in self._farm.workers.values():
-            self._start_background(worker)
+        for worker in farm.workers.values():
+            self._effects.start_background(worker)
             self._presence.watch(worker.uuid)  # dryads must come back after our restart
-        async with self._lock:
-            await self._fire_due_locked()
-            await self._match_locked(None)
+        await self.fire_timers()
+        await self._match_pass(None)
 
     # ---- requests ----------------------------------------------------------------------
 
@@ -140,21 +154,28 @@ class Service:
         key_type: KeyType = KeyType.RSA,
     ) -> RequestID:
         """Queue a request; it is INVALID at once when no registered worker could take it.
-        Requests that arrive during another commit are created together (``creations``)."""
+        Requests that arrive while the lock is held are decided together (``creations``)."""
         creation = Creation(user, priority, caps, valid_after, deadline, key_type)
         self._creations.add(creation)
         try:
             async with self._lock:
-                if not creation.decided:
+                if not creation.taken:
                     asked = self._creations.take()
-                    batch = self._batch(creations.actor_of(asked))
-                    made = creations.put_all(asked, batch, self._farm)
-                    # Shielded: the other callers in ``asked`` wait on this commit too.
-                    with anyio.CancelScope(shield=True), creations.settled(made):
-                        await self._commit_and_follow(batch)
+                    # Shielded: the other callers in ``asked`` wait on this batch too.
+                    with anyio.CancelScope(shield=True):
+                        try:
+                            batch = self._batch(creations.actor_of(asked))
+                            creations.put_all(asked, batch, self._pending)
+                            group = await self._stage(batch)
+                        except BaseException as exc:  # a bug: every caller hears of it
+                            group = Group()
+                            group.settle(exc)
+                            raise
+                        finally:
+                            creations.settle(asked, group)
         finally:
             self._creations.withdraw(creation)  # cancelled before anyone took it
-        return creation.outcome()
+        return await creation.outcome()
 
     async def update_request(
         self,
@@ -167,107 +188,109 @@ class Service:
         """Change a WAITING request's priority or times."""
         if priority is None and valid_after is None and deadline is None:
             return  # 204 without looking the request up (docs/boruta-api.md §update request)
-        async with self._lock:
-            batch = self._batch(user.name)
+        async with self._deciding(user.name) as batch:
             req = await self._owned(user, rid)
             new = requests.update(
-                req, priority, valid_after, deadline, batch.now, self._farm.next_queued
+                req, priority, valid_after, deadline, batch.now, self._pending.next_queued
             )
-            if new == req:
-                return
-            batch.put_request(new)
-            await self._commit_and_follow(batch)
+            if new != req:
+                batch.put_request(new)
 
     async def close_request(self, user: User, rid: RequestID) -> None:
         """Cancel a WAITING request or end an IN PROGRESS one (its worker is prepared anew)."""
-        async with self._lock:
-            batch = self._batch(user.name)
+        async with self._deciding(user.name) as batch:
             req = await self._owned(user, rid)
             batch.put_request(requests.close(req))
             cascade.finish_job(batch, req)
-            await self._commit_and_follow(batch)
 
     async def prolong_access(self, user: User, rid: RequestID) -> None:
         """Move the job timeout one period on, within the maximum job length."""
-        async with self._lock:
-            batch = self._batch(user.name)
+        async with self._deciding(user.name, match=False) as batch:
             req = await self._owned(user, rid)
-            longest = self.shares.max_job(self._farm, req)
+            longest = self.shares.max_job(self._pending, req)
             batch.put_request(requests.prolong(req, batch.now, self.policy, longest))
-            await self._commit(batch)
 
     async def acquire_worker(
         self, user: User, rid: RequestID, wait: float | None = None
     ) -> AccessInfo:
         """The access to the request's worker; with ``wait``, first wait up to that many
         seconds for a WAITING request to be matched (an extension of the original)."""
-        req = await self._owned(user, rid)
+        req = await lookup.find(self._committed, self._store, rid)
+        self._check_owner(user, req)
         if wait and req.state is RequestState.WAITING:
             await self._access.wait(rid, wait)
-            req = await lookup.find(self._farm, self._store, rid)  # it may have ended
+            req = await lookup.find(self._committed, self._store, rid)  # it may have ended
         access = self._access.address(rid)
         if req.state is not RequestState.IN_PROGRESS or req.job is None or access is None:
             raise self._access.refusal(rid)
-        worker = self._farm.workers[req.job.worker]
+        worker = self._committed.workers[req.job.worker]
         return AccessInfo(access[0], access[1], worker.key, self._username, worker.host_keys)
 
     async def get_request(self, rid: RequestID) -> Request:
         """The request; a waiting one over its owner's quota says so in ``reason``."""
-        req = await lookup.find(self._farm, self._store, rid)
-        return self.shares.explained(self._farm, req)
+        req = await lookup.find(self._committed, self._store, rid)
+        return self.shares.explained(self._committed, req)
 
     def queue_position(self, rid: RequestID) -> int | None:
         """Waiting requests ahead of this one in the order in force; ``None`` if not waiting."""
-        return self.shares.position(self._farm, rid, self._clock.now())
+        return self.shares.position(self._committed, rid, self._clock.now())
 
     async def list_requests(self, spec: ListSpec[Request, RequestID]) -> Page[Request]:
-        page = await lookup.page(self._farm, self._store, spec)
-        return self.shares.explained_page(self._farm, page)
+        page = await lookup.page(self._committed, self._store, spec)
+        return self.shares.explained_page(self._committed, page)
 
     @property
     def farm(self) -> Farm:
-        """The committed state, for reports; change it only under the lock (``adjust``)."""
-        return self._farm
+        """The committed state, for reports; change it only through ``adjust``."""
+        return self._committed
+
+    @property
+    def timers(self) -> Timers:
+        """The timers in force (those of the pending view)."""
+        return self._pending.timers
 
     async def adjust(self, change: Callable[[Farm], Awaitable[None]]) -> None:
-        """An admin's ``change`` to quotas or scheduling (``service.quotas``) under the lock,
-        then a pass over the whole queue, which it may have unblocked."""
-        async with self._lock:
-            await change(self._farm)
-            await self._match_locked(None)
+        """An admin's ``change`` to quotas or scheduling (``service.quotas``), then a pass
+        over the whole queue, which it may have unblocked.
+
+        ``change`` stores its own change and then sets it on the committed farm; admins'
+        changes take turns, so memory ends as the store does, but operations go on
+        meanwhile: the service lock is taken only to hand the quotas to the pending view.
+        """
+        async with self._adjusting:
+            await change(self._committed)
+            async with self._lock:
+                self._pending.quotas = self._committed.quotas
+        await self._match_pass(None)
 
     # ---- workers -----------------------------------------------------------------------
 
     def get_worker(self, uuid: WorkerUUID) -> Worker:
-        return self._farm.worker(uuid)
+        return self._committed.worker(uuid)
 
     def list_workers(self, spec: ListSpec[Worker, WorkerUUID]) -> Page[Worker]:
-        return listing.page(listing.WORKERS, self._farm.workers, spec)
+        return listing.page(listing.WORKERS, self._committed.workers, spec)
 
     async def register(
         self, caps: Mapping[str, str], ssh_address: str, host_keys: tuple[str, ...] = ()
     ) -> Worker:
         """A dryad (re-)registers; called by the dryad link, which checked ``host_keys``."""
-        async with self._lock:
-            batch = self._batch("")
-            known = self._farm.workers.get(WorkerUUID(caps.get("UUID", "")))
+        async with self._deciding("") as batch:
+            known = self._pending.workers.get(WorkerUUID(caps.get("UUID", "")))
             new = workers.register(known, caps, ssh_address, batch.now, host_keys)
             batch.put_worker(new)
             if known is None or dict(known.caps) != dict(new.caps):
-                cascade.invalidate_unsatisfiable(self._farm, batch)
-            await self._commit_and_follow(batch)
-            if known is not None and known.state is new.state:
-                # A commit shows only changed states; a board that reconnects (a restarted
-                # dryad shows its boot screen) needs its view again: the wire's promise.
-                self._show(new)
-            return new
+                cascade.invalidate_unsatisfiable(self._pending, batch)
+        if known is not None and known.state is new.state:
+            # A commit shows only changed states; a board that reconnects (a restarted
+            # dryad shows its boot screen) needs its view again: the wire's promise.
+            self._effects.show(self._committed, self._committed.workers.get(new.uuid, new))
+        return new
 
     async def set_fail(self, uuid: WorkerUUID, reason: str) -> None:
         """The dryad reports a failure; its running job, if any, FAILS."""
-        async with self._lock:
-            batch = self._batch("")
-            batch.put_worker(workers.set_fail(self.get_worker(uuid), reason, batch.now))
-            await self._commit_and_follow(batch)
+        async with self._deciding("") as batch:
+            batch.put_worker(workers.set_fail(self._pending.worker(uuid), reason, batch.now))
 
     def connected(self, uuid: WorkerUUID) -> bool:
         """Whether the worker's dryad link is up now."""
@@ -294,27 +317,22 @@ class Service:
         self._presence.grace = seconds
 
     async def _away(self, uuid: WorkerUUID) -> None:
-        async with self._lock:
-            worker = self._farm.workers.get(uuid)
-            if worker is None or worker.state in cascade.OUT_OF_SERVICE:
-                return  # gone, or in maintenance or FAIL: no reminder needed
-            batch = self._batch("")
-            failed = workers.move(worker, WorkerState.FAIL, batch.now, _AWAY)
-            batch.put_worker(failed)
-            try:
-                await self._commit_and_follow(batch)
-            except StoreUnavailable:
-                logger.error("worker %s: store unavailable; FAIL not recorded", uuid)
+        try:
+            async with self._deciding("") as batch:
+                worker = self._pending.workers.get(uuid)
+                if worker is not None and worker.state not in cascade.OUT_OF_SERVICE:
+                    batch.put_worker(workers.move(worker, WorkerState.FAIL, batch.now, _AWAY))
+                # else gone, or in maintenance or FAIL: no reminder needed
+        except StoreUnavailable:
+            logger.error("worker %s: store unavailable; FAIL not recorded", uuid)
 
     async def report_health(self, uuid: WorkerUUID, report: HealthReport) -> None:
         """Healthcheck results: a failed critical check sends a worker in service to FAIL;
         with self-heal, passing checks send a FAILED worker back through PREPARE."""
-        async with self._lock:
-            batch = self._batch("")
-            worker = self.get_worker(uuid)
+        async with self._deciding("") as batch:
+            worker = self._pending.worker(uuid)
             self._health[uuid] = (batch.now, report)
             cascade.apply_health(batch, worker, report, self.self_heal)
-            await self._commit_and_follow(batch)
         for listener in self.health_listeners:
             listener(uuid, report)  # once per stored report, before the caller goes on
 
@@ -323,10 +341,8 @@ class Service:
         await self._note("", uuid, f"button {number} pressed")
 
     async def _note(self, actor: str, uuid: WorkerUUID, reason: str) -> None:
-        async with self._lock:
-            batch = self._batch(actor)
-            batch.note(self.get_worker(uuid), reason)
-            await self._commit(batch)
+        async with self._deciding(actor, match=False) as batch:
+            batch.note(self._pending.worker(uuid), reason)
 
     async def identify(self, admin: User, uuid: WorkerUUID, seconds: float) -> None:
         """Make the board blink brightly so it can be found in the rack."""
@@ -352,46 +368,46 @@ class Service:
     async def set_worker_state(self, admin: User, uuid: WorkerUUID, state: WorkerState) -> None:
         """An admin's IDLE (through PREPARE) or MAINTENANCE (through BUSY)."""
         self._require_admin(admin)
-        async with self._lock:
-            batch = self._batch(admin.name)
-            new = workers.set_state(self.get_worker(uuid), state, batch.now)
+        async with self._deciding(admin.name) as batch:
+            new = workers.set_state(self._pending.worker(uuid), state, batch.now)
             if new is not None:
                 batch.put_worker(new)
-                await self._commit_and_follow(batch)
 
     async def set_worker_groups(self, admin: User, uuid: WorkerUUID, groups: Iterable[str]) -> None:
         """Replace a worker's groups; requests no worker can take any more become INVALID."""
         self._require_admin(admin)
-        async with self._lock:
-            batch = self._batch(admin.name)
-            new = workers.set_groups(self.get_worker(uuid), groups)
+        async with self._deciding(admin.name) as batch:
+            new = workers.set_groups(self._pending.worker(uuid), groups)
             batch.put_worker(new)
             batch.note(new, f"groups set to {', '.join(new.groups) or 'none'}")  # in the audit
-            cascade.invalidate_unsatisfiable(self._farm, batch)
-            await self._commit_and_follow(batch)
+            cascade.invalidate_unsatisfiable(self._pending, batch)
 
     async def deregister(self, admin: User, uuid: WorkerUUID) -> None:
         """Remove a worker in MAINTENANCE or FAIL."""
         self._require_admin(admin)
-        async with self._lock:
-            batch = self._batch(admin.name)
-            worker = self.get_worker(uuid)
+        async with self._deciding(admin.name, match=False) as batch:
+            worker = self._pending.worker(uuid)
             workers.check_deregister(worker)
             batch.remove_worker(worker)
-            cascade.invalidate_unsatisfiable(self._farm, batch, gone=uuid)
-            await self._commit(batch)
-            self._health.pop(uuid, None)
+            cascade.invalidate_unsatisfiable(self._pending, batch, gone=uuid)
+        self._health.pop(uuid, None)
 
     # ---- timers ------------------------------------------------------------------------
 
     async def fire_timers(self) -> None:
         """Act on every timer that is due now (the timer loop calls this; so may tests)."""
         async with self._lock:
-            await self._fire_due_locked()
+            batch = self._batch("")
+            ready = cascade.fire(batch, self._pending.timers.pop_due(batch.now))
+            # A failed commit sets it again, and re-arms the timers it popped (``_failed``).
+            rematch, self._rematch = self._rematch, False
+            with anyio.CancelScope(shield=True):
+                group = await self._stage(batch, ready, everything=rematch)
+        await group.wait()
 
     async def _timer_loop(self) -> None:
         while True:
-            nxt = self._farm.timers.next()
+            nxt = self._pending.timers.next()
             delay = math.inf if nxt is None else (nxt - self._clock.now()).total_seconds()
             if self._rematch:
                 delay = min(delay, RETRY_AFTER_STORE_ERROR)
@@ -406,123 +422,123 @@ class Service:
                 )
                 await anyio.sleep(RETRY_AFTER_STORE_ERROR)
 
-    async def _fire_due_locked(self) -> None:
-        batch = self._batch("")
-        due = self._farm.timers.pop_due(batch.now)
-        ready: list[RequestID] = []
-        for kind, rid in due:
-            req = batch.request(rid)
-            if req is None:
-                continue
-            if kind is Due.VALID_AFTER:
-                ready.append(rid)
-            elif kind is Due.DEADLINE and (timed_out := requests.time_out(req, batch.now)):
-                batch.put_request(timed_out)
-            elif kind is Due.JOB_TIMEOUT and (ended := requests.expire_job(req, batch.now)):
-                batch.put_request(ended)
-                cascade.finish_job(batch, req)
-        rematch, self._rematch = self._rematch, False
-        try:
-            await self._commit_and_follow(batch, ready, everything=rematch)
-        except StoreUnavailable:
-            for kind, rid in due:  # nothing was applied: try these again
-                self._farm.timers.push(batch.now, kind, rid)
-            self._rematch = rematch
-            raise
-
-    # ---- internals -----------------------------------------------------------------------
+    # ---- deciding and committing -----------------------------------------------------------
 
     def _batch(self, actor: str) -> Batch:
-        farm, half_life = self._farm, self.shares.half_life
+        farm, half_life = self._pending, self.shares.half_life
         return Batch(self._clock.now(), actor, farm.requests, farm.workers, farm.jobs, half_life)
 
+    @asynccontextmanager
+    async def _deciding(self, actor: str, *, match: bool = True) -> AsyncIterator[Batch]:
+        """Decide under the lock on the pending view, stage the batch, then wait, without
+        the lock, until it is durable; ``match`` also runs a matcher pass over it and the
+        follow-up work after the commit.
+
+        A refusal (an exception in the block) is raised once everything staged before it
+        is durable: it may rest on that, and if that failed, the caller hears
+        ``StoreUnavailable`` instead (docs/architecture.md §the commit path).
+        """
+        refused: Exception | None = None
+        async with self._lock:
+            batch = self._batch(actor)
+            try:
+                yield batch
+            except Exception as exc:  # the domain refused: nothing of the batch is staged
+                refused, group = exc, self._commits.tail()
+            else:
+                # Shielded: the tunnels a matcher pass opens must end up staged or closed.
+                with anyio.CancelScope(shield=True):
+                    group = await self._stage(batch, match=match)
+        await group.wait()
+        if refused is not None:
+            raise refused
+
+    async def _stage(
+        self,
+        batch: Batch,
+        ready: Iterable[RequestID] = (),
+        everything: bool = False,
+        match: bool = True,
+    ) -> Group:
+        """Under the lock: match what the batch made possible, apply the batch to the
+        pending view and stage it; returns the group to wait for.
+
+        The matcher considers the batch's waiting requests and ``ready`` ones (ValidAfter
+        reached), or the whole queue when a worker became IDLE or ``everything`` is set.
+        An empty batch waits for the newest group staged: what it decided rests on it.
+        """
+        opened = await self._match_into(batch, ready, everything) if match else []
+        changes = batch.changes()
+        if not changes:
+            return self._commits.tail()
+        earliest = self._pending.timers.next()
+        self._pending.apply(changes, batch.now)
+        if self._pending.timers.next() != earliest:  # wake the timer loop only to sleep less
+            self._rearm.set()
+        return self._commits.stage(Staged(batch, changes, opened, follow=match))
+
+    async def _durable(self, group: Group) -> None:
+        """The one place where a group is now stored: the committed farm takes it in, then
+        what the new states call for happens, and watchers of ``changed`` wake."""
+        for staged in group.staged:
+            await self._apply_durable(staged)
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def _apply_durable(self, staged: Staged) -> None:
+        farm, changes = self._committed, staged.changes
+        moved = [
+            w
+            for w in changes.workers
+            if (was := farm.workers.get(w.uuid)) is None or was.state is not w.state
+        ]
+        for old, new in farm.apply(changes, staged.batch.now):
+            if old is not None and old.state is not new.state:
+                self._access.changed(new.id, new.state in FINAL_REQUEST_STATES)
+        await self._effects.after(farm, staged, moved)
+
+    async def _failed(self, group: Group, exc: Exception) -> None:
+        """A group was not stored: the group staged on top of it fails too, the pending
+        view goes back to the committed farm, and the tunnels their passes opened close.
+        The timers it popped are armed again and a pass over the whole queue follows."""
+        async with self._lock:
+            later = self._commits.drop_open(exc)
+            self._pending = self._committed.copy(self._clock.now())
+            self._rematch = True
+            self._rearm.set()
+        for rid in opened([group, later]):
+            await self._access.close(rid)
+
+    async def changed(self) -> None:
+        """Return after the next durable group (for watchers and tests; no polling)."""
+        await self._changed.wait()
+
     async def _owned(self, user: User, rid: RequestID) -> Request:
-        req = await lookup.find(self._farm, self._store, rid)  # as stored: no reason explained
+        """The request as the pending view has it, if ``user`` may change it."""
+        req = self._pending.requests.get(rid) or self._commits.staged_request(rid)
+        if req is None:  # finished and let go: as stored (no reason explained)
+            req = await lookup.find(self._pending, self._store, rid)
+        self._check_owner(user, req)
+        return req
+
+    @staticmethod
+    def _check_owner(user: User, req: Request) -> None:
         if not user.admin and req.owner != user.name:
             raise Forbidden("only the owner of a request or an admin may do this")
-        return req
 
     @staticmethod
     def _require_admin(user: User) -> None:
         if not user.admin:
             raise Forbidden("only an admin may do this")
 
-    async def _commit(self, batch: Batch) -> None:
-        changes = batch.changes()
-        if not changes:
-            return
-        await anyio.to_thread.run_sync(self._store.commit, changes)
-        self._farm.charge(changes.charges)
-        for req in changes.requests:
-            self._apply_request(req, batch.now)
-        for worker in changes.workers:
-            old = self._farm.workers.get(worker.uuid)
-            self._farm.workers[worker.uuid] = worker
-            if old is None or old.state is not worker.state:
-                self._show(worker)
-        for req in changes.requests:  # a prolonged job shows its new end
-            if (
-                req.state is RequestState.IN_PROGRESS
-                and req.job
-                and req.job.worker in self._farm.workers
-            ):
-                self._show(self._farm.workers[req.job.worker])
-        for uuid in changes.removed_workers:
-            self._farm.workers.pop(uuid, None)
-        self._changed.set()
-        self._changed = anyio.Event()
-
-    async def changed(self) -> None:
-        """Return after the next committed change (for watchers and tests; no polling)."""
-        await self._changed.wait()
-
-    def _apply_request(self, new: Request, now: datetime) -> None:
-        earliest = self._farm.timers.next()
-        old = self._farm.apply_request(new, now)
-        if old is not None and old.state is not new.state:
-            self._access.changed(new.id, new.state in FINAL_REQUEST_STATES)
-        if self._farm.timers.next() != earliest:  # wake the timer loop only to sleep less
-            self._rearm.set()
-
-    def _show(self, worker: Worker) -> None:
-        """Tell the board what to show for its state, without waiting for it."""
-        if self._tg is None or not self.connected(worker.uuid):
-            return
-        panel = panel_for(worker, self._farm.running_on(worker.uuid))
-        self._tg.start_soon(tell, worker.uuid, "display", self._dryads.display(worker.uuid, panel))
-
-    async def _commit_and_follow(
-        self, batch: Batch, ready: Iterable[RequestID] = (), everything: bool = False
-    ) -> None:
-        """Match what the batch made possible, commit it all in one transaction, then do
-        what the new states call for: close tunnels, start background steps.
-
-        The matcher considers the batch's waiting requests and ``ready`` ones (ValidAfter
-        reached), or the whole queue when a worker became IDLE or ``everything`` is set.
-        """
-        opened = await self._match_into(batch, ready, everything)
-        try:
-            await self._commit(batch)
-        except StoreUnavailable:
-            for rid in opened:
-                await self._access.close(rid)
-            raise
-        for req in batch.requests.values():
-            if req.state in (RequestState.DONE, RequestState.FAILED):
-                await self._access.close(req.id)
-            if req.state is RequestState.FAILED and req.job and self._tg:
-                # No PREPARE follows a failed job, so its user is removed on its own.
-                self._tg.start_soon(
-                    tell, req.job.worker, "release", self._dryads.release(req.job.worker)
-                )
-        for worker in batch.workers.values():
-            self._start_background(worker)
-
-    async def _match_locked(self, only: list[RequestID] | None) -> None:
+    async def _match_pass(self, only: list[RequestID] | None) -> None:
         """A matcher pass of its own: all waiting requests, or ``only`` these."""
-        batch = self._batch("")
         try:
-            await self._commit_and_follow(batch, only or (), everything=only is None)
+            async with self._lock:
+                batch = self._batch("")
+                with anyio.CancelScope(shield=True):
+                    group = await self._stage(batch, only or (), everything=only is None)
+            await group.wait()
         except StoreUnavailable:
             # What triggered this pass is committed and answered; the timers retry it.
             logger.warning("matcher: store unavailable; retrying shortly")
@@ -533,7 +549,7 @@ class Service:
         self, batch: Batch, ready: Iterable[RequestID], everything: bool
     ) -> list[RequestID]:
         """Add the matcher's assignments to ``batch``; returns the requests given tunnels."""
-        farm, shares = self._farm, self.shares
+        farm, shares = self._pending, self.shares
         pool, reqs, order = cascade.match_candidates(farm, batch, ready, everything, shares)
         idle = [w for w in pool.values() if w.state is WorkerState.IDLE]
         if not idle:
@@ -550,9 +566,11 @@ class Service:
                     batch.put_worker(workers.set_fail(worker, failure, batch.now))
                     continue
                 worker = workers.rekeyed(worker, key)
-                # The board holds this key now, committed or not: memory follows the board
-                # at once, so a failed commit cannot leave a job a key the board refuses.
-                self._farm.workers[worker.uuid] = worker
+                # The board holds this key now, committed or not: both copies of the farm
+                # follow the board at once, so a failed commit (which rebuilds the pending
+                # copy from the committed one) cannot leave a job a key the board refuses.
+                self._committed.workers[worker.uuid] = worker
+                self._pending.workers[worker.uuid] = worker
             if not await self._access.open(req.id, worker):
                 continue  # the worker stays IDLE with its key, as the original does
             opened.append(req.id)
@@ -561,40 +579,24 @@ class Service:
             batch.put_worker(workers.take(worker, batch.now))
         return opened
 
-    def _start_background(self, worker: Worker) -> None:
-        if self._tg is None:
-            return
-        if worker.state is WorkerState.PREPARE:
-            # The key type of the worker's last job: one farm's clients mostly ask for
-            # one type, so a board rarely needs a second key when matched.
-            kind = kind_of(worker.key) or KeyType.RSA
-            self._tg.start_soon(self._steps.prepare, worker.uuid, worker.epoch, kind)
-        elif worker.state is WorkerState.BUSY:
-            self._tg.start_soon(self._steps.maintenance, worker.uuid, worker.epoch)
-
     async def _background_done(
         self, uuid: WorkerUUID, epoch: int, failure: str, key: bytes
     ) -> None:
-        async with self._lock:
-            worker = self._farm.workers.get(uuid)
-            if worker is None:
-                return
-            batch = self._batch("")
-            if failure:
-                new = workers.operation_failed(worker, epoch, failure, batch.now)
-            elif worker.state is WorkerState.PREPARE:
-                new = workers.prepared(worker, epoch, key, batch.now)
-            else:
-                new = workers.in_maintenance(worker, epoch, batch.now)
-            if new is None:
-                return  # overtaken by a newer state; its own step is under way
-            batch.put_worker(new)
-            try:
-                await self._commit_and_follow(batch)
-            except StoreUnavailable:
-                logger.error(
-                    "worker %s: store unavailable; its %s step stays pending", uuid, worker.state
-                )
+        try:
+            async with self._deciding("") as batch:
+                worker = self._pending.workers.get(uuid)
+                if worker is None:
+                    return
+                if failure:
+                    new = workers.operation_failed(worker, epoch, failure, batch.now)
+                elif worker.state is WorkerState.PREPARE:
+                    new = workers.prepared(worker, epoch, key, batch.now)
+                else:
+                    new = workers.in_maintenance(worker, epoch, batch.now)
+                if new is not None:  # else overtaken by a newer state; its own step is under way
+                    batch.put_worker(new)
+        except StoreUnavailable:
+            logger.error("worker %s: store unavailable; its step's end is not recorded", uuid)
 
 
 _AWAY = "disconnected"  # the FAIL reason of a dryad gone past the grace period

@@ -1,8 +1,9 @@
 """Admins' quotas and scheduling, and the usage report (docs/scheduling.md §endpoints).
 
-Every change is stored first, then applied to the farm and followed by a matcher pass over
-the whole queue, under the service's lock: a raised limit or a new order takes effect at
-once, and nothing waiting is lost.
+Every change is stored first, then applied to the committed farm and to the pending view
+the operations decide on (``Service.adjust``), and followed by a matcher pass over the
+whole queue: a raised limit or a new order takes effect at once, and nothing waiting is
+lost.
 """
 
 from __future__ import annotations
