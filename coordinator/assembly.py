@@ -145,7 +145,8 @@ def assemble(settings: Settings, parts: Parts) -> Coordinator:
     if link is not None:
         link.service = service
         link.panels = panels
-    events = Broadcaster(service, parts.store)
+    events = Broadcaster(parts.store)
+    service.publish = events.publish  # each commit's transitions, from memory
     panels.publish = events.publish_ephemeral  # each board's panel, to the dashboards
     webhooks = Webhooks(parts.store, _webhook_policy(settings))
     metrics = Metrics(service)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TypeVar
 
@@ -43,6 +43,7 @@ from coordinator.service.presence import Presence
 from coordinator.service.shares import Shares
 from coordinator.service.steps import Steps, panel_for, tell
 from coordinator.store import Store
+from coordinator.store.records import Numbered
 from coordinator.wire import HealthReport
 
 logger = logging.getLogger(__name__)
@@ -92,6 +93,9 @@ class Service:
         self._health: dict[WorkerUUID, tuple[datetime, HealthReport]] = {}
         # Told of every stored healthcheck report (metrics count the failed ones).
         self.health_listeners: list[Callable[[WorkerUUID, HealthReport], None]] = []
+        # Called with each commit's numbered transitions, in commit order; it must not
+        # block or raise (the event feed's ``Broadcaster.publish``).
+        self.publish: Callable[[Sequence[Numbered]], None] = _unheard
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -448,7 +452,7 @@ class Service:
         changes = batch.changes()
         if not changes:
             return
-        await anyio.to_thread.run_sync(self._store.commit, changes)
+        numbered = await anyio.to_thread.run_sync(self._store.commit, changes)
         self._farm.charge(changes.charges)
         for req in changes.requests:
             self._apply_request(req, batch.now)
@@ -466,6 +470,8 @@ class Service:
                 self._show(self._farm.workers[req.job.worker])
         for uuid in changes.removed_workers:
             self._farm.workers.pop(uuid, None)
+        if numbered:
+            self.publish(numbered)  # durable and applied: the feed hands them on from memory
         self._changed.set()
         self._changed = anyio.Event()
 
@@ -578,6 +584,10 @@ class Service:
                 logger.error(
                     "worker %s: store unavailable; its %s step stays pending", uuid, worker.state
                 )
+
+
+def _unheard(numbered: Sequence[Numbered]) -> None:
+    """Nobody follows the feed (a service without a broadcaster, as in some tests)."""
 
 
 _AWAY = "disconnected"  # the FAIL reason of a dryad gone past the grace period

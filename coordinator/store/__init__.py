@@ -137,8 +137,9 @@ class Store(Protocol):
         """The finished requests ``query`` selects (the window's anchor left out), read
         one window at a time."""
 
-    def commit(self, changes: Changes) -> None:
-        """Apply ``changes`` atomically and durably."""
+    def commit(self, changes: Changes) -> list[Numbered]:
+        """Apply ``changes`` atomically and durably; returns its transitions with the ids
+        the store gave them, in order (the event feed hands them on from memory)."""
 
     def usage(self) -> dict[str, Usage]:
         """Every user's stored usage, as last charged."""

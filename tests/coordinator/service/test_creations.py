@@ -19,6 +19,7 @@ from coordinator.service.creations import Creation
 from coordinator.service.keys import KeyPool
 from coordinator.service.operations import Service
 from coordinator.store import Changes, Store
+from coordinator.store.records import Numbered
 from coordinator.store.sql import SqlStore
 from tests.coordinator.doubles import ALICE, BOB, RecordingDryads, RecordingTunnels, uuid_of
 
@@ -41,14 +42,15 @@ class GatedStore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def commit(self, changes: Changes) -> None:
+    def commit(self, changes: Changes) -> list[Numbered]:
         if not self.gate.wait(10):
             raise AssertionError("the test never opened the gate")
         self.calls += 1
         if self.calls in self.refuse:
             raise StoreUnavailable("database or disk is full")
-        self.inner.commit(changes)
+        numbered = self.inner.commit(changes)
         self.commits.append(changes)
+        return numbered
 
 
 @pytest.fixture
