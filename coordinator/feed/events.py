@@ -306,7 +306,7 @@ class Broadcaster:
                     sub.queue.clear()
                     page = self._page
                     found = await anyio.to_thread.run_sync(
-                        lambda: self._store.transitions_after(sub.last_id, page, sub.query)
+                        self._store.transitions_after, sub.last_id, page, sub.query
                     )
                     for stored in found:
                         sub.last_id = stored.id
