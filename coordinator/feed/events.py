@@ -213,11 +213,10 @@ class Broadcaster:
 
     async def _catch_up(self) -> None:
         """Hand out what the store holds after the cursor and before the held events (all
-        of it when none are held), then the held events."""
+        of it when none are held), then the held events up to their next gap; again while
+        some are held."""
         while True:
             bound = self._held[0].id if self._held else None
-            if bound is not None and bound <= self._cursor + 1:
-                break  # no gap left before the held events
             found = await self._read_after(self._cursor)
             full = len(found) == self._page
             if bound is not None:
@@ -225,11 +224,17 @@ class Broadcaster:
                 full = full and len(before) == len(found)
                 found = before
             self._hand_out(found)
-            if not full:
-                break
-        # No await from the last read on: what was published meanwhile is held, in order.
-        held, self._held = self._held, []
-        self._hand_out(held)
+            if full:
+                continue
+            # No await since the read: nothing the store holds lies before the held events.
+            held = self._held
+            run = 1
+            while run < len(held) and held[run].id == held[run - 1].id + 1:
+                run += 1
+            self._held = held[run:]
+            self._hand_out(held[:run])
+            if not self._held:
+                return
 
     async def _read_after(self, after: int) -> list[Numbered]:
         while True:

@@ -164,9 +164,12 @@ class Webhooks:
             anyio.create_task_group() as tg,
         ):
             self._tg, self._client = tg, client
-            self._reload = self._backlog = True  # events stored while we were down
-            self._due_at = self._now()  # and deliveries left pending
-            self._new.set()
+            # Events stored while we were down, and deliveries left pending, before we say
+            # we started.
+            self._reload = self._backlog = True
+            await self._step()
+            async with self._turn:
+                await self._read_due()
             tg.start_soon(self._enqueue_loop)
             tg.start_soon(self._due_loop)
             task_status.started()
@@ -181,39 +184,44 @@ class Webhooks:
         while True:
             await self._new.wait()
             self._new = anyio.Event()
-            # Stored before this step began, so this step handles them all.
-            woken = self._woken
-            try:
-                if self._reload:
-                    self._reload = False
-                    hooks = await anyio.to_thread.run_sync(self._store.webhooks)
-                    self._hooked = bool(hooks)
-                    self._backlog = True  # events a new webhook came before are stored
-                if self._backlog:
-                    # Everything buffered is stored, so this read covers it; what is
-                    # buffered meanwhile is skipped by the store's cursor if seen twice.
-                    self._buffer = []
-                    self.store_reads += 1
-                    read, added = await anyio.to_thread.run_sync(
-                        self._store.enqueue_deliveries, CURSOR, self._now(), PAGE
-                    )
-                    self._backlog = read == PAGE
-                    if added:
-                        self._wake_due(self._now())  # these are sent from the store
-                elif self._buffer:
-                    events, self._buffer = self._buffer, []
-                    await self._enqueue(events)
-            except Exception as exc:
-                # Webhooks must never take the coordinator down; the cursor has not moved.
-                _log_failure(exc)
-                await anyio.sleep(RETRY_AFTER_STORE_ERROR)
-                self._backlog = True  # the buffered events are in the store
-                self._new.set()
-                continue
-            if not (self._backlog or self._reload):
-                self._advance(woken)
-            if self._backlog or self._buffer or self._reload:
-                self._new.set()
+            await self._step()
+
+    async def _step(self) -> None:
+        """Read the webhooks or the backlog if asked to, else store the buffered events'
+        deliveries and queue them."""
+        # Stored before this step began, so this step handles them all.
+        woken = self._woken
+        try:
+            if self._reload:
+                self._reload = False
+                hooks = await anyio.to_thread.run_sync(self._store.webhooks)
+                self._hooked = bool(hooks)
+                self._backlog = True  # events a new webhook came before are stored
+            if self._backlog:
+                # Everything buffered is stored, so this read covers it; what is
+                # buffered meanwhile is skipped by the store's cursor if seen twice.
+                self._buffer = []
+                self.store_reads += 1
+                read, added = await anyio.to_thread.run_sync(
+                    self._store.enqueue_deliveries, CURSOR, self._now(), PAGE
+                )
+                self._backlog = read == PAGE
+                if added:
+                    self._wake_due(self._now())  # these are sent from the store
+            elif self._buffer:
+                events, self._buffer = self._buffer, []
+                await self._enqueue(events)
+        except Exception as exc:
+            # Webhooks must never take the coordinator down; the cursor has not moved.
+            _log_failure(exc)
+            await anyio.sleep(RETRY_AFTER_STORE_ERROR)
+            self._reload = self._backlog = True  # the buffered events are in the store
+            self._new.set()
+            return
+        if not (self._backlog or self._reload):
+            self._advance(woken)
+        if self._backlog or self._buffer or self._reload:
+            self._new.set()
 
     async def _enqueue(self, events: list[TransitionEvent]) -> None:
         pairs = [(e.id, e.kind) for e in events]
@@ -227,15 +235,17 @@ class Webhooks:
                 item = _Item(new.delivery, new.url, new.secret, by_id[new.delivery.event_id])
                 self._push(item)
 
-    def _push(self, item: _Item) -> bool:
-        """Queue a first attempt in its webhook's lane, if memory has room; else it stays
-        due in the store, which the due loop reads once the lanes have drained."""
-        if len(self._owned) >= self._memory:
+    def _push(self, item: _Item, *, stored: bool = False) -> bool:
+        """Queue an attempt in its webhook's lane, if memory has room; else it stays due in
+        the store, which the due loop reads once the lanes have drained. Once some are
+        left there, later ones from memory are too, so that each lane keeps event order
+        until the due loop has caught up (``stored``: it is the due loop pushing)."""
+        if item.delivery.id in self._owned:
+            return True
+        if len(self._owned) >= self._memory or (self._spilled and not stored):
             self._spilled = True
             return False
         hook = item.delivery.hook_id
-        if item.delivery.id in self._owned:
-            return True
         self._owned.add(item.delivery.id)
         lane = self._lanes.get(hook)
         if lane is None:
@@ -266,7 +276,6 @@ class Webhooks:
         self._finished[delivery_id] = self._finishes
         self._owned.discard(delivery_id)
         if self._spilled and len(self._owned) <= self._memory // 2:
-            self._spilled = False
             self._wake_due(self._now())
 
     def _wake_due(self, at: datetime) -> None:
@@ -315,16 +324,17 @@ class Webhooks:
                 logger.warning("webhook %d: delivery %d dropped: %s", d.hook_id, d.id, exc)
                 await self._record(d.id, "dropped", d.attempts, f"unreadable event: {exc}", None)
                 continue
-            if not self._push(_Item(d, found.url, found.secret, event)):
-                break
+            if not self._push(_Item(d, found.url, found.secret, event), stored=True):
+                return  # read again once the lanes have drained
             pushed += 1
         if later is not None:
             self._wake_due(later)
-        if len(due) == PAGE:  # more are due than one read takes
-            if pushed and not self._spilled:
-                self._wake_due(now)
-            else:
-                self._spilled = True  # read again once the lanes have drained
+        if len(due) < PAGE:
+            self._spilled = False  # caught up: memory queues the next ones again
+        elif pushed:
+            self._wake_due(now)  # more are due than one read takes
+        else:
+            self._spilled = True  # a page of ones in memory: read again once they are done
 
     async def _attempt(self, client: httpx.AsyncClient, item: _Item) -> None:
         d, event = item.delivery, item.event
