@@ -45,13 +45,46 @@ def apply_health(batch: Batch, worker: Worker, report: HealthReport, self_heal: 
 
 
 def invalidate_unsatisfiable(farm: Farm, batch: Batch, gone: WorkerUUID | None = None) -> None:
-    """Waiting requests that no registered worker could take any more become INVALID."""
+    """Waiting requests that no registered worker could take any more become INVALID.
+
+    Only a worker removed, or one that lost a cap or a group, can leave a request without
+    a worker, and only a request it fitted before: the others are not looked at
+    (docs/events.md §long steps).
+    """
     everyone = {**farm.workers, **batch.workers}
+    before = [farm.workers[gone]] if gone is not None and gone in farm.workers else []
     if gone is not None:
         everyone.pop(gone, None)
-    waiting = [batch.request(rid) for rid in farm.queue]
-    for req in matcher.unsatisfiable([r for r in waiting if r], everyone.values()):
+    before += [old for old in _lost_something(farm, batch) if old.uuid != gone]
+    if not before:
+        return
+    fitted: dict[matcher.Need, bool] = {}
+    suspects: list[Request] = []
+    for rid in farm.queue:
+        req = batch.request(rid)
+        if req is None:
+            continue
+        need = matcher.need_of(req.caps, req.groups)
+        hit = fitted.get(need)
+        if hit is None:
+            hit = fitted[need] = any(matcher.fits(old, need) for old in before)
+        if hit:
+            suspects.append(req)
+    for req in matcher.unsatisfiable(suspects, everyone.values()):
         batch.put_request(requests.invalidate(req, NO_WORKER))
+
+
+def _lost_something(farm: Farm, batch: Batch) -> list[Worker]:
+    """The workers of ``batch`` as they were before it, of those that lost a cap or a group
+    (a new worker, or one that only gained some, takes no request away)."""
+    lost = []
+    for uuid, new in batch.workers.items():
+        old = farm.workers.get(uuid)
+        if old is None:
+            continue
+        if not old.caps.items() <= new.caps.items() or not set(old.groups) <= set(new.groups):
+            lost.append(old)
+    return lost
 
 
 def match_candidates(
