@@ -4,6 +4,7 @@ store read per commit when nobody listens."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +19,7 @@ from coordinator.assembly import Parts, assemble
 from coordinator.domain.clock import FakeClock
 from coordinator.domain.model import Transition
 from coordinator.domain.states import RequestState, WorkerState
-from coordinator.feed.events import Broadcaster, TransitionEvent
+from coordinator.feed.events import Broadcaster, Subscription, TransitionEvent
 from coordinator.feed.webhooks import Webhooks
 from coordinator.settings import Settings
 from coordinator.store import Changes
@@ -99,13 +100,17 @@ def test_the_memory_feed_is_the_stored_feed(
     heard: list[TransitionEvent] = []
     got: dict[str, list[TransitionEvent]] = {"live": [], "resumed": []}
 
-    async def read(name: str, events: Broadcaster, sub: Any, count: int) -> None:
-        stream = events.stream(sub, keepalive=3600)
-        with anyio.fail_after(10):
-            while len(got[name]) < count:
+    final: list[int] = []  # the last wanted id, once every commit is made (0: none)
+
+    async def read(name: str, events: Broadcaster, sub: Subscription) -> None:
+        """Take events while the commits go on, until the last wanted one."""
+        stream = events.stream(sub, keepalive=0.01)  # None now and then: look at ``final``
+        with anyio.fail_after(20):
+            while not final or (final[0] and (not got[name] or got[name][-1].id < final[0])):
                 event = await anext(stream)
-                assert isinstance(event, TransitionEvent)
-                got[name].append(event)
+                if event is not None:
+                    assert isinstance(event, TransitionEvent)
+                    got[name].append(event)
         await stream.aclose()
 
     async def main() -> tuple[list[Numbered], list[Numbered]]:
@@ -114,24 +119,24 @@ def test_the_memory_feed_is_the_stored_feed(
         async with anyio.create_task_group() as tg:
             await tg.start(events.run)
             start = events.cursor
-            live = events.subscribe(query)
-            resumed = None
-            for n, (batch, published) in enumerate(commits):
-                if n == resume_at:
-                    resumed = events.subscribe(query, after=start)
-                numbered = store.commit(Changes(transitions=batch))
-                if published:
-                    events.publish(numbered)
-                await anyio.lowlevel.checkpoint()  # let the readers run between commits
-            with anyio.fail_after(10):
-                await events.settled()  # the unpublished last commits, if any
-            if resumed is None:
-                resumed = events.subscribe(query, after=start)
-            stored = store.transitions_after(start, 10_000)
-            wanted = store.transitions_after(start, 10_000, query)
             async with anyio.create_task_group() as readers:
-                readers.start_soon(read, "live", events, live, len(wanted))
-                readers.start_soon(read, "resumed", events, resumed, len(wanted))
+                readers.start_soon(read, "live", events, events.subscribe(query))
+                for n, (batch, published) in enumerate([*commits, ([], True)]):
+                    if n == min(resume_at, len(commits)):
+                        # Replays from the store while the next commits are published.
+                        resumed = events.subscribe(query, after=start)
+                        readers.start_soon(read, "resumed", events, resumed)
+                    if batch:
+                        numbered = store.commit(Changes(transitions=batch))
+                        if published:
+                            events.publish(numbered)
+                    for _ in range(n % 3):  # the readers run between some commits
+                        await anyio.lowlevel.checkpoint()
+                with anyio.fail_after(10):
+                    await events.settled()  # the unpublished last commits, if any
+                wanted = store.transitions_after(start, 10_000, query)
+                final.append(wanted[-1].id if wanted else 0)
+            stored = store.transitions_after(start, 10_000)
             tg.cancel_scope.cancel()
         return stored, wanted
 
@@ -232,3 +237,64 @@ async def test_webhooks_cost_no_store_read_per_commit(farm: AppFarm) -> None:
     with anyio.fail_after(10):
         await hooks.caught_up(events.cursor)
     assert hooks.store_reads == reads
+
+
+class SlowReads:
+    """A store whose ``transitions_after`` reads, then waits until released: an event can
+    be committed and published between a replay's read and its answer."""
+
+    def __init__(self, inner: SqlStore) -> None:
+        self.inner = inner
+        self.hold = threading.Event()
+        self.hold.set()
+        self.reading = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def transitions_after(self, *args: Any, **kwargs: Any) -> list[Numbered]:
+        found: list[Numbered] = self.inner.transitions_after(*args, **kwargs)
+        self.reading.set()
+        if not self.hold.wait(10):
+            raise AssertionError("the test never released the read")
+        return found
+
+
+@pytest.mark.anyio
+async def test_an_event_published_during_a_replay_read_comes_right_after_it(
+    tmp_path: Path,
+) -> None:
+    store = SqlStore.open(tmp_path / "boruta.db")
+    store.migrate()
+    slow = SlowReads(store)
+    events = Broadcaster(slow, page=2)
+    try:
+        async with anyio.create_task_group() as tg:
+            await tg.start(events.run)
+            start = events.cursor
+            events.publish(
+                store.commit(Changes(transitions=[_worker_t(f"w{n}") for n in range(3)]))
+            )
+            stream = events.stream(events.subscribe(TransitionQuery(), after=start), keepalive=3600)
+            got = [await anext(stream) for _ in range(2)]  # the first page, a full one
+            slow.hold.clear()
+            slow.reading.clear()
+            async with anyio.create_task_group() as readers:
+
+                async def rest() -> None:
+                    with anyio.fail_after(10):
+                        got.extend([await anext(stream) for _ in range(2)])
+
+                readers.start_soon(rest)
+                with anyio.fail_after(10):
+                    # The second page is read, not yet answered: now an event is published.
+                    await anyio.to_thread.run_sync(slow.reading.wait, 10)
+                live = store.commit(Changes(transitions=[_worker_t("w9")]))
+                events.publish(live)
+                slow.hold.set()
+            await stream.aclose()
+            tg.cancel_scope.cancel()
+    finally:
+        store.close()
+    ids = [e.id for e in got if isinstance(e, TransitionEvent)]
+    assert ids == [start + 1, start + 2, start + 3, live[0].id] and live[0].id == start + 4
