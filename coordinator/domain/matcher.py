@@ -79,6 +79,7 @@ class Queue:
         self._keys: list[tuple[int, int, RequestID]] = []
         self._owned: dict[int, dict[str, list[tuple[int, RequestID]]]] = {}
         self.waiting: Counter[str] = Counter()  # WAITING requests of each owner
+        self.needs: Counter[Need] = Counter()  # WAITING requests of each need
         for req in sorted(requests, key=lambda r: (r.priority, r.queued, r.id)):
             self.add(req)
 
@@ -93,6 +94,7 @@ class Queue:
         owners = self._owned.setdefault(req.priority, {})
         bisect.insort(owners.setdefault(req.owner, []), (req.queued, req.id))
         self.waiting[req.owner] += 1
+        self.needs[need_of(req.caps, req.groups)] += 1
 
     def remove(self, req: Request) -> None:
         """Remove by the request's current priority and place; absent ones are ignored."""
@@ -110,6 +112,10 @@ class Queue:
             self.waiting[req.owner] -= 1
             if not self.waiting[req.owner]:
                 del self.waiting[req.owner]
+            need = need_of(req.caps, req.groups)
+            self.needs[need] -= 1
+            if not self.needs[need]:
+                del self.needs[need]
 
     def ordered(self, policy: Policy, usage: Mapping[str, float]) -> Iterator[RequestID]:
         """The queue in ``policy``'s order, lazily: a pass that stops early pays little."""

@@ -74,6 +74,20 @@ def invalidate_unsatisfiable(farm: Farm, batch: Batch, gone: WorkerUUID | None =
         batch.put_request(requests.invalidate(req, NO_WORKER))
 
 
+def _any_fit(
+    farm: Farm,
+    reqs: Mapping[RequestID, Request],
+    fresh: Iterable[RequestID],
+    pool: Mapping[WorkerUUID, Worker],
+) -> bool:
+    """Whether some idle worker fits the need of some waiting request: by the queue's
+    distinct needs, not its requests (docs/events.md §long steps)."""
+    idle = matcher.CapsIndex(w for w in pool.values() if w.state is WorkerState.IDLE)
+    needs = set(farm.queue.needs)
+    needs.update(matcher.need_of(reqs[rid].caps, reqs[rid].groups) for rid in fresh)
+    return any(idle.any_fits(need) for need in needs)
+
+
 def _lost_something(farm: Farm, batch: Batch) -> list[Worker]:
     """The workers of ``batch`` as they were before it, of those that lost a cap or a group
     (a new worker, or one that only gained some, takes no request away)."""
@@ -108,6 +122,8 @@ def match_candidates(
         or any(w.state is WorkerState.IDLE for w in batch.workers.values())
         or (farm.quotas and batch.charges())
     ):
+        if not _any_fit(farm, reqs, fresh, pool):
+            return pool, reqs, ()  # the pass would walk the whole queue to assign nothing
         if not fresh:
             return pool, reqs, shares.order(farm, reqs, None, batch.now)
         fresh.update(farm.queue)

@@ -397,3 +397,17 @@ def test_unsatisfiable_agrees_with_trying_every_worker_past_the_scan(seed: int) 
         workers += [w for w in some if w.uuid not in {x.uuid for x in workers}]
     expected = [r for r in reqs if not any(_fits_reference(w, r) for w in workers)]
     assert unsatisfiable(reqs, workers) == expected
+
+
+def test_the_queue_counts_its_waiting_requests_by_need() -> None:
+    odroid = [make_request(n, caps={"board": "odroid"}) for n in (1, 2)]
+    rpi = make_request(3, caps={"board": "rpi"}, groups=("g1",))
+    queue = Queue([*odroid, rpi])
+    assert queue.needs == {
+        need_of({"board": "odroid"}, ()): 2,
+        need_of({"board": "rpi"}, ("g1",)): 1,
+    }
+    queue.remove(rpi)
+    queue.remove(odroid[0])
+    queue.remove(odroid[0])  # absent: ignored
+    assert queue.needs == {need_of({"board": "odroid"}, ()): 1}

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from coordinator.domain.ids import RequestID
-from coordinator.domain.states import RequestState
+from coordinator.domain.states import RequestState, WorkerState
 from coordinator.service.operations import Service
-from tests.coordinator.doubles import ALICE, uuid_of
+from tests.coordinator.doubles import ADMIN, ALICE, until, uuid_of
 
 pytestmark = pytest.mark.anyio
 
@@ -43,3 +43,19 @@ async def test_a_new_worker_leaves_every_waiting_request_waiting(service: Servic
     rid = await service.new_request(ALICE, 8, {"board": "odroid"})
     await service.register({"UUID": uuid_of(2), "board": "rpi"}, "10.0.0.2:22")
     assert await _states(service, rid) == [RequestState.WAITING]
+
+
+async def test_a_worker_that_fits_nothing_leaves_the_queue_as_it_was(service: Service) -> None:
+    await service.register({"UUID": uuid_of(1), "board": "odroid"}, "10.0.0.1:22")
+    await service.register({"UUID": uuid_of(2), "board": "rpi"}, "10.0.0.2:22")
+    waiting = [await service.new_request(ALICE, 8, {"board": "odroid"}) for _ in range(3)]
+    await service.set_worker_state(ADMIN, uuid_of(2), WorkerState.IDLE)  # fits none of them
+    await until(service, lambda: service.get_worker(uuid_of(2)).state is WorkerState.IDLE)
+    assert await _states(service, *waiting) == [RequestState.WAITING] * 3
+    await service.set_worker_state(ADMIN, uuid_of(1), WorkerState.IDLE)
+    await until(service, lambda: service.get_worker(uuid_of(1)).state is WorkerState.RUN)
+    assert await _states(service, *waiting) == [
+        RequestState.IN_PROGRESS,
+        RequestState.WAITING,
+        RequestState.WAITING,
+    ]
