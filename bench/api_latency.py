@@ -147,7 +147,10 @@ def main() -> None:
         seed_db(db, args.requests, args.workers)
         token = cli_user(db, "bench")
         config = tmp / "coordinator.toml"
-        config.write_text(f'sqlite_sync = "{args.sqlite_sync}"\nloop_lag_probe = {PROBE}\n')
+        # No dryad link: no dryad comes, and its port may be taken by another coordinator.
+        config.write_text(
+            f'sqlite_sync = "{args.sqlite_sync}"\nloop_lag_probe = {PROBE}\nlink = ""\n'
+        )
         server, url = start_coordinator(db, tmp / "server.log", config)
         try:
             headers = {"Authorization": f"Bearer {token}"}
