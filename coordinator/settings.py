@@ -67,7 +67,7 @@ class Settings:
     http_max_per_client: int = 128
     # Seconds the event loop's lag probe sleeps between wake-ups (docs/events.md §loop lag):
     # how late it wakes shows in /metrics; 0 turns it off.
-    loop_lag_probe: float = 0.005
+    loop_lag_probe: float = 0.01
 
     @property
     def http_host(self) -> str:
