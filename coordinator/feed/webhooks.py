@@ -107,9 +107,9 @@ class Webhooks:
         self._due_at: datetime | None = None
         self._due = anyio.Event()  # wakes the loop that reads due deliveries
         # Attempts finished while a read of the due deliveries was under way may show in it
-        # as still due; each finish is numbered so that the due loop can skip those.
-        self._finishes = 0
-        self._finished: dict[int, int] = {}
+        # as still due; they are noted during a read only (None: no read under way), so
+        # that the due loop can skip them.
+        self._finished: set[int] | None = None
         self._outcomes = 0  # delivery outcomes stored so far
         self._recorded = anyio.Event()  # set (and replaced) after each stored outcome
         # The newest transition handed to ``wake``, and the newest one whose deliveries
@@ -272,8 +272,8 @@ class Webhooks:
                 self._owned.discard(left.delivery.id)
 
     def _finish(self, delivery_id: int) -> None:
-        self._finishes += 1
-        self._finished[delivery_id] = self._finishes
+        if self._finished is not None:
+            self._finished.add(delivery_id)
         self._owned.discard(delivery_id)
         if self._spilled and len(self._owned) <= self._memory // 2:
             self._wake_due(self._now())
@@ -302,7 +302,7 @@ class Webhooks:
                 await self._read_due()
 
     async def _read_due(self) -> None:
-        before, now = self._finishes, self._now()
+        self._finished, now = set(), self._now()
         try:
             self.store_reads += 1
             due = await anyio.to_thread.run_sync(self._store.due_deliveries, now, PAGE)
@@ -311,8 +311,8 @@ class Webhooks:
             _log_failure(exc)
             self._wake_due(self._now() + timedelta(seconds=RETRY_AFTER_STORE_ERROR))
             return
-        stale = {i for i, n in self._finished.items() if n > before}
-        self._finished = {i: self._finished[i] for i in stale}
+        finally:
+            stale, self._finished = self._finished, None
         pushed = 0
         for found in due:
             d = found.delivery
