@@ -1,4 +1,5 @@
-"""API latency under wrk: list, get and create with 10,000 waiting requests, 1,000 workers."""
+"""API latency under wrk: list, get and create with 10,000 waiting requests, 1,000 workers;
+and the server's event loop lag meanwhile (its 1 ms probe, read from /metrics)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,32 @@ DIST = re.compile(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$", re.MULTILINE)
 RATE = re.compile(r"Requests/sec:\s+([\d.]+)")
 BAD = re.compile(r"Non-2xx or 3xx responses: (\d+)")
 ERRORS = re.compile(r"Socket errors: .*")
+LAG_BUCKET = re.compile(r'^boruta_event_loop_lag_seconds_bucket\{le="([^"]+)"\} ([\d.e+]+)$', re.M)
+LAG_PEAK = re.compile(r"^boruta_event_loop_lag_peak_seconds ([\d.e+-]+)$", re.M)
+PROBE = 0.001  # seconds between the server's lag probes
+
+
+def scrape_lag(http: httpx.Client) -> tuple[dict[float, float], float]:
+    """The lag histogram's cumulative buckets, and the longest lag since the last scrape."""
+    text = http.get("/metrics").text
+    buckets = {float(le): float(n) for le, n in LAG_BUCKET.findall(text)}
+    peak = LAG_PEAK.search(text)
+    return buckets, float(peak[1]) if peak else 0.0
+
+
+def lag_report(
+    name: str, before: dict[float, float], after: dict[float, float], peak: float
+) -> float:
+    """Print the loop lag between two scrapes: samples, p99 (a bucket's upper bound) and
+    the maximum; return the maximum in ms."""
+    delta = {le: after[le] - before.get(le, 0.0) for le in sorted(after)}
+    total = delta.get(float("inf"), 0.0)
+    p99 = next((le for le, n in delta.items() if total and n >= 0.99 * total), float("inf"))
+    print(
+        f"  loop lag during {name:<6} p99 <= {p99 * 1000:5.1f} ms   max {peak * 1000:6.1f} ms"
+        f"   ({total:.0f} probes)"
+    )
+    return peak * 1000
 
 
 def seed_db(db: Path, requests: int, workers: int) -> None:
@@ -120,7 +147,10 @@ def main() -> None:
         seed_db(db, args.requests, args.workers)
         token = cli_user(db, "bench")
         config = tmp / "coordinator.toml"
-        config.write_text(f'sqlite_sync = "{args.sqlite_sync}"\n')
+        # No dryad link: no dryad comes, and its port may be taken by another coordinator.
+        config.write_text(
+            f'sqlite_sync = "{args.sqlite_sync}"\nloop_lag_probe = {PROBE}\nlink = ""\n'
+        )
         server, url = start_coordinator(db, tmp / "server.log", config)
         try:
             headers = {"Authorization": f"Bearer {token}"}
@@ -134,6 +164,7 @@ def main() -> None:
                     f" sqlite_sync {args.sqlite_sync}"
                 )
                 # The whole unpaginated list, once (and a few more times for a median).
+                lag_before, _ = scrape_lag(http)
                 took: list[float] = []
                 size = 0
                 for _ in range(5):
@@ -146,6 +177,8 @@ def main() -> None:
                     f"full unpaginated list: {count} requests, {size / 1e6:.1f} MB,"
                     f" first {took[0] * 1000:.0f} ms, median of 5 {median(took) * 1000:.0f} ms"
                 )
+                lag_after, peak = scrape_lag(http)
+                longest = lag_report("list-all", lag_before, lag_after, peak)
             worst = 0.0
             body = json.dumps({"Priority": 8, "Caps": BOARD_CAPS}).replace("'", "\\'")
             for endpoint in ("list", "get", "create"):  # create last: it grows the queue
@@ -153,12 +186,18 @@ def main() -> None:
                 lua = lua.replace("COUNT", str(args.requests)).replace("BODY", body)
                 script = tmp / f"{endpoint}.lua"
                 script.write_text(lua)
-                out = wrk(url, endpoint, script, args.threads, args.connections, args.seconds)
-                worst = max(worst, report(endpoint, out))
+                with httpx.Client(base_url=url, headers=headers, timeout=30) as http:
+                    lag_before, _ = scrape_lag(http)
+                    out = wrk(url, endpoint, script, args.threads, args.connections, args.seconds)
+                    worst = max(worst, report(endpoint, out))
+                    lag_after, peak = scrape_lag(http)
+                longest = max(longest, lag_report(endpoint, lag_before, lag_after, peak))
         finally:
             server.stop()
-    verdict = "MET" if worst <= 20 else "NOT MET"
-    print(f"worst p99 {worst:.2f} ms (goal p99 <= 20 ms: {verdict})")
+    verdict = "MET" if worst <= 10 else "NOT MET"
+    print(f"worst p99 {worst:.2f} ms (goal without tunnel traffic p99 <= 10 ms: {verdict})")
+    verdict = "MET" if longest <= 10 else "NOT MET"
+    print(f"longest event loop step {longest:.1f} ms (goal <= 10 ms: {verdict})")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from coordinator.api.auth import Authenticator
 from coordinator.domain.clock import Clock, SystemClock
 from coordinator.domain.ids import WorkerUUID
 from coordinator.feed.events import Broadcaster
+from coordinator.feed.looplag import LoopLag
 from coordinator.feed.metrics import Metrics
 from coordinator.feed.panels import Panels
 from coordinator.feed.webhooks import WebhookPolicy, Webhooks
@@ -99,6 +100,7 @@ class Coordinator:
     webhooks: Webhooks
     metrics: Metrics
     app: Starlette = field(init=False)
+    lag: LoopLag = field(init=False)
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -112,6 +114,7 @@ class Coordinator:
                 await tg.start(self.service.run)
                 await tg.start(self.events.run)
                 await tg.start(self.webhooks.run)
+                tg.start_soon(self.lag.run)
                 # The link stops first, so that its sessions end while the service still runs.
                 async with anyio.create_task_group() as link_tg:
                     if self.link is not None:
@@ -148,7 +151,8 @@ def assemble(settings: Settings, parts: Parts) -> Coordinator:
     if link is not None:
         link.service = service
         link.panels = panels
-    events = Broadcaster(service, parts.store)
+    events = Broadcaster(parts.store)
+    service.publish = events.publish  # each commit's transitions, from memory
     panels.publish = events.publish_ephemeral  # each board's panel, to the dashboards
     webhooks = Webhooks(parts.store, _webhook_policy(settings))
     metrics = Metrics(service, keys)
@@ -169,6 +173,8 @@ def assemble(settings: Settings, parts: Parts) -> Coordinator:
         webhooks=webhooks,
         metrics=metrics,
     )
+    coordinator.lag = LoopLag(settings.loop_lag_probe)
+    metrics.registry.register(coordinator.lag)
     coordinator.app = create_app(http, coordinator.running)
     coordinator.app.state.coordinator = coordinator  # for tests and benches that hold the app
     return coordinator

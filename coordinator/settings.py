@@ -74,6 +74,9 @@ class Settings:
     http_keepalive_timeout: float = 5.0
     http_send_timeout: float = 30.0
     http_max_per_client: int = 128
+    # Seconds the event loop's lag probe sleeps between wake-ups (docs/events.md §loop lag):
+    # how late it wakes shows in /metrics; 0 turns it off.
+    loop_lag_probe: float = 0.01
 
     @property
     def http_host(self) -> str:
@@ -170,6 +173,8 @@ class Settings:
                 "usage_half_life must be from 60 to 31536000 seconds (zero would forget all"
                 f" usage at once), not {self.usage_half_life}"
             )
+        if not 0 <= self.loop_lag_probe <= 1:
+            raise SettingsError("loop_lag_probe must be from 0 to 1 second")
         if self.finished_in_memory < 0:
             raise SettingsError("finished_in_memory must be zero or more")
         if self.max_job_length < self.job_timeout:

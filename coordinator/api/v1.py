@@ -10,7 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from coordinator import boruta_json as bj
-from coordinator.api import bodies, params
+from coordinator.api import bodies, chunks, params
 from coordinator.api.auth import Authenticator
 from coordinator.domain import listing
 from coordinator.domain.ids import MAX_REQUEST_ID, RequestID, WorkerUUID, is_worker_uuid
@@ -127,7 +127,7 @@ class V1:
         await self._user(http)
         body = await self._json(http, optional=True)
         spec = _request_list_spec(body)
-        return _page_response(await self._service.list_requests(spec), bj.request_json)
+        return await _page_response(await self._service.list_requests(spec), bj.request_json)
 
     async def get_request(self, http: HttpRequest) -> Response:
         await self._user(http)
@@ -178,7 +178,7 @@ class V1:
         await self._user(http)
         body = await self._json(http, optional=True)
         spec = _worker_list_spec(body)
-        return _page_response(self._service.list_workers(spec), self._worker_json)
+        return await _page_response(self._service.list_workers(spec), self._worker_json)
 
     async def get_worker(self, http: HttpRequest) -> Response:
         await self._user(http)
@@ -242,9 +242,10 @@ def _wait_seconds(text: str | None, limit: float, name: str = "wait") -> float |
     return params.seconds(text, name, limit)
 
 
-def _page_response(page: Page[Any], to_json: Callable[[Any], object]) -> Response:
+async def _page_response(page: Page[Any], to_json: Callable[[Any], object]) -> Response:
     headers = bj.list_headers(len(page.items), page.total, page.remaining)
-    return json_response([to_json(item) for item in page.items], headers=headers)
+    body = await chunks.json_list(page.items, to_json)
+    return Response(body, 200, headers, media_type="application/json")
 
 
 def _parts(body: object) -> tuple[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]]:

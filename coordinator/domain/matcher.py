@@ -79,6 +79,7 @@ class Queue:
         self._keys: list[tuple[int, int, RequestID]] = []
         self._owned: dict[int, dict[str, list[tuple[int, RequestID]]]] = {}
         self.waiting: Counter[str] = Counter()  # WAITING requests of each owner
+        self.needs: Counter[Need] = Counter()  # WAITING requests of each need
         for req in sorted(requests, key=lambda r: (r.priority, r.queued, r.id)):
             self.add(req)
 
@@ -93,6 +94,7 @@ class Queue:
         owners = self._owned.setdefault(req.priority, {})
         bisect.insort(owners.setdefault(req.owner, []), (req.queued, req.id))
         self.waiting[req.owner] += 1
+        self.needs[need_of(req.caps, req.groups)] += 1
 
     def remove(self, req: Request) -> None:
         """Remove by the request's current priority and place; absent ones are ignored."""
@@ -110,6 +112,10 @@ class Queue:
             self.waiting[req.owner] -= 1
             if not self.waiting[req.owner]:
                 del self.waiting[req.owner]
+            need = need_of(req.caps, req.groups)
+            self.needs[need] -= 1
+            if not self.needs[need]:
+                del self.needs[need]
 
     def ordered(self, policy: Policy, usage: Mapping[str, float]) -> Iterator[RequestID]:
         """The queue in ``policy``'s order, lazily: a pass that stops early pays little."""
@@ -214,16 +220,58 @@ def match(
     return assignments
 
 
+class CapsIndex:
+    """The workers by each cap pair and each group, so that whether any worker fits a need
+    is a few set operations on the rarest of its caps, not a scan of every worker."""
+
+    def __init__(self, workers: Iterable[Worker]) -> None:
+        self._all: dict[WorkerUUID, Worker] = {}
+        self._caps: dict[tuple[str, str], set[WorkerUUID]] = {}
+        for worker in workers:
+            self._all[worker.uuid] = worker
+            for pair in worker.caps.items():
+                self._caps.setdefault(pair, set()).add(worker.uuid)
+
+    def any_fits(self, need: Need) -> bool:
+        """Whether some worker fits ``need``, as ``fits`` says."""
+        caps, groups = need
+        if not caps:
+            return any(fits(w, need) for w in self._all.values())
+        postings = sorted((self._caps.get(pair, _NONE) for pair in caps), key=len)
+        if not postings[0]:
+            return False
+        having = postings[0].intersection(*postings[1:])  # in C, the rarest cap first
+        if not groups:
+            return bool(having)
+        return any(fits(self._all[uuid], need) for uuid in having)
+
+
+_NONE: frozenset[WorkerUUID] = frozenset()
+_SCAN_NEEDS = 8  # distinct needs checked by a scan before an index pays for itself
+
+
 def unsatisfiable(requests: Iterable[Request], workers: Iterable[Worker]) -> list[Request]:
-    """The requests that no registered worker, in any state, could ever take (→ INVALID)."""
+    """The requests that no registered worker, in any state, could ever take (→ INVALID).
+
+    A few distinct needs are settled by a scan that stops at the first fitting worker;
+    past that, by a ``CapsIndex``, so that a queue of many distinct needs does not cost
+    needs × workers (docs/events.md §long steps).
+    """
     everyone = {w.uuid: w for w in workers}
     verdicts: dict[Need, bool] = {}
+    index: CapsIndex | None = None
     lost = []
     for req in requests:
         need = need_of(req.caps, req.groups)
-        if need not in verdicts:
-            # One fitting worker settles it: no need to find them all.
-            verdicts[need] = any(fits(w, need) for w in _pool(need, everyone))
-        if not verdicts[need]:
+        verdict = verdicts.get(need)
+        if verdict is None:
+            if len(verdicts) < _SCAN_NEEDS:
+                # One fitting worker settles it: no need to find them all.
+                verdict = any(fits(w, need) for w in _pool(need, everyone))
+            else:
+                index = index or CapsIndex(everyone.values())
+                verdict = index.any_fits(need)
+            verdicts[need] = verdict
+        if not verdict:
             lost.append(req)
     return lost

@@ -1,8 +1,10 @@
-"""The event broadcaster: stored transitions, read by id after each change, fanned out live
-as typed events; each edge (SSE, webhooks, metrics) writes them in its own format."""
+"""The event broadcaster: each commit's stored transitions, handed over by the service in
+memory, fanned out live as typed events; each edge (SSE, webhooks, metrics) writes them in
+its own format. The store is read to resume a stream."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Sequence
@@ -17,7 +19,6 @@ from coordinator.domain.model import SubjectKind
 from coordinator.domain.states import RequestState, WorkerState
 from coordinator.errors import StoreUnavailable
 from coordinator.feed.panels import PANEL_EVENT, PanelView
-from coordinator.service.operations import Service
 from coordinator.store import Store
 from coordinator.store.records import Numbered, TransitionQuery
 
@@ -110,19 +111,28 @@ Listener = Callable[[Sequence[TransitionEvent]], None]
 
 
 class Broadcaster:
-    """Wakes on ``Service.changed()``, reads the new transitions from the store in a worker
-    thread and hands them to every listener, then to every subscriber, in id order."""
+    """Hands each commit's transitions, given by the service from memory (:meth:`publish`),
+    to every listener, then to every subscriber, in id order, without reading the store.
 
-    def __init__(self, service: Service, store: Store, *, queue: int = QUEUE) -> None:
-        self._service = service
+    The store is read only to resume a subscriber (``after``, or one that fell behind),
+    to fill a gap in the ids (a commit whose outcome the service never learnt), and when
+    asked (:meth:`settled`). Nothing is done per commit beyond the listeners and the
+    subscribers' queues (docs/events.md §fed from memory).
+    """
+
+    def __init__(self, store: Store, *, queue: int = QUEUE, page: int = PAGE) -> None:
         self._store = store
         self._queue = queue
+        self._page = page
         self._cursor = 0  # the newest transition handed out
         self._subs: set[Subscription] = set()
         self._listeners: list[Listener] = []
-        self._dirty = anyio.Event()
+        self._dirty = anyio.Event()  # set when the store must be read (a gap, or settled)
         self._advanced = anyio.Event()  # set (and replaced) each time the cursor moves
         self._running = False
+        self._early: list[Numbered] | None = None  # published while run() reads its start
+        self._held: list[Numbered] = []  # published after a gap, until the gap is read
+        self.store_reads = 0  # reads of new transitions (not of a subscriber's replay)
 
     @property
     def cursor(self) -> int:
@@ -147,10 +157,28 @@ class Broadcaster:
 
     async def settled(self) -> None:
         """Return once every listener and subscriber has had every transition stored
-        before this call."""
+        before this call, including any the service did not publish."""
         last = await anyio.to_thread.run_sync(self._store.last_transition_id)
-        self._dirty.set()  # read now, even if the change came without a notification
+        self._dirty.set()  # read now, even if the change came without a publication
         await self.caught_up(last)
+
+    def publish(self, numbered: Sequence[Numbered]) -> None:
+        """A commit's transitions, as numbered by the store, in commit order (the service
+        calls this right after each commit). Never blocks and never raises."""
+        if not numbered:
+            return
+        if self._early is not None:
+            self._early.extend(numbered)
+        elif not self._running:
+            return  # before the start (the store has them) or after the stop
+        elif self._held or numbered[0].id > self._cursor + 1:
+            # Ids the service never published may lie before these: a commit that failed
+            # after all, or a sequence that skipped (PostgreSQL, after a rollback). The
+            # run loop reads the gap first, so that the order stays the stored one.
+            self._held.extend(numbered)
+            self._dirty.set()
+        else:
+            self._hand_out(numbered)
 
     def publish_ephemeral(self, event: Ephemeral) -> None:
         """Send an event that is not stored (no id, no replay), such as a board's panel."""
@@ -158,19 +186,24 @@ class Broadcaster:
             sub.offer(event)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Start at the newest stored transition and follow the service until cancelled."""
-        self._cursor = await anyio.to_thread.run_sync(self._store.last_transition_id)
+        """Start at the newest stored transition and hand out what is published from then
+        on, until cancelled."""
+        self._early = []
+        try:
+            self._cursor = await anyio.to_thread.run_sync(self._store.last_transition_id)
+        finally:
+            early, self._early = self._early, None
         self._running = True
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._watch)
-                task_status.started()
-                while True:
-                    await self._dirty.wait()
-                    self._dirty = anyio.Event()
-                    await self._catch_up()
+            self.publish([n for n in early if n.id > self._cursor])
+            task_status.started()
+            while True:
+                await self._dirty.wait()
+                self._dirty = anyio.Event()
+                await self._catch_up()
         finally:
             self._running = False
+            self._held = []
             self.close()
 
     def close(self) -> None:
@@ -178,20 +211,38 @@ class Broadcaster:
         for sub in list(self._subs):
             sub.close()
 
-    async def _watch(self) -> None:
-        # Between waking and waiting again nothing else runs, so no change is lost; changes
-        # that came meanwhile are in the store, and the next read takes them all.
-        while True:
-            await self._service.changed()
-            self._dirty.set()
-
     async def _catch_up(self) -> None:
+        """Hand out what the store holds after the cursor and before the held events (all
+        of it when none are held), then the held events up to their next gap; again while
+        some are held."""
+        while True:
+            bound = self._held[0].id if self._held else None
+            found = await self._read_after(self._cursor)
+            full = len(found) == self._page
+            if bound is not None:
+                before = [n for n in found if n.id < bound]
+                full = full and len(before) == len(found)
+                found = before
+            self._hand_out(found)
+            if full:
+                continue
+            # No await since the read: nothing the store holds lies before the held events.
+            held = self._held
+            run = 1
+            while run < len(held) and held[run].id == held[run - 1].id + 1:
+                run += 1
+            self._held = held[run:]
+            self._hand_out(held[:run])
+            if not self._held:
+                return
+
+    async def _read_after(self, after: int) -> list[Numbered]:
         while True:
             try:
-                found = await anyio.to_thread.run_sync(
-                    self._store.transitions_after, self._cursor, PAGE
+                self.store_reads += 1
+                return await anyio.to_thread.run_sync(
+                    self._store.transitions_after, after, self._page
                 )
-                events = [TransitionEvent.of(stored) for stored in found]
             except Exception as exc:
                 # The stream must never take the coordinator down; the cursor has not moved.
                 if isinstance(exc, StoreUnavailable):
@@ -199,25 +250,37 @@ class Broadcaster:
                 else:
                     logger.error("events: unexpected failure; retrying", exc_info=exc)
                 await anyio.sleep(RETRY_AFTER_STORE_ERROR)
-                continue
-            if not found:
-                return
-            # No await from here on: a subscriber registered now is either before this
-            # batch (it gets it queued) or after it (its cursor includes it). Listeners
-            # come first, so that whoever reacts to an event sees their effects.
-            for listener in self._listeners:
-                try:
-                    listener(events)
-                except Exception:
-                    logger.exception("events: listener %r failed", listener)
-            for sub in list(self._subs):
-                for event in events:
-                    sub.offer(event)
-            self._cursor = found[-1].id
-            self._advanced.set()
-            self._advanced = anyio.Event()
-            if len(found) < PAGE:
-                return
+
+    def _hand_out(self, numbered: Sequence[Numbered]) -> None:
+        """Give listeners, then subscribers, the events after the cursor, and move it on.
+
+        Synchronous: a subscriber registered meanwhile is either before this batch (it gets
+        it queued) or after it (its cursor includes it). Listeners come first, so that
+        whoever reacts to an event sees their effects.
+        """
+        fresh = [n for n in numbered if n.id > self._cursor]
+        if not fresh:
+            return
+        try:
+            events = [TransitionEvent.of(stored) for stored in fresh]
+        except ValueError:
+            # A state unknown here (stored by a newer coordinator): hand out the others.
+            logger.warning("events: a transition with an unknown state skipped")
+            events = []
+            for stored in fresh:
+                with contextlib.suppress(ValueError):
+                    events.append(TransitionEvent.of(stored))
+        for listener in self._listeners:
+            try:
+                listener(events)
+            except Exception:
+                logger.exception("events: listener %r failed", listener)
+        for sub in list(self._subs):
+            for event in events:
+                sub.offer(event)
+        self._cursor = fresh[-1].id
+        self._advanced.set()
+        self._advanced = anyio.Event()
 
     def subscribe(self, query: TransitionQuery, after: int | None = None) -> Subscription:
         """Register a subscriber now, so that it misses nothing published from here on;
@@ -246,13 +309,14 @@ class Broadcaster:
                     # what came before is in the store; duplicates are skipped by id.
                     sub.behind = False
                     sub.queue.clear()
+                    page = self._page
                     found = await anyio.to_thread.run_sync(
-                        lambda: self._store.transitions_after(sub.last_id, PAGE, sub.query)
+                        self._store.transitions_after, sub.last_id, page, sub.query
                     )
                     for stored in found:
                         sub.last_id = stored.id
                         yield TransitionEvent.of(stored)
-                    if len(found) == PAGE:
+                    if len(found) == page:
                         sub.behind = True
                     continue
                 if not sub.queue:

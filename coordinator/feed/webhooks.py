@@ -1,4 +1,5 @@
-"""Webhook deliveries: stored per event and hook, signed, sent in the background, retried."""
+"""Webhook deliveries: stored per event and hook from the events handed over in memory,
+signed, sent in the background in event order, retried from the store."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import hashlib
 import hmac
 import logging
 import math
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final
 from urllib.parse import urlsplit
@@ -21,13 +23,14 @@ from coordinator.errors import StoreUnavailable
 from coordinator.feed.events import TransitionEvent
 from coordinator.feed.render import compact, transition_json
 from coordinator.store import Store
-from coordinator.store.records import DeliveryStatus, DueDelivery
+from coordinator.store.records import Delivery, DeliveryStatus
 from coordinator.wire.limits import has_surrogate
 
 logger = logging.getLogger(__name__)
 
 CURSOR: Final = "webhooks"  # this reader's row in feed_cursors
 PAGE: Final = 500
+MEMORY: Final = 1000  # deliveries queued in memory at most; more wait in the store
 RETRY_AFTER_STORE_ERROR: Final = 1.0
 USER_AGENT: Final = "boruta-coordinator webhooks"
 
@@ -54,9 +57,26 @@ def where(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}"
 
 
+@dataclass(frozen=True, slots=True)
+class _Item:
+    """A delivery to attempt, with where to send it and its event."""
+
+    delivery: Delivery
+    url: str
+    secret: str = field(repr=False)
+    event: TransitionEvent
+
+
 class Webhooks:
-    """Turns stored transitions into stored deliveries (by a cursor, so that nothing is lost
-    or repeated across a restart) and sends the due ones with an ``httpx.AsyncClient``."""
+    """Turns new transitions, handed over in memory, into stored deliveries (moving a
+    cursor, so that nothing is lost or repeated across a restart) and sends them with an
+    ``httpx.AsyncClient``: first attempts from memory, one at a time per webhook in event
+    order; retries, and what was pending at a restart, from the store
+    (docs/events.md §webhooks from memory).
+
+    Without webhooks a commit costs nothing here; with some, one write per batch of
+    transitions (the deliveries and the cursor) and no read of the transitions.
+    """
 
     def __init__(
         self,
@@ -65,18 +85,31 @@ class Webhooks:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        memory: int = MEMORY,
     ) -> None:
         self._store = store
         self.policy = policy or WebhookPolicy()
         self._transport = transport
         self._now = now
+        self._memory = memory
         self._new = anyio.Event()
-        self._due = anyio.Event()
-        self._in_flight: set[int] = set()
+        # None until the active webhooks are read at the start; then whether there are any.
+        self._hooked: bool | None = None
+        self._reload = True  # read the webhooks again (at the start, or one was changed)
+        self._backlog = True  # read transitions from the store (at the start, after a failure)
+        self._buffer: list[TransitionEvent] = []  # handed over, deliveries not stored yet
+        self._lanes: dict[int, deque[_Item]] = {}  # per webhook, attempts in event order
+        self._owned: set[int] = set()  # deliveries in a lane or being attempted
+        self._spilled = False  # some were left in the store for want of room in memory
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._client: httpx.AsyncClient | None = None
+        # When the store next has a delivery due that memory does not hold; None: never.
+        self._due_at: datetime | None = None
+        self._due = anyio.Event()  # wakes the loop that reads due deliveries
         # Attempts finished while a read of the due deliveries was under way may show in it
-        # as still due; each finish is numbered so that the send loop can skip those.
-        self._finishes = 0
-        self._finished: dict[int, int] = {}
+        # as still due; they are noted during a read only (None: no read under way), so
+        # that the due loop can skip them.
+        self._finished: set[int] | None = None
         self._outcomes = 0  # delivery outcomes stored so far
         self._recorded = anyio.Event()  # set (and replaced) after each stored outcome
         # The newest transition handed to ``wake``, and the newest one whose deliveries
@@ -85,6 +118,8 @@ class Webhooks:
         self._enqueued = 0
         self._progress = anyio.Event()  # set (and replaced) when ``_enqueued`` moves
         self._limiter = anyio.CapacityLimiter(self.policy.concurrency)
+        self._turn = anyio.Lock()  # adding deliveries, or reading the due ones
+        self.store_reads = 0  # reads of transitions or due deliveries, for tests
 
     @property
     def outcomes(self) -> int:
@@ -104,9 +139,19 @@ class Webhooks:
             await self._progress.wait()
 
     def wake(self, events: Sequence[TransitionEvent] = ()) -> None:
-        """New transitions are stored (a broadcaster listener), or a webhook changed."""
-        if events:
+        """New transitions are stored (a broadcaster listener), or, called without any, a
+        webhook was added or deleted."""
+        if not events:
+            self._reload = True
+        else:
             self._woken = max(self._woken, events[-1].id)
+            if not self._hooked:
+                # Nobody to deliver to (a webhook added meanwhile is read with its backlog).
+                if self._hooked is False and not self._reload and not self._buffer:
+                    self._advance(self._woken)
+                    return
+            else:
+                self._buffer.extend(events)
         self._new.set()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -118,77 +163,181 @@ class Webhooks:
             ) as client,
             anyio.create_task_group() as tg,
         ):
-            self._new.set()  # events stored while we were down
+            self._tg, self._client = tg, client
+            # Events stored while we were down, and deliveries left pending, before we say
+            # we started.
+            self._reload = self._backlog = True
+            await self._step()
+            async with self._turn:
+                await self._read_due()
             tg.start_soon(self._enqueue_loop)
-            tg.start_soon(self._send_loop, client, tg)
+            tg.start_soon(self._due_loop)
             task_status.started()
+
+    def _advance(self, woken: int) -> None:
+        if woken > self._enqueued:
+            self._enqueued = woken
+            self._progress.set()
+            self._progress = anyio.Event()
 
     async def _enqueue_loop(self) -> None:
         while True:
             await self._new.wait()
             self._new = anyio.Event()
-            # Stored before this read began, so this read sees them all.
-            woken = self._woken
-            try:
+            await self._step()
+
+    async def _step(self) -> None:
+        """Read the webhooks or the backlog if asked to, else store the buffered events'
+        deliveries and queue them."""
+        # Stored before this step began, so this step handles them all.
+        woken = self._woken
+        try:
+            if self._reload:
+                self._reload = False
+                hooks = await anyio.to_thread.run_sync(self._store.webhooks)
+                self._hooked = bool(hooks)
+                self._backlog = True  # events a new webhook came before are stored
+            if self._backlog:
+                # Everything buffered is stored, so this read covers it; what is
+                # buffered meanwhile is skipped by the store's cursor if seen twice.
+                self._buffer = []
+                self.store_reads += 1
                 read, added = await anyio.to_thread.run_sync(
                     self._store.enqueue_deliveries, CURSOR, self._now(), PAGE
                 )
-            except Exception as exc:
-                # Webhooks must never take the coordinator down; the cursor has not moved.
-                _log_failure(exc)
-                await anyio.sleep(RETRY_AFTER_STORE_ERROR)
-                self._new.set()
-                continue
-            if read == PAGE:
-                self._new.set()
-            elif woken > self._enqueued:
-                self._enqueued = woken
-                self._progress.set()
-                self._progress = anyio.Event()
-            if added:
-                self._due.set()
+                self._backlog = read == PAGE
+                if added:
+                    self._wake_due(self._now())  # these are sent from the store
+            elif self._buffer:
+                events, self._buffer = self._buffer, []
+                await self._enqueue(events)
+        except Exception as exc:
+            # Webhooks must never take the coordinator down; the cursor has not moved.
+            _log_failure(exc)
+            await anyio.sleep(RETRY_AFTER_STORE_ERROR)
+            self._reload = self._backlog = True  # the buffered events are in the store
+            self._new.set()
+            return
+        if not (self._backlog or self._reload):
+            self._advance(woken)
+        if self._backlog or self._buffer or self._reload:
+            self._new.set()
 
-    async def _send_loop(self, client: httpx.AsyncClient, tg: anyio.abc.TaskGroup) -> None:
-        while True:
-            self._due = anyio.Event()
-            before = self._finishes
-            try:
-                due = await anyio.to_thread.run_sync(self._store.due_deliveries, self._now(), PAGE)
-                nxt = await anyio.to_thread.run_sync(self._store.next_delivery_at)
-            except Exception as exc:
-                _log_failure(exc)
-                await anyio.sleep(RETRY_AFTER_STORE_ERROR)
-                continue
-            stale = {i for i, n in self._finished.items() if n > before}
-            self._finished = {i: self._finished[i] for i in stale}
-            for item in due:
-                if item.delivery.id not in self._in_flight | stale:
-                    self._in_flight.add(item.delivery.id)
-                    tg.start_soon(self._deliver, client, item)
-            delay = math.inf if nxt is None else (nxt - self._now()).total_seconds()
-            if due and len(due) == PAGE:
-                delay = 0
-            with anyio.move_on_after(max(delay, 0.01) if delay < math.inf else math.inf):
-                await self._due.wait()
+    async def _enqueue(self, events: list[TransitionEvent]) -> None:
+        pairs = [(e.id, e.kind) for e in events]
+        # Not while the due loop reads: it would see these as due before they are queued.
+        async with self._turn:
+            made = await anyio.to_thread.run_sync(
+                self._store.add_deliveries, CURSOR, pairs, self._now()
+            )
+            by_id = {e.id: e for e in events}
+            for new in made:
+                item = _Item(new.delivery, new.url, new.secret, by_id[new.delivery.event_id])
+                self._push(item)
 
-    async def _deliver(self, client: httpx.AsyncClient, item: DueDelivery) -> None:
+    def _push(self, item: _Item, *, stored: bool = False) -> bool:
+        """Queue an attempt in its webhook's lane, if memory has room; else it stays due in
+        the store, which the due loop reads once the lanes have drained. Once some are
+        left there, later ones from memory are too, so that each lane keeps event order
+        until the due loop has caught up (``stored``: it is the due loop pushing)."""
+        if item.delivery.id in self._owned:
+            return True
+        if len(self._owned) >= self._memory or (self._spilled and not stored):
+            self._spilled = True
+            return False
+        hook = item.delivery.hook_id
+        self._owned.add(item.delivery.id)
+        lane = self._lanes.get(hook)
+        if lane is None:
+            lane = self._lanes[hook] = deque()
+            assert self._tg is not None and self._client is not None
+            self._tg.start_soon(self._drain, hook, lane, self._client)
+        lane.append(item)
+        return True
+
+    async def _drain(self, hook: int, lane: deque[_Item], client: httpx.AsyncClient) -> None:
+        """Attempt a webhook's queued deliveries one after another, in order."""
         try:
-            async with self._limiter:
-                await self._attempt(client, item)
+            while lane:
+                item = lane[0]
+                try:
+                    async with self._limiter:
+                        await self._attempt(client, item)
+                finally:
+                    lane.popleft()
+                    self._finish(item.delivery.id)
         finally:
-            self._finishes += 1
-            self._finished[item.delivery.id] = self._finishes
-            self._in_flight.discard(item.delivery.id)
+            self._lanes.pop(hook, None)
+            for left in lane:  # cancelled: they are still due in the store
+                self._owned.discard(left.delivery.id)
+
+    def _finish(self, delivery_id: int) -> None:
+        if self._finished is not None:
+            self._finished.add(delivery_id)
+        self._owned.discard(delivery_id)
+        if self._spilled and len(self._owned) <= self._memory // 2:
+            self._wake_due(self._now())
+
+    def _wake_due(self, at: datetime) -> None:
+        """Have the due loop read the store at ``at`` (or earlier, if it would anyway)."""
+        if self._due_at is None or at < self._due_at:
+            self._due_at = at
             self._due.set()
 
-    async def _attempt(self, client: httpx.AsyncClient, item: DueDelivery) -> None:
-        d = item.delivery
+    async def _due_loop(self) -> None:
+        """Read the due deliveries only when the store holds some that memory does not:
+        at the start, at a retry's time, and after a spill."""
+        while True:
+            delay = math.inf
+            if self._due_at is not None:
+                delay = max((self._due_at - self._now()).total_seconds(), 0)
+            if delay > 0:
+                with anyio.move_on_after(delay):
+                    await self._due.wait()
+                self._due = anyio.Event()
+                continue
+            self._due = anyio.Event()
+            self._due_at = None
+            async with self._turn:
+                await self._read_due()
+
+    async def _read_due(self) -> None:
+        self._finished, now = set(), self._now()
         try:
-            event = TransitionEvent.of(item.event)
-        except ValueError as exc:  # a state unknown here (a newer coordinator stored it)
-            logger.warning("webhook %d: delivery %d dropped: %s", d.hook_id, d.id, exc)
-            await self._record(d.id, "dropped", d.attempts, f"unreadable event: {exc}", None)
+            self.store_reads += 1
+            due = await anyio.to_thread.run_sync(self._store.due_deliveries, now, PAGE)
+            later = await anyio.to_thread.run_sync(self._store.next_delivery_at, now)
+        except Exception as exc:
+            _log_failure(exc)
+            self._wake_due(self._now() + timedelta(seconds=RETRY_AFTER_STORE_ERROR))
             return
+        finally:
+            stale, self._finished = self._finished, None
+        pushed = 0
+        for found in due:
+            d = found.delivery
+            if d.id in self._owned or d.id in stale:
+                continue
+            try:
+                event = TransitionEvent.of(found.event)
+            except ValueError as exc:  # a state unknown here (a newer coordinator's)
+                logger.warning("webhook %d: delivery %d dropped: %s", d.hook_id, d.id, exc)
+                await self._record(d.id, "dropped", d.attempts, f"unreadable event: {exc}", None)
+                continue
+            if not self._push(_Item(d, found.url, found.secret, event), stored=True):
+                return  # read again once the lanes have drained
+            pushed += 1
+        if later is not None:
+            self._wake_due(later)
+        if len(due) < PAGE:
+            self._spilled = False  # caught up: memory queues the next ones again
+        elif pushed:
+            self._wake_due(now)  # more are due than one read takes
+        else:
+            self._spilled = True  # a page of ones in memory: read again once they are done
+
+    async def _attempt(self, client: httpx.AsyncClient, item: _Item) -> None:
+        d, event = item.delivery, item.event
         data = transition_json(event)
         body = contained(compact(data), data, f"webhook {d.hook_id}'s event {event.id}")
         if has_surrogate(item.url) or has_surrogate(item.secret):  # stored by an old version
@@ -229,7 +378,8 @@ class Webhooks:
             return
         delay = min(self.policy.backoff * 2 ** (attempts - 1), self.policy.max_backoff)
         retry_at = self._now() + timedelta(seconds=delay)
-        await self._record(d.id, "pending", attempts, error, retry_at)
+        if await self._record(d.id, "pending", attempts, error, retry_at):
+            self._wake_due(retry_at)
 
     async def _record(
         self,
@@ -239,7 +389,8 @@ class Webhooks:
         error: str,
         retry_at: datetime | None,
         delivered_at: datetime | None = None,
-    ) -> None:
+    ) -> bool:
+        """Store an outcome; whether it was stored."""
         try:
             await anyio.to_thread.run_sync(
                 lambda: self._store.record_delivery(
@@ -254,10 +405,12 @@ class Webhooks:
         except Exception:
             # Still pending in the store, so it is sent again: at least once, as promised.
             logger.warning("webhooks: delivery %d outcome not recorded", delivery_id)
-            return
+            self._wake_due(self._now() + timedelta(seconds=RETRY_AFTER_STORE_ERROR))
+            return False
         self._outcomes += 1
         self._recorded.set()
         self._recorded = anyio.Event()
+        return True
 
 
 def _log_failure(exc: Exception) -> None:

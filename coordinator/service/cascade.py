@@ -64,13 +64,60 @@ def apply_health(batch: Batch, worker: Worker, report: HealthReport, self_heal: 
 
 
 def invalidate_unsatisfiable(farm: Farm, batch: Batch, gone: WorkerUUID | None = None) -> None:
-    """Waiting requests that no registered worker could take any more become INVALID."""
+    """Waiting requests that no registered worker could take any more become INVALID.
+
+    Only a worker removed, or one that lost a cap or a group, can leave a request without
+    a worker, and only a request it fitted before: the others are not looked at
+    (docs/events.md §long steps).
+    """
     everyone = {**farm.workers, **batch.workers}
+    before = [farm.workers[gone]] if gone is not None and gone in farm.workers else []
     if gone is not None:
         everyone.pop(gone, None)
-    waiting = [batch.request(rid) for rid in farm.queue]
-    for req in matcher.unsatisfiable([r for r in waiting if r], everyone.values()):
+    before += [old for old in _lost_something(farm, batch) if old.uuid != gone]
+    if not before:
+        return
+    fitted: dict[matcher.Need, bool] = {}
+    suspects: list[Request] = []
+    for rid in farm.queue:
+        req = batch.request(rid)
+        if req is None:
+            continue
+        need = matcher.need_of(req.caps, req.groups)
+        hit = fitted.get(need)
+        if hit is None:
+            hit = fitted[need] = any(matcher.fits(old, need) for old in before)
+        if hit:
+            suspects.append(req)
+    for req in matcher.unsatisfiable(suspects, everyone.values()):
         batch.put_request(requests.invalidate(req, NO_WORKER))
+
+
+def _any_fit(
+    farm: Farm,
+    reqs: Mapping[RequestID, Request],
+    fresh: Iterable[RequestID],
+    pool: Mapping[WorkerUUID, Worker],
+) -> bool:
+    """Whether some idle worker fits the need of some waiting request: by the queue's
+    distinct needs, not its requests (docs/events.md §long steps)."""
+    idle = matcher.CapsIndex(w for w in pool.values() if w.state is WorkerState.IDLE)
+    needs = set(farm.queue.needs)
+    needs.update(matcher.need_of(reqs[rid].caps, reqs[rid].groups) for rid in fresh)
+    return any(idle.any_fits(need) for need in needs)
+
+
+def _lost_something(farm: Farm, batch: Batch) -> list[Worker]:
+    """The workers of ``batch`` as they were before it, of those that lost a cap or a group
+    (a new worker, or one that only gained some, takes no request away)."""
+    lost = []
+    for uuid, new in batch.workers.items():
+        old = farm.workers.get(uuid)
+        if old is None:
+            continue
+        if not old.caps.items() <= new.caps.items() or not set(old.groups) <= set(new.groups):
+            lost.append(old)
+    return lost
 
 
 def match_candidates(
@@ -94,6 +141,8 @@ def match_candidates(
         or any(w.state is WorkerState.IDLE for w in batch.workers.values())
         or (farm.quotas and batch.charges())
     ):
+        if not _any_fit(farm, reqs, fresh, pool):
+            return pool, reqs, ()  # the pass would walk the whole queue to assign nothing
         if not fresh:
             return pool, reqs, shares.order(farm, reqs, None, batch.now)
         fresh.update(farm.queue)

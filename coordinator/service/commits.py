@@ -22,6 +22,7 @@ from coordinator.domain.model import Request, Transition, Worker
 from coordinator.errors import StoreUnavailable
 from coordinator.service.batch import Batch
 from coordinator.store import Changes
+from coordinator.store.records import Numbered
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,8 @@ class Group:
     def __init__(self) -> None:
         self.staged: list[Staged] = []
         self.error: BaseException | None = None
-        self.stored: object = None  # what ``Store.commit`` returned for the group
+        # What ``Store.commit`` returned for the group: its transitions, numbered as stored.
+        self.stored: Sequence[Numbered] | None = None
         self._done = anyio.Event()
 
     @property
@@ -72,7 +74,7 @@ Failed = Callable[[Group, Exception], Awaitable[None]]
 class Commits:
     """The open group (gathering), the group in flight (syncing), and the committer."""
 
-    def __init__(self, commit: Callable[[Changes], object]) -> None:
+    def __init__(self, commit: Callable[[Changes], Sequence[Numbered] | None]) -> None:
         self._commit = commit  # Store.commit; run in a worker thread
         self._open = Group()
         self._flying: Group | None = None

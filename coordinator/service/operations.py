@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from functools import partial
@@ -51,6 +51,7 @@ from coordinator.service.presence import Presence
 from coordinator.service.shares import Shares
 from coordinator.service.steps import Steps
 from coordinator.store import Store
+from coordinator.store.records import Numbered
 from coordinator.wire import HealthReport
 
 logger = logging.getLogger(__name__)
@@ -103,6 +104,9 @@ class Service:
         self._health: dict[WorkerUUID, tuple[datetime, HealthReport]] = {}
         # Told of every stored healthcheck report (metrics count the failed ones).
         self.health_listeners: list[Callable[[WorkerUUID, HealthReport], None]] = []
+        # Called with each commit's numbered transitions, in commit order; it must not
+        # block or raise (the event feed's ``Broadcaster.publish``).
+        self.publish: Callable[[Sequence[Numbered]], None] = _unheard
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -482,6 +486,8 @@ class Service:
         what the new states call for happens, and watchers of ``changed`` wake."""
         for staged in group.staged:
             await self._apply_durable(staged)
+        if group.stored:
+            self.publish(group.stored)  # durable and applied: the feed hands them on from memory
         self._changed.set()
         self._changed = anyio.Event()
 
@@ -597,6 +603,10 @@ class Service:
                     batch.put_worker(new)
         except StoreUnavailable:
             logger.error("worker %s: store unavailable; its step's end is not recorded", uuid)
+
+
+def _unheard(numbered: Sequence[Numbered]) -> None:
+    """Nobody follows the feed (a service without a broadcaster, as in some tests)."""
 
 
 _AWAY = "disconnected"  # the FAIL reason of a dryad gone past the grace period

@@ -18,6 +18,7 @@ from coordinator.store.records import (
     DeliveryStatus,
     DueDelivery,
     JobEdge,
+    NewDelivery,
     Numbered,
     TransitionQuery,
     Webhook,
@@ -137,8 +138,9 @@ class Store(Protocol):
         """The finished requests ``query`` selects (the window's anchor left out), read
         one window at a time."""
 
-    def commit(self, changes: Changes) -> None:
-        """Apply ``changes`` atomically and durably."""
+    def commit(self, changes: Changes) -> list[Numbered]:
+        """Apply ``changes`` atomically and durably; returns its transitions with the ids
+        the store gave them, in order (the event feed hands them on from memory)."""
 
     def usage(self) -> dict[str, Usage]:
         """Every user's stored usage, as last charged."""
@@ -228,11 +230,18 @@ class Store(Protocol):
         """Turn the transitions after cursor ``cursor`` into pending deliveries, moving it on;
         returns how many transitions were read and how many deliveries added."""
 
+    def add_deliveries(
+        self, cursor: str, events: Sequence[tuple[int, str]], now: datetime
+    ) -> list[NewDelivery]:
+        """Add pending deliveries of just-committed ``events`` (id, kind) for the active
+        webhooks, moving cursor ``cursor`` past them; events at or before it are skipped.
+        Returns the deliveries added, in event order."""
+
     def due_deliveries(self, now: datetime, limit: int) -> list[DueDelivery]:
         """Pending deliveries due at ``now``, the earliest first."""
 
-    def next_delivery_at(self) -> datetime | None:
-        """When the earliest pending delivery is due."""
+    def next_delivery_at(self, after: datetime | None = None) -> datetime | None:
+        """When the earliest pending delivery is due (with ``after``: due later than it)."""
 
     def record_delivery(
         self,

@@ -70,6 +70,15 @@ class DueDelivery:
 
 
 @dataclass(frozen=True, slots=True)
+class NewDelivery:
+    """A delivery just added for an event the feed holds in memory, with where to send it."""
+
+    delivery: Delivery
+    url: str
+    secret: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class JobEdge:
     """A request's transition into or out of IN PROGRESS, with its owner and worker."""
 

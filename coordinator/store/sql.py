@@ -38,6 +38,7 @@ from coordinator.domain.states import WorkerState
 from coordinator.errors import Conflict, NotFound, StoreUnavailable
 from coordinator.store import Changes, Snapshot, WriteFailure
 from coordinator.store.boundary import READ_ONLY, database_errors
+from coordinator.store.records import Numbered
 from coordinator.store.schema import check_known, current, head, upgrade
 from coordinator.store.serving import ServingLock
 from coordinator.store.sql_feed import SqlFeed
@@ -165,14 +166,15 @@ class SqlStore(SqlFeed, SqlShares, SqlRequests):
             left_out=left_out,
         )
 
-    def commit(self, changes: Changes) -> None:
+    def commit(self, changes: Changes) -> list[Numbered]:
         """Apply ``changes`` in one transaction: upserts, then removals, then transitions,
-        then the ended jobs' usage.
+        then the ended jobs' usage; returns the transitions as numbered by the store.
 
         A worker both upserted and removed ends up removed.
         """
+        numbered: list[Numbered] = []
         if not changes:
-            return
+            return numbered
         with self._writing() as conn:
             if changes.requests:
                 rows = [request_values(r) for r in changes.requests]
@@ -185,9 +187,15 @@ class SqlStore(SqlFeed, SqlShares, SqlRequests):
                 conn.execute(delete(workers).where(workers.c.uuid.in_(removed)))
             if changes.transitions:
                 rows = [_transition_values(t) for t in changes.transitions]
-                conn.execute(insert(transitions), rows)
+                # The ids in the order of ``rows``: the event feed hands these on as stored.
+                stmt = insert(transitions).returning(transitions.c.id, sort_by_parameter_order=True)
+                ids = conn.execute(stmt, rows).scalars().all()
+                numbered = [
+                    Numbered(int(i), t) for i, t in zip(ids, changes.transitions, strict=True)
+                ]
             if changes.charges:
                 apply_charges(conn, changes.charges)
+        return numbered
 
     def add_user(self, user: User, token_hash: str) -> None:
         """Create a user; raises ``Conflict`` when the name (or the token) is taken."""

@@ -28,6 +28,7 @@ from coordinator.store.records import (
     DeliveryStatus,
     DueDelivery,
     JobEdge,
+    NewDelivery,
     Numbered,
     TransitionQuery,
     Webhook,
@@ -208,6 +209,71 @@ class SqlFeed:
             )
         return len(rows), len(new)
 
+    def add_deliveries(
+        self, cursor: str, events: Sequence[tuple[int, str]], now: datetime
+    ) -> list[NewDelivery]:
+        """Add a pending delivery of each of ``events`` (id and kind, oldest first, as just
+        committed) for each active webhook of its kind that it came after, and move cursor
+        ``cursor`` to the last of them, in one transaction; events at or before the cursor
+        were handled already and are skipped. The transitions are not read.
+
+        Returns the deliveries added, in event order, with what sending them needs.
+        """
+        if not events:
+            return []
+        with self._writing() as conn:
+            w = webhooks.c
+            hooks = conn.execute(
+                select(w.id, w.kinds, w.since_event, w.url, w.secret)
+                .where(w.deleted_at.is_(None))
+                .order_by(w.id)
+            ).all()
+            if not hooks:
+                return []  # nothing written without webhooks, as in ``enqueue_deliveries``
+            oldest = min(int(hook.since_event) for hook in hooks)
+            after = conn.execute(
+                select(feed_cursors.c.last_id).where(feed_cursors.c.name == cursor)
+            ).scalar()
+            last = events[-1][0]
+            if after is None:
+                conn.execute(insert(feed_cursors), {"name": cursor, "last_id": last})
+            elif after < last:
+                conn.execute(
+                    update(feed_cursors).where(feed_cursors.c.name == cursor).values(last_id=last)
+                )
+            start = max(after or 0, oldest)
+            wanted = [
+                (event_id, hook)
+                for event_id, kind in events
+                if event_id > start
+                for hook in hooks
+                if kind in hook.kinds and event_id > hook.since_event
+            ]
+            if not wanted:
+                return []
+            rows = [
+                {
+                    "hook_id": hook.id,
+                    "event_id": event_id,
+                    "status": "pending",
+                    "attempts": 0,
+                    "last_error": "",
+                    "next_attempt_at": now,
+                    "delivered_at": None,
+                }
+                for event_id, hook in wanted
+            ]
+            stmt = insert(deliveries).returning(deliveries.c.id, sort_by_parameter_order=True)
+            ids = conn.execute(stmt, rows).scalars().all()
+        return [
+            NewDelivery(
+                Delivery(int(i), hook.id, event_id, "pending", 0, "", now, None),
+                hook.url,
+                hook.secret,
+            )
+            for i, (event_id, hook) in zip(ids, wanted, strict=True)
+        ]
+
     def due_deliveries(self, now: datetime, limit: int) -> list[DueDelivery]:
         """Pending deliveries due at ``now``, the earliest first."""
         d = deliveries.c
@@ -223,14 +289,15 @@ class SqlFeed:
             rows = conn.execute(stmt).all()
         return [DueDelivery(_delivery(row), row.url, row.secret, _numbered(row)) for row in rows]
 
-    def next_delivery_at(self) -> datetime | None:
-        """When the earliest pending delivery is due."""
+    def next_delivery_at(self, after: datetime | None = None) -> datetime | None:
+        """When the earliest pending delivery is due; with ``after``, the earliest due
+        later than that."""
+        d = deliveries.c
+        stmt = select(func.min(d.next_attempt_at)).where(d.status == "pending")
+        if after is not None:
+            stmt = stmt.where(d.next_attempt_at > after)
         with self._reading() as conn:
-            when: datetime | None = conn.execute(
-                select(func.min(deliveries.c.next_attempt_at)).where(
-                    deliveries.c.status == "pending"
-                )
-            ).scalar()
+            when: datetime | None = conn.execute(stmt).scalar()
         return when
 
     def record_delivery(

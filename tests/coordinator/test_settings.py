@@ -49,6 +49,8 @@ def test_file_values_apply_and_flags_override_them(tmp_path: Path) -> None:
         ("usage_half_life = 0", "usage_half_life must be from 60 to 31536000 seconds"),
         ("usage_half_life = 59", "usage_half_life must be from 60"),
         ("finished_in_memory = -1", "finished_in_memory must be zero or more"),
+        ("loop_lag_probe = -0.001", "loop_lag_probe must be from 0 to 1 second"),
+        ("loop_lag_probe = 5", "loop_lag_probe must be from 0 to 1 second"),
     ],
 )
 def test_bad_settings_are_refused_with_the_reason(

@@ -11,7 +11,14 @@ from datetime import datetime
 import pytest
 
 from coordinator.domain.ids import UUID_CAP, RequestID, WorkerUUID
-from coordinator.domain.matcher import Assignment, Queue, match, need_of, unsatisfiable
+from coordinator.domain.matcher import (
+    Assignment,
+    CapsIndex,
+    Queue,
+    match,
+    need_of,
+    unsatisfiable,
+)
 from coordinator.domain.model import Request, Worker
 from coordinator.domain.states import RequestState, WorkerState
 from tests.coordinator.domain.builders import HOUR, T0, make_request, make_worker, uuid
@@ -366,3 +373,41 @@ def test_priority_change_sends_a_request_to_the_back_of_its_new_level() -> None:
     queue.remove(first)
     queue.add(replace(first, priority=5, queued=3))
     assert list(queue) == [2, 1]
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_the_caps_index_agrees_with_trying_every_worker(seed: int) -> None:
+    rng = random.Random(seed)
+    reqs, workers = _random_farm(rng)
+    index = CapsIndex(workers)
+    for req in reqs:
+        expected = any(_fits_reference(w, req) for w in workers)
+        assert index.any_fits(need_of(req.caps, req.groups)) is expected, (req, workers)
+
+
+@pytest.mark.parametrize("seed", range(50))
+def test_unsatisfiable_agrees_with_trying_every_worker_past_the_scan(seed: int) -> None:
+    """Many distinct needs, so that most verdicts come from the index."""
+    rng = random.Random(seed)
+    reqs: list[Request] = []
+    workers: list[Worker] = []
+    for _ in range(4):  # several farms' requests over one set of workers: many needs
+        more, some = _random_farm(rng)
+        reqs += [replace(r, id=RequestID(len(reqs) + n + 1)) for n, r in enumerate(more)]
+        workers += [w for w in some if w.uuid not in {x.uuid for x in workers}]
+    expected = [r for r in reqs if not any(_fits_reference(w, r) for w in workers)]
+    assert unsatisfiable(reqs, workers) == expected
+
+
+def test_the_queue_counts_its_waiting_requests_by_need() -> None:
+    odroid = [make_request(n, caps={"board": "odroid"}) for n in (1, 2)]
+    rpi = make_request(3, caps={"board": "rpi"}, groups=("g1",))
+    queue = Queue([*odroid, rpi])
+    assert queue.needs == {
+        need_of({"board": "odroid"}, ()): 2,
+        need_of({"board": "rpi"}, ("g1",)): 1,
+    }
+    queue.remove(rpi)
+    queue.remove(odroid[0])
+    queue.remove(odroid[0])  # absent: ignored
+    assert queue.needs == {need_of({"board": "odroid"}, ()): 1}

@@ -7,6 +7,7 @@ from typing import Any
 
 from coordinator.errors import StoreUnavailable
 from coordinator.store import Changes
+from coordinator.store.records import Numbered
 from coordinator.store.sql import SqlStore
 
 
@@ -24,11 +25,12 @@ class GatedStore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def commit(self, changes: Changes) -> None:
+    def commit(self, changes: Changes) -> list[Numbered]:
         if not self.gate.wait(10):
             raise AssertionError("the test never opened the gate")
         self.calls += 1
         if self.calls in self.refuse:
             raise StoreUnavailable("database or disk is full")
-        self.inner.commit(changes)
+        numbered = self.inner.commit(changes)
         self.commits.append(changes)
+        return numbered

@@ -13,6 +13,7 @@ import pytest
 
 from coordinator.domain.clock import FakeClock
 from coordinator.domain.ids import RequestID
+from coordinator.domain.model import Transition
 from coordinator.domain.quotas import Quota
 from coordinator.domain.states import RequestState, WorkerState
 from coordinator.errors import ModificationForbidden, StoreUnavailable
@@ -22,6 +23,7 @@ from coordinator.service.keys import KeyPool
 from coordinator.service.operations import Service
 from coordinator.service.quotas import QuotaAdmin
 from coordinator.store import Changes, Store
+from coordinator.store.records import Numbered
 from coordinator.store.sql import SqlStore
 from tests.coordinator.domain.builders import make_worker
 from tests.coordinator.doubles import (
@@ -190,18 +192,18 @@ async def test_the_committer_hands_on_what_the_store_returned_and_fails_what_it_
     gate = threading.Event()
     seen: list[Changes] = []
 
-    def commit(changes: Changes) -> str:
+    def commit(changes: Changes) -> list[Numbered]:
         gate.wait(10)
         seen.append(changes)
-        return f"stored {len(seen)}"
+        return [Numbered(len(seen), Transition(clock.now(), "request", "1", "", "WAITING"))]
 
     async def durable(group: Group) -> None:
-        stored.append(group.stored)
+        stored.append([n.id for n in group.stored or ()])
 
     async def failed(group: Group, exc: Exception) -> None:
         raise AssertionError("nothing is refused here")
 
-    commits, stored = Commits(commit), list[object]()
+    commits, stored = Commits(commit), list[list[int]]()
     with pytest.raises(RuntimeError, match="not running"):
         commits.stage(_staged(clock, 1))
     async with anyio.create_task_group() as tg:
@@ -212,7 +214,7 @@ async def test_the_committer_hands_on_what_the_store_returned_and_fails_what_it_
         assert commits.tail() is second and not first.done
         gate.set()
         await second.wait()
-        assert stored == ["stored 1", "stored 2"] and commits.tail() is SETTLED
+        assert stored == [[1], [2]] and commits.tail() is SETTLED
         gate.clear()
         commits.stage(_staged(clock, 3))
         await anyio.wait_all_tasks_blocked()

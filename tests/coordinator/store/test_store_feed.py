@@ -95,3 +95,47 @@ def test_webhooks_and_deliveries(store: SqlStore) -> None:
     assert store.webhooks() == []
     (gone,) = store.webhooks(deleted=True)
     assert (gone.deleted_by, gone.deleted_at) == ("root", later)
+
+
+def test_commit_returns_its_transitions_numbered_as_stored(store: SqlStore) -> None:
+    assert store.commit(Changes(requests=[make_request(1)])) == []
+    batch = [_t("request", str(n), "", "WAITING", n) for n in range(1, 8)]
+    first = store.commit(Changes(transitions=batch[:3]))
+    second = store.commit(Changes(transitions=batch[3:]))
+    assert [n.transition for n in first + second] == batch
+    assert first + second == store.transitions_after(0, 100)  # the ids the store gave them
+
+
+def test_add_deliveries_from_memory_moves_the_cursor_and_skips_what_it_passed(
+    store: SqlStore,
+) -> None:
+    events = [(1, "request"), (2, "worker")]
+    assert store.add_deliveries("webhooks", events, T0) == []  # no webhook: nothing written
+    store.commit(Changes(transitions=[_t("request", "1", "", "WAITING")] * 2))
+    hook = store.add_webhook("http://h/", ["request"], "s" * 20, "root", T0)
+    both = store.add_webhook("http://b/", ["request", "worker"], "t" * 20, "root", T0)
+    store.commit(
+        Changes(
+            transitions=[
+                _t("request", "2", "", "WAITING"),
+                _t("worker", "w", "", "IDLE"),
+                _t("request", "2", "WAITING", "CANCEL"),
+            ]
+        )
+    )
+    made = store.add_deliveries("webhooks", [(3, "request"), (4, "worker")], T0)
+    assert [(d.delivery.hook_id, d.delivery.event_id, d.url) for d in made] == [
+        (hook.id, 3, "http://h/"),
+        (both.id, 3, "http://b/"),
+        (both.id, 4, "http://b/"),
+    ]
+    assert made[1].secret == "t" * 20 and made[0].delivery.status == "pending"
+    stored = {d.id: d for h in (hook.id, both.id) for d in store.deliveries(h)}
+    assert all(stored[d.delivery.id] == d.delivery for d in made)
+    # Given again (a backlog read raced it), or before a webhook's creation: skipped.
+    assert store.add_deliveries("webhooks", [(1, "request"), (4, "worker")], T0) == []
+    assert store.enqueue_deliveries("webhooks", T0, 10) == (1, 2)  # only event 5 is left
+    later = T0 + timedelta(seconds=5)
+    store.record_delivery(made[0].delivery.id, "pending", 1, "HTTP 500", later)
+    assert store.next_delivery_at() == T0
+    assert store.next_delivery_at(T0) == later
