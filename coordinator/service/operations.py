@@ -35,7 +35,6 @@ from coordinator.domain.states import FINAL_REQUEST_STATES, RequestState, Worker
 from coordinator.domain.timers import Timers
 from coordinator.errors import (
     DryadUnreachable,
-    Forbidden,
     StoreUnavailable,
 )
 from coordinator.service import cascade, creations, lookup
@@ -48,6 +47,7 @@ from coordinator.service.farm import Farm
 from coordinator.service.interfaces import Dryads, Tunnels
 from coordinator.service.keys import KeyPool, kind_of
 from coordinator.service.presence import Presence
+from coordinator.service.rights import check_owner, require_admin
 from coordinator.service.shares import Shares
 from coordinator.service.steps import Steps
 from coordinator.store import Store
@@ -105,8 +105,8 @@ class Service:
         # Told of every stored healthcheck report (metrics count the failed ones).
         self.health_listeners: list[Callable[[WorkerUUID, HealthReport], None]] = []
         # Called with each commit's numbered transitions, in commit order; it must not
-        # block or raise (the event feed's ``Broadcaster.publish``).
-        self.publish: Callable[[Sequence[Numbered]], None] = _unheard
+        # block or raise (the event feed's ``Broadcaster.publish``; nothing without one).
+        self.publish: Callable[[Sequence[Numbered]], None] = lambda numbered: None
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -220,7 +220,7 @@ class Service:
         """The access to the request's worker; with ``wait``, first wait up to that many
         seconds for a WAITING request to be matched (an extension of the original)."""
         req = await lookup.find(self._committed, self._store, rid)
-        self._check_owner(user, req)
+        check_owner(user, req)
         if wait and req.state is RequestState.WAITING:
             await self._access.wait(rid, wait)
             req = await lookup.find(self._committed, self._store, rid)  # it may have ended
@@ -350,14 +350,14 @@ class Service:
 
     async def identify(self, admin: User, uuid: WorkerUUID, seconds: float) -> None:
         """Make the board blink brightly so it can be found in the rack."""
-        self._require_admin(admin)
+        require_admin(admin)
         self.get_worker(uuid)
         await self._ask_dryad(uuid, self._dryads.identify(uuid, seconds))
         await self._note(admin.name, uuid, f"identify for {seconds:g} s")  # in the audit
 
     async def run_healthcheck(self, admin: User, uuid: WorkerUUID) -> HealthReport:
         """Run the worker's healthchecks now; the results are applied as reported ones."""
-        self._require_admin(admin)
+        require_admin(admin)
         self.get_worker(uuid)
         report: HealthReport = await self._ask_dryad(uuid, self._dryads.healthcheck(uuid))
         await self.report_health(uuid, report)
@@ -371,7 +371,7 @@ class Service:
 
     async def set_worker_state(self, admin: User, uuid: WorkerUUID, state: WorkerState) -> None:
         """An admin's IDLE (through PREPARE) or MAINTENANCE (through BUSY)."""
-        self._require_admin(admin)
+        require_admin(admin)
         async with self._deciding(admin.name) as batch:
             new = workers.set_state(self._pending.worker(uuid), state, batch.now)
             if new is not None:
@@ -379,7 +379,7 @@ class Service:
 
     async def set_worker_groups(self, admin: User, uuid: WorkerUUID, groups: Iterable[str]) -> None:
         """Replace a worker's groups; requests no worker can take any more become INVALID."""
-        self._require_admin(admin)
+        require_admin(admin)
         async with self._deciding(admin.name) as batch:
             new = workers.set_groups(self._pending.worker(uuid), groups)
             batch.put_worker(new)
@@ -388,7 +388,7 @@ class Service:
 
     async def deregister(self, admin: User, uuid: WorkerUUID) -> None:
         """Remove a worker in MAINTENANCE or FAIL."""
-        self._require_admin(admin)
+        require_admin(admin)
         async with self._deciding(admin.name, match=False) as batch:
             worker = self._pending.worker(uuid)
             workers.check_deregister(worker)
@@ -524,18 +524,8 @@ class Service:
         req = self._pending.requests.get(rid) or self._commits.staged_request(rid)
         if req is None:  # finished and let go: as stored (no reason explained)
             req = await lookup.find(self._pending, self._store, rid)
-        self._check_owner(user, req)
+        check_owner(user, req)
         return req
-
-    @staticmethod
-    def _check_owner(user: User, req: Request) -> None:
-        if not user.admin and req.owner != user.name:
-            raise Forbidden("only the owner of a request or an admin may do this")
-
-    @staticmethod
-    def _require_admin(user: User) -> None:
-        if not user.admin:
-            raise Forbidden("only an admin may do this")
 
     async def _match_pass(self, only: list[RequestID] | None) -> None:
         """A matcher pass of its own: all waiting requests, or ``only`` these."""
@@ -603,10 +593,6 @@ class Service:
                     batch.put_worker(new)
         except StoreUnavailable:
             logger.error("worker %s: store unavailable; its step's end is not recorded", uuid)
-
-
-def _unheard(numbered: Sequence[Numbered]) -> None:
-    """Nobody follows the feed (a service without a broadcaster, as in some tests)."""
 
 
 _AWAY = "disconnected"  # the FAIL reason of a dryad gone past the grace period

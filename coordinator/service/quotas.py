@@ -19,17 +19,13 @@ from coordinator.domain.clock import Clock
 from coordinator.domain.fairshare import Policy, Scheduling, UsageReport, UserUsage
 from coordinator.domain.model import User
 from coordinator.domain.quotas import Quota, Quotas
-from coordinator.errors import Forbidden, NotFound
+from coordinator.errors import NotFound
 from coordinator.service.farm import Farm
 from coordinator.service.operations import Service
+from coordinator.service.rights import require_admin
 from coordinator.store import QuotaKind, Store
 
 logger = logging.getLogger(__name__)
-
-
-def _require_admin(user: User) -> None:
-    if not user.admin:
-        raise Forbidden("only an admin may do this")
 
 
 class QuotaAdmin:
@@ -48,7 +44,7 @@ class QuotaAdmin:
 
     async def set_quota(self, admin: User, kind: QuotaKind, name: str, quota: Quota) -> None:
         """Set a user's or group's quota; unknown names and bad values are refused."""
-        _require_admin(admin)
+        require_admin(admin)
         quota_rules.checked(quota)
         await self._check_known(kind, name)
 
@@ -61,7 +57,7 @@ class QuotaAdmin:
 
     async def delete_quota(self, admin: User, kind: QuotaKind, name: str) -> None:
         """Remove a user's or group's quota: its members are no longer limited by it."""
-        _require_admin(admin)
+        require_admin(admin)
 
         async def change(farm: Farm) -> None:
             await anyio.to_thread.run_sync(self._store.delete_quota, kind, name)
@@ -75,7 +71,7 @@ class QuotaAdmin:
     ) -> Scheduling:
         """Switch the policy or the half-life; the queue is re-ordered at once (until the
         coordinator restarts: the settings file holds what it starts with)."""
-        _require_admin(admin)
+        require_admin(admin)
         if half_life is not None:
             fairshare.check_half_life(half_life)
         shares = self._service.shares
