@@ -38,6 +38,13 @@ def rss_mb(pid: int | str = "self") -> float:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
+def _marks(total: int) -> list[int]:
+    """Where RSS is read: the end of the warm-up (the first tenth), then every quarter of
+    the rest, so a curve shows a trend apart from the allocator's noise."""
+    warm = max(1, total // 10)
+    return sorted({warm + (total - warm) * k // 4 for k in range(5)})
+
+
 def report(name: str, points: list[tuple[int, float]]) -> None:
     """Print the curve and the growth after warm-up (the first point)."""
     curve = "  ".join(f"{n:>7}: {mb:6.1f} MB" for n, mb in points)
@@ -51,8 +58,7 @@ async def soak_display(updates: int) -> list[tuple[int, float]]:
     points: list[tuple[int, float]] = []
     async with PtyStm() as sim, SerialStm(sim.path, timeout=1.0) as stm:
         display = StmDisplay(stm)
-        warm = max(1, updates // 10)
-        marks = {warm, warm + (updates - warm) // 2, updates}
+        marks = set(_marks(updates))
         for n in range(1, updates + 1):
             await display.show_text("RUNNING", f"alice {n % 1440} min")
             if n in marks:
@@ -86,8 +92,7 @@ async def soak_coordinator(
         url = f"http://127.0.0.1:{port}"
         headers = {"Authorization": f"Bearer {token}"}
         async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120) as http:
-            warm = max(1, cycles // 10)
-            marks = [warm, warm + (cycles - warm) // 2, cycles]
+            marks = _marks(cycles)
             done = 0
             sse_per_cycle = connects / cycles
             sse_done = 0.0
