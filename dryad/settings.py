@@ -159,9 +159,9 @@ def load(path: Path) -> Settings:
 def parse(data: Mapping[str, Any], *, base: Path = Path(".")) -> Settings:
     """Build ``Settings`` from parsed TOML; relative paths are taken from ``base``."""
     known = {
-        "coordinator", "coordinators", "enrol_token", "enrol_token_file", "caps", "profile", "state_dir",
-        "ssh_address", "sshd_host_keys", "job_user", "health", "stm", "sim", "control",
-        "generic",
+        "coordinator", "coordinators", "enrol_token", "enrol_token_file", "caps", "profile",
+        "state_dir", "ssh_address", "sshd_host_keys", "job_user", "health", "stm", "sim",
+        "control", "generic",
     }  # fmt: skip
     _no_unknown(data, known, "")
     coordinators = _coordinators(data)
