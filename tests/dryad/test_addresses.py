@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from dryad.addresses import MAX_COORDINATORS, Address, parse_list, parse_one
 from dryad.errors import ConfigError
