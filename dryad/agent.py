@@ -86,7 +86,7 @@ class Agent:
         users: JobUsersLike,
         health: HealthLike,
         *,
-        coordinator: str,
+        coordinator: str | Callable[[], str],
         presses: MemoryObjectReceiveStream[int] | None = None,
         dialbacks: DialBacksLike | None = None,
     ) -> None:
@@ -94,7 +94,8 @@ class Agent:
         self._panel = panel
         self._users = users
         self._health = health
-        self._coordinator = coordinator
+        # A function: the coordinator linked now, or last dialled (docs/failover.md).
+        self._coordinator = coordinator if callable(coordinator) else (lambda: coordinator)
         self._presses = presses
         self._dialbacks = dialbacks
         self._user_lock = anyio.Lock()  # one job-user operation at a time
@@ -195,9 +196,9 @@ class Agent:
             if self._unsent is not None:
                 await self.report_health(self._unsent)
         elif state is LinkState.DISCONNECTED:
-            await self._panel.disconnected(self._coordinator)
+            await self._panel.disconnected(self._coordinator())
         elif state in (LinkState.ENROLMENT_REFUSED, LinkState.NOT_ENROLLED):
-            await self._panel.refused(self._coordinator)
+            await self._panel.refused(self._coordinator())
         else:
             await self._panel.show(wire.Display(WorkerState.FAILED, reason=state.value))
 

@@ -159,14 +159,15 @@ async def run(
             settings, identity, backoff=backoff or Backoff(), host_keys=host_keys(settings, users)
         )
         sshd_port = int(settings.ssh_address.rpartition(":")[2])
-        dialbacks = DialBacks(settings.coordinator_host, sshd_port)
+        # Dial-backs go to the coordinator linked now, the one that asks for them.
+        dialbacks = DialBacks(lambda: link.host, sshd_port)
         dialbacks.start()
         agent = Agent(
             link,
             panel,
             users,
             health,
-            coordinator=settings.coordinator,
+            coordinator=lambda: link.coordinator,
             presses=board.stm.presses() if board.stm is not None else None,
             dialbacks=dialbacks,
         )
@@ -188,7 +189,7 @@ async def run(
                 await tg.start(health.run, agent.report_health)
 
                 async def on_state(state: LinkState, detail: str) -> None:
-                    notifier.status(_status(state, detail, settings.coordinator))
+                    notifier.status(_status(state, detail, link.coordinator))
                     await agent.link_state(state, detail)
 
                 await tg.start(link.run, agent.handle, on_state)

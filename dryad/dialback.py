@@ -15,6 +15,7 @@ import ipaddress
 import logging
 import socket
 import time
+from collections.abc import Callable
 from typing import Final
 
 from coordinator import wire
@@ -27,19 +28,25 @@ RESOLVED_FOR: Final = 60.0  # seconds a resolved coordinator address is reused
 
 
 class DialBacks:
-    """Serves ``dial_back``: the local sshd at ``sshd_port``, the coordinator at ``host``.
+    """Serves ``dial_back``: the local sshd at ``sshd_port``, the coordinator at ``host``
+    (a function for a dryad with several coordinators: the one linked now, which is the
+    one asking, docs/failover.md §dial-backs).
 
     ``start`` before the first call and ``stop`` at the end (the relay's thread).
     """
 
     def __init__(
-        self, host: str, sshd_port: int, *, connect_timeout: float = CONNECT_TIMEOUT
+        self,
+        host: str | Callable[[], str],
+        sshd_port: int,
+        *,
+        connect_timeout: float = CONNECT_TIMEOUT,
     ) -> None:
-        self._host = host.strip("[]")
+        self._host = host if callable(host) else (lambda: host)
         self._sshd_port = sshd_port
         self._timeout = connect_timeout
         self.relay = Relay("dial-back relay")
-        self._resolved: tuple[float, tuple[int, str]] | None = None
+        self._resolved: tuple[float, str, tuple[int, str]] | None = None
 
     def start(self) -> None:
         self.relay.start()
@@ -64,9 +71,10 @@ class DialBacks:
             reason = f"its sshd refused the connection (port {self._sshd_port}: {_reason(exc)})"
             logger.warning("dial-back: %s", reason)
             raise wire.RpcError(wire.REFUSED, reason) from exc
-        where = f"{self._host}:{params.port}"
+        host = self._host().strip("[]")
+        where = f"{host}:{params.port}"
         try:
-            family, address = await self._address()
+            family, address = await self._address(host)
             back = await self._connect(family, address, params.port)
         except OSError as exc:
             sshd.close()
@@ -80,21 +88,23 @@ class DialBacks:
         self.relay.add(back, sshd)
         return wire.DialedBack(True)
 
-    async def _address(self) -> tuple[int, str]:
+    async def _address(self, host: str) -> tuple[int, str]:
         """The coordinator's address: a literal as it is, a name resolved once a minute."""
         with contextlib.suppress(ValueError):
-            ip = ipaddress.ip_address(self._host)
+            ip = ipaddress.ip_address(host)
             return (socket.AF_INET6 if ip.version == 6 else socket.AF_INET), str(ip)
         now = time.monotonic()
-        if self._resolved is not None and now - self._resolved[0] < RESOLVED_FOR:
-            return self._resolved[1]
+        if self._resolved is not None:
+            at, name, found = self._resolved
+            if name == host and now - at < RESOLVED_FOR:
+                return found
         loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(self._host, None, type=socket.SOCK_STREAM)
+        infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
         if not infos:
-            raise OSError(f"{self._host} does not resolve")
+            raise OSError(f"{host} does not resolve")
         family, *_, sockaddr = infos[0]
         found = (int(family), str(sockaddr[0]))
-        self._resolved = (now, found)
+        self._resolved = (now, host, found)
         return found
 
     async def _connect(self, family: int, host: str, port: int) -> socket.socket:

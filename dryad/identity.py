@@ -85,7 +85,9 @@ class Identity:
             ) from exc
 
     def verify_host_key(self, key: asyncssh.SSHKey, coordinator: str) -> None:
-        """Trust ``key`` on first use; afterwards accept only that key.
+        """Trust ``key`` on first use; afterwards accept only that key, from every
+        coordinator: a farm's coordinators share one link host key, so that a new address
+        never gets trusted on its own (docs/failover.md §host keys).
 
         :raises HostKeyMismatch: the coordinator presented another key.
         """
@@ -97,8 +99,9 @@ class Identity:
         if trusted.public_data != key.public_data:
             raise HostKeyMismatch(
                 f"coordinator {coordinator} host key changed: trusted "
-                f"{trusted.get_fingerprint()}, offered {key.get_fingerprint()}; if the "
-                f"coordinator was reinstalled, delete {self.state_dir / HOST_KEY_FILE}"
+                f"{trusted.get_fingerprint()}, offered {key.get_fingerprint()}; every "
+                "coordinator of a farm must serve the same link host key; if the farm's key "
+                f"was replaced, delete {self.state_dir / HOST_KEY_FILE}"
             )
 
 

@@ -3,6 +3,7 @@ and carries the coordinator's job tunnels to the local sshd."""
 
 from __future__ import annotations
 
+import enum
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -15,6 +16,8 @@ from anyio.abc import TaskStatus
 
 from coordinator import wire
 from dryad import __version__
+from dryad.addresses import Address
+from dryad.candidates import Resolver, Rotation, Target, resolve
 from dryad.errors import (
     EnrolmentRefused,
     HostKeyMismatch,
@@ -57,6 +60,14 @@ class Backoff:
         return random.uniform(0, min(self.cap, self.base * 2 ** min(attempt, 32)))
 
 
+class _Ended(enum.Enum):
+    """How one dial, or one round of dials, ended."""
+
+    SERVED = "a link was up and has ended"
+    FAILED = "no link came up"
+    REFUSED = "refused in a way only a person can fix"
+
+
 def registration(
     settings: Settings, identity: Identity, host_keys: tuple[str, ...] = ()
 ) -> wire.Registration:
@@ -85,6 +96,7 @@ class Link:
         keepalive_interval: float = KEEPALIVE_INTERVAL,
         connect_timeout: float = 30.0,
         host_keys: HostKeys | None = None,
+        resolver: Resolver = resolve,
     ) -> None:
         self._settings = settings
         self._host_keys = host_keys
@@ -95,6 +107,24 @@ class Link:
         self._peer: wire.Peer | None = None
         self._state: LinkState | None = None
         self._running = False
+        self._rotation = Rotation(settings.coordinators, resolver)
+        self._target: Target | None = None  # the coordinator linked, or last dialled
+
+    @property
+    def coordinator(self) -> str:
+        """The coordinator linked now (or, while down, the one last dialled), as
+        configured: for the panel and the status line."""
+        if self._target is None:
+            return self._settings.coordinator
+        return str(self._target.address)
+
+    @property
+    def host(self) -> str:
+        """The IP address of the coordinator linked now, which dial-backs go to; the
+        first configured host before any dial."""
+        if self._target is None:
+            return self._settings.coordinator_host
+        return self._target.ip
 
     @property
     def running(self) -> bool:
@@ -126,7 +156,7 @@ class Link:
 
     def _need_peer(self) -> wire.Peer:
         if self._peer is None:
-            raise LinkError(f"not connected to the coordinator {self._settings.coordinator}")
+            raise LinkError(f"not connected to the coordinator {self.coordinator}")
         return self._peer
 
     async def run(
@@ -148,47 +178,76 @@ class Link:
             self._running = False
 
     async def _redial(self, handler: wire.Handler, on_state: StateHook) -> NoReturn:
-        where = self._settings.coordinator
-        attempt = 0
+        failed_rounds = 0
         while True:
-            try:
-                await self._session(handler, on_state)
-            except HostKeyMismatch as exc:
-                logger.error("link to %s: %s", where, exc)
-                await self._set_state(on_state, LinkState.HOST_KEY_MISMATCH, "host key changed")
-                delay = self._backoff.refused
-            except NoEnrolmentToken as exc:
-                logger.error("link to %s: %s", where, exc)
-                await self._set_state(on_state, LinkState.NOT_ENROLLED, "no enrolment token")
-                delay = self._backoff.refused
-            except EnrolmentRefused as exc:
-                logger.error("link to %s: %s", where, exc)
-                await self._set_state(on_state, LinkState.ENROLMENT_REFUSED, "enrolment refused")
-                delay = self._backoff.refused
-            except (OSError, asyncssh.Error, TimeoutError, wire.RpcError, wire.WireError) as exc:
-                # OSError covers ConnectionError and so LinkError; asyncssh.Error covers
-                # refused authentication and keepalive timeouts; WireError an answer to
-                # enrol or register that is not the table's.
-                connected = self._state is LinkState.CONNECTED
-                if connected:
-                    attempt = 0  # a link that served restarts the back-off
-                delay = self._backoff.delay(attempt)
-                attempt += 1
+            targets = await self._rotation.round(self._unresolved)
+            ended = await self._round(targets, handler, on_state)
+            if ended is _Ended.SERVED:
+                # A link that served restarts the back-off; the short jitter keeps a farm
+                # of dryads from dialling the next coordinator all at once.
+                failed_rounds = 1
+                delay = self._backoff.delay(0)
+            else:
+                # Only a whole round failed makes the back-off grow (docs/failover.md).
+                refused = ended is _Ended.REFUSED
+                delay = self._backoff.refused if refused else self._backoff.delay(failed_rounds)
+                failed_rounds += 1
                 logger.warning(
-                    "link to %s %s: %s; retrying in %.1f s",
-                    where,
-                    "lost" if connected else "failed",
-                    _reason(exc),
+                    "no coordinator reached (%s); retrying in %.1f s",
+                    ", ".join(str(t) for t in targets) or "no address resolved",
                     delay,
                 )
-                await self._set_state(on_state, LinkState.DISCONNECTED, _reason(exc))
-            else:
-                # The coordinator closed the channel cleanly (say, it is restarting).
-                attempt = 1
-                delay = self._backoff.delay(0)
-                logger.warning("link to %s closed by the coordinator; redialling", where)
-                await self._set_state(on_state, LinkState.DISCONNECTED, "closed by coordinator")
             await anyio.sleep(delay)
+
+    async def _round(
+        self, targets: list[Target], handler: wire.Handler, on_state: StateHook
+    ) -> _Ended:
+        """Dial each target in turn until one served a link (that has now ended)."""
+        outcomes: list[_Ended] = []
+        for target in targets:
+            self._target = target
+            ended = await self._attempt(target, handler, on_state)
+            if ended is _Ended.SERVED:
+                self._rotation.served(target)
+                return ended
+            outcomes.append(ended)
+        if outcomes and all(o is _Ended.REFUSED for o in outcomes):
+            return _Ended.REFUSED  # only a person can fix it: retry slowly
+        return _Ended.FAILED
+
+    async def _attempt(self, target: Target, handler: wire.Handler, on_state: StateHook) -> _Ended:
+        """One dial of ``target``, and its link while it lasts; logs how it ended."""
+        try:
+            await self._session(target, handler, on_state)
+        except HostKeyMismatch as exc:
+            logger.error("link to %s: %s", target, exc)
+            await self._set_state(on_state, LinkState.HOST_KEY_MISMATCH, "host key changed")
+            return _Ended.REFUSED
+        except NoEnrolmentToken as exc:
+            logger.error("link to %s: %s", target, exc)
+            await self._set_state(on_state, LinkState.NOT_ENROLLED, "no enrolment token")
+            return _Ended.REFUSED
+        except EnrolmentRefused as exc:
+            logger.error("link to %s: %s", target, exc)
+            await self._set_state(on_state, LinkState.ENROLMENT_REFUSED, "enrolment refused")
+            return _Ended.REFUSED
+        except (OSError, asyncssh.Error, TimeoutError, wire.RpcError, wire.WireError) as exc:
+            # OSError covers ConnectionError and so LinkError; asyncssh.Error covers
+            # refused authentication and keepalive timeouts; WireError an answer to
+            # enrol or register that is not the table's.
+            served = self._state is LinkState.CONNECTED
+            logger.warning(
+                "link to %s %s: %s", target, "lost" if served else "failed", _reason(exc)
+            )
+            await self._set_state(on_state, LinkState.DISCONNECTED, _reason(exc))
+            return _Ended.SERVED if served else _Ended.FAILED
+        # The coordinator closed the channel cleanly (say, it is restarting).
+        logger.warning("link to %s closed by the coordinator; redialling", target)
+        await self._set_state(on_state, LinkState.DISCONNECTED, "closed by coordinator")
+        return _Ended.SERVED
+
+    def _unresolved(self, address: Address, exc: OSError) -> None:
+        logger.warning("link to %s failed: cannot resolve: %s", address, _reason(exc))
 
     async def _set_state(self, on_state: StateHook, state: LinkState, detail: str) -> None:
         if state is self._state and state is not LinkState.CONNECTED:
@@ -199,13 +258,13 @@ class Link:
         except Exception:  # the panel failing must not take the link down
             logger.exception("link: state hook failed for %s", state)
 
-    async def _session(self, handler: wire.Handler, on_state: StateHook) -> None:
+    async def _session(self, target: Target, handler: wire.Handler, on_state: StateHook) -> None:
         """One connection, from dialling to its end; returns if the coordinator closed it."""
-        client = _Client(self._identity, self._settings.coordinator)
+        client = _Client(self._identity, str(target))
         try:
             conn = await asyncssh.connect(
-                self._settings.coordinator_host,
-                self._settings.coordinator_port,
+                target.ip,
+                target.address.port,
                 client_factory=lambda: client,
                 username=self._identity.uuid,
                 client_keys=[self._identity.key],
@@ -233,7 +292,7 @@ class Link:
                 subsystem=wire.LINK_SUBSYSTEM, encoding=None
             )
             peer = wire.Peer(reader, writer, handler, calls=wire.Direction.TO_COORDINATOR)
-            await self._serve(peer, on_state, conn)
+            await self._serve(target, peer, on_state, conn)
         finally:
             self._peer = None
             conn.close()
@@ -241,7 +300,11 @@ class Link:
                 await conn.wait_closed()
 
     async def _serve(
-        self, peer: wire.Peer, on_state: StateHook, conn: asyncssh.SSHClientConnection
+        self,
+        target: Target,
+        peer: wire.Peer,
+        on_state: StateHook,
+        conn: asyncssh.SSHClientConnection,
     ) -> None:
         ended = anyio.Event()
         failure: BaseException | None = None
@@ -258,7 +321,7 @@ class Link:
         async with anyio.create_task_group() as tg:
             tg.start_soon(serve)
             try:
-                registered = await self._handshake(peer)
+                registered = await self._handshake(target, peer)
             except Exception as exc:
                 # Raised after the task group, not from its body, so callers see the
                 # error itself rather than an ExceptionGroup.
@@ -269,7 +332,7 @@ class Link:
                 self._peer = peer
                 logger.info(
                     "dryad connected to coordinator %s as %s",
-                    self._settings.coordinator,
+                    target,
                     self._identity.uuid,
                 )
                 # The detail is the worker's state as registered: the panel draws it at
@@ -307,11 +370,11 @@ class Link:
         except asyncssh.ChannelListenError as exc:
             logger.error("the coordinator refused our sshd forward, so no job tunnels: %s", exc)
 
-    async def _handshake(self, peer: wire.Peer) -> wire.Registered:
+    async def _handshake(self, target: Target, peer: wire.Peer) -> wire.Registered:
         """Enrol if we must, then register; the coordinator's calls are served meanwhile.
         Returns the coordinator's answer to ``register`` (the worker's state)."""
         if not self._identity.enrolled and self._settings.read_enrol_token() is not None:
-            await self._enrol(peer)  # the coordinator answers a repeated enrol kindly
+            await self._enrol(target, peer)  # the coordinator answers a repeated enrol kindly
         # Read at every connection: first boot may make the sshd's keys after we start.
         keys = () if self._host_keys is None else await anyio.to_thread.run_sync(self._host_keys)
         params = registration(self._settings, self._identity, keys)
@@ -324,13 +387,13 @@ class Link:
             if self._identity.enrolled:
                 logger.warning("coordinator does not know this dryad any more; enrolling again")
                 self._identity.forget_enrolment()
-            await self._enrol(peer)
+            await self._enrol(target, peer)
             registered = await peer.ask(wire.REGISTER, params)
         if not self._identity.enrolled:
-            self._identity.mark_enrolled(self._settings.coordinator)  # lost marker, key known
+            self._identity.mark_enrolled(str(target))  # lost marker, key known
         return registered
 
-    async def _enrol(self, peer: wire.Peer) -> None:
+    async def _enrol(self, target: Target, peer: wire.Peer) -> None:
         token = self._settings.read_enrol_token()
         if token is None:
             raise NoEnrolmentToken(
@@ -343,7 +406,7 @@ class Link:
             if exc.code == wire.REFUSED:
                 raise EnrolmentRefused(f"enrolment refused: {exc.message}") from exc
             raise LinkError(f"enrol failed: {exc.message}") from exc
-        self._identity.mark_enrolled(self._settings.coordinator)
+        self._identity.mark_enrolled(str(target))
         logger.info("enrolled as %s with key %s", self._identity.uuid, self._identity.fingerprint)
 
 

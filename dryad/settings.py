@@ -10,6 +10,8 @@ from types import MappingProxyType
 from typing import Any, Final, TypeVar
 
 from coordinator.wire import LINK_PORT
+from dryad import addresses
+from dryad.addresses import Address
 from dryad.errors import ConfigError
 from dryad.health import HealthSettings
 from dryad.stm_cli import ADMIN_SOCKET, USER_SOCKET
@@ -70,8 +72,8 @@ class SimSettings:
 class Settings:
     """Everything the dryad reads from its configuration file."""
 
-    coordinator_host: str
-    coordinator_port: int = LINK_PORT
+    # The coordinators' link addresses, in the order first tried (docs/failover.md).
+    coordinators: tuple[Address, ...]
     # repr=False: the token is a secret and settings end up in logs and tracebacks.
     enrol_token: str | None = field(default=None, repr=False)
     enrol_token_file: Path | None = None
@@ -107,11 +109,17 @@ class Settings:
 
     @property
     def coordinator(self) -> str:
-        """The coordinator as HOST:PORT, for logs and the panel."""
-        host = (
-            f"[{self.coordinator_host}]" if ":" in self.coordinator_host else self.coordinator_host
-        )
-        return f"{host}:{self.coordinator_port}"
+        """The coordinators as HOST:PORT, comma-separated, for logs before the link is up."""
+        return ", ".join(str(a) for a in self.coordinators)
+
+    @property
+    def coordinator_host(self) -> str:
+        """The first coordinator's host (the only one in a one-coordinator farm)."""
+        return self.coordinators[0].host
+
+    @property
+    def coordinator_port(self) -> int:
+        return self.coordinators[0].port
 
     def with_profile(self, name: str) -> Settings:
         return replace(self, profile=_profile(name, "--profile"))
@@ -151,16 +159,12 @@ def load(path: Path) -> Settings:
 def parse(data: Mapping[str, Any], *, base: Path = Path(".")) -> Settings:
     """Build ``Settings`` from parsed TOML; relative paths are taken from ``base``."""
     known = {
-        "coordinator", "enrol_token", "enrol_token_file", "caps", "profile", "state_dir",
-        "ssh_address", "sshd_host_keys", "job_user", "health", "stm", "sim", "control",
-        "generic",
+        "coordinator", "coordinators", "enrol_token", "enrol_token_file", "caps", "profile",
+        "state_dir", "ssh_address", "sshd_host_keys", "job_user", "health", "stm", "sim",
+        "control", "generic",
     }  # fmt: skip
     _no_unknown(data, known, "")
-    if "coordinator" not in data:
-        raise ConfigError('coordinator: required, e.g. coordinator = "boruta.example.com:7175"')
-    host, port = _host_port(_get(data, "coordinator", str), "coordinator", LINK_PORT)
-    if not host:
-        raise ConfigError("coordinator: the host is missing")
+    coordinators = _coordinators(data)
     token = data.get("enrol_token")
     if token is not None:
         token = _get(data, "enrol_token", str)
@@ -177,14 +181,13 @@ def parse(data: Mapping[str, Any], *, base: Path = Path(".")) -> Settings:
             "set job_user.manage = false too"
         )
     # Port 0 asks the simulated sshd for any free port; a real sshd has a fixed one.
-    _host_port(ssh_address, "ssh_address", None, any_port=job_user.simulate)
+    addresses.split_host_port(ssh_address, "ssh_address", None, any_port=job_user.simulate)
     state_dir = _path(data, "state_dir", base) or Settings.state_dir
     host_keys = _get(data, "sshd_host_keys", str, DEFAULT_HOST_KEYS)
     if not host_keys.strip():
         raise ConfigError(f'sshd_host_keys: empty; the default is "{DEFAULT_HOST_KEYS}"')
     return Settings(
-        coordinator_host=host,
-        coordinator_port=port,
+        coordinators=coordinators,
         enrol_token=token,
         enrol_token_file=token_file,
         caps=MappingProxyType(_caps(data.get("caps", {}))),
@@ -200,6 +203,17 @@ def parse(data: Mapping[str, Any], *, base: Path = Path(".")) -> Settings:
         control=_section(data, "control", ControlSettings, base),
         generic=_generic(data.get("generic", {}), base),
     )
+
+
+def _coordinators(data: Mapping[str, Any]) -> tuple[Address, ...]:
+    """``coordinator = "HOST:PORT"`` (one), or ``coordinators = [...]`` (several)."""
+    if "coordinator" in data and "coordinators" in data:
+        raise ConfigError("coordinator, coordinators: give one of them, not both")
+    if "coordinators" in data:
+        return addresses.parse_list(data["coordinators"], "coordinators", LINK_PORT)
+    if "coordinator" not in data:
+        raise ConfigError('coordinator: required, e.g. coordinator = "boruta.example.com:7175"')
+    return (addresses.parse_one(_get(data, "coordinator", str), "coordinator", LINK_PORT),)
 
 
 def _generic(table: Any, base: Path) -> GenericSettings:
@@ -237,30 +251,6 @@ def _path(data: Mapping[str, Any], key: str, base: Path) -> Path | None:
     if not value:
         raise ConfigError(f"{key}: empty path")
     return base / Path(value).expanduser()
-
-
-def _host_port(
-    value: str, key: str, default: int | None, *, any_port: bool = False
-) -> tuple[str, int]:
-    """Split HOST:PORT, [IPv6]:PORT or (with a default port) a bare HOST; with
-    ``any_port``, port 0 (any free one) is allowed too."""
-    host, sep, port = value.rpartition(":")
-    if value.startswith("[") and "]" in value:
-        end = value.index("]")
-        host, rest = value[1:end], value[end + 1 :]
-        sep, port = (":", rest[1:]) if rest.startswith(":") else ("", "")
-        if rest and not sep:
-            raise ConfigError(f"{key}: expected HOST:PORT, got {value!r}")
-    elif not sep or ":" in host:  # a bare host, or a bare IPv6 address
-        host, port = value, ""
-    if not port:
-        if default is None:
-            raise ConfigError(f"{key}: expected HOST:PORT, got {value!r}")
-        return host, default
-    if not port.isdigit() or not (0 if any_port else 1) <= int(port) < 65536:
-        lowest = 0 if any_port else 1
-        raise ConfigError(f"{key}: {port!r} is not a port number ({lowest}-65535)")
-    return host, int(port)
 
 
 def _caps(value: Any) -> dict[str, str]:

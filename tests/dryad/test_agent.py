@@ -389,3 +389,13 @@ async def test_calls_drive_the_simulated_board(
         assert (await coordinator.next(wire.BUTTON)).params == {"button": 1}
         tg.cancel_scope.cancel()
         await panel.aclose()
+
+
+async def test_the_panel_names_the_coordinator_the_link_is_at_now() -> None:
+    panel = FakePanel()
+    at = ["a.lab:7175"]
+    agent = Agent(Offline(), panel, FakeUsers(), FakeHealth(), coordinator=lambda: at[0])
+    await agent.link_state(LinkState.DISCONNECTED, "connection refused")
+    at[0] = "b.lab:7175"  # the link moved on to the next coordinator
+    await agent.link_state(LinkState.ENROLMENT_REFUSED, "enrolment refused")
+    assert panel.calls == [("disconnected", "a.lab:7175"), ("refused", "b.lab:7175")]

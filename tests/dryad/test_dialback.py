@@ -141,3 +141,23 @@ async def test_a_job_ending_closes_its_dial_backs(
         assert await asyncio.get_running_loop().sock_recv(back, 10) == b""
     assert dialbacks.relay.count() == 0
     back.close()
+
+
+async def test_dial_backs_go_to_the_coordinator_linked_now(
+    sshd: int, coordinator: tuple[int, asyncio.Queue[socket.socket]]
+) -> None:
+    port, accepted = coordinator
+    linked = ["127.0.0.9"]  # a coordinator the link has left: nothing listens there now
+    d = DialBacks(lambda: linked[0], sshd)
+    d.start()
+    try:
+        answer = await d.dial_back(wire.DialBack.of(port, SECRET))
+        assert answer.reason.startswith(f"cannot connect to 127.0.0.9:{port}: ")
+        linked[0] = "127.0.0.1"  # the link moved: the next dial-back follows it
+        assert await d.dial_back(wire.DialBack.of(port, SECRET)) == wire.DialedBack(True)
+        with anyio.fail_after(10):
+            back = await accepted.get()
+        assert await recv_exactly(back, wire.SECRET_SIZE) == SECRET
+        back.close()
+    finally:
+        d.stop()

@@ -69,11 +69,13 @@ class ProcessFarm:
         job_groups: tuple[str, ...] = (),
         extra: str = "",
         host_keys: str = "",
+        coordinators: tuple[str, ...] = (),
     ) -> Path:
         """Start simulated dryad ``n``; returns its directory. With ``job_user``, it
         manages that real user (in ``job_groups`` only) for the sshd on ``sshd_port``;
         ``extra`` is more TOML for its config, after every other table; ``host_keys`` is
-        the glob of the sshd host keys it reports (default: the system's)."""
+        the glob of the sshd host keys it reports (default: the system's); with
+        ``coordinators``, it is given that list of link addresses instead of the farm's."""
         home = self.tmp / f"dryad-{n}"
         home.mkdir(exist_ok=True)
         groups = "[" + ", ".join(f'"{g}"' for g in job_groups) + "]"
@@ -82,8 +84,10 @@ class ProcessFarm:
             if job_user
             else "manage = false"
         )
+        links = ", ".join(f'"{c}"' for c in coordinators)
+        where = f"coordinators = [{links}]" if coordinators else f'coordinator = "{self.link}"'
         (home / "dryad.toml").write_text(
-            f'coordinator = "{self.link}"\nenrol_token = "{self.enrol}"\nprofile = "sim"\n'
+            f'{where}\nenrol_token = "{self.enrol}"\nprofile = "sim"\n'
             f'state_dir = "state"\nssh_address = "127.0.0.1:{sshd_port}"\n'
             + (f'sshd_host_keys = "{host_keys}"\n' if host_keys else "")
             + f'[caps]\ndevice_type = "{device_type}"\n[job_user]\n{user}\n'

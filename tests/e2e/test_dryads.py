@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.coordinators import free_port
 from tests.e2e.process_farm import GRACE, ProcessFarm, board, eventually
 
 pytestmark = pytest.mark.e2e
@@ -69,3 +70,32 @@ def test_a_dryad_killed_during_a_job_fails_it_after_the_grace_period(farm: Proce
         "FAILED",
         "disconnected",
     )
+
+
+def test_a_dryad_fails_over_to_the_next_coordinator_address_and_keeps_its_job(
+    patient_farm: ProcessFarm,
+) -> None:
+    farm = patient_farm
+    other = f"127.0.0.1:{free_port()}"  # nobody listens there yet: a dead coordinator
+    home = farm.dryad(1, "rpi4", coordinators=(other, farm.link))
+    uuid = farm.idle("rpi4")
+    with farm.http() as http:
+        rid = http.post("/api/v1/reqs/", json={"Caps": {"device_type": "rpi4"}}).json()["ReqID"]
+        before = http.get(f"/api/v1/reqs/{rid}").json()
+    assert before["State"] == "IN PROGRESS"
+    log = (home / "dryad.log").read_text()
+    assert f"link to {other} failed: " in log
+    assert f"dryad connected to coordinator {farm.link} as {uuid}" in log
+    # The coordinator dies and comes back, same database and host key, on the other
+    # address the dryad was given; the first one stays dead.
+    farm.coordinator.kill()
+    first, farm.link = farm.link, other
+    farm.restart()
+    eventually(lambda: farm.workers()["rpi4"].get("Connected"), seconds=75)
+    eventually(
+        lambda: f"dryad connected to coordinator {other}" in (home / "dryad.log").read_text()
+    )
+    with farm.http() as http:
+        assert http.get(f"/api/v1/reqs/{rid}").json() == before
+    assert farm.workers()["rpi4"]["State"] == "RUNNING"
+    assert f"link to {first} lost: " in (home / "dryad.log").read_text()

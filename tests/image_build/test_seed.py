@@ -300,3 +300,16 @@ def test_bad_dut_network_refuses_the_seed(
     assert _apply(config, boot, text, tmp_path / "k", net) == 1
     assert reason in (boot / "boruta-seed.error.txt").read_text()
     assert net.read_text() == "kept\n"
+
+
+def test_a_seeds_coordinator_replaces_a_list_of_them(board: tuple[Path, Path]) -> None:
+    config, boot = board
+    text = config.read_text().replace(
+        'coordinator = "coordinator.invalid:7175"', 'coordinators = ["a.lab:7175", "b.lab:7175"]'
+    )
+    config.write_text(text)
+    assert load(config).coordinator == "a.lab:7175, b.lab:7175"
+    seed = boot / "boruta-seed.toml"
+    seed.write_text('coordinator = "10.0.2.2:7175"\n')
+    assert seed_mod.main([str(seed), "--config", str(config), "--no-hostname"]) == 0
+    assert load(config).coordinator == "10.0.2.2:7175"

@@ -126,6 +126,7 @@ def apply_seed(
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise SeedError(f"{config_path}: cannot read it: {exc}") from exc
     if coordinator:
+        config.pop("coordinators", None)  # the seed's one address replaces a list
         config["coordinator"] = coordinator
     if caps:
         config["caps"] = caps
