@@ -16,6 +16,7 @@ from _common import BOARD_CAPS, uuid_of
 from coordinator.assembly import Parts, assemble
 from coordinator.domain.model import KeyType, User
 from coordinator.domain.states import WorkerState
+from coordinator.httpd.heap import limit_arenas
 from coordinator.service.interfaces import Dryads
 from coordinator.service.keys import JobKey, KeyPool, generate, generate_ed25519
 from coordinator.service.operations import Service
@@ -85,6 +86,7 @@ def main() -> None:
     parser.add_argument("--sqlite-sync", choices=("FULL", "NORMAL"), default="FULL")
     parser.add_argument("--finished-in-memory", type=int, default=Settings().finished_in_memory)
     args = parser.parse_args()
+    limit_arenas()  # as the coordinator's own server does (coordinator/httpd/server.py)
     logging.basicConfig(level=logging.WARNING)
 
     store = SqlStore.open(args.db, sqlite_sync=args.sqlite_sync)

@@ -12,6 +12,7 @@ import uvicorn
 
 from coordinator.assembly import Coordinator
 from coordinator.httpd.guard import ConnectionGuard, ConnectionLimits
+from coordinator.httpd.heap import limit_arenas
 from coordinator.httpd.limits import raise_open_files
 from coordinator.httpd.protocol import Timeouts, guarded
 from coordinator.settings import Settings
@@ -26,7 +27,9 @@ _ACCEPT_FAILED: Final = "socket.accept() out of system resource"
 
 
 def serve(coordinator: Coordinator, settings: Settings) -> None:
-    """Run until a signal; the open-file limit is raised first."""
+    """Run until a signal; the open-file limit is raised and malloc's arenas are limited
+    first."""
+    limit_arenas()
     files = raise_open_files()
     guard = ConnectionGuard(ConnectionLimits(settings.http_max_per_client, files.for_http))
     config = uvicorn.Config(
