@@ -12,7 +12,9 @@ echo "== import contracts"; lint-imports
 echo "== pytest"
 rm -f .coverage .coverage.*
 COVERAGE_PROCESS_START="$PWD/pyproject.toml" pytest --cov --cov-report= "$@"
-coverage combine -q 2>/dev/null || true
+# --append: late subprocesses (the key makers end after their coordinator) leave files
+# pytest-cov did not combine; without it their data alone would replace the whole run's.
+coverage combine -q --append 2>/dev/null || true
 coverage report
 echo "== domain coverage (must be 100% of branches)"
 coverage report --include='coordinator/domain/*' --fail-under=100
