@@ -150,7 +150,15 @@ def main() -> None:
         default=None,
         help="the coordinator's finished_in_memory (default: 10,000 times the scale)",
     )
+    parser.add_argument(
+        "--parts",
+        default="dryad,coordinator",
+        help="which soaks to run, comma-separated (default: dryad,coordinator)",
+    )
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    if not parts or parts - {"dryad", "coordinator"}:
+        parser.error("--parts: dryad, coordinator or both")
     updates = max(10, int(100_000 * args.scale))
     cycles = max(10, int(100_000 * args.scale))
     connects = max(10, int(10_000 * args.scale))
@@ -160,17 +168,21 @@ def main() -> None:
     finished = args.finished_in_memory
     if finished is None:
         finished = max(1, int(Settings().finished_in_memory * args.scale))
-    start = time.perf_counter()
-    report(
-        f"dryad display, {updates} updates (RSS of this process)",
-        asyncio.run(soak_display(updates)),
-    )
-    print(f"  ({time.perf_counter() - start:.0f} s)")
+    if "dryad" in parts:
+        start = time.perf_counter()
+        report(
+            f"dryad display, {updates} updates (RSS of this process)",
+            asyncio.run(soak_display(updates)),
+        )
+        print(f"  ({time.perf_counter() - start:.0f} s)")
+    if "coordinator" in parts:
+        _coordinator_soak(cycles, connects, args.concurrency, finished)
+
+
+def _coordinator_soak(cycles: int, connects: int, concurrency: int, finished: int) -> None:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        points = asyncio.run(
-            soak_coordinator(Path(tmp), cycles, connects, args.concurrency, finished)
-        )
+        points = asyncio.run(soak_coordinator(Path(tmp), cycles, connects, concurrency, finished))
     report(
         f"coordinator, {cycles} job cycles and {connects} SSE connects, {finished} finished"
         " requests in memory (RSS of its process)",
