@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -83,6 +84,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--fixed-keys", action="store_true")
     parser.add_argument("--sqlite-sync", choices=("FULL", "NORMAL"), default="FULL")
+    parser.add_argument("--profile", type=Path, help="write cProfile stats here at exit")
     parser.add_argument("--finished-in-memory", type=int, default=Settings().finished_in_memory)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -117,9 +119,15 @@ def main() -> None:
         access_log=False,
         server_header=False,
     )
+    profiler = cProfile.Profile() if args.profile else None
     try:
-        asyncio.run(Server(config).serve())
+        if profiler is not None:
+            profiler.runcall(asyncio.run, Server(config).serve())
+        else:
+            asyncio.run(Server(config).serve())
     finally:
+        if profiler is not None:
+            profiler.dump_stats(args.profile)
         store.close()
 
 
