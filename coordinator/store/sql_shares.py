@@ -7,7 +7,7 @@ from contextlib import AbstractContextManager
 from datetime import timedelta
 from functools import cache
 
-from sqlalchemy import Connection, Executable, Row, bindparam, delete, select, update
+from sqlalchemy import BindParameter, Connection, Executable, Row, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from coordinator.domain.fairshare import Charge, Usage
@@ -108,7 +108,7 @@ def apply_charges(conn: Connection, charges: Sequence[Charge]) -> None:
 def _charge_statements(dialect: str) -> tuple[Executable, Executable, Executable]:
     """Insert an empty row if there is none, read it locked, rewrite it; by bound owner."""
     ins = postgresql.insert(usage) if dialect == "postgresql" else sqlite.insert(usage)
-    who = bindparam("who")
+    who: BindParameter[str] = bindparam("who")
     return (
         ins.on_conflict_do_nothing(index_elements=[usage.c.owner]),
         select(usage).where(usage.c.owner == who).with_for_update(),
