@@ -503,7 +503,7 @@ def _insert_numbered(conn: Connection, rows: list[dict[str, object]]) -> list[in
     with one statement instead. The id is the rowid, and SQLite gives a new row the largest
     rowid so far plus one, so under the write lock one statement's rows get the ids after
     the largest one. Only near the rowid's limit, where SQLite picks ids at random, is
-    RETURNING used after all.
+    RETURNING used after all (docs/events.md §fed from memory).
     """
     if conn.dialect.name == "sqlite":
         largest = conn.execute(_LARGEST_TRANSITION).scalar_one_or_none() or 0
