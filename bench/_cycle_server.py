@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import logging
+import signal
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
@@ -21,6 +24,8 @@ from coordinator.service.interfaces import Dryads
 from coordinator.service.keys import JobKey, KeyPool, generate, generate_ed25519
 from coordinator.service.operations import Service
 from coordinator.settings import Settings
+from coordinator.store import Changes
+from coordinator.store.records import Numbered
 from coordinator.store.sql import SqlStore
 
 ADMIN = User("bench-admin", admin=True)
@@ -84,6 +89,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--fixed-keys", action="store_true")
     parser.add_argument("--sqlite-sync", choices=("FULL", "NORMAL"), default="FULL")
+    parser.add_argument("--profile", type=Path, help="write cProfile stats here at exit")
     parser.add_argument("--finished-in-memory", type=int, default=Settings().finished_in_memory)
     args = parser.parse_args()
     limit_arenas()  # as the coordinator's own server does (coordinator/httpd/server.py)
@@ -91,6 +97,18 @@ def main() -> None:
 
     store = SqlStore.open(args.db, sqlite_sync=args.sqlite_sync)
     store.migrate()
+    store_profiler = cProfile.Profile() if args.profile else None
+    if store_profiler is not None:
+        # The store's commits run in worker threads, which the main profiler does not see.
+        commit = store.commit
+        one_at_a_time = threading.Lock()
+
+        def profiled_commit(changes: Changes) -> list[Numbered]:
+            with one_at_a_time:
+                result: list[Numbered] = store_profiler.runcall(commit, changes)
+                return result
+
+        store.commit = profiled_commit  # type: ignore[method-assign]
     keys = FixedKeys() if args.fixed_keys else KeyPool()
     settings = Settings(
         http=f"127.0.0.1:{args.port}",
@@ -119,9 +137,20 @@ def main() -> None:
         access_log=False,
         server_header=False,
     )
+    profiler = cProfile.Profile() if args.profile else None
     try:
-        asyncio.run(Server(config).serve())
+        if profiler is not None:
+            # uvicorn raises the SIGTERM it caught again after its shutdown: let that one
+            # pass, so the stats get written.
+            signal.signal(signal.SIGTERM, lambda *_: None)
+            profiler.runcall(asyncio.run, Server(config).serve())
+        else:
+            asyncio.run(Server(config).serve())
     finally:
+        if profiler is not None:
+            profiler.dump_stats(args.profile)
+        if store_profiler is not None:
+            store_profiler.dump_stats(f"{args.profile}.store")
         store.close()
 
 

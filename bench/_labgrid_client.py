@@ -10,7 +10,7 @@ import os
 import time
 from typing import Any
 
-from _proc_cpu import tree_cpu, used_since
+from _proc_cpu import own_cpu, tree_cpu, used_since
 
 # Imported by name: labgrid lives only in its own venv, never in the project's.
 client: Any = importlib.import_module("labgrid.remote.client")
@@ -74,9 +74,11 @@ async def run(
             latencies.extend([await cycle(session, polls) for _ in todo])
 
         cpu_before = tree_cpu(server_pid) if server_pid else {}
+        client_before = own_cpu(os.getpid())
         start = time.perf_counter()
         await asyncio.gather(*(lane() for _ in range(concurrency)))
         elapsed = time.perf_counter() - start
+        client_cpu = own_cpu(os.getpid()) - client_before
         server_cpu = used_since(cpu_before, tree_cpu(server_pid)) if server_pid else 0.0
     finally:
         await session.stop()
@@ -86,6 +88,7 @@ async def run(
         "latencies": latencies,
         "polls": polls[0],
         "server_cpu": server_cpu,
+        "client_cpu": client_cpu,
     }
 
 

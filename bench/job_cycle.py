@@ -16,12 +16,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 from _common import BENCH, BOARD_CAPS, CACHE, READY, Process, add_user, free_port, percentile
-from _proc_cpu import tree_cpu, used_since
+from _light_http import LightConnection
+from _proc_cpu import own_cpu, tree_cpu, used_since
 
 from coordinator.store.sql import SqlStore
 
@@ -40,6 +43,7 @@ class Figures:
     steps: dict[str, list[float]] = field(default_factory=dict)
     server_cpu: float = 0.0  # CPU seconds of the server (and its children) while measured
     helpers_cpu: float = 0.0  # of that, the server's child processes (our key makers)
+    client_cpu: float = 0.0  # CPU seconds of the load generator's process while measured
 
     @property
     def rate(self) -> float:
@@ -61,6 +65,8 @@ class Figures:
                 if self.helpers_cpu
                 else ""
             )
+            + f"\n    client CPU       {self.client_cpu / self.cycles * 1000:7.2f} ms/cycle"
+            " (the load generator's process)"
         ) + "".join(
             f"\n    {step:<16} p50 {percentile(t, 50) * 1000:7.2f} ms   "
             f"p99 {percentile(t, 99) * 1000:7.2f} ms"
@@ -137,38 +143,82 @@ def run_labgrid(tmp: Path, places: int, cycles: int, concurrency: int) -> tuple[
     result = json.loads(found[1])
     figures = Figures("labgrid-coordinator", cycles, result["elapsed"], result["latencies"])
     figures.server_cpu = float(result["server_cpu"])
+    figures.client_cpu = float(result["client_cpu"])
     return figures, int(result["polls"])
 
 
 # ---- ours ---------------------------------------------------------------------------------
 
 
-async def _our_cycles(
-    url: str, token: str, cycles: int, concurrency: int, key_type: str, server_pid: int
-) -> Figures:
+Call = Callable[[str, bytes], Awaitable[tuple[int, bytes]]]
+
+
+@asynccontextmanager
+async def _httpx_lanes(url: str, token: str, lanes: int) -> AsyncIterator[list[Call]]:
+    """httpx's AsyncClient, as an application would call us: one pool shared by all lanes."""
     headers = {"Authorization": f"Bearer {token}"}
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    limits = httpx.Limits(max_connections=lanes, max_keepalive_connections=lanes)
     async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=120) as http:
+
+        async def call(path: str, body: bytes) -> tuple[int, bytes]:
+            extra = {"Content-Type": "application/json"} if body else None
+            got = await http.post(path, content=body, headers=extra)
+            return got.status_code, got.content
+
+        yield [call] * lanes
+
+
+@asynccontextmanager
+async def _light_lanes(url: str, token: str, lanes: int) -> AsyncIterator[list[Call]]:
+    """One keep-alive asyncio-streams connection per lane (bench/_light_http.py)."""
+    host, _, port = url.removeprefix("http://").partition(":")
+    connections = [LightConnection(host, int(port), token) for _ in range(lanes)]
+
+    def caller(conn: LightConnection) -> Call:
+        async def call(path: str, body: bytes) -> tuple[int, bytes]:
+            return await conn.call(conn.request(path, body))
+
+        return call
+
+    try:
+        yield [caller(c) for c in connections]
+    finally:
+        for conn in connections:
+            await conn.close()
+
+
+async def _our_cycles(
+    url: str,
+    token: str,
+    cycles: int,
+    concurrency: int,
+    key_type: str,
+    server_pid: int,
+    client: str,
+) -> Figures:
+    body: dict[str, object] = {"Priority": 8, "Caps": BOARD_CAPS}
+    if key_type != "rsa":  # RSA is what a client that does not ask gets
+        body["KeyType"] = key_type
+    create_body = json.dumps(body).encode()
+    lanes_of = _light_lanes if client == "light" else _httpx_lanes
+    async with lanes_of(url, token, concurrency) as calls:
         steps: dict[str, list[float]] = {"create": [], "acquire (wait)": [], "close": []}
 
-        async def cycle() -> float:
+        async def cycle(call: Call) -> float:
             start = time.perf_counter()
-            body = {"Priority": 8, "Caps": BOARD_CAPS}
-            if key_type != "rsa":  # RSA is what a client that does not ask gets
-                body["KeyType"] = key_type
-            made = await http.post("/api/v1/reqs/", json=body)
-            if made.status_code != 201:
-                raise RuntimeError(f"create: {made.status_code} {made.text}")
-            rid = made.json()["ReqID"]
+            status, made = await call("/api/v1/reqs/", create_body)
+            if status != 201:
+                raise RuntimeError(f"create: {status} {made!r}")
+            rid = json.loads(made)["ReqID"]
             created = time.perf_counter()
             # blocks until matched (IN PROGRESS), then answers with the AccessInfo
-            got = await http.post(f"/api/v1/reqs/{rid}/acquire_worker", params={"wait": 60})
-            if got.status_code != 200 or "Key" not in got.text:
-                raise RuntimeError(f"acquire_worker: {got.status_code} {got.text}")
+            status, got = await call(f"/api/v1/reqs/{rid}/acquire_worker?wait=60", b"")
+            if status != 200 or b'"Key"' not in got:
+                raise RuntimeError(f"acquire_worker: {status} {got!r}")
             acquired = time.perf_counter()
-            closed = await http.post(f"/api/v1/reqs/{rid}/close")
-            if closed.status_code != 204:
-                raise RuntimeError(f"close: {closed.status_code} {closed.text}")
+            status, closed = await call(f"/api/v1/reqs/{rid}/close", b"")
+            if status != 204:
+                raise RuntimeError(f"close: {status} {closed!r}")
             end = time.perf_counter()
             steps["create"].append(created - start)
             steps["acquire (wait)"].append(acquired - created)
@@ -176,30 +226,40 @@ async def _our_cycles(
             return end - start
 
         for _ in range(min(20, cycles)):  # warm-up, not measured
-            await cycle()
+            await cycle(calls[0])
         for times in steps.values():
             times.clear()
         latencies: list[float] = []
         todo = iter(range(cycles))
 
-        async def lane() -> None:
-            latencies.extend([await cycle() for _ in todo])
+        async def lane(call: Call) -> None:
+            latencies.extend([await cycle(call) for _ in todo])
 
         cpu_before = tree_cpu(server_pid)
+        client_before = own_cpu(os.getpid())
         start = time.perf_counter()
-        await asyncio.gather(*(lane() for _ in range(concurrency)))
+        await asyncio.gather(*(lane(call) for call in calls))
         elapsed = time.perf_counter() - start
+        client_cpu = own_cpu(os.getpid()) - client_before
         cpu_after = tree_cpu(server_pid)
     figures = Figures("", cycles, elapsed, latencies, steps)
     figures.server_cpu = used_since(cpu_before, cpu_after)
     figures.helpers_cpu = figures.server_cpu - (
         cpu_after.get(server_pid, 0.0) - cpu_before.get(server_pid, 0.0)
     )
+    figures.client_cpu = client_cpu
     return figures
 
 
 def run_ours(
-    tmp: Path, name: str, workers: int, cycles: int, concurrency: int, key_type: str, *extra: str
+    tmp: Path,
+    name: str,
+    workers: int,
+    cycles: int,
+    concurrency: int,
+    key_type: str,
+    client: str,
+    *extra: str,
 ) -> Figures:
     db = tmp / f"{name}.db"
     store = SqlStore.open(db)
@@ -220,7 +280,7 @@ def run_ours(
         server.wait_for(READY, timeout=120)
         url = f"http://127.0.0.1:{port}"
         figures = asyncio.run(
-            _our_cycles(url, token, cycles, concurrency, key_type, server.popen.pid)
+            _our_cycles(url, token, cycles, concurrency, key_type, server.popen.pid, client)
         )
     finally:
         server.stop()
@@ -239,12 +299,24 @@ def main() -> None:
         default="both",
         help="the job keys our cycles ask for (rsa: as the Go client, which does not ask)",
     )
+    parser.add_argument(
+        "--client",
+        choices=("light", "httpx", "both"),
+        default="both",
+        help="our load generator: asyncio streams with built requests (light), or httpx",
+    )
+    parser.add_argument(
+        "--server-profile",
+        metavar="PREFIX",
+        help="run our server under cProfile; stats go to PREFIX.<keys>.<client>",
+    )
     parser.add_argument("--skip-labgrid", action="store_true")
     parser.add_argument("--skip-diagnostic", action="store_true", help="no fixed-keys run")
     args = parser.parse_args()
     if args.concurrency > args.workers:
         parser.error("--concurrency must not exceed --workers (each cycle holds a board)")
     kinds = ["ed25519", "rsa"] if args.key_type == "both" else [args.key_type]
+    clients = ["light", "httpx"] if args.client == "both" else [args.client]
 
     print(
         f"job cycles: N={args.cycles}, {args.workers} workers/places, "
@@ -260,38 +332,43 @@ def main() -> None:
             print(labgrid.line(), flush=True)
             if polls:
                 print(f"  (labgrid reservations had to be polled {polls} times)")
-        ours: dict[str, Figures] = {}
+        ours: dict[tuple[str, str], Figures] = {}
         for kind in kinds:
-            ours[kind] = run_ours(
-                tmp,
-                f"ours, {kind} keys (HTTP, httpx)",
-                args.workers,
-                args.cycles,
-                args.concurrency,
-                kind,
-            )
-            print(ours[kind].line(), flush=True)
+            for client in clients:
+                extra = ["--profile", f"{args.server_profile}.{kind}.{client}"]
+                ours[kind, client] = run_ours(
+                    tmp,
+                    f"ours, {kind} keys (HTTP, {client})",
+                    args.workers,
+                    args.cycles,
+                    args.concurrency,
+                    kind,
+                    client,
+                    *(extra if args.server_profile else []),
+                )
+                print(ours[kind, client].line(), flush=True)
         fixed: Figures | None = None
         if not args.skip_diagnostic and "rsa" in kinds:
             fixed = run_ours(
                 tmp,
-                "ours, rsa keys all made before [diag]",
+                f"ours, rsa keys all made before [diag] ({clients[0]})",
                 args.workers,
                 args.cycles,
                 args.concurrency,
                 "rsa",
+                clients[0],
                 "--fixed-keys",
             )
             print(fixed.line(), flush=True)
 
     if labgrid is not None:
-        for kind, figures in ours.items():
+        for (kind, client), figures in ours.items():
             rate = figures.rate / labgrid.rate
             cpu = figures.cpu_per_cycle / labgrid.cpu_per_cycle if labgrid.server_cpu else 0.0
             rate_goal = "MET" if rate >= 2 else "NOT MET"
             cpu_goal = "MET" if cpu <= 0.2 else "NOT MET"
             print(
-                f"{kind:>8}: cycles/s ours/labgrid {rate:.2f}x"
+                f"{kind:>8}, {client:<5}: cycles/s ours/labgrid {rate:.2f}x"
                 + (f" (goal >= 2x: {rate_goal})" if kind == "ed25519" else "")
                 + f"; server CPU per cycle ours/labgrid {cpu:.2f}x (goal <= 0.2x: {cpu_goal})"
             )

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import timedelta
+from functools import cache
 
-from sqlalchemy import Connection, Row, delete, select, update
+from sqlalchemy import BindParameter, Connection, Executable, Row, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from coordinator.domain.fairshare import Charge, Usage
@@ -84,18 +85,34 @@ def _quota(row: Row[tuple[object, ...]]) -> Quota:
 def apply_charges(conn: Connection, charges: Sequence[Charge]) -> None:
     """Add ended jobs to their owners' usage inside the commit's transaction.
 
-    Each row is read locked and rewritten: on SQLite the write transaction holds the
-    database; on PostgreSQL ``FOR UPDATE`` makes another coordinator's charge wait, and
-    the empty row inserted first gives it something to lock. Charges commute
-    (docs/scheduling.md §fair share), so the order the coordinators get there is moot.
+    Each owner's row is read locked and rewritten once, with that owner's charges applied
+    in order: on SQLite the write transaction holds the database; on PostgreSQL ``FOR
+    UPDATE`` makes another coordinator's charge wait, and the empty row inserted first gives
+    it something to lock. Charges commute (docs/scheduling.md §fair share), so the order
+    the coordinators get there is moot.
     """
-    dialect = conn.dialect.name
+    by_owner: dict[str, list[Charge]] = {}
     for item in charges:
-        empty = {"owner": item.owner, "value": 0.0, "at": EPOCH}
-        ins = postgresql.insert(usage) if dialect == "postgresql" else sqlite.insert(usage)
-        conn.execute(ins.on_conflict_do_nothing(index_elements=[usage.c.owner]), empty)
-        row = conn.execute(select(usage).where(usage.c.owner == item.owner).with_for_update()).one()
-        new = item.onto(Usage(item.owner, float(row.value), row.at))
-        conn.execute(
-            update(usage).where(usage.c.owner == item.owner).values(value=new.value, at=new.at)
-        )
+        by_owner.setdefault(item.owner, []).append(item)
+    add_empty, read, write = _charge_statements(conn.dialect.name)
+    for owner, items in by_owner.items():
+        conn.execute(add_empty, {"owner": owner, "value": 0.0, "at": EPOCH})
+        row = conn.execute(read, {"who": owner}).one()
+        new = Usage(owner, float(row.value), row.at)
+        for item in items:
+            new = item.onto(new)
+        conn.execute(write, {"who": owner, "new_value": new.value, "new_at": new.at})
+
+
+@cache  # built once per dialect: building a statement costs more than running it
+def _charge_statements(dialect: str) -> tuple[Executable, Executable, Executable]:
+    """Insert an empty row if there is none, read it locked, rewrite it; by bound owner."""
+    ins = postgresql.insert(usage) if dialect == "postgresql" else sqlite.insert(usage)
+    who: BindParameter[str] = bindparam("who")
+    return (
+        ins.on_conflict_do_nothing(index_elements=[usage.c.owner]),
+        select(usage).where(usage.c.owner == who).with_for_update(),
+        update(usage)
+        .where(usage.c.owner == who)
+        .values(value=bindparam("new_value"), at=bindparam("new_at")),
+    )

@@ -6,12 +6,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import insert
 
 from coordinator.domain.model import Transition
 from coordinator.errors import NotFound
 from coordinator.store import Changes
 from coordinator.store.records import TransitionQuery
 from coordinator.store.sql import SqlStore
+from coordinator.store.tables import transitions
 
 from .builders import T0, make_request, with_job, worker_uuid
 
@@ -139,3 +141,37 @@ def test_add_deliveries_from_memory_moves_the_cursor_and_skips_what_it_passed(
     store.record_delivery(made[0].delivery.id, "pending", 1, "HTTP 500", later)
     assert store.next_delivery_at() == T0
     assert store.next_delivery_at(T0) == later
+
+
+def test_commit_numbers_transitions_as_stored_near_the_largest_id(store: SqlStore) -> None:
+    # SQLite numbers a commit's transitions after the largest id without asking back,
+    # except near the rowid's limit, where it picks ids at random.
+    largest = 2**63 - 3
+    with store.engine.begin() as conn:
+        conn.execute(insert(transitions), [{"id": largest, **_row(_t("worker", "w", "", "UP"))}])
+    batch = [_t("request", str(n), "", "WAITING", n) for n in range(1, 5)]
+    numbered = store.commit(Changes(transitions=batch))
+    assert [n.transition for n in numbered] == batch
+    stored = [n for n in store.transitions_after(0, 100) if n.id != largest]
+    assert sorted(numbered, key=lambda n: n.id) == stored
+
+
+def test_commit_numbers_transitions_after_the_largest_stored_id(store: SqlStore) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(insert(transitions), [{"id": 41, **_row(_t("worker", "w", "", "UP"))}])
+    batch = [_t("request", str(n), "", "WAITING", n) for n in range(1, 4)]
+    numbered = store.commit(Changes(transitions=batch))
+    assert numbered == [n for n in store.transitions_after(0, 100) if n.id != 41]
+    assert [n.transition for n in numbered] == batch
+
+
+def _row(t: Transition) -> dict[str, object]:
+    return {
+        "at": t.at,
+        "kind": t.kind,
+        "subject": t.subject,
+        "old": t.old,
+        "new": t.new,
+        "reason": t.reason,
+        "actor": t.actor,
+    }

@@ -51,6 +51,22 @@ def test_later_charges_decay_the_stored_figure(store: SqlStore) -> None:
     assert set(got) == {"alice", "bob"}
 
 
+def test_one_owners_charges_in_one_commit_add_up_in_order(store: SqlStore) -> None:
+    # The commit reads and writes each owner's row once for all of that owner's charges.
+    charges = [_charge("alice", 0, 1), _charge("bob", 1, 1), _charge("alice", 3, 2)]
+    charges.append(_charge("alice", 2, 4))  # ends last though it starts earlier
+    store.commit(Changes(charges=charges))
+    store.commit(Changes(charges=[_charge("bob", 30, 1)]))
+    want: dict[str, Usage] = {}
+    for item in [*charges, _charge("bob", 30, 1)]:
+        want[item.owner] = item.onto(want.get(item.owner))
+    got = store.usage()
+    assert set(got) == set(want)
+    for owner, usage in want.items():
+        assert got[owner].at == usage.at
+        assert got[owner].value == pytest.approx(usage.value, rel=1e-12)
+
+
 def test_usage_survives_a_reopen(store: SqlStore, database: str) -> None:
     store.commit(Changes(charges=[_charge("alice", 0, 3)]))
     again = SqlStore.open(database)
