@@ -306,3 +306,19 @@ def test_leaving_run_for_fail_or_maintenance_fails_the_running_request(
     old: WorkerState, new: WorkerState, fails: bool
 ) -> None:
     assert workers.fails_job(old, new) is fails
+
+
+# --- a key of another type just before a job ------------------------------------------------
+
+
+def test_an_idle_worker_takes_a_key_of_another_type_and_keeps_all_else() -> None:
+    old = _known(S.IDLE)
+    new = workers.rekeyed(old, b"new key")
+    assert new.key == b"new key"
+    assert (new.state, new.epoch, new.changed) == (old.state, old.epoch, old.changed)
+
+
+@pytest.mark.parametrize("state", [s for s in WorkerState if s is not S.IDLE])
+def test_only_an_idle_worker_is_rekeyed(state: WorkerState) -> None:
+    with pytest.raises(ModificationForbidden):
+        workers.rekeyed(_known(state), b"new key")
