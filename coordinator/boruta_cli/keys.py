@@ -21,20 +21,24 @@ def path(rid: RequestID) -> Path:
 
 
 def save(rid: RequestID, pem: bytes) -> Path:
-    """Write the key with mode 0600 and return its path.
+    """Write the key with mode 0600 and return its path."""
+    return write_private(path(rid), pem, ".key-")
 
-    The key goes to a new private file that then replaces the old name, so a file or
-    symlink left at that name is never written through, and a reader never sees half a key.
+
+def write_private(target: Path, data: bytes, prefix: str) -> Path:
+    """Write ``data`` to ``target`` (mode 0600, in the private key folder) and return it.
+
+    The data goes to a new private file that then replaces the old name, so a file or
+    symlink left at that name is never written through, and a reader never sees half of it.
     """
     where = folder()
     where.mkdir(mode=0o700, parents=True, exist_ok=True)
     if where.stat().st_uid == os.getuid():
         where.chmod(0o700)  # an existing folder may have been looser
-    fd, temp = tempfile.mkstemp(dir=where, prefix=".key-")  # mode 0600
+    fd, temp = tempfile.mkstemp(dir=where, prefix=prefix)  # mode 0600
     try:
         with os.fdopen(fd, "wb") as sink:
-            sink.write(pem)
-        target = path(rid)
+            sink.write(data)
         os.replace(temp, target)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -55,20 +55,7 @@ def path(rid: RequestID) -> Path:
 def save(rid: RequestID, access: AccessInfo) -> Path:
     """Write the request's ``known_hosts`` (mode 0600, replacing any file at that name
     without writing through it) and return its path."""
-    lines = text(access)
-    where = keys.folder()
-    where.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=where, prefix=".known_hosts-")
-    try:
-        with os.fdopen(fd, "w") as sink:
-            sink.write(lines)
-        target = path(rid)
-        os.replace(temp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-    return target
+    return keys.write_private(path(rid), text(access).encode(), ".known_hosts-")
 
 
 def temporary(rid: RequestID, access: AccessInfo) -> str:

@@ -12,7 +12,7 @@ from coordinator.domain.model import Transition
 from coordinator.errors import NotFound
 from coordinator.store import Changes
 from coordinator.store.records import TransitionQuery
-from coordinator.store.sql import SqlStore
+from coordinator.store.sql import SqlStore, _transition_values
 from coordinator.store.tables import transitions
 
 from .builders import T0, make_request, with_job, worker_uuid
@@ -148,7 +148,7 @@ def test_commit_numbers_transitions_as_stored_near_the_largest_id(store: SqlStor
     # except near the rowid's limit, where it picks ids at random.
     largest = 2**63 - 3
     with store.engine.begin() as conn:
-        conn.execute(insert(transitions), [{"id": largest, **_row(_t("worker", "w", "", "UP"))}])
+        conn.execute(insert(transitions), [{"id": largest, **_transition_values(_UP)}])
     batch = [_t("request", str(n), "", "WAITING", n) for n in range(1, 5)]
     numbered = store.commit(Changes(transitions=batch))
     assert [n.transition for n in numbered] == batch
@@ -158,20 +158,11 @@ def test_commit_numbers_transitions_as_stored_near_the_largest_id(store: SqlStor
 
 def test_commit_numbers_transitions_after_the_largest_stored_id(store: SqlStore) -> None:
     with store.engine.begin() as conn:
-        conn.execute(insert(transitions), [{"id": 41, **_row(_t("worker", "w", "", "UP"))}])
+        conn.execute(insert(transitions), [{"id": 41, **_transition_values(_UP)}])
     batch = [_t("request", str(n), "", "WAITING", n) for n in range(1, 4)]
     numbered = store.commit(Changes(transitions=batch))
     assert numbered == [n for n in store.transitions_after(0, 100) if n.id != 41]
     assert [n.transition for n in numbered] == batch
 
 
-def _row(t: Transition) -> dict[str, object]:
-    return {
-        "at": t.at,
-        "kind": t.kind,
-        "subject": t.subject,
-        "old": t.old,
-        "new": t.new,
-        "reason": t.reason,
-        "actor": t.actor,
-    }
+_UP = _t("worker", "w", "", "UP")
