@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import socket
 import sys
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from coordinator import __version__
 from coordinator.domain.model import User
-from coordinator.errors import BorutaError
+from coordinator.errors import BorutaError, ServingTaken, StoreUnavailable
 from coordinator.settings import Settings, SettingsError, load
 from coordinator.store.sql import SqlStore
 from coordinator.tokens import hash_token, new_token
@@ -24,6 +27,7 @@ logger = logging.getLogger("coordinator")
 
 DB_HELP = "SQLite file path or postgresql:// URL (default: boruta.db here)"
 NO_DB = "none is configured (--db PATH|URL, or db in the --config file)"
+STANDBY_POLL: Final = 0.5  # seconds between a standby's tries to take the serving lock
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -233,13 +237,48 @@ def _enrol_token(store: SqlStore, args: Any, where: str) -> int:
 
 
 def _serve(settings: Settings) -> int:
+    """Serve until a signal; on PostgreSQL, stand by while another coordinator serves, and
+    stand by again if this one loses the database to another (docs/failover.md §standby)."""
     from coordinator.assembly import Parts, assemble
     from coordinator.httpd.server import serve
 
     store = SqlStore.open(settings.db, sqlite_sync=settings.sqlite_sync)  # type: ignore[arg-type]
     try:
-        store.claim_serving()
-        serve(assemble(settings, Parts(store=store)), settings)
+        while True:
+            _claim(store, _holder(settings))
+            if not serve(assemble(settings, Parts(store=store)), settings, store.lease):
+                return 0
+            store.release_serving()
+            logger.warning("another coordinator took over %s: standing by", store.url)
     finally:
         store.close()
-    return 0
+
+
+def _claim(store: SqlStore, holder: str) -> None:
+    """Take the serving lock; on PostgreSQL wait for it as a standby, saying so once."""
+    said = ""
+    while True:
+        try:
+            store.claim_serving(holder)
+        except ServingTaken as exc:
+            if store.sqlite_path is not None:
+                raise
+            news = f"standby: {exc.message}; this coordinator takes over when it stops"
+        except StoreUnavailable as exc:
+            if said == "":
+                raise  # the database is not there at start: a clear error, not a wait
+            news = f"standby: {exc.message}; waiting for the database"
+        else:
+            if said:
+                logger.warning("taking over %s from the coordinator that served it", store.url)
+            return
+        if news != said:
+            logger.warning("%s", news)
+            said = news
+        time.sleep(STANDBY_POLL)
+
+
+def _holder(settings: Settings) -> str:
+    """How a standby's message names this coordinator."""
+    host = settings.public_host or socket.gethostname()
+    return f"coordinator {host} (HTTP port {settings.http_port}, pid {os.getpid()})"

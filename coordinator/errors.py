@@ -42,6 +42,8 @@ Python client raises the same class again from it (``coordinator.client.errors``
     ├── InternalError              500 internal             a bug; the reason stays in the log
     ├── Unavailable                503 unavailable          try again later
     │   ├── StoreUnavailable           store-unavailable    the database refused a write
+    │   │   ├── ServingTaken               serving-taken        another coordinator serves it
+    │   │   └── FarmLost                   farm-lost            another one took it over since
     │   └── TunnelUnavailable          tunnel-unavailable   a job's tunnel cannot open now
     ├── ServerUnreachable              server-unreachable   client side: no answer at all
     └── UnexpectedAnswer               unexpected-answer    client side: an answer not of ours
@@ -353,6 +355,19 @@ class StoreUnavailable(Unavailable):
     """The database refused or failed a write (full disk, corrupt or read-only file)."""
 
     code = "store-unavailable"
+
+
+class ServingTaken(StoreUnavailable):
+    """Another coordinator serves the database (holds its serving lock)."""
+
+    code = "serving-taken"
+
+
+class FarmLost(StoreUnavailable):
+    """This coordinator served the database, and another one has taken it over since: its
+    writes are refused so that two coordinators never decide for one farm."""
+
+    code = "farm-lost"
 
 
 class TunnelUnavailable(Unavailable):

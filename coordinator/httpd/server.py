@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+from collections.abc import Callable
 from typing import Any, Final
 
 import anyio
@@ -13,9 +14,11 @@ import uvicorn
 from coordinator.assembly import Coordinator
 from coordinator.httpd.guard import ConnectionGuard, ConnectionLimits
 from coordinator.httpd.heap import limit_arenas
+from coordinator.httpd.lease import CHECK_EVERY, watch
 from coordinator.httpd.limits import raise_open_files
 from coordinator.httpd.protocol import Timeouts, guarded
 from coordinator.settings import Settings
+from coordinator.store.serving import Lease
 
 logger = logging.getLogger("coordinator")
 
@@ -26,9 +29,12 @@ SUMMARY_INTERVAL: Final = 60.0  # seconds between the guard's summary lines
 _ACCEPT_FAILED: Final = "socket.accept() out of system resource"
 
 
-def serve(coordinator: Coordinator, settings: Settings) -> None:
-    """Run until a signal; the open-file limit is raised and malloc's arenas are limited
-    first."""
+def serve(
+    coordinator: Coordinator, settings: Settings, lease: Callable[[], Lease] | None = None
+) -> bool:
+    """Run until a signal, or until ``lease`` says another coordinator took the database
+    over (then return True); the open-file limit is raised and malloc's arenas are
+    limited first."""
     limit_arenas()
     files = raise_open_files()
     guard = ConnectionGuard(ConnectionLimits(settings.http_max_per_client, files.for_http))
@@ -44,14 +50,20 @@ def serve(coordinator: Coordinator, settings: Settings) -> None:
         access_log=False,
         server_header=False,
     )
-    asyncio.run(_run(_Server(config, coordinator, guard), guard, SUMMARY_INTERVAL))
+    server = _Server(config, coordinator, guard)
+    asyncio.run(_run(server, guard, SUMMARY_INTERVAL, lease))
+    return server.lost
 
 
-async def _run(server: uvicorn.Server, guard: ConnectionGuard, interval: float) -> None:
+async def _run(
+    server: _Server, guard: ConnectionGuard, interval: float, lease: Callable[[], Lease] | None
+) -> None:
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_accept_failures_counted(guard))
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(_summaries, guard, interval)
+        if lease is not None:
+            tasks.start_soon(watch, lease, server.give_up, CHECK_EVERY)
         await server.serve()
         tasks.cancel_scope.cancel()
 
@@ -98,6 +110,13 @@ class _Server(uvicorn.Server):
         super().__init__(config)
         self._coordinator = coordinator
         self._guard = guard
+        self.lost = False  # another coordinator took the database over
+
+    def give_up(self) -> None:
+        """Stop serving as on a signal: the database is another coordinator's now."""
+        self.lost = True
+        self._coordinator.events.close()
+        self.should_exit = True
 
     async def startup(self, sockets: Any = None) -> None:
         await super().startup(sockets)

@@ -1,34 +1,63 @@
-"""The serving lock: at most one coordinator serves a database at a time.
+"""The serving lock: one coordinator serves a database at a time; others wait as standbys.
 
 A serving coordinator keeps the queue in memory and hands out request IDs from it, so a
-second one on the same database would re-issue IDs and never see the first one's
-requests. Until coordinators share a database safely, ``serve`` takes this lock first
-and a second one refuses to start. On PostgreSQL it is a session advisory lock held by
-one dedicated connection; on SQLite, an ``flock`` on the database file (independent of
-SQLite's own POSIX locks on Linux, so it never blocks a query).
+second one serving the same database would re-issue IDs and never see the first one's
+requests. ``serve`` takes this lock first (docs/failover.md §standby):
+- On PostgreSQL it is a session advisory lock held by one dedicated connection. A second
+  coordinator waits as a standby until the session of the first ends: its process died,
+  or the server dropped it (keepalives on that session bound how long a silent peer
+  keeps it). Each new holder raises the epoch in the ``serving`` row; every write of a
+  holder checks its epoch under a row lock, so a coordinator that lost the lock (say,
+  cut off from the database while another took over) never writes again.
+- On SQLite it is an ``flock`` on the database file (independent of SQLite's own POSIX
+  locks on Linux, so it never blocks a query); a second coordinator is refused.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+from enum import Enum
 from typing import Final
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, select, text, update
 
-from coordinator.errors import StoreUnavailable
+from coordinator.errors import FarmLost, ServingTaken, StoreUnavailable
 from coordinator.store.boundary import database_errors
+from coordinator.store.tables import serving
 
 # Any fixed number other than the migration lock's: "bsrv".
 SERVING_LOCK_KEY: Final = 0x62737276
+# How soon PostgreSQL drops the lock of a holder that went silent (power lost, cable cut):
+# keepalive probes after 2 s idle, every 1 s, 3 unanswered end it; unacknowledged data
+# for 5 s ends it too. Session settings, so they need no change to the server's config.
+_LOCK_SESSION: Final = (
+    "SET tcp_keepalives_idle = 2",
+    "SET tcp_keepalives_interval = 1",
+    "SET tcp_keepalives_count = 3",
+    "SET tcp_user_timeout = 5000",
+)
+
+
+class Lease(Enum):
+    """What a holder knows of its lock after a check."""
+
+    HELD = "held"
+    UNKNOWN = "unknown"  # the database cannot be reached: nobody can write, this one neither
+    LOST = "lost"  # another coordinator took the database over
 
 
 class ServingLock:
     """Held from :meth:`claim` until :meth:`release` (or the process's end)."""
 
-    def __init__(self, conn: Connection | None, fd: int | None) -> None:
+    def __init__(
+        self, conn: Connection | None, fd: int | None, engine: Engine | None = None
+    ) -> None:
         self._conn = conn
         self._fd = fd
+        self._engine = engine
+        self.epoch: int | None = None  # on PostgreSQL, once fenced: this holder's epoch
+        self.lost = False
 
     @classmethod
     def claim(cls, engine: Engine, sqlite_path: str | None, shown: str) -> ServingLock:
@@ -36,37 +65,137 @@ class ServingLock:
 
         :param sqlite_path: the SQLite file, or None for PostgreSQL.
         :param shown: the database as the message names it (no password).
-        :raises StoreUnavailable: when another coordinator serves it, or on failure.
+        :raises ServingTaken: when another coordinator serves it.
+        :raises StoreUnavailable: on failure.
         """
         if sqlite_path is not None:
             return cls(None, _flock(sqlite_path, shown))
+        conn = _locked(engine)
+        if conn is None:
+            raise ServingTaken(_standing_by(engine, shown))
+        return cls(conn, None, engine)
+
+    def fence(self, holder: str) -> None:
+        """Raise the epoch (once the schema has the ``serving`` row): writes of every
+        earlier holder are refused from now on. Waits for those in flight to commit."""
+        if self._conn is None or self.epoch is not None:
+            return
         with database_errors():
-            conn = engine.connect()
-            try:
-                taken = conn.execute(
-                    text("SELECT pg_try_advisory_lock(:key)"), {"key": SERVING_LOCK_KEY}
-                ).scalar_one()
+            self.epoch = self._conn.execute(
+                update(serving)
+                .where(serving.c.id == 1)
+                .values(epoch=serving.c.epoch + 1, holder=holder)
+                .returning(serving.c.epoch)
+            ).scalar_one()
+            self._conn.commit()
+
+    def check_write(self, conn: Connection) -> None:
+        """In a write transaction: refuse it unless this holder's epoch is current. The row
+        lock keeps a new holder's :meth:`fence` waiting until the transaction ends.
+
+        :raises FarmLost: when another coordinator has taken the database over.
+        """
+        if self.epoch is None:
+            return
+        current = conn.execute(
+            select(serving.c.epoch, serving.c.holder)
+            .where(serving.c.id == 1)
+            .with_for_update(read=True)
+        ).one()
+        if current.epoch != self.epoch:
+            self.lost = True
+            raise FarmLost(f"{current.holder or 'another coordinator'} serves this database now")
+
+    def check(self) -> Lease:
+        """Is the lock still this holder's? Re-takes it after the session was lost (the
+        server restarted), unless another holder has raised the epoch since."""
+        if self.lost:
+            return Lease.LOST
+        if self._conn is None:
+            return Lease.HELD  # SQLite: the flock lasts as long as the process
+        try:
+            with database_errors():
+                self._conn.execute(text("SELECT 1")).scalar_one()
+                self._conn.commit()
+            return Lease.HELD
+        except StoreUnavailable:
+            pass
+        return self._retake()
+
+    def _retake(self) -> Lease:
+        assert self._engine is not None and self._conn is not None
+        _drop(self._conn)
+        try:
+            conn = _locked(self._engine)
+            if conn is None:
+                self.lost = True
+                return Lease.LOST
+            with database_errors():
+                epoch = conn.execute(
+                    select(serving.c.epoch).where(serving.c.id == 1)
+                ).scalar_one_or_none()
                 conn.commit()
-            except BaseException:
-                conn.close()
-                raise
-        if not taken:
-            conn.close()
-            raise StoreUnavailable(_taken(shown))
-        return cls(conn, None)
+        except StoreUnavailable:
+            return Lease.UNKNOWN
+        self._conn = conn
+        if self.epoch is not None and epoch != self.epoch:
+            self.lost = True
+            return Lease.LOST
+        return Lease.HELD
 
     def release(self) -> None:
         """Let another coordinator serve the database; idempotent."""
         if self._conn is not None:
             conn, self._conn = self._conn, None
-            # Ending the session ends the advisory lock; invalidating closes the driver's
-            # connection now instead of returning it to a pool that may keep it open.
-            with database_errors():
-                conn.invalidate()
-                conn.close()
+            _drop(conn)
         if self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)
+
+
+def _locked(engine: Engine) -> Connection | None:
+    """A new session holding the serving lock, or None when another session holds it."""
+    with database_errors():
+        conn = engine.connect()
+        try:
+            for setting in _LOCK_SESSION:
+                conn.execute(text(setting))
+            taken = conn.execute(
+                text("SELECT pg_try_advisory_lock(:key)"), {"key": SERVING_LOCK_KEY}
+            ).scalar_one()
+            conn.commit()
+        except BaseException:
+            conn.close()
+            raise
+    if not taken:
+        _drop(conn)
+        return None
+    return conn
+
+
+def _drop(conn: Connection) -> None:
+    # Ending the session ends the advisory lock; invalidating closes the driver's
+    # connection now instead of returning it to a pool that may keep it open.
+    try:
+        with database_errors():
+            conn.invalidate()
+            conn.close()
+    except StoreUnavailable:
+        pass  # a connection already broken is closed enough
+
+
+def _standing_by(engine: Engine, shown: str) -> str:
+    """Who serves the database, as far as its ``serving`` row says."""
+    holder = ""
+    try:
+        with database_errors(), engine.connect() as conn:
+            holder = (
+                conn.execute(select(serving.c.holder).where(serving.c.id == 1)).scalar_one_or_none()
+                or ""
+            )
+    except StoreUnavailable:
+        pass  # an older schema without the row: the message goes without a name
+    return f"{holder or 'another coordinator'} serves {shown}"
 
 
 def _flock(path: str, shown: str) -> int:
@@ -78,7 +207,7 @@ def _flock(path: str, shown: str) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise StoreUnavailable(_taken(shown)) from None
+        raise ServingTaken(_taken(shown)) from None
     except OSError as exc:
         os.close(fd)
         raise StoreUnavailable(f"cannot lock {shown}: {exc.strerror}") from exc
@@ -87,7 +216,7 @@ def _flock(path: str, shown: str) -> int:
 
 def _taken(shown: str) -> str:
     return (
-        f"another coordinator is already serving {shown}; one database has one serving "
-        "coordinator (README.md, 'Several coordinators'): stop the other one, or give "
-        "this one its own database"
+        f"another coordinator is already serving {shown}; a SQLite database has one "
+        "serving coordinator (README.md, 'Several coordinators': standbys need "
+        "PostgreSQL): stop the other one, or give this one its own database"
     )

@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
-from functools import cache, partial
-from typing import Final, Literal
+from functools import cache
+from typing import Final
 
 from sqlalchemy import (
     Connection,
     Engine,
     Row,
     Table,
-    create_engine,
     delete,
-    event,
     exc as sa_exc,
     func,
     insert,
@@ -28,8 +25,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.sql.dml import Insert
 
 from coordinator.domain.clock import Clock, SystemClock
@@ -39,9 +34,10 @@ from coordinator.domain.states import WorkerState
 from coordinator.errors import Conflict, NotFound, StoreUnavailable
 from coordinator.store import Changes, Snapshot, WriteFailure
 from coordinator.store.boundary import READ_ONLY, database_errors
+from coordinator.store.engine import WRITE, SqliteSync, create, database_url
 from coordinator.store.records import Numbered
 from coordinator.store.schema import check_known, current, head, upgrade
-from coordinator.store.serving import ServingLock
+from coordinator.store.serving import Lease, ServingLock
 from coordinator.store.sql_feed import SqlFeed
 from coordinator.store.sql_requests import SqlRequests, load_requests, request_values
 from coordinator.store.sql_shares import SqlShares, apply_charges, read_quotas, read_usage
@@ -58,10 +54,6 @@ from coordinator.store.tables import (
 
 logger = logging.getLogger(__name__)
 
-SqliteSync = Literal["FULL", "NORMAL"]
-
-# Marks the engine that write transactions use: on SQLite they start with BEGIN IMMEDIATE.
-_WRITE: Final = "boruta_write"
 _LARGEST_ROWID: Final = 2**63 - 1  # past it SQLite picks new rowids at random
 # Built once: building a statement costs more than running it.
 _LARGEST_TRANSITION: Final = select(func.max(transitions.c.id))
@@ -85,12 +77,13 @@ class SqlStore(SqlFeed, SqlShares, SqlRequests):
         self, engine: Engine, *, clock: Clock | None = None, sqlite_path: str | None = None
     ) -> None:
         self._engine = engine
-        self._writer = engine.execution_options(**{_WRITE: True})
+        self._writer = engine.execution_options(**{WRITE: True})
         self._clock: Clock = clock or SystemClock()
         self._sqlite_path = sqlite_path
         self._current = False  # the schema is known to be at head
         self._closed = False
         self._serving: ServingLock | None = None
+        self._holder = ""
         self._write_failure: WriteFailure | None = None
 
     @classmethod
@@ -120,7 +113,7 @@ class SqlStore(SqlFeed, SqlShares, SqlRequests):
             raise ValueError(f"sqlite_sync must be FULL or NORMAL, not {sqlite_sync!r}")
         sqlite_path = url.database if url.get_backend_name() == "sqlite" else None
         with database_errors(sqlite_path):
-            engine = _create_engine(url, sqlite_sync, busy_timeout, connect_timeout)
+            engine = create(url, sqlite_sync, busy_timeout, connect_timeout)
         store = cls(engine, clock=clock, sqlite_path=sqlite_path)
         try:
             store._check_schema()
@@ -133,6 +126,11 @@ class SqlStore(SqlFeed, SqlShares, SqlRequests):
     def engine(self) -> Engine:
         """The underlying engine, for tests and diagnostics."""
         return self._engine
+
+    @property
+    def sqlite_path(self) -> str | None:
+        """The SQLite file, or None on PostgreSQL."""
+        return self._sqlite_path
 
     @property
     def url(self) -> str:
@@ -150,6 +148,8 @@ class SqlStore(SqlFeed, SqlShares, SqlRequests):
             before = current(conn)
             upgrade(conn)
         self._current = True
+        if self._serving is not None:
+            self._serving.fence(self._holder)
         if before != (head(),):
             logger.info(
                 "store schema migrated from %s to revision %s",
@@ -356,14 +356,28 @@ class SqlStore(SqlFeed, SqlShares, SqlRequests):
                 _upsert(conn.dialect.name, store_probe, "id"), [{"id": 1, "at": self._clock.now()}]
             )
 
-    def claim_serving(self) -> None:
-        """Become the one coordinator serving this database, until :meth:`close`.
+    def claim_serving(self, holder: str = "") -> None:
+        """Become the one coordinator serving this database, until :meth:`close`; on
+        PostgreSQL, :meth:`migrate` then fences off every earlier holder's writes.
 
-        :raises StoreUnavailable: when another coordinator serves it already.
+        :param holder: who serves, as a standby's message names it (host, port, pid).
+        :raises ServingTaken: when another coordinator serves it already.
         """
         if self._serving is None:
             shown = self._sqlite_path or self.url
             self._serving = ServingLock.claim(self._engine, self._sqlite_path, shown)
+            self._holder = holder
+
+    def release_serving(self) -> None:
+        """Stop serving the database (another coordinator may take it); idempotent."""
+        if self._serving is not None:
+            lock, self._serving = self._serving, None
+            lock.release()
+
+    def lease(self) -> Lease:
+        """Whether this coordinator still serves the database; blocking: it may re-take
+        the lock after a lost session (docs/failover.md §standby)."""
+        return Lease.HELD if self._serving is None else self._serving.check()
 
     def close(self) -> None:
         """Release every connection and the serving lock; idempotent."""
@@ -398,6 +412,8 @@ class SqlStore(SqlFeed, SqlShares, SqlRequests):
         self._usable(check)
         try:
             with database_errors(self._sqlite_path), self._writer.begin() as conn:
+                if self._serving is not None:
+                    self._serving.check_write(conn)
                 yield conn
         except StoreUnavailable as exc:
             self._write_failure = WriteFailure(exc.message, time.monotonic())
@@ -417,83 +433,6 @@ class SqlStore(SqlFeed, SqlShares, SqlRequests):
                 raise StoreUnavailable(
                     f"database schema is not at revision {head()}: run the migration"
                 )
-
-
-def database_url(url_or_path: str | os.PathLike[str]) -> URL:
-    """The SQLAlchemy URL for a path or URL, with PostgreSQL pinned to psycopg 3.
-
-    :raises ValueError: for an unsupported database or an in-memory SQLite database.
-    """
-    text_ = os.fspath(url_or_path)
-    if "://" not in text_:
-        return URL.create("sqlite+pysqlite", database=os.path.abspath(text_))
-    try:
-        url = make_url(text_)
-    except sa_exc.ArgumentError as exc:
-        raise ValueError(f"cannot parse the database URL: {exc}") from None
-    if url.drivername in ("sqlite", "sqlite+pysqlite"):
-        if url.database in (None, "", ":memory:"):
-            raise ValueError("an in-memory SQLite database would lose every request")
-        return url
-    if url.drivername in ("postgresql", "postgres", "postgresql+psycopg"):
-        return url.set(drivername="postgresql+psycopg")
-    raise ValueError(f"unsupported database URL {url.render_as_string(hide_password=True)}")
-
-
-def _create_engine(
-    url: URL, sqlite_sync: SqliteSync, busy_timeout: float, connect_timeout: float
-) -> Engine:
-    # hide_parameters keeps token hashes and worker keys out of exception texts and logs.
-    if url.get_backend_name() == "sqlite":
-        engine = create_engine(url, hide_parameters=True)
-        _sqlite_pragmas(engine, sqlite_sync, busy_timeout)
-        return engine
-    return create_engine(
-        url,
-        hide_parameters=True,
-        pool_pre_ping=True,  # a restarted server leaves dead connections in the pool
-        connect_args={
-            "connect_timeout": max(1, round(connect_timeout)),
-            "application_name": "boruta-coordinator",
-        },
-    )
-
-
-def _sqlite_pragmas(engine: Engine, sync: SqliteSync, busy_timeout: float) -> None:
-    """Set WAL, the durability level, the lock wait and foreign keys on each connection."""
-    event.listen(
-        engine, "connect", partial(_sqlite_connect, sync=sync, busy_ms=round(busy_timeout * 1000))
-    )
-    event.listen(engine, "begin", _sqlite_begin)
-
-
-def _sqlite_connect(
-    dbapi_connection: sqlite3.Connection,
-    connection_record: ConnectionPoolEntry,
-    *,
-    sync: SqliteSync,
-    busy_ms: int,
-) -> None:
-    # pysqlite's own transaction handling defers BEGIN and cannot BEGIN IMMEDIATE, so turn
-    # it off and let _sqlite_begin issue the BEGIN (SQLAlchemy's documented recipe).
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
-        mode = cursor.execute("PRAGMA journal_mode = WAL").fetchone()
-        if mode is None or str(mode[0]).lower() != "wal":
-            raise StoreUnavailable(f"cannot put the SQLite database in WAL mode ({mode})")
-        cursor.execute(f"PRAGMA synchronous = {sync}")
-        cursor.execute("PRAGMA foreign_keys = ON")
-    finally:
-        cursor.close()
-
-
-def _sqlite_begin(conn: Connection) -> None:
-    # A writer takes the write lock up front: a deferred transaction that reads first and
-    # then writes can fail with SQLITE_BUSY without waiting when another writer got there.
-    mode = "IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "DEFERRED"
-    conn.exec_driver_sql(f"BEGIN {mode}")
 
 
 def _insert_numbered(conn: Connection, rows: list[dict[str, object]]) -> list[int]:

@@ -242,3 +242,14 @@ store_probe: Final = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("at", UtcMicros, nullable=False),
 )
+
+
+serving: Final = Table(
+    "serving",
+    metadata,
+    # One row: the epoch each new serving coordinator raises, and who that is, so that a
+    # coordinator that lost the database never writes again (docs/failover.md §standby).
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("epoch", BigInteger, nullable=False),
+    Column("holder", Text, nullable=False),
+)

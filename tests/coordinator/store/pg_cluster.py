@@ -35,6 +35,12 @@ class PgCluster:
             host="127.0.0.1", port=self.port, user="postgres", dbname="postgres", autocommit=True
         )
 
+    def connect(self, database: str) -> psycopg.Connection[tuple[object, ...]]:
+        """An autocommit session on ``database`` as the superuser."""
+        return psycopg.connect(
+            host="127.0.0.1", port=self.port, user="postgres", dbname=database, autocommit=True
+        )
+
     def create_database(self) -> str:
         name = f"boruta_{next(self._names)}"
         with self.admin() as conn:

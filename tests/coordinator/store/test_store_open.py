@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import text
 
 from coordinator.store import Store
-from coordinator.store.sql import SqlStore, database_url
+from coordinator.store.engine import database_url
+from coordinator.store.sql import SqlStore
 
 
 def _pragmas(store: SqlStore) -> dict[str, object]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from coordinator.cli import main
-from coordinator.errors import StoreUnavailable
+from coordinator.errors import ServingTaken, StoreUnavailable
 from coordinator.store.sql import SqlStore
 
 
@@ -20,7 +20,7 @@ def test_a_second_claim_on_the_same_database_is_refused_until_the_first_closes(
     try:
         first.claim_serving()
         first.claim_serving()  # idempotent for its holder
-        with pytest.raises(StoreUnavailable, match="another coordinator is already serving"):
+        with pytest.raises(ServingTaken, match="another coordinator"):
             second.claim_serving()
         first.close()
         second.claim_serving()  # the lock went with the first store

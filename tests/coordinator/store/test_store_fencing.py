@@ -1,0 +1,152 @@
+"""The serving epoch on PostgreSQL: a coordinator that lost the database never writes again,
+and one whose session merely dropped takes its lock back (docs/failover.md §standby)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from coordinator.errors import FarmLost, ServingTaken
+from coordinator.store.serving import SERVING_LOCK_KEY, Lease
+from coordinator.store.sql import SqlStore
+from tests.coordinator.store.pg_cluster import PgCluster
+from tests.e2e.proxy import CuttableProxy
+
+pytestmark = pytest.mark.postgres
+
+_FAR = datetime(2999, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def pg_database(pg_cluster: PgCluster) -> Iterator[str]:
+    name = pg_cluster.create_database()
+    try:
+        yield pg_cluster.url(name)
+    finally:
+        pg_cluster.drop_database(name)
+
+
+def _serving(url: str, holder: str) -> SqlStore:
+    store = SqlStore.open(url)
+    store.claim_serving(holder)
+    store.migrate()  # raises the epoch, as a serving coordinator's start does
+    return store
+
+
+def _end_lock_session(cluster: PgCluster) -> None:
+    """End the session holding the serving lock, as a server restart or a network cut
+    noticed by the server would."""
+    with cluster.admin() as conn:
+        ended = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
+            " AND ((classid::bigint << 32) | objid::bigint) = %s AND granted",
+            (SERVING_LOCK_KEY,),
+        ).fetchall()
+    assert ended == [(True,)]
+
+
+def test_a_standby_is_told_who_serves(pg_database: str) -> None:
+    first = _serving(pg_database, "coordinator a (HTTP port 8487, pid 1)")
+    second = SqlStore.open(pg_database)
+    try:
+        with pytest.raises(ServingTaken, match=r"coordinator a \(HTTP port 8487, pid 1\) serves"):
+            second.claim_serving("coordinator b")
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_holder_that_lost_the_database_to_another_never_writes_again(
+    pg_cluster: PgCluster, pg_database: str
+) -> None:
+    first = _serving(pg_database, "coordinator a")
+    first.add_enrol_token("1" * 64, _FAR)  # it writes while it holds the lock
+    _end_lock_session(pg_cluster)
+    second = _serving(pg_database, "coordinator b")
+    try:
+        with pytest.raises(FarmLost, match="coordinator b serves this database now"):
+            first.add_enrol_token("2" * 64, _FAR)
+        assert not second.enrol_token_valid("2" * 64, datetime(2026, 1, 1, tzinfo=UTC))
+        assert first.lease() is Lease.LOST
+        second.add_enrol_token("3" * 64, _FAR)
+        assert second.lease() is Lease.HELD
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_holder_whose_session_dropped_takes_its_lock_back(
+    pg_cluster: PgCluster, pg_database: str
+) -> None:
+    first = _serving(pg_database, "coordinator a")
+    other = SqlStore.open(pg_database)
+    try:
+        _end_lock_session(pg_cluster)
+        assert first.lease() is Lease.HELD  # nobody raised the epoch meanwhile
+        first.add_enrol_token("1" * 64, _FAR)
+        with pytest.raises(ServingTaken):
+            other.claim_serving("coordinator b")
+    finally:
+        first.close()
+        other.close()
+
+
+def test_a_holder_cut_off_from_the_database_knows_it_does_not_know(
+    pg_cluster: PgCluster, pg_database: str
+) -> None:
+    proxy = CuttableProxy(("127.0.0.1", pg_cluster.port))
+    through = pg_database.replace(f":{pg_cluster.port}/", f":{proxy.port}/")
+    first = _serving(through, "coordinator a")
+    try:
+        proxy.hold()
+        assert first.lease() is Lease.UNKNOWN
+        proxy.release()
+        assert first.lease() is Lease.HELD
+        first.add_enrol_token("1" * 64, _FAR)
+    finally:
+        first.close()
+        proxy.close()
+
+
+def test_a_new_holder_waits_for_the_old_holders_write_in_flight(
+    pg_cluster: PgCluster, pg_database: str
+) -> None:
+    """The epoch is raised under the row lock every write takes: a write that began under
+    the old holder commits before the new one loads anything."""
+    first = _serving(pg_database, "coordinator a")
+    second = SqlStore.open(pg_database)
+    try:
+        with first._writing():  # a write in flight on the old holder
+            _end_lock_session(pg_cluster)
+            second.claim_serving("coordinator b")
+            fencing = threading.Thread(target=second.migrate)
+            fencing.start()
+            _wait_for(lambda: _waiting_for_a_lock(pg_cluster), "the new holder to wait")
+            assert fencing.is_alive()
+        fencing.join(60)
+        assert not fencing.is_alive()
+        with pytest.raises(FarmLost):
+            first.add_enrol_token("1" * 64, _FAR)
+    finally:
+        first.close()
+        second.close()
+
+
+def _waiting_for_a_lock(cluster: PgCluster) -> bool:
+    with cluster.admin() as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND application_name = 'boruta-coordinator'"
+        ).fetchone()
+    return row is not None and row[0] == 1
+
+
+def _wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
