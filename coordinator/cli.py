@@ -241,21 +241,28 @@ def _serve(settings: Settings) -> int:
     stand by again if this one loses the database to another (docs/failover.md §standby)."""
     from coordinator.assembly import Parts, assemble
     from coordinator.httpd.server import serve
+    from coordinator.store.serving import DatabaseClock
 
     store = SqlStore.open(settings.db, sqlite_sync=settings.sqlite_sync)  # type: ignore[arg-type]
     try:
+        first = True
         while True:
-            _claim(store, _holder(settings))
-            if not serve(assemble(settings, Parts(store=store)), settings, store.lease):
+            _claim(store, _holder(settings), first)
+            parts = Parts(store=store, clock=DatabaseClock(store.clock_offset))
+            if not serve(assemble(settings, parts), settings, store.lease):
                 return 0
             store.release_serving()
-            logger.warning("another coordinator took over %s: standing by", store.url)
+            logger.warning("standing by for %s", store.url)
+            first = False
     finally:
         store.close()
 
 
-def _claim(store: SqlStore, holder: str) -> None:
-    """Take the serving lock; on PostgreSQL wait for it as a standby, saying so once."""
+def _claim(store: SqlStore, holder: str, first: bool) -> None:
+    """Take the serving lock; on PostgreSQL wait for it as a standby, saying so once.
+
+    :param first: at start, a database that cannot be reached is an error, not a wait.
+    """
     said = ""
     while True:
         try:
@@ -265,8 +272,8 @@ def _claim(store: SqlStore, holder: str) -> None:
                 raise
             news = f"standby: {exc.message}; this coordinator takes over when it stops"
         except StoreUnavailable as exc:
-            if said == "":
-                raise  # the database is not there at start: a clear error, not a wait
+            if first and said == "":
+                raise
             news = f"standby: {exc.message}; waiting for the database"
         else:
             if said:

@@ -33,6 +33,10 @@ class Settings:
     link_host_key: str = ""  # the link's SSH host key file; "" = link_host_key beside the db
     link_grace: int = 60  # seconds a dryad may be away before its worker FAILS
     link_keepalive: int = 5  # seconds between keepalives; 3 missed = the dryad is gone
+    # On PostgreSQL: seconds a serving coordinator that cannot reach the database keeps
+    # serving (reads; writes get 503) before it stands by, so that its dryads move to a
+    # coordinator that can write (docs/failover.md §standby).
+    lease_grace: int = 15
     self_heal: bool = False  # a FAILED worker whose checks pass again returns to service
     # RSA job keys made ahead by one process per core, in idle time: a PREPARE that
     # wants an RSA key waits only when this stock is empty (docs/boruta-api.md §keys).
@@ -134,6 +138,7 @@ class Settings:
             "max_body_bytes",
             "link_grace",
             "link_keepalive",
+            "lease_grace",
             "webhook_timeout",
             "webhook_max_attempts",
             "webhook_backoff",

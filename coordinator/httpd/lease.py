@@ -4,6 +4,7 @@ serving, so its dryads and clients move to the one that can write."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Final
 
@@ -16,14 +17,19 @@ logger = logging.getLogger("coordinator")
 CHECK_EVERY: Final = 1.0  # seconds between checks of the serving lock
 
 
-async def watch(check: Callable[[], Lease], stop: Callable[[], None], every: float) -> None:
-    """Check the lease every ``every`` seconds; call ``stop`` and return once it is lost.
+async def watch(
+    check: Callable[[], Lease], stop: Callable[[], None], every: float, grace: float
+) -> None:
+    """Check the lease every ``every`` seconds; call ``stop`` and return once it is lost,
+    or once the database has not answered for ``grace`` seconds.
 
-    While the database cannot be reached, nobody can take the lease from this coordinator
-    without a new epoch that its writes would see, so it keeps serving what it can (reads;
-    writes answer 503) and says so once (docs/failover.md §standby).
+    Nobody can take the lease over without a new epoch that this coordinator's writes
+    would see, so while the database does not answer it keeps serving what it can (reads;
+    writes answer 503). Past the grace it stands by: the database may be away for it
+    alone (a network cut) while a standby took over, and its dryads must move to a
+    coordinator that can write (docs/failover.md §standby).
     """
-    unreachable = False
+    unreachable_since: float | None = None
     while True:
         await anyio.sleep(every)
         lease = await anyio.to_thread.run_sync(check)
@@ -31,9 +37,19 @@ async def watch(check: Callable[[], Lease], stop: Callable[[], None], every: flo
             logger.error("another coordinator serves the database now: this one stops serving")
             stop()
             return
-        if (lease is Lease.UNKNOWN) != unreachable:
-            unreachable = not unreachable
-            if unreachable:
-                logger.warning("cannot reach the database to check the serving lock")
-            else:
+        if lease is Lease.HELD:
+            if unreachable_since is not None:
                 logger.warning("the database answers again; this coordinator still serves it")
+            unreachable_since = None
+            continue
+        now = time.monotonic()
+        if unreachable_since is None:
+            unreachable_since = now
+            logger.warning(
+                "cannot reach the database: serving reads, refusing writes; standing by in %g s",
+                grace,
+            )
+        elif now - unreachable_since >= grace:
+            logger.error("the database has not answered for %g s: this one stops serving", grace)
+            stop()
+            return

@@ -51,19 +51,23 @@ def serve(
         server_header=False,
     )
     server = _Server(config, coordinator, guard)
-    asyncio.run(_run(server, guard, SUMMARY_INTERVAL, lease))
+    asyncio.run(_run(server, guard, SUMMARY_INTERVAL, lease, settings.lease_grace))
     return server.lost
 
 
 async def _run(
-    server: _Server, guard: ConnectionGuard, interval: float, lease: Callable[[], Lease] | None
+    server: _Server,
+    guard: ConnectionGuard,
+    interval: float,
+    lease: Callable[[], Lease] | None,
+    grace: float,
 ) -> None:
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_accept_failures_counted(guard))
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(_summaries, guard, interval)
         if lease is not None:
-            tasks.start_soon(watch, lease, server.give_up, CHECK_EVERY)
+            tasks.start_soon(watch, lease, server.give_up, CHECK_EVERY, grace)
         await server.serve()
         tasks.cancel_scope.cancel()
 

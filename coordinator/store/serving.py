@@ -16,7 +16,10 @@ requests. ``serve`` takes this lock first (docs/failover.md §standby):
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Final
 
@@ -25,6 +28,8 @@ from sqlalchemy import Connection, Engine, select, text, update
 from coordinator.errors import FarmLost, ServingTaken, StoreUnavailable
 from coordinator.store.boundary import database_errors
 from coordinator.store.tables import serving
+
+logger = logging.getLogger(__name__)
 
 # Any fixed number other than the migration lock's: "bsrv".
 SERVING_LOCK_KEY: Final = 0x62737276
@@ -37,6 +42,11 @@ _LOCK_SESSION: Final = (
     "SET tcp_keepalives_count = 3",
     "SET tcp_user_timeout = 5000",
 )
+
+
+# Offsets from the database's clock that are not worth following: a round trip's jitter.
+_JITTER: Final = timedelta(milliseconds=100)
+_SKEW_TOLD: Final = timedelta(seconds=1)  # a larger offset is logged
 
 
 class Lease(Enum):
@@ -58,6 +68,8 @@ class ServingLock:
         self._engine = engine
         self.epoch: int | None = None  # on PostgreSQL, once fenced: this holder's epoch
         self.lost = False
+        # The database's clock minus this host's, as last measured on the lock's session.
+        self.offset = timedelta(0)
 
     @classmethod
     def claim(cls, engine: Engine, sqlite_path: str | None, shown: str) -> ServingLock:
@@ -73,7 +85,13 @@ class ServingLock:
         conn = _locked(engine)
         if conn is None:
             raise ServingTaken(_standing_by(engine, shown))
-        return cls(conn, None, engine)
+        lock = cls(conn, None, engine)
+        try:
+            lock._follow(conn)
+        except BaseException:
+            lock.release()
+            raise
+        return lock
 
     def fence(self, holder: str) -> None:
         """Raise the epoch (once the schema has the ``serving`` row): writes of every
@@ -114,13 +132,31 @@ class ServingLock:
         if self._conn is None:
             return Lease.HELD  # SQLite: the flock lasts as long as the process
         try:
-            with database_errors():
-                self._conn.execute(text("SELECT 1")).scalar_one()
-                self._conn.commit()
+            self._follow(self._conn)
             return Lease.HELD
         except StoreUnavailable:
             pass
         return self._retake()
+
+    def _follow(self, conn: Connection) -> None:
+        """Measure the database's clock against this host's; follow a change past jitter.
+
+        :raises StoreUnavailable: when the session does not answer.
+        """
+        with database_errors():
+            before = datetime.now(UTC)
+            theirs: datetime = conn.execute(text("SELECT clock_timestamp()")).scalar_one()
+            after = datetime.now(UTC)
+            conn.commit()
+        offset = theirs - (before + (after - before) / 2)
+        if abs(offset - self.offset) > _JITTER:
+            if abs(offset) > _SKEW_TOLD or abs(self.offset) > _SKEW_TOLD:
+                logger.warning(
+                    "this host's clock is %+.1f s off the database's: the coordinator keeps "
+                    "the database's time (docs/failover.md §standby)",
+                    -offset.total_seconds(),
+                )
+            self.offset = offset
 
     def _retake(self) -> Lease:
         assert self._engine is not None and self._conn is not None
@@ -135,6 +171,7 @@ class ServingLock:
                     select(serving.c.epoch).where(serving.c.id == 1)
                 ).scalar_one_or_none()
                 conn.commit()
+            self._follow(conn)
         except StoreUnavailable:
             return Lease.UNKNOWN
         self._conn = conn
@@ -220,3 +257,14 @@ def _taken(shown: str) -> str:
         "serving coordinator (README.md, 'Several coordinators': standbys need "
         "PostgreSQL): stop the other one, or give this one its own database"
     )
+
+
+class DatabaseClock:
+    """This host's clock moved by the serving lock's last measured offset: on PostgreSQL
+    the database's time, so timers fire at the same moment whichever coordinator serves."""
+
+    def __init__(self, offset: Callable[[], timedelta]) -> None:
+        self._offset = offset
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self._offset()

@@ -7,7 +7,7 @@ import os
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Final
 
@@ -373,6 +373,10 @@ class SqlStore(SqlFeed, SqlShares, SqlRequests):
         if self._serving is not None:
             lock, self._serving = self._serving, None
             lock.release()
+
+    def clock_offset(self) -> timedelta:
+        """The database's clock minus this host's, while serving PostgreSQL; else zero."""
+        return self._serving.offset if self._serving is not None else timedelta(0)
 
     def lease(self) -> Lease:
         """Whether this coordinator still serves the database; blocking: it may re-take

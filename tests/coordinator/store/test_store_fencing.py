@@ -6,12 +6,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, tzinfo
 
 import pytest
 
 from coordinator.errors import FarmLost, ServingTaken
-from coordinator.store.serving import SERVING_LOCK_KEY, Lease
+from coordinator.store import serving as serving_module
+from coordinator.store.serving import SERVING_LOCK_KEY, DatabaseClock, Lease
 from coordinator.store.sql import SqlStore
 from tests.coordinator.store.pg_cluster import PgCluster
 from tests.e2e.proxy import CuttableProxy
@@ -150,3 +151,36 @@ def _wait_for(condition: Callable[[], bool], what: str) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.02)
+
+
+class _HostBehind(datetime):
+    """A host clock five minutes behind the database's."""
+
+    @classmethod
+    def now(cls, tz: tzinfo | None = None) -> _HostBehind:
+        real = datetime.now(tz)
+        return cls.fromtimestamp(real.timestamp() - 300, tz)
+
+
+def test_a_holder_keeps_the_databases_time_when_its_own_clock_is_off(
+    pg_database: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(serving_module, "datetime", _HostBehind)
+    store = _serving(pg_database, "coordinator a")
+    try:
+        assert abs(store.clock_offset() - timedelta(minutes=5)) < timedelta(seconds=5)
+        told = DatabaseClock(store.clock_offset).now()
+        assert abs(told - datetime.now(UTC)) < timedelta(seconds=5)
+        assert "this host's clock is -300" in caplog.text
+        assert store.lease() is Lease.HELD  # a check measures again: no change past jitter
+        assert caplog.text.count("off the database's") == 1
+    finally:
+        store.close()
+
+
+def test_on_the_same_host_the_offset_is_next_to_nothing(pg_database: str) -> None:
+    store = _serving(pg_database, "coordinator a")
+    try:
+        assert abs(store.clock_offset()) < timedelta(seconds=1)
+    finally:
+        store.close()
