@@ -277,7 +277,7 @@ def _claim(store: SqlStore, holder: str, first: bool) -> None:
             news = f"standby: {exc.message}; waiting for the database"
         else:
             if said:
-                logger.warning("taking over %s from the coordinator that served it", store.url)
+                logger.warning("now serving %s", store.url)
             return
         if news != said:
             logger.warning("%s", news)

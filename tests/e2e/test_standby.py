@@ -57,7 +57,7 @@ def test_a_standby_takes_over_when_the_serving_coordinator_dies(
             assert http.get(f"/api/v1/reqs/{made.json()['ReqID']}").status_code == 200
             again = http.post("/api/v1/reqs/", json={"Priority": 5, "Caps": {"b": "x"}})
             assert again.json()["ReqID"] == made.json()["ReqID"] + 1  # IDs are not re-issued
-        assert b"taking over" in standby_log.read_bytes()
+        assert b"now serving" in standby_log.read_bytes()
     finally:
         first.kill()
         _stop(standby)
@@ -100,8 +100,8 @@ def _admin_token(database: str) -> str:
     return done.stdout.decode().splitlines()[-1]
 
 
-def _spawn(database: str, log: Path) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "coordinator", "--db", database, "serve"]
+def _spawn(database: str, log: Path, *extra: str) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "coordinator", "--db", database, *extra, "serve"]
     command += ["--http", "127.0.0.1:0", "--link", "127.0.0.1:0"]
     with log.open("ab") as sink:
         return subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
