@@ -55,6 +55,10 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("migrate", help="bring the database schema up to date")
+    sub.add_parser(
+        "serving",
+        help="say whether a coordinator serves the database, and which (exit 3: none)",
+    )
 
     user = _Commands(
         sub.add_parser("user", help="manage API users").add_subparsers(
@@ -157,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _user(store, args, where)
             if args.command == "enrol-token":
                 return _enrol_token(store, args, where)
+            if args.command == "serving":
+                return _serving(store, where)
             print(f"database {where} is up to date")
             return 0
         finally:
@@ -234,6 +240,17 @@ def _enrol_token(store: SqlStore, args: Any, where: str) -> int:
     else:
         print(f"revoked {store.revoke_enrol_tokens()} enrolment token(s) in database {where}")
     return 0
+
+
+def _serving(store: SqlStore, where: str) -> int:
+    now = store.who_serves()
+    epoch = f" (epoch {now.epoch})" if now.epoch else ""
+    if now.served:
+        print(f"{now.holder or 'a coordinator'} serves {where}{epoch}")
+        return 0
+    last = f"; the last one was {now.holder}{epoch}" if now.holder else ""
+    print(f"no coordinator serves {where}{last}")
+    return 3
 
 
 def _serve(settings: Settings) -> int:

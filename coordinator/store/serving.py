@@ -19,6 +19,7 @@ import fcntl
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Final
@@ -188,6 +189,36 @@ class ServingLock:
         if self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)
+
+
+@dataclass(frozen=True)
+class Serving:
+    """Who serves a database, as ``boruta-coordinator serving`` tells an admin."""
+
+    served: bool  # a coordinator holds the serving lock now
+    holder: str  # the last holder that raised the epoch ("" on SQLite, or never served)
+    epoch: int
+
+
+def who_serves(engine: Engine, sqlite_path: str | None) -> Serving:
+    """Whether the serving lock is held now, and by whom it was last taken."""
+    if sqlite_path is not None:
+        try:
+            fd = _flock(sqlite_path, sqlite_path)
+        except ServingTaken:
+            return Serving(True, "", 0)
+        os.close(fd)
+        return Serving(False, "", 0)
+    with database_errors(), engine.connect() as conn:
+        held = conn.execute(
+            text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND ((classid::bigint << 32) | objid::bigint) = :key"
+            ),
+            {"key": SERVING_LOCK_KEY},
+        ).scalar_one()
+        row = conn.execute(select(serving.c.holder, serving.c.epoch)).first()
+    return Serving(held > 0, row.holder if row else "", row.epoch if row else 0)
 
 
 def _locked(engine: Engine) -> Connection | None:

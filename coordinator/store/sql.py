@@ -37,7 +37,7 @@ from coordinator.store.boundary import READ_ONLY, database_errors
 from coordinator.store.engine import WRITE, SqliteSync, create, database_url
 from coordinator.store.records import Numbered
 from coordinator.store.schema import check_known, current, head, upgrade
-from coordinator.store.serving import Lease, ServingLock
+from coordinator.store.serving import Lease, Serving, ServingLock, who_serves
 from coordinator.store.sql_feed import SqlFeed
 from coordinator.store.sql_requests import SqlRequests, load_requests, request_values
 from coordinator.store.sql_shares import SqlShares, apply_charges, read_quotas, read_usage
@@ -373,6 +373,10 @@ class SqlStore(SqlFeed, SqlShares, SqlRequests):
         if self._serving is not None:
             lock, self._serving = self._serving, None
             lock.release()
+
+    def who_serves(self) -> Serving:
+        """Whether a coordinator serves this database now, and which one took it last."""
+        return who_serves(self._engine, self._sqlite_path)
 
     def clock_offset(self) -> timedelta:
         """The database's clock minus this host's, while serving PostgreSQL; else zero."""

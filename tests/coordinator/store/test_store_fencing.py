@@ -12,7 +12,7 @@ import pytest
 
 from coordinator.errors import FarmLost, ServingTaken
 from coordinator.store import serving as serving_module
-from coordinator.store.serving import SERVING_LOCK_KEY, DatabaseClock, Lease
+from coordinator.store.serving import SERVING_LOCK_KEY, DatabaseClock, Lease, Serving
 from coordinator.store.sql import SqlStore
 from tests.coordinator.store.pg_cluster import PgCluster
 from tests.e2e.proxy import CuttableProxy
@@ -56,6 +56,19 @@ def test_a_standby_is_told_who_serves(pg_database: str) -> None:
     try:
         with pytest.raises(ServingTaken, match=r"coordinator a \(HTTP port 8487, pid 1\) serves"):
             second.claim_serving("coordinator b")
+    finally:
+        first.close()
+        second.close()
+
+
+def test_who_serves_names_the_holder_and_the_epoch(pg_database: str) -> None:
+    first = _serving(pg_database, "coordinator a")
+    first.release_serving()
+    second = _serving(pg_database, "coordinator b")
+    try:
+        assert second.who_serves() == Serving(True, "coordinator b", 2)
+        second.release_serving()
+        assert first.who_serves() == Serving(False, "coordinator b", 2)
     finally:
         first.close()
         second.close()

@@ -67,3 +67,37 @@ def test_claiming_a_file_that_cannot_be_opened_says_why(tmp_path: Path) -> None:
             store.claim_serving()
     finally:
         store.close()
+
+
+def test_who_serves_tells_whether_the_lock_is_held(database: str) -> None:
+    admin = SqlStore.open(database)
+    holder = SqlStore.open(database)
+    try:
+        admin.migrate()
+        assert not admin.who_serves().served
+        holder.claim_serving("coordinator a (HTTP port 8487, pid 1)")
+        holder.migrate()
+        now = admin.who_serves()
+        assert now.served
+        assert now.holder in ("", "coordinator a (HTTP port 8487, pid 1)")  # SQLite: no row
+        holder.release_serving()
+        assert not admin.who_serves().served
+    finally:
+        admin.close()
+        holder.close()
+
+
+def test_the_serving_command_says_who_serves_and_exits_3_when_nobody_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "boruta.db"
+    holder = SqlStore.open(str(db))
+    try:
+        holder.migrate()
+        assert main(["--db", str(db), "serving"]) == 3
+        assert capsys.readouterr().out == f"no coordinator serves {db}\n"
+        holder.claim_serving()
+        assert main(["--db", str(db), "serving"]) == 0
+        assert capsys.readouterr().out == f"a coordinator serves {db}\n"
+    finally:
+        holder.close()
