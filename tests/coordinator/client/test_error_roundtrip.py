@@ -39,6 +39,7 @@ from coordinator.errors import (
     DeadlineInThePast,
     DryadUnreachable,
     EmptyBody,
+    FarmLost,
     Forbidden,
     ForbiddenStateChange,
     IDMismatch,
@@ -60,6 +61,7 @@ from coordinator.errors import (
     QuotaExceeded,
     RouteNotFound,
     ServerUnreachable,
+    ServingTaken,
     StoreUnavailable,
     TunnelUnavailable,
     Unauthorized,
@@ -127,6 +129,8 @@ SAMPLES: dict[type[BorutaError], BorutaError] = {
         InternalError(),
         Unavailable("the farm is being moved"),
         StoreUnavailable("database is full"),
+        ServingTaken("coordinator a.lab (HTTP port 8487, pid 812) serves postgresql://db/b"),
+        FarmLost("coordinator b.lab (HTTP port 8487, pid 90) serves this database now"),
         TunnelUnavailable("no free tunnel port in 20000-20000"),
         ServerUnreachable("cannot reach the coordinator at http://boruta: connection refused"),
         UnexpectedAnswer("HTTP 502: bad gateway", 502),
@@ -390,6 +394,9 @@ NOT_PROVOKED: dict[type[BorutaError], str] = {
     BadAddress: "a dryad's registration, over the link",
     Conflict: "user and enrolment administration, not a client call",
     ServerUnreachable: "client side, met for real in the HTTP round trip",
+    ServingTaken: "the serving lock, met by `serve` at its start, never by a client call",
+    FarmLost: "a write after another coordinator took the database over "
+    "(tests/coordinator/store/test_store_fencing.py)",
     UnexpectedAnswer: "client side, met for real in the HTTP round trip",
 }
 
