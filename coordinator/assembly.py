@@ -155,7 +155,7 @@ def assemble(settings: Settings, parts: Parts) -> Coordinator:
     service.publish = events.publish  # each commit's transitions, from memory
     panels.publish = events.publish_ephemeral  # each board's panel, to the dashboards
     webhooks = Webhooks(parts.store, _webhook_policy(settings))
-    metrics = Metrics(service, keys)
+    metrics = Metrics(service, keys, parts.store)
     events.add_listener(webhooks.wake)
     events.add_listener(metrics.observe)
     service.health_listeners.append(metrics.health_reported)

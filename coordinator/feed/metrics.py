@@ -22,6 +22,7 @@ from coordinator.domain.states import RequestState, WorkerState
 from coordinator.feed.events import TransitionEvent
 from coordinator.service.keys import KeyPool
 from coordinator.service.operations import Service
+from coordinator.store import Store
 from coordinator.wire import HealthReport
 
 # Waits and jobs on a board farm run from seconds to a day.
@@ -80,11 +81,32 @@ class _KeyStock(Collector):
         )
 
 
+class _Serving(Collector):
+    """This process's hold on the database (docs/failover.md §standby), at scrape time."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "boruta_serving_epoch",
+            "The serving epoch this coordinator holds (0 on SQLite)",
+            value=self._store.serving_epoch(),
+        )
+        yield GaugeMetricFamily(
+            "boruta_database_clock_offset_seconds",
+            "The database's clock minus this host's (0 on SQLite)",
+            value=self._store.clock_offset().total_seconds(),
+        )
+
+
 class Metrics:
     """One app's metrics in a registry of its own (so that apps in one process, as in the
     tests, do not share counters)."""
 
-    def __init__(self, service: Service, keys: KeyPool | None = None) -> None:
+    def __init__(
+        self, service: Service, keys: KeyPool | None = None, store: Store | None = None
+    ) -> None:
         self._service = service
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
@@ -115,6 +137,8 @@ class Metrics:
             registry=r,
         )
         r.register(_Farm(service))
+        if store is not None:
+            r.register(_Serving(store))
         if keys is not None:
             r.register(_KeyStock(keys))
         # Times from the events themselves, not from the service, whose memory may not

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final, Literal, Protocol
 
 from coordinator.domain.fairshare import Charge, Usage
@@ -259,6 +259,14 @@ class Store(Protocol):
 
     def write_failure(self) -> WriteFailure | None:
         """Why the latest write failed, unless a write has succeeded since."""
+        ...
+
+    def serving_epoch(self) -> int:
+        """The serving epoch this store holds (docs/failover.md §standby); 0 when none."""
+        ...
+
+    def clock_offset(self) -> timedelta:
+        """The database's clock minus this host's, while serving PostgreSQL; else zero."""
         ...
 
     def probe_write(self) -> None:

@@ -378,6 +378,10 @@ class SqlStore(SqlFeed, SqlShares, SqlRequests):
         """Whether a coordinator serves this database now, and which one took it last."""
         return who_serves(self._engine, self._sqlite_path)
 
+    def serving_epoch(self) -> int:
+        """The serving epoch this store holds (docs/failover.md §standby); 0 when none."""
+        return (self._serving.epoch or 0) if self._serving is not None else 0
+
     def clock_offset(self) -> timedelta:
         """The database's clock minus this host's, while serving PostgreSQL; else zero."""
         return self._serving.offset if self._serving is not None else timedelta(0)

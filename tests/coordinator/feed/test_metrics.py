@@ -133,3 +133,9 @@ async def test_the_key_stock_shows_its_level_size_and_refill_rate(farm: AppFarm)
         assert sample("boruta_job_keys_stock_size") == 3
         assert sample("boruta_job_keys_refill_rate") == pytest.approx(3 / RATE_WINDOW)
         tg.cancel_scope.cancel()
+
+
+async def test_a_sqlite_coordinator_holds_no_epoch_and_keeps_its_own_time(farm: AppFarm) -> None:
+    got = await scrape(farm)
+    assert got[("boruta_serving_epoch", ())] == 0
+    assert got[("boruta_database_clock_offset_seconds", ())] == 0

@@ -67,6 +67,7 @@ def test_who_serves_names_the_holder_and_the_epoch(pg_database: str) -> None:
     second = _serving(pg_database, "coordinator b")
     try:
         assert second.who_serves() == Serving(True, "coordinator b", 2)
+        assert second.serving_epoch() == 2
         second.release_serving()
         assert first.who_serves() == Serving(False, "coordinator b", 2)
     finally:
