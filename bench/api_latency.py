@@ -7,20 +7,26 @@ import argparse
 import json
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from _common import (
+    BENCH,
     BOARD_CAPS,
+    READY,
+    Process,
     cli_user,
+    free_port,
     median,
     seed,
     seed_request,
     seed_worker,
-    start_coordinator,
 )
 
 from coordinator.domain.states import WorkerState
@@ -96,6 +102,55 @@ def seed_db(db: Path, requests: int, workers: int) -> None:
         store.close()
 
 
+class Probed:
+    """The coordinator under bench/_step_probe.py: its collections (and, with ``steps``, its
+    longest event loop steps) read phase by phase."""
+
+    def __init__(self, db: Path, tmp: Path, config: Path, steps: bool) -> None:
+        self.out = tmp / "probe.json"
+        self.seq = 0
+        head = [sys.executable, str(BENCH / "_step_probe.py"), str(self.out)]
+        head += ["--steps"] if steps else []
+        argv = [*head, "--", "--db", str(db), "--config", str(config)]
+        argv += ["serve", "--http", f"127.0.0.1:{free_port()}"]
+        self.server = Process(argv, tmp / "server.log")
+        found = self.server.wait_for(READY)
+        self.url = f"http://{found[1].decode()}:{found[2].decode()}"
+
+    def phase(self) -> dict[str, Any]:
+        """What the probe saw since the previous call (the first call starts the count)."""
+        self.seq += 1
+        self.server.popen.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                report: dict[str, Any] = json.loads(self.out.read_text())
+            except (FileNotFoundError, json.JSONDecodeError):
+                report = {"seq": 0}
+            if report["seq"] == self.seq:
+                return report
+            time.sleep(0.01)
+        raise RuntimeError("the step probe did not answer SIGUSR1")
+
+
+def gc_report(name: str, report: dict[str, Any]) -> float:
+    """Print the collections of one phase, and its longest steps if timed; return the
+    longest full (generation 2) collection in ms."""
+    gens = report["gc"]
+    line = "   ".join(
+        f"gen{gen} {g['count']:5d}x max {g['max_ms']:5.1f} ms" for gen, g in sorted(gens.items())
+    )
+    print(
+        f"  gc during {name:<8} {line}   tracked {report['tracked']} (+{report['frozen']} frozen)"
+    )
+    for step in report["steps"][:5]:
+        print(
+            f"    step {step['ms']:6.1f} ms (cpu {step['cpu_ms']:5.1f}, gc {step['gc_ms']:5.1f})"
+            f"  {step['what'][:110]}"
+        )
+    return max(g["max_ms"] for g in gens.values())
+
+
 def wrk(url: str, name: str, script: Path, threads: int, conns: int, seconds: int) -> str:
     argv = [
         "wrk",
@@ -136,6 +191,11 @@ def main() -> None:
         default="FULL",
         help="the server's sqlite_sync setting (FULL is the default: power-loss safe)",
     )
+    parser.add_argument(
+        "--steps",
+        action="store_true",
+        help="time every event loop step in the server and name the longest (costs CPU)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed (Debian package 'wrk'); cannot run this bench")
@@ -151,7 +211,9 @@ def main() -> None:
         config.write_text(
             f'sqlite_sync = "{args.sqlite_sync}"\nloop_lag_probe = {PROBE}\nlink = ""\n'
         )
-        server, url = start_coordinator(db, tmp / "server.log", config)
+        probed = Probed(db, tmp, config, args.steps)
+        url = probed.url
+        gc_worst = 0.0
         try:
             headers = {"Authorization": f"Bearer {token}"}
             with httpx.Client(base_url=url, headers=headers, timeout=30) as http:
@@ -164,6 +226,7 @@ def main() -> None:
                     f" sqlite_sync {args.sqlite_sync}"
                 )
                 # The whole unpaginated list, once (and a few more times for a median).
+                probed.phase()
                 lag_before, _ = scrape_lag(http)
                 took: list[float] = []
                 size = 0
@@ -179,6 +242,7 @@ def main() -> None:
                 )
                 lag_after, peak = scrape_lag(http)
                 longest = lag_report("list-all", lag_before, lag_after, peak)
+                gc_worst = gc_report("list-all", probed.phase())
             worst = 0.0
             body = json.dumps({"Priority": 8, "Caps": BOARD_CAPS}).replace("'", "\\'")
             for endpoint in ("list", "get", "create"):  # create last: it grows the queue
@@ -192,8 +256,10 @@ def main() -> None:
                     worst = max(worst, report(endpoint, out))
                     lag_after, peak = scrape_lag(http)
                 longest = max(longest, lag_report(endpoint, lag_before, lag_after, peak))
+                gc_worst = max(gc_worst, gc_report(endpoint, probed.phase()))
         finally:
-            server.stop()
+            probed.server.stop()
+    print(f"longest garbage collection {gc_worst:.1f} ms")
     verdict = "MET" if worst <= 10 else "NOT MET"
     print(f"worst p99 {worst:.2f} ms (goal without tunnel traffic p99 <= 10 ms: {verdict})")
     verdict = "MET" if longest <= 10 else "NOT MET"

@@ -1,0 +1,137 @@
+"""``boruta-coordinator`` with probes for the benches: every garbage collection timed
+(``gc.callbacks``) and, with ``--steps``, the event loop's longest steps named.
+
+Usage: ``python bench/_step_probe.py OUT.json [--steps] -- <boruta-coordinator args>``.
+On SIGUSR1 the probe writes what it saw since the previous SIGUSR1 to OUT.json (replaced
+whole, with a sequence number) and starts counting afresh, so a bench reads one phase at a
+time. Nothing here changes what the server does, apart from the probes' own cost.
+"""
+
+from __future__ import annotations
+
+import asyncio.events
+import gc
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+LONG_STEP = 0.002  # seconds: a step at least this long is named in the report
+KEEP = 12  # longest steps kept per phase
+
+
+class Probe:
+    """The collections and long steps of one phase."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.seq = 0
+        self._gc_started = 0.0
+        self.gc_total = 0.0  # seconds in collections since the start: steps diff it
+        self._reset()
+
+    def _reset(self) -> None:
+        self.by_gen: dict[int, list[float]] = {0: [], 1: [], 2: []}  # durations in seconds
+        self.collected = 0
+        self.steps: list[dict[str, Any]] = []
+        self.step_count = 0
+
+    def on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+            return
+        took = time.perf_counter() - self._gc_started
+        self.gc_total += took
+        self.by_gen[info["generation"]].append(took)
+        self.collected += info["collected"]
+
+    def on_step(self, took: float, cpu: float, gc_took: float, what: str) -> None:
+        self.steps.append(
+            {"ms": took * 1000, "cpu_ms": cpu * 1000, "gc_ms": gc_took * 1000, "what": what}
+        )
+        self.steps.sort(key=lambda s: -s["ms"])
+        del self.steps[KEEP:]
+
+    def dump(self, *_: object) -> None:
+        """Write the phase's figures and start a new phase (a SIGUSR1 handler)."""
+        self.seq += 1
+        gens = {
+            str(gen): {
+                "count": len(times),
+                "total_ms": sum(times) * 1000,
+                "max_ms": max(times, default=0.0) * 1000,
+                "over_10ms": sum(t > 0.01 for t in times),
+            }
+            for gen, times in self.by_gen.items()
+        }
+        report = {
+            "seq": self.seq,
+            "gc": gens,
+            "collected": self.collected,
+            "tracked": len(gc.get_objects()),
+            "frozen": gc.get_freeze_count(),
+            "thresholds": gc.get_threshold(),
+            "steps": self.steps,
+            "step_count": self.step_count,
+        }
+        part = self.out.with_suffix(".part")
+        part.write_text(json.dumps(report))
+        os.replace(part, self.out)
+        self._reset()
+
+
+def describe(callback: Any) -> str:
+    """What a step ran: the task's coroutine and where it stopped, or the callback."""
+    task = getattr(callback, "__self__", None)
+    if isinstance(task, asyncio.Task):
+        coro = task.get_coro()
+        names = []
+        while coro is not None and len(names) < 8:
+            code = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
+            if code is None:
+                names.append(type(coro).__name__)
+                break
+            names.append(code.co_qualname)
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        return "task " + " > ".join(names)
+    return getattr(callback, "__qualname__", repr(callback))[:200]
+
+
+def time_steps(probe: Probe) -> None:
+    """Wrap every event loop step (``Handle._run``) in a timer."""
+    run = asyncio.events.Handle._run
+    clock, cpu_clock = time.perf_counter, time.thread_time
+
+    def timed(handle: asyncio.events.Handle) -> None:
+        callback = handle._callback  # type: ignore[attr-defined]
+        gc_before = probe.gc_total
+        cpu = cpu_clock()
+        start = clock()
+        run(handle)
+        took = clock() - start
+        probe.step_count += 1
+        if took >= LONG_STEP:
+            probe.on_step(took, cpu_clock() - cpu, probe.gc_total - gc_before, describe(callback))
+
+    asyncio.events.Handle._run = timed  # type: ignore[method-assign]
+
+
+def main() -> int:
+    args = sys.argv[1:]
+    split = args.index("--")
+    own, rest = args[:split], args[split + 1 :]
+    probe = Probe(Path(own[0]))
+    gc.callbacks.append(probe.on_gc)
+    if "--steps" in own:
+        time_steps(probe)
+    signal.signal(signal.SIGUSR1, probe.dump)
+    from coordinator.cli import main as coordinator
+
+    return coordinator(rest)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
