@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ class Probe:
         self.seq = 0
         self._gc_started = 0.0
         self.gc_total = 0.0  # seconds in collections since the start: steps diff it
+        self.step_started = 0.0  # of the step running now, 0 between steps
+        self.samples: list[str] = []  # stacks the sampler took of the step running now
         self._reset()
 
     def _reset(self) -> None:
@@ -50,7 +53,13 @@ class Probe:
 
     def on_step(self, took: float, cpu: float, gc_took: float, what: str) -> None:
         self.steps.append(
-            {"ms": took * 1000, "cpu_ms": cpu * 1000, "gc_ms": gc_took * 1000, "what": what}
+            {
+                "ms": took * 1000,
+                "cpu_ms": cpu * 1000,
+                "gc_ms": gc_took * 1000,
+                "what": what,
+                "samples": self.samples[:4],
+            }
         )
         self.steps.sort(key=lambda s: -s["ms"])
         del self.steps[KEEP:]
@@ -87,8 +96,8 @@ def describe(callback: Any) -> str:
     """What a step ran: the task's coroutine and where it stopped, or the callback."""
     task = getattr(callback, "__self__", None)
     if isinstance(task, asyncio.Task):
-        coro = task.get_coro()
-        names = []
+        coro: Any = task.get_coro()
+        names: list[str] = []
         while coro is not None and len(names) < 8:
             code = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
             if code is None:
@@ -100,6 +109,24 @@ def describe(callback: Any) -> str:
     return getattr(callback, "__qualname__", repr(callback))[:200]
 
 
+def sample(probe: Probe, main: int) -> None:
+    """Every millisecond: if a step has run for over LONG_STEP, note where the loop's
+    thread is (its innermost frames), so a long step says what held it."""
+    while True:
+        time.sleep(0.001)
+        started = probe.step_started
+        if not started or time.perf_counter() - started < LONG_STEP:
+            continue
+        frame = sys._current_frames().get(main)
+        names: list[str] = []
+        while frame is not None and len(names) < 7:
+            code = frame.f_code
+            names.append(f"{Path(code.co_filename).stem}:{code.co_name}:{frame.f_lineno}")
+            frame = frame.f_back
+        if probe.step_started == started and len(probe.samples) < 16:
+            probe.samples.append(" < ".join(names))
+
+
 def time_steps(probe: Probe) -> None:
     """Wrap every event loop step (``Handle._run``) in a timer."""
     run = asyncio.events.Handle._run
@@ -109,14 +136,18 @@ def time_steps(probe: Probe) -> None:
         callback = handle._callback  # type: ignore[attr-defined]
         gc_before = probe.gc_total
         cpu = cpu_clock()
-        start = clock()
+        start = probe.step_started = clock()
+        probe.samples = []
         run(handle)
         took = clock() - start
+        probe.step_started = 0.0
         probe.step_count += 1
         if took >= LONG_STEP:
             probe.on_step(took, cpu_clock() - cpu, probe.gc_total - gc_before, describe(callback))
 
-    asyncio.events.Handle._run = timed  # type: ignore[method-assign]
+    asyncio.events.Handle._run = timed  # type: ignore[method-assign,assignment]
+    main = threading.get_ident()
+    threading.Thread(target=sample, args=(probe, main), daemon=True, name="sampler").start()
 
 
 def main() -> int:

@@ -148,7 +148,9 @@ def gc_report(name: str, report: dict[str, Any]) -> float:
             f"    step {step['ms']:6.1f} ms (cpu {step['cpu_ms']:5.1f}, gc {step['gc_ms']:5.1f})"
             f"  {step['what'][:110]}"
         )
-    return max(g["max_ms"] for g in gens.values())
+        for stack in step["samples"][:2]:
+            print(f"      at {stack[:300]}")
+    return max(float(g["max_ms"]) for g in gens.values())
 
 
 def wrk(url: str, name: str, script: Path, threads: int, conns: int, seconds: int) -> str:

@@ -284,7 +284,7 @@ class Service:
             new = workers.register(known, caps, ssh_address, batch.now, host_keys)
             batch.put_worker(new)
             if known is None or dict(known.caps) != dict(new.caps):
-                cascade.invalidate_unsatisfiable(self._pending, batch)
+                await cascade.invalidate_unsatisfiable(self._pending, batch)
         if known is not None and known.state is new.state:
             # A commit shows only changed states; a board that reconnects (a restarted
             # dryad shows its boot screen) needs its view again: the wire's promise.
@@ -384,7 +384,7 @@ class Service:
             new = workers.set_groups(self._pending.worker(uuid), groups)
             batch.put_worker(new)
             batch.note(new, f"groups set to {', '.join(new.groups) or 'none'}")  # in the audit
-            cascade.invalidate_unsatisfiable(self._pending, batch)
+            await cascade.invalidate_unsatisfiable(self._pending, batch)
 
     async def deregister(self, admin: User, uuid: WorkerUUID) -> None:
         """Remove a worker in MAINTENANCE or FAIL."""
@@ -393,7 +393,7 @@ class Service:
             worker = self._pending.worker(uuid)
             workers.check_deregister(worker)
             batch.remove_worker(worker)
-            cascade.invalidate_unsatisfiable(self._pending, batch, gone=uuid)
+            await cascade.invalidate_unsatisfiable(self._pending, batch, gone=uuid)
         self._health.pop(uuid, None)
 
     # ---- timers ------------------------------------------------------------------------

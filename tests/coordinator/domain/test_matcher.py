@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -12,11 +12,14 @@ import pytest
 
 from coordinator.domain.ids import UUID_CAP, RequestID, WorkerUUID
 from coordinator.domain.matcher import (
+    STEP_NEEDS,
     Assignment,
     CapsIndex,
+    Need,
     Queue,
     match,
     need_of,
+    stranded,
     unsatisfiable,
 )
 from coordinator.domain.model import Request, Worker
@@ -411,3 +414,50 @@ def test_the_queue_counts_its_waiting_requests_by_need() -> None:
     queue.remove(odroid[0])
     queue.remove(odroid[0])  # absent: ignored
     assert queue.needs == {need_of({"board": "odroid"}, ()): 1}
+
+
+def _finish(scan: Generator[None, None, list[Need]]) -> tuple[list[Need], int]:
+    """Run a stepwise scan to its end: its result and how many times it paused."""
+    pauses = 0
+    while True:
+        try:
+            next(scan)
+        except StopIteration as done:
+            return done.value, pauses
+        pauses += 1
+
+
+@pytest.mark.parametrize("seed", range(100))
+def test_stranded_needs_are_those_a_lost_worker_alone_could_take(seed: int) -> None:
+    """The old way, request by request: the suspects (a lost worker fitted them), then those
+    of them no remaining worker fits."""
+    rng = random.Random(seed)
+    reqs, workers = _random_farm(rng)
+    before = rng.sample(workers, k=min(len(workers), rng.randint(1, 2)))
+    rest = [w for w in workers if w not in before or rng.random() < 0.3]
+    suspects = [r for r in reqs if any(_fits_reference(old, r) for old in before)]
+    expected = {need_of(r.caps, r.groups) for r in unsatisfiable(suspects, rest)}
+    needs = list(dict.fromkeys(need_of(r.caps, r.groups) for r in reqs))
+    lost, _ = _finish(stranded(needs, before, rest))
+    assert set(lost) == expected and len(lost) == len(expected)
+
+
+def test_a_scan_of_many_needs_pauses_every_few_hundred() -> None:
+    needs = [need_of({"serial": str(n)}, ()) for n in range(STEP_NEEDS * 3 + 1)]
+    fits_none = make_worker(1, caps={"board": "x"})
+    lost, pauses = _finish(stranded(needs, [fits_none], [make_worker(2)]))
+    assert (lost, pauses) == ([], 3)  # the lost worker fitted none of them: none stranded
+    gone = [make_worker(n + 10, caps=dict(need[0])) for n, need in enumerate(needs[:2])]
+    lost, pauses = _finish(stranded(needs, gone, [make_worker(2), gone[1]]))
+    assert (lost, pauses) == ([needs[0]], 3)
+
+
+def test_the_queue_lists_the_requests_of_some_needs_in_its_order() -> None:
+    odroid = [make_request(n, caps={"board": "odroid"}, priority=9 - n) for n in (1, 2, 3)]
+    rpi = make_request(4, caps={"board": "rpi"}, priority=1)
+    queue = Queue([*odroid, rpi, make_request(5, caps={"board": "x"})])
+    needs = [need_of({"board": "odroid"}, ()), need_of({"board": "rpi"}, ())]
+    assert queue.wanting(needs) == [4, 3, 2, 1]
+    queue.remove(odroid[1])
+    queue.remove(rpi)
+    assert queue.wanting([*needs, need_of({"board": "gone"}, ())]) == [3, 1]
