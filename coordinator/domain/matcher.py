@@ -264,7 +264,7 @@ _NONE: frozenset[WorkerUUID] = frozenset()
 _SCAN_NEEDS = 8  # distinct needs checked by a scan before an index pays for itself
 
 
-STEP_NEEDS: Final = 400  # distinct needs judged between two pauses of a stepwise scan
+STEP_NEEDS: Final = 100  # distinct needs judged between two pauses of a stepwise scan
 
 
 class _Verdicts:
@@ -315,3 +315,15 @@ def stranded(
         if any(fits(old, need) for old in before) and not verdicts.anyone_fits(need):
             lost.append(need)
     return lost
+
+
+def fitting_any(needs: Iterable[Need], workers: Iterable[Worker]) -> Generator[None, None, bool]:
+    """Whether some worker fits some need, as a stepwise scan: it pauses after every
+    ``STEP_NEEDS`` needs, and stops at the first fit (docs/events.md §long steps)."""
+    index = CapsIndex(workers)
+    for count, need in enumerate(needs, 1):
+        if count % STEP_NEEDS == 0:
+            yield
+        if index.any_fits(need):
+            return True
+    return False

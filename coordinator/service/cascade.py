@@ -103,18 +103,18 @@ async def invalidate_unsatisfiable(
             batch.put_request(requests.invalidate(req, NO_WORKER))
 
 
-def _any_fit(
+async def _any_fit(
     farm: Farm,
     reqs: Mapping[RequestID, Request],
     fresh: Iterable[RequestID],
     pool: Mapping[WorkerUUID, Worker],
 ) -> bool:
     """Whether some idle worker fits the need of some waiting request: by the queue's
-    distinct needs, not its requests (docs/events.md §long steps)."""
-    idle = matcher.CapsIndex(w for w in pool.values() if w.state is WorkerState.IDLE)
+    distinct needs, not its requests, in short steps (docs/events.md §long steps)."""
+    idle = [w for w in pool.values() if w.state is WorkerState.IDLE]
     needs = set(farm.queue.needs)
     needs.update(matcher.need_of(reqs[rid].caps, reqs[rid].groups) for rid in fresh)
-    return any(idle.any_fits(need) for need in needs)
+    return await stepwise(matcher.fitting_any(needs, idle))
 
 
 def _lost_something(farm: Farm, batch: Batch) -> list[Worker]:
@@ -130,7 +130,7 @@ def _lost_something(farm: Farm, batch: Batch) -> list[Worker]:
     return lost
 
 
-def match_candidates(
+async def match_candidates(
     farm: Farm, batch: Batch, ready: Iterable[RequestID], everything: bool, shares: Shares
 ) -> tuple[dict[WorkerUUID, Worker], Mapping[RequestID, Request], Iterable[RequestID]]:
     """What a matcher pass over ``batch`` considers: the workers as the batch leaves them,
@@ -151,7 +151,7 @@ def match_candidates(
         or any(w.state is WorkerState.IDLE for w in batch.workers.values())
         or (farm.quotas and batch.charges())
     ):
-        if not _any_fit(farm, reqs, fresh, pool):
+        if not await _any_fit(farm, reqs, fresh, pool):
             return pool, reqs, ()  # the pass would walk the whole queue to assign nothing
         if not fresh:
             return pool, reqs, shares.order(farm, reqs, None, batch.now)

@@ -546,7 +546,7 @@ class Service:
     ) -> list[RequestID]:
         """Add the matcher's assignments to ``batch``; returns the requests given tunnels."""
         farm, shares = self._pending, self.shares
-        pool, reqs, order = cascade.match_candidates(farm, batch, ready, everything, shares)
+        pool, reqs, order = await cascade.match_candidates(farm, batch, ready, everything, shares)
         idle = [w for w in pool.values() if w.state is WorkerState.IDLE]
         if not idle:
             return []

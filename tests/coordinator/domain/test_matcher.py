@@ -7,6 +7,7 @@ import random
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import TypeVar
 
 import pytest
 
@@ -17,12 +18,15 @@ from coordinator.domain.matcher import (
     CapsIndex,
     Need,
     Queue,
+    fitting_any,
     match,
     need_of,
     stranded,
     unsatisfiable,
 )
 from coordinator.domain.model import Request, Worker
+
+T = TypeVar("T")
 from coordinator.domain.states import RequestState, WorkerState
 from tests.coordinator.domain.builders import HOUR, T0, make_request, make_worker, uuid
 
@@ -416,7 +420,7 @@ def test_the_queue_counts_its_waiting_requests_by_need() -> None:
     assert queue.needs == {need_of({"board": "odroid"}, ()): 1}
 
 
-def _finish(scan: Generator[None, None, list[Need]]) -> tuple[list[Need], int]:
+def _finish(scan: Generator[None, None, T]) -> tuple[T, int]:
     """Run a stepwise scan to its end: its result and how many times it paused."""
     pauses = 0
     while True:
@@ -461,3 +465,23 @@ def test_the_queue_lists_the_requests_of_some_needs_in_its_order() -> None:
     queue.remove(odroid[1])
     queue.remove(rpi)
     assert queue.wanting([*needs, need_of({"board": "gone"}, ())]) == [3, 1]
+
+
+def test_whether_any_worker_fits_any_need_is_judged_in_steps_up_to_the_first_fit() -> None:
+    needs = [need_of({"serial": str(n)}, ()) for n in range(STEP_NEEDS * 2 + 5)]
+    odd = make_worker(1, caps={"board": "x"})
+    assert _finish(fitting_any(needs, [odd])) == (False, 2)
+    last = make_worker(2, caps={"serial": str(STEP_NEEDS * 2 + 4)})
+    assert _finish(fitting_any(needs, [odd, last])) == (True, 2)
+    first = make_worker(3, caps={"serial": "0"})
+    assert _finish(fitting_any(needs, [first])) == (True, 0)  # stops at the first fit
+    assert _finish(fitting_any([], [first])) == (False, 0)
+
+
+@pytest.mark.parametrize("seed", range(50))
+def test_fitting_any_agrees_with_trying_every_pair(seed: int) -> None:
+    rng = random.Random(seed)
+    reqs, workers = _random_farm(rng)
+    expected = any(_fits_reference(w, r) for w in workers for r in reqs)
+    needs = {need_of(r.caps, r.groups) for r in reqs}
+    assert _finish(fitting_any(needs, workers))[0] is expected
