@@ -16,7 +16,6 @@ from coordinator.domain.matcher import (
     STEP_NEEDS,
     Assignment,
     CapsIndex,
-    Need,
     Queue,
     fitting_any,
     match,
@@ -25,10 +24,10 @@ from coordinator.domain.matcher import (
     unsatisfiable,
 )
 from coordinator.domain.model import Request, Worker
-
-T = TypeVar("T")
 from coordinator.domain.states import RequestState, WorkerState
 from tests.coordinator.domain.builders import HOUR, T0, make_request, make_worker, uuid
+
+T = TypeVar("T")
 
 
 def _match(
