@@ -1,7 +1,8 @@
 """``boruta-coordinator`` with probes for the benches: every garbage collection timed
 (``gc.callbacks``) and, with ``--steps``, the event loop's longest steps named.
 
-Usage: ``python bench/_step_probe.py OUT.json [--steps] -- <boruta-coordinator args>``.
+Usage: ``python bench/_step_probe.py OUT.json [--steps] [--no-gc-policy] -- <args>``
+(``--no-gc-policy``: without coordinator/httpd/gcpolicy.py, for a comparison).
 On SIGUSR1 the probe writes what it saw since the previous SIGUSR1 to OUT.json (replaced
 whole, with a sequence number) and starts counting afresh, so a bench reads one phase at a
 time. Nothing here changes what the server does, apart from the probes' own cost.
@@ -31,24 +32,29 @@ class Probe:
         self.out = out
         self.seq = 0
         self._gc_started = 0.0
+        self._gc_cpu = 0.0
         self.gc_total = 0.0  # seconds in collections since the start: steps diff it
         self.step_started = 0.0  # of the step running now, 0 between steps
         self.samples: list[str] = []  # stacks the sampler took of the step running now
+        self.probing = False  # a dump ran in the current step: that step is the probe's
         self._reset()
 
     def _reset(self) -> None:
         self.by_gen: dict[int, list[float]] = {0: [], 1: [], 2: []}  # durations in seconds
+        self.cpu_by_gen: dict[int, list[float]] = {0: [], 1: [], 2: []}  # the thread's CPU
         self.collected = 0
         self.steps: list[dict[str, Any]] = []
         self.step_count = 0
 
     def on_gc(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
+            self._gc_cpu = time.thread_time()  # the collection runs on the thread it stops
             self._gc_started = time.perf_counter()
             return
         took = time.perf_counter() - self._gc_started
         self.gc_total += took
         self.by_gen[info["generation"]].append(took)
+        self.cpu_by_gen[info["generation"]].append(time.thread_time() - self._gc_cpu)
         self.collected += info["collected"]
 
     def on_step(self, took: float, cpu: float, gc_took: float, what: str) -> None:
@@ -64,14 +70,27 @@ class Probe:
         self.steps.sort(key=lambda s: -s["ms"])
         del self.steps[KEEP:]
 
+    def thaw(self, *_: object) -> None:
+        """Unfreeze the heap and collect it all: what that frees is cyclic garbage that
+        freezing kept (a SIGUSR2 handler; the server's last phase)."""
+        self.probing = True
+        frozen = gc.get_freeze_count()
+        gc.unfreeze()
+        freed = gc.collect()
+        part = self.out.with_suffix(".part")
+        part.write_text(json.dumps({"seq": -1, "frozen": frozen, "freed": freed}))
+        os.replace(part, self.out)
+
     def dump(self, *_: object) -> None:
         """Write the phase's figures and start a new phase (a SIGUSR1 handler)."""
+        self.probing = True
         self.seq += 1
         gens = {
             str(gen): {
                 "count": len(times),
                 "total_ms": sum(times) * 1000,
                 "max_ms": max(times, default=0.0) * 1000,
+                "max_cpu_ms": max(self.cpu_by_gen[gen], default=0.0) * 1000,
                 "over_10ms": sum(t > 0.01 for t in times),
             }
             for gen, times in self.by_gen.items()
@@ -142,7 +161,9 @@ def time_steps(probe: Probe) -> None:
         took = clock() - start
         probe.step_started = 0.0
         probe.step_count += 1
-        if took >= LONG_STEP:
+        if probe.probing:
+            probe.probing = False
+        elif took >= LONG_STEP:
             probe.on_step(took, cpu_clock() - cpu, probe.gc_total - gc_before, describe(callback))
 
     asyncio.events.Handle._run = timed  # type: ignore[method-assign,assignment]
@@ -159,6 +180,11 @@ def main() -> int:
     if "--steps" in own:
         time_steps(probe)
     signal.signal(signal.SIGUSR1, probe.dump)
+    signal.signal(signal.SIGUSR2, probe.thaw)
+    if "--no-gc-policy" in own:
+        from coordinator.httpd import gcpolicy
+
+        gcpolicy.GcPolicy.install = lambda self: None  # type: ignore[method-assign]
     from coordinator.cli import main as coordinator
 
     return coordinator(rest)
