@@ -125,6 +125,13 @@ class Queue:
                 del self.needs[need]
                 del self._by_need[need]
 
+    def per_priority(self) -> dict[int, int]:
+        """How many requests wait at each priority, most important first (a metric read
+        at every scrape: from the per-owner lists, not a walk of the queue)."""
+        return {
+            prio: sum(map(len, owners.values())) for prio, owners in sorted(self._owned.items())
+        }
+
     def wanting(self, needs: Iterable[Need]) -> list[RequestID]:
         """The waiting requests of these needs, in queue (FIFO) order."""
         keys = [key for need in needs for key in self._by_need.get(need, ())]

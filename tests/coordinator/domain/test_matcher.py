@@ -484,3 +484,15 @@ def test_fitting_any_agrees_with_trying_every_pair(seed: int) -> None:
     expected = any(_fits_reference(w, r) for w in workers for r in reqs)
     needs = {need_of(r.caps, r.groups) for r in reqs}
     assert _finish(fitting_any(needs, workers))[0] is expected
+
+
+def test_the_queue_counts_its_requests_per_priority() -> None:
+    reqs = [make_request(n, priority=p) for n, p in enumerate((5, 2, 5, 9, 5), 1)]
+    reqs.append(replace(make_request(6, priority=2), owner="bob"))
+    queue = Queue(reqs)
+    assert queue.per_priority() == {2: 2, 5: 3, 9: 1}
+    assert list(queue.per_priority()) == [2, 5, 9]
+    for req in reqs[:2]:
+        queue.remove(req)
+    assert queue.per_priority() == {2: 1, 5: 2, 9: 1}
+    assert Queue().per_priority() == {}
