@@ -4,6 +4,7 @@ and the server's event loop lag meanwhile (its 1 ms probe, read from /metrics)."
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import re
 import shutil
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from _common import (
 )
 
 from coordinator.domain.states import WorkerState
+from coordinator.service.farm import Farm
 from coordinator.store.sql import SqlStore
 
 # wrk reads these; ``request`` builds each request so GETs spread over every ID.
@@ -161,6 +164,27 @@ def gc_report(name: str, report: dict[str, Any]) -> float:
     return max(float(g["max_cpu_ms"]) for g in gens.values())
 
 
+def tracked_per_thousand(db: Path) -> float:
+    """Objects the collector tracks per 1,000 requests in memory, as the service holds them
+    (the committed farm and its pending copy, with timers), counted in this process."""
+    store = SqlStore.open(db)
+    try:
+        gc.collect()
+        before = len(gc.get_objects())
+        snapshot = store.load()
+        now = datetime.now(UTC)
+        committed = Farm.load(snapshot, now, timed=False)
+        pending = committed.copy(now)
+        del snapshot
+        gc.collect()
+        after = len(gc.get_objects())
+        held = len(pending.requests)
+        del committed, pending
+    finally:
+        store.close()
+    return (after - before) / held * 1000
+
+
 def wrk(url: str, name: str, script: Path, threads: int, conns: int, seconds: int) -> str:
     argv = [
         "wrk",
@@ -221,6 +245,8 @@ def main() -> None:
         tmp = Path(name)
         db = tmp / "api.db"
         seed_db(db, args.requests, args.workers)
+        per = tracked_per_thousand(db)
+        print(f"objects the collector tracks per 1,000 requests in memory: {per:.0f}")
         token = cli_user(db, "bench")
         config = tmp / "coordinator.toml"
         # No dryad link: no dryad comes, and its port may be taken by another coordinator.

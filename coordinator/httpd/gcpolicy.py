@@ -9,9 +9,9 @@ from typing import Final
 
 # Objects a full pass may leave behind unfrozen. CPython starts a full pass once those
 # grew by a quarter since the last one, so no pass walks much more than 1.25 times this:
-# about 10,000 requests made since the last freeze (one tracked object each), a few
-# milliseconds of a core (bench/api_latency.py prints the longest collection).
-YOUNG_LIMIT: Final = 10_000
+# about 5,000 requests made since the last freeze (one tracked object each), 2 to 5 ms of
+# a core (bench/api_latency.py prints the longest collection's CPU time).
+YOUNG_LIMIT: Final = 5_000
 
 
 @dataclass(slots=True)
