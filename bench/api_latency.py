@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import re
 import shutil
 import signal
@@ -142,6 +143,11 @@ class Probed:
         raise RuntimeError("the step probe did not answer SIGUSR1")
 
 
+def step_cpu(report: dict[str, Any]) -> float:
+    """The most CPU time (ms) any timed step of the phase took (0 without ``--steps``)."""
+    return max((float(step["cpu_ms"]) for step in report["steps"]), default=0.0)
+
+
 def gc_report(name: str, report: dict[str, Any]) -> float:
     """Print the collections of one phase (wall and CPU time), and its longest steps if
     timed; return the CPU time of the longest collection in ms (wall time on a loaded
@@ -257,7 +263,7 @@ def main() -> None:
         options += [] if args.gc_policy else ["--no-gc-policy"]
         probed = Probed(db, tmp, config, options)
         url = probed.url
-        gc_worst = 0.0
+        gc_worst = cpu_worst = 0.0
         try:
             headers = {"Authorization": f"Bearer {token}"}
             with httpx.Client(base_url=url, headers=headers, timeout=30) as http:
@@ -286,7 +292,9 @@ def main() -> None:
                 )
                 lag_after, peak = scrape_lag(http)
                 longest = lag_report("list-all", lag_before, lag_after, peak)
-                gc_worst = gc_report("list-all", probed.phase())
+                phase = probed.phase()
+                gc_worst = gc_report("list-all", phase)
+                cpu_worst = step_cpu(phase)
             worst = 0.0
             body = json.dumps({"Priority": 8, "Caps": BOARD_CAPS}).replace("'", "\\'")
             for endpoint in ("list", "get", "create"):  # create last: it grows the queue
@@ -300,7 +308,9 @@ def main() -> None:
                     worst = max(worst, report(endpoint, out))
                     lag_after, peak = scrape_lag(http)
                 longest = max(longest, lag_report(endpoint, lag_before, lag_after, peak))
-                gc_worst = max(gc_worst, gc_report(endpoint, probed.phase()))
+                phase = probed.phase()
+                gc_worst = max(gc_worst, gc_report(endpoint, phase))
+                cpu_worst = max(cpu_worst, step_cpu(phase))
             thawed = probed.thaw()
         finally:
             probed.server.stop()
@@ -313,6 +323,14 @@ def main() -> None:
     print(f"worst p99 {worst:.2f} ms (goal without tunnel traffic p99 <= 10 ms: {verdict})")
     verdict = "MET" if longest <= 10 else "NOT MET"
     print(f"longest event loop step {longest:.1f} ms (goal <= 10 ms: {verdict})")
+    if args.steps:
+        # The lag is wall time: on a shared host it also holds the time the kernel gave the
+        # core to other processes, which no change in the server can remove.
+        verdict = "MET" if cpu_worst <= 10 else "NOT MET"
+        print(
+            f"most CPU time in one event loop step {cpu_worst:.1f} ms (goal <= 10 ms: {verdict});"
+            f" load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        )
 
 
 if __name__ == "__main__":
