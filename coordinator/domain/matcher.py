@@ -13,7 +13,7 @@ from __future__ import annotations
 import bisect
 import heapq
 from collections import Counter
-from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
@@ -277,10 +277,12 @@ STEP_NEEDS: Final = 100  # distinct needs judged between two pauses of a stepwis
 class _Verdicts:
     """Whether any of some workers fits a need, remembered per need. A few distinct needs
     are settled by a scan that stops at the first fitting worker; past that, by a
-    ``CapsIndex``, so that many distinct needs do not cost needs × workers."""
+    ``CapsIndex``, so that many distinct needs do not cost needs × workers. Nothing is
+    built that the needs do not ask for: one new request's check (at every creation)
+    costs a short scan, not a map of the whole farm."""
 
     def __init__(self, workers: Iterable[Worker]) -> None:
-        self._everyone = {w.uuid: w for w in workers}
+        self._workers = workers if isinstance(workers, Collection) else list(workers)
         self._known: dict[Need, bool] = {}
         self._index: CapsIndex | None = None
 
@@ -289,9 +291,9 @@ class _Verdicts:
         if verdict is None:
             if len(self._known) < _SCAN_NEEDS:
                 # One fitting worker settles it: no need to find them all.
-                verdict = any(fits(w, need) for w in _pool(need, self._everyone))
+                verdict = any(fits(w, need) for w in self._workers)
             else:
-                self._index = self._index or CapsIndex(self._everyone.values())
+                self._index = self._index or CapsIndex(self._workers)
                 verdict = self._index.any_fits(need)
             self._known[need] = verdict
         return verdict
