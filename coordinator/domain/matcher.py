@@ -94,13 +94,14 @@ class Queue:
         return (rid for _prio, _queued, rid in self._keys)
 
     def add(self, req: Request) -> None:
-        bisect.insort(self._keys, (req.priority, req.queued, req.id))
+        key = (req.priority, req.queued, req.id)  # one tuple for both indexes
+        bisect.insort(self._keys, key)
         owners = self._owned.setdefault(req.priority, {})
         bisect.insort(owners.setdefault(req.owner, []), (req.queued, req.id))
         self.waiting[req.owner] += 1
         need = need_of(req.caps, req.groups)
         self.needs[need] += 1
-        self._by_need.setdefault(need, {})[(req.priority, req.queued, req.id)] = None
+        self._by_need.setdefault(need, {})[key] = None
 
     def remove(self, req: Request) -> None:
         """Remove by the request's current priority and place; absent ones are ignored."""
