@@ -13,9 +13,10 @@ from __future__ import annotations
 import bisect
 import heapq
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Final
 
 from coordinator.domain.fairshare import Policy
 from coordinator.domain.ids import UUID_CAP, RequestID, WorkerUUID
@@ -80,6 +81,9 @@ class Queue:
         self._owned: dict[int, dict[str, list[tuple[int, RequestID]]]] = {}
         self.waiting: Counter[str] = Counter()  # WAITING requests of each owner
         self.needs: Counter[Need] = Counter()  # WAITING requests of each need
+        # The same requests by need, as their queue keys (atoms only: a dict of them is
+        # not walked by the garbage collector), so a scan by need costs no request walk.
+        self._by_need: dict[Need, dict[tuple[int, int, RequestID], None]] = {}
         for req in sorted(requests, key=lambda r: (r.priority, r.queued, r.id)):
             self.add(req)
 
@@ -90,11 +94,14 @@ class Queue:
         return (rid for _prio, _queued, rid in self._keys)
 
     def add(self, req: Request) -> None:
-        bisect.insort(self._keys, (req.priority, req.queued, req.id))
+        key = (req.priority, req.queued, req.id)  # one tuple for both indexes
+        bisect.insort(self._keys, key)
         owners = self._owned.setdefault(req.priority, {})
         bisect.insort(owners.setdefault(req.owner, []), (req.queued, req.id))
         self.waiting[req.owner] += 1
-        self.needs[need_of(req.caps, req.groups)] += 1
+        need = need_of(req.caps, req.groups)
+        self.needs[need] += 1
+        self._by_need.setdefault(need, {})[key] = None
 
     def remove(self, req: Request) -> None:
         """Remove by the request's current priority and place; absent ones are ignored."""
@@ -114,8 +121,23 @@ class Queue:
                 del self.waiting[req.owner]
             need = need_of(req.caps, req.groups)
             self.needs[need] -= 1
+            del self._by_need[need][key]
             if not self.needs[need]:
                 del self.needs[need]
+                del self._by_need[need]
+
+    def per_priority(self) -> dict[int, int]:
+        """How many requests wait at each priority, most important first (a metric read
+        at every scrape: from the per-owner lists, not a walk of the queue)."""
+        return {
+            prio: sum(map(len, owners.values())) for prio, owners in sorted(self._owned.items())
+        }
+
+    def wanting(self, needs: Iterable[Need]) -> list[RequestID]:
+        """The waiting requests of these needs, in queue (FIFO) order."""
+        keys = [key for need in needs for key in self._by_need.get(need, ())]
+        keys.sort()
+        return [rid for _prio, _queued, rid in keys]
 
     def ordered(self, policy: Policy, usage: Mapping[str, float]) -> Iterator[RequestID]:
         """The queue in ``policy``'s order, lazily: a pass that stops early pays little."""
@@ -250,28 +272,68 @@ _NONE: frozenset[WorkerUUID] = frozenset()
 _SCAN_NEEDS = 8  # distinct needs checked by a scan before an index pays for itself
 
 
-def unsatisfiable(requests: Iterable[Request], workers: Iterable[Worker]) -> list[Request]:
-    """The requests that no registered worker, in any state, could ever take (→ INVALID).
+STEP_NEEDS: Final = 100  # distinct needs judged between two pauses of a stepwise scan
 
-    A few distinct needs are settled by a scan that stops at the first fitting worker;
-    past that, by a ``CapsIndex``, so that a queue of many distinct needs does not cost
-    needs × workers (docs/events.md §long steps).
-    """
-    everyone = {w.uuid: w for w in workers}
-    verdicts: dict[Need, bool] = {}
-    index: CapsIndex | None = None
-    lost = []
-    for req in requests:
-        need = need_of(req.caps, req.groups)
-        verdict = verdicts.get(need)
+
+class _Verdicts:
+    """Whether any of some workers fits a need, remembered per need. A few distinct needs
+    are settled by a scan that stops at the first fitting worker; past that, by a
+    ``CapsIndex``, so that many distinct needs do not cost needs × workers. Nothing is
+    built that the needs do not ask for: one new request's check (at every creation)
+    costs a short scan, not a map of the whole farm."""
+
+    def __init__(self, workers: Iterable[Worker]) -> None:
+        self._workers = workers if isinstance(workers, Collection) else list(workers)
+        self._known: dict[Need, bool] = {}
+        self._index: CapsIndex | None = None
+
+    def anyone_fits(self, need: Need) -> bool:
+        verdict = self._known.get(need)
         if verdict is None:
-            if len(verdicts) < _SCAN_NEEDS:
+            if len(self._known) < _SCAN_NEEDS:
                 # One fitting worker settles it: no need to find them all.
-                verdict = any(fits(w, need) for w in _pool(need, everyone))
+                verdict = any(fits(w, need) for w in self._workers)
             else:
-                index = index or CapsIndex(everyone.values())
-                verdict = index.any_fits(need)
-            verdicts[need] = verdict
-        if not verdict:
-            lost.append(req)
+                self._index = self._index or CapsIndex(self._workers)
+                verdict = self._index.any_fits(need)
+            self._known[need] = verdict
+        return verdict
+
+
+def unsatisfiable(requests: Iterable[Request], workers: Iterable[Worker]) -> list[Request]:
+    """The requests that no registered worker, in any state, could ever take (→ INVALID),
+    judged once per distinct need (docs/events.md §long steps)."""
+    verdicts = _Verdicts(workers)
+    return [req for req in requests if not verdicts.anyone_fits(need_of(req.caps, req.groups))]
+
+
+def stranded(
+    needs: Iterable[Need], before: Sequence[Worker], workers: Iterable[Worker]
+) -> Generator[None, None, list[Need]]:
+    """The needs that some worker of ``before`` fitted and none of ``workers`` fits: the
+    waiting requests of those needs lost their last possible worker (→ INVALID).
+
+    A generator that pauses (yields) after every ``STEP_NEEDS`` needs and returns the
+    stranded ones: the service yields to its event loop at each pause, so that a queue of
+    very many distinct needs is judged in short steps (docs/events.md §long steps).
+    """
+    verdicts = _Verdicts(workers)
+    lost = []
+    for count, need in enumerate(needs, 1):
+        if count % STEP_NEEDS == 0:
+            yield
+        if any(fits(old, need) for old in before) and not verdicts.anyone_fits(need):
+            lost.append(need)
     return lost
+
+
+def fitting_any(needs: Iterable[Need], workers: Iterable[Worker]) -> Generator[None, None, bool]:
+    """Whether some worker fits some need, as a stepwise scan: it pauses after every
+    ``STEP_NEEDS`` needs, and stops at the first fit (docs/events.md §long steps)."""
+    index = CapsIndex(workers)
+    for count, need in enumerate(needs, 1):
+        if count % STEP_NEEDS == 0:
+            yield
+        if index.any_fits(need):
+            return True
+    return False

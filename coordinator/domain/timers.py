@@ -38,9 +38,11 @@ class Timers:
     needs now (one at most: a later Deadline replaces the earlier one)."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[datetime, Due, RequestID]] = []
-        # Keyed by one int per (request, kind), of atomic values only: the garbage
-        # collector does not walk it (a set or a tuple with an enum per request it would).
+        # The kind as a plain int: a tuple of atomic values only is one the garbage
+        # collector stops tracking, and one with an enum member it walks at every full
+        # pass, one tuple per live request (docs/events.md §long steps).
+        self._heap: list[tuple[datetime, int, RequestID]] = []
+        # Keyed by one int per (request, kind), of atomic values only, for the same reason.
         self._live: dict[int, datetime] = {}
 
     def __len__(self) -> int:
@@ -56,7 +58,7 @@ class Timers:
         """Set the request's entry of this kind (the same entry is not added twice)."""
         if self._live.get(_key(rid, kind)) != when:
             self._live[_key(rid, kind)] = when
-            heapq.heappush(self._heap, (when, kind, rid))
+            heapq.heappush(self._heap, (when, int(kind), rid))
 
     def arm(self, req: Request, now: datetime) -> None:
         """Hold the entries the request needs in its current state (also after a restart),
@@ -94,11 +96,11 @@ class Timers:
         while self._heap and self._heap[0][0] <= now:
             _when, kind, rid = heapq.heappop(self._heap)
             del self._live[_key(rid, kind)]
-            due.append((kind, rid))
+            due.append((Due(kind), rid))
             self._skip_dropped()
         return due
 
-    def _alive(self, item: tuple[datetime, Due, RequestID]) -> bool:
+    def _alive(self, item: tuple[datetime, int, RequestID]) -> bool:
         return self._live.get(_key(item[2], item[1])) == item[0]
 
     def _skip_dropped(self) -> None:
@@ -111,5 +113,5 @@ class Timers:
         heapq.heapify(self._heap)
 
 
-def _key(rid: RequestID, kind: Due) -> int:
+def _key(rid: RequestID, kind: int) -> int:
     return rid * len(Due) + kind

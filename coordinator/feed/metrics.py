@@ -38,11 +38,10 @@ class _Farm(Collector):
 
     def collect(self) -> Iterator[Metric]:
         farm = self._service.farm  # the queue is in memory: no store read at a scrape
-        waiting = [farm.requests[rid] for rid in farm.queue]
         queue = GaugeMetricFamily(
             "boruta_queue_length", "Requests WAITING, per priority", labels=["priority"]
         )
-        for priority, n in sorted(Tally(r.priority for r in waiting).items()):
+        for priority, n in farm.queue.per_priority().items():  # counted, not walked
             queue.add_metric([str(priority)], n)
         yield queue
         workers = self._service.list_workers(

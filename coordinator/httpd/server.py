@@ -12,6 +12,7 @@ import anyio
 import uvicorn
 
 from coordinator.assembly import Coordinator
+from coordinator.httpd.gcpolicy import bound_full_passes
 from coordinator.httpd.guard import ConnectionGuard, ConnectionLimits
 from coordinator.httpd.heap import limit_arenas
 from coordinator.httpd.lease import CHECK_EVERY, watch
@@ -36,6 +37,7 @@ def serve(
     over (then return True); the open-file limit is raised and malloc's arenas are
     limited first."""
     limit_arenas()
+    bound_full_passes()
     files = raise_open_files()
     guard = ConnectionGuard(ConnectionLimits(settings.http_max_per_client, files.for_http))
     config = uvicorn.Config(

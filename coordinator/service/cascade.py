@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections import ChainMap
-from collections.abc import Iterable, Mapping
-from typing import Final
+from collections.abc import Generator, Iterable, Mapping
+from typing import Final, TypeVar
+
+import anyio
+import anyio.lowlevel
 
 from coordinator.domain import matcher, requests, workers
 from coordinator.domain.ids import RequestID, WorkerUUID
@@ -19,6 +22,20 @@ from coordinator.wire import HealthReport
 NO_WORKER: Final = "no registered worker has these caps and groups"
 # States a failed healthcheck or an absent dryad leaves alone: not in service anyway.
 OUT_OF_SERVICE: Final = frozenset({WorkerState.MAINTENANCE, WorkerState.BUSY, WorkerState.FAIL})
+
+T = TypeVar("T")
+
+
+async def stepwise(scan: Generator[None, None, T]) -> T:
+    """Run a domain scan that pauses now and then, letting the event loop run other steps
+    at each pause (docs/events.md §long steps)."""
+    while True:
+        try:
+            next(scan)
+        except StopIteration as done:
+            result: T = done.value
+            return result
+        await anyio.lowlevel.checkpoint()
 
 
 def finish_job(batch: Batch, req: Request) -> None:
@@ -63,12 +80,14 @@ def apply_health(batch: Batch, worker: Worker, report: HealthReport, self_heal: 
         batch.note(worker, f"healthcheck: {summary}")
 
 
-def invalidate_unsatisfiable(farm: Farm, batch: Batch, gone: WorkerUUID | None = None) -> None:
+async def invalidate_unsatisfiable(
+    farm: Farm, batch: Batch, gone: WorkerUUID | None = None
+) -> None:
     """Waiting requests that no registered worker could take any more become INVALID.
 
     Only a worker removed, or one that lost a cap or a group, can leave a request without
-    a worker, and only a request it fitted before: the others are not looked at
-    (docs/events.md §long steps).
+    a worker, and only a request it fitted before: the queue's distinct needs are judged,
+    a few hundred per event loop step, not its requests (docs/events.md §long steps).
     """
     everyone = {**farm.workers, **batch.workers}
     before = [farm.workers[gone]] if gone is not None and gone in farm.workers else []
@@ -77,34 +96,25 @@ def invalidate_unsatisfiable(farm: Farm, batch: Batch, gone: WorkerUUID | None =
     before += [old for old in _lost_something(farm, batch) if old.uuid != gone]
     if not before:
         return
-    fitted: dict[matcher.Need, bool] = {}
-    suspects: list[Request] = []
-    for rid in farm.queue:
+    lost = await stepwise(matcher.stranded(list(farm.queue.needs), before, everyone.values()))
+    for rid in farm.queue.wanting(lost):
         req = batch.request(rid)
-        if req is None:
-            continue
-        need = matcher.need_of(req.caps, req.groups)
-        hit = fitted.get(need)
-        if hit is None:
-            hit = fitted[need] = any(matcher.fits(old, need) for old in before)
-        if hit:
-            suspects.append(req)
-    for req in matcher.unsatisfiable(suspects, everyone.values()):
-        batch.put_request(requests.invalidate(req, NO_WORKER))
+        if req is not None:
+            batch.put_request(requests.invalidate(req, NO_WORKER))
 
 
-def _any_fit(
+async def _any_fit(
     farm: Farm,
     reqs: Mapping[RequestID, Request],
     fresh: Iterable[RequestID],
     pool: Mapping[WorkerUUID, Worker],
 ) -> bool:
     """Whether some idle worker fits the need of some waiting request: by the queue's
-    distinct needs, not its requests (docs/events.md §long steps)."""
-    idle = matcher.CapsIndex(w for w in pool.values() if w.state is WorkerState.IDLE)
+    distinct needs, not its requests, in short steps (docs/events.md §long steps)."""
+    idle = [w for w in pool.values() if w.state is WorkerState.IDLE]
     needs = set(farm.queue.needs)
     needs.update(matcher.need_of(reqs[rid].caps, reqs[rid].groups) for rid in fresh)
-    return any(idle.any_fits(need) for need in needs)
+    return await stepwise(matcher.fitting_any(needs, idle))
 
 
 def _lost_something(farm: Farm, batch: Batch) -> list[Worker]:
@@ -120,7 +130,7 @@ def _lost_something(farm: Farm, batch: Batch) -> list[Worker]:
     return lost
 
 
-def match_candidates(
+async def match_candidates(
     farm: Farm, batch: Batch, ready: Iterable[RequestID], everything: bool, shares: Shares
 ) -> tuple[dict[WorkerUUID, Worker], Mapping[RequestID, Request], Iterable[RequestID]]:
     """What a matcher pass over ``batch`` considers: the workers as the batch leaves them,
@@ -141,7 +151,7 @@ def match_candidates(
         or any(w.state is WorkerState.IDLE for w in batch.workers.values())
         or (farm.quotas and batch.charges())
     ):
-        if not _any_fit(farm, reqs, fresh, pool):
+        if not await _any_fit(farm, reqs, fresh, pool):
             return pool, reqs, ()  # the pass would walk the whole queue to assign nothing
         if not fresh:
             return pool, reqs, shares.order(farm, reqs, None, batch.now)

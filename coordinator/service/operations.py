@@ -284,7 +284,7 @@ class Service:
             new = workers.register(known, caps, ssh_address, batch.now, host_keys)
             batch.put_worker(new)
             if known is None or dict(known.caps) != dict(new.caps):
-                cascade.invalidate_unsatisfiable(self._pending, batch)
+                await cascade.invalidate_unsatisfiable(self._pending, batch)
         if known is not None and known.state is new.state:
             # A commit shows only changed states; a board that reconnects (a restarted
             # dryad shows its boot screen) needs its view again: the wire's promise.
@@ -384,7 +384,7 @@ class Service:
             new = workers.set_groups(self._pending.worker(uuid), groups)
             batch.put_worker(new)
             batch.note(new, f"groups set to {', '.join(new.groups) or 'none'}")  # in the audit
-            cascade.invalidate_unsatisfiable(self._pending, batch)
+            await cascade.invalidate_unsatisfiable(self._pending, batch)
 
     async def deregister(self, admin: User, uuid: WorkerUUID) -> None:
         """Remove a worker in MAINTENANCE or FAIL."""
@@ -393,7 +393,7 @@ class Service:
             worker = self._pending.worker(uuid)
             workers.check_deregister(worker)
             batch.remove_worker(worker)
-            cascade.invalidate_unsatisfiable(self._pending, batch, gone=uuid)
+            await cascade.invalidate_unsatisfiable(self._pending, batch, gone=uuid)
         self._health.pop(uuid, None)
 
     # ---- timers ------------------------------------------------------------------------
@@ -546,7 +546,7 @@ class Service:
     ) -> list[RequestID]:
         """Add the matcher's assignments to ``batch``; returns the requests given tunnels."""
         farm, shares = self._pending, self.shares
-        pool, reqs, order = cascade.match_candidates(farm, batch, ready, everything, shares)
+        pool, reqs, order = await cascade.match_candidates(farm, batch, ready, everything, shares)
         idle = [w for w in pool.values() if w.state is WorkerState.IDLE]
         if not idle:
             return []

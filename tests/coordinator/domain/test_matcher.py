@@ -4,24 +4,30 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import TypeVar
 
 import pytest
 
 from coordinator.domain.ids import UUID_CAP, RequestID, WorkerUUID
 from coordinator.domain.matcher import (
+    STEP_NEEDS,
     Assignment,
     CapsIndex,
     Queue,
+    fitting_any,
     match,
     need_of,
+    stranded,
     unsatisfiable,
 )
 from coordinator.domain.model import Request, Worker
 from coordinator.domain.states import RequestState, WorkerState
 from tests.coordinator.domain.builders import HOUR, T0, make_request, make_worker, uuid
+
+T = TypeVar("T")
 
 
 def _match(
@@ -411,3 +417,82 @@ def test_the_queue_counts_its_waiting_requests_by_need() -> None:
     queue.remove(odroid[0])
     queue.remove(odroid[0])  # absent: ignored
     assert queue.needs == {need_of({"board": "odroid"}, ()): 1}
+
+
+def _finish(scan: Generator[None, None, T]) -> tuple[T, int]:
+    """Run a stepwise scan to its end: its result and how many times it paused."""
+    pauses = 0
+    while True:
+        try:
+            next(scan)
+        except StopIteration as done:
+            return done.value, pauses
+        pauses += 1
+
+
+@pytest.mark.parametrize("seed", range(100))
+def test_stranded_needs_are_those_a_lost_worker_alone_could_take(seed: int) -> None:
+    """The old way, request by request: the suspects (a lost worker fitted them), then those
+    of them no remaining worker fits."""
+    rng = random.Random(seed)
+    reqs, workers = _random_farm(rng)
+    before = rng.sample(workers, k=min(len(workers), rng.randint(1, 2)))
+    rest = [w for w in workers if w not in before or rng.random() < 0.3]
+    suspects = [r for r in reqs if any(_fits_reference(old, r) for old in before)]
+    expected = {need_of(r.caps, r.groups) for r in unsatisfiable(suspects, rest)}
+    needs = list(dict.fromkeys(need_of(r.caps, r.groups) for r in reqs))
+    lost, _ = _finish(stranded(needs, before, rest))
+    assert set(lost) == expected and len(lost) == len(expected)
+
+
+def test_a_scan_of_many_needs_pauses_every_few_hundred() -> None:
+    needs = [need_of({"serial": str(n)}, ()) for n in range(STEP_NEEDS * 3 + 1)]
+    fits_none = make_worker(1, caps={"board": "x"})
+    lost, pauses = _finish(stranded(needs, [fits_none], [make_worker(2)]))
+    assert (lost, pauses) == ([], 3)  # the lost worker fitted none of them: none stranded
+    gone = [make_worker(n + 10, caps=dict(need[0])) for n, need in enumerate(needs[:2])]
+    lost, pauses = _finish(stranded(needs, gone, [make_worker(2), gone[1]]))
+    assert (lost, pauses) == ([needs[0]], 3)
+
+
+def test_the_queue_lists_the_requests_of_some_needs_in_its_order() -> None:
+    odroid = [make_request(n, caps={"board": "odroid"}, priority=9 - n) for n in (1, 2, 3)]
+    rpi = make_request(4, caps={"board": "rpi"}, priority=1)
+    queue = Queue([*odroid, rpi, make_request(5, caps={"board": "x"})])
+    needs = [need_of({"board": "odroid"}, ()), need_of({"board": "rpi"}, ())]
+    assert queue.wanting(needs) == [4, 3, 2, 1]
+    queue.remove(odroid[1])
+    queue.remove(rpi)
+    assert queue.wanting([*needs, need_of({"board": "gone"}, ())]) == [3, 1]
+
+
+def test_whether_any_worker_fits_any_need_is_judged_in_steps_up_to_the_first_fit() -> None:
+    needs = [need_of({"serial": str(n)}, ()) for n in range(STEP_NEEDS * 2 + 5)]
+    odd = make_worker(1, caps={"board": "x"})
+    assert _finish(fitting_any(needs, [odd])) == (False, 2)
+    last = make_worker(2, caps={"serial": str(STEP_NEEDS * 2 + 4)})
+    assert _finish(fitting_any(needs, [odd, last])) == (True, 2)
+    first = make_worker(3, caps={"serial": "0"})
+    assert _finish(fitting_any(needs, [first])) == (True, 0)  # stops at the first fit
+    assert _finish(fitting_any([], [first])) == (False, 0)
+
+
+@pytest.mark.parametrize("seed", range(50))
+def test_fitting_any_agrees_with_trying_every_pair(seed: int) -> None:
+    rng = random.Random(seed)
+    reqs, workers = _random_farm(rng)
+    expected = any(_fits_reference(w, r) for w in workers for r in reqs)
+    needs = {need_of(r.caps, r.groups) for r in reqs}
+    assert _finish(fitting_any(needs, workers))[0] is expected
+
+
+def test_the_queue_counts_its_requests_per_priority() -> None:
+    reqs = [make_request(n, priority=p) for n, p in enumerate((5, 2, 5, 9, 5), 1)]
+    reqs.append(replace(make_request(6, priority=2), owner="bob"))
+    queue = Queue(reqs)
+    assert queue.per_priority() == {2: 2, 5: 3, 9: 1}
+    assert list(queue.per_priority()) == [2, 5, 9]
+    for req in reqs[:2]:
+        queue.remove(req)
+    assert queue.per_priority() == {2: 1, 5: 2, 9: 1}
+    assert Queue().per_priority() == {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import replace
 from datetime import timedelta
 
@@ -22,6 +23,17 @@ R1, R2, R3 = RequestID(1), RequestID(2), RequestID(3)
 def test_new_timers_are_empty_and_have_nothing_due() -> None:
     timers = Timers()
     assert (len(timers), timers.next(), timers.pop_due(T0 + 1000 * HOUR)) == (0, None, [])
+
+
+def test_timers_leave_nothing_for_the_collector_to_walk() -> None:
+    """Each entry is atoms only, so a collection stops tracking it: a full pass must not
+    walk one object per live request here (docs/events.md §long steps)."""
+    timers = Timers()
+    for n in range(1, 101):
+        timers.arm(make_request(rid=RequestID(n), valid_after=T0 + HOUR), T0)
+    gc.collect()
+    assert [item for item in timers._heap if gc.is_tracked(item)] == []
+    assert timers.pop_due(T0 + HOUR)[:2] == [(Due.VALID_AFTER, R1), (Due.VALID_AFTER, R2)]
 
 
 def test_waiting_request_arms_valid_after_and_deadline() -> None:

@@ -3,10 +3,16 @@ can leave a waiting request without a worker, and only one it fitted."""
 
 from __future__ import annotations
 
+from collections.abc import Generator
+
+import anyio
+import anyio.lowlevel
 import pytest
 
 from coordinator.domain.ids import RequestID
+from coordinator.domain.matcher import STEP_NEEDS
 from coordinator.domain.states import RequestState, WorkerState
+from coordinator.service.cascade import stepwise
 from coordinator.service.operations import Service
 from tests.coordinator.doubles import ADMIN, ALICE, until, uuid_of
 
@@ -59,3 +65,47 @@ async def test_a_worker_that_fits_nothing_leaves_the_queue_as_it_was(service: Se
         RequestState.WAITING,
         RequestState.WAITING,
     ]
+
+
+async def test_a_worker_gone_strands_every_need_only_it_fitted(service: Service) -> None:
+    """More distinct needs than one step of the scan judges (``STEP_NEEDS``)."""
+    keys = [f"c{n}" for n in range(9)]  # 511 non-empty subsets: 511 distinct needs
+    assert 2 ** len(keys) - 1 > STEP_NEEDS
+    await service.register({"UUID": uuid_of(1), **dict.fromkeys(keys, "y")}, "10.0.0.1:22")
+    await service.register({"UUID": uuid_of(2), "c0": "y"}, "10.0.0.2:22")
+    subsets = [
+        {k: "y" for bit, k in enumerate(keys) if mask >> bit & 1}
+        for mask in range(1, 2 ** len(keys))
+    ]
+    made: dict[int, RequestID] = {}
+
+    async def create(mask: int, caps: dict[str, str]) -> None:
+        made[mask] = await service.new_request(ALICE, 8, caps)
+
+    async with anyio.create_task_group() as tasks:
+        for mask, caps in enumerate(subsets, 1):
+            tasks.start_soon(create, mask, caps)
+    await service.deregister(ADMIN, uuid_of(1))
+    states = {mask: (await service.get_request(rid)).state for mask, rid in made.items()}
+    assert states.pop(1) is RequestState.WAITING  # {"c0": "y"}: worker 2 still fits it
+    assert set(states.values()) == {RequestState.INVALID}
+
+
+async def test_a_stepwise_scan_lets_other_tasks_run_at_each_pause() -> None:
+    seen: list[str] = []
+
+    def scan() -> Generator[None, None, str]:
+        for part in range(3):
+            seen.append(f"scan {part}")
+            yield
+        return "done"
+
+    async def other() -> None:
+        for _ in range(3):
+            seen.append("other")
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(other)
+        assert await stepwise(scan()) == "done"
+    assert seen[:4] == ["scan 0", "other", "scan 1", "other"]
