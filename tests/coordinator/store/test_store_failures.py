@@ -21,7 +21,7 @@ from coordinator.store.boundary import CORRUPT, FULL, READ_ONLY, UNREACHABLE
 from coordinator.store.sql import SqlStore
 
 from .builders import make_request, make_transition, make_worker
-from .pg_cluster import PgCluster
+from tests.pg_cluster import PgCluster
 from .read_only import read_only_file
 
 IS_ROOT = os.geteuid() == 0
