@@ -219,9 +219,9 @@ class EventReader:
         timeout = httpx.Timeout(10, read=40)  # keep-alive comments come every 15 s
         with httpx.Client(base_url=self.url, timeout=timeout) as http:
             while not self.stop.is_set():
-                headers = {"Authorization": f"Bearer {self.token}"}
-                if self.ids:
-                    headers["Last-Event-ID"] = str(self.ids[-1])
+                # From the first event on, then from the last one read.
+                last = str(self.ids[-1]) if self.ids else "0"
+                headers = {"Authorization": f"Bearer {self.token}", "Last-Event-ID": last}
                 try:
                     with http.stream("GET", "/api/v1/events", headers=headers) as stream:
                         if stream.status_code == 200:
