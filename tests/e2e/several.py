@@ -20,7 +20,7 @@ import httpx
 from tests.e2e.coordinators import READY, client, free_port
 from tests.e2e.process_farm import eventually
 
-STANDBY = re.compile(rb"standby")
+STANDBY = re.compile(rb"standby: |took over .*: standing by")
 TUNNELS = 20  # ports per coordinator's tunnel range: more than the jobs a test runs
 
 
@@ -84,11 +84,20 @@ class Member:
         return self.process is not None and self.process.poll() is None
 
     def serving(self) -> bool:
-        """Whether this run logged its ready line (it took the database and bound its ports)."""
-        return self.alive() and READY.search(self.since_start()) is not None
+        """Whether this run's latest news is its ready line (it took the database and bound
+        its ports), not that it stands by."""
+        return self.alive() and self._latest() == "ready"
 
     def standby(self) -> bool:
-        return self.alive() and STANDBY.search(self.since_start()) is not None
+        return self.alive() and self._latest() == "standby"
+
+    def _latest(self) -> str:
+        text = self.since_start()
+        ready = [m.start() for m in READY.finditer(text)]
+        standby = [m.start() for m in STANDBY.finditer(text)]
+        if not ready and not standby:
+            return ""
+        return "ready" if max(ready, default=-1) > max(standby, default=-1) else "standby"
 
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs, as in a power cut of the process."""

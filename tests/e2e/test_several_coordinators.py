@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -206,7 +206,8 @@ def test_sigkill_of_the_active_coordinator_under_load_loses_nothing(
         f"acknowledged, {len(record.adopted)} unanswered but stored, {len(record.unknown)} lost "
         f"before storing, {len(record.errors)} errors around the kills, "
         f"{len(events.ids)} events read with {events.reconnects} reconnections; "
-        f"failovers took {', '.join(f'{end - start:.1f}' for start, end in windows)} s"
+        f"failovers took {', '.join(f'{end - start:.1f}' for start, end in windows)} s; "
+        f"errors: {dict(Counter(kind(e.what) for e in record.errors))}"
     )
 
 
@@ -215,6 +216,12 @@ Db = psycopg.Connection[tuple[Any, ...]]
 
 def rows(db: Db, query: str) -> list[tuple[Any, ...]]:
     return list(db.execute(query).fetchall())
+
+
+def kind(error: str) -> str:
+    """An error's class, for the summary: what was called and what came back."""
+    call, _, what = error.partition(": ")
+    return f"{call.split()[0]} {what.split('(')[0].split()[0]}"
 
 
 def micros(t: datetime) -> int:
