@@ -30,6 +30,7 @@ from tests.e2e.test_job_access import start_sshd  # noqa: E402
 from tests.pg_cluster import private_cluster  # noqa: E402
 
 PHASES = ("serving", "behind haproxy", "dryads re-linked", "tunnel answers")
+MISSED = b"no coordinator reached"  # a dryad's whole round of dials failed: it backs off
 POLL = 0.02  # seconds between looks: the figures' resolution
 
 
@@ -60,9 +61,25 @@ def tunnel_at(lb: httpx.Client, rid: int, host: str) -> bool:
     return addr["IP"] == host and banner(addr["IP"], addr["Port"], 2).startswith(SSH_BANNER)
 
 
-def one_round(group: Group, lb_url: str, lb: httpx.Client, rid: int, cold: bool) -> list[float]:
-    """Kill the active coordinator; the seconds from the kill to the end of each phase."""
+def log_sizes(group: Group) -> list[int]:
+    return [(home / "dryad.log").stat().st_size for home in group.dryad_homes]
+
+
+def missed_rounds(group: Group, since: list[int]) -> int:
+    """The dryads' failed rounds of dials since ``since`` (their logs' sizes then)."""
+    return sum(
+        (home / "dryad.log").read_bytes()[offset:].count(MISSED)
+        for home, offset in zip(group.dryad_homes, since, strict=True)
+    )
+
+
+def one_round(
+    group: Group, lb_url: str, lb: httpx.Client, rid: int, cold: bool
+) -> tuple[list[float], int]:
+    """Kill the active coordinator; the seconds from the kill to the end of each phase, and
+    how many rounds of dials the dryads missed meanwhile."""
     dead = group.active()
+    logs = log_sizes(group)
     killed = time.monotonic()
     dead.kill()
     if cold:
@@ -79,7 +96,7 @@ def one_round(group: Group, lb_url: str, lb: httpx.Client, rid: int, cold: bool)
     if not cold:  # (cold: the killed one is started at the next round's kill)
         group.start(dead)  # back, as a standby
         until(dead.standby, 60, f"{dead.name} standby")
-    return [m - killed for m in marks]
+    return [m - killed for m in marks], missed_rounds(group, logs)
 
 
 def setup(group: Group, dryads: int, sshd_port: int, cold: bool) -> Member:
@@ -124,12 +141,13 @@ def main() -> None:
                 until(lambda: tunnel_at(lb, rid, first.host), 60, "the job's tunnel")
                 mode = "cold start after the kill" if args.cold else "hot standby"
                 print(f"failover ({mode}), {args.dryads} dryads, seconds from SIGKILL:")
-                print("round  " + "  ".join(f"{p:>16}" for p in PHASES))
+                print("round  " + "  ".join(f"{p:>16}" for p in PHASES) + "  missed rounds")
                 results = []
                 for n in range(args.rounds):
-                    times = one_round(group, proxy.url, lb, rid, args.cold)
+                    times, missed = one_round(group, proxy.url, lb, rid, args.cold)
                     results.append(times)
-                    print(f"{n + 1:>5}  " + "  ".join(f"{t:16.2f}" for t in times), flush=True)
+                    line = "  ".join(f"{t:16.2f}" for t in times)
+                    print(f"{n + 1:>5}  {line}  {missed:>13}", flush=True)
             for i, phase in enumerate(PHASES):
                 values = [r[i] for r in results]
                 print(
