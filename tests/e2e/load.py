@@ -109,9 +109,7 @@ class Load:
                 rid = self._create(http)
                 if rid is None:
                     continue
-                access = self._acquire(http, rid)
-                if access is not None:
-                    self._check_tunnel(access)
+                self._use(http, rid)
                 self._close(http, rid)
                 self.record.cycles += 1
 
@@ -154,9 +152,13 @@ class Load:
                 return None
         return None
 
-    def _check_tunnel(self, access: tuple[str, int]) -> None:
-        """The job's tunnel gives the board sshd's banner (tried until it does)."""
+    def _use(self, http: httpx.Client, rid: int) -> None:
+        """Acquire the job and check that its tunnel gives the board sshd's banner; when it
+        does not, acquire again: after a failover the tunnel is at another address."""
         while not self.stop.is_set():
+            access = self._acquire(http, rid)
+            if access is None:
+                return
             if banner(*access).startswith(SSH_BANNER):
                 self.record.banners += 1
                 return
@@ -209,6 +211,7 @@ class EventReader:
         self.token = token
         self.ids: list[int] = []
         self.reconnects = 0
+        self.resumed: list[int] = []  # the Last-Event-ID of each connection that got 200
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -225,6 +228,7 @@ class EventReader:
                 try:
                     with http.stream("GET", "/api/v1/events", headers=headers) as stream:
                         if stream.status_code == 200:
+                            self.resumed.append(int(last))
                             for line in stream.iter_lines():
                                 if line.startswith("id: "):
                                     self.ids.append(int(line[4:]))

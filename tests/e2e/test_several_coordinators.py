@@ -200,7 +200,7 @@ def test_sigkill_of_the_active_coordinator_under_load_loses_nothing(
         eventually(lambda: events.ids and events.ids[-1] >= newest, 60)
         events.stop.set()
         events.thread.join(60)
-        check_events(db, events.ids)
+        check_events(db, events)
     print(
         f"several coordinators: {record.cycles} job cycles, {len(record.created)} creates "
         f"acknowledged, {len(record.adopted)} unanswered but stored, {len(record.unknown)} lost "
@@ -239,7 +239,9 @@ def check_stored(db: Db, record: Record) -> None:
     stored_markers = set(deadlines)
     assert not stored_markers & {micros(m) for m in record.unknown}
     for rid in record.closed:
-        assert by_id[rid][1] == "DONE", f"close of {rid} acknowledged, state {by_id[rid][1]}"
+        # DONE, or CANCELLED when the load stopped before the request got a board.
+        state = by_id[rid][1]
+        assert state in ("DONE", "CANCELLED"), f"close of {rid} acknowledged, state {state}"
     job_timeout = timedelta(hours=1)
     for rid, sent in record.prolonged:
         assert by_id[rid][3] >= micros(sent + job_timeout) - 1_000_000, f"prolong of {rid} lost"
@@ -275,9 +277,21 @@ def check_never_two_owners(db: Db) -> None:
         assert runs[worker] == len(jobs), f"worker {worker}: {runs[worker]} runs, {len(jobs)} jobs"
 
 
-def check_events(db: Db, ids: list[int]) -> None:
+def check_events(db: Db, events: EventReader) -> None:
     """The stream read through HAProxy, resumed across both kills: every stored transition
     once, in order."""
+    ids = events.ids
     stored = [r[0] for r in rows(db, "SELECT id FROM transitions ORDER BY id")]
     assert ids == sorted(set(ids)), "an event came twice or out of order"
-    assert ids == stored, f"events missing: {sorted(set(stored) - set(ids))}"
+    missing = sorted(set(stored) - set(ids))
+    if missing:
+        near = rows(
+            db,
+            "SELECT id, at, kind, subject, old, new, actor FROM transitions "
+            f"WHERE id BETWEEN {missing[0] - 3} AND {missing[-1] + 3} ORDER BY id",
+        )
+        raise AssertionError(
+            f"events missing: {missing}; the stream resumed after {events.resumed}; "
+            "stored around them:\n" + "\n".join(map(str, near))
+        )
+    assert ids == stored
