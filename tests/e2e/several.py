@@ -203,16 +203,18 @@ class Group:
     def http(self, member: Member) -> httpx.Client:
         return client(member.url, self.token)
 
-    def dryad(self, n: int, device_type: str, sshd_port: int) -> Path:
+    def dryad(self, n: int, device_type: str, sshd_port: int, job_user: str = "") -> Path:
         """Start simulated dryad ``n`` with every member's link address, forwarding its
-        tunnels to the sshd on ``sshd_port`` (whose job user it does not manage)."""
+        tunnels to the sshd on ``sshd_port``; with ``job_user`` it manages that real user
+        (the coordinators' ``job_username``), else none."""
         home = self.tmp / f"dryad-{n}"
         home.mkdir()
         links = ", ".join(f'"{m.link}"' for m in self.members)
+        user = f'name = "{job_user}"\ngroups = []\nmanage = true' if job_user else "manage = false"
         (home / "dryad.toml").write_text(
             f'coordinators = [{links}]\nenrol_token = "{self.enrol}"\nprofile = "sim"\n'
             f'state_dir = "state"\nssh_address = "127.0.0.1:{sshd_port}"\n'
-            f'[caps]\ndevice_type = "{device_type}"\n[job_user]\nmanage = false\n'
+            f'[caps]\ndevice_type = "{device_type}"\n[job_user]\n{user}\n'
             f'[health]\ninterval = 3600\n[sim]\nstate_file = "board.json"\npng_file = "oled.png"\n'
         )
         with (home / "dryad.log").open("ab") as log:

@@ -3,6 +3,7 @@ load, twice; nothing acknowledged is lost or applied twice, jobs keep their boar
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import time
 from collections import Counter, defaultdict
@@ -19,11 +20,13 @@ from tests.e2e.haproxy import EXAMPLE, HAPROXY, Haproxy, render, start_haproxy
 from tests.e2e.load import DEVICE, SSH_BANNER, EventReader, Load, Record, banner
 from tests.e2e.process_farm import eventually
 from tests.e2e.several import Group, Member
-from tests.e2e.test_job_access import Sshd, start_sshd
+from tests.e2e.test_job_access import Access, Sshd, remove_user, ssh, start_sshd
 from tests.pg_cluster import PgCluster, private_cluster
 
 DRYADS = 6
 LONG_JOBS = 3  # held across both kills; the other boards serve the load's short jobs
+# The board whose job user is real: the first long job logs in through its tunnel by ssh.
+SSH_DEVICE = "sim-ssh"
 # Seconds after a failover completed (the dryads re-linked to the new active coordinator)
 # in which the load may still see the end of it: a tunnel that re-opens, a retried call.
 SETTLE = 10.0
@@ -63,16 +66,27 @@ def pg() -> Iterator[PgCluster]:
 
 
 @pytest.fixture
-def sshd(tmp_path: Path) -> Iterator[Sshd]:
-    """The boards' sshd: nobody may log in, but its banner shows a tunnel reaches it."""
-    server = start_sshd(tmp_path / "sshd", "brt-nobody")
+def user() -> Iterator[str]:
+    """The job user, managed by the SSH_DEVICE board's dryad; removed at the end."""
+    name = f"brt-e2e-{secrets.token_hex(4)}"
+    try:
+        yield name
+    finally:
+        remove_user(name)
+
+
+@pytest.fixture
+def sshd(tmp_path: Path, user: str) -> Iterator[Sshd]:
+    """The boards' sshd: only the job user may log in (on the SSH_DEVICE board, whose dryad
+    gives it the job's key); every board's tunnel shows it reaches it by its banner."""
+    server = start_sshd(tmp_path / "sshd", user)
     yield server
     server.stop()
 
 
 @pytest.fixture
-def group(tmp_path: Path, pg: PgCluster) -> Iterator[Group]:
-    g = Group(tmp_path, pg.url(pg.create_database()))
+def group(tmp_path: Path, pg: PgCluster, user: str) -> Iterator[Group]:
+    g = Group(tmp_path, pg.url(pg.create_database()), config=f'job_username = "{user}"\n')
     try:
         yield g
     finally:
@@ -105,11 +119,12 @@ def failover(group: Group, dead: Member) -> tuple[Member, float]:
 @pytest.mark.postgres
 @pytest.mark.timeout(900)
 def test_sigkill_of_the_active_coordinator_under_load_loses_nothing(
-    group: Group, lb: Haproxy, sshd: Sshd, pg: PgCluster
+    group: Group, lb: Haproxy, sshd: Sshd, pg: PgCluster, user: str, tmp_path: Path
 ) -> None:
     group.cli("user", "add", "bystander")  # the admin's quota target
     active = group.active()
-    for n in range(DRYADS):
+    group.dryad(0, SSH_DEVICE, sshd.port, user)
+    for n in range(1, DRYADS):
         group.dryad(n, DEVICE, sshd.port)
     group.wait(
         lambda: len(ws := group.workers(active)) == DRYADS and all(w["Connected"] for w in ws),
@@ -125,8 +140,8 @@ def test_sigkill_of_the_active_coordinator_under_load_loses_nothing(
         group.wait(lambda: all(w["State"] == "IDLE" for w in group.workers(active)), "boards IDLE")
         # The long jobs: they run through both kills.
         long_jobs = []
-        for _ in range(LONG_JOBS):
-            answer = http.post("/api/v1/reqs/", json={"Caps": {"device_type": DEVICE}})
+        for device in [SSH_DEVICE] + [DEVICE] * (LONG_JOBS - 1):
+            answer = http.post("/api/v1/reqs/", json={"Caps": {"device_type": device}})
             assert answer.status_code == 201, answer.text
             long_jobs.append(answer.json()["ReqID"])
         workers_of = {}
@@ -137,6 +152,13 @@ def test_sigkill_of_the_active_coordinator_under_load_loses_nothing(
             assert addr["IP"] == active.host
             assert banner(addr["IP"], addr["Port"]).startswith(SSH_BANNER)
             workers_of[rid] = http.get(f"/api/v1/reqs/{rid}").json()["Job"]["WorkerUUID"]
+            if rid == long_jobs[0]:
+                key = tmp_path / "job-key"
+                key.write_text(answer.json()["Key"])
+                key.chmod(0o600)
+                login = Access(rid, answer.json()["Username"], addr["IP"], addr["Port"], key)
+        who = ssh(login, "id -un")
+        assert (who.returncode, who.stdout.strip()) == (0, user), who.stderr
 
     events = EventReader(lb.url, group.token)
     events.start()
@@ -178,6 +200,10 @@ def test_sigkill_of_the_active_coordinator_under_load_loses_nothing(
             assert third.tunnels[0] <= addr["Port"] <= third.tunnels[1]
             got = eventually(lambda a=addr: banner(a["IP"], a["Port"]), 60)  # type: ignore[misc]
             assert got.startswith(SSH_BANNER)
+            if rid == login.rid:  # the user logs in with the job's key at the new address
+                moved = Access(rid, login.user, addr["IP"], addr["Port"], login.key)
+                who = ssh(moved, "id -un")
+                assert (who.returncode, who.stdout.strip()) == (0, user), who.stderr
         # One more transition, so that the reader's stream has something new to read.
         answer = http.post("/api/v1/reqs/", json={"Caps": {"device_type": "no-such-board"}})
         assert answer.status_code == 201, answer.text
