@@ -20,7 +20,7 @@ import httpx
 from tests.e2e.coordinators import READY, client, free_port
 from tests.e2e.process_farm import eventually
 
-STANDBY = re.compile(rb"standby: |took over .*: standing by")
+STANDBY = re.compile(rb"standby: |standing by for ")  # waiting, or stepped down to wait
 TUNNELS = 20  # ports per coordinator's tunnel range: more than the jobs a test runs
 
 
