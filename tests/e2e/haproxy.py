@@ -10,11 +10,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 
 HAPROXY = "/usr/sbin/haproxy"
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs/examples/haproxy.cfg"
 _BIND = re.compile(r"^(\s*bind\s+)\S+(.*)$")
 _SERVER = re.compile(r"^(\s*server\s+)\S+\s+\S+(.*)$")
+
+
+def haproxy() -> str:
+    """The HAProxy binary, or a failure that says how to get it."""
+    if not Path(HAPROXY).exists():
+        pytest.fail(
+            f"{HAPROXY} not found: install the Debian package haproxy (scripts/install.sh "
+            "does), or deselect these tests",
+            pytrace=False,
+        )
+    return HAPROXY
 
 
 def render(listen: str, servers: list[str], example: str | None = None) -> str:
@@ -63,7 +75,7 @@ def start_haproxy(tmp: Path, listen: str, servers: list[str], ready: float = 60)
     log = tmp / "haproxy.log"
     with log.open("ab") as sink:
         process = subprocess.Popen(
-            [HAPROXY, "-f", str(config), "-db"], stdout=sink, stderr=subprocess.STDOUT
+            [haproxy(), "-f", str(config), "-db"], stdout=sink, stderr=subprocess.STDOUT
         )
     proxy = Haproxy(process, f"http://{listen}", log)
     deadline = time.monotonic() + ready

@@ -16,7 +16,7 @@ import psycopg  # noqa: TID251 - the invariants are checked in the database itse
 import pytest
 
 from tests.e2e.coordinators import free_port
-from tests.e2e.haproxy import EXAMPLE, HAPROXY, Haproxy, render, start_haproxy
+from tests.e2e.haproxy import EXAMPLE, Haproxy, haproxy, render, start_haproxy
 from tests.e2e.load import DEVICE, SSH_BANNER, EventReader, Load, Record, banner
 from tests.e2e.process_farm import eventually
 from tests.e2e.several import Group, Member
@@ -36,7 +36,7 @@ def test_the_example_is_a_valid_haproxy_config(tmp_path: Path) -> None:
     for text in (EXAMPLE.read_text(), render("127.0.0.1:8487", ["127.0.0.1:1", "127.0.0.2:2"])):
         config = tmp_path / "haproxy.cfg"
         config.write_text(text)
-        check = subprocess.run([HAPROXY, "-c", "-f", str(config)], capture_output=True, text=True)
+        check = subprocess.run([haproxy(), "-c", "-f", str(config)], capture_output=True, text=True)
         assert check.returncode == 0, check.stdout + check.stderr
 
 
