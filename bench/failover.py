@@ -11,6 +11,7 @@ after the kill (a person or systemd restarting one), for comparison.
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -125,6 +126,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--dryads", type=int, default=6)
     parser.add_argument("--cold", action="store_true", help="start the next one after the kill")
+    parser.add_argument("--keep", action="store_true", help="keep the logs' folder")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-failover-"))
     with private_cluster() as pg:
@@ -163,6 +165,10 @@ def main() -> None:
                 proxy.stop()
             group.stop()
             sshd.stop()
+            if args.keep:
+                print(f"logs in {tmp}")
+            else:
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
