@@ -5,8 +5,9 @@
 #                       the OpenSSH client (for `boruta reserve --ssh`), and .venv with the
 #                       coordinator and the dryad (no test tools, no PostgreSQL, no browser)
 #   install.sh          everything the tests need too: PostgreSQL for the store tests, wrk for
-#                       the latency bench, Chromium for the dashboard test, mmdebstrap, QEMU
-#                       and friends for the image build, shellcheck, and .venv with the tools
+#                       the latency bench, Chromium for the dashboard test, HAProxy for the
+#                       several-coordinators test, mmdebstrap, QEMU and friends for the image
+#                       build, shellcheck, and .venv with the tools
 #
 # A package manager busy elsewhere (unattended upgrades) is waited for, not failed on.
 set -euo pipefail
@@ -28,7 +29,7 @@ test_apt=(postgresql:/usr/lib/postgresql wrk:/usr/bin/wrk openssh-server:/usr/sb
           dosfstools:/usr/sbin/mkfs.vfat mtools:/usr/bin/mcopy fdisk:/usr/sbin/sfdisk
           e2fsprogs:/usr/sbin/mke2fs bmap-tools:/usr/bin/bmaptool xz-utils:/usr/bin/xz
           lintian:/usr/bin/lintian qemu-system-arm:/usr/bin/qemu-system-arm
-          shellcheck:/usr/bin/shellcheck)
+          shellcheck:/usr/bin/shellcheck haproxy:/usr/sbin/haproxy)
 pairs=("${farm_apt[@]}")
 [ "$scope" = farm ] || pairs+=("${test_apt[@]}")
 

@@ -48,7 +48,16 @@ def install(repo: Path, *args: str) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
 
 
-TEST_ONLY = ("postgresql", "chromium", "qemu", "mmdebstrap", "wrk", "shellcheck", "lintian")
+TEST_ONLY = (
+    "postgresql",
+    "chromium",
+    "qemu",
+    "mmdebstrap",
+    "wrk",
+    "shellcheck",
+    "lintian",
+    "haproxy",
+)
 
 
 def test_the_farm_gets_the_coordinator_and_dryad_only(repo: Path) -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.coordinator.store.pg_cluster import PgCluster, private_cluster
 from tests.e2e.coordinators import client
 from tests.e2e.proxy import CuttableProxy
 from tests.e2e.test_standby import _admin_token, _spawn, _stop, _wait_for, _wait_ready
+from tests.pg_cluster import PgCluster, private_cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 

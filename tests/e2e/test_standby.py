@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from coordinator.store.serving import SERVING_LOCK_KEY
-from tests.coordinator.store.pg_cluster import PgCluster, private_cluster
 from tests.e2e.coordinators import READY, client
+from tests.pg_cluster import PgCluster, private_cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 

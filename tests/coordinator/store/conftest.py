@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from coordinator.store.sql import SqlStore
-from tests.coordinator.store.pg_cluster import PgCluster, private_cluster
+from tests.pg_cluster import PgCluster, private_cluster
 
 
 @pytest.fixture(scope="session")

@@ -14,8 +14,8 @@ from coordinator.errors import FarmLost, ServingTaken
 from coordinator.store import serving as serving_module
 from coordinator.store.serving import SERVING_LOCK_KEY, DatabaseClock, Lease, Serving
 from coordinator.store.sql import SqlStore
-from tests.coordinator.store.pg_cluster import PgCluster
 from tests.e2e.proxy import CuttableProxy
+from tests.pg_cluster import PgCluster
 
 pytestmark = pytest.mark.postgres
 

@@ -15,7 +15,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from coordinator.errors import FarmLost, ServingTaken, StoreUnavailable
 from coordinator.store.serving import SERVING_LOCK_KEY, Lease
 from coordinator.store.sql import SqlStore
-from tests.coordinator.store.pg_cluster import PgCluster
+from tests.pg_cluster import PgCluster
 
 pytestmark = pytest.mark.postgres
 

@@ -1,4 +1,4 @@
-"""A private, throw-away PostgreSQL server for the store tests: PgCluster, and its start."""
+"""A private, throw-away PostgreSQL server for the store and e2e tests: PgCluster, its start."""
 
 from __future__ import annotations
 
