@@ -43,9 +43,7 @@ def test_writes_get_503_while_the_database_is_away_and_work_again_after(
     database, proxy = through_proxy
     token = _admin_token(database)
     log = tmp_path / "a.log"
-    config = tmp_path / "c.toml"
-    config.write_text("lease_grace = 3600\n")
-    serving = _spawn(database, log, "--config", str(config))
+    serving = _spawn(database, log, "lease_grace = 3600\n")
     try:
         url = _wait_ready(log, 1)
         with client(url, token) as http:
@@ -76,9 +74,7 @@ def test_past_the_grace_it_stands_by_and_serves_again_when_the_database_is_back(
     database, proxy = through_proxy
     token = _admin_token(database)
     log = tmp_path / "a.log"
-    config = tmp_path / "c.toml"
-    config.write_text("lease_grace = 1\n")
-    serving = _spawn(database, log, "--config", str(config))
+    serving = _spawn(database, log, "lease_grace = 1\n")
     try:
         with client(_wait_ready(log, 1), token) as http:
             made = http.post("/api/v1/reqs/", json=NEW).json()["ReqID"]

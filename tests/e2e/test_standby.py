@@ -100,9 +100,13 @@ def _admin_token(database: str) -> str:
     return done.stdout.decode().splitlines()[-1]
 
 
-def _spawn(database: str, log: Path, *extra: str) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "coordinator", "--db", database, *extra, "serve"]
-    command += ["--http", "127.0.0.1:0", "--link", "127.0.0.1:0"]
+def _spawn(database: str, log: Path, config: str = "") -> subprocess.Popen[bytes]:
+    """``serve`` with its own link host key beside its log (on PostgreSQL the default is
+    the current directory) and ``config`` as more TOML."""
+    settings = log.with_suffix(".toml")
+    settings.write_text(f'link_host_key = "{log.parent / "link_host_key"}"\n{config}')
+    command = [sys.executable, "-m", "coordinator", "--db", database, "--config", str(settings)]
+    command += ["serve", "--http", "127.0.0.1:0", "--link", "127.0.0.1:0"]
     with log.open("ab") as sink:
         return subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
 
