@@ -62,6 +62,15 @@ class Effects:
         for worker in staged.batch.workers.values():
             self.start_background(worker)
 
+    def resume(self, was: Worker, current: Callable[[WorkerUUID], Worker | None]) -> None:
+        """The step of ``was``, begun before a restart or a takeover, now that its dryad is
+        back, unless the worker changed meanwhile. Not at the start: the dryad is not back
+        yet, and failing the step would FAIL a healthy board; the link's grace FAILS it if
+        the dryad stays away."""
+        worker = current(was.uuid)
+        if worker is not None and worker.epoch == was.epoch:
+            self.start_background(worker)
+
     def start_background(self, worker: Worker) -> None:
         """The PREPARE or BUSY step of a worker in that state."""
         if self._tg is None:

@@ -133,7 +133,8 @@ class Service:
             task_status.started()
 
     async def _resume(self) -> None:
-        """Re-open running jobs' tunnels and restart background steps cut off by a crash."""
+        """Re-open running jobs' tunnels; go on with the steps a crash cut off once their
+        dryads are back (docs/failover.md §standby)."""
         farm = self._committed
         for req in farm.requests.values():
             if req.state is RequestState.IN_PROGRESS and req.job is not None:
@@ -141,8 +142,9 @@ class Service:
                 if worker is not None:
                     await self._access.open(req.id, worker)
         for worker in farm.workers.values():
-            self._effects.start_background(worker)
-            self._presence.watch(worker.uuid)  # dryads must come back after our restart
+            resume = partial(self._effects.resume, worker, lambda u: self._committed.workers.get(u))
+            self._presence.when_up(worker.uuid, resume)
+            self._presence.watch(worker.uuid)  # ... within the grace, or the worker FAILS
         await self.fire_timers()
         await self._match_pass(None)
 

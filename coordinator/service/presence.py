@@ -25,6 +25,7 @@ class Presence:
         self._on_away = on_away
         self._epochs: dict[WorkerUUID, int] = {}
         self._tg: TaskGroup | None = None
+        self._on_up: dict[WorkerUUID, Callable[[], None]] = {}
 
     def start(self, tg: TaskGroup) -> None:
         """Grace timers run in ``tg`` from now on."""
@@ -37,6 +38,12 @@ class Presence:
         if not self.connected(uuid):
             self._epochs[uuid] = self._epochs.get(uuid, 0) + 1
             logger.info("worker %s: link up", uuid)
+            if (then := self._on_up.pop(uuid, None)) is not None:
+                then()
+
+    def when_up(self, uuid: WorkerUUID, then: Callable[[], None]) -> None:
+        """Call ``then`` when the worker's link comes up next (once)."""
+        self._on_up[uuid] = then
 
     def down(self, uuid: WorkerUUID) -> None:
         if self.connected(uuid):
