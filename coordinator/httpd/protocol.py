@@ -45,6 +45,10 @@ def guarded(guard: ConnectionGuard, timeouts: Timeouts) -> type[asyncio.Protocol
 
     class GuardedHttp(HttpToolsProtocol):
         _begun = False
+        # The headers being awaited must be complete by _header_due. The timer is not
+        # cancelled when they are: it is armed again only when it fires, so a busy
+        # kept-alive connection makes one timer per header timeout, not one per request.
+        _header_due: float | None = None
         _header_timer: asyncio.TimerHandle | None = None
         _send_timer: asyncio.TimerHandle | None = None
 
@@ -67,7 +71,7 @@ def guarded(guard: ConnectionGuard, timeouts: Timeouts) -> type[asyncio.Protocol
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(cast("asyncio.Transport", _Gathered(transport, self.loop)))
             _cap_send_buffer(transport)
-            self._header_timer = self.loop.call_later(timeouts.header, self._too_slow)
+            self._await_headers()
             guard.opened(self)
 
         def connection_lost(self, exc: Exception | None) -> None:
@@ -78,11 +82,11 @@ def guarded(guard: ConnectionGuard, timeouts: Timeouts) -> type[asyncio.Protocol
         def on_message_begin(self) -> None:
             self._begun = True
             super().on_message_begin()
-            if self._header_timer is None:
-                self._header_timer = self.loop.call_later(timeouts.header, self._too_slow)
+            if self._header_due is None:  # the first request counts from the connection
+                self._await_headers()
 
         def on_headers_complete(self) -> None:
-            self._cancel_header_timer()
+            self._header_due = None
             super().on_headers_complete()
 
         def pause_writing(self) -> None:
@@ -96,8 +100,20 @@ def guarded(guard: ConnectionGuard, timeouts: Timeouts) -> type[asyncio.Protocol
                 self._send_timer.cancel()
                 self._send_timer = None
 
-        def _too_slow(self) -> None:
+        def _await_headers(self) -> None:
+            self._header_due = self.loop.time() + timeouts.header
+            if self._header_timer is None:
+                self._header_timer = self.loop.call_at(self._header_due, self._headers_due)
+
+        def _headers_due(self) -> None:
             self._header_timer = None
+            due = self._header_due
+            if due is None:
+                return  # complete in time; the next request arms the timer again
+            if due > self.loop.time():  # a later request's deadline
+                self._header_timer = self.loop.call_at(due, self._headers_due)
+                return
+            self._header_due = None
             guard.count("too slow to send a request", self.peer)
             self.evict()
 
@@ -106,13 +122,11 @@ def guarded(guard: ConnectionGuard, timeouts: Timeouts) -> type[asyncio.Protocol
             guard.count("not reading a response", self.peer)
             self.evict()
 
-        def _cancel_header_timer(self) -> None:
+        def _stop_timers(self) -> None:
+            self._header_due = None
             if self._header_timer is not None:
                 self._header_timer.cancel()
                 self._header_timer = None
-
-        def _stop_timers(self) -> None:
-            self._cancel_header_timer()
             if self._send_timer is not None:
                 self._send_timer.cancel()
                 self._send_timer = None
