@@ -9,8 +9,8 @@ connection. The open-connection accounting is ``ConnectionGuard``'s.
 
 uvicorn writes a response's head and its body apart: two sends, two TCP segments and two
 wake-ups of the client for every small JSON answer. Writes are gathered here and go out
-together once the current step of the event loop is done (docs/architecture.md
-§connections).
+together once the current step of the event loop is done
+(docs/architecture.md §connections).
 """
 
 from __future__ import annotations
