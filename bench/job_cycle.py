@@ -43,6 +43,7 @@ class Figures:
     steps: dict[str, list[float]] = field(default_factory=dict)
     server_cpu: float = 0.0  # CPU seconds of the server (and its children) while measured
     helpers_cpu: float = 0.0  # of that, the server's child processes (our key makers)
+    loop_cpu: float = 0.0  # of that, our server's main thread: the event loop
     client_cpu: float = 0.0  # CPU seconds of the load generator's process while measured
 
     @property
@@ -63,6 +64,12 @@ class Figures:
             + (
                 f"   (of which child processes {self.helpers_cpu / self.cycles * 1000:.2f})"
                 if self.helpers_cpu
+                else ""
+            )
+            + (
+                f"\n      event loop     {self.loop_cpu / self.cycles * 1000:7.2f} ms/cycle"
+                "   (the rest: the store's commit thread, key makers, other threads)"
+                if self.loop_cpu
                 else ""
             )
             + f"\n    client CPU       {self.client_cpu / self.cycles * 1000:7.2f} ms/cycle"
@@ -236,19 +243,29 @@ async def _our_cycles(
             latencies.extend([await cycle(call) for _ in todo])
 
         cpu_before = tree_cpu(server_pid)
+        loop_before = _thread_cpu(server_pid, server_pid)
         client_before = own_cpu(os.getpid())
         start = time.perf_counter()
         await asyncio.gather(*(lane(call) for call in calls))
         elapsed = time.perf_counter() - start
         client_cpu = own_cpu(os.getpid()) - client_before
         cpu_after = tree_cpu(server_pid)
+        loop_after = _thread_cpu(server_pid, server_pid)
     figures = Figures("", cycles, elapsed, latencies, steps)
     figures.server_cpu = used_since(cpu_before, cpu_after)
     figures.helpers_cpu = figures.server_cpu - (
         cpu_after.get(server_pid, 0.0) - cpu_before.get(server_pid, 0.0)
     )
     figures.client_cpu = client_cpu
+    figures.loop_cpu = loop_after - loop_before
     return figures
+
+
+def _thread_cpu(pid: int, tid: int) -> float:
+    """User plus system CPU seconds of one thread of ``pid`` (its main thread: ``tid=pid``)."""
+    stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_ours(
