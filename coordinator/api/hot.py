@@ -4,12 +4,12 @@ A job cycle is ``POST /api/v1/reqs/``, ``POST …/{id}/acquire_worker`` and ``PO
 …/{id}/close``, with ``GET /api/v1/reqs/{id}`` to poll: for these, Starlette's router tries
 each route's regular expression in turn and its two exception layers wrap every call and
 every send, which cost more CPU than the endpoint's own parsing
-(docs/architecture.md §hot routes). This middleware sits where the router's exception layer would, takes exactly
-those paths (a request ID of ASCII digits, a method the route allows) and calls the very
-``Route``'s endpoint with the scope the router would have made; an error it handles
-(``BorutaError``, ``HTTPException``) is answered by the same handler. Anything else —
-other paths, other methods, an ID that is not digits — goes on to the router untouched,
-so routing, 404s, 405s and redirects are the router's.
+(docs/architecture.md §hot routes). This middleware sits where the router's exception
+layer would, takes exactly those paths (a request ID of ASCII digits, a method the route
+allows) and calls the very ``Route``'s endpoint with the scope the router would have
+made; an error it handles (``BorutaError``, ``HTTPException``) is answered by the same
+handler. Anything else — other paths, other methods, an ID that is not digits — goes on
+to the router untouched, so routing, 404s, 405s and redirects are the router's.
 """
 
 from __future__ import annotations
