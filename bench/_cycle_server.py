@@ -1,9 +1,10 @@
-"""Our coordinator for the job-cycle bench: uvicorn on loopback with W in-process workers."""
+"""Our coordinator for the job-cycle bench: the product's own server path
+(``coordinator.httpd.server.serve``: uvicorn with the guarded protocol) on loopback, with W
+in-process workers."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import cProfile
 import logging
 import signal
@@ -13,13 +14,12 @@ from pathlib import Path
 from typing import Any, cast
 
 import anyio
-import uvicorn
 from _common import BOARD_CAPS, uuid_of
 
 from coordinator.assembly import Parts, assemble
 from coordinator.domain.model import KeyType, User
 from coordinator.domain.states import WorkerState
-from coordinator.httpd.heap import limit_arenas
+from coordinator.httpd.server import serve
 from coordinator.service.interfaces import Dryads
 from coordinator.service.keys import JobKey, KeyPool, generate, generate_ed25519
 from coordinator.service.operations import Service
@@ -92,7 +92,6 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="write cProfile stats here at exit")
     parser.add_argument("--finished-in-memory", type=int, default=Settings().finished_in_memory)
     args = parser.parse_args()
-    limit_arenas()  # as the coordinator's own server does (coordinator/httpd/server.py)
     logging.basicConfig(level=logging.WARNING)
 
     store = SqlStore.open(args.db, sqlite_sync=args.sqlite_sync)
@@ -114,38 +113,26 @@ def main() -> None:
         http=f"127.0.0.1:{args.port}",
         sqlite_sync=args.sqlite_sync,
         finished_in_memory=args.finished_in_memory,
+        log_level="WARNING",
     )
     dryads = cast("Dryads", InstantDryads())
-    app = assemble(settings, Parts(store=store, dryads=dryads, keys=keys)).app
-    service: Service = app.state.coordinator.service
+    coordinator = assemble(settings, Parts(store=store, dryads=dryads, keys=keys))
 
-    class Server(uvicorn.Server):
-        async def startup(self, sockets: Any = None) -> None:
-            await super().startup(sockets)
-            if self.started:
-                await register_workers(service, args.workers)
-                if not args.fixed_keys:
-                    await stock_filled(keys)
-                print(f"coordinator ready on http://127.0.0.1:{args.port}", flush=True)
+    async def before_ready() -> None:
+        await register_workers(coordinator.service, args.workers)
+        if not args.fixed_keys:
+            await stock_filled(keys)
+        print(f"coordinator ready on http://127.0.0.1:{args.port}", flush=True)
 
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=args.port,
-        lifespan="on",
-        log_level="warning",
-        access_log=False,
-        server_header=False,
-    )
     profiler = cProfile.Profile() if args.profile else None
     try:
         if profiler is not None:
             # uvicorn raises the SIGTERM it caught again after its shutdown: let that one
             # pass, so the stats get written.
             signal.signal(signal.SIGTERM, lambda *_: None)
-            profiler.runcall(asyncio.run, Server(config).serve())
+            profiler.runcall(serve, coordinator, settings, before_ready=before_ready)
         else:
-            asyncio.run(Server(config).serve())
+            serve(coordinator, settings, before_ready=before_ready)
     finally:
         if profiler is not None:
             profiler.dump_stats(args.profile)

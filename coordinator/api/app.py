@@ -17,6 +17,7 @@ from coordinator.api.errors import boruta_error, http_error, internal_error
 from coordinator.api.events import EventsEndpoint
 from coordinator.api.feed import FeedEndpoints
 from coordinator.api.health import Health
+from coordinator.api.hot import Handler, HotRoutes
 from coordinator.api.quotas import QuotaEndpoints
 from coordinator.api.redact import redact_logs
 from coordinator.api.routing import fallback
@@ -34,6 +35,9 @@ from coordinator.settings import Settings
 from coordinator.store import Store
 
 logger = logging.getLogger(__name__)
+
+# The errors answered by a handler of their own; anything else is a 500 (internal_error).
+HANDLED: dict[type[Exception], Handler] = {BorutaError: boruta_error, HTTPException: http_error}
 
 
 @dataclass
@@ -69,9 +73,10 @@ def create_app(
         async with lifespan():
             yield
 
+    v1_routes = v1.routes()
     app = Starlette(
         routes=[
-            *v1.routes(),
+            *v1_routes,
             *Health(parts.store, settings.max_acquire_wait).routes(),
             *dashboard.routes(),
             *EventsEndpoint(parts.events, auth).routes(),
@@ -79,12 +84,11 @@ def create_app(
             *WhoAmI(auth).routes(),
             *QuotaEndpoints(QuotaAdmin(parts.service, parts.store, parts.clock), auth).routes(),
         ],
-        middleware=[Middleware(HttpMetrics, metrics=parts.metrics)],
-        exception_handlers={
-            BorutaError: boruta_error,
-            HTTPException: http_error,
-            Exception: internal_error,
-        },
+        middleware=[
+            Middleware(HttpMetrics, metrics=parts.metrics),
+            Middleware(HotRoutes, routes=v1_routes, handlers=HANDLED),
+        ],
+        exception_handlers={**HANDLED, Exception: internal_error},
         lifespan=app_lifespan,
     )
     # The original redirects with 308 (httptreemux); Starlette's own slash redirect is 307.

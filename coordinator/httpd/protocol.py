@@ -6,6 +6,11 @@ one whose client stops reading a response: each would hold a descriptor for ever
 request's headers must be complete within ``header_timeout`` of its first byte (or of
 the connection), and a response that cannot be written for ``send_timeout`` ends the
 connection. The open-connection accounting is ``ConnectionGuard``'s.
+
+uvicorn writes a response's head and its body apart: two sends, two TCP segments and two
+wake-ups of the client for every small JSON answer. Writes are gathered here and go out
+together once the current step of the event loop is done
+(docs/architecture.md §connections).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import socket
 import struct
 import termios
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -40,6 +45,10 @@ def guarded(guard: ConnectionGuard, timeouts: Timeouts) -> type[asyncio.Protocol
 
     class GuardedHttp(HttpToolsProtocol):
         _begun = False
+        # The headers being awaited must be complete by _header_due. The timer is not
+        # cancelled when they are: it is armed again only when it fires, so a busy
+        # kept-alive connection makes one timer per header timeout, not one per request.
+        _header_due: float | None = None
         _header_timer: asyncio.TimerHandle | None = None
         _send_timer: asyncio.TimerHandle | None = None
 
@@ -60,9 +69,9 @@ def guarded(guard: ConnectionGuard, timeouts: Timeouts) -> type[asyncio.Protocol
             self.transport.abort()
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
+            super().connection_made(cast("asyncio.Transport", _Gathered(transport, self.loop)))
             _cap_send_buffer(transport)
-            self._header_timer = self.loop.call_later(timeouts.header, self._too_slow)
+            self._await_headers()
             guard.opened(self)
 
         def connection_lost(self, exc: Exception | None) -> None:
@@ -73,11 +82,11 @@ def guarded(guard: ConnectionGuard, timeouts: Timeouts) -> type[asyncio.Protocol
         def on_message_begin(self) -> None:
             self._begun = True
             super().on_message_begin()
-            if self._header_timer is None:
-                self._header_timer = self.loop.call_later(timeouts.header, self._too_slow)
+            if self._header_due is None:  # the first request counts from the connection
+                self._await_headers()
 
         def on_headers_complete(self) -> None:
-            self._cancel_header_timer()
+            self._header_due = None
             super().on_headers_complete()
 
         def pause_writing(self) -> None:
@@ -91,8 +100,20 @@ def guarded(guard: ConnectionGuard, timeouts: Timeouts) -> type[asyncio.Protocol
                 self._send_timer.cancel()
                 self._send_timer = None
 
-        def _too_slow(self) -> None:
+        def _await_headers(self) -> None:
+            self._header_due = self.loop.time() + timeouts.header
+            if self._header_timer is None:
+                self._header_timer = self.loop.call_at(self._header_due, self._headers_due)
+
+        def _headers_due(self) -> None:
             self._header_timer = None
+            due = self._header_due
+            if due is None:
+                return  # complete in time; the next request arms the timer again
+            if due > self.loop.time():  # a later request's deadline
+                self._header_timer = self.loop.call_at(due, self._headers_due)
+                return
+            self._header_due = None
             guard.count("too slow to send a request", self.peer)
             self.evict()
 
@@ -101,18 +122,61 @@ def guarded(guard: ConnectionGuard, timeouts: Timeouts) -> type[asyncio.Protocol
             guard.count("not reading a response", self.peer)
             self.evict()
 
-        def _cancel_header_timer(self) -> None:
+        def _stop_timers(self) -> None:
+            self._header_due = None
             if self._header_timer is not None:
                 self._header_timer.cancel()
                 self._header_timer = None
-
-        def _stop_timers(self) -> None:
-            self._cancel_header_timer()
             if self._send_timer is not None:
                 self._send_timer.cancel()
                 self._send_timer = None
 
     return GuardedHttp
+
+
+class _Gathered:
+    """A transport whose writes in one step of the event loop leave in one send.
+
+    Everything else is the wrapped transport's; closing sends what is gathered first,
+    aborting drops it (as the wrapped transport drops its own buffer)."""
+
+    __slots__ = ("_loop", "_pending", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._pending is None:
+            self._pending = [bytes(data)]
+            self._loop.call_soon(self._flush)
+        else:
+            self._pending.append(bytes(data))
+
+    def writelines(self, lines: Any) -> None:
+        for data in lines:
+            self.write(data)
+
+    def get_write_buffer_size(self) -> int:
+        gathered = sum(map(len, self._pending)) if self._pending else 0
+        return gathered + self._transport.get_write_buffer_size()
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._pending = None
+        self._transport.abort()
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending and not self._transport.is_closing():
+            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 def _cap_send_buffer(transport: asyncio.Transport) -> None:
