@@ -8,9 +8,10 @@ Two things differ from ``boruta-coordinator``, both here and nowhere in the prod
 - the dryads are ``InstantDryads`` (bench/_cycle_server.py) instead of the SSH link, and the
   serving coordinator registers W workers through its service and puts them in service,
   then waits for the RSA key stock to fill, all before its ready line;
-- ``SqlStore.commit`` is timed: on SIGUSR1 the process prints ``COMMITS <n> <seconds>``
-  (commits so far, wall seconds spent in them), so the bench can read the commit path's
-  busy time over its measured window.
+- ``SqlStore.commit`` is timed: on SIGUSR1 the process prints
+  ``COMMITS <n> <seconds> <cpu>`` (commits so far, wall seconds spent in them, CPU seconds
+  of the committing thread in them), so the bench can read the commit path over its
+  measured window.
 ``--no-fencing`` (a diagnostic) makes the per-write epoch check a no-op, to show what
 fencing costs; the product has no such setting.
 """
@@ -45,28 +46,30 @@ class CommitClock:
     def __init__(self) -> None:
         self.count = 0
         self.seconds = 0.0
+        self.cpu = 0.0  # of those seconds, CPU time of the threads that committed
         self._lock = threading.Lock()
 
-    def add(self, seconds: float) -> None:
+    def add(self, seconds: float, cpu: float) -> None:
         with self._lock:
             self.count += 1
             self.seconds += seconds
+            self.cpu += cpu
 
     def report(self, *_: object) -> None:
         # A signal handler in the main thread: no lock (a commit thread may hold it); a
         # reading torn between the two fields is off by one commit at most.
-        print(f"COMMITS {self.count} {self.seconds:.6f}", flush=True)
+        print(f"COMMITS {self.count} {self.seconds:.6f} {self.cpu:.6f}", flush=True)
 
 
 def _time_commits(clock: CommitClock) -> None:
     real = SqlStore.commit
 
     def commit(self: SqlStore, changes: Changes) -> list[Numbered]:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.thread_time()
         try:
             return real(self, changes)
         finally:
-            clock.add(time.perf_counter() - start)
+            clock.add(time.perf_counter() - start, time.thread_time() - cpu)
 
     SqlStore.commit = commit  # type: ignore[method-assign]
 

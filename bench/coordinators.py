@@ -31,7 +31,7 @@ from coordinator.settings import Settings
 from coordinator.store.sql import SqlStore
 
 STANDBY = re.compile(rb"standby: coordinator ")
-COMMITS = re.compile(rb"^COMMITS (\d+) ([\d.]+)$", re.MULTILINE)
+COMMITS = re.compile(rb"^COMMITS (\d+) ([\d.]+) ([\d.]+)$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,8 @@ class Round:
     coordinator_cpu: list[float]  # CPU seconds of each coordinator process tree (serving first)
     server_cpu: float  # CPU seconds of the PostgreSQL server's processes (0 on SQLite)
     commits: int
-    commit_seconds: float
+    commit_seconds: float  # wall seconds in the store's commit
+    commit_cpu: float  # of those, CPU seconds of the committing thread
     waits: Waits | None
 
 
@@ -83,7 +84,7 @@ def _serve_argv(db: str, workers: int, fencing: bool) -> list[str]:
     return [*ours, "--", "--db", db, "serve", "--http", f"127.0.0.1:{port}"]
 
 
-def _commit_clock(proc: Process, asked: list[int]) -> tuple[int, float]:
+def _commit_clock(proc: Process, asked: list[int]) -> tuple[int, float, float]:
     """Ask the serving coordinator for its commit counters (SIGUSR1) and wait for them."""
     asked[0] += 1
     proc.popen.send_signal(signal.SIGUSR1)
@@ -91,7 +92,8 @@ def _commit_clock(proc: Process, asked: list[int]) -> tuple[int, float]:
     while time.monotonic() < deadline:
         found = COMMITS.findall(proc.output())
         if len(found) >= asked[0]:
-            return int(found[asked[0] - 1][0]), float(found[asked[0] - 1][1])
+            count, seconds, cpu = found[asked[0] - 1]
+            return int(count), float(seconds), float(cpu)
         time.sleep(0.002)
     raise RuntimeError(f"no COMMITS line from {proc.log}")
 
@@ -100,7 +102,7 @@ def _commit_clock(proc: Process, asked: list[int]) -> tuple[int, float]:
 class Reading:
     coordinators: list[dict[int, float]]  # each coordinator's process tree, serving first
     server: dict[int, float]  # the PostgreSQL server's processes (empty on SQLite)
-    commits: tuple[int, float]  # the serving coordinator's commits so far, seconds in them
+    commits: tuple[int, float, float]  # the serving coordinator's commit clock (serve.py)
 
 
 def run_system(
@@ -174,6 +176,7 @@ def run_system(
         used(first.server, last.server),
         last.commits[0] - first.commits[0],
         last.commits[1] - first.commits[1],
+        last.commits[2] - first.commits[2],
         waits[0] if waits else None,
     )
 
@@ -229,6 +232,7 @@ def report(results: Results) -> str:
     commits = [r.commits / r.cycles.count for r in rounds]
     each = [r.commit_seconds / r.commits for r in rounds if r.commits]
     busy = [r.commit_seconds / r.cycles.elapsed * 100 for r in rounds]
+    cpu = [r.commit_cpu / r.commit_seconds * 100 for r in rounds if r.commit_seconds]
     lines = [
         f"== {results.system.title}",
         f"    cycles/s        {_spread(results.rates())}",
@@ -246,6 +250,8 @@ def report(results: Results) -> str:
         f"    commits         {statistics.median(commits):.2f} per cycle, "
         f"{_ms(statistics.median(each))} ms each; the commit path was busy "
         f"{_spread(busy, '{:.0f}%')} of the wall time",
+        f"    in a commit     the committing thread ran on a CPU {statistics.median(cpu):.0f}% "
+        "of the time; the rest it waited (database, disk, the GIL, a core)",
         _waits_line(rounds),
     ]
     return "\n".join(lines)
