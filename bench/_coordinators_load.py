@@ -1,6 +1,6 @@
 """Job cycles for bench/coordinators.py (create → matched → acquired → closed, Ed25519 job
-keys, one keep-alive connection per lane) with a measured window that the caller brackets,
-and CPU seconds of process trees that count the children already gone."""
+keys, one keep-alive connection per lane), run in chunks, and CPU seconds of process trees
+that count the children already gone."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,32 +48,20 @@ class Cycles:
     count: int
     elapsed: float
     latencies: list[float]
-    client_cpu: float  # CPU seconds of this (the load generator's) process while measured
-
-    @property
-    def rate(self) -> float:
-        return self.count / self.elapsed
+    client_cpu: float  # CPU seconds of this (the load generator's) process meanwhile
 
 
-async def cycles(
-    host: str,
-    port: int,
-    token: str,
-    count: int,
-    concurrency: int,
-    begin: Callable[[], None],
-    end: Callable[[], None],
-    warm_up: int = 50,
-) -> Cycles:
-    """``warm_up`` cycles on one lane, then ``count`` over ``concurrency`` lanes, with
-    ``begin`` called just before the measured ones and ``end`` just after."""
-    create = json.dumps({"Priority": 8, "Caps": BOARD_CAPS, "KeyType": "ed25519"}).encode()
-    lanes = [LightConnection(host, port, token) for _ in range(concurrency)]
-    made = lanes[0].request("/api/v1/reqs/", create)
+class Lanes:
+    """``concurrency`` lanes, each a keep-alive connection that runs one cycle at a time."""
 
-    async def cycle(conn: LightConnection) -> float:
+    def __init__(self, host: str, port: int, token: str, concurrency: int) -> None:
+        self._lanes = [LightConnection(host, port, token) for _ in range(concurrency)]
+        body = {"Priority": 8, "Caps": BOARD_CAPS, "KeyType": "ed25519"}
+        self._create = self._lanes[0].request("/api/v1/reqs/", json.dumps(body).encode())
+
+    async def _cycle(self, conn: LightConnection) -> float:
         start = time.perf_counter()
-        status, body = await conn.call(made)
+        status, body = await conn.call(self._create)
         if status != 201:
             raise RuntimeError(f"create: {status} {body!r}")
         rid = json.loads(body)["ReqID"]
@@ -87,23 +74,26 @@ async def cycles(
             raise RuntimeError(f"close: {status} {body!r}")
         return time.perf_counter() - start
 
-    try:
-        for _ in range(warm_up):
-            await cycle(lanes[0])
+    async def warm_up(self, count: int) -> None:
+        for _ in range(count):
+            await self._cycle(self._lanes[0])
+
+    async def cycles(self, count: int) -> Cycles:
+        """``count`` cycles over all lanes, each lane taking the next as it finishes one."""
         latencies: list[float] = []
         todo = iter(range(count))
 
         async def lane(conn: LightConnection) -> None:
-            latencies.extend([await cycle(conn) for _ in todo])
+            latencies.extend([await self._cycle(conn) for _ in todo])
 
-        begin()
         client_before = own_cpu(os.getpid())
         start = time.perf_counter()
-        await asyncio.gather(*(lane(conn) for conn in lanes))
+        await asyncio.gather(*(lane(conn) for conn in self._lanes))
         elapsed = time.perf_counter() - start
-        client_cpu = own_cpu(os.getpid()) - client_before
-        end()
-    finally:
-        for conn in lanes:
+        return Cycles(count, elapsed, latencies, own_cpu(os.getpid()) - client_before)
+
+    async def close(self) -> None:
+        """Close every connection; the next cycle on a lane connects again (the server
+        closes connections idle for longer than its keep-alive timeout anyway)."""
+        for conn in self._lanes:
             await conn.close()
-    return Cycles(count, elapsed, latencies, client_cpu)

@@ -4,6 +4,7 @@ the bench asks it while it runs: its server processes' CPU and its sessions' wai
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -13,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import psycopg  # noqa: TID251 - the bench reads PostgreSQL's own views, not our tables
@@ -51,6 +53,21 @@ class Cluster:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+    @property
+    def log(self) -> Path:
+        return self.data.parent / "server.log"
+
+    def log_statements(self, on: bool) -> None:
+        """Log every statement of every session (with its server process's pid), or stop."""
+        with self.connect() as conn:
+            if on:
+                conn.execute("ALTER SYSTEM SET log_statement = 'all'")
+                conn.execute("ALTER SYSTEM SET log_line_prefix = '%p '")
+            else:
+                conn.execute("ALTER SYSTEM RESET log_statement")
+                conn.execute("ALTER SYSTEM RESET log_line_prefix")
+            conn.execute("SELECT pg_reload_conf()")
 
     def postmaster(self) -> int:
         """The server's main process (its children are the sessions and the background
@@ -127,7 +144,7 @@ def private_cluster(parent: Path) -> Iterator[Cluster]:
 
 _BUSY = """
 SELECT state, wait_event_type, wait_event FROM pg_stat_activity
-WHERE application_name = %s AND state IN ('active', 'idle in transaction')
+WHERE application_name = %s AND datname = %s AND state IN ('active', 'idle in transaction')
 """
 
 
@@ -159,9 +176,9 @@ def _kind(state: str, wait_type: str | None, wait: str | None) -> str:
 
 
 class WaitSampler:
-    """A thread that reads the coordinators' sessions from pg_stat_activity every ``period``
-    seconds, on its own session (whose server process ``backend`` the bench leaves out of
-    the server's CPU)."""
+    """A thread that reads one database's coordinator sessions from pg_stat_activity every
+    ``period`` seconds, on its own session (whose server process ``backend`` the bench
+    leaves out of the server's CPU)."""
 
     def __init__(self, cluster: Cluster, period: float) -> None:
         self._conn = cluster.connect()
@@ -172,8 +189,10 @@ class WaitSampler:
         self._stop = threading.Event()
         self._waits = Waits()
         self._thread: threading.Thread | None = None
+        self._database = ""
 
-    def start(self) -> None:
+    def start(self, database: str) -> None:
+        self._database = database
         self._waits = Waits()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="wait-sampler", daemon=True)
@@ -192,8 +211,52 @@ class WaitSampler:
         started = time.perf_counter()
         while not self._stop.wait(self._period):
             # pg_stat_activity is a snapshot per transaction: autocommit takes a new one.
-            rows = self._conn.execute(_BUSY, (APPLICATION,)).fetchall()
+            rows = self._conn.execute(_BUSY, (APPLICATION, self._database)).fetchall()
             self._waits.samples += 1
             for state, wait_type, wait in rows:
                 self._waits.busy[_kind(str(state), wait_type, wait)] += 1  # type: ignore[arg-type]
         self._waits.seconds = time.perf_counter() - started
+
+
+# ---- what a write transaction sends ------------------------------------------------------------
+
+_LOGGED = re.compile(r"^(\d+) LOG:  (?:statement|execute [^:]+): (.*)$", re.MULTILINE)
+
+
+@dataclass
+class Statements:
+    """The write transactions found in a statement log: how many, and the statements they
+    sent (each one round trip), counted by kind."""
+
+    transactions: int = 0
+    sizes: list[int] = field(default_factory=list)  # statements per transaction
+    # Round trips per transaction: psycopg pipelines an executemany, so a run of one
+    # statement executed again and again counts once.
+    trips: list[int] = field(default_factory=list)
+    kinds: Counter[str] = field(default_factory=Counter)
+
+
+def _statement_kind(text: str) -> str:
+    if text == ";":
+        return "; (the connection pool's pre-ping)"
+    return " ".join(text.replace("(", " ").split()[:3])
+
+
+def write_transactions(log: str) -> Statements:
+    """Statements per write transaction (one with an INSERT, UPDATE or DELETE), counting
+    what a session sent since its previous transaction ended (the pool's pre-ping)."""
+    found = Statements()
+    pending: dict[str, list[str]] = {}
+    for pid, text in _LOGGED.findall(log):
+        sent = pending.setdefault(pid, [])
+        sent.append(text.strip())
+        if text.strip() not in ("COMMIT", "ROLLBACK"):
+            continue
+        del pending[pid]
+        if any(t.split()[0] in ("INSERT", "UPDATE", "DELETE") for t in sent if t.split()):
+            found.transactions += 1
+            kinds = [_statement_kind(t) for t in sent]
+            found.sizes.append(len(kinds))
+            found.trips.append(1 + sum(a != b for a, b in pairwise(kinds)))
+            found.kinds.update(kinds)
+    return found
