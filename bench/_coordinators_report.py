@@ -17,7 +17,7 @@ class System:
     title: str
     postgres: bool
     coordinators: int = 1
-    fencing: bool = True
+    diagnostic: tuple[str, ...] = ()  # bench/_coordinators_serve.py's diagnostic flags
 
 
 @dataclass

@@ -12,8 +12,10 @@ Two things differ from ``boruta-coordinator``, both here and nowhere in the prod
   ``COMMITS <n> <seconds> <cpu>`` (commits so far, wall seconds spent in them, CPU seconds
   of the committing thread in them), so the bench can read the commit path over its
   measured window.
-``--no-fencing`` (a diagnostic) makes the per-write epoch check a no-op, to show what
-fencing costs; the product has no such setting.
+Diagnostics, to show what a part costs (the product has no such settings):
+``--no-fencing`` makes the per-write epoch check a no-op; ``--no-pre-ping`` opens the
+store's engine without a ping at each connection checkout; ``--switch-interval`` sets the
+GIL's switch interval (``sys.setswitchinterval``).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from coordinator import cli
 from coordinator.service.interfaces import Dryads
 from coordinator.service.keys import KeyPool
 from coordinator.settings import Settings
-from coordinator.store import Changes
+from coordinator.store import Changes, engine
 from coordinator.store.records import Numbered
 from coordinator.store.serving import ServingLock
 from coordinator.store.sql import SqlStore
@@ -103,6 +105,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--no-fencing", action="store_true", help="diagnostic only")
+    parser.add_argument(
+        "--no-pre-ping", action="store_true", help="diagnostic: no ping at each checkout"
+    )
+    parser.add_argument("--switch-interval", type=float, help="diagnostic: the GIL's, seconds")
     parser.add_argument("argv", nargs=argparse.REMAINDER, help="-- then boruta-coordinator's")
     args = parser.parse_args()
     argv: list[str] = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
@@ -116,6 +122,15 @@ def main() -> int:
             return None
 
         ServingLock.check_write = unchecked  # type: ignore[method-assign]
+    if args.no_pre_ping:
+        real_create = getattr(engine, "create_engine")  # noqa: B009 - patched below
+
+        def create_engine(*a: Any, **kw: Any) -> Any:
+            return real_create(*a, **{**kw, "pool_pre_ping": False})
+
+        setattr(engine, "create_engine", create_engine)  # noqa: B010 - not exported
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
     return cli.main(argv)
 
 

@@ -1,6 +1,7 @@
 """Job cycles per second, side by side in one run: one coordinator on a SQLite file, one on
-PostgreSQL, three on one PostgreSQL database (one serves, two stand by), and a diagnostic
-PostgreSQL run without the per-write fencing check. Every system is up for the whole run
+PostgreSQL, three on one PostgreSQL database (one serves, two stand by), and two diagnostic
+ones on PostgreSQL: without the per-write fencing check, and without the connection pool's
+ping at each checkout (each is one round trip of every write transaction). Every system is up for the whole run
 and the cycles run in short chunks, system after system in a rotating order, so that load
 from elsewhere on a shared machine falls on all of them alike.
 
@@ -44,11 +45,13 @@ from coordinator.store.sql import SqlStore
 STANDBY = re.compile(rb"standby: coordinator ")
 COMMITS = re.compile(rb"^COMMITS (\d+) ([\d.]+) ([\d.]+)$", re.MULTILINE)
 
+NO_FENCING, NO_PING = ("--no-fencing",), ("--no-pre-ping",)  # _coordinators_serve.py's
 SYSTEMS = (
     System("sqlite", "1 coordinator, SQLite", postgres=False),
     System("pg", "1 coordinator, PostgreSQL", postgres=True),
     System("pg3", "3 coordinators, one PostgreSQL (1 serves, 2 stand by)", True, 3),
-    System("nofence", "[diag] 1 coordinator, PostgreSQL, no fencing check", True, fencing=False),
+    System("nofence", "[diag] 1 coordinator, PostgreSQL, no fencing check", True, 1, NO_FENCING),
+    System("noping", "[diag] 1 coordinator, PostgreSQL, no pre-ping", True, 1, NO_PING),
 )
 
 
@@ -81,11 +84,9 @@ class Up:
         raise RuntimeError(f"no COMMITS line in {serving.log}")
 
 
-def _serve_argv(db: str, workers: int, fencing: bool) -> list[str]:
+def _serve_argv(db: str, workers: int, diagnostic: tuple[str, ...]) -> list[str]:
     ours = [sys.executable, str(BENCH / "_coordinators_serve.py"), "--workers", str(workers)]
-    if not fencing:
-        ours.append("--no-fencing")
-    return [*ours, "--", "--db", db, "serve", "--http", f"127.0.0.1:{free_port()}"]
+    return [*ours, *diagnostic, "--", "--db", db, "serve", "--http", f"127.0.0.1:{free_port()}"]
 
 
 def start(system: System, tmp: Path, cluster: Cluster, args: argparse.Namespace) -> Up:
@@ -103,7 +104,7 @@ def start(system: System, tmp: Path, cluster: Cluster, args: argparse.Namespace)
     procs: list[Process] = []
     try:
         for n in range(system.coordinators):
-            argv = _serve_argv(db, args.workers, system.fencing)
+            argv = _serve_argv(db, args.workers, system.diagnostic)
             procs.append(Process(argv, tmp / f"{system.key}-{n + 1}.log"))
             if n == 0:
                 found = procs[0].wait_for(READY, timeout=300)
@@ -204,7 +205,7 @@ def main() -> None:
     parser.add_argument(
         "--skip-diagnostic",
         action="store_true",
-        help="no system without the fencing check, no statement log",
+        help="no diagnostic systems (no fencing check, no pre-ping), no statement log",
     )
     args = parser.parse_args()
     if args.concurrency > args.workers:
@@ -213,7 +214,7 @@ def main() -> None:
         parser.error("--cycles, --chunks, --concurrency and --sample-hz must be positive")
     if args.cycles < args.chunks:
         parser.error("--cycles must be at least --chunks")
-    systems = [s for s in SYSTEMS if s.fencing or not args.skip_diagnostic]
+    systems = [s for s in SYSTEMS if not (s.diagnostic and args.skip_diagnostic)]
     size = -(-args.cycles // args.chunks)
     print(
         f"job cycles (Ed25519 keys): {size * args.chunks} per system in {args.chunks} chunks "
@@ -251,6 +252,8 @@ def main() -> None:
     if "nofence" in results:
         label = "1x PostgreSQL / same without fencing [diag]"
         print(ratio_line(label, results["pg"], results["nofence"], None))
+        label = "1x PostgreSQL / same without pre-ping [diag]"
+        print(ratio_line(label, results["pg"], results["noping"], None))
     for found in logged:
         print(statements_report(found))
 
