@@ -1,9 +1,9 @@
 """Job cycles per second, side by side in one run: one coordinator on a SQLite file, one on
 PostgreSQL, three on one PostgreSQL database (one serves, two stand by), and two diagnostic
 ones on PostgreSQL: without the per-write fencing check, and without the connection pool's
-ping at each checkout (each is one round trip of every write transaction). Every system is up for the whole run
-and the cycles run in short chunks, system after system in a rotating order, so that load
-from elsewhere on a shared machine falls on all of them alike.
+ping at each checkout (each is one round trip of every write transaction). Every system is
+up for the whole run and the cycles run in short chunks, system after system in a rotating
+order, so that load from elsewhere on a shared machine falls on all of them alike.
 
 Prints cycles/s, CPU seconds per cycle of every coordinator process and of the PostgreSQL
 server, the commit path's busy share, what the coordinators' database sessions did
