@@ -60,9 +60,9 @@ class CommitClock:
 
     def report(self, *_: object) -> None:
         # A signal handler in the main thread: no lock (a commit thread may hold it); a
-        # reading torn between the two fields is off by one commit at most.
-        # One write: the log's writer thread shares the file, and print() under
-        # PYTHONUNBUFFERED sends the line and its end apart.
+        # reading torn between the fields is off by one commit at most. One write: the
+        # log's writer thread shares the file, and print() under PYTHONUNBUFFERED sends
+        # the line and its end apart.
         line = f"COMMITS {self.count} {self.seconds:.6f} {self.cpu:.6f}\n"
         os.write(sys.stdout.fileno(), line.encode())
 
