@@ -1,0 +1,142 @@
+"""``boruta-coordinator`` for bench/coordinators.py: the real command line (``cli.main``:
+serving lock, standby, fencing, lease watcher, database clock), with W simulated workers
+whose dryads answer at once, and the store's commits timed.
+
+    python bench/_coordinators_serve.py --workers 8 [--no-fencing] -- --db DB serve --http …
+
+Two things differ from ``boruta-coordinator``, both here and nowhere in the product:
+- the dryads are ``InstantDryads`` (bench/_cycle_server.py) instead of the SSH link, and the
+  serving coordinator registers W workers through its service and puts them in service,
+  then waits for the RSA key stock to fill, all before its ready line;
+- ``SqlStore.commit`` is timed: on SIGUSR1 the process prints
+  ``COMMITS <n> <seconds> <cpu>`` (commits so far, wall seconds spent in them, CPU seconds
+  of the committing thread in them), so the bench can read the commit path over its
+  measured window.
+Diagnostics, to show what a part costs (the product has no such settings):
+``--no-fencing`` makes the per-write epoch check a no-op; ``--no-pre-ping`` opens the
+store's engine without a ping at each connection checkout; ``--switch-interval`` sets the
+GIL's switch interval (``sys.setswitchinterval``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+from _cycle_server import InstantDryads, register_workers, stock_filled
+
+import coordinator.assembly as assembly
+from coordinator import cli
+from coordinator.service.interfaces import Dryads
+from coordinator.service.keys import KeyPool
+from coordinator.settings import Settings
+from coordinator.store import Changes, engine
+from coordinator.store.records import Numbered
+from coordinator.store.serving import ServingLock
+from coordinator.store.sql import SqlStore
+
+
+class CommitClock:
+    """Commits so far and the wall seconds spent in them (commits run in worker threads)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.seconds = 0.0
+        self.cpu = 0.0  # of those seconds, CPU time of the threads that committed
+        self._lock = threading.Lock()
+
+    def add(self, seconds: float, cpu: float) -> None:
+        with self._lock:
+            self.count += 1
+            self.seconds += seconds
+            self.cpu += cpu
+
+    def report(self, *_: object) -> None:
+        # A signal handler in the main thread: no lock (a commit thread may hold it); a
+        # reading torn between the fields is off by one commit at most. One write: the
+        # log's writer thread shares the file, and print() under PYTHONUNBUFFERED sends
+        # the line and its end apart.
+        line = f"COMMITS {self.count} {self.seconds:.6f} {self.cpu:.6f}\n"
+        os.write(sys.stdout.fileno(), line.encode())
+
+
+def _time_commits(clock: CommitClock) -> None:
+    real = SqlStore.commit
+
+    def commit(self: SqlStore, changes: Changes) -> list[Numbered]:
+        start, cpu = time.perf_counter(), time.thread_time()
+        try:
+            return real(self, changes)
+        finally:
+            clock.add(time.perf_counter() - start, time.thread_time() - cpu)
+
+    SqlStore.commit = commit  # type: ignore[method-assign]
+
+
+def _simulated_workers(workers: int) -> None:
+    """Every coordinator this process assembles gets instant dryads and, once running,
+    ``workers`` workers in service and a full RSA stock before it says it is ready."""
+    real_assemble = assembly.assemble
+    real_running = assembly.Coordinator.running
+    pools: dict[int, KeyPool] = {}
+
+    def assemble(settings: Settings, parts: assembly.Parts) -> assembly.Coordinator:
+        parts.dryads = cast("Dryads", InstantDryads())
+        parts.keys = parts.keys or KeyPool(settings.key_stock)
+        built = real_assemble(settings, parts)
+        pools[id(built)] = parts.keys
+        return built
+
+    @asynccontextmanager
+    async def running(self: assembly.Coordinator) -> AsyncIterator[None]:
+        async with real_running(self):
+            await register_workers(self.service, workers)
+            await stock_filled(pools[id(self)])
+            yield
+
+    assembly.assemble = assemble
+    assembly.Coordinator.running = running  # type: ignore[method-assign]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--no-fencing", action="store_true", help="diagnostic only")
+    parser.add_argument(
+        "--no-pre-ping", action="store_true", help="diagnostic: no ping at each checkout"
+    )
+    parser.add_argument("--switch-interval", type=float, help="diagnostic: the GIL's, seconds")
+    parser.add_argument("argv", nargs=argparse.REMAINDER, help="-- then boruta-coordinator's")
+    args = parser.parse_args()
+    argv: list[str] = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    clock = CommitClock()
+    _time_commits(clock)
+    signal.signal(signal.SIGUSR1, clock.report)
+    _simulated_workers(args.workers)
+    if args.no_fencing:
+
+        def unchecked(self: ServingLock, conn: Any) -> None:
+            return None
+
+        ServingLock.check_write = unchecked  # type: ignore[method-assign]
+    if args.no_pre_ping:
+        real_create = getattr(engine, "create_engine")  # noqa: B009 - patched below
+
+        def create_engine(*a: Any, **kw: Any) -> Any:
+            return real_create(*a, **{**kw, "pool_pre_ping": False})
+
+        setattr(engine, "create_engine", create_engine)  # noqa: B010 - not exported
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
+    return cli.main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

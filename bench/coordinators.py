@@ -1,0 +1,262 @@
+"""Job cycles per second, side by side in one run: one coordinator on a SQLite file, one on
+PostgreSQL, three on one PostgreSQL database (one serves, two stand by), and two diagnostic
+ones on PostgreSQL: without the per-write fencing check, and without the connection pool's
+ping at each checkout (each is one round trip of every write transaction). Every system is
+up for the whole run and the cycles run in short chunks, system after system in a rotating
+order, so that load from elsewhere on a shared machine falls on all of them alike.
+
+Prints cycles/s, CPU seconds per cycle of every coordinator process and of the PostgreSQL
+server, the commit path's busy share, what the coordinators' database sessions did
+(pg_stat_activity, sampled: the share spent waiting for a lock), the ratios, and what a
+write transaction sends to PostgreSQL. Each coordinator is a real ``boruta-coordinator
+--db … serve`` process (``cli.main``: the serving lock, standby, fencing, the lease
+watcher) with simulated workers whose dryads answer at once (bench/_coordinators_serve.py
+says what differs from the product).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from _common import BENCH, READY, Process, add_user, free_port
+from _coordinators_load import Lanes, tree_cpu, used
+from _coordinators_pg import Cluster, Statements, WaitSampler, private_cluster, write_transactions
+from _coordinators_report import (
+    Chunk,
+    Results,
+    System,
+    ratio_line,
+    report,
+    statements_report,
+)
+
+from coordinator.settings import Settings
+from coordinator.store.sql import SqlStore
+
+STANDBY = re.compile(rb"standby: coordinator ")
+COMMITS = re.compile(rb"^COMMITS (\d+) ([\d.]+) ([\d.]+)$", re.MULTILINE)
+
+NO_FENCING, NO_PING = ("--no-fencing",), ("--no-pre-ping",)  # _coordinators_serve.py's
+SYSTEMS = (
+    System("sqlite", "1 coordinator, SQLite", postgres=False),
+    System("pg", "1 coordinator, PostgreSQL", postgres=True),
+    System("pg3", "3 coordinators, one PostgreSQL (1 serves, 2 stand by)", True, 3),
+    System("nofence", "[diag] 1 coordinator, PostgreSQL, no fencing check", True, 1, NO_FENCING),
+    System("noping", "[diag] 1 coordinator, PostgreSQL, no pre-ping", True, 1, NO_PING),
+)
+
+
+@dataclass
+class Up:
+    """A system's coordinators, running on a database of their own."""
+
+    system: System
+    database: str  # the SQLite file, or the PostgreSQL database's name
+    procs: list[Process]  # the serving one first
+    lanes: Lanes
+    asked: int = 0  # commit clock readings asked for so far
+    results: Results = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.results = Results(self.system)
+
+    def commit_clock(self) -> tuple[int, float, float]:
+        """Ask the serving coordinator for its commit counters (SIGUSR1) and wait for them."""
+        self.asked += 1
+        serving = self.procs[0]
+        serving.popen.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            found = COMMITS.findall(serving.output())
+            if len(found) >= self.asked:
+                count, seconds, cpu = found[self.asked - 1]
+                return int(count), float(seconds), float(cpu)
+            time.sleep(0.001)
+        raise RuntimeError(f"no COMMITS line in {serving.log}")
+
+
+def _serve_argv(db: str, workers: int, diagnostic: tuple[str, ...]) -> list[str]:
+    ours = [sys.executable, str(BENCH / "_coordinators_serve.py"), "--workers", str(workers)]
+    return [*ours, *diagnostic, "--", "--db", db, "serve", "--http", f"127.0.0.1:{free_port()}"]
+
+
+def start(system: System, tmp: Path, cluster: Cluster, args: argparse.Namespace) -> Up:
+    """Make the system's database and start its coordinators: the serving one first, then
+    the standbys, each waited for."""
+    if system.postgres:
+        cluster.create_database(system.key)
+        db = cluster.url(system.key)
+    else:
+        db = str(tmp / f"{system.key}.db")
+    store = SqlStore.open(db)
+    store.migrate()
+    token = add_user(store, "bench")
+    store.close()
+    procs: list[Process] = []
+    try:
+        for n in range(system.coordinators):
+            argv = _serve_argv(db, args.workers, system.diagnostic)
+            procs.append(Process(argv, tmp / f"{system.key}-{n + 1}.log"))
+            if n == 0:
+                found = procs[0].wait_for(READY, timeout=300)
+            else:
+                procs[-1].wait_for(STANDBY, timeout=120)
+    except BaseException:
+        stop(procs)
+        raise
+    lanes = Lanes(found[1].decode(), int(found[2]), token, args.concurrency)
+    return Up(system, system.key if system.postgres else db, procs, lanes)
+
+
+def stop(procs: list[Process]) -> None:
+    for proc in reversed(procs):  # standbys first, so that none takes over
+        proc.stop()
+
+
+async def chunk(
+    up: Up,
+    count: int,
+    cluster: Cluster,
+    sampler: WaitSampler,
+    statements: list[Statements] | None = None,
+) -> Chunk:
+    """``count`` cycles on ``up``, with every reading taken just before and just after."""
+    pg = up.system.postgres
+    postmaster = cluster.postmaster()
+    leave_out = frozenset({sampler.backend})
+
+    def read() -> tuple[list[dict[int, float]], dict[int, float], tuple[int, float, float]]:
+        return (
+            [tree_cpu(p.popen.pid) for p in up.procs],
+            tree_cpu(postmaster, leave_out) if pg else {},
+            up.commit_clock(),
+        )
+
+    if statements is not None:
+        cluster.log_statements(True)
+        log_from = cluster.log.stat().st_size
+    before = read()
+    if pg:
+        sampler.start(up.database)
+    cycles = await up.lanes.cycles(count)
+    waits = sampler.stop() if pg else None
+    after = read()
+    if statements is not None:
+        cluster.log_statements(False)
+        with cluster.log.open("rb") as log:
+            log.seek(log_from)
+            statements.append(write_transactions(log.read().decode(errors="replace")))
+    # Connections left idle while the other systems run would outlive the server's
+    # keep-alive timeout: each chunk opens its own.
+    await up.lanes.close()
+    return Chunk(
+        cycles,
+        [used(b, a) for b, a in zip(before[0], after[0], strict=True)],
+        used(before[1], after[1]),
+        after[2][0] - before[2][0],
+        after[2][1] - before[2][1],
+        after[2][2] - before[2][2],
+        waits,
+    )
+
+
+async def measure(ups: list[Up], cluster: Cluster, args: argparse.Namespace) -> list[Statements]:
+    sampler = WaitSampler(cluster, 1 / args.sample_hz)
+    try:
+        for up in ups:
+            await up.lanes.warm_up(50)
+            await up.lanes.close()
+        size = -(-args.cycles // args.chunks)
+        for n in range(args.chunks):
+            order = ups[n % len(ups) :] + ups[: n % len(ups)]
+            for up in order:
+                up.results.chunks.append(await chunk(up, size, cluster, sampler))
+            if (n + 1) % max(1, args.chunks // 10) == 0:
+                shown = "  ".join(f"{u.system.key} {u.results.chunks[-1].rate:.0f}" for u in ups)
+                print(f"  chunk {n + 1}/{args.chunks}, cycles/s: {shown}", flush=True)
+        logged: list[Statements] = []
+        if not args.skip_diagnostic:
+            # Apart from the measured chunks: logging every statement slows the server.
+            pg = next(u for u in ups if u.system.key == "pg")
+            await chunk(pg, min(size, 200), cluster, sampler, logged)
+        return logged
+    finally:
+        sampler.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--cycles", type=int, default=2000, help="measured cycles per system")
+    parser.add_argument("--chunks", type=int, default=20, help="chunks the cycles run in")
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=8, help="cycles in flight at once")
+    parser.add_argument(
+        "--sample-hz", type=float, default=50, help="pg_stat_activity samples per second"
+    )
+    parser.add_argument(
+        "--skip-diagnostic",
+        action="store_true",
+        help="no diagnostic systems (no fencing check, no pre-ping), no statement log",
+    )
+    args = parser.parse_args()
+    if args.concurrency > args.workers:
+        parser.error("--concurrency must not exceed --workers (each cycle holds a board)")
+    if min(args.cycles, args.chunks, args.concurrency) < 1 or args.sample_hz <= 0:
+        parser.error("--cycles, --chunks, --concurrency and --sample-hz must be positive")
+    if args.cycles < args.chunks:
+        parser.error("--cycles must be at least --chunks")
+    systems = [s for s in SYSTEMS if not (s.diagnostic and args.skip_diagnostic)]
+    size = -(-args.cycles // args.chunks)
+    print(
+        f"job cycles (Ed25519 keys): {size * args.chunks} per system in {args.chunks} chunks "
+        f"of {size}, the systems in turn in a rotating order; {args.workers} workers, "
+        f"{args.concurrency} cycles in flight; {os.cpu_count()} cores, load average "
+        f"{os.getloadavg()[0]:.1f} at start"
+    )
+    ups: list[Up] = []
+    with tempfile.TemporaryDirectory(prefix="bench-coordinators-") as name:
+        tmp = Path(name)
+        with private_cluster(tmp) as cluster:
+            print(f"PostgreSQL: private cluster on 127.0.0.1:{cluster.port}, {cluster.settings()}")
+            print(
+                f"SQLite: sqlite_sync={Settings().sqlite_sync} (the default), WAL; the file "
+                "and the cluster on the same disk"
+            )
+            try:
+                for system in systems:
+                    # one by one: those started are stopped if a later one fails
+                    ups.append(start(system, tmp, cluster, args))  # noqa: PERF401
+                logged = asyncio.run(measure(ups, cluster, args))
+            finally:
+                for up in ups:
+                    stop(up.procs)
+    print(f"load average {os.getloadavg()[0]:.1f} at the end\n")
+    results = {up.system.key: up.results for up in ups}
+    for done in results.values():
+        print(report(done))
+    print(
+        "\nThe three coordinators' load goes through the serving one: standbys bind no port "
+        "until they take over, and poll the serving lock every 0.5 s meanwhile."
+    )
+    print(ratio_line("1x PostgreSQL / 1x SQLite", results["pg"], results["sqlite"], 0.7))
+    print(ratio_line("3x PostgreSQL / 1x PostgreSQL", results["pg3"], results["pg"], 0.8))
+    if "nofence" in results:
+        label = "1x PostgreSQL / same without fencing [diag]"
+        print(ratio_line(label, results["pg"], results["nofence"], None))
+        label = "1x PostgreSQL / same without pre-ping [diag]"
+        print(ratio_line(label, results["pg"], results["noping"], None))
+    for found in logged:
+        print(statements_report(found))
+
+
+if __name__ == "__main__":
+    main()
