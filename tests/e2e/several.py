@@ -147,11 +147,12 @@ class Group:
         assert done.returncode == 0, done.stderr.decode()
         return done.stdout.decode()
 
-    def start(self, member: Member) -> None:
-        """Start ``member``'s process; it serves, or waits as a standby (see :meth:`wait`)."""
+    def start(self, member: Member, db: str = "") -> None:
+        """Start ``member``'s process; it serves, or waits as a standby (see :meth:`wait`).
+        ``db`` is the database's URL as this member reaches it (through a proxy, say)."""
         assert not member.alive()
         member.starts.append(member.log.stat().st_size if member.log.exists() else 0)
-        command = [sys.executable, "-m", "coordinator", "--db", self.db]
+        command = [sys.executable, "-m", "coordinator", "--db", db or self.db]
         command += ["--config", str(member.home / "coordinator.toml"), "serve"]
         with member.log.open("ab") as sink:
             member.process = subprocess.Popen(
