@@ -105,7 +105,7 @@ class Process:
             self.popen.wait(10)
 
 
-def coordinator_argv(db: Path, *args: str) -> list[str]:
+def coordinator_argv(db: Path | str, *args: str) -> list[str]:
     """``boruta-coordinator --db DB ARGS``: the venv's console script (else ``-m``)."""
     script = Path(sys.executable).parent / "boruta-coordinator"
     head = [str(script)] if script.exists() else [sys.executable, "-m", "coordinator"]
@@ -121,7 +121,7 @@ def start_coordinator(db: Path, log: Path, config: Path | None = None) -> tuple[
     return proc, f"http://{found[1].decode()}:{found[2].decode()}"
 
 
-def cli_user(db: Path, name: str) -> str:
+def cli_user(db: Path | str, name: str) -> str:
     """``boruta-coordinator user add NAME``; the token is the last line it prints."""
     out = subprocess.run(
         coordinator_argv(db, "user", "add", name), capture_output=True, text=True, timeout=60

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,7 @@ def lag_report(
     return peak * 1000
 
 
-def seed_db(db: Path, requests: int, workers: int) -> None:
+def seed_db(db: str, requests: int, workers: int) -> None:
     """Workers in MAINTENANCE that have the caps, so waiting requests stay WAITING (with no
     worker that has the caps they would be INVALID at creation)."""
     store = SqlStore.open(db)
@@ -110,7 +111,7 @@ class Probed:
     """The coordinator under bench/_step_probe.py: its collections (and, with ``steps``, its
     longest event loop steps) read phase by phase."""
 
-    def __init__(self, db: Path, tmp: Path, config: Path, options: list[str]) -> None:
+    def __init__(self, db: str, tmp: Path, config: Path, options: list[str]) -> None:
         self.out = tmp / "probe.json"
         self.seq = 0
         head = [sys.executable, str(BENCH / "_step_probe.py"), str(self.out), *options]
@@ -170,7 +171,7 @@ def gc_report(name: str, report: dict[str, Any]) -> float:
     return max(float(g["max_cpu_ms"]) for g in gens.values())
 
 
-def tracked_per_thousand(db: Path) -> float:
+def tracked_per_thousand(db: str) -> float:
     """Objects the collector tracks per 1,000 requests in memory, as the service holds them
     (the committed farm and its pending copy, with timers), counted in this process."""
     store = SqlStore.open(db)
@@ -242,14 +243,30 @@ def main() -> None:
         action="store_false",
         help="run the server without coordinator/httpd/gcpolicy.py (for a comparison)",
     )
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="the database on a private, durable PostgreSQL cluster (run as root)",
+    )
+    parser.add_argument(
+        "--haproxy",
+        action="store_true",
+        help="wrk through HAProxy configured from docs/examples/haproxy.cfg",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is not installed (Debian package 'wrk'); cannot run this bench")
         raise SystemExit(1)
 
-    with tempfile.TemporaryDirectory(prefix="bench-api-") as name:
+    with tempfile.TemporaryDirectory(prefix="bench-api-") as name, ExitStack() as stack:
         tmp = Path(name)
-        db = tmp / "api.db"
+        db = str(tmp / "api.db")
+        if args.postgres:
+            from _coordinators_pg import private_cluster
+
+            cluster = stack.enter_context(private_cluster(tmp))
+            cluster.create_database("api")
+            db = cluster.url("api")
         seed_db(db, args.requests, args.workers)
         per = tracked_per_thousand(db)
         print(f"objects the collector tracks per 1,000 requests in memory: {per:.0f}")
@@ -262,7 +279,15 @@ def main() -> None:
         options = ["--steps"] if args.steps else []
         options += [] if args.gc_policy else ["--no-gc-policy"]
         probed = Probed(db, tmp, config, options)
+        stack.callback(probed.server.stop)
         url = probed.url
+        through = url  # where wrk sends its requests
+        if args.haproxy:
+            from _haproxy import Haproxy
+
+            proxy = Haproxy(tmp, [url.removeprefix("http://")])
+            stack.callback(proxy.stop)
+            through = proxy.url
         gc_worst = cpu_worst = 0.0
         try:
             headers = {"Authorization": f"Bearer {token}"}
@@ -272,8 +297,9 @@ def main() -> None:
                 workers = len(http.get("/api/v1/workers/").json())
                 print(
                     f"API latency: {waiting} WAITING requests, {workers} workers (MAINTENANCE);"
-                    f" wrk -t{args.threads} -c{args.connections} -d{args.seconds}s on {url},"
-                    f" sqlite_sync {args.sqlite_sync}"
+                    f" wrk -t{args.threads} -c{args.connections} -d{args.seconds}s on {through}"
+                    f" ({'HAProxy, ' if args.haproxy else ''}"
+                    f"{'PostgreSQL' if args.postgres else f'SQLite {args.sqlite_sync}'})"
                 )
                 # The whole unpaginated list, once (and a few more times for a median).
                 probed.phase()
@@ -304,7 +330,9 @@ def main() -> None:
                 script.write_text(lua)
                 with httpx.Client(base_url=url, headers=headers, timeout=30) as http:
                     lag_before, _ = scrape_lag(http)
-                    out = wrk(url, endpoint, script, args.threads, args.connections, args.seconds)
+                    out = wrk(
+                        through, endpoint, script, args.threads, args.connections, args.seconds
+                    )
                     worst = max(worst, report(endpoint, out))
                     lag_after, peak = scrape_lag(http)
                 longest = max(longest, lag_report(endpoint, lag_before, lag_after, peak))
@@ -313,7 +341,7 @@ def main() -> None:
                 cpu_worst = max(cpu_worst, step_cpu(phase))
             thawed = probed.thaw()
         finally:
-            probed.server.stop()
+            stack.close()
     print(
         f"longest garbage collection {gc_worst:.1f} ms of CPU (gc policy"
         f" {'on' if args.gc_policy else 'off'}); at the end {thawed['frozen']} objects frozen,"
