@@ -9,12 +9,9 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from logging.handlers import QueueHandler, QueueListener
 from pathlib import Path
-from queue import SimpleQueue
 from typing import Any, Final
 
 from coordinator import __version__
@@ -265,35 +262,17 @@ def _serve(settings: Settings) -> int:
 
     store = SqlStore.open(settings.db, sqlite_sync=settings.sqlite_sync)  # type: ignore[arg-type]
     first = True
-    with log_off_the_loop():
-        try:
-            while True:
-                _claim(store, _holder(settings), first)
-                parts = Parts(store=store, clock=DatabaseClock(store.clock_offset))
-                if not serve(assemble(settings, parts), settings, store.lease):
-                    return 0
-                store.release_serving()
-                logger.warning("standing by for %s", store.url)
-                first = False
-        finally:
-            store.close()
-
-
-@contextmanager
-def log_off_the_loop() -> Iterator[None]:
-    """Hand log records to a thread that writes them: a write to a slow journal or a full
-    pipe must not hold the event loop (a line per transition adds up under load)."""
-    root = logging.getLogger()
-    before = root.handlers[:]
-    records: SimpleQueue[logging.LogRecord] = SimpleQueue()
-    writer = QueueListener(records, *before, respect_handler_level=True)
-    root.handlers = [QueueHandler(records)]
-    writer.start()
     try:
-        yield
+        while True:
+            _claim(store, _holder(settings), first)
+            parts = Parts(store=store, clock=DatabaseClock(store.clock_offset))
+            if not serve(assemble(settings, parts), settings, store.lease):
+                return 0
+            store.release_serving()
+            logger.warning("standing by for %s", store.url)
+            first = False
     finally:
-        writer.stop()  # writes what is queued
-        root.handlers = before
+        store.close()
 
 
 def _claim(store: SqlStore, holder: str, first: bool) -> None:

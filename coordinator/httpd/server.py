@@ -17,6 +17,7 @@ from coordinator.httpd.guard import ConnectionGuard, ConnectionLimits
 from coordinator.httpd.heap import limit_arenas
 from coordinator.httpd.lease import CHECK_EVERY, watch
 from coordinator.httpd.limits import raise_open_files
+from coordinator.httpd.logwriter import LogWriter
 from coordinator.httpd.protocol import Timeouts, guarded
 from coordinator.settings import Settings
 from coordinator.store.serving import Lease
@@ -64,8 +65,12 @@ def serve(
         # CPU on every request.
         proxy_headers=False,
     )
-    server = _Server(config, coordinator, guard, before_ready)
-    asyncio.run(_run(server, guard, SUMMARY_INTERVAL, lease, settings.lease_grace))
+    logs = LogWriter()
+    server = _Server(config, coordinator, guard, before_ready, logs)
+    try:
+        asyncio.run(_run(server, guard, SUMMARY_INTERVAL, lease, settings.lease_grace))
+    finally:
+        logs.close()
     return server.lost
 
 
@@ -128,11 +133,13 @@ class _Server(uvicorn.Server):
         coordinator: Coordinator,
         guard: ConnectionGuard,
         before_ready: Ready | None = None,
+        logs: LogWriter | None = None,
     ) -> None:
         super().__init__(config)
         self._coordinator = coordinator
         self._guard = guard
         self._before_ready = before_ready
+        self._logs = logs
         self.lost = False  # another coordinator took the database over
 
     def give_up(self) -> None:
@@ -153,6 +160,8 @@ class _Server(uvicorn.Server):
     async def shutdown(self, sockets: Any = None) -> None:
         await super().shutdown(sockets)
         _report(self._guard)
+        if self._logs is not None:
+            self._logs.close()  # before uvicorn raises the signal again, which ends us
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         # uvicorn waits for open responses before the lifespan ends; an event stream

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from coordinator import cli
-from coordinator.cli import log_off_the_loop, main
+from coordinator.cli import main
 from coordinator.settings import Settings
 from coordinator.store.sql import SqlStore
 from coordinator.tokens import hash_token
@@ -214,24 +212,3 @@ def test_user_add_refuses_group_names_that_cannot_be_stored(
     code, out, err = run(capsys, db_path, "user", "add", "carol", "--groups", group)
     assert code == 2 and "brt_" not in out and "group" in err
     assert run(capsys, db_path, "user", "list")[1] == ""
-
-
-def test_serve_writes_its_log_from_a_thread_and_restores_the_handlers() -> None:
-    threads: list[str] = []
-
-    class Recorder(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            threads.append(threading.current_thread().name)
-
-    root = logging.getLogger()
-    recorder = Recorder()
-    root.addHandler(recorder)
-    before = root.handlers[:]
-    try:
-        with log_off_the_loop():
-            assert root.handlers != before
-            logging.getLogger("coordinator").warning("a transition")
-        assert root.handlers == before
-        assert len(threads) == 1 and threads[0] != threading.current_thread().name
-    finally:
-        root.removeHandler(recorder)
