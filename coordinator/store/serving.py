@@ -164,9 +164,12 @@ class ServingLock:
         _drop(self._conn)
         try:
             conn = _locked(self._engine)
-            if conn is None:
-                self.lost = True
-                return Lease.LOST
+        except StoreUnavailable:
+            return Lease.UNKNOWN
+        if conn is None:
+            self.lost = True
+            return Lease.LOST
+        try:
             with database_errors():
                 epoch = conn.execute(
                     select(serving.c.epoch).where(serving.c.id == 1)
@@ -174,6 +177,7 @@ class ServingLock:
                 conn.commit()
             self._follow(conn)
         except StoreUnavailable:
+            _drop(conn)  # a session that holds the lock must not outlive this attempt
             return Lease.UNKNOWN
         self._conn = conn
         if self.epoch is not None and epoch != self.epoch:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 
 import pytest
 
-from coordinator.errors import FarmLost, ServingTaken
+from coordinator.errors import FarmLost, ServingTaken, StoreUnavailable
 from coordinator.store import serving as serving_module
 from coordinator.store.serving import SERVING_LOCK_KEY, DatabaseClock, Lease, Serving
 from coordinator.store.sql import SqlStore
@@ -198,3 +198,26 @@ def test_on_the_same_host_the_offset_is_next_to_nothing(pg_database: str) -> Non
         assert abs(store.clock_offset()) < timedelta(seconds=1)
     finally:
         store.close()
+
+
+def test_a_retake_that_fails_halfway_leaves_the_lock_free(
+    pg_cluster: PgCluster, pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = _serving(pg_database, "coordinator a")
+    other = SqlStore.open(pg_database)
+    try:
+        _end_lock_session(pg_cluster)
+        lock = first._serving
+        assert lock is not None
+
+        def unanswered(conn: object) -> None:
+            raise StoreUnavailable("cannot reach the database: the test says so")
+
+        # The check fails, the retake gets the lock on a new session, and then that
+        # session does not answer: the attempt must not keep the lock.
+        monkeypatch.setattr(lock, "_follow", unanswered)
+        assert first.lease() is Lease.UNKNOWN
+        other.claim_serving("coordinator b")
+    finally:
+        first.close()
+        other.close()
