@@ -170,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BorutaError as exc:
         print(f"boruta-coordinator: {exc.message}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C, say while standing by: no traceback
+        return 130
 
 
 def _default_database(db: str, args: Any) -> int | None:

@@ -212,3 +212,14 @@ def test_user_add_refuses_group_names_that_cannot_be_stored(
     code, out, err = run(capsys, db_path, "user", "add", "carol", "--groups", group)
     assert code == 2 and "brt_" not in out and "group" in err
     assert run(capsys, db_path, "user", "list")[1] == ""
+
+
+def test_ctrl_c_while_standing_by_ends_quietly(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(settings: Settings) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_serve", interrupted)
+    assert main(["--db", "postgresql://nobody@127.0.0.1:1/none", "serve"]) == 130
+    assert capsys.readouterr().err == ""
