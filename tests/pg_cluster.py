@@ -41,6 +41,18 @@ class PgCluster:
             host="127.0.0.1", port=self.port, user="postgres", dbname=database, autocommit=True
         )
 
+    def end_lock_holders(self, key: int, database: str | None = None) -> int:
+        """End the sessions holding the advisory lock ``key`` (in ``database`` only, when
+        given), as a server restart or a network cut the server noticed would; how many."""
+        query = (
+            "SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN pg_stat_activity a"
+            " USING (pid) WHERE l.locktype = 'advisory' AND l.granted"
+            " AND ((l.classid::bigint << 32) | l.objid::bigint) = %s"
+            " AND (%s::text IS NULL OR a.datname = %s)"
+        )
+        with self.admin() as conn:
+            return len(conn.execute(query, (key, database, database)).fetchall())
+
     def create_database(self) -> str:
         name = f"boruta_{next(self._names)}"
         with self.admin() as conn:

@@ -71,21 +71,16 @@ def test_a_coordinator_that_lost_the_database_stands_by_and_serves_again(
     serving = _spawn(database, log)
     try:
         _wait_ready(log, 1)
-        with cluster.admin() as admin:
-            # Another holder takes the lock the moment the coordinator's session ends, and
-            # raises the epoch, as a standby taking over does.
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
-                " AND ((classid::bigint << 32) | objid::bigint) = %s AND granted",
-                (SERVING_LOCK_KEY,),
-            )
-            taken = cluster.admin()
-            taken.execute("SET application_name = 'test'")
-            _wait_for(lambda: _try_lock(taken), "the test to hold the serving lock")
-            with cluster.connect(database.rsplit("/", 1)[1]) as conn:
-                conn.execute("UPDATE serving SET epoch = epoch + 1, holder = 'the test'")
-            _wait_for(lambda: b"standing by" in log.read_bytes(), "the coordinator to stand by")
-            taken.close()  # the lock goes with the session: the coordinator takes it back
+        # Another holder takes the lock the moment the coordinator's session ends, and
+        # raises the epoch, as a standby taking over does.
+        cluster.end_lock_holders(SERVING_LOCK_KEY)
+        taken = cluster.admin()
+        taken.execute("SET application_name = 'test'")
+        _wait_for(lambda: _try_lock(taken), "the test to hold the serving lock")
+        with cluster.connect(database.rsplit("/", 1)[1]) as conn:
+            conn.execute("UPDATE serving SET epoch = epoch + 1, holder = 'the test'")
+        _wait_for(lambda: b"standing by" in log.read_bytes(), "the coordinator to stand by")
+        taken.close()  # the lock goes with the session: the coordinator takes it back
         url = _wait_ready(log, 2)
         with client(url, token) as http:
             made = http.post("/api/v1/reqs/", json={"Priority": 5, "Caps": {"b": "x"}})

@@ -24,12 +24,17 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield str(tmp_path / "boruta.db")
         return
-    cluster: PgCluster = request.getfixturevalue("pg_cluster")
-    name = cluster.create_database()
+    yield request.getfixturevalue("pg_database")
+
+
+@pytest.fixture
+def pg_database(pg_cluster: PgCluster) -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database, dropped afterwards."""
+    name = pg_cluster.create_database()
     try:
-        yield cluster.url(name)
+        yield pg_cluster.url(name)
     finally:
-        cluster.drop_database(name)
+        pg_cluster.drop_database(name)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
 
 import pytest
@@ -22,15 +22,6 @@ pytestmark = pytest.mark.postgres
 _FAR = datetime(2999, 1, 1, tzinfo=UTC)
 
 
-@pytest.fixture
-def pg_database(pg_cluster: PgCluster) -> Iterator[str]:
-    name = pg_cluster.create_database()
-    try:
-        yield pg_cluster.url(name)
-    finally:
-        pg_cluster.drop_database(name)
-
-
 def _serving(url: str, holder: str) -> SqlStore:
     store = SqlStore.open(url)
     store.claim_serving(holder)
@@ -39,15 +30,8 @@ def _serving(url: str, holder: str) -> SqlStore:
 
 
 def _end_lock_session(cluster: PgCluster) -> None:
-    """End the session holding the serving lock, as a server restart or a network cut
-    noticed by the server would."""
-    with cluster.admin() as conn:
-        ended = conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
-            " AND ((classid::bigint << 32) | objid::bigint) = %s AND granted",
-            (SERVING_LOCK_KEY,),
-        ).fetchall()
-    assert ended == [(True,)]
+    """End the session holding the serving lock."""
+    assert cluster.end_lock_holders(SERVING_LOCK_KEY) == 1
 
 
 def test_a_standby_is_told_who_serves(pg_database: str) -> None:
