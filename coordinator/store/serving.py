@@ -121,9 +121,17 @@ class ServingLock:
             .where(serving.c.id == 1)
             .with_for_update(read=True)
         ).one()
-        if current.epoch != self.epoch:
+        self.verify(current.epoch, current.holder)
+
+    def verify(self, epoch: int, holder: str) -> None:
+        """Refuse a write that read ``epoch`` and ``holder`` in the ``serving`` row, unless
+        the epoch is this holder's.
+
+        :raises FarmLost: when another coordinator has taken the database over.
+        """
+        if epoch != self.epoch:
             self.lost = True
-            raise FarmLost(f"{current.holder or 'another coordinator'} serves this database now")
+            raise FarmLost(f"{holder or 'another coordinator'} serves this database now")
 
     def check(self) -> Lease:
         """Is the lock still this holder's? Re-takes it after the session was lost (the

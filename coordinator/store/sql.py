@@ -18,7 +18,6 @@ from sqlalchemy import (
     Table,
     delete,
     exc as sa_exc,
-    func,
     insert,
     select,
     text,
@@ -38,13 +37,13 @@ from coordinator.store.engine import WRITE, SqliteSync, create, database_url
 from coordinator.store.records import Numbered
 from coordinator.store.schema import check_known, current, head, upgrade
 from coordinator.store.serving import Lease, Serving, ServingLock, who_serves
+from coordinator.store.sql_commit import write_postgresql, write_sqlite
 from coordinator.store.sql_feed import SqlFeed
-from coordinator.store.sql_requests import SqlRequests, load_requests, request_values
-from coordinator.store.sql_shares import SqlShares, apply_charges, read_quotas, read_usage
+from coordinator.store.sql_requests import SqlRequests, load_requests
+from coordinator.store.sql_shares import SqlShares, read_quotas, read_usage
 from coordinator.store.tables import (
     dryad_keys,
     enrol_tokens,
-    requests,
     store_probe,
     transitions,
     tunnel_ports,
@@ -54,13 +53,6 @@ from coordinator.store.tables import (
 
 logger = logging.getLogger(__name__)
 
-_LARGEST_ROWID: Final = 2**63 - 1  # past it SQLite picks new rowids at random
-# Built once: building a statement costs more than running it.
-_LARGEST_TRANSITION: Final = select(func.max(transitions.c.id))
-_INSERT_TRANSITION: Final = insert(transitions)
-_INSERT_TRANSITION_RETURNING: Final = insert(transitions).returning(
-    transitions.c.id, sort_by_parameter_order=True
-)
 # Any fixed number: PostgreSQL serialises concurrent coordinators' migrations on it.
 _MIGRATION_LOCK: Final = 0x626F7275  # "boru"
 _KINDS: Final[Mapping[str, SubjectKind]] = {"request": "request", "worker": "worker"}
@@ -180,29 +172,13 @@ class SqlStore(SqlFeed, SqlShares, SqlRequests):
 
         A worker both upserted and removed ends up removed.
         """
-        numbered: list[Numbered] = []
         if not changes:
-            return numbered
-        with self._writing() as conn:
-            if changes.requests:
-                rows = [request_values(r) for r in changes.requests]
-                conn.execute(_upsert(conn.dialect.name, requests, "id"), rows)
-            if changes.workers:
-                rows = [_worker_values(w) for w in changes.workers]
-                conn.execute(_upsert(conn.dialect.name, workers, "uuid"), rows)
-            if changes.removed_workers:
-                removed = list(changes.removed_workers)
-                conn.execute(delete(workers).where(workers.c.uuid.in_(removed)))
-            if changes.transitions:
-                rows = [_transition_values(t) for t in changes.transitions]
-                # The ids in the order of ``rows``: the event feed hands these on as stored.
-                ids = _insert_numbered(conn, rows)
-                numbered = [
-                    Numbered(int(i), t) for i, t in zip(ids, changes.transitions, strict=True)
-                ]
-            if changes.charges:
-                apply_charges(conn, changes.charges)
-        return numbered
+            return []
+        with self._writing(fenced=False) as conn:
+            dbapi = conn.connection.driver_connection
+            if conn.dialect.name == "postgresql":
+                return write_postgresql(dbapi, changes, self._serving)
+            return write_sqlite(dbapi, changes)
 
     def add_user(self, user: User, token_hash: str) -> None:
         """Create a user; raises ``Conflict`` when the name (or the token) is taken."""
@@ -420,11 +396,13 @@ class SqlStore(SqlFeed, SqlShares, SqlRequests):
             yield conn
 
     @contextmanager
-    def _writing(self, *, check: bool = True) -> Iterator[Connection]:
+    def _writing(self, *, check: bool = True, fenced: bool = True) -> Iterator[Connection]:
+        """A write transaction; ``fenced`` checks the serving epoch first (``commit`` does
+        that itself, in its pipeline)."""
         self._usable(check)
         try:
             with database_errors(self._sqlite_path), self._writer.begin() as conn:
-                if self._serving is not None:
+                if fenced and self._serving is not None:
                     self._serving.check_write(conn)
                 yield conn
         except StoreUnavailable as exc:
@@ -447,28 +425,6 @@ class SqlStore(SqlFeed, SqlShares, SqlRequests):
                 )
 
 
-def _insert_numbered(conn: Connection, rows: list[dict[str, object]]) -> list[int]:
-    """Insert transitions and return their ids in the order of ``rows``.
-
-    On SQLite, RETURNING in parameter order costs one statement per row; the rows go in
-    with one statement instead. The id is the rowid, and SQLite gives a new row the largest
-    rowid so far plus one, so under the write lock one statement's rows get the ids after
-    the largest one. Only near the rowid's limit, where SQLite picks ids at random, is
-    RETURNING used after all (docs/events.md §fed from memory).
-    """
-    if conn.dialect.name == "sqlite":
-        largest = conn.execute(_LARGEST_TRANSITION).scalar_one_or_none() or 0
-        if largest + len(rows) < _LARGEST_ROWID:
-            conn.execute(_INSERT_TRANSITION, rows)
-            return list(range(largest + 1, largest + len(rows) + 1))
-    return [int(i) for i in conn.execute(_INSERT_TRANSITION_RETURNING, rows).scalars().all()]
-
-
-def _pg_lock_for_migration(conn: Connection) -> None:
-    """Serialise coordinators that migrate one PostgreSQL database at the same time."""
-    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
-
-
 @cache  # built once: building it costs more than executing it (a proxy per column)
 def _upsert(dialect: str, table: Table, key: str) -> Insert:
     """INSERT … ON CONFLICT (key) DO UPDATE of every other column, in the dialect's syntax."""
@@ -483,20 +439,9 @@ def _upsert(dialect: str, table: Table, key: str) -> Insert:
     return stmt.on_conflict_do_update(index_elements=[table.c[key]], set_=replace)
 
 
-def _worker_values(w: Worker) -> dict[str, object]:
-    return {
-        "uuid": w.uuid,
-        "state": w.state.value,
-        "caps": dict(w.caps),
-        "groups": list(w.groups),
-        "registered": w.registered,
-        "changed": w.changed,
-        "ssh_address": w.ssh_address,
-        "reason": w.reason,
-        "epoch": w.epoch,
-        "key": w.key,
-        "host_keys": list(w.host_keys),
-    }
+def _pg_lock_for_migration(conn: Connection) -> None:
+    """Serialise coordinators that migrate one PostgreSQL database at the same time."""
+    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
 
 
 def _worker(row: Row[tuple[object, ...]]) -> Worker:
@@ -519,18 +464,6 @@ def _worker(row: Row[tuple[object, ...]]) -> Worker:
 def _user(row: Row[tuple[object, ...]]) -> User:
     m = row._mapping
     return User(name=m["name"], admin=bool(m["admin"]), groups=tuple(m["groups"]))
-
-
-def _transition_values(t: Transition) -> dict[str, object]:
-    return {
-        "at": t.at,
-        "kind": t.kind,
-        "subject": t.subject,
-        "old": t.old,
-        "new": t.new,
-        "reason": t.reason,
-        "actor": t.actor,
-    }
 
 
 def _transition(row: Row[tuple[object, ...]]) -> Transition:

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, event
+from sqlalchemy import event
 
 from coordinator.domain.model import User
 from coordinator.errors import StoreUnavailable
@@ -77,18 +77,21 @@ def _migrated(path: str, changes: Changes | None = None) -> None:
 
 def _fail_on_transitions(store: SqlStore) -> None:
     """Make the database reject the last statement of a commit, the transitions insert."""
-
-    def rewrite(
-        conn: Connection,
-        cursor: object,
-        statement: str,
-        parameters: object,
-        context: object,
-        executemany: bool,
-    ) -> tuple[str, object]:
-        return statement.replace("INSERT INTO transitions", "INSERT INTO no_such_table"), parameters
-
-    event.listen(store.engine, "before_cursor_execute", rewrite, retval=True)
+    with store.engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql(
+                "CREATE TRIGGER refuse BEFORE INSERT ON transitions "
+                "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+            )
+            return
+        conn.exec_driver_sql(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$"
+        )
+        conn.exec_driver_sql(
+            "CREATE TRIGGER refuse BEFORE INSERT ON transitions "
+            "FOR EACH ROW EXECUTE FUNCTION refuse()"
+        )
 
 
 def test_full_disk_refuses_the_commit_and_keeps_the_previous_state(small_disk: SmallDisk) -> None:

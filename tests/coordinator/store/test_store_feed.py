@@ -6,14 +6,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import insert
 
 from coordinator.domain.model import Transition
 from coordinator.errors import NotFound
 from coordinator.store import Changes
 from coordinator.store.records import TransitionQuery
-from coordinator.store.sql import SqlStore, _transition_values
-from coordinator.store.tables import transitions
+from coordinator.store.sql import SqlStore
+from coordinator.store.sql_commit import TRANSITION_COLUMNS, transition_row
 
 from .builders import T0, make_request, with_job, worker_uuid
 
@@ -147,8 +146,7 @@ def test_commit_numbers_transitions_as_stored_near_the_largest_id(store: SqlStor
     # SQLite numbers a commit's transitions after the largest id without asking back,
     # except near the rowid's limit, where it picks ids at random.
     largest = 2**63 - 3
-    with store.engine.begin() as conn:
-        conn.execute(insert(transitions), [{"id": largest, **_transition_values(_UP)}])
+    _put_transition(largest, store)
     batch = [_t("request", str(n), "", "WAITING", n) for n in range(1, 5)]
     numbered = store.commit(Changes(transitions=batch))
     assert [n.transition for n in numbered] == batch
@@ -157,8 +155,7 @@ def test_commit_numbers_transitions_as_stored_near_the_largest_id(store: SqlStor
 
 
 def test_commit_numbers_transitions_after_the_largest_stored_id(store: SqlStore) -> None:
-    with store.engine.begin() as conn:
-        conn.execute(insert(transitions), [{"id": 41, **_transition_values(_UP)}])
+    _put_transition(41, store)
     batch = [_t("request", str(n), "", "WAITING", n) for n in range(1, 4)]
     numbered = store.commit(Changes(transitions=batch))
     assert numbered == [n for n in store.transitions_after(0, 100) if n.id != 41]
@@ -166,3 +163,14 @@ def test_commit_numbers_transitions_after_the_largest_stored_id(store: SqlStore)
 
 
 _UP = _t("worker", "w", "", "UP")
+
+
+def _put_transition(rid: int, store: SqlStore) -> None:
+    """Store ``_UP`` with the id ``rid``, as another writer would have."""
+    names = ", ".join(("id", *TRANSITION_COLUMNS))
+    with store.engine.begin() as conn:
+        mark = "%s" if conn.dialect.name == "postgresql" else "?"
+        marks = ", ".join(mark for _ in range(len(TRANSITION_COLUMNS) + 1))
+        conn.exec_driver_sql(
+            f"INSERT INTO transitions ({names}) VALUES ({marks})", (rid, *transition_row(_UP))
+        )
