@@ -14,7 +14,6 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import pairwise
 from pathlib import Path
 
 import psycopg  # noqa: TID251 - the bench reads PostgreSQL's own views, not our tables
@@ -226,13 +225,10 @@ _LOGGED = re.compile(r"^(\d+) LOG:  (?:statement|execute [^:]+): (.*)$", re.MULT
 @dataclass
 class Statements:
     """The write transactions found in a statement log: how many, and the statements they
-    sent (each one round trip), counted by kind."""
+    sent, counted by kind (the log does not show which went together in a pipeline)."""
 
     transactions: int = 0
     sizes: list[int] = field(default_factory=list)  # statements per transaction
-    # Round trips per transaction: psycopg pipelines an executemany, so a run of one
-    # statement executed again and again counts once.
-    trips: list[int] = field(default_factory=list)
     kinds: Counter[str] = field(default_factory=Counter)
 
 
@@ -257,6 +253,5 @@ def write_transactions(log: str) -> Statements:
             found.transactions += 1
             kinds = [_statement_kind(t) for t in sent]
             found.sizes.append(len(kinds))
-            found.trips.append(1 + sum(a != b for a, b in pairwise(kinds)))
             found.kinds.update(kinds)
     return found

@@ -30,9 +30,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
+import psycopg  # noqa: TID251 - a diagnostic: it counts the driver's round trips
 from _cycle_server import InstantDryads, register_workers, stock_filled
 
 import coordinator.assembly as assembly
+import coordinator.store.sql as sql_module
 from coordinator import cli
 from coordinator.service.interfaces import Dryads
 from coordinator.service.keys import KeyPool
@@ -41,6 +43,7 @@ from coordinator.store import Changes, engine
 from coordinator.store.records import Numbered
 from coordinator.store.serving import ServingLock
 from coordinator.store.sql import SqlStore
+from coordinator.store.sql_commit_pg import write_postgresql
 
 
 class CommitClock:
@@ -50,34 +53,49 @@ class CommitClock:
         self.count = 0
         self.seconds = 0.0
         self.cpu = 0.0  # of those seconds, CPU time of the threads that committed
+        self.trips = 0  # of those commits, the times psycopg waited for the server
         self._lock = threading.Lock()
+        self.local = threading.local()  # ``trips``: this thread's, while it commits
 
-    def add(self, seconds: float, cpu: float) -> None:
+    def add(self, seconds: float, cpu: float, trips: int) -> None:
         with self._lock:
             self.count += 1
             self.seconds += seconds
             self.cpu += cpu
+            self.trips += trips
 
     def report(self, *_: object) -> None:
         # A signal handler in the main thread: no lock (a commit thread may hold it); a
         # reading torn between the fields is off by one commit at most. One write: the
         # log's writer thread shares the file, and print() under PYTHONUNBUFFERED sends
         # the line and its end apart.
-        line = f"COMMITS {self.count} {self.seconds:.6f} {self.cpu:.6f}\n"
+        line = f"COMMITS {self.count} {self.seconds:.6f} {self.cpu:.6f} {self.trips}\n"
         os.write(sys.stdout.fileno(), line.encode())
 
 
 def _time_commits(clock: CommitClock) -> None:
+    """Time each commit, and count its round trips to PostgreSQL: every exchange with the
+    server (a statement, a pipeline's sync, the commit) is one ``Connection.wait``."""
     real = SqlStore.commit
 
     def commit(self: SqlStore, changes: Changes) -> list[Numbered]:
         start, cpu = time.perf_counter(), time.thread_time()
+        clock.local.trips = 0
         try:
             return real(self, changes)
         finally:
-            clock.add(time.perf_counter() - start, time.thread_time() - cpu)
+            trips, clock.local.trips = clock.local.trips, None
+            clock.add(time.perf_counter() - start, time.thread_time() - cpu, trips)
 
     SqlStore.commit = commit  # type: ignore[method-assign]
+    real_wait = psycopg.Connection.wait
+
+    def wait(self: psycopg.Connection[Any], *args: Any, **kwargs: Any) -> Any:
+        if getattr(clock.local, "trips", None) is not None:
+            clock.local.trips += 1
+        return real_wait(self, *args, **kwargs)
+
+    psycopg.Connection.wait = wait  # type: ignore[method-assign]
 
 
 def _simulated_workers(workers: int) -> None:
@@ -125,7 +143,11 @@ def main() -> int:
         def unchecked(self: ServingLock, conn: Any) -> None:
             return None
 
+        def written(dbapi: Any, changes: Changes, fence: Any) -> list[Numbered]:
+            return write_postgresql(dbapi, changes, None)
+
         ServingLock.check_write = unchecked  # type: ignore[method-assign]
+        setattr(sql_module, "write_postgresql", written)  # noqa: B010 - not exported
     if args.no_pre_ping:
         real_create = getattr(engine, "create_engine")  # noqa: B009 - patched below
 

@@ -43,7 +43,7 @@ from coordinator.settings import Settings
 from coordinator.store.sql import SqlStore
 
 STANDBY = re.compile(rb"standby: coordinator ")
-COMMITS = re.compile(rb"^COMMITS (\d+) ([\d.]+) ([\d.]+)$", re.MULTILINE)
+COMMITS = re.compile(rb"^COMMITS (\d+) ([\d.]+) ([\d.]+) (\d+)$", re.MULTILINE)
 
 NO_FENCING, NO_PING = ("--no-fencing",), ("--no-pre-ping",)  # _coordinators_serve.py's
 SYSTEMS = (
@@ -69,7 +69,7 @@ class Up:
     def __post_init__(self) -> None:
         self.results = Results(self.system)
 
-    def commit_clock(self) -> tuple[int, float, float]:
+    def commit_clock(self) -> tuple[int, float, float, int]:
         """Ask the serving coordinator for its commit counters (SIGUSR1) and wait for them."""
         self.asked += 1
         serving = self.procs[0]
@@ -78,8 +78,8 @@ class Up:
         while time.monotonic() < deadline:
             found = COMMITS.findall(serving.output())
             if len(found) >= self.asked:
-                count, seconds, cpu = found[self.asked - 1]
-                return int(count), float(seconds), float(cpu)
+                count, seconds, cpu, trips = found[self.asked - 1]
+                return int(count), float(seconds), float(cpu), int(trips)
             time.sleep(0.001)
         raise RuntimeError(f"no COMMITS line in {serving.log}")
 
@@ -134,7 +134,7 @@ async def chunk(
     postmaster = cluster.postmaster()
     leave_out = frozenset({sampler.backend})
 
-    def read() -> tuple[list[dict[int, float]], dict[int, float], tuple[int, float, float]]:
+    def read() -> tuple[list[dict[int, float]], dict[int, float], tuple[int, float, float, int]]:
         return (
             [tree_cpu(p.popen.pid) for p in up.procs],
             tree_cpu(postmaster, leave_out) if pg else {},
@@ -165,6 +165,7 @@ async def chunk(
         after[2][0] - before[2][0],
         after[2][1] - before[2][1],
         after[2][2] - before[2][2],
+        after[2][3] - before[2][3],
         waits,
     )
 

@@ -37,7 +37,8 @@ from coordinator.store.engine import WRITE, SqliteSync, create, database_url
 from coordinator.store.records import Numbered
 from coordinator.store.schema import check_known, current, head, upgrade
 from coordinator.store.serving import Lease, Serving, ServingLock, who_serves
-from coordinator.store.sql_commit import write_postgresql, write_sqlite
+from coordinator.store.sql_commit import write_sqlite
+from coordinator.store.sql_commit_pg import write_postgresql
 from coordinator.store.sql_feed import SqlFeed
 from coordinator.store.sql_requests import SqlRequests, load_requests
 from coordinator.store.sql_shares import SqlShares, read_quotas, read_usage

@@ -1,18 +1,22 @@
-"""The commit's driver statements cover every column of the tables they write."""
+"""The commit's driver statements: every column of the tables they write, and commits larger
+than one of PostgreSQL's multi-row statements, on both databases."""
 
 from __future__ import annotations
 
-import pytest
-
+from coordinator.store import Changes
+from coordinator.store.sql import SqlStore
 from coordinator.store.sql_commit import (
+    INSERT_TRANSITION,
     REQUEST_COLUMNS,
     TRANSITION_COLUMNS,
+    UPSERT_REQUESTS,
+    UPSERT_WORKERS,
     WORKER_COLUMNS,
     request_row,
-    statements,
     transition_row,
     worker_row,
 )
+from coordinator.store.sql_commit_pg import CHUNK
 from coordinator.store.tables import requests, transitions, workers
 
 from .builders import make_request, make_transition, make_worker
@@ -27,10 +31,24 @@ def test_the_row_builders_fill_every_column_of_their_tables() -> None:
     assert len(transition_row(make_transition("1", "", "WAITING"))) == len(TRANSITION_COLUMNS)
 
 
-@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
-def test_each_statement_has_one_placeholder_per_value(dialect: str) -> None:
-    sql = statements(dialect)
-    mark = "%s" if dialect == "postgresql" else "?"
-    assert sql.upsert_requests.count(mark) == len(REQUEST_COLUMNS)
-    assert sql.upsert_workers.count(mark) == len(WORKER_COLUMNS)
-    assert sql.insert_transition.count(mark) == len(TRANSITION_COLUMNS)
+def test_each_statement_has_one_placeholder_per_value() -> None:
+    assert UPSERT_REQUESTS.count("?") == len(REQUEST_COLUMNS)
+    assert UPSERT_WORKERS.count("?") == len(WORKER_COLUMNS)
+    assert INSERT_TRANSITION.count("?") == len(TRANSITION_COLUMNS)
+
+
+def test_a_commit_larger_than_a_statement_keeps_every_row_and_the_order(store: SqlStore) -> None:
+    # More rows than one multi-row statement of PostgreSQL's commit takes (CHUNK).
+    count = 2 * CHUNK + 3
+    reqs = [make_request(n) for n in range(1, count + 1)]
+    many = [make_worker(n) for n in range(1, count + 1)]
+    done = [make_transition(str(n), "", "WAITING", n) for n in range(count)]
+    numbered = store.commit(Changes(requests=reqs, workers=many, transitions=done))
+    assert [n.transition for n in numbered] == done
+    assert [n.id for n in numbered] == sorted(n.id for n in numbered)
+    assert numbered == store.transitions_after(0, 10 * count)
+    gone = [w.uuid for w in many[::2]]
+    store.commit(Changes(removed_workers=gone))
+    loaded = store.load()
+    assert loaded.requests == reqs
+    assert loaded.workers == many[1::2]

@@ -1,0 +1,116 @@
+"""The commit on PostgreSQL: a few multi-row statements in one pipeline, so a transaction
+costs the server a handful of statements and the coordinator one round trip, plus one
+more when jobs ended (docs/failover.md §round trips)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from functools import lru_cache
+from typing import Any, Final
+
+from coordinator.store import Changes
+from coordinator.store.records import Numbered
+from coordinator.store.sql_commit import (
+    JSON_COLUMNS,
+    REQUEST_COLUMNS,
+    TRANSITION_COLUMNS,
+    WORKER_COLUMNS,
+    Fence,
+    by_owner,
+    charged,
+    numbered,
+    quoted,
+    request_row,
+    transition_row,
+    worker_row,
+)
+
+# Rows per statement: PostgreSQL takes at most 65,535 parameters in one, and a few fixed
+# sizes keep the number of distinct statement texts (and server-side plans) small.
+CHUNK: Final = 256
+FENCE: Final = "SELECT epoch, holder FROM serving WHERE id = 1 FOR SHARE"
+DELETE_WORKERS: Final = "DELETE FROM workers WHERE uuid = ANY(%s)"
+ADD_USAGE: Final = (
+    "INSERT INTO usage (owner, value, at) SELECT unnest(%s::text[]), 0.0, 0 "
+    "ON CONFLICT (owner) DO NOTHING"
+)
+READ_USAGE: Final = (
+    "SELECT owner, value, at FROM usage WHERE owner = ANY(%s) ORDER BY owner FOR UPDATE"
+)
+WRITE_USAGE: Final = "UPDATE usage SET value = %s, at = %s WHERE owner = %s"
+
+
+def write_postgresql(dbapi: Any, changes: Changes, fence: Fence | None) -> list[Numbered]:
+    """Apply ``changes`` on a psycopg connection, in its transaction: every statement but
+    the usage's rewrite in one pipeline, then that rewrite in a second.
+
+    :raises FarmLost: when ``fence`` finds another holder's epoch; nothing is kept, as the
+        caller rolls the transaction back.
+    """
+    items = by_owner(changes.charges)
+    with dbapi.pipeline():
+        # The fence's row lock comes first, so a new holder's fence waits for this
+        # transaction as it did before (docs/failover.md §standby).
+        fenced = dbapi.cursor() if fence is not None and fence.epoch is not None else None
+        if fenced is not None:
+            fenced.execute(FENCE)
+        writes = dbapi.cursor()
+        for chunk in _chunks([request_row(r) for r in changes.requests]):
+            writes.execute(_upsert("requests", REQUEST_COLUMNS, len(chunk)), _flat(chunk))
+        for chunk in _chunks([worker_row(w) for w in changes.workers]):
+            writes.execute(_upsert("workers", WORKER_COLUMNS, len(chunk)), _flat(chunk))
+        if changes.removed_workers:
+            writes.execute(DELETE_WORKERS, (list(changes.removed_workers),))
+        numbering = [dbapi.cursor() for _ in range(0, len(changes.transitions), CHUNK)]
+        rows = [transition_row(t) for t in changes.transitions]
+        for cur, chunk in zip(numbering, _chunks(rows), strict=True):
+            cur.execute(_insert_transitions(len(chunk)), _flat(chunk))
+        read = dbapi.cursor() if items else None
+        if read is not None:
+            writes.execute(ADD_USAGE, (sorted(items),))
+            read.execute(READ_USAGE, (sorted(items),))
+    if fenced is not None:
+        assert fence is not None  # fenced is made only with a fence
+        epoch, holder = fenced.fetchone()
+        fence.verify(epoch, holder)
+    # Each statement's rows take the sequence's next ids in the order of its VALUES, so
+    # its ids in ascending order are its rows' in order (docs/events.md §fed from memory).
+    ids = [i for cur in numbering for i in sorted(row[0] for row in cur.fetchall())]
+    if read is not None:
+        with dbapi.pipeline():
+            for owner, value, at in read.fetchall():
+                writes.execute(WRITE_USAGE, charged(owner, value, at, items[owner]))
+    return numbered(ids, changes.transitions)
+
+
+def _chunks(rows: list[tuple[object, ...]]) -> Iterator[list[tuple[object, ...]]]:
+    for start in range(0, len(rows), CHUNK):
+        yield rows[start : start + CHUNK]
+
+
+def _flat(rows: list[tuple[object, ...]]) -> list[object]:
+    return [value for row in rows for value in row]
+
+
+def _values(names: Sequence[str], count: int) -> str:
+    # PostgreSQL takes a text parameter for a JSON column only with a cast.
+    one = "(" + ", ".join("%s::json" if n in JSON_COLUMNS else "%s" for n in names) + ")"
+    return ", ".join(one for _ in range(count))
+
+
+@lru_cache(maxsize=2 * CHUNK)
+def _upsert(table: str, names: tuple[str, ...], count: int) -> str:
+    """INSERT of ``count`` rows; a row whose key (the first column) exists is replaced."""
+    updates = ", ".join(f'"{n}" = excluded."{n}"' for n in names[1:])
+    return (
+        f"INSERT INTO {table} ({quoted(names)}) VALUES {_values(names, count)} "
+        f'ON CONFLICT ("{names[0]}") DO UPDATE SET {updates}'
+    )
+
+
+@lru_cache(maxsize=CHUNK)
+def _insert_transitions(count: int) -> str:
+    return (
+        f"INSERT INTO transitions ({quoted(TRANSITION_COLUMNS)}) "
+        f"VALUES {_values(TRANSITION_COLUMNS, count)} RETURNING id"
+    )
