@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from functools import partial
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc as sa_exc
 from sqlalchemy.engine import URL, make_url
@@ -15,6 +16,9 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from coordinator.errors import StoreUnavailable
 
 SqliteSync = Literal["FULL", "NORMAL"]
+
+PING_AFTER_IDLE: Final = 1.0  # seconds a pooled connection sits idle before a ping
+_USED: Final = "boruta_used"  # when a pooled connection was last given back
 
 # Marks the engine that write transactions use: on SQLite they start with BEGIN IMMEDIATE.
 WRITE: Final = "boruta_write"
@@ -49,10 +53,9 @@ def create(
         engine = create_engine(url, hide_parameters=True)
         _sqlite_pragmas(engine, sqlite_sync, busy_timeout)
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         hide_parameters=True,
-        pool_pre_ping=True,  # a restarted server leaves dead connections in the pool
         connect_args={
             "connect_timeout": max(1, round(connect_timeout)),
             "application_name": "boruta-coordinator",
@@ -66,6 +69,30 @@ def create(
             "tcp_user_timeout": 10_000,
         },
     )
+    _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled connection at checkout when it sat idle for ``PING_AFTER_IDLE``
+    seconds, and replace it if the ping fails: a restarted server leaves dead connections
+    in the pool. A connection back within that time proved alive a moment ago, and a ping
+    would cost every busy transaction a round trip (docs/failover.md §round trips)."""
+
+    def checkin(dbapi_connection: object, record: ConnectionPoolEntry) -> None:
+        record.info[_USED] = time.monotonic()
+
+    def checkout(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: object) -> None:
+        used = record.info.get(_USED)
+        if used is None or time.monotonic() - used < PING_AFTER_IDLE:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # the pool makes a new connection and tries again
+            raise sa_exc.DisconnectionError("a pooled connection is dead") from exc
+
+    event.listen(engine, "checkin", checkin)
+    event.listen(engine, "checkout", checkout)
 
 
 def _sqlite_pragmas(engine: Engine, sync: SqliteSync, busy_timeout: float) -> None:

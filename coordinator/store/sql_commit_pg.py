@@ -1,6 +1,6 @@
-"""The commit on PostgreSQL: a few multi-row statements in one pipeline, so a transaction
-costs the server a handful of statements and the coordinator one round trip, plus one
-more when jobs ended (docs/failover.md §round trips)."""
+"""The commit on PostgreSQL: a few multi-row statements and the commit in one pipeline, so
+a transaction costs the server a handful of statements and the coordinator one round
+trip, plus one more when jobs ended (docs/failover.md §round trips)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from coordinator.store.sql_commit import (
 # Rows per statement: PostgreSQL takes at most 65,535 parameters in one, and a few fixed
 # sizes keep the number of distinct statement texts (and server-side plans) small.
 CHUNK: Final = 256
-FENCE: Final = "SELECT epoch, holder FROM serving WHERE id = 1 FOR SHARE"
+FENCED: Final = "BF001"  # our own SQLSTATE: the serving row holds another holder's epoch
 DELETE_WORKERS: Final = "DELETE FROM workers WHERE uuid = ANY(%s)"
 ADD_USAGE: Final = (
     "INSERT INTO usage (owner, value, at) SELECT unnest(%s::text[]), 0.0, 0 "
@@ -41,46 +41,64 @@ WRITE_USAGE: Final = "UPDATE usage SET value = %s, at = %s WHERE owner = %s"
 
 
 def write_postgresql(dbapi: Any, changes: Changes, fence: Fence | None) -> list[Numbered]:
-    """Apply ``changes`` on a psycopg connection, in its transaction: every statement but
-    the usage's rewrite in one pipeline, then that rewrite in a second.
+    """Apply ``changes`` on a psycopg connection and commit them: the fence, the writes
+    and the commit in one pipeline, one round trip; when jobs ended, their owners' usage
+    rows are read in it instead, and rewritten with the commit in a second.
 
-    :raises FarmLost: when ``fence`` finds another holder's epoch; nothing is kept, as the
-        caller rolls the transaction back.
+    :raises FarmLost: when ``fence`` finds another holder's epoch; nothing is kept.
     """
     items = by_owner(changes.charges)
-    with dbapi.pipeline():
-        # The fence's row lock comes first, so a new holder's fence waits for this
-        # transaction as it did before (docs/failover.md §standby).
-        fenced = dbapi.cursor() if fence is not None and fence.epoch is not None else None
-        if fenced is not None:
-            fenced.execute(FENCE)
-        writes = dbapi.cursor()
-        for chunk in _chunks([request_row(r) for r in changes.requests]):
-            writes.execute(_upsert("requests", REQUEST_COLUMNS, len(chunk)), _flat(chunk))
-        for chunk in _chunks([worker_row(w) for w in changes.workers]):
-            writes.execute(_upsert("workers", WORKER_COLUMNS, len(chunk)), _flat(chunk))
-        if changes.removed_workers:
-            writes.execute(DELETE_WORKERS, (list(changes.removed_workers),))
-        numbering = [dbapi.cursor() for _ in range(0, len(changes.transitions), CHUNK)]
-        rows = [transition_row(t) for t in changes.transitions]
-        for cur, chunk in zip(numbering, _chunks(rows), strict=True):
-            cur.execute(_insert_transitions(len(chunk)), _flat(chunk))
-        read = dbapi.cursor() if items else None
+    try:
+        with dbapi.pipeline():
+            writes = dbapi.cursor()
+            if fence is not None and fence.epoch is not None:
+                # First, so a new holder's fence waits for this transaction; a wrong
+                # epoch aborts it, and the commit with it (docs/failover.md §round trips).
+                writes.execute(_fence(fence.epoch))
+            for chunk in _chunks([request_row(r) for r in changes.requests]):
+                writes.execute(_upsert("requests", REQUEST_COLUMNS, len(chunk)), _flat(chunk))
+            for chunk in _chunks([worker_row(w) for w in changes.workers]):
+                writes.execute(_upsert("workers", WORKER_COLUMNS, len(chunk)), _flat(chunk))
+            if changes.removed_workers:
+                writes.execute(DELETE_WORKERS, (list(changes.removed_workers),))
+            numbering = [dbapi.cursor() for _ in range(0, len(changes.transitions), CHUNK)]
+            rows = [transition_row(t) for t in changes.transitions]
+            for cur, chunk in zip(numbering, _chunks(rows), strict=True):
+                cur.execute(_insert_transitions(len(chunk)), _flat(chunk))
+            read = dbapi.cursor() if items else None
+            if read is not None:
+                writes.execute(ADD_USAGE, (sorted(items),))
+                read.execute(READ_USAGE, (sorted(items),))
+            else:
+                dbapi.commit()  # in the pipeline: it waits for every statement before
         if read is not None:
-            writes.execute(ADD_USAGE, (sorted(items),))
-            read.execute(READ_USAGE, (sorted(items),))
-    if fenced is not None:
-        assert fence is not None  # fenced is made only with a fence
-        epoch, holder = fenced.fetchone()
-        fence.verify(epoch, holder)
+            with dbapi.pipeline():
+                for owner, value, at in read.fetchall():
+                    writes.execute(WRITE_USAGE, charged(owner, value, at, items[owner]))
+                dbapi.commit()
+    except Exception as exc:
+        if fence is not None and getattr(exc, "sqlstate", None) == FENCED:
+            diag = getattr(exc, "diag", None)
+            holder = getattr(diag, "message_primary", None) or ""
+            fence.verify(int(getattr(diag, "message_detail", None) or 0), holder)
+        raise
     # Each statement's rows take the sequence's next ids in the order of its VALUES, so
     # its ids in ascending order are its rows' in order (docs/events.md §fed from memory).
     ids = [i for cur in numbering for i in sorted(row[0] for row in cur.fetchall())]
-    if read is not None:
-        with dbapi.pipeline():
-            for owner, value, at in read.fetchall():
-                writes.execute(WRITE_USAGE, charged(owner, value, at, items[owner]))
     return numbered(ids, changes.transitions)
+
+
+def _fence(epoch: int) -> str:
+    """A statement that takes the ``serving`` row's share lock and fails, with the SQLSTATE
+    ``FENCED``, the holder as message and the epoch as detail, unless the row holds
+    ``epoch``. The epoch is our own integer: formatting it in is safe."""
+    return (
+        "DO $$DECLARE e bigint; h text; BEGIN "
+        "SELECT epoch, holder INTO e, h FROM serving WHERE id = 1 FOR SHARE; "
+        f"IF e IS DISTINCT FROM {int(epoch)} THEN RAISE EXCEPTION USING "
+        f"ERRCODE = '{FENCED}', MESSAGE = coalesce(h, ''), DETAIL = coalesce(e, 0)::text; "
+        "END IF; END$$"
+    )
 
 
 def _chunks(rows: list[tuple[object, ...]]) -> Iterator[list[tuple[object, ...]]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass, replace
@@ -12,11 +13,11 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 
 from coordinator.domain.model import User
 from coordinator.errors import StoreUnavailable
-from coordinator.store import Changes
+from coordinator.store import Changes, engine as engine_module
 from coordinator.store.boundary import CORRUPT, FULL, READ_ONLY, UNREACHABLE
 from coordinator.store.sql import SqlStore
 from tests.pg_cluster import PgCluster
@@ -218,3 +219,28 @@ def test_closed_store_is_unavailable(store: SqlStore) -> None:
     store.close()
     with pytest.raises(StoreUnavailable, match="closed"):
         store.load()
+
+
+def test_dead_pooled_connections_are_replaced_once_they_idled(
+    pg_cluster: PgCluster, pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A server restart kills every pooled connection; a connection that idled long enough
+    # is pinged at checkout and replaced (here any pause counts as long enough).
+    monkeypatch.setattr(engine_module, "PING_AFTER_IDLE", 0.0)
+    with closing(SqlStore.open(pg_database)) as store:
+        store.migrate()
+        store.commit(Changes(requests=[make_request(1)]))
+        name = make_url(pg_database).database
+        with pg_cluster.admin() as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (name,),
+            )
+            deadline = time.monotonic() + 30
+            while admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)
+            ).fetchone() != (0,):
+                assert time.monotonic() < deadline, "the sessions did not end"
+                time.sleep(0.02)
+        store.commit(Changes(requests=[make_request(2)]))
+        assert store.load().requests == [make_request(1), make_request(2)]

@@ -10,12 +10,15 @@ from datetime import UTC, datetime, timedelta, tzinfo
 
 import pytest
 
+from coordinator.domain.fairshare import Charge
 from coordinator.errors import FarmLost, ServingTaken, StoreUnavailable
-from coordinator.store import serving as serving_module
+from coordinator.store import Changes, serving as serving_module
 from coordinator.store.serving import SERVING_LOCK_KEY, DatabaseClock, Lease, Serving
 from coordinator.store.sql import SqlStore
 from tests.e2e.proxy import CuttableProxy
 from tests.pg_cluster import PgCluster
+
+from .builders import T0, make_request, make_transition
 
 pytestmark = pytest.mark.postgres
 
@@ -57,6 +60,32 @@ def test_who_serves_names_the_holder_and_the_epoch(pg_database: str) -> None:
         _wait_for(
             lambda: first.who_serves() == Serving(False, "coordinator b", 2), "the lock's release"
         )
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_commit_of_a_holder_that_lost_the_database_is_refused_whole(
+    pg_cluster: PgCluster, pg_database: str
+) -> None:
+    # The commit's fence runs in the same pipeline as its writes and its COMMIT.
+    first = _serving(pg_database, "coordinator a")
+    first.commit(Changes(requests=[make_request(1)]))
+    _end_lock_session(pg_cluster)
+    second = _serving(pg_database, "coordinator b")
+    try:
+        late = Changes(
+            requests=[make_request(2)],
+            transitions=[make_transition("2", "", "WAITING")],
+            charges=[Charge("alice", T0, T0 + timedelta(hours=1), timedelta(days=1))],
+        )
+        with pytest.raises(FarmLost, match="coordinator b serves this database now"):
+            first.commit(late)
+        assert first.lease() is Lease.LOST
+        assert second.load().requests == [make_request(1)]
+        assert second.transitions_after(0, 10) == []
+        assert second.usage() == {}
+        assert second.commit(late)[0].transition == late.transitions[0]
     finally:
         first.close()
         second.close()
