@@ -188,8 +188,8 @@ def numbered(ids: list[int], done: Sequence[Transition]) -> list[Numbered]:
 
 def charged(owner: str, value: float, at: int, items: list[Charge]) -> tuple[object, ...]:
     """The parameters of the usage's rewrite: the owner's row, as read under the write
-    lock, with its charges applied in order. Charges commute (docs/scheduling.md §fair
-    share), so the order coordinators get here in is moot."""
+    lock, with its charges applied in order. Charges commute, so the order coordinators
+    get here in is moot (docs/scheduling.md §fair share)."""
     new = Usage(owner, float(value), from_micros(at))
     for item in items:
         new = item.onto(new)
