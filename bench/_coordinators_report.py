@@ -30,7 +30,7 @@ class Chunk:
     commits: int
     commit_seconds: float  # wall seconds in the store's commit
     commit_cpu: float  # of those, CPU seconds of the committing thread
-    commit_trips: int  # round trips to PostgreSQL in those commits (0 on SQLite)
+    commit_trips: int  # psycopg's waits on the server's socket in those commits (0 on SQLite)
     waits: Waits | None  # PostgreSQL only
 
     @property
@@ -110,7 +110,8 @@ def report(results: Results) -> str:
         f"    commits         {commits / n:.2f} per cycle, {_ms(commit_seconds / commits)} ms "
         f"each; the commit path was busy {commit_seconds / results.elapsed:.0%} of the time"
         + (
-            f"; {results.total('commit_trips') / commits:.2f} round trips to the server each"
+            f"; {results.total('commit_trips') / commits:.2f} waits on the server's socket "
+            "each (sends and replies)"
             if results.system.postgres
             else ""
         ),
@@ -142,14 +143,14 @@ def ratio_line(label: str, top: Results, bottom: Results, goal: float | None) ->
 
 def statements_report(found: Statements) -> str:
     """What a write transaction of one coordinator on PostgreSQL sends, statement by
-    statement: the committing thread waits for each round trip."""
+    statement (they leave in one pipeline, so the log cannot show round trips)."""
     if not found.transactions:
         return "[diag] no write transaction found in the statement log"
     lines = [
         f"[diag] {found.transactions} write transactions of 1 coordinator on PostgreSQL "
         f"(log_statement = all, a chunk of its own): {statistics.mean(found.sizes):.1f} "
         "statements each (the commit sends them in a pipeline: its round trips are on the "
-        "commits line above); statements per transaction:"
+        "one pipeline: docs/failover.md §round trips); statements per transaction:"
     ]
     lines += [f"    {n / found.transactions:5.2f}  {kind}" for kind, n in found.kinds.most_common()]
     return "\n".join(lines)

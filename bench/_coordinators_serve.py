@@ -9,13 +9,13 @@ Two things differ from ``boruta-coordinator``, both here and nowhere in the prod
   serving coordinator registers W workers through its service and puts them in service,
   then waits for the RSA key stock to fill, all before its ready line;
 - ``SqlStore.commit`` is timed: on SIGUSR1 the process prints
-  ``COMMITS <n> <seconds> <cpu>`` (commits so far, wall seconds spent in them, CPU seconds
-  of the committing thread in them), so the bench can read the commit path over its
-  measured window.
+  ``COMMITS <n> <seconds> <cpu> <waits>`` (commits so far, wall seconds spent in them, CPU
+  seconds of the committing thread in them, and the times psycopg waited on the server's
+  socket in them), so the bench can read the commit path over its measured window.
 Diagnostics, to show what a part costs (the product has no such settings):
-``--no-fencing`` makes the per-write epoch check a no-op; ``--no-pre-ping`` opens the
-store's engine without a ping at each connection checkout; ``--switch-interval`` sets the
-GIL's switch interval (``sys.setswitchinterval``).
+``--no-fencing`` leaves the epoch check out of every write; ``--no-pre-ping`` never pings a
+pooled connection at checkout (the engine pings one that idled a second);
+``--switch-interval`` sets the GIL's switch interval (``sys.setswitchinterval``).
 """
 
 from __future__ import annotations
@@ -149,12 +149,8 @@ def main() -> int:
         ServingLock.check_write = unchecked  # type: ignore[method-assign]
         setattr(sql_module, "write_postgresql", written)  # noqa: B010 - not exported
     if args.no_pre_ping:
-        real_create = getattr(engine, "create_engine")  # noqa: B009 - patched below
-
-        def create_engine(*a: Any, **kw: Any) -> Any:
-            return real_create(*a, **{**kw, "pool_pre_ping": False})
-
-        setattr(engine, "create_engine", create_engine)  # noqa: B010 - not exported
+        # The engine pings a pooled connection only after it idled: never, here.
+        setattr(engine, "PING_AFTER_IDLE", float("inf"))  # noqa: B010 - not exported
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
     return cli.main(argv)
