@@ -89,6 +89,12 @@ class Timers:
         self._skip_dropped()
         return self._heap[0][0] if self._heap else None
 
+    def sooner(self, than: datetime | None) -> bool:
+        """Whether the earliest instant is now before ``than`` (``None``: there was none).
+        A sleeper woken only then never sleeps too long; it may wake early, for nothing."""
+        nxt = self.next()
+        return nxt is not None and (than is None or nxt < than)
+
     def pop_due(self, now: datetime) -> list[tuple[Due, RequestID]]:
         """Every live entry at or before ``now``, in time order."""
         due = []

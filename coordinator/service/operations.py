@@ -479,7 +479,7 @@ class Service:
             return self._commits.tail()
         earliest = self._pending.timers.next()
         self._pending.apply(changes, batch.now)
-        if self._pending.timers.next() != earliest:  # wake the timer loop only to sleep less
+        if self._pending.timers.sooner(earliest):  # wake the timer loop only to sleep less
             self._rearm.set()
         return self._commits.stage(Staged(batch, changes, opened, follow=match))
 
