@@ -33,6 +33,12 @@ class Due(IntEnum):
     JOB_TIMEOUT = 2  # a running job ends
 
 
+# The kinds as a plain tuple and their count: iterating or measuring an enum class runs
+# Python code of ``enum`` every time, and arming runs on every change of a request.
+_KINDS: Final = tuple(Due)
+_KIND_COUNT: Final = len(_KINDS)
+
+
 class Timers:
     """A min-heap of (instant, kind, request), and the instant of each kind a request
     needs now (one at most: a later Deadline replaces the earlier one)."""
@@ -71,7 +77,7 @@ class Timers:
             needed[Due.DEADLINE] = req.deadline
         elif req.state is RequestState.IN_PROGRESS and req.job is not None:
             needed[Due.JOB_TIMEOUT] = req.job.timeout
-        for kind in Due:
+        for kind in _KINDS:
             when = needed.get(kind)
             if when is not None:
                 self.push(when, kind, req.id)
@@ -120,4 +126,4 @@ class Timers:
 
 
 def _key(rid: RequestID, kind: int) -> int:
-    return rid * len(Due) + kind
+    return rid * _KIND_COUNT + kind
