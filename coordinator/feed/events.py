@@ -31,6 +31,21 @@ RETRY_AFTER_STORE_ERROR: Final = 1.0
 
 State = RequestState | WorkerState
 
+# Each kind's states by value: a dict lookup, where calling the enum runs Python code of
+# ``enum`` for each of the two states of every transition of every commit.
+_REQUEST_STATES: Final[dict[str, State]] = {s.value: s for s in RequestState}
+_WORKER_STATES: Final[dict[str, State]] = {s.value: s for s in WorkerState}
+
+
+def _state(kind: SubjectKind, value: str) -> State | None:
+    """The state ``value`` names, of a request or else a worker ("" for none); a value no
+    state has is refused as the enum refuses it (``ValueError``)."""
+    if not value:
+        return None
+    request = kind == "request"
+    found = (_REQUEST_STATES if request else _WORKER_STATES).get(value)
+    return found if found is not None else (RequestState if request else WorkerState)(value)
+
 
 @dataclass(frozen=True, slots=True)
 class TransitionEvent:
@@ -48,9 +63,7 @@ class TransitionEvent:
     @classmethod
     def of(cls, stored: Numbered) -> TransitionEvent:
         t = stored.transition
-        states = RequestState if t.kind == "request" else WorkerState
-        old = states(t.old) if t.old else None
-        new = states(t.new) if t.new else None
+        old, new = _state(t.kind, t.old), _state(t.kind, t.new)
         return cls(stored.id, t.at, t.kind, t.subject, old, new, t.reason, t.actor)
 
 
