@@ -19,6 +19,7 @@ from coordinator.domain.model import SubjectKind
 from coordinator.domain.states import RequestState, WorkerState
 from coordinator.errors import StoreUnavailable
 from coordinator.feed.panels import PANEL_EVENT, PanelView
+from coordinator.service.pulse import Pulse
 from coordinator.store import Store
 from coordinator.store.records import Numbered, TransitionQuery
 
@@ -141,7 +142,7 @@ class Broadcaster:
         self._subs: set[Subscription] = set()
         self._listeners: list[Listener] = []
         self._dirty = anyio.Event()  # set when the store must be read (a gap, or settled)
-        self._advanced = anyio.Event()  # set (and replaced) each time the cursor moves
+        self._advanced = Pulse()  # fired each time the cursor moves
         self._running = False
         self._early: list[Numbered] | None = None  # published while run() reads its start
         self._held: list[Numbered] = []  # published after a gap, until the gap is read
@@ -292,8 +293,7 @@ class Broadcaster:
             for event in events:
                 sub.offer(event)
         self._cursor = fresh[-1].id
-        self._advanced.set()
-        self._advanced = anyio.Event()
+        self._advanced.fire()
 
     def subscribe(self, query: TransitionQuery, after: int | None = None) -> Subscription:
         """Register a subscriber now, so that it misses nothing published from here on;

@@ -43,6 +43,7 @@ from coordinator.service.farm import Farm
 from coordinator.service.interfaces import Dryads, Tunnels
 from coordinator.service.keys import KeyPool, kind_of
 from coordinator.service.presence import Presence
+from coordinator.service.pulse import Pulse
 from coordinator.service.rights import check_owner, require_admin
 from coordinator.service.shares import Shares
 from coordinator.service.steps import Steps, ask
@@ -92,7 +93,7 @@ class Service:
         self._creations = Creations()
         self._rearm = anyio.Event()
         self._rematch = False  # a matcher pass failed to commit; the timer loop retries it
-        self._changed = anyio.Event()  # set (and replaced) after every durable group
+        self._changed = Pulse()  # fired after every durable group
         self._presence = Presence(link_grace, self._away)
         self._steps = Steps(dryads, self._keys, self._background_done)
         self._effects = Effects(dryads, self._access, self._steps, self.connected)
@@ -480,8 +481,7 @@ class Service:
             await self._apply_durable(staged)
         if group.stored:
             self.publish(group.stored)  # durable and applied: the feed hands them on from memory
-        self._changed.set()
-        self._changed = anyio.Event()
+        self._changed.fire()
 
     async def _apply_durable(self, staged: Staged) -> None:
         farm, changes = self._committed, staged.changes
