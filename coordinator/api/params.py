@@ -11,10 +11,25 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from starlette.requests import HTTPConnection
+
 from coordinator.errors import MalformedInput
 
 _WHOLE: Final = re.compile(r"[0-9]{1,20}")
 _DECIMAL: Final = re.compile(r"[0-9]{1,20}(?:\.[0-9]{1,9})?")
+
+
+def only(http: HTTPConnection, name: str) -> str | None:
+    """The query parameter ``name``, as ``http.query_params.get(name)`` reads it.
+
+    A query of just ``name=`` and a plain value (ASCII letters, digits, dots) is read here:
+    Starlette parses every query into a multi-dict, which cost the hot acquire_worker a
+    tenth of its time. Anything else is Starlette's to parse, unchanged."""
+    raw: bytes = http.scope["query_string"]
+    head = len(name) + 1
+    if raw[:head] == f"{name}=".encode() and raw[head:].replace(b".", b"a").isalnum():
+        return raw[head:].decode("ascii")
+    return http.query_params.get(name)
 
 
 def is_whole(text: str) -> bool:

@@ -163,7 +163,7 @@ class V1:
     async def acquire_worker(self, http: HttpRequest) -> Response:
         user = await self._user(http)
         rid = parse_request_id(http.path_params["rid"])
-        wait = _wait_seconds(http.query_params.get("wait"), self._max_wait)
+        wait = _wait_seconds(params.only(http, "wait"), self._max_wait)
         access = await self._service.acquire_worker(user, rid, wait)
         return json_response(bj.access_json(access))
 

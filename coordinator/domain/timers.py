@@ -33,6 +33,12 @@ class Due(IntEnum):
     JOB_TIMEOUT = 2  # a running job ends
 
 
+# The kinds as a plain tuple and their count: iterating or measuring an enum class runs
+# Python code of ``enum`` every time, and arming runs on every change of a request.
+_KINDS: Final = tuple(Due)
+_KIND_COUNT: Final = len(_KINDS)
+
+
 class Timers:
     """A min-heap of (instant, kind, request), and the instant of each kind a request
     needs now (one at most: a later Deadline replaces the earlier one)."""
@@ -71,7 +77,7 @@ class Timers:
             needed[Due.DEADLINE] = req.deadline
         elif req.state is RequestState.IN_PROGRESS and req.job is not None:
             needed[Due.JOB_TIMEOUT] = req.job.timeout
-        for kind in Due:
+        for kind in _KINDS:
             when = needed.get(kind)
             if when is not None:
                 self.push(when, kind, req.id)
@@ -88,6 +94,12 @@ class Timers:
         """The earliest instant to wake up at, if any."""
         self._skip_dropped()
         return self._heap[0][0] if self._heap else None
+
+    def sooner(self, than: datetime | None) -> bool:
+        """Whether the earliest instant is now before ``than`` (``None``: there was none).
+        A sleeper woken only then never sleeps too long; it may wake early, for nothing."""
+        nxt = self.next()
+        return nxt is not None and (than is None or nxt < than)
 
     def pop_due(self, now: datetime) -> list[tuple[Due, RequestID]]:
         """Every live entry at or before ``now``, in time order."""
@@ -114,4 +126,4 @@ class Timers:
 
 
 def _key(rid: RequestID, kind: int) -> int:
-    return rid * len(Due) + kind
+    return rid * _KIND_COUNT + kind

@@ -19,6 +19,7 @@ from coordinator.domain.model import SubjectKind
 from coordinator.domain.states import RequestState, WorkerState
 from coordinator.errors import StoreUnavailable
 from coordinator.feed.panels import PANEL_EVENT, PanelView
+from coordinator.service.pulse import Pulse
 from coordinator.store import Store
 from coordinator.store.records import Numbered, TransitionQuery
 
@@ -30,6 +31,21 @@ KEEPALIVE: Final = 15.0  # seconds of silence before a comment keeps proxies fro
 RETRY_AFTER_STORE_ERROR: Final = 1.0
 
 State = RequestState | WorkerState
+
+# Each kind's states by value: a dict lookup, where calling the enum runs Python code of
+# ``enum`` for each of the two states of every transition of every commit.
+_REQUEST_STATES: Final[dict[str, State]] = {s.value: s for s in RequestState}
+_WORKER_STATES: Final[dict[str, State]] = {s.value: s for s in WorkerState}
+
+
+def _state(kind: SubjectKind, value: str) -> State | None:
+    """The state ``value`` names, of a request or else a worker ("" for none); a value no
+    state has is refused as the enum refuses it (``ValueError``)."""
+    if not value:
+        return None
+    request = kind == "request"
+    found = (_REQUEST_STATES if request else _WORKER_STATES).get(value)
+    return found if found is not None else (RequestState if request else WorkerState)(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +64,7 @@ class TransitionEvent:
     @classmethod
     def of(cls, stored: Numbered) -> TransitionEvent:
         t = stored.transition
-        states = RequestState if t.kind == "request" else WorkerState
-        old = states(t.old) if t.old else None
-        new = states(t.new) if t.new else None
+        old, new = _state(t.kind, t.old), _state(t.kind, t.new)
         return cls(stored.id, t.at, t.kind, t.subject, old, new, t.reason, t.actor)
 
 
@@ -128,7 +142,7 @@ class Broadcaster:
         self._subs: set[Subscription] = set()
         self._listeners: list[Listener] = []
         self._dirty = anyio.Event()  # set when the store must be read (a gap, or settled)
-        self._advanced = anyio.Event()  # set (and replaced) each time the cursor moves
+        self._advanced = Pulse()  # fired each time the cursor moves
         self._running = False
         self._early: list[Numbered] | None = None  # published while run() reads its start
         self._held: list[Numbered] = []  # published after a gap, until the gap is read
@@ -279,8 +293,7 @@ class Broadcaster:
             for event in events:
                 sub.offer(event)
         self._cursor = fresh[-1].id
-        self._advanced.set()
-        self._advanced = anyio.Event()
+        self._advanced.fire()
 
     def subscribe(self, query: TransitionQuery, after: int | None = None) -> Subscription:
         """Register a subscriber now, so that it misses nothing published from here on;

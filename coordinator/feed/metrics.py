@@ -135,6 +135,10 @@ class Metrics:
             buckets=_HTTP,
             registry=r,
         )
+        # Each series' child, found once: prometheus_client's ``labels`` checks and converts
+        # the values and takes a lock on every call, and HTTP timing calls it per request.
+        self._http_series: dict[tuple[str, str, int], Histogram] = {}
+        self._job_series: dict[str, Histogram] = {}
         r.register(_Farm(service))
         if store is not None:
             r.register(_Serving(store))
@@ -147,6 +151,14 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+    def http_series(self, route: str, method: str, status: int) -> Histogram:
+        """The HTTP histogram's series for a route template, a method and a status."""
+        key = (route, method, status)
+        series = self._http_series.get(key)
+        if series is None:
+            series = self._http_series[key] = self.http.labels(route, method, status)
+        return series
 
     def observe(self, events: Sequence[TransitionEvent]) -> None:
         """A broadcaster listener: count matches and time waits and jobs."""
@@ -171,9 +183,15 @@ class Metrics:
             if started is None and (req := self._loaded(subject)) is not None and req.job:
                 started = req.job.started
             if started is not None:
-                self.jobs.labels(event.new.value).observe(_seconds(started, event.at))
+                self._job_series_of(event.new.value).observe(_seconds(started, event.at))
         else:  # out of the queue without a worker
             self._created.pop(subject, None)
+
+    def _job_series_of(self, state: str) -> Histogram:
+        series = self._job_series.get(state)
+        if series is None:
+            series = self._job_series[state] = self.jobs.labels(state)
+        return series
 
     def _loaded(self, subject: str) -> Request | None:
         """A request created, or matched, before this coordinator started: the service
@@ -212,7 +230,7 @@ class HttpMetrics:
             if message["type"] == "http.response.start":
                 route = scope.get("route")
                 template = getattr(route, "path", None) or "unmatched"
-                self._metrics.http.labels(template, scope["method"], message["status"]).observe(
+                self._metrics.http_series(template, scope["method"], message["status"]).observe(
                     time.perf_counter() - start
                 )
             await send(message)

@@ -22,6 +22,7 @@ from coordinator.boruta_json import contained
 from coordinator.errors import StoreUnavailable
 from coordinator.feed.events import TransitionEvent
 from coordinator.feed.render import compact, transition_json
+from coordinator.service.pulse import Pulse
 from coordinator.store import Store
 from coordinator.store.records import Delivery, DeliveryStatus
 from coordinator.wire.limits import has_surrogate
@@ -116,7 +117,7 @@ class Webhooks:
         # are stored (or that no webhook wanted).
         self._woken = 0
         self._enqueued = 0
-        self._progress = anyio.Event()  # set (and replaced) when ``_enqueued`` moves
+        self._progress = Pulse()  # fired when ``_enqueued`` moves
         self._limiter = anyio.CapacityLimiter(self.policy.concurrency)
         self._turn = anyio.Lock()  # adding deliveries, or reading the due ones
         self.store_reads = 0  # reads of transitions or due deliveries, for tests
@@ -177,8 +178,7 @@ class Webhooks:
     def _advance(self, woken: int) -> None:
         if woken > self._enqueued:
             self._enqueued = woken
-            self._progress.set()
-            self._progress = anyio.Event()
+            self._progress.fire()
 
     async def _enqueue_loop(self) -> None:
         while True:

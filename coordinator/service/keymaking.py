@@ -1,7 +1,8 @@
 """How one job key is made and written: RSA-2048 as PKCS#1 PEM, Ed25519 in OpenSSH format.
 
-This module imports nothing but ``cryptography`` and the domain's ``KeyType``: the RSA
-makers run it in processes of their own (``keys.KeyPool``), which should start fast.
+This module imports nothing but ``cryptography``, the domain's ``KeyType`` and the
+stdlib-only ``openssh``: the RSA makers run it in processes of their own
+(``keys.KeyPool``), which should start fast.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from coordinator.domain.model import KeyType
+from coordinator.service import openssh
 
 RSA_BITS = 2048  # docs/boruta-api.md §keys; the Go client parses exactly this PEM form
 MAKER_NICENESS = 10  # RSA makers yield the cores to the API (docs/boruta-api.md §keys)
@@ -54,12 +56,11 @@ def rsa_parts() -> tuple[bytes, str]:
 def generate_ed25519() -> JobKey:
     """A fresh Ed25519 key (well under a millisecond): made when asked, never stocked."""
     key = ed25519.Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.OpenSSH,  # "BEGIN OPENSSH PRIVATE KEY", as ssh reads it
-        serialization.NoEncryption(),
-    )
-    return JobKey(pem, _openssh_public(key.public_key()), KeyType.ED25519)
+    seed, public = key.private_bytes_raw(), key.public_key().public_bytes_raw()
+    # Written here rather than by cryptography's serialiser, which costs more than the
+    # key's making, on the event loop (docs/boruta-api.md §the openssh key format).
+    pem = openssh.private_key_file(seed, public)  # "BEGIN OPENSSH PRIVATE KEY", as ssh reads
+    return JobKey(pem, openssh.authorized_key(public), KeyType.ED25519)
 
 
 def kind_of(private_pem: bytes) -> KeyType | None:

@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from contextlib import asynccontextmanager
 from datetime import datetime
 from functools import partial
-from typing import TypeVar
 
 import anyio
 from anyio.abc import TaskStatus
@@ -33,10 +32,7 @@ from coordinator.domain.model import AccessInfo, KeyType, Request, User, Worker
 from coordinator.domain.requests import RequestPolicy
 from coordinator.domain.states import FINAL_REQUEST_STATES, RequestState, WorkerState
 from coordinator.domain.timers import Timers
-from coordinator.errors import (
-    DryadUnreachable,
-    StoreUnavailable,
-)
+from coordinator.errors import StoreUnavailable
 from coordinator.service import cascade, creations, lookup
 from coordinator.service.access import Access
 from coordinator.service.batch import Batch
@@ -47,16 +43,15 @@ from coordinator.service.farm import Farm
 from coordinator.service.interfaces import Dryads, Tunnels
 from coordinator.service.keys import KeyPool, kind_of
 from coordinator.service.presence import Presence
+from coordinator.service.pulse import Pulse
 from coordinator.service.rights import check_owner, require_admin
 from coordinator.service.shares import Shares
-from coordinator.service.steps import Steps
+from coordinator.service.steps import Steps, ask
 from coordinator.store import Store
 from coordinator.store.records import Numbered
 from coordinator.wire import HealthReport
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 RETRY_AFTER_STORE_ERROR = 1.0  # seconds before the timers retry after a failed commit
 
@@ -85,7 +80,9 @@ class Service:
         self.shares = Shares(scheduling)  # fair share and quotas (docs/scheduling.md)
         self._username = username
         self._keys = keys or KeyPool()
-        self._lock = anyio.Lock()  # over deciding and staging; never held across a commit
+        # Over deciding and staging; never held across a commit. Taken free, it does not
+        # yield first: that yield was a pass of the event loop per operation, for nothing.
+        self._lock = anyio.Lock(fast_acquire=True)
         self._adjusting = anyio.Lock()  # admins' quota and scheduling changes take turns
         # Finished requests held in memory besides the live ones; None = all of them.
         self.finished_in_memory = finished_in_memory
@@ -96,7 +93,7 @@ class Service:
         self._creations = Creations()
         self._rearm = anyio.Event()
         self._rematch = False  # a matcher pass failed to commit; the timer loop retries it
-        self._changed = anyio.Event()  # set (and replaced) after every durable group
+        self._changed = Pulse()  # fired after every durable group
         self._presence = Presence(link_grace, self._away)
         self._steps = Steps(dryads, self._keys, self._background_done)
         self._effects = Effects(dryads, self._access, self._steps, self.connected)
@@ -354,22 +351,16 @@ class Service:
         """Make the board blink brightly so it can be found in the rack."""
         require_admin(admin)
         self.get_worker(uuid)
-        await self._ask_dryad(uuid, self._dryads.identify(uuid, seconds))
+        await ask(uuid, self._dryads.identify(uuid, seconds))
         await self._note(admin.name, uuid, f"identify for {seconds:g} s")  # in the audit
 
     async def run_healthcheck(self, admin: User, uuid: WorkerUUID) -> HealthReport:
         """Run the worker's healthchecks now; the results are applied as reported ones."""
         require_admin(admin)
         self.get_worker(uuid)
-        report: HealthReport = await self._ask_dryad(uuid, self._dryads.healthcheck(uuid))
+        report: HealthReport = await ask(uuid, self._dryads.healthcheck(uuid))
         await self.report_health(uuid, report)
         return report
-
-    async def _ask_dryad(self, uuid: WorkerUUID, call: Awaitable[T]) -> T:
-        try:
-            return await call
-        except Exception as exc:
-            raise DryadUnreachable(f"worker {uuid}: {exc}") from exc
 
     async def set_worker_state(self, admin: User, uuid: WorkerUUID, state: WorkerState) -> None:
         """An admin's IDLE (through PREPARE) or MAINTENANCE (through BUSY)."""
@@ -479,7 +470,7 @@ class Service:
             return self._commits.tail()
         earliest = self._pending.timers.next()
         self._pending.apply(changes, batch.now)
-        if self._pending.timers.next() != earliest:  # wake the timer loop only to sleep less
+        if self._pending.timers.sooner(earliest):  # wake the timer loop only to sleep less
             self._rearm.set()
         return self._commits.stage(Staged(batch, changes, opened, follow=match))
 
@@ -490,8 +481,7 @@ class Service:
             await self._apply_durable(staged)
         if group.stored:
             self.publish(group.stored)  # durable and applied: the feed hands them on from memory
-        self._changed.set()
-        self._changed = anyio.Event()
+        self._changed.fire()
 
     async def _apply_durable(self, staged: Staged) -> None:
         farm, changes = self._committed, staged.changes

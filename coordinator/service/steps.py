@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import Final, TypeVar
 
 from coordinator.domain.ids import WorkerUUID
 from coordinator.domain.model import KeyType, Request, Worker
 from coordinator.domain.states import WorkerState
+from coordinator.errors import DryadUnreachable
 from coordinator.service.interfaces import Dryads
 from coordinator.service.keys import KeyPool
 from coordinator.wire import Display, MaintenanceMessage, WorkerState as WireState
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 MAINTENANCE: Final = MaintenanceMessage()  # the original's (docs/boruta-api.md §busy)
 # The one place the domain's worker states become the link's: the values are the same
@@ -62,6 +65,14 @@ class Steps:
         except Exception as exc:
             failure = f"maintenance failed: {exc}"
         await self._done(uuid, epoch, failure, b"")
+
+
+async def ask(uuid: WorkerUUID, call: Awaitable[T]) -> T:
+    """A dryad's answer to ``call``; its failure, whatever it was, is ``DryadUnreachable``."""
+    try:
+        return await call
+    except Exception as exc:
+        raise DryadUnreachable(f"worker {uuid}: {exc}") from exc
 
 
 async def tell(uuid: WorkerUUID, what: str, call: Awaitable[None]) -> None:

@@ -196,3 +196,13 @@ def test_a_deadline_moved_many_times_leaves_one_entry() -> None:
         timers.arm(make_request(deadline=T0 + hours * HOUR), T0)
     assert (len(timers), timers.size <= 1 + SLACK) == (1, True)
     assert timers.pop_due(T0 + 1000 * HOUR) == [(Due.DEADLINE, R1)]
+
+
+def test_sooner_says_whether_the_earliest_instant_moved_earlier() -> None:
+    timers = Timers()
+    assert (timers.sooner(None), timers.sooner(T0)) == (False, False)  # nothing to wake for
+    timers.arm(make_request(deadline=T0 + 2 * HOUR), T0)
+    assert (timers.sooner(None), timers.sooner(T0 + 3 * HOUR)) == (True, True)
+    assert (timers.sooner(T0 + 2 * HOUR), timers.sooner(T0 + HOUR)) == (False, False)
+    timers.arm(make_request(deadline=T0 + 5 * HOUR), T0)  # the entry moved later
+    assert timers.sooner(T0 + 2 * HOUR) is False

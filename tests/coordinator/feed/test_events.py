@@ -12,10 +12,11 @@ import pytest
 
 from coordinator.api.events import frame
 from coordinator.domain.ids import WorkerUUID
+from coordinator.domain.model import SubjectKind, Transition
 from coordinator.domain.states import RequestState, WorkerState
 from coordinator.feed.events import Broadcaster, TransitionEvent, matches
 from coordinator.feed.panels import Panels, PanelView
-from coordinator.store.records import TransitionQuery
+from coordinator.store.records import Numbered, TransitionQuery
 from coordinator.wire import Panel
 from tests.coordinator.feed.test_panels import png
 from tests.coordinator.sse_reader import subscribe
@@ -328,3 +329,28 @@ def _sse_sync(url: str, token: str, after: int, count: int) -> list[tuple[int, d
                 if len(got) == count:
                     break
     return got
+
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("kind", "states"), [("request", list(RequestState)), ("worker", list(WorkerState))]
+)
+def test_a_stored_transition_becomes_the_enum_members_of_its_kind(
+    kind: SubjectKind, states: list[RequestState] | list[WorkerState]
+) -> None:
+    for old, new in zip(states, states[1:] + states[:1], strict=True):
+        for stored_old, stored_new in ((old.value, new.value), (old, new)):  # text or enum
+            t = Transition(T0, kind, "1", stored_old, stored_new, "why", "alice")
+            event = TransitionEvent.of(Numbered(7, t))
+            assert (event.old, event.new) == (old, new)
+            assert type(event.old) is type(old) and type(event.new) is type(new)
+    created = TransitionEvent.of(Numbered(8, Transition(T0, kind, "1", "", states[0].value)))
+    assert (created.old, created.new) == (None, states[0])
+
+
+def test_a_stored_state_no_enum_has_is_refused_as_the_enum_refuses_it() -> None:
+    for kind in ("request", "worker"):
+        with pytest.raises(ValueError, match="'NAPPING' is not a valid"):
+            TransitionEvent.of(Numbered(1, Transition(T0, kind, "1", "", "NAPPING")))

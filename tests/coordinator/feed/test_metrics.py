@@ -139,3 +139,17 @@ async def test_a_sqlite_coordinator_holds_no_epoch_and_keeps_its_own_time(farm: 
     got = await scrape(farm)
     assert got[("boruta_serving_epoch", ())] == 0
     assert got[("boruta_database_clock_offset_seconds", ())] == 0
+
+
+async def test_each_http_series_counts_every_response_of_its_route_method_and_status(
+    farm: AppFarm,
+) -> None:
+    for _ in range(3):
+        await farm.new_request({"Priority": 8})
+    assert (await farm.get("/api/v1/nowhere")).status_code == 404
+    assert (await farm.get("/api/v1/nowhere")).status_code == 404
+    got = await scrape(farm)
+    create = (("method", "POST"), ("route", "/api/v1/reqs/"), ("status", "201"))
+    nowhere = (("method", "GET"), ("route", "unmatched"), ("status", "404"))
+    assert got[("boruta_http_request_duration_seconds_count", create)] == 3
+    assert got[("boruta_http_request_duration_seconds_count", nowhere)] == 2
