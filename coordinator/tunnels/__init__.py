@@ -1,6 +1,6 @@
 """The tunnels: per job, a TCP port here whose connections reach the worker's sshd.
 
-Owns the port range (``ports``), the listeners (``listeners.LinkTunnels``), the byte
+Owns the port range (``ports``) and its claim on the host (``claim``), the listeners (``listeners.LinkTunnels``), the byte
 pump between a user's socket and the sshd's end on the event loop (``pump``), the
 dial-back listener (``dialback``), and one connector per ``tunnel_mode`` value:
 ``dialback`` (``relayed``: the dryad dials back and a relay thread splices; the default),
