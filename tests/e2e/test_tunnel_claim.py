@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.coordinators import Coordinator, start
+from coordinator.store.serving import SERVING_LOCK_KEY
+from tests.e2e.coordinators import READY, Coordinator, start
+from tests.e2e.process_farm import eventually
 from tests.e2e.several import free_range
+from tests.pg_cluster import PgCluster, private_cluster
 
 pytestmark = pytest.mark.e2e
 
@@ -67,3 +72,68 @@ def test_a_second_coordinator_with_an_overlapping_range_refuses_to_start(
         "--config", str(config(tmp_path, "d", low, low + 9)),
     )  # fmt: skip
     coordinators.append(again)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[PgCluster]:
+    with private_cluster() as pg:
+        yield pg
+
+
+@pytest.mark.postgres
+def test_a_standby_on_the_same_host_and_range_takes_over_once_the_old_one_steps_down(
+    tmp_path: Path, cluster: PgCluster
+) -> None:
+    """One farm's coordinators may share a range on one host (only the serving one binds
+    ports): the one that takes over waits for its predecessor, cut off from the database
+    but still serving, to step down, and then serves; it does not exit."""
+    low, _ = free_range("127.0.0.1", 10)
+    name = cluster.create_database()
+    db = cluster.url(name)
+    try:
+        a = _spawn_pg(db, tmp_path, "a", low)
+        b: subprocess.Popen[bytes] | None = None
+        try:
+            eventually(lambda: READY.search(_log(tmp_path, "a")), 60)
+            b = _spawn_pg(db, tmp_path, "b", low)  # the same range on the same address
+            eventually(lambda: b"standby: " in _log(tmp_path, "b"), 60)
+
+            def b_took_the_lock() -> bool:
+                """b holds the serving lock (a may take it back first: cut it again)."""
+                if b"now serving" in _log(tmp_path, "b"):
+                    return True
+                cluster.end_lock_holders(SERVING_LOCK_KEY, name)
+                return False
+
+            eventually(b_took_the_lock, 60)
+            eventually(lambda: READY.search(_log(tmp_path, "b")), 60)
+            b_log = _log(tmp_path, "b").decode()
+            assert re.search(
+                rf"tunnel_ports {low}-{low + 9} \(on 127.0.0.1\) overlap {low}-{low + 9} "
+                rf"\(on 127.0.0.1\) of another coordinator on this host \(pid {a.pid}\): give "
+                r"each coordinator its own range; waiting up to \d+ s for it to stop serving",
+                b_log,
+            ), b_log
+            assert b"standing by for " in _log(tmp_path, "a")
+            assert a.poll() is None and b.poll() is None
+        finally:
+            for process in (a, b):
+                if process is not None:
+                    process.terminate()
+                    process.wait(30)
+    finally:
+        cluster.drop_database(name)
+
+
+def _spawn_pg(db: str, tmp: Path, name: str, low: int) -> subprocess.Popen[bytes]:
+    """``serve`` on PostgreSQL with the range ``low``.. and the farm's one link host key."""
+    extra = f'link_host_key = "{tmp / "link_host_key"}"\n'
+    command = [sys.executable, "-m", "coordinator", "--db", db]
+    command += ["--config", str(config(tmp, name, low, low + 9, extra)), "serve"]
+    command += ["--http", "127.0.0.1:0", "--link", "127.0.0.1:0"]
+    with (tmp / f"{name}.log").open("ab") as sink:
+        return subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
+
+
+def _log(tmp: Path, name: str) -> bytes:
+    return (tmp / f"{name}.log").read_bytes()
