@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 
 from coordinator.store.serving import SERVING_LOCK_KEY
-from tests.e2e.coordinators import READY, Coordinator, start
+from tests.e2e.coordinators import READY, Coordinator, free_range, start
 from tests.e2e.process_farm import eventually
-from tests.e2e.several import free_range
 from tests.pg_cluster import PgCluster, private_cluster
 
 pytestmark = pytest.mark.e2e
