@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from coordinator import __version__
 from coordinator.domain.model import User
@@ -22,9 +22,6 @@ from coordinator.settings import Settings, SettingsError, load
 from coordinator.store.sql import SqlStore
 from coordinator.tokens import hash_token, new_token
 from coordinator.wire import limits
-
-if TYPE_CHECKING:
-    from coordinator.service.interfaces import Tunnels
 
 logger = logging.getLogger("coordinator")
 
@@ -274,11 +271,10 @@ def _serve(settings: Settings) -> int:
     try:
         while True:
             took_over = _claim(store, _holder(settings), first) or not first
-            parts = Parts(store=store, clock=DatabaseClock(store.clock_offset))
-            coordinator = assemble(settings, parts)
             wait = settings.lease_grace + STEP_DOWN if took_over else 0.0
-            with _tunnel_range(coordinator.tunnels, settings, wait):
-                lost = serve(coordinator, settings, store.lease)
+            with _tunnel_range(settings, wait):
+                parts = Parts(store=store, clock=DatabaseClock(store.clock_offset))
+                lost = serve(assemble(settings, parts), settings, store.lease)
             if not lost:
                 return 0
             store.release_serving()
@@ -316,16 +312,16 @@ def _claim(store: SqlStore, holder: str, first: bool) -> bool:
         time.sleep(STANDBY_POLL)
 
 
-def _tunnel_range(tunnels: Tunnels, settings: Settings, wait: float) -> AbstractContextManager[Any]:
+def _tunnel_range(settings: Settings, wait: float) -> AbstractContextManager[Any]:
     """Claim the tunnel range on this host while serving, when this coordinator binds
     tunnel ports (docs/failover.md §tunnel range claim). ``wait``: for one stepping down.
 
     :raises TunnelUnavailable: when another coordinator here has an overlapping range.
     """
+    from coordinator.assembly import binds_tunnel_ports
     from coordinator.tunnels.claim import claim
-    from coordinator.tunnels.listeners import LinkTunnels
 
-    if not isinstance(tunnels, LinkTunnels):
+    if not binds_tunnel_ports(settings):
         return nullcontext()  # tunnel_mode "none", or no link to carry tunnels: no ports
     return claim(settings.tunnel_port_range, settings.tunnel_bind_host, wait)
 
