@@ -25,10 +25,9 @@ logger = logging.getLogger(__name__)
 PREFIX: Final = "boruta-coordinator/tunnel-ports/"
 MUTEX: Final = "boruta-coordinator/tunnel-ports.lock"
 TABLE: Final = Path("/proc/net/unix")  # every Unix socket of this network namespace
-MUTEX_WAIT: Final = 5.0  # seconds to wait for another claimer's check-and-bind (microseconds)
+MUTEX_WAIT: Final = 5.0  # seconds to wait for the mutex (a claimer holds it for microseconds)
 MUTEX_POLL: Final = 0.005
 RETRY: Final = 0.2  # seconds between tries while waiting for another claim to go
-ANY: Final = ("0.0.0.0", "::")  # the wildcards: "::" is dual-stack, as Python binds it
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,7 @@ class Claimed:
         if self.first > other.last or other.first > self.last:
             return False
         a, b = self.bind, other.bind
-        if a == b or "::" in (a, b):
+        if a == b or "::" in (a, b):  # "::" is bound dual-stack (tunnels.ports)
             return True
         if "0.0.0.0" in (a, b):
             return ":" not in (b if a == "0.0.0.0" else a)  # IPv4 only
