@@ -180,6 +180,14 @@ def assemble(settings: Settings, parts: Parts) -> Coordinator:
     return coordinator
 
 
+def binds_tunnel_ports(settings: Settings) -> bool:
+    """Whether a coordinator assembled from ``settings`` alone (no dryads or tunnels given)
+    listens on tunnel ports: ``tunnel_mode`` "direct", or a mode that needs the dryad link
+    with the link on (``_tunnels``)."""
+    mode = settings.tunnel_mode
+    return mode == "direct" or (mode in ("link", "dialback") and bool(settings.link))
+
+
 def _tunnels(settings: Settings, store: Store, link: DryadLink | None) -> Tunnels:
     connector: Connector
     if settings.tunnel_mode == "direct":

@@ -10,6 +10,7 @@ import socket
 import sys
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -28,6 +29,9 @@ logger = logging.getLogger("coordinator")
 DB_HELP = "SQLite file path or postgresql:// URL (default: boruta.db here)"
 NO_DB = "none is configured (--db PATH|URL, or db in the --config file)"
 STANDBY_POLL: Final = 0.5  # seconds between a standby's tries to take the serving lock
+# Beyond lease_grace: how long a coordinator that took over waits for the tunnel range of
+# one on this host that is still stepping down (docs/failover.md §tunnel range claim).
+STEP_DOWN: Final = 15.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -266,9 +270,12 @@ def _serve(settings: Settings) -> int:
     first = True
     try:
         while True:
-            _claim(store, _holder(settings), first)
-            parts = Parts(store=store, clock=DatabaseClock(store.clock_offset))
-            if not serve(assemble(settings, parts), settings, store.lease):
+            took_over = _claim(store, _holder(settings), first) or not first
+            wait = settings.lease_grace + STEP_DOWN if took_over else 0.0
+            with _tunnel_range(settings, wait):
+                parts = Parts(store=store, clock=DatabaseClock(store.clock_offset))
+                lost = serve(assemble(settings, parts), settings, store.lease)
+            if not lost:
                 return 0
             store.release_serving()
             logger.warning("standing by for %s", store.url)
@@ -277,8 +284,9 @@ def _serve(settings: Settings) -> int:
         store.close()
 
 
-def _claim(store: SqlStore, holder: str, first: bool) -> None:
+def _claim(store: SqlStore, holder: str, first: bool) -> bool:
     """Take the serving lock; on PostgreSQL wait for it as a standby, saying so once.
+    Whether it waited (then this coordinator takes over from another).
 
     :param first: at start, a database that cannot be reached is an error, not a wait.
     """
@@ -297,11 +305,25 @@ def _claim(store: SqlStore, holder: str, first: bool) -> None:
         else:
             if said:
                 logger.warning("now serving %s", store.url)
-            return
+            return bool(said)
         if news != said:
             logger.warning("%s", news)
             said = news
         time.sleep(STANDBY_POLL)
+
+
+def _tunnel_range(settings: Settings, wait: float) -> AbstractContextManager[Any]:
+    """Claim the tunnel range on this host while serving, when this coordinator binds
+    tunnel ports (docs/failover.md §tunnel range claim). ``wait``: for one stepping down.
+
+    :raises TunnelUnavailable: when another coordinator here has an overlapping range.
+    """
+    from coordinator.assembly import binds_tunnel_ports
+    from coordinator.tunnels.claim import claim
+
+    if not binds_tunnel_ports(settings):
+        return nullcontext()  # tunnel_mode "none", or no link to carry tunnels: no ports
+    return claim(settings.tunnel_port_range, settings.tunnel_bind_host, wait)
 
 
 def _holder(settings: Settings) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from coordinator.cli import main
 from coordinator.settings import Settings
 from coordinator.store.sql import SqlStore
 from coordinator.tokens import hash_token
+from coordinator.tunnels.claim import claim
 
 
 def run(capsys: pytest.CaptureFixture[str], db: Path, *args: str) -> tuple[int, str, str]:
@@ -224,3 +226,25 @@ def test_ctrl_c_while_standing_by_ends_quietly(
     monkeypatch.setattr(cli, "_serve", interrupted)
     assert main(["--db", "postgresql://nobody@127.0.0.1:1/none", "serve"]) == 130
     assert capsys.readouterr().err == ""
+
+
+def test_serve_refuses_a_tunnel_range_another_coordinator_here_claimed(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, db_path: Path
+) -> None:
+    """Before it binds any port; one line and exit 1, as for a served SQLite file."""
+    config = tmp_path / "c.toml"
+    config.write_text('tunnel_ports = "64500-64509"\ntunnel_bind = "127.0.0.251"\n')
+    args = ["--config", str(config), "serve", "--http", "127.0.0.1:0", "--link", "127.0.0.1:0"]
+    with claim(range(64505, 64600), "127.0.0.251"):
+        assert run(capsys, db_path, *args) == (
+            1,
+            "",
+            "boruta-coordinator: tunnel_ports 64500-64509 (on 127.0.0.251) overlap 64505-64599 "
+            f"(on 127.0.0.251) of another coordinator on this host (pid {os.getpid()}): give "
+            "each coordinator its own range\n",
+        )
+    store = SqlStore.open(str(db_path))
+    try:
+        store.claim_serving("the test")  # the refused one let the database go
+    finally:
+        store.close()

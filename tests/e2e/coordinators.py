@@ -17,6 +17,7 @@ import httpx
 
 READY = re.compile(rb"coordinator ready on http://([\d.]+):(\d+)")
 LINK_READY = re.compile(rb"dryad link listening on ([\d.]+):(\d+)")
+TUNNELS = 50  # ports in a test coordinator's tunnel range: more than the jobs a test runs
 
 
 def free_port() -> int:
@@ -25,6 +26,28 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def free_range(host: str, count: int) -> tuple[int, int]:
+    """``count`` consecutive ports that nobody listens on at ``host`` now: a coordinator's
+    tunnel range of its own, as another test's coordinator on this host may run beside it
+    (docs/failover.md §tunnel range claim)."""
+    for _ in range(200):
+        first = free_port()
+        if first + count > 65000:
+            continue
+        if all(_bindable(host, p) for p in range(first, first + count)):
+            return first, first + count - 1
+    raise AssertionError(f"no {count} consecutive free ports on {host}")
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 @dataclass
@@ -60,6 +83,8 @@ def start(
     """
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     offset = log.stat().st_size if log.exists() else 0  # earlier runs' lines are not ours
+    if "--config" not in extra:
+        extra = ("--config", str(_own_range(log)), *extra)
     command = [
         sys.executable,
         "-m",
@@ -82,6 +107,15 @@ def start(
             preexec_fn=None if nofile is None else partial(_limit_open_files, nofile),
         )
     return Coordinator(process, *_wait_ready(process, log, offset, bool(link)))
+
+
+def _own_range(log: Path) -> Path:
+    """A config file beside ``log`` with a tunnel range of its own, kept for restarts."""
+    config = log.with_name(f"{log.stem}.tunnels.toml")
+    if not config.exists():
+        first, last = free_range("127.0.0.1", TUNNELS)
+        config.write_text(f'tunnel_ports = "{first}-{last}"\n')
+    return config
 
 
 def _limit_open_files(n: int) -> None:

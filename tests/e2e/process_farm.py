@@ -14,7 +14,15 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.coordinators import Coordinator, client, free_port, run_cli, start
+from tests.e2e.coordinators import (
+    TUNNELS,
+    Coordinator,
+    client,
+    free_port,
+    free_range,
+    run_cli,
+    start,
+)
 
 GRACE = 3  # seconds a dryad may be away before its worker FAILS
 
@@ -41,6 +49,10 @@ class ProcessFarm:
         self.link = f"127.0.0.1:{free_port()}"
         config_file = tmp / "coordinator.toml"
         # Dial-backs on any free port: the one after the link's may be another test's.
+        # A tunnel range of its own: other tests' farms may run beside it on this host.
+        self.tunnels = free_range("127.0.0.1", TUNNELS)
+        if "tunnel_ports" not in config:
+            config = f'tunnel_ports = "{self.tunnels[0]}-{self.tunnels[1]}"\n{config}'
         config_file.write_text(
             f'link_grace = {grace}\nlink_keepalive = 1\ndialback = "127.0.0.1:0"\n{config}'
         )

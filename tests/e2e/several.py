@@ -17,31 +17,11 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.coordinators import READY, client, free_port
+from tests.e2e.coordinators import READY, client, free_range
 from tests.e2e.process_farm import eventually
 
 STANDBY = re.compile(rb"standby: |standing by for ")  # waiting, or stepped down to wait
 TUNNELS = 20  # ports per coordinator's tunnel range: more than the jobs a test runs
-
-
-def free_range(host: str, count: int) -> tuple[int, int]:
-    """``count`` consecutive ports that nobody listens on at ``host`` now."""
-    for _ in range(200):
-        first = free_port()
-        if first + count > 65000:
-            continue
-        if all(_bindable(host, p) for p in range(first, first + count)):
-            return first, first + count - 1
-    raise AssertionError(f"no {count} consecutive free ports on {host}")
-
-
-def _bindable(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def free_port_at(host: str) -> int:

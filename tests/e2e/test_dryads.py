@@ -19,8 +19,11 @@ def test_a_dryad_enrols_registers_and_serves_a_job(farm: ProcessFarm) -> None:
     with farm.http() as http:
         rid = http.post("/api/v1/reqs/", json={"Caps": {"device_type": "rpi4"}}).json()["ReqID"]
         access = http.post(f"/api/v1/reqs/{rid}/acquire_worker", params={"wait": 30}).json()
-        # The tunnel's port here, from the default range, not the board's sshd port.
-        assert access["Username"] == "boruta-user" and 20000 <= access["Addr"]["Port"] <= 20999
+        # The tunnel's port here, from the farm's range, not the board's sshd port.
+        assert (
+            access["Username"] == "boruta-user"
+            and farm.tunnels[0] <= access["Addr"]["Port"] <= farm.tunnels[1]
+        )
         assert access["Addr"]["IP"] == "127.0.0.1"
         assert http.get(f"/api/v1/workers/{uuid}").json()["Connected"] is True
     # The board shows the job: the panel's RUNNING colour, blue, on the simulated STM.
