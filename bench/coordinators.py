@@ -84,9 +84,20 @@ class Up:
         raise RuntimeError(f"no COMMITS line in {serving.log}")
 
 
-def _serve_argv(db: str, workers: int, diagnostic: tuple[str, ...]) -> list[str]:
+def _serve_argv(db: str, config: Path, workers: int, diagnostic: tuple[str, ...]) -> list[str]:
     ours = [sys.executable, str(BENCH / "_coordinators_serve.py"), "--workers", str(workers)]
-    return [*ours, *diagnostic, "--", "--db", db, "serve", "--http", f"127.0.0.1:{free_port()}"]
+    serve = ["serve", "--http", f"127.0.0.1:{free_port()}"]
+    return [*ours, *diagnostic, "--", "--db", db, "--config", str(config), *serve]
+
+
+def _tunnel_config(tmp: Path, system: System) -> Path:
+    """A settings file with a tunnel range of the system's own: the systems serve side by
+    side on this host, and a range claimed twice is refused (docs/failover.md §tunnel range
+    claim). The standbys of one database share their serving one's, as a farm's may."""
+    first = 30000 + 100 * [s.key for s in SYSTEMS].index(system.key)
+    config = tmp / f"{system.key}.toml"
+    config.write_text(f'tunnel_ports = "{first}-{first + 99}"\n')
+    return config
 
 
 def start(system: System, tmp: Path, cluster: Cluster, args: argparse.Namespace) -> Up:
@@ -104,7 +115,7 @@ def start(system: System, tmp: Path, cluster: Cluster, args: argparse.Namespace)
     procs: list[Process] = []
     try:
         for n in range(system.coordinators):
-            argv = _serve_argv(db, args.workers, system.diagnostic)
+            argv = _serve_argv(db, _tunnel_config(tmp, system), args.workers, system.diagnostic)
             procs.append(Process(argv, tmp / f"{system.key}-{n + 1}.log"))
             if n == 0:
                 found = procs[0].wait_for(READY, timeout=300)
