@@ -92,8 +92,8 @@ def _serve_argv(db: str, config: Path, workers: int, diagnostic: tuple[str, ...]
 
 def _tunnel_config(tmp: Path, system: System) -> Path:
     """A settings file with a tunnel range of the system's own: the systems serve side by
-    side on this host, and a range claimed twice is refused (docs/failover.md §tunnel range
-    claim). The standbys of one database share their serving one's, as a farm's may."""
+    side on this host, and a range claimed twice is refused. The standbys of one database
+    share their serving one's, as a farm's may (docs/failover.md §tunnel range claim)."""
     first = 30000 + 100 * [s.key for s in SYSTEMS].index(system.key)
     config = tmp / f"{system.key}.toml"
     config.write_text(f'tunnel_ports = "{first}-{first + 99}"\n')
