@@ -149,8 +149,8 @@ def statements_report(found: Statements) -> str:
     lines = [
         f"[diag] {found.transactions} write transactions of 1 coordinator on PostgreSQL "
         f"(log_statement = all, a chunk of its own): {statistics.mean(found.sizes):.1f} "
-        "statements each (the commit sends them in a pipeline: its round trips are on the "
-        "one pipeline: docs/failover.md §round trips); statements per transaction:"
+        "statements each (they leave in one pipeline: docs/failover.md §round trips); "
+        "statements per transaction:"
     ]
     lines += [f"    {n / found.transactions:5.2f}  {kind}" for kind, n in found.kinds.most_common()]
     return "\n".join(lines)

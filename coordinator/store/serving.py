@@ -71,6 +71,10 @@ class ServingLock:
         self.lost = False
         # The database's clock minus this host's, as last measured on the lock's session.
         self.offset = timedelta(0)
+        # Each owner's usage row (value, microseconds) as this holder's commits last wrote
+        # it: while it holds the lock no one else writes one, so a commit needs no read
+        # for them (docs/failover.md §round trips). A new holder starts with none.
+        self.usage: dict[str, tuple[float, int]] = {}
 
     @classmethod
     def claim(cls, engine: Engine, sqlite_path: str | None, shown: str) -> ServingLock:

@@ -90,10 +90,15 @@ WRITE_USAGE: Final = "UPDATE usage SET value = ?, at = ? WHERE owner = ?"
 
 
 class Fence(Protocol):
-    """The serving lock's side of a write: which epoch to expect in the ``serving`` row."""
+    """The serving lock's side of a write: which epoch to expect in the ``serving`` row,
+    and the usage rows this holder wrote (nobody else writes them while it holds the lock:
+    docs/failover.md §round trips)."""
 
     @property
     def epoch(self) -> int | None: ...
+
+    @property
+    def usage(self) -> dict[str, tuple[float, int]]: ...
 
     def verify(self, epoch: int, holder: str) -> None:
         """Raise ``FarmLost`` unless ``epoch`` is this holder's."""
@@ -186,7 +191,7 @@ def numbered(ids: list[int], done: Sequence[Transition]) -> list[Numbered]:
     return [Numbered(int(i), t) for i, t in zip(ids, done, strict=True)]
 
 
-def charged(owner: str, value: float, at: int, items: list[Charge]) -> tuple[object, ...]:
+def charged(owner: str, value: float, at: int, items: list[Charge]) -> tuple[float, int, str]:
     """The parameters of the usage's rewrite: the owner's row, as read under the write
     lock, with its charges applied in order. Charges commute, so the order coordinators
     get here in is moot (docs/scheduling.md §fair share)."""

@@ -48,6 +48,9 @@ def write_postgresql(dbapi: Any, changes: Changes, fence: Fence | None) -> list[
     :raises FarmLost: when ``fence`` finds another holder's epoch; nothing is kept.
     """
     items = by_owner(changes.charges)
+    # Owners whose row this holder wrote last need no read (docs/failover.md §round trips).
+    known = fence.usage if fence is not None and fence.epoch is not None else {}
+    rewritten: list[tuple[float, int, str]] = []
     try:
         with dbapi.pipeline():
             writes = dbapi.cursor()
@@ -65,23 +68,31 @@ def write_postgresql(dbapi: Any, changes: Changes, fence: Fence | None) -> list[
             rows = [transition_row(t) for t in changes.transitions]
             for cur, chunk in zip(numbering, _chunks(rows), strict=True):
                 cur.execute(_insert_transitions(len(chunk)), _flat(chunk))
-            read = dbapi.cursor() if items else None
+            for owner in sorted(items.keys() & known.keys()):
+                rewritten.append(charged(owner, *known[owner], items[owner]))
+                writes.execute(WRITE_USAGE, rewritten[-1])
+            unread = sorted(items.keys() - known.keys())
+            read = dbapi.cursor() if unread else None
             if read is not None:
-                writes.execute(ADD_USAGE, (sorted(items),))
-                read.execute(READ_USAGE, (sorted(items),))
+                writes.execute(ADD_USAGE, (unread,))
+                read.execute(READ_USAGE, (unread,))
             else:
                 dbapi.commit()  # in the pipeline: it waits for every statement before
         if read is not None:
             with dbapi.pipeline():
                 for owner, value, at in read.fetchall():
-                    writes.execute(WRITE_USAGE, charged(owner, value, at, items[owner]))
+                    rewritten.append(charged(owner, value, at, items[owner]))
+                    writes.execute(WRITE_USAGE, rewritten[-1])
                 dbapi.commit()
     except Exception as exc:
+        known.clear()  # the commit's fate may be unknown: read the rows again next time
         if fence is not None and getattr(exc, "sqlstate", None) == FENCED:
             diag = getattr(exc, "diag", None)
             holder = getattr(diag, "message_primary", None) or ""
             fence.verify(int(getattr(diag, "message_detail", None) or 0), holder)
         raise
+    if fence is not None and fence.epoch is not None:
+        known.update((owner, (value, at)) for value, at, owner in rewritten)
     # Each statement's rows take the sequence's next ids in the order of its VALUES, so
     # its ids in ascending order are its rows' in order (docs/events.md §fed from memory).
     ids = [i for cur in numbering for i in sorted(row[0] for row in cur.fetchall())]

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import timedelta
-from functools import cache
 
-from sqlalchemy import BindParameter, Connection, Executable, Row, bindparam, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Row, delete, select
 
-from coordinator.domain.fairshare import Charge, Usage
+from coordinator.domain.fairshare import Usage
 from coordinator.domain.quotas import Quota, Quotas
 from coordinator.errors import NotFound
 from coordinator.store import QuotaKind
-from coordinator.store.tables import EPOCH, quotas, usage
+from coordinator.store.tables import quotas, usage
 
 
 class SqlShares:
@@ -79,40 +76,4 @@ def _quota(row: Row[tuple[object, ...]]) -> Quota:
         max_held=m["max_held"],
         max_waiting=m["max_waiting"],
         max_job=None if job is None else timedelta(seconds=job),
-    )
-
-
-def apply_charges(conn: Connection, charges: Sequence[Charge]) -> None:
-    """Add ended jobs to their owners' usage inside the commit's transaction.
-
-    Each owner's row is read locked and rewritten once, with that owner's charges applied
-    in order: on SQLite the write transaction holds the database; on PostgreSQL ``FOR
-    UPDATE`` makes another coordinator's charge wait, and the empty row inserted first gives
-    it something to lock. Charges commute (docs/scheduling.md §fair share), so the order
-    the coordinators get there is moot.
-    """
-    by_owner: dict[str, list[Charge]] = {}
-    for item in charges:
-        by_owner.setdefault(item.owner, []).append(item)
-    add_empty, read, write = _charge_statements(conn.dialect.name)
-    for owner, items in by_owner.items():
-        conn.execute(add_empty, {"owner": owner, "value": 0.0, "at": EPOCH})
-        row = conn.execute(read, {"who": owner}).one()
-        new = Usage(owner, float(row.value), row.at)
-        for item in items:
-            new = item.onto(new)
-        conn.execute(write, {"who": owner, "new_value": new.value, "new_at": new.at})
-
-
-@cache  # built once per dialect: building a statement costs more than running it
-def _charge_statements(dialect: str) -> tuple[Executable, Executable, Executable]:
-    """Insert an empty row if there is none, read it locked, rewrite it; by bound owner."""
-    ins = postgresql.insert(usage) if dialect == "postgresql" else sqlite.insert(usage)
-    who: BindParameter[str] = bindparam("who")
-    return (
-        ins.on_conflict_do_nothing(index_elements=[usage.c.owner]),
-        select(usage).where(usage.c.owner == who).with_for_update(),
-        update(usage)
-        .where(usage.c.owner == who)
-        .values(value=bindparam("new_value"), at=bindparam("new_at")),
     )

@@ -91,6 +91,38 @@ def test_a_commit_of_a_holder_that_lost_the_database_is_refused_whole(
         second.close()
 
 
+def test_a_holder_charges_from_the_usage_it_wrote_and_a_new_holder_reads_it_again(
+    pg_database: str,
+) -> None:
+    def hours(start: int, length: int) -> Charge:
+        begin = T0 + timedelta(hours=start)
+        return Charge("alice", begin, begin + timedelta(hours=length), timedelta(days=1))
+
+    first = _serving(pg_database, "coordinator a")
+    second = SqlStore.open(pg_database)
+    try:
+        first.commit(Changes(charges=[hours(0, 1)]))
+        first.commit(Changes(charges=[hours(5, 2)]))  # from what it wrote: no read
+        first.release_serving()
+        second.claim_serving("coordinator b")
+        second.migrate()
+        second.commit(Changes(charges=[hours(9, 1)]))
+        second.release_serving()
+        first.claim_serving("coordinator a")  # a new lock: what it wrote before is stale
+        first.migrate()
+        first.commit(Changes(charges=[hours(20, 3)]))
+        want = None
+        for item in (hours(0, 1), hours(5, 2), hours(9, 1), hours(20, 3)):
+            want = item.onto(want)
+        assert want is not None
+        got = second.usage()["alice"]
+        assert got.at == want.at
+        assert got.value == pytest.approx(want.value, rel=1e-12)
+    finally:
+        first.close()
+        second.close()
+
+
 def test_a_holder_that_lost_the_database_to_another_never_writes_again(
     pg_cluster: PgCluster, pg_database: str
 ) -> None:
