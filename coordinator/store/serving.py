@@ -77,7 +77,9 @@ class ServingLock:
         self.usage: dict[str, tuple[float, int]] = {}
 
     @classmethod
-    def claim(cls, engine: Engine, sqlite_path: str | None, shown: str) -> ServingLock:
+    def claim(
+        cls, engine: Engine, sqlite_path: str | None, shown: str, holder: str = ""
+    ) -> ServingLock:
         """Take the lock of the database behind ``engine``.
 
         :param sqlite_path: the SQLite file, or None for PostgreSQL.
@@ -89,7 +91,7 @@ class ServingLock:
             return cls(None, _flock(sqlite_path, shown))
         conn = _locked(engine)
         if conn is None:
-            raise ServingTaken(_standing_by(engine, shown))
+            raise ServingTaken(_standing_by(engine, shown, holder))
         lock = cls(conn, None, engine)
         try:
             lock._follow(conn)
@@ -268,8 +270,9 @@ def _drop(conn: Connection) -> None:
         pass  # a connection already broken is closed enough
 
 
-def _standing_by(engine: Engine, shown: str) -> str:
-    """Who serves the database, as far as its ``serving`` row says."""
+def _standing_by(engine: Engine, shown: str, own: str) -> str:
+    """Who serves the database, as far as its ``serving`` row says. A row that still names
+    this coordinator (``own``) means another one holds the lock and has not fenced yet."""
     holder = ""
     try:
         with database_errors(), engine.connect() as conn:
@@ -279,6 +282,8 @@ def _standing_by(engine: Engine, shown: str) -> str:
             )
     except StoreUnavailable:
         pass  # an older schema without the row: the message goes without a name
+    if own and holder == own:
+        return f"another coordinator is taking {shown} over"
     return f"{holder or 'another coordinator'} serves {shown}"
 
 

@@ -342,7 +342,7 @@ class SqlStore(SqlFeed, SqlShares, SqlRequests):
         """
         if self._serving is None:
             shown = self._sqlite_path or self.url
-            self._serving = ServingLock.claim(self._engine, self._sqlite_path, shown)
+            self._serving = ServingLock.claim(self._engine, self._sqlite_path, shown, holder)
             self._holder = holder
 
     def release_serving(self) -> None:

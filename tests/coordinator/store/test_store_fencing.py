@@ -48,6 +48,21 @@ def test_a_standby_is_told_who_serves(pg_database: str) -> None:
         second.close()
 
 
+def test_a_standby_whose_name_the_row_still_holds_is_told_another_takes_over(
+    pg_database: str,
+) -> None:
+    first = _serving(pg_database, "coordinator a")
+    first.release_serving()
+    second = SqlStore.open(pg_database)
+    try:
+        second.claim_serving("coordinator b")  # holds the lock, has not fenced yet
+        with pytest.raises(ServingTaken, match=r"^another coordinator is taking .* over$"):
+            first.claim_serving("coordinator a")
+    finally:
+        first.close()
+        second.close()
+
+
 def test_who_serves_names_the_holder_and_the_epoch(pg_database: str) -> None:
     first = _serving(pg_database, "coordinator a")
     first.release_serving()
