@@ -18,16 +18,6 @@ async def serving(app: ASGIApp, lifespan: Literal["on", "off"] = "off") -> Async
 
     ``httpx.ASGITransport`` buffers whole responses, so streams need a real server.
     """
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    up = anyio.Event()
-
-    class Server(uvicorn.Server):
-        async def startup(self, sockets: Any = None) -> None:
-            await super().startup(sockets)
-            up.set()
-
     config = uvicorn.Config(
         app,
         lifespan=lifespan,
@@ -35,15 +25,34 @@ async def serving(app: ASGIApp, lifespan: Literal["on", "off"] = "off") -> Async
         access_log=False,
         timeout_graceful_shutdown=1,
     )
+    async with serving_config(config) as (host, port):
+        yield f"http://{host}:{port}"
+
+
+@asynccontextmanager
+async def serving_config(
+    config: uvicorn.Config, backlog: int = 128
+) -> AsyncIterator[tuple[str, int]]:
+    """Serve ``config`` on a free loopback port until the block ends; yields the address."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(backlog)
+    up = anyio.Event()
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            up.set()
+
     server = Server(config)
-    port = sock.getsockname()[1]
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(server.serve, [sock])
             with anyio.fail_after(10):
                 await up.wait()
             try:
-                yield f"http://127.0.0.1:{port}"
+                host, port = sock.getsockname()[:2]
+                yield host, port
             finally:
                 server.should_exit = True
     finally:

@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from coordinator.httpd.guard import ConnectionGuard, ConnectionLimits
 from coordinator.httpd.protocol import Timeouts, _Gathered, guarded
+from tests.coordinator.uvicorn_server import serving_config
 
 pytestmark = pytest.mark.anyio
 
@@ -35,16 +36,6 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
 
 @asynccontextmanager
 async def serving(guard: ConnectionGuard) -> AsyncIterator[tuple[str, int]]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    up = anyio.Event()
-
-    class Server(uvicorn.Server):
-        async def startup(self, sockets: Any = None) -> None:
-            await super().startup(sockets)
-            up.set()
-
     config = uvicorn.Config(
         app,
         http=guarded(guard, Timeouts(HEADER_TIMEOUT, 5.0)),
@@ -53,18 +44,8 @@ async def serving(guard: ConnectionGuard) -> AsyncIterator[tuple[str, int]]:
         timeout_keep_alive=5,
         timeout_graceful_shutdown=1,
     )
-    server = Server(config)
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(server.serve, [sock])
-            with anyio.fail_after(10):
-                await up.wait()
-            try:
-                yield sock.getsockname()[:2]
-            finally:
-                server.should_exit = True
-    finally:
-        sock.close()
+    async with serving_config(config, backlog=16) as address:
+        yield address
 
 
 async def read_answer(reader: asyncio.StreamReader) -> bytes:
