@@ -3,11 +3,8 @@ the bench asks it while it runs: its server processes' CPU and its sessions' wai
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
-import tempfile
+import sys
 import threading
 import time
 from collections import Counter
@@ -17,10 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg  # noqa: TID251 - the bench reads PostgreSQL's own views, not our tables
-from _common import free_port
 from psycopg import sql  # noqa: TID251
 
-PG_ROOT = Path("/usr/lib/postgresql")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the tests' cluster helper
+from tests.pg_cluster import running_server
+
 # Durable, as a farm would run it: every commit waits for its WAL to reach the disk. These
 # are PostgreSQL's defaults; they are named so that nobody's postgresql.conf can change them.
 DURABLE = ("fsync=on", "synchronous_commit=on", "full_page_writes=on")
@@ -79,64 +77,13 @@ class Cluster:
         return ", ".join(shown)
 
 
-def _bindir() -> Path:
-    found = sorted(
-        PG_ROOT.glob("*/bin/pg_ctl"),
-        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
-    )
-    if not found or not (found[-1].parent / "initdb").exists():
-        raise SystemExit(
-            f"PostgreSQL server binaries (initdb, pg_ctl) not found under {PG_ROOT}/*/bin: "
-            "install the Debian package postgresql"
-        )
-    return found[-1].parent
-
-
-def _run(argv: list[str], what: str) -> None:
-    done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
-    if done.returncode != 0:
-        raise RuntimeError(f"{what} failed ({done.returncode}): {done.stderr or done.stdout}")
-
-
 @contextmanager
 def private_cluster(parent: Path) -> Iterator[Cluster]:
-    """A PostgreSQL cluster in a new folder under ``parent`` (the same disk as the SQLite
-    file it is compared with), started now, stopped and removed when the block ends."""
-    bindir = _bindir()
-    # PostgreSQL refuses to run as root: as root the cluster belongs to "postgres".
-    as_root = os.geteuid() == 0
-    prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
-    base = Path(tempfile.mkdtemp(prefix="pg-", dir=parent))
-    if as_root:
-        for folder in (parent, base):  # postgres must reach its folder
-            folder.chmod(0o755)
-        shutil.chown(base, "postgres", "postgres")
-    data, log = base / "data", base / "server.log"
-    try:
-        # --no-sync only skips flushing the fresh cluster's files once; the server runs
-        # with DURABLE.
-        _run(
-            [*prefix, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"]
-            + ["-E", "UTF8", "--locale=C", "--no-sync"],
-            "initdb",
-        )
-        port = free_port()
-        options = f"-c listen_addresses=127.0.0.1 -p {port} -k {base} "
-        options += " ".join(f"-c {s}" for s in DURABLE)
-        _run(
-            [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w"]
-            + ["-t", "60", "-o", options, "start"],
-            f"pg_ctl start (log in {log})",
-        )
-        try:
-            yield Cluster(port, data)
-        finally:
-            _run(
-                [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
-                "pg_ctl stop",
-            )
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    """A durable PostgreSQL cluster in a new folder under ``parent`` (the same disk as the
+    SQLite file it is compared with), started now, stopped and removed when the block
+    ends."""
+    with running_server(DURABLE, parent) as (port, data):
+        yield Cluster(port, data)
 
 
 # ---- what the coordinators' sessions wait for -----------------------------------------------

@@ -8,7 +8,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,31 +97,46 @@ def run(argv: list[str], what: str) -> None:
 @contextmanager
 def private_cluster() -> Iterator[PgCluster]:
     """A private PostgreSQL cluster, started now and removed when the block ends."""
+    # Durability is the server's business, not these tests': fsync off keeps them fast.
+    with running_server(("fsync=off",)) as (port, _):
+        yield PgCluster(port, itertools.count(1))
+
+
+@contextmanager
+def running_server(
+    settings: Sequence[str], parent: Path | None = None
+) -> Iterator[tuple[int, Path]]:
+    """A PostgreSQL server with ``settings`` (``-c NAME=VALUE`` each) on a new cluster in a
+    new folder (under ``parent``, or the system's temporary one), started now, stopped and
+    removed when the block ends; yields its port and its data folder."""
     bindir = pg_bindir()
     # PostgreSQL refuses to run as root, so as root the cluster belongs to "postgres".
     as_root = os.geteuid() == 0
     prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
     # Not pytest's tmp_path: its parents are private to root, and postgres must reach it.
-    base = Path(tempfile.mkdtemp(prefix="boruta-pg-"))
+    base = Path(tempfile.mkdtemp(prefix="boruta-pg-", dir=parent))
     if as_root:
+        for folder in [base] if parent is None else [parent, base]:
+            folder.chmod(0o755)  # postgres must reach its folder
         shutil.chown(base, "postgres", "postgres")
     data, log = base / "data", base / "server.log"
     try:
+        # --no-sync only skips flushing the fresh cluster's files once.
         run(
             [*prefix, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"]
             + ["-E", "UTF8", "--locale=C", "--no-sync"],
             "initdb",
         )
         port = free_port()
-        # Durability is the server's business, not these tests': fsync off keeps them fast.
-        options = f"-c listen_addresses=127.0.0.1 -p {port} -k {base} -c fsync=off"
+        options = f"-c listen_addresses=127.0.0.1 -p {port} -k {base} "
+        options += " ".join(f"-c {setting}" for setting in settings)
         run(
             [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w"]
             + ["-t", "60", "-o", options, "start"],
             f"pg_ctl start (log in {log})",
         )
         try:
-            yield PgCluster(port, itertools.count(1))
+            yield port, data
         finally:
             run(
                 [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
