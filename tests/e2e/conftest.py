@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from tests.e2e.coordinators import Coordinator
 from tests.e2e.process_farm import ProcessFarm
+from tests.e2e.test_job_access import Sshd, remove_user, start_sshd
 
 
 @pytest.fixture
@@ -36,3 +38,21 @@ def patient_farm(tmp_path: Path, coordinators: list[Coordinator]) -> Iterator[Pr
     f = ProcessFarm(tmp_path, coordinators, grace=60)
     yield f
     f.stop_dryads()
+
+
+@pytest.fixture
+def user() -> Iterator[str]:
+    """A unique job user name; the user is removed at the end even when the test failed."""
+    name = f"brt-e2e-{secrets.token_hex(4)}"
+    try:
+        yield name
+    finally:
+        remove_user(name)
+
+
+@pytest.fixture
+def sshd(tmp_path: Path, user: str) -> Iterator[Sshd]:
+    """A real sshd that lets only ``user`` log in, stopped at the end."""
+    started = start_sshd(tmp_path / "sshd", user)
+    yield started
+    started.stop()

@@ -4,36 +4,17 @@ and ``boruta ssh-config``, a coordinator, a simulated dryad reporting the sshd's
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.coordinators import Coordinator
 from tests.e2e.process_farm import ProcessFarm, eventually
-from tests.e2e.test_job_access import Sshd, remove_user, start_sshd
+from tests.e2e.test_job_access import Sshd
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def user() -> Iterator[str]:
-    """A unique job user name; the user is removed at the end even when the test failed."""
-    name = f"brt-hk-{secrets.token_hex(4)}"
-    try:
-        yield name
-    finally:
-        remove_user(name)
-
-
-@pytest.fixture
-def sshd(tmp_path: Path, user: str) -> Iterator[Sshd]:
-    started = start_sshd(tmp_path / "sshd", user)
-    yield started
-    started.stop()
 
 
 def _farm(

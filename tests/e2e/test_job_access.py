@@ -76,16 +76,6 @@ def remove_user(name: str) -> None:
     subprocess.run(["userdel", "-r", "-f", name], capture_output=True)
 
 
-@pytest.fixture
-def user() -> Iterator[str]:
-    """A unique job user name; the user is removed at the end even when the test failed."""
-    name = f"brt-e2e-{secrets.token_hex(4)}"
-    try:
-        yield name
-    finally:
-        remove_user(name)
-
-
 @dataclass
 class Access:
     rid: int

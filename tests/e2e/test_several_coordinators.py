@@ -3,7 +3,6 @@ load, twice; nothing acknowledged is lost or applied twice, jobs keep their boar
 
 from __future__ import annotations
 
-import secrets
 import subprocess
 import time
 from collections import Counter, defaultdict
@@ -20,7 +19,7 @@ from tests.e2e.haproxy import EXAMPLE, Haproxy, haproxy, render, start_haproxy
 from tests.e2e.load import DEVICE, SSH_BANNER, EventReader, Load, Record, banner
 from tests.e2e.process_farm import eventually
 from tests.e2e.several import Group, Member
-from tests.e2e.test_job_access import Access, Sshd, remove_user, ssh, start_sshd
+from tests.e2e.test_job_access import Access, Sshd, ssh
 from tests.pg_cluster import PgCluster, private_cluster
 
 DRYADS = 6
@@ -63,25 +62,6 @@ def test_an_example_of_another_shape_is_refused_by_name() -> None:
 def pg() -> Iterator[PgCluster]:
     with private_cluster() as cluster:
         yield cluster
-
-
-@pytest.fixture
-def user() -> Iterator[str]:
-    """The job user, managed by the SSH_DEVICE board's dryad; removed at the end."""
-    name = f"brt-e2e-{secrets.token_hex(4)}"
-    try:
-        yield name
-    finally:
-        remove_user(name)
-
-
-@pytest.fixture
-def sshd(tmp_path: Path, user: str) -> Iterator[Sshd]:
-    """The boards' sshd: only the job user may log in (on the SSH_DEVICE board, whose dryad
-    gives it the job's key); every board's tunnel shows it reaches it by its banner."""
-    server = start_sshd(tmp_path / "sshd", user)
-    yield server
-    server.stop()
 
 
 @pytest.fixture
