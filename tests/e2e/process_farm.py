@@ -8,7 +8,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,31 +91,9 @@ class ProcessFarm:
         ``coordinators``, it is given that list of link addresses instead of the farm's."""
         home = self.tmp / f"dryad-{n}"
         home.mkdir(exist_ok=True)
-        groups = "[" + ", ".join(f'"{g}"' for g in job_groups) + "]"
-        user = (
-            f'name = "{job_user}"\ngroups = {groups}\nmanage = true'
-            if job_user
-            else "manage = false"
-        )
-        links = ", ".join(f'"{c}"' for c in coordinators)
-        where = f"coordinators = [{links}]" if coordinators else f'coordinator = "{self.link}"'
-        (home / "dryad.toml").write_text(
-            f'{where}\nenrol_token = "{self.enrol}"\nprofile = "sim"\n'
-            f'state_dir = "state"\nssh_address = "127.0.0.1:{sshd_port}"\n'
-            + (f'sshd_host_keys = "{host_keys}"\n' if host_keys else "")
-            + f'[caps]\ndevice_type = "{device_type}"\n[job_user]\n{user}\n'
-            f'[health]\ninterval = 3600\n[sim]\nstate_file = "board.json"\npng_file = "oled.png"\n'
-            + extra
-        )
-        with (home / "dryad.log").open("ab") as log:
-            self.dryads.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "dryad", "--config", str(home / "dryad.toml")],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                )
-            )
+        links: str | tuple[str, ...] = coordinators or self.link
+        options = DryadOptions(job_user, job_groups, host_keys, extra)
+        self.dryads.append(start_dryad(home, links, self.enrol, device_type, sshd_port, options))
         return home
 
     def stop_dryads(self) -> None:
@@ -144,3 +123,52 @@ def board(home: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return data
+
+
+@dataclass(frozen=True)
+class DryadOptions:
+    """What a test dryad's config may add: the real job user it manages (in ``job_groups``
+    only), the glob of the sshd host keys it reports, more TOML after every other table."""
+
+    job_user: str = ""
+    job_groups: tuple[str, ...] = ()
+    host_keys: str = ""
+    extra: str = ""
+
+
+def start_dryad(
+    home: Path,
+    links: str | Sequence[str],
+    enrol: str,
+    device_type: str,
+    sshd_port: int,
+    options: DryadOptions = DryadOptions(),
+) -> subprocess.Popen[bytes]:
+    """Write ``home``/dryad.toml and start a simulated dryad with it, its output in
+    ``home``/dryad.log. ``links`` is one coordinator's link address, or the list of them a
+    dryad redials in turn; its tunnels go to the sshd on ``sshd_port``."""
+    if isinstance(links, str):
+        where = f'coordinator = "{links}"'
+    else:
+        where = "coordinators = [" + ", ".join(f'"{c}"' for c in links) + "]"
+    groups = "[" + ", ".join(f'"{g}"' for g in options.job_groups) + "]"
+    user = (
+        f'name = "{options.job_user}"\ngroups = {groups}\nmanage = true'
+        if options.job_user
+        else "manage = false"
+    )
+    (home / "dryad.toml").write_text(
+        f'{where}\nenrol_token = "{enrol}"\nprofile = "sim"\n'
+        f'state_dir = "state"\nssh_address = "127.0.0.1:{sshd_port}"\n'
+        + (f'sshd_host_keys = "{options.host_keys}"\n' if options.host_keys else "")
+        + f'[caps]\ndevice_type = "{device_type}"\n[job_user]\n{user}\n'
+        f'[health]\ninterval = 3600\n[sim]\nstate_file = "board.json"\npng_file = "oled.png"\n'
+        + options.extra
+    )
+    with (home / "dryad.log").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "dryad", "--config", str(home / "dryad.toml")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )

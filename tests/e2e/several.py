@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from tests.e2e.coordinators import READY, client, free_range
-from tests.e2e.process_farm import eventually
+from tests.e2e.process_farm import DryadOptions, eventually, start_dryad
 
 STANDBY = re.compile(rb"standby: |standing by for ")  # waiting, or stepped down to wait
 TUNNELS = 20  # ports per coordinator's tunnel range: more than the jobs a test runs
@@ -190,23 +190,9 @@ class Group:
         (the coordinators' ``job_username``), else none."""
         home = self.tmp / f"dryad-{n}"
         home.mkdir()
-        links = ", ".join(f'"{m.link}"' for m in self.members)
-        user = f'name = "{job_user}"\ngroups = []\nmanage = true' if job_user else "manage = false"
-        (home / "dryad.toml").write_text(
-            f'coordinators = [{links}]\nenrol_token = "{self.enrol}"\nprofile = "sim"\n'
-            f'state_dir = "state"\nssh_address = "127.0.0.1:{sshd_port}"\n'
-            f'[caps]\ndevice_type = "{device_type}"\n[job_user]\n{user}\n'
-            f'[health]\ninterval = 3600\n[sim]\nstate_file = "board.json"\npng_file = "oled.png"\n'
-        )
-        with (home / "dryad.log").open("ab") as log:
-            self.dryads.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "dryad", "--config", str(home / "dryad.toml")],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                )
-            )
+        links = [m.link for m in self.members]
+        options = DryadOptions(job_user=job_user)
+        self.dryads.append(start_dryad(home, links, self.enrol, device_type, sshd_port, options))
         self.dryad_homes.append(home)
         return home
 
