@@ -29,6 +29,9 @@ class Settings:
     max_body_bytes: int = 1 << 20
     max_acquire_wait: int = 600  # seconds acquire_worker?wait= may block
     log_level: str = "INFO"
+    # The coordinator's event loop: "uvloop" (libuv's, about half the CPU per HTTP request
+    # of asyncio's own) or "asyncio" (docs/architecture.md §the event loop).
+    event_loop: str = "uvloop"
     link: str = "127.0.0.1:7175"  # HOST:PORT the dryads dial (SSH); "" turns the link off
     link_host_key: str = ""  # the link's SSH host key file; "" = link_host_key beside the db
     link_grace: int = 60  # seconds a dryad may be away before its worker FAILS
@@ -132,6 +135,8 @@ class Settings:
             raise SettingsError(f"http must be HOST:PORT, not {self.http!r}")
         if self.sqlite_sync not in ("FULL", "NORMAL"):
             raise SettingsError("sqlite_sync must be FULL or NORMAL")
+        if self.event_loop not in ("uvloop", "asyncio"):
+            raise SettingsError(f"event_loop must be uvloop or asyncio, not {self.event_loop!r}")
         for name in (
             "job_timeout",
             "max_job_length",

@@ -48,7 +48,8 @@ class Group:
         self.error: BaseException | None = None
         # What ``Store.commit`` returned for the group: its transitions, numbered as stored.
         self.stored: Sequence[Numbered] | None = None
-        self._done = anyio.Event()
+        # asyncio's events: anyio's look up the running async library each time one is made.
+        self._done = asyncio.Event()
 
     @property
     def done(self) -> bool:

@@ -13,6 +13,7 @@ polling.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -80,9 +81,9 @@ class Service:
         self.shares = Shares(scheduling)  # fair share and quotas (docs/scheduling.md)
         self._username = username
         self._keys = keys or KeyPool()
-        # Over deciding and staging; never held across a commit. Taken free, it does not
-        # yield first: that yield was a pass of the event loop per operation, for nothing.
-        self._lock = anyio.Lock(fast_acquire=True)
+        # Over deciding and staging; never held across a commit. asyncio's: taken free, it
+        # neither yields nor asks which task holds it, which anyio's lock does every time.
+        self._lock = asyncio.Lock()
         self._adjusting = anyio.Lock()  # admins' quota and scheduling changes take turns
         # Finished requests held in memory besides the live ones; None = all of them.
         self.finished_in_memory = finished_in_memory

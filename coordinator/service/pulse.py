@@ -1,13 +1,13 @@
 """``Pulse``: wake whoever waits for the next time something happens.
 
-The usual anyio idiom sets an ``Event`` and replaces it with a new one each time; on the
+The usual idiom sets an ``Event`` and replaces it with a new one each time; on the
 commit path that made an event per commit for each of several watchers that mostly
 nobody was waiting on. A pulse makes its event only when someone waits.
 """
 
 from __future__ import annotations
 
-import anyio
+import asyncio
 
 
 class Pulse:
@@ -16,7 +16,7 @@ class Pulse:
     __slots__ = ("_event",)
 
     def __init__(self) -> None:
-        self._event: anyio.Event | None = None
+        self._event: asyncio.Event | None = None
 
     def fire(self) -> None:
         event, self._event = self._event, None
@@ -26,5 +26,5 @@ class Pulse:
     async def wait(self) -> None:
         """Return after the next ``fire``."""
         if self._event is None:
-            self._event = anyio.Event()
+            self._event = asyncio.Event()
         await self._event.wait()

@@ -1,4 +1,5 @@
-"""``serve``'s server: the ``before_ready`` hook runs once it listens, before the ready line."""
+"""``serve``'s server: the ``before_ready`` hook runs once it listens, before the ready line;
+the event loop it runs on."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ import socket
 import anyio
 import pytest
 import uvicorn
+import uvloop
 
 from coordinator.assembly import Coordinator
 from coordinator.httpd.guard import ConnectionGuard, ConnectionLimits
 from coordinator.httpd.protocol import Timeouts, guarded
-from coordinator.httpd.server import READY, _Server
+from coordinator.httpd.server import READY, _Server, loop_factory
+from coordinator.settings import Settings, SettingsError
 from tests.plugins.app_harness import AppFarm
 
 pytestmark = pytest.mark.anyio
@@ -60,3 +63,20 @@ async def test_before_ready_runs_while_listening_and_before_the_ready_line(
         sock.close()
         gc.unfreeze()  # serve freezes the heap after start-up: not this test process's
     assert seen == ["hook ran, ready line not yet"]
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"), [("uvloop", uvloop.Loop), ("asyncio", asyncio.BaseEventLoop)]
+)
+def test_the_event_loop_setting_picks_the_loop_serve_runs_on(name: str, kind: type) -> None:
+    loop = loop_factory(name)()
+    try:
+        assert isinstance(loop, kind)
+        assert (name == "uvloop") == isinstance(loop, uvloop.Loop)
+    finally:
+        loop.close()
+
+
+def test_an_unknown_event_loop_is_refused_with_the_choices() -> None:
+    with pytest.raises(SettingsError, match="event_loop must be uvloop or asyncio, not 'trio'"):
+        Settings(event_loop="trio").validate()
