@@ -6,7 +6,7 @@ import asyncio
 import logging
 import socket
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 import asyncssh
 
@@ -99,8 +99,8 @@ class SocketEnd(_End, asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # interactive shells
-        assert isinstance(transport, asyncio.Transport)
-        self._made(transport)
+        # A stream transport; uvloop's are not subclasses of asyncio's, so no isinstance.
+        self._made(cast("asyncio.Transport", transport))
 
     def data_received(self, data: bytes) -> None:
         self._data(data)
@@ -131,6 +131,8 @@ class Pipe:
         if end is self.near:
             return
         self.connected = True
+        if isinstance(self.near, UserEnd):
+            self.near.flush_early()
         if self.near is not None and self.near.transport is not None:
             self.near.transport.resume_reading()  # paused until the sshd was reached
 
@@ -153,12 +155,33 @@ class Pipe:
 
 
 class UserEnd(SocketEnd):
-    """The user's socket: reads nothing until the sshd is reached, then copies."""
+    """The user's socket: reads nothing until the sshd is reached, then copies.
+
+    uvloop starts reading after ``connection_made`` even when that paused the transport,
+    so what arrives before the sshd is reached (an SSH client's banner) is kept, reading
+    is paused again, and the sshd gets it first once reached."""
+
+    early: list[bytes] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        assert isinstance(transport, asyncio.Transport)
-        transport.pause_reading()
+        cast("asyncio.Transport", transport).pause_reading()
         peer = transport.get_extra_info("peername") or ("?", 0)
         self.pipe.orig = (str(peer[0]), int(peer[1]))
         self.pipe.tunnel.reach(self.pipe)
+
+    def data_received(self, data: bytes) -> None:
+        if self.pipe.connected:
+            self._data(data)
+            return
+        if self.early is None:
+            self.early = []
+        self.early.append(data)
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def flush_early(self) -> None:
+        """Hand on what arrived before the sshd was reached."""
+        early, self.early = self.early, None
+        for data in early or ():
+            self._data(data)
