@@ -104,9 +104,21 @@ class Fence(Protocol):
         """Raise ``FarmLost`` unless ``epoch`` is this holder's."""
 
 
-def write_sqlite(dbapi: Any, changes: Changes) -> list[Numbered]:
-    """Apply ``changes`` on a SQLite connection inside its write transaction."""
+UsageRow = tuple[float, int, str]  # an owner's usage row as rewritten: value, at, owner
+
+
+def write_sqlite(
+    dbapi: Any, changes: Changes, known: dict[str, tuple[float, int]] | None = None
+) -> tuple[list[Numbered], list[UsageRow]]:
+    """Apply ``changes`` on a SQLite connection inside its write transaction; returns the
+    transitions as numbered and the usage rows rewritten.
+
+    :param known: each owner's usage row (value, microseconds) as this holder last wrote
+        it, while it holds the serving lock: such a row needs no read (docs/failover.md
+        §round trips). The caller adds the rows rewritten once the commit is durable.
+    """
     cur = dbapi.cursor()
+    rewritten: list[UsageRow] = []
     try:
         if changes.requests:
             cur.executemany(UPSERT_REQUESTS, [request_row(r) for r in changes.requests])
@@ -128,12 +140,15 @@ def write_sqlite(dbapi: Any, changes: Changes) -> list[Numbered]:
                 returning = f"{INSERT_TRANSITION} RETURNING id"
                 ids = [cur.execute(returning, row).fetchone()[0] for row in rows]
         for owner, items in by_owner(changes.charges).items():
-            cur.execute(ADD_USAGE, (owner,))
-            value, at = cur.execute(READ_USAGE, (owner,)).fetchone()
-            cur.execute(WRITE_USAGE, charged(owner, value, at, items))
+            stored = None if known is None else known.get(owner)
+            if stored is None:
+                cur.execute(ADD_USAGE, (owner,))
+                stored = cur.execute(READ_USAGE, (owner,)).fetchone()
+            rewritten.append(charged(owner, stored[0], stored[1], items))
+            cur.execute(WRITE_USAGE, rewritten[-1])
     finally:
         cur.close()
-    return numbered(ids, changes.transitions)
+    return numbered(ids, changes.transitions), rewritten
 
 
 def request_row(r: Request) -> tuple[object, ...]:
