@@ -12,8 +12,8 @@ the same. PostgreSQL's commit is in ``sql_commit_pg`` (docs/failover.md §round 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any, Final, Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, Protocol, TypeVar
 
 from coordinator.domain.fairshare import Charge, Usage
 from coordinator.domain.model import Request, Transition, Worker
@@ -151,6 +151,50 @@ def write_sqlite(
     return numbered(ids, changes.transitions), rewritten
 
 
+# The JSON texts of recent caps and lists of strings, by value: a worker's caps, groups and
+# host keys stay the same through most of its changes, and requests ask for few sets of
+# caps, while json.dumps costs more than the rest of a row. Only texts of strings are
+# remembered (1, 1.0 and True are equal keys with different texts). Bounded: cleared when
+# full.
+_LISTS: Final[dict[tuple[str, ...], str]] = {}
+_OBJECTS: Final[dict[tuple[tuple[str, str], ...], str]] = {}
+_REMEMBERED: Final = 4096
+_K = TypeVar("_K")
+
+
+def json_list(items: Sequence[str]) -> str:
+    """``json.dumps(list(items))``."""
+    if not items:
+        return "[]"
+    key = tuple(items)
+    text = _LISTS.get(key)
+    if text is None:
+        text = json.dumps(list(key))
+        if all(type(item) is str for item in key):
+            _remember(_LISTS, key, text)
+    return text
+
+
+def json_object(value: Mapping[str, str]) -> str:
+    """``json.dumps(dict(value))``."""
+    key = tuple(value.items())
+    try:
+        text = _OBJECTS.get(key)
+    except TypeError:  # a value that cannot be hashed
+        return json.dumps(dict(value))
+    if text is None:
+        text = json.dumps(dict(value))
+        if all(type(k) is str and type(v) is str for k, v in key):
+            _remember(_OBJECTS, key, text)
+    return text
+
+
+def _remember(texts: dict[_K, str], key: _K, text: str) -> None:
+    if len(texts) >= _REMEMBERED:
+        texts.clear()
+    texts[key] = text
+
+
 def request_row(r: Request) -> tuple[object, ...]:
     """A request as the driver values of the ``requests`` columns, in their order."""
     job = r.job
@@ -158,8 +202,8 @@ def request_row(r: Request) -> tuple[object, ...]:
         r.id,
         r.priority,
         r.owner,
-        json.dumps(list(r.groups)),
-        json.dumps(dict(r.caps)),
+        json_list(r.groups),
+        json_object(r.caps),
         to_micros(r.valid_after),
         to_micros(r.deadline),
         r.state.value,
@@ -178,15 +222,15 @@ def worker_row(w: Worker) -> tuple[object, ...]:
     return (
         w.uuid,
         w.state.value,
-        json.dumps(dict(w.caps)),
-        json.dumps(list(w.groups)),
+        json_object(w.caps),
+        json_list(w.groups),
         to_micros(w.registered),
         to_micros(w.changed),
         w.ssh_address,
         w.reason,
         w.epoch,
         w.key,
-        json.dumps(list(w.host_keys)),
+        json_list(w.host_keys),
     )
 
 
