@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Final, Protocol
 
 from coordinator.domain.fairshare import Charge, Usage
 from coordinator.domain.model import Request, Transition, Worker
@@ -159,7 +159,6 @@ def write_sqlite(
 _LISTS: Final[dict[tuple[str, ...], str]] = {}
 _OBJECTS: Final[dict[tuple[tuple[str, str], ...], str]] = {}
 _REMEMBERED: Final = 4096
-_K = TypeVar("_K")
 
 
 def json_list(items: Sequence[str]) -> str:
@@ -167,7 +166,10 @@ def json_list(items: Sequence[str]) -> str:
     if not items:
         return "[]"
     key = tuple(items)
-    text = _LISTS.get(key)
+    try:
+        text = _LISTS.get(key)
+    except TypeError:  # an item that cannot be hashed
+        return json.dumps(list(key))
     if text is None:
         text = json.dumps(list(key))
         if all(type(item) is str for item in key):
@@ -181,15 +183,15 @@ def json_object(value: Mapping[str, str]) -> str:
     try:
         text = _OBJECTS.get(key)
     except TypeError:  # a value that cannot be hashed
-        return json.dumps(dict(value))
+        return json.dumps(dict(key))
     if text is None:
-        text = json.dumps(dict(value))
+        text = json.dumps(dict(key))
         if all(type(k) is str and type(v) is str for k, v in key):
             _remember(_OBJECTS, key, text)
     return text
 
 
-def _remember(texts: dict[_K, str], key: _K, text: str) -> None:
+def _remember(texts: dict[Any, str], key: Any, text: str) -> None:
     if len(texts) >= _REMEMBERED:
         texts.clear()
     texts[key] = text
