@@ -1,7 +1,7 @@
 """The connection SQLite commits hold: checked out of the pool once and kept, so that a
 commit is ``BEGIN IMMEDIATE``, the statements and ``COMMIT`` on the driver, without the
 pool's checkout, SQLAlchemy's transaction and the reset's ``ROLLBACK`` at checkin
-(docs/architecture.md §the commit path)."""
+(docs/architecture.md §the commit on SQLite)."""
 
 from __future__ import annotations
 

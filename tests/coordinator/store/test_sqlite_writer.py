@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import closing
 from datetime import timedelta
@@ -16,7 +17,7 @@ from sqlalchemy import event
 from coordinator.domain.fairshare import Charge
 from coordinator.errors import StoreUnavailable
 from coordinator.store import Changes
-from coordinator.store.boundary import READ_ONLY
+from coordinator.store.boundary import LOCKED, READ_ONLY
 from coordinator.store.sql import SqlStore
 
 from .builders import T0, make_request, make_transition, make_worker
@@ -178,3 +179,20 @@ def test_a_new_claim_starts_without_the_usage_rows_of_the_last(
     sqlite_store.claim_serving("coordinator a")
     sqlite_store.commit(Changes(charges=[_hours(5, 2)]))
     assert sqlite_store.usage()["alice"].value > 1e8
+
+
+def test_a_commit_waits_for_another_writer_as_long_as_configured(sqlite_path: str) -> None:
+    with closing(SqlStore.open(sqlite_path)) as store:
+        store.migrate()
+    with closing(SqlStore.open(sqlite_path, busy_timeout=0.2)) as store:
+        with closing(sqlite3.connect(sqlite_path, isolation_level=None)) as other:
+            other.execute("BEGIN IMMEDIATE")  # another process's write transaction
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable, match=f"^{LOCKED}$"):
+                store.commit(Changes(requests=[make_request(1)]))
+            waited = time.monotonic() - started
+            other.execute("ROLLBACK")
+        assert 0.15 <= waited < 4.0  # the store's 0.2 s, not the default 5 s
+        assert store.write_failure() is not None
+        store.commit(Changes(requests=[make_request(2)]))
+        assert [r.id for r in store.load().requests] == [2]
