@@ -3,10 +3,11 @@
 Job cycles (create → acquire, waiting for the match → close, Ed25519 keys) run through the
 service in this process, with W workers, L lanes and a recording store; no HTTP. Then the
 commits recorded are replayed on a fresh SQLite file (``sqlite_sync`` FULL, the default;
-the serving lock held, as ``boruta-coordinator serve`` holds it) R times, interleaved with replays of their row building alone, and the thread's CPU
-(``time.thread_time``) is printed: per commit, and per job cycle at the commits a cycle
-made. A diagnostic for the commit thread's share of ``job_cycle.py``'s server CPU
-(docs/architecture.md §the commit on SQLite); no goal of its own.
+the serving lock held, as ``boruta-coordinator serve`` holds it) R times, interleaved with
+their row building alone, and the thread's CPU (``time.thread_time``) is printed: per
+commit, and per job cycle at the commits a cycle made. A diagnostic for the commit
+thread's share of ``job_cycle.py``'s server CPU (docs/architecture.md §the commit on
+SQLite); no goal of its own.
 """
 
 from __future__ import annotations
