@@ -6,8 +6,8 @@ commits recorded are replayed on a fresh SQLite file (``sqlite_sync`` FULL, the 
 the serving lock held, as ``boruta-coordinator serve`` holds it) R times, interleaved with
 their row building alone, and the thread's CPU (``time.thread_time``) is printed: per
 commit, and per job cycle at the commits a cycle made. A diagnostic for the commit
-thread's share of ``job_cycle.py``'s server CPU (docs/architecture.md §the commit on
-SQLite); no goal of its own.
+thread's share of ``job_cycle.py``'s server CPU, without a goal of its own; see
+docs/architecture.md §the commit on SQLite.
 """
 
 from __future__ import annotations

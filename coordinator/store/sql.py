@@ -62,8 +62,9 @@ _KINDS: Final[Mapping[str, SubjectKind]] = {"request": "request", "worker": "wor
 class SqlStore(SqlFeed, SqlShares, SqlRequests):
     """The ``Store`` protocol on one SQLAlchemy engine; use :meth:`open` to make one.
 
-    Every method is blocking and thread-safe (each call takes a pooled connection), and
-    raises ``StoreUnavailable`` for any database failure, after rolling back.
+    Every method is blocking and thread-safe (each call takes a pooled connection; SQLite's
+    commits take turns on the one connection they hold), and raises ``StoreUnavailable``
+    for any database failure, after rolling back.
     """
 
     def __init__(
@@ -78,8 +79,8 @@ class SqlStore(SqlFeed, SqlShares, SqlRequests):
         self._serving: ServingLock | None = None
         self._holder = ""
         self._write_failure: WriteFailure | None = None
-        # SQLite's commits run on a connection of their own (docs/architecture.md §the
-        # commit path); PostgreSQL's take a pooled one each, like every other call.
+        # SQLite's commits run on a connection of their own, PostgreSQL's take a pooled
+        # one each like every other call (docs/architecture.md §the commit on SQLite).
         self._sqlite_writer = SqliteWriter(engine) if sqlite_path is not None else None
 
     @classmethod

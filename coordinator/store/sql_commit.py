@@ -114,8 +114,8 @@ def write_sqlite(
     transitions as numbered and the usage rows rewritten.
 
     :param known: each owner's usage row (value, microseconds) as this holder last wrote
-        it, while it holds the serving lock: such a row needs no read (docs/failover.md
-        §round trips). The caller adds the rows rewritten once the commit is durable.
+        it, while it holds the serving lock: such a row needs no read, see
+        docs/failover.md §round trips. The caller adds the rows rewritten once durable.
     """
     cur = dbapi.cursor()
     rewritten: list[UsageRow] = []
