@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlalchemy.pool import PoolProxiedConnection
 
 from coordinator.errors import StoreUnavailable
@@ -23,7 +23,8 @@ class SqliteWriter:
 
     The connection comes from the pool, so it is set up like every other one (WAL, the
     durability level, the lock wait: ``engine.py``), and a file made writable again after
-    a read-only failure is opened anew. Thread-safe: commits take turns on a lock.
+    a read-only failure is opened anew. ``engine.dispose()`` renews it too, at the next
+    commit, as it renews the pool's. Thread-safe: commits take turns on a lock.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -31,6 +32,8 @@ class SqliteWriter:
         self._held: PoolProxiedConnection | None = None
         self._lock = threading.Lock()
         self._closed = False
+        self._stale = False  # the engine was disposed of since the connection was taken
+        event.listen(engine, "engine_disposed", self._disposed)
 
     def commit(
         self, changes: Changes, known: dict[str, tuple[float, int]] | None
@@ -44,6 +47,9 @@ class SqliteWriter:
         with self._lock:
             if self._closed:
                 raise StoreUnavailable("the store is closed")
+            if self._stale:
+                self._stale = False
+                self._drop()
             if self._held is None:
                 self._held = self._engine.raw_connection()
             dbapi: Any = self._held.driver_connection
@@ -67,6 +73,9 @@ class SqliteWriter:
         with self._lock:
             self._closed = True
             self._drop()
+
+    def _disposed(self, engine: Engine) -> None:
+        self._stale = True  # not closed here: a commit may be using it in another thread
 
     def _drop(self) -> None:
         held, self._held = self._held, None

@@ -196,3 +196,16 @@ def test_a_commit_waits_for_another_writer_as_long_as_configured(sqlite_path: st
         assert store.write_failure() is not None
         store.commit(Changes(requests=[make_request(2)]))
         assert [r.id for r in store.load().requests] == [2]
+
+
+def test_disposing_of_the_engine_renews_the_commits_connection_too(
+    sqlite_store: SqlStore,
+) -> None:
+    sqlite_store.commit(Changes(requests=[make_request(1)]))
+    connected: list[object] = []
+    event.listen(sqlite_store.engine, "connect", lambda dbapi, _: connected.append(dbapi))
+    sqlite_store.engine.dispose()
+    sqlite_store.commit(Changes(requests=[make_request(2)]))
+    sqlite_store.commit(Changes(requests=[make_request(3)]))
+    assert len(connected) == 1  # made anew once, then held again
+    assert [r.id for r in sqlite_store.load().requests] == [1, 2, 3]
