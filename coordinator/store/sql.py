@@ -37,11 +37,11 @@ from coordinator.store.engine import WRITE, SqliteSync, create, database_url
 from coordinator.store.records import Numbered
 from coordinator.store.schema import check_known, current, head, upgrade
 from coordinator.store.serving import Lease, Serving, ServingLock, who_serves
-from coordinator.store.sql_commit import write_sqlite
 from coordinator.store.sql_commit_pg import write_postgresql
 from coordinator.store.sql_feed import SqlFeed
 from coordinator.store.sql_requests import SqlRequests, load_requests
 from coordinator.store.sql_shares import SqlShares, read_quotas, read_usage
+from coordinator.store.sqlite_writer import SqliteWriter
 from coordinator.store.tables import (
     dryad_keys,
     enrol_tokens,
@@ -62,8 +62,9 @@ _KINDS: Final[Mapping[str, SubjectKind]] = {"request": "request", "worker": "wor
 class SqlStore(SqlFeed, SqlShares, SqlRequests):
     """The ``Store`` protocol on one SQLAlchemy engine; use :meth:`open` to make one.
 
-    Every method is blocking and thread-safe (each call takes a pooled connection), and
-    raises ``StoreUnavailable`` for any database failure, after rolling back.
+    Every method is blocking and thread-safe (each call takes a pooled connection; SQLite's
+    commits take turns on the one connection they hold), and raises ``StoreUnavailable``
+    for any database failure, after rolling back.
     """
 
     def __init__(
@@ -78,6 +79,9 @@ class SqlStore(SqlFeed, SqlShares, SqlRequests):
         self._serving: ServingLock | None = None
         self._holder = ""
         self._write_failure: WriteFailure | None = None
+        # SQLite's commits run on a connection of their own, PostgreSQL's take a pooled
+        # one each like every other call (docs/architecture.md §the commit on SQLite).
+        self._sqlite_writer = SqliteWriter(engine) if sqlite_path is not None else None
 
     @classmethod
     def open(
@@ -175,11 +179,13 @@ class SqlStore(SqlFeed, SqlShares, SqlRequests):
         """
         if not changes:
             return []
+        if self._sqlite_writer is not None:
+            self._usable(check=True)
+            known = None if self._serving is None else self._serving.usage
+            with self._noting_failures(), database_errors(self._sqlite_path):
+                return self._sqlite_writer.commit(changes, known)
         with self._writing(fenced=False) as conn:
-            dbapi = conn.connection.driver_connection
-            if conn.dialect.name == "postgresql":
-                return write_postgresql(dbapi, changes, self._serving)
-            return write_sqlite(dbapi, changes)
+            return write_postgresql(conn.connection.driver_connection, changes, self._serving)
 
     def add_user(self, user: User, token_hash: str) -> None:
         """Create a user; raises ``Conflict`` when the name (or the token) is taken."""
@@ -372,6 +378,8 @@ class SqlStore(SqlFeed, SqlShares, SqlRequests):
         """Release every connection and the serving lock; idempotent."""
         if not self._closed:
             self._closed = True
+            if self._sqlite_writer is not None:
+                self._sqlite_writer.close()
             self._engine.dispose()
             # After the pool's connections: closing any descriptor of a SQLite file drops
             # every POSIX lock this process holds on it, a transaction's included.
@@ -401,11 +409,17 @@ class SqlStore(SqlFeed, SqlShares, SqlRequests):
         """A write transaction; ``fenced`` checks the serving epoch first (``commit`` does
         that itself, in its pipeline)."""
         self._usable(check)
-        try:
-            with database_errors(self._sqlite_path), self._writer.begin() as conn:
+        with self._noting_failures(), database_errors(self._sqlite_path):
+            with self._writer.begin() as conn:
                 if fenced and self._serving is not None:
                     self._serving.check_write(conn)
                 yield conn
+
+    @contextmanager
+    def _noting_failures(self) -> Iterator[None]:
+        """Remember why a write failed (``write_failure``), or that the latest succeeded."""
+        try:
+            yield
         except StoreUnavailable as exc:
             self._write_failure = WriteFailure(exc.message, time.monotonic())
             if exc.message.startswith(READ_ONLY):

@@ -12,7 +12,7 @@ the same. PostgreSQL's commit is in ``sql_commit_pg`` (docs/failover.md §round 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, Protocol
 
 from coordinator.domain.fairshare import Charge, Usage
@@ -104,9 +104,21 @@ class Fence(Protocol):
         """Raise ``FarmLost`` unless ``epoch`` is this holder's."""
 
 
-def write_sqlite(dbapi: Any, changes: Changes) -> list[Numbered]:
-    """Apply ``changes`` on a SQLite connection inside its write transaction."""
+UsageRow = tuple[float, int, str]  # an owner's usage row as rewritten: value, at, owner
+
+
+def write_sqlite(
+    dbapi: Any, changes: Changes, known: dict[str, tuple[float, int]] | None = None
+) -> tuple[list[Numbered], list[UsageRow]]:
+    """Apply ``changes`` on a SQLite connection inside its write transaction; returns the
+    transitions as numbered and the usage rows rewritten.
+
+    :param known: each owner's usage row (value, microseconds) as this holder last wrote
+        it, while it holds the serving lock: such a row needs no read, see
+        docs/failover.md §round trips. The caller adds the rows rewritten once durable.
+    """
     cur = dbapi.cursor()
+    rewritten: list[UsageRow] = []
     try:
         if changes.requests:
             cur.executemany(UPSERT_REQUESTS, [request_row(r) for r in changes.requests])
@@ -128,12 +140,61 @@ def write_sqlite(dbapi: Any, changes: Changes) -> list[Numbered]:
                 returning = f"{INSERT_TRANSITION} RETURNING id"
                 ids = [cur.execute(returning, row).fetchone()[0] for row in rows]
         for owner, items in by_owner(changes.charges).items():
-            cur.execute(ADD_USAGE, (owner,))
-            value, at = cur.execute(READ_USAGE, (owner,)).fetchone()
-            cur.execute(WRITE_USAGE, charged(owner, value, at, items))
+            stored = None if known is None else known.get(owner)
+            if stored is None:
+                cur.execute(ADD_USAGE, (owner,))
+                stored = cur.execute(READ_USAGE, (owner,)).fetchone()
+            rewritten.append(charged(owner, stored[0], stored[1], items))
+            cur.execute(WRITE_USAGE, rewritten[-1])
     finally:
         cur.close()
-    return numbered(ids, changes.transitions)
+    return numbered(ids, changes.transitions), rewritten
+
+
+# The JSON texts of recent caps and lists of strings, by value: a worker's caps, groups and
+# host keys stay the same through most of its changes, and requests ask for few sets of
+# caps, while json.dumps costs more than the rest of a row. Only texts of strings are
+# remembered (1, 1.0 and True are equal keys with different texts). Bounded: cleared when
+# full.
+_LISTS: Final[dict[tuple[str, ...], str]] = {}
+_OBJECTS: Final[dict[tuple[tuple[str, str], ...], str]] = {}
+_REMEMBERED: Final = 4096
+
+
+def json_list(items: Sequence[str]) -> str:
+    """``json.dumps(list(items))``."""
+    if not items:
+        return "[]"
+    key = tuple(items)
+    try:
+        text = _LISTS.get(key)
+    except TypeError:  # an item that cannot be hashed
+        return json.dumps(list(key))
+    if text is None:
+        text = json.dumps(list(key))
+        if all(type(item) is str for item in key):
+            _remember(_LISTS, key, text)
+    return text
+
+
+def json_object(value: Mapping[str, str]) -> str:
+    """``json.dumps(dict(value))``."""
+    key = tuple(value.items())
+    try:
+        text = _OBJECTS.get(key)
+    except TypeError:  # a value that cannot be hashed
+        return json.dumps(dict(key))
+    if text is None:
+        text = json.dumps(dict(key))
+        if all(type(k) is str and type(v) is str for k, v in key):
+            _remember(_OBJECTS, key, text)
+    return text
+
+
+def _remember(texts: dict[Any, str], key: Any, text: str) -> None:
+    if len(texts) >= _REMEMBERED:
+        texts.clear()
+    texts[key] = text
 
 
 def request_row(r: Request) -> tuple[object, ...]:
@@ -143,8 +204,8 @@ def request_row(r: Request) -> tuple[object, ...]:
         r.id,
         r.priority,
         r.owner,
-        json.dumps(list(r.groups)),
-        json.dumps(dict(r.caps)),
+        json_list(r.groups),
+        json_object(r.caps),
         to_micros(r.valid_after),
         to_micros(r.deadline),
         r.state.value,
@@ -163,15 +224,15 @@ def worker_row(w: Worker) -> tuple[object, ...]:
     return (
         w.uuid,
         w.state.value,
-        json.dumps(dict(w.caps)),
-        json.dumps(list(w.groups)),
+        json_object(w.caps),
+        json_list(w.groups),
         to_micros(w.registered),
         to_micros(w.changed),
         w.ssh_address,
         w.reason,
         w.epoch,
         w.key,
-        json.dumps(list(w.host_keys)),
+        json_list(w.host_keys),
     )
 
 

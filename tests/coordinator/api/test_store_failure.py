@@ -41,11 +41,13 @@ def disk_full(store: SqlStore) -> Iterator[None]:
     """The database file cannot grow by a single page while this lasts."""
     full = _cap_pages(None)
     event.listen(store.engine, "checkout", full)
+    store.engine.dispose()  # commits hold a connection: this has them take a new one
     try:
         yield
     finally:
         event.remove(store.engine, "checkout", full)
         event.listen(store.engine, "checkout", _cap_pages(SQLITE_MAX_PAGES))
+        store.engine.dispose()
 
 
 # As large as the limits allow (63 caps, leaving room for "board"): about 17 kB, overflow
