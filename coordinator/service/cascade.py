@@ -140,17 +140,20 @@ async def match_candidates(
     whole queue when a worker became IDLE, ``everything`` is set, or (with quotas) a job
     ended, which may take its owner back under their limit (docs/scheduling.md §quotas).
     """
-    pool = {**farm.workers, **batch.workers}
-    for uuid in batch.removed:
-        pool.pop(uuid, None)
     reqs = ChainMap(batch.requests, farm.requests)
     fresh = {rid for rid, r in batch.requests.items() if r.state is RequestState.WAITING}
     fresh.update(rid for rid in ready if reqs[rid].state is RequestState.WAITING)
-    if (
+    whole_queue = (
         everything
         or any(w.state is WorkerState.IDLE for w in batch.workers.values())
         or (farm.quotas and batch.charges())
-    ):
+    )
+    if not fresh and not whole_queue:
+        return {}, reqs, ()  # nothing to match: no copy of every worker for it
+    pool = {**farm.workers, **batch.workers}
+    for uuid in batch.removed:
+        pool.pop(uuid, None)
+    if whole_queue:
         if not await _any_fit(farm, reqs, fresh, pool):
             return pool, reqs, ()  # the pass would walk the whole queue to assign nothing
         if not fresh:
