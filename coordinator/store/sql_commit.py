@@ -12,7 +12,7 @@ the same. PostgreSQL's commit is in ``sql_commit_pg`` (docs/failover.md §round 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Protocol
 
 from coordinator.domain.fairshare import Charge, Usage
@@ -166,28 +166,34 @@ def json_list(items: Sequence[str]) -> str:
     if not items:
         return "[]"
     key = tuple(items)
-    try:
-        text = _LISTS.get(key)
-    except TypeError:  # an item that cannot be hashed
-        return json.dumps(list(key))
-    if text is None:
-        text = json.dumps(list(key))
-        if all(type(item) is str for item in key):
-            _remember(_LISTS, key, text)
-    return text
+    return _text(
+        _LISTS, key, lambda: json.dumps(list(key)), lambda: all(type(i) is str for i in key)
+    )
 
 
 def json_object(value: Mapping[str, str]) -> str:
     """``json.dumps(dict(value))``."""
     key = tuple(value.items())
+    return _text(
+        _OBJECTS,
+        key,
+        lambda: json.dumps(dict(key)),
+        lambda: all(type(k) is str and type(v) is str for k, v in key),
+    )
+
+
+def _text(
+    texts: dict[Any, str], key: Any, encode: Callable[[], str], plain: Callable[[], bool]
+) -> str:
+    """The remembered text of ``key``, else ``encode()``'s, remembered when ``plain``."""
     try:
-        text = _OBJECTS.get(key)
-    except TypeError:  # a value that cannot be hashed
-        return json.dumps(dict(key))
+        text = texts.get(key)
+    except TypeError:  # an item that cannot be hashed
+        return encode()
     if text is None:
-        text = json.dumps(dict(key))
-        if all(type(k) is str and type(v) is str for k, v in key):
-            _remember(_OBJECTS, key, text)
+        text = encode()
+        if plain():
+            _remember(texts, key, text)
     return text
 
 
