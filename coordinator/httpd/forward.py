@@ -185,7 +185,10 @@ class Forwarder:
         """Send the request and stream the answer back; how it ended: "done", "gone" (the
         client left), "cut" (the answer broke off), or "answered" (our own error)."""
         try:
-            request = self._client.build_request(
+            # Not the client's build_request: none of httpx's own headers (Accept-Encoding,
+            # User-Agent…) are added, or the leader might compress an answer for a client
+            # that never asked for it.
+            request = httpx.Request(
                 scope["method"], _url(leader, scope), headers=_headers(scope, leader), content=body
             )
             response = await self._send(request, scope["method"] in _SAFE)
