@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.e2e.several import Group, Member
-from tests.pg_cluster import PgCluster, private_cluster
+from tests.pg_cluster import private_cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.timeout(300)]
 
@@ -48,7 +48,7 @@ def start_all(group: Group) -> tuple[Member, list[Member]]:
     for m in group.members[1:]:
         group.start(m)
     for m in group.members[1:]:
-        group.wait(lambda m=m: following(m), f"{m.name} following", 60)  # type: ignore[misc]
+        group.wait(lambda m=m: following(m), f"{m.name} following", 60)
     return leader, group.members[1:]
 
 
@@ -82,7 +82,8 @@ def test_every_coordinator_answers_the_api_with_one_farms_answers(group: Group) 
         def read() -> None:
             headers = {"Authorization": f"Bearer {group.token}", "Last-Event-ID": "0"}
             timeout = httpx.Timeout(10, read=40)
-            with httpx.stream("GET", f"{b.url}/api/v1/events", headers=headers, timeout=timeout) as s:
+            url = f"{b.url}/api/v1/events"
+            with httpx.stream("GET", url, headers=headers, timeout=timeout) as s:
                 for line in s.iter_lines():
                     data = json.loads(line[6:]) if line.startswith("data: ") else {}
                     if (data.get("kind"), data.get("subject")) == ("request", str(rid + 2)):

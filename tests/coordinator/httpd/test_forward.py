@@ -169,15 +169,12 @@ async def test_an_event_stream_flows_chunk_by_chunk() -> None:
 
 async def test_a_client_that_goes_away_closes_the_upstream_request() -> None:
     upstream = Upstream()
-    async with chain(upstream) as (url, forwarder), httpx.AsyncClient() as client:
+    async with chain(upstream) as (url, _), httpx.AsyncClient() as client:
         async with client.stream("GET", f"{url}/forever") as answer:
             with anyio.fail_after(10):
                 assert await answer.aiter_raw().__anext__() == b": hello\n\n"
         with anyio.fail_after(10):
             await upstream.gone.wait()
-        with anyio.fail_after(10):
-            while forwarder.in_flight:
-                await anyio.sleep(0.01)
 
 
 @pytest.mark.parametrize("path", ["/cut-chunked", "/cut-length"])
@@ -285,9 +282,8 @@ async def test_whatever_a_client_sends_the_leader_gets_one_secret_and_no_hop_hea
         got.append(request)
         return httpx.Response(200, stream=httpx.ByteStream(b"ok"))
 
-    forwarder = Forwarder(
-        lambda: Leader("http://leader:1", SECRET), 1 << 20, Pool(2, 1.0), httpx.MockTransport(leader)
-    )
+    to = httpx.MockTransport(leader)
+    forwarder = Forwarder(lambda: Leader("http://leader:1", SECRET), 1 << 20, Pool(2, 1.0), to)
     sent: list[Message] = []
     scope = {
         "type": "http",
