@@ -250,7 +250,9 @@ def _serving(store: SqlStore, where: str) -> int:
     now = store.who_serves()
     epoch = f" (epoch {now.epoch})" if now.epoch else ""
     if now.served:
-        print(f"{now.holder or 'a coordinator'} serves {where}{epoch}")
+        # Where the followers forward to (docs/failover.md §scale-out), once it fenced.
+        at = f"; its API for the others: {now.peer_url}" if now.peer_url else ""
+        print(f"{now.holder or 'a coordinator'} serves {where}{epoch}{at}")
         return 0
     last = f"; the last one was {now.holder}{epoch}" if now.holder else ""
     print(f"no coordinator serves {where}{last}")

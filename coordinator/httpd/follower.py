@@ -1,7 +1,7 @@
 """A follower: while another coordinator serves the database (the leader), this one
 answers the API on its own HTTP port by forwarding it there, says on ``/healthz`` whether
-it can, and takes the database over when the leader's lock goes (docs/failover.md
-§scale-out)."""
+it can, and takes the database over when the leader's lock goes
+(docs/failover.md §scale-out)."""
 
 from __future__ import annotations
 

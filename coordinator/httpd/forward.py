@@ -319,7 +319,7 @@ def _passed(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
 
 
 def _connection_named(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
-    """Headers a ``Connection`` header names: hop-by-hop as well (RFC 9110 §7.6.1)."""
+    """Headers a ``Connection`` header names: hop-by-hop as well (RFC 9110, section 7.6.1)."""
     return frozenset(
         token.strip().lower()
         for name, value in headers
