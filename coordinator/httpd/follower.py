@@ -220,10 +220,10 @@ def follow(store: SqlStore, standby: Standby, settings: Settings) -> bool:
     # The leader's Date goes through as it is, as every other header of its answer.
     config = guarded_config(follower, settings, guard, files, lifespan="off", date_header=False)
     config.timeout_graceful_shutdown = 2
-    server = _FollowerServer(config)
+    logs = LogWriter()
+    server = _FollowerServer(config, logs)
     quiet = _Unfinished()
     logging.getLogger("uvicorn.error").addFilter(quiet)
-    logs = LogWriter()
     try:
         return asyncio.run(_follow(server, follower))
     finally:
@@ -247,6 +247,10 @@ async def _follow(server: _FollowerServer, follower: Follower) -> bool:
 
 
 class _FollowerServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, logs: LogWriter) -> None:
+        super().__init__(config)
+        self._logs = logs
+
     def leave(self) -> None:
         """Stop serving as a follower: this coordinator takes the database over."""
         self.should_exit = True
@@ -256,6 +260,11 @@ class _FollowerServer(uvicorn.Server):
         if self.started:
             host, port = self.servers[0].sockets[0].getsockname()[:2]
             logger.info(FOLLOWING, host, port)
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        await super().shutdown(sockets)
+        # Before uvicorn raises a signal it caught again, which ends the process.
+        self._logs.close()
 
 
 class _Unfinished(logging.Filter):
