@@ -308,10 +308,9 @@ def _claim(store: SqlStore, settings: Settings, first: bool) -> bool | None:
                 raise  # a SQLite file has one coordinator, and no standby
     standby = Standby(store, holder, peer_url)
     if standby.attempt():
-        return False
+        return False  # nobody else served: nothing to say
     if not follow(store, standby, settings):
         return None
-    logger.warning("now serving %s", store.url)
     return True
 
 

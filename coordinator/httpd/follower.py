@@ -114,6 +114,7 @@ class Follower:
         call ``stop`` and return True)."""
         while True:
             if await anyio.to_thread.run_sync(self._standby.attempt):
+                logger.warning("now serving %s", self._store.url)
                 await self.forwarder.stop()
                 stop()
                 return True
