@@ -20,7 +20,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the e2e helpers start the real parts the same way
 
-from bench._proc_cpu import own_cpu  # noqa: E402
+from _proc_cpu import own_cpu  # noqa: E402
+
 from tests.e2e.several import Group, Member  # noqa: E402
 from tests.pg_cluster import private_cluster  # noqa: E402
 
