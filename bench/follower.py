@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -70,8 +71,8 @@ def main() -> None:
                 for name, client in (("leader", direct), ("through the follower", forwarded)):
                     assert follower.process is not None
                     cpu = own_cpu(follower.process.pid)
-                    get = timed(lambda c=client: c.get(f"/api/v1/reqs/{rid}"), args.rounds)
-                    post = timed(lambda c=client: c.post("/api/v1/reqs/", json=BODY), args.rounds)
+                    get = timed(partial(client.get, f"/api/v1/reqs/{rid}"), args.rounds)
+                    post = timed(partial(client.post, "/api/v1/reqs/", json=BODY), args.rounds)
                     spent = own_cpu(follower.process.pid) - cpu
                     print(figures(f"GET /api/v1/reqs/ID, {name}", get))
                     print(figures(f"POST /api/v1/reqs/, {name}", post))
