@@ -55,6 +55,7 @@ def start_all(group: Group) -> tuple[Member, list[Member]]:
 def test_every_coordinator_answers_the_api_with_one_farms_answers(group: Group) -> None:
     leader, (b, c) = start_all(group)
     assert healthz(leader)[1].get("role") is None  # the leader's own /healthz, as ever
+    assert f"its API for the others: {leader.url}" in group.cli("serving")
     with group.http(b) as via_b, group.http(leader) as via_a, group.http(c) as via_c:
         made = via_b.post("/api/v1/reqs/", json={"Priority": 5, "Caps": {"board": "x"}})
         assert made.status_code == 201, made.text
