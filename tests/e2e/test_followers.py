@@ -56,6 +56,15 @@ def test_every_coordinator_answers_the_api_with_one_farms_answers(group: Group) 
     leader, (b, c) = start_all(group)
     assert healthz(leader)[1].get("role") is None  # the leader's own /healthz, as ever
     assert f"its API for the others: {leader.url}" in group.cli("serving")
+    # Only a follower with the farm's secret may speak for a client at the leader's door.
+    guessed = httpx.get(
+        f"{leader.url}/api/v1/reqs/1",
+        headers={"Boruta-Peer": "guessed-secret", "Authorization": f"Bearer {group.token}"},
+        timeout=10,
+    )
+    assert guessed.status_code == 403
+    group.wait(lambda: b"a wrong peer secret" in leader.since_start(), "the refusal logged")
+    assert b"guessed-secret" not in leader.since_start()
     with group.http(b) as via_b, group.http(leader) as via_a, group.http(c) as via_c:
         made = via_b.post("/api/v1/reqs/", json={"Priority": 5, "Caps": {"board": "x"}})
         assert made.status_code == 201, made.text
