@@ -7,21 +7,19 @@ status and headers come back as they are, and its body chunk by chunk, so an eve
 stream or a long ``acquire_worker?wait=`` flows as it would from the leader. A client
 that goes away closes the upstream request; an upstream answer that breaks off is cut
 here too, never ended as if whole. Connections to the leader are kept alive in a
-bounded pool.
+bounded pool (``upstream``).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
+from urllib.parse import urlsplit
 
 import anyio
-import httpx
 from starlette.types import Message, Receive, Scope, Send
 
 from coordinator.api.errors import error_response
@@ -33,20 +31,17 @@ from coordinator.errors import (
     LeaderUnreachable,
 )
 from coordinator.httpd.peergate import PEER, PEER_CLIENT
+from coordinator.httpd.upstream import (
+    Answer,
+    Cut,
+    Lost,
+    Malformed,
+    Unreachable,
+    Upstream,
+    UpstreamError,
+)
 
 logger = logging.getLogger("coordinator")
-
-
-def _sniffio_absent_once() -> None:
-    """httpcore imports ``sniffio`` on every use of its pool, and without it installed
-    (anyio no longer needs it) each try searches the whole path again: about 0.6 ms of
-    CPU per forwarded request. ``None`` in ``sys.modules`` makes that import fail at once,
-    as it would anyway."""
-    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
-        sys.modules["sniffio"] = None  # type: ignore[assignment]
-
-
-_sniffio_absent_once()
 
 # Headers of one connection, not of the message: never passed on, either way.
 HOP_BY_HOP: Final = frozenset(
@@ -64,12 +59,8 @@ HOP_BY_HOP: Final = frozenset(
 )
 # Request headers this end writes itself: the body's length, and nothing to continue.
 _OWN: Final = frozenset({b"content-length", b"expect"})
-CONNECT_TIMEOUT: Final = 2.0  # seconds to reach the leader: it is on the farm's LAN
-WRITE_TIMEOUT: Final = 10.0
-POOL_TIMEOUT: Final = 10.0  # seconds a request waits for a free connection to the leader
 PROBE_TIMEOUT: Final = 2.0
 CHANGING: Final = "the farm is changing leader"
-_SAFE: Final = frozenset({"GET", "HEAD", "OPTIONS"})  # may be sent again on a stale connection
 
 
 @dataclass(frozen=True)
@@ -91,30 +82,11 @@ class Pool:
 class Forwarder:
     """The forwarding ASGI app; ``leader`` says where to, at each request."""
 
-    def __init__(
-        self,
-        leader: Callable[[], Leader | None],
-        max_body: int,
-        pool: Pool,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
+    def __init__(self, leader: Callable[[], Leader | None], max_body: int, pool: Pool) -> None:
         self._leader = leader
         self._max_body = max_body
-        self._client = httpx.AsyncClient(
-            transport=transport
-            or httpx.AsyncHTTPTransport(
-                limits=httpx.Limits(
-                    max_connections=pool.size,
-                    max_keepalive_connections=pool.size,
-                    keepalive_expiry=pool.keepalive,
-                )
-            ),
-            timeout=httpx.Timeout(
-                connect=CONNECT_TIMEOUT, read=None, write=WRITE_TIMEOUT, pool=POOL_TIMEOUT
-            ),
-            follow_redirects=False,
-            trust_env=False,  # no proxy from the environment between peers
-        )
+        self._pool = pool
+        self._upstream: tuple[str, Upstream] | None = None  # the leader's URL, its pool
         self._streams: set[anyio.CancelScope] = set()
         self._stopped = False
         # What /metrics shows of this process: answers by status class, and failures.
@@ -136,11 +108,19 @@ class Forwarder:
     async def probe(self, leader: Leader) -> str | None:
         """Why the leader's ``/healthz`` does not say ready, or None when it does."""
         try:
-            answer = await self._client.get(f"{leader.url}/healthz", timeout=PROBE_TIMEOUT)
-        except httpx.HTTPError as exc:
+            with anyio.fail_after(PROBE_TIMEOUT):
+                answer = await self._to(leader).request(b"GET", b"/healthz", [], b"")
+                try:
+                    async for _ in answer.body():
+                        pass
+                finally:
+                    answer.close()
+        except TimeoutError:
+            return f"the leader at {leader.url} does not answer within {PROBE_TIMEOUT:g} s"
+        except UpstreamError as exc:
             return f"the leader at {leader.url} does not answer: {_why(exc)}"
-        if answer.status_code != 200:
-            return f"the leader at {leader.url} is not ready (HTTP {answer.status_code})"
+        if answer.status != 200:
+            return f"the leader at {leader.url} is not ready (HTTP {answer.status})"
         return None
 
     async def stop(self) -> None:
@@ -149,7 +129,28 @@ class Forwarder:
         self._stopped = True
         for scope in list(self._streams):
             scope.cancel()
-        await self._client.aclose()
+        if self._upstream is not None:
+            self._upstream[1].close()
+
+    def _to(self, leader: Leader) -> Upstream:
+        """The pool of connections to ``leader``; a new leader's replaces the last one's.
+
+        :raises Unreachable: for a URL that is not ``http://HOST:PORT``.
+        """
+        if self._upstream is not None and self._upstream[0] == leader.url:
+            return self._upstream[1]
+        try:
+            parts = urlsplit(leader.url)
+            host, port = parts.hostname, parts.port
+        except ValueError:
+            host = port = None
+        if parts.scheme != "http" or not host or not port:
+            raise Unreachable(f"the leader's address {leader.url!r} is not http://HOST:PORT")
+        if self._upstream is not None:
+            self._upstream[1].close()
+        upstream = Upstream(host, port, self._pool.size, self._pool.keepalive)
+        self._upstream = (leader.url, upstream)
+        return upstream
 
     async def _forward(self, scope: Scope, receive: Receive, send: Send) -> None:
         leader = self._leader()
@@ -199,24 +200,24 @@ class Forwarder:
         """Send the request and stream the answer back; how it ended: "done", "gone" (the
         client left), "cut" (the answer broke off), or "answered" (our own error)."""
         try:
-            # Not the client's build_request: none of httpx's own headers (Accept-Encoding,
-            # User-Agent…) are added, or the leader might compress an answer for a client
-            # that never asked for it.
-            request = httpx.Request(
-                scope["method"], _url(leader, scope), headers=_headers(scope, leader), content=body
+            upstream = self._to(leader)
+            answer = await upstream.request(
+                scope["method"].encode("ascii", "replace"),
+                _target(scope),
+                _headers(scope, leader),
+                body,
             )
-            response = await self._send(request, scope["method"] in _SAFE)
-        except (httpx.InvalidURL, httpx.LocalProtocolError, UnicodeError) as exc:
+        except Malformed as exc:
             self.failed["malformed"] += 1
             error = InvalidRequest(f"this request cannot be forwarded: {_why(exc)}")
             await _answer(error, scope, receive, send)
             return "answered"
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        except Unreachable as exc:
             self.failed[LeaderUnreachable.code] += 1
             message = f"{CHANGING}: {leader.url}: {_why(exc)}"
             await _answer(LeaderUnreachable(message), scope, receive, send)
             return "answered"
-        except httpx.TransportError as exc:
+        except Lost as exc:
             self.failed[LeaderAnswerLost.code] += 1
             logger.warning("forwarding %s %s: %s", scope["method"], scope["path"], _why(exc))
             message = "the leader's answer was lost; the request may have been applied"
@@ -227,27 +228,17 @@ class Forwarder:
             await send(
                 {
                     "type": "http.response.start",
-                    "status": response.status_code,
-                    "headers": _passed(response.headers.raw),
+                    "status": answer.status,
+                    "headers": _passed(answer.headers),
                 }
             )
-            self.answered[f"{response.status_code // 100}xx"] += 1
-            outcome = await _relay(response, receive, send)
+            self.answered[f"{answer.status // 100}xx"] += 1
+            outcome = await _relay(answer, receive, send)
         finally:
-            await response.aclose()
+            answer.close()
         if outcome == "done":
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         return outcome
-
-    async def _send(self, request: httpx.Request, safe: bool) -> httpx.Response:
-        try:
-            return await self._client.send(request, stream=True)
-        except (httpx.RemoteProtocolError, httpx.ReadError):
-            if not safe:
-                raise
-        # A kept-alive connection the leader closed as it was reused: a request that
-        # changes nothing is sent once more, on a new connection.
-        return await self._client.send(request, stream=True)
 
     async def _body(self, receive: Receive) -> bytes:
         chunks: list[bytes] = []
@@ -274,7 +265,7 @@ class _ClientGone(Exception):
     """The client closed its connection before its request's body was read."""
 
 
-async def _relay(response: httpx.Response, receive: Receive, send: Send) -> str:
+async def _relay(answer: Answer, receive: Receive, send: Send) -> str:
     """Copy the answer's body as it comes until it ends ("done"), breaks ("cut"), or the
     client goes away ("gone")."""
     outcome = "done"
@@ -290,18 +281,18 @@ async def _relay(response: httpx.Response, receive: Receive, send: Send) -> str:
 
         tasks.start_soon(watch)
         try:
-            async for chunk in response.aiter_raw():
+            async for chunk in answer.body():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except httpx.TransportError:
+        except Cut:
             outcome = "cut"
         tasks.cancel_scope.cancel()
     return outcome
 
 
-def _url(leader: Leader, scope: Scope) -> httpx.URL:
-    raw: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
+def _target(scope: Scope) -> bytes:
+    raw: bytes = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
     query: bytes = scope.get("query_string", b"")
-    return httpx.URL(leader.url).copy_with(raw_path=raw + b"?" + query if query else raw)
+    return raw + b"?" + query if query else raw
 
 
 def _headers(scope: Scope, leader: Leader) -> list[tuple[bytes, bytes]]:
