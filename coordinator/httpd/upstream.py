@@ -205,6 +205,7 @@ class _Connection(asyncio.Protocol):
         self.chunks: deque[bytes] = deque()
         self.buffered = 0
         self.complete = False
+        self.keep_alive = False  # the answer lets the connection serve another request
         self.failure: str | None = None
         self.wake = asyncio.Event()
         self._paused = False
@@ -223,7 +224,7 @@ class _Connection(asyncio.Protocol):
             and not self.lost
             and not self.head_only
             and not self.chunks
-            and self.parser.should_keep_alive()
+            and self.keep_alive
         )
 
     def resume(self) -> None:
@@ -288,6 +289,8 @@ class _Connection(asyncio.Protocol):
         self.wake.set()
 
     def on_message_complete(self) -> None:
+        # Asked here: once the message is complete the parser no longer knows.
+        self.keep_alive = self.parser.should_keep_alive()
         self.complete = True
         self.wake.set()
 
