@@ -198,7 +198,36 @@ class Forwarder:
         send: Send,
     ) -> str:
         """Send the request and stream the answer back; how it ended: "done", "gone" (the
-        client left), "cut" (the answer broke off), or "answered" (our own error)."""
+        client left), "cut" (the answer broke off), or "answered" (our own error).
+
+        The client's going away is watched from the start: ``acquire_worker?wait=`` has no
+        head for minutes, and its upstream request must close with the client's."""
+        gone = False
+        outcome = "gone"
+        async with anyio.create_task_group() as tasks:
+
+            async def watch() -> None:
+                nonlocal gone
+                message: Message = await receive()
+                while message["type"] != "http.disconnect":
+                    message = await receive()
+                gone = True
+                tasks.cancel_scope.cancel()  # closes the upstream request and its answer
+
+            tasks.start_soon(watch)
+            outcome = await self._ask(leader, scope, body, exchange, receive, send)
+            tasks.cancel_scope.cancel()
+        return "gone" if gone else outcome
+
+    async def _ask(
+        self,
+        leader: Leader,
+        scope: Scope,
+        body: bytes,
+        exchange: _Exchange,
+        receive: Receive,
+        send: Send,
+    ) -> str:
         try:
             upstream = self._to(leader)
             answer = await upstream.request(
@@ -233,7 +262,7 @@ class Forwarder:
                 }
             )
             self.answered[f"{answer.status // 100}xx"] += 1
-            outcome = await _relay(answer, receive, send)
+            outcome = await _relay(answer, send)
         finally:
             answer.close()
         if outcome == "done":
@@ -265,28 +294,14 @@ class _ClientGone(Exception):
     """The client closed its connection before its request's body was read."""
 
 
-async def _relay(answer: Answer, receive: Receive, send: Send) -> str:
-    """Copy the answer's body as it comes until it ends ("done"), breaks ("cut"), or the
-    client goes away ("gone")."""
-    outcome = "done"
-    async with anyio.create_task_group() as tasks:
-
-        async def watch() -> None:
-            nonlocal outcome
-            message: Message = await receive()
-            while message["type"] != "http.disconnect":
-                message = await receive()
-            outcome = "gone"
-            tasks.cancel_scope.cancel()  # closes the upstream request with the response
-
-        tasks.start_soon(watch)
-        try:
-            async for chunk in answer.body():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except Cut:
-            outcome = "cut"
-        tasks.cancel_scope.cancel()
-    return outcome
+async def _relay(answer: Answer, send: Send) -> str:
+    """Copy the answer's body as it comes until it ends ("done") or breaks ("cut")."""
+    try:
+        async for chunk in answer.body():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    except Cut:
+        return "cut"
+    return "done"
 
 
 def _target(scope: Scope) -> bytes:

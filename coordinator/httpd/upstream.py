@@ -101,7 +101,8 @@ class Upstream:
         """
         head = self._head(method, target, headers, body)
         try:
-            await asyncio.wait_for(self._slots.acquire(), POOL_TIMEOUT)
+            async with asyncio.timeout(POOL_TIMEOUT):
+                await self._slots.acquire()
         except TimeoutError:
             raise Unreachable("too many requests in flight to the leader") from None
         try:
@@ -156,9 +157,8 @@ class Upstream:
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
         try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(_Connection, self.host, self.port), CONNECT_TIMEOUT
-            )
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                _, conn = await loop.create_connection(_Connection, self.host, self.port)
         except TimeoutError:
             raise Unreachable(f"no connection within {CONNECT_TIMEOUT:g} s") from None
         except OSError as exc:

@@ -62,6 +62,10 @@ class Upstream:
             while (await receive())["type"] != "http.disconnect":
                 pass
             self.gone.set()
+        elif path == "/no-head-yet":  # as acquire_worker?wait= before its match
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            self.gone.set()
         elif path == "/cut-chunked":
             await _start(send, [])
             await send({"type": "http.response.body", "body": b"half", "more_body": True})
@@ -173,6 +177,19 @@ async def test_a_client_that_goes_away_closes_the_upstream_request() -> None:
         async with client.stream("GET", f"{url}/forever") as answer:
             with anyio.fail_after(10):
                 assert await answer.aiter_raw().__anext__() == b": hello\n\n"
+        with anyio.fail_after(10):
+            await upstream.gone.wait()
+
+
+async def test_a_client_that_goes_away_before_the_answers_head_closes_the_upstream_request() -> (
+    None
+):
+    upstream = Upstream()
+    async with chain(upstream) as (url, _), httpx.AsyncClient() as client:
+        with pytest.raises(httpx.ReadTimeout):
+            await client.post(
+                f"{url}/no-head-yet", content=b"{}", timeout=httpx.Timeout(5, read=0.5)
+            )
         with anyio.fail_after(10):
             await upstream.gone.wait()
 
