@@ -14,7 +14,7 @@ import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import Final
+from typing import Final, cast
 
 import httptools
 
@@ -158,11 +158,14 @@ class Upstream:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
-                _, conn = await loop.create_connection(_Connection, self.host, self.port)
+                transport, conn = await loop.create_connection(_Connection, self.host, self.port)
         except TimeoutError:
             raise Unreachable(f"no connection within {CONNECT_TIMEOUT:g} s") from None
         except OSError as exc:
             raise Unreachable(exc.strerror or str(exc)) from None
+        # uvloop may call connection_made only after create_connection has returned. (Its
+        # transports are not asyncio.Transport's subclasses: no isinstance on them.)
+        conn.transport = transport
         return conn
 
     def _head(
@@ -240,8 +243,7 @@ class _Connection(asyncio.Protocol):
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast("asyncio.Transport", transport)
 
     def data_received(self, data: bytes) -> None:
         if self.complete:
