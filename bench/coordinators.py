@@ -256,8 +256,9 @@ def main() -> None:
     for done in results.values():
         print(report(done))
     print(
-        "\nThe three coordinators' load goes through the serving one: standbys bind no port "
-        "until they take over, and poll the serving lock every 0.5 s meanwhile."
+        "\nThe three coordinators' load goes to the serving one: the others follow (their "
+        "HTTP ports, which would forward to it, get none of it here) and poll the serving "
+        "lock every 0.5 s."
     )
     print(ratio_line("1x PostgreSQL / 1x SQLite", results["pg"], results["sqlite"], 0.7))
     print(ratio_line("3x PostgreSQL / 1x PostgreSQL", results["pg3"], results["pg"], 0.8))

@@ -8,7 +8,6 @@ import logging
 import os
 import socket
 import sys
-import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
@@ -17,7 +16,7 @@ from typing import Any, Final
 
 from coordinator import __version__
 from coordinator.domain.model import User
-from coordinator.errors import BorutaError, ServingTaken, StoreUnavailable
+from coordinator.errors import BorutaError, ServingTaken
 from coordinator.settings import Settings, SettingsError, load
 from coordinator.store.sql import SqlStore
 from coordinator.tokens import hash_token, new_token
@@ -28,7 +27,6 @@ logger = logging.getLogger("coordinator")
 
 DB_HELP = "SQLite file path or postgresql:// URL (default: boruta.db here)"
 NO_DB = "none is configured (--db PATH|URL, or db in the --config file)"
-STANDBY_POLL: Final = 0.5  # seconds between a standby's tries to take the serving lock
 # Beyond lease_grace: how long a coordinator that took over waits for the tunnel range of
 # one on this host that is still stepping down (docs/failover.md §tunnel range claim).
 STEP_DOWN: Final = 15.0
@@ -252,7 +250,9 @@ def _serving(store: SqlStore, where: str) -> int:
     now = store.who_serves()
     epoch = f" (epoch {now.epoch})" if now.epoch else ""
     if now.served:
-        print(f"{now.holder or 'a coordinator'} serves {where}{epoch}")
+        # Where the followers forward to (docs/failover.md §scale-out), once it fenced.
+        at = f"; its API for the others: {now.peer_url}" if now.peer_url else ""
+        print(f"{now.holder or 'a coordinator'} serves {where}{epoch}{at}")
         return 0
     last = f"; the last one was {now.holder}{epoch}" if now.holder else ""
     print(f"no coordinator serves {where}{last}")
@@ -270,11 +270,18 @@ def _serve(settings: Settings) -> int:
     first = True
     try:
         while True:
-            took_over = _claim(store, _holder(settings), first) or not first
+            waited = _claim(store, settings, first)
+            if waited is None:
+                return 0  # stopped while following
+            took_over = waited or not first
             wait = settings.lease_grace + STEP_DOWN if took_over else 0.0
             with _tunnel_range(settings, wait):
                 parts = Parts(store=store, clock=DatabaseClock(store.clock_offset))
-                lost = serve(assemble(settings, parts), settings, store.lease)
+                coordinator = assemble(settings, parts)
+                # Followers exist only on PostgreSQL: a lone SQLite coordinator's requests
+                # skip the peer gate's look at every request's headers.
+                peers = store.peer_secret if store.sqlite_path is None else None
+                lost = serve(coordinator, settings, store.lease, peer_secret=peers)
             if not lost:
                 return 0
             store.release_serving()
@@ -284,32 +291,30 @@ def _serve(settings: Settings) -> int:
         store.close()
 
 
-def _claim(store: SqlStore, holder: str, first: bool) -> bool:
-    """Take the serving lock; on PostgreSQL wait for it as a standby, saying so once.
-    Whether it waited (then this coordinator takes over from another).
+def _claim(store: SqlStore, settings: Settings, first: bool) -> bool | None:
+    """Take the serving lock; on PostgreSQL, while another coordinator serves, follow it
+    (serve the API by forwarding it there: docs/failover.md §scale-out), saying so once.
+    Whether it waited (then this coordinator takes over from another); None when a
+    signal stopped it meanwhile.
 
     :param first: at start, a database that cannot be reached is an error, not a wait.
     """
-    said = ""
-    while True:
+    from coordinator.httpd.follower import Standby, follow
+
+    holder, peer_url = _holder(settings), settings.peer_address
+    if first:
         try:
-            store.claim_serving(holder)
-        except ServingTaken as exc:
+            store.claim_serving(holder, peer_url)
+            return False
+        except ServingTaken:
             if store.sqlite_path is not None:
-                raise
-            news = f"standby: {exc.message}; this coordinator takes over when it stops"
-        except StoreUnavailable as exc:
-            if first and said == "":
-                raise
-            news = f"standby: {exc.message}; waiting for the database"
-        else:
-            if said:
-                logger.warning("now serving %s", store.url)
-            return bool(said)
-        if news != said:
-            logger.warning("%s", news)
-            said = news
-        time.sleep(STANDBY_POLL)
+                raise  # a SQLite file has one coordinator, and no standby
+    standby = Standby(store, holder, peer_url)
+    if standby.attempt():
+        return False  # nobody else served: nothing to say
+    if not follow(store, standby, settings):
+        return None
+    return True
 
 
 def _tunnel_range(settings: Settings, wait: float) -> AbstractContextManager[Any]:

@@ -40,11 +40,13 @@ Python client raises the same class again from it (``coordinator.client.errors``
     │   └── JobQuotaReached        403 job-quota-reached    prolong past the user's longest job
     ├── UnsupportedMediaType       415 unsupported-media-type   a body not sent as JSON
     ├── InternalError              500 internal             a bug; the reason stays in the log
+    ├── LeaderAnswerLost           502 leader-answer-lost   forwarded, answer lost: maybe applied
     ├── Unavailable                503 unavailable          try again later
     │   ├── StoreUnavailable           store-unavailable    the database refused a write
     │   │   ├── ServingTaken               serving-taken        another coordinator serves it
     │   │   └── FarmLost                   farm-lost            another one took it over since
-    │   └── TunnelUnavailable          tunnel-unavailable   a job's tunnel cannot open now
+    │   ├── TunnelUnavailable          tunnel-unavailable   a job's tunnel cannot open now
+    │   └── LeaderUnreachable          leader-unreachable   the farm is changing leader
     ├── ServerUnreachable              server-unreachable   client side: no answer at all
     └── UnexpectedAnswer               unexpected-answer    client side: an answer not of ours
 
@@ -378,6 +380,22 @@ class TunnelUnavailable(Unavailable):
     """
 
     code = "tunnel-unavailable"
+
+
+class LeaderUnreachable(Unavailable):
+    """This coordinator forwards the API to the one serving the database (the leader) and
+    cannot reach it now: it died, or another is taking over (docs/failover.md §scale-out).
+    Nothing was applied; retry in a second."""
+
+    code = "leader-unreachable"
+
+
+class LeaderAnswerLost(BorutaError, ConnectionError):
+    """This coordinator forwarded the request to the leader, and the leader's answer was
+    lost on the way: the request may have been applied, so check before repeating it."""
+
+    status = 502
+    code = "leader-answer-lost"
 
 
 class ServerUnreachable(BorutaError, ConnectionError):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 import tomllib
 from dataclasses import dataclass, fields, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from coordinator.domain.fairshare import Policy, Scheduling
 from coordinator.domain.requests import RequestPolicy
@@ -73,6 +75,11 @@ class Settings:
     # so a name is resolved once at start-up. "" = tunnel_bind when that is a specific
     # address, else the address this host's name resolves to.
     public_host: str = ""
+    # On PostgreSQL: where the other coordinators reach this one's HTTP API when it serves
+    # (they forward their clients' requests to it: docs/failover.md §scale-out), as
+    # http://HOST:PORT. "" = http://<public_host, else the host of `http` unless a
+    # wildcard, else this machine's name>:<the port of `http`>.
+    peer_url: str = ""
     # Slow and idle HTTP clients (docs/architecture.md §connections): seconds to send a
     # request's headers, to send the next request on a kept-alive connection, and for a
     # response to make progress towards a client that does not read; and the connections
@@ -92,6 +99,19 @@ class Settings:
     @property
     def http_port(self) -> int:
         return int(self.http.rpartition(":")[2])
+
+    @property
+    def peer_address(self) -> str:
+        """``peer_url``, or the one derived from ``public_host`` and ``http``; "" when the
+        HTTP port is chosen at start (0), as nobody could be told it beforehand."""
+        if self.peer_url:
+            return self.peer_url.rstrip("/")
+        if self.http_port == 0:
+            return ""
+        host = self.public_host or self.http_host
+        if host in ("0.0.0.0", "::", ""):
+            host = socket.gethostname()
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.http_port}"
 
     @property
     def tunnel_port_range(self) -> range:
@@ -176,6 +196,8 @@ class Settings:
             raise SettingsError(
                 f"tunnel_ports must be FIRST-LAST within 1-65535, not {self.tunnel_ports!r}"
             )
+        if self.peer_url:
+            _check_peer_url(self.peer_url)
         if self.scheduling not in ("fifo", "fair"):
             raise SettingsError(f"scheduling must be fifo or fair, not {self.scheduling!r}")
         if not 60 <= self.usage_half_life <= 365 * 86400:
@@ -190,6 +212,28 @@ class Settings:
         if self.max_job_length < self.job_timeout:
             raise SettingsError("max_job_length must be at least job_timeout")
         return self
+
+
+def _check_peer_url(url: str) -> None:
+    problem = f"peer_url must be http://HOST:PORT, not {url!r}"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise SettingsError(problem) from None
+    if (
+        parts.scheme != "http"
+        or not parts.hostname
+        or port is None
+        or not 0 < port < 65536
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or parts.username is not None
+        or not url.isascii()
+        or any(c.isspace() for c in url)
+    ):
+        raise SettingsError(problem)
 
 
 def load(path: Path | None, **overrides: Any) -> Settings:

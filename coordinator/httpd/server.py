@@ -6,19 +6,21 @@ import asyncio
 import gc
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import anyio
 import uvicorn
 import uvloop
+from starlette.types import ASGIApp
 
 from coordinator.assembly import Coordinator
 from coordinator.httpd.gcpolicy import bound_full_passes
 from coordinator.httpd.guard import ConnectionGuard, ConnectionLimits
 from coordinator.httpd.heap import limit_arenas
 from coordinator.httpd.lease import CHECK_EVERY, watch
-from coordinator.httpd.limits import raise_open_files
+from coordinator.httpd.limits import OpenFiles, raise_open_files
 from coordinator.httpd.logwriter import LogWriter
+from coordinator.httpd.peergate import PeerGate
 from coordinator.httpd.protocol import Timeouts, guarded
 from coordinator.settings import Settings
 from coordinator.store.serving import Lease
@@ -49,31 +51,22 @@ def serve(
     lease: Callable[[], Lease] | None = None,
     *,
     before_ready: Ready | None = None,
+    peer_secret: Callable[[], str] | None = None,
 ) -> bool:
     """Run until a signal, or until ``lease`` says another coordinator took the database
     over (then return True); the open-file limit is raised and malloc's arenas are
     limited first. ``before_ready`` runs once the server listens, before the ready line
-    (the benches prepare their farm in it, so that they measure this very server path)."""
+    (the benches prepare their farm in it, so that they measure this very server path).
+    ``peer_secret`` reads the farm's peer secret: requests that followers forward are
+    then admitted with their client's address (docs/failover.md §scale-out)."""
     limit_arenas()
     bound_full_passes()
     files = raise_open_files()
     guard = ConnectionGuard(ConnectionLimits(settings.http_max_per_client, files.for_http))
-    config = uvicorn.Config(
-        coordinator.app,
-        host=settings.http_host,
-        port=settings.http_port,
-        http=guarded(guard, Timeouts(settings.http_header_timeout, settings.http_send_timeout)),
-        timeout_keep_alive=max(1, round(settings.http_keepalive_timeout)),
-        backlog=files.accept_batch,
-        lifespan="on",
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        server_header=False,
-        # Nothing reads a client address or scheme from the scope (the guard takes the
-        # peer from the socket), and rewriting them from X-Forwarded-* headers cost
-        # CPU on every request.
-        proxy_headers=False,
-    )
+    app: ASGIApp = coordinator.app
+    if peer_secret is not None:
+        app = PeerGate(app, peer_secret)
+    config = guarded_config(app, settings, guard, files, lifespan="on")
     logs = LogWriter()
     server = _Server(config, coordinator, guard, before_ready, logs)
     try:
@@ -82,6 +75,36 @@ def serve(
     finally:
         logs.close()
     return server.lost
+
+
+def guarded_config(
+    app: ASGIApp,
+    settings: Settings,
+    guard: ConnectionGuard,
+    files: OpenFiles,
+    *,
+    lifespan: Literal["on", "off"],
+    date_header: bool = True,
+) -> uvicorn.Config:
+    """uvicorn's configuration for ``app`` on ``settings.http``: the guarded protocol, its
+    timeouts, and the accept batch the open-file limit allows."""
+    return uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        http=guarded(guard, Timeouts(settings.http_header_timeout, settings.http_send_timeout)),
+        timeout_keep_alive=max(1, round(settings.http_keepalive_timeout)),
+        backlog=files.accept_batch,
+        lifespan=lifespan,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        server_header=False,
+        date_header=date_header,
+        # Nothing reads a client address or scheme from the scope (the guard takes the
+        # peer from the socket), and rewriting them from X-Forwarded-* headers cost
+        # CPU on every request.
+        proxy_headers=False,
+    )
 
 
 async def _run(

@@ -62,12 +62,17 @@ class ServingLock:
     """Held from :meth:`claim` until :meth:`release` (or the process's end)."""
 
     def __init__(
-        self, conn: Connection | None, fd: int | None, engine: Engine | None = None
+        self,
+        conn: Connection | None,
+        fd: int | None,
+        engine: Engine | None = None,
+        peer_url: str = "",
     ) -> None:
         self._conn = conn
         self._fd = fd
         self._engine = engine
         self.epoch: int | None = None  # on PostgreSQL, once fenced: this holder's epoch
+        self.peer_url = peer_url  # recorded with the epoch: where the others forward to
         self.lost = False
         # The database's clock minus this host's, as last measured on the lock's session.
         self.offset = timedelta(0)
@@ -78,12 +83,18 @@ class ServingLock:
 
     @classmethod
     def claim(
-        cls, engine: Engine, sqlite_path: str | None, shown: str, holder: str = ""
+        cls,
+        engine: Engine,
+        sqlite_path: str | None,
+        shown: str,
+        holder: str = "",
+        peer_url: str = "",
     ) -> ServingLock:
         """Take the lock of the database behind ``engine``.
 
         :param sqlite_path: the SQLite file, or None for PostgreSQL.
         :param shown: the database as the message names it (no password).
+        :param peer_url: where the other coordinators reach this one's HTTP API.
         :raises ServingTaken: when another coordinator serves it.
         :raises StoreUnavailable: on failure.
         """
@@ -92,7 +103,7 @@ class ServingLock:
         conn = _locked(engine)
         if conn is None:
             raise ServingTaken(_standing_by(engine, shown, holder))
-        lock = cls(conn, None, engine)
+        lock = cls(conn, None, engine, peer_url)
         try:
             lock._follow(conn)
         except BaseException:
@@ -101,15 +112,16 @@ class ServingLock:
         return lock
 
     def fence(self, holder: str) -> None:
-        """Raise the epoch (once the schema has the ``serving`` row): writes of every
-        earlier holder are refused from now on. Waits for those in flight to commit."""
+        """Raise the epoch (once the schema has the ``serving`` row) and record where this
+        holder is reached: writes of every earlier holder are refused from now on. Waits
+        for those in flight to commit."""
         if self._conn is None or self.epoch is not None:
             return
         with database_errors():
             self.epoch = self._conn.execute(
                 update(serving)
                 .where(serving.c.id == 1)
-                .values(epoch=serving.c.epoch + 1, holder=holder)
+                .values(epoch=serving.c.epoch + 1, holder=holder, peer_url=self.peer_url)
                 .returning(serving.c.epoch)
             ).scalar_one()
             self._conn.commit()
@@ -216,6 +228,9 @@ class Serving:
     served: bool  # a coordinator holds the serving lock now
     holder: str  # the last holder that raised the epoch ("" on SQLite, or never served)
     epoch: int
+    # Where that holder's HTTP API is reached by the other coordinators (its peer_url
+    # setting; "" on SQLite, or when it has not fenced yet): docs/failover.md §scale-out.
+    peer_url: str = ""
 
 
 def who_serves(engine: Engine, sqlite_path: str | None) -> Serving:
@@ -235,8 +250,21 @@ def who_serves(engine: Engine, sqlite_path: str | None) -> Serving:
             ),
             {"key": SERVING_LOCK_KEY},
         ).scalar_one()
-        row = conn.execute(select(serving.c.holder, serving.c.epoch)).first()
-    return Serving(held > 0, row.holder if row else "", row.epoch if row else 0)
+        row = conn.execute(select(serving.c.holder, serving.c.epoch, serving.c.peer_url)).first()
+    if row is None:
+        return Serving(held > 0, "", 0)
+    return Serving(held > 0, row.holder, row.epoch, row.peer_url)
+
+
+def peer_secret(engine: Engine) -> str:
+    """The farm's peer secret (hex), made by the migration; "" before it ran. Callers keep
+    it out of logs: with it, anyone may speak for any client (docs/failover.md §scale-out).
+
+    :raises StoreUnavailable: on failure.
+    """
+    with database_errors(), engine.connect() as conn:
+        found = conn.execute(select(serving.c.peer_secret).where(serving.c.id == 1)).first()
+    return found.peer_secret if found is not None else ""
 
 
 def _locked(engine: Engine) -> Connection | None:

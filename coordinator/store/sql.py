@@ -36,7 +36,7 @@ from coordinator.store.boundary import READ_ONLY, database_errors
 from coordinator.store.engine import WRITE, SqliteSync, create, database_url
 from coordinator.store.records import Numbered
 from coordinator.store.schema import check_known, current, head, upgrade
-from coordinator.store.serving import Lease, Serving, ServingLock, who_serves
+from coordinator.store.serving import Lease, Serving, ServingLock, peer_secret, who_serves
 from coordinator.store.sql_commit_pg import write_postgresql
 from coordinator.store.sql_feed import SqlFeed
 from coordinator.store.sql_requests import SqlRequests, load_requests
@@ -339,16 +339,19 @@ class SqlStore(SqlFeed, SqlShares, SqlRequests):
                 _upsert(conn.dialect.name, store_probe, "id"), [{"id": 1, "at": self._clock.now()}]
             )
 
-    def claim_serving(self, holder: str = "") -> None:
+    def claim_serving(self, holder: str = "", peer_url: str = "") -> None:
         """Become the one coordinator serving this database, until :meth:`close`; on
         PostgreSQL, :meth:`migrate` then fences off every earlier holder's writes.
 
         :param holder: who serves, as a standby's message names it (host, port, pid).
+        :param peer_url: where the other coordinators reach this one's HTTP API.
         :raises ServingTaken: when another coordinator serves it already.
         """
         if self._serving is None:
             shown = self._sqlite_path or self.url
-            self._serving = ServingLock.claim(self._engine, self._sqlite_path, shown, holder)
+            self._serving = ServingLock.claim(
+                self._engine, self._sqlite_path, shown, holder, peer_url
+            )
             self._holder = holder
 
     def release_serving(self) -> None:
@@ -360,6 +363,10 @@ class SqlStore(SqlFeed, SqlShares, SqlRequests):
     def who_serves(self) -> Serving:
         """Whether a coordinator serves this database now, and which one took it last."""
         return who_serves(self._engine, self._sqlite_path)
+
+    def peer_secret(self) -> str:
+        """The farm's peer secret (docs/failover.md §scale-out); never log it."""
+        return peer_secret(self._engine)
 
     def serving_epoch(self) -> int:
         """The serving epoch this store holds (docs/failover.md §standby); 0 when none."""

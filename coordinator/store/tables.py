@@ -255,4 +255,9 @@ serving: Final = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("epoch", BigInteger, nullable=False),
     Column("holder", Text, nullable=False),
+    # Where the holder's HTTP API is reached by the other coordinators, which forward
+    # their clients' requests to it with the farm's peer secret
+    # (docs/failover.md §scale-out). The secret is made by the migration; never logged.
+    Column("peer_url", Text, nullable=False, server_default=""),
+    Column("peer_secret", Text, nullable=False, server_default=""),
 )

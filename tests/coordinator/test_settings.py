@@ -51,6 +51,15 @@ def test_file_values_apply_and_flags_override_them(tmp_path: Path) -> None:
         ("finished_in_memory = -1", "finished_in_memory must be zero or more"),
         ("loop_lag_probe = -0.001", "loop_lag_probe must be from 0 to 1 second"),
         ("loop_lag_probe = 5", "loop_lag_probe must be from 0 to 1 second"),
+        ('peer_url = "https://a.lab:8487"', "peer_url must be http://HOST:PORT"),
+        ('peer_url = "http://a.lab"', "peer_url must be http://HOST:PORT"),
+        ('peer_url = "http://a.lab:0"', "peer_url must be http://HOST:PORT"),
+        ('peer_url = "http://a.lab:99999"', "peer_url must be http://HOST:PORT"),
+        ('peer_url = "http://a.lab:8487/api"', "peer_url must be http://HOST:PORT"),
+        ('peer_url = "http://u:p@a.lab:8487"', "peer_url must be http://HOST:PORT"),
+        ('peer_url = "http://a.lab:8487?x=1"', "peer_url must be http://HOST:PORT"),
+        ('peer_url = "http://a .lab:8487"', "peer_url must be http://HOST:PORT"),
+        ('peer_url = "http://[::1:8487"', "peer_url must be http://HOST:PORT"),
     ],
 )
 def test_bad_settings_are_refused_with_the_reason(
@@ -75,3 +84,18 @@ def test_scheduling_comes_from_the_file_and_the_serve_flag(tmp_path: Path) -> No
     path = write(tmp_path, 'scheduling = "fair"\nusage_half_life = 7200\n')
     assert load(path).scheduling_rules == Scheduling(Policy.FAIR, timedelta(hours=2))
     assert load(path, scheduling="fifo").scheduling_rules.policy is Policy.FIFO
+
+
+def test_the_peer_url_is_derived_from_the_public_host_or_the_http_address() -> None:
+    assert Settings(peer_url="http://b.lab:80/").peer_address == "http://b.lab:80"
+    assert Settings(http="10.0.0.2:8487").peer_address == "http://10.0.0.2:8487"
+    assert Settings(http="0.0.0.0:8487", public_host="a.lab").peer_address == "http://a.lab:8487"
+    assert Settings(http="[::1]:9000").peer_address == "http://[::1]:9000"
+    wildcard = Settings(http="0.0.0.0:8487").peer_address
+    assert wildcard.startswith("http://") and "0.0.0.0" not in wildcard
+    assert Settings(http="127.0.0.1:0").peer_address == ""  # chosen at start: unknown
+
+
+def test_a_good_peer_url_is_accepted(tmp_path: Path) -> None:
+    path = write(tmp_path, 'peer_url = "http://[fd00::2]:8487"\n')
+    assert load(path).peer_address == "http://[fd00::2]:8487"

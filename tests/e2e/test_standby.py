@@ -1,6 +1,6 @@
-"""Standby coordinators on one PostgreSQL database: a second one waits without binding a
-port, takes over when the first dies, and one that lost the database stands by again
-(docs/failover.md §standby)."""
+"""Standby coordinators on one PostgreSQL database: a second one waits (serving the API
+only as a follower), takes over when the first dies, and one that lost the database
+stands by again (docs/failover.md §standby)."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def test_a_standby_takes_over_when_the_serving_coordinator_dies(
     standby = _spawn(database, standby_log)
     try:
         _wait_for(lambda: b"standby: coordinator " in standby_log.read_bytes(), "standby")
-        assert READY.search(standby_log.read_bytes()) is None  # no port bound meanwhile
+        assert READY.search(standby_log.read_bytes()) is None  # not serving as a leader
         with client(first_url, token) as http:
             made = http.post("/api/v1/reqs/", json={"Priority": 5, "Caps": {"b": "x"}})
             assert made.status_code == 201, made.text

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.store.serving import SERVING_LOCK_KEY
 from tests.e2e.coordinators import READY, Coordinator, free_range, start
 from tests.e2e.process_farm import eventually
+from tests.e2e.proxy import CuttableProxy
 from tests.pg_cluster import PgCluster, private_cluster
 
 pytestmark = pytest.mark.e2e
@@ -89,22 +89,18 @@ def test_a_standby_on_the_same_host_and_range_takes_over_once_the_old_one_steps_
     low, _ = free_range("127.0.0.1", 10)
     name = cluster.create_database()
     db = cluster.url(name)
+    proxy = CuttableProxy(("127.0.0.1", cluster.port))
     try:
-        a = _spawn_pg(db, tmp_path, "a", low)
+        # a reaches the database through the proxy, and serves on for lease_grace once cut.
+        through = db.replace(f":{cluster.port}/", f":{proxy.port}/")
+        a = _spawn_pg(through, tmp_path, "a", low, "lease_grace = 3\n")
         b: subprocess.Popen[bytes] | None = None
         try:
             eventually(lambda: READY.search(_log(tmp_path, "a")), 60)
             b = _spawn_pg(db, tmp_path, "b", low)  # the same range on the same address
             eventually(lambda: b"standby: " in _log(tmp_path, "b"), 60)
-
-            def b_took_the_lock() -> bool:
-                """b holds the serving lock (a may take it back first: cut it again)."""
-                if b"now serving" in _log(tmp_path, "b"):
-                    return True
-                cluster.end_lock_holders(SERVING_LOCK_KEY, name)
-                return False
-
-            eventually(b_took_the_lock, 60)
+            proxy.hold()  # a's lock goes with its session; a cannot tell for 3 s
+            eventually(lambda: b"now serving" in _log(tmp_path, "b"), 60)
             eventually(lambda: READY.search(_log(tmp_path, "b")), 60)
             b_log = _log(tmp_path, "b").decode()
             assert re.search(
@@ -121,12 +117,14 @@ def test_a_standby_on_the_same_host_and_range_takes_over_once_the_old_one_steps_
                     process.terminate()
                     process.wait(30)
     finally:
+        proxy.close()
         cluster.drop_database(name)
 
 
-def _spawn_pg(db: str, tmp: Path, name: str, low: int) -> subprocess.Popen[bytes]:
-    """``serve`` on PostgreSQL with the range ``low``.. and the farm's one link host key."""
-    extra = f'link_host_key = "{tmp / "link_host_key"}"\n'
+def _spawn_pg(db: str, tmp: Path, name: str, low: int, more: str = "") -> subprocess.Popen[bytes]:
+    """``serve`` on PostgreSQL with the range ``low``.., the farm's one link host key, and
+    ``more`` settings."""
+    extra = f'link_host_key = "{tmp / "link_host_key"}"\n{more}'
     command = [sys.executable, "-m", "coordinator", "--db", db]
     command += ["--config", str(config(tmp, name, low, low + 9, extra)), "serve"]
     command += ["--http", "127.0.0.1:0", "--link", "127.0.0.1:0"]

@@ -49,6 +49,8 @@ from coordinator.errors import (
     InvalidText,
     InvalidTimeRange,
     JobQuotaReached,
+    LeaderAnswerLost,
+    LeaderUnreachable,
     MalformedInput,
     MethodNotAllowed,
     MissingUUID,
@@ -132,6 +134,8 @@ SAMPLES: dict[type[BorutaError], BorutaError] = {
         ServingTaken("coordinator a.lab (HTTP port 8487, pid 812) serves postgresql://db/b"),
         FarmLost("coordinator b.lab (HTTP port 8487, pid 90) serves this database now"),
         TunnelUnavailable("no free tunnel port in 20000-20000"),
+        LeaderUnreachable("the farm is changing leader: cannot reach http://a.lab:8487"),
+        LeaderAnswerLost("the leader's answer was lost: the request may have been applied"),
         ServerUnreachable("cannot reach the coordinator at http://boruta: connection refused"),
         UnexpectedAnswer("HTTP 502: bad gateway", 502),
     )
@@ -398,6 +402,9 @@ NOT_PROVOKED: dict[type[BorutaError], str] = {
     FarmLost: "a write after another coordinator took the database over "
     "(tests/coordinator/store/test_store_fencing.py)",
     UnexpectedAnswer: "client side, met for real in the HTTP round trip",
+    LeaderUnreachable: "a follower whose leader is away (tests/coordinator/httpd/test_forward.py)",
+    LeaderAnswerLost: "a follower whose leader dropped a request it had taken "
+    "(tests/coordinator/httpd/test_forward.py)",
 }
 
 

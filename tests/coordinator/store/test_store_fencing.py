@@ -284,3 +284,21 @@ def test_a_retake_that_fails_halfway_leaves_the_lock_free(
     finally:
         first.close()
         other.close()
+
+
+def test_the_holder_records_where_it_is_reached_and_the_secret_is_the_farms(
+    pg_database: str,
+) -> None:
+    first = SqlStore.open(pg_database)
+    first.claim_serving("coordinator a", "http://10.0.0.1:8487")
+    first.migrate()
+    other = SqlStore.open(pg_database)
+    try:
+        assert other.who_serves() == Serving(True, "coordinator a", 1, "http://10.0.0.1:8487")
+        secret = other.peer_secret()
+        assert len(bytes.fromhex(secret)) == 32  # made by the migration
+        assert first.peer_secret() == secret
+        assert secret not in repr(other.who_serves())
+    finally:
+        first.close()
+        other.close()

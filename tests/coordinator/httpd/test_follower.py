@@ -1,0 +1,116 @@
+"""A follower's own answers: /healthz says ready only when the database and the leader
+answer, and why not otherwise; /metrics shows its own figures."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any, cast
+
+import httpx
+import pytest
+
+from coordinator.errors import ServingTaken, StoreUnavailable
+from coordinator.httpd.follower import Follower, Standby
+from coordinator.settings import Settings
+from coordinator.store.serving import Serving
+from coordinator.store.sql import SqlStore
+from tests.coordinator.uvicorn_server import serving
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "ef" * 32
+
+
+class Database:
+    """The few calls a follower makes of the store, answering as told."""
+
+    def __init__(self, now: Serving, away: str = "") -> None:
+        self.now = now
+        self.away = away
+        self.sqlite_path = None
+        self.claims = 0
+
+    def claim_serving(self, holder: str = "", peer_url: str = "") -> None:
+        self.claims += 1
+        if self.away:
+            raise StoreUnavailable(self.away)
+        raise ServingTaken(f"{self.now.holder} serves the database")
+
+    def who_serves(self) -> Serving:
+        if self.away:
+            raise StoreUnavailable(self.away)
+        return self.now
+
+    def peer_secret(self) -> str:
+        return SECRET
+
+    def user_by_token(self, token_hash: str) -> Any:
+        return None
+
+
+def follower(db: Database) -> Follower:
+    store = cast("SqlStore", db)
+    return Follower(store, Standby(store, "coordinator b", "http://b:1"), Settings())
+
+
+async def health(f: Follower) -> httpx.Response:
+    transport = httpx.ASGITransport(app=f)
+    async with httpx.AsyncClient(transport=transport, base_url="http://b") as client:
+        return await client.get("/healthz")
+
+
+def dead_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+async def _learn(f: Follower) -> None:
+    # One round of the poll loop, without its sleep: try the lock, learn, probe.
+    assert not f._standby.attempt()
+    await f._learn()
+
+
+async def test_ready_when_the_leader_answers_its_healthz() -> None:
+    async def leader(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b'{"status":"ok"}'})
+
+    async with serving(leader) as url:
+        f = follower(Database(Serving(True, "coordinator a", 4, url)))
+        await _learn(f)
+        answer = await health(f)
+        await f.forwarder.stop()
+    assert answer.status_code == 200
+    assert answer.json() == {"status": "ok", "role": "follower", "leader": url}
+
+
+@pytest.mark.parametrize(
+    ("db", "reason"),
+    [
+        (Database(Serving(False, "coordinator a", 4, "")), "no coordinator serves the farm now"),
+        (Database(Serving(True, "coordinator a", 4, "")), "coordinator a has not said where"),
+        (Database(Serving(True, "a", 4, "x"), away="connection refused"), "cannot reach the data"),
+    ],
+)
+async def test_not_ready_says_why(db: Database, reason: str) -> None:
+    f = follower(db)
+    await _learn(f)
+    answer = await health(f)
+    await f.forwarder.stop()
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "1"
+    assert answer.json()["reason"].startswith(reason)
+
+
+async def test_not_ready_while_the_leader_does_not_answer_and_requests_get_503() -> None:
+    f = follower(Database(Serving(True, "coordinator a", 4, dead_url())))
+    await _learn(f)
+    answer = await health(f)
+    assert answer.status_code == 503 and "does not answer" in answer.json()["reason"]
+    transport = httpx.ASGITransport(app=f)
+    async with httpx.AsyncClient(transport=transport, base_url="http://b") as client:
+        forwarded = await client.get("/api/v1/reqs/1")
+        metrics = await client.get("/metrics")
+    await f.forwarder.stop()
+    assert forwarded.status_code == 503 and forwarded.headers["Retry-After"] == "1"
+    assert metrics.status_code == 401  # a token, as on the leader (none is valid here)
