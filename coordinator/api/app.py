@@ -70,8 +70,15 @@ def create_app(
 
     @asynccontextmanager
     async def app_lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with lifespan():
-            yield
+        started = False
+        try:
+            async with lifespan():
+                started = True
+                yield
+        except BaseException as exc:
+            if not started:  # the server tells why in one line (httpd.startfail)
+                app.state.start_error = exc
+            raise
 
     v1_routes = v1.routes()
     app = Starlette(

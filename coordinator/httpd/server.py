@@ -22,6 +22,7 @@ from coordinator.httpd.limits import OpenFiles, raise_open_files
 from coordinator.httpd.logwriter import LogWriter
 from coordinator.httpd.peergate import PeerGate
 from coordinator.httpd.protocol import Timeouts, guarded
+from coordinator.httpd.startfail import NotStarted, QuietKnownFailure, reason_in, why_not_started
 from coordinator.settings import Settings
 from coordinator.store.serving import Lease
 
@@ -69,10 +70,18 @@ def serve(
     config = guarded_config(app, settings, guard, files, lifespan="on")
     logs = LogWriter()
     server = _Server(config, coordinator, guard, before_ready, logs)
+    quiet = QuietKnownFailure(coordinator.app.state)
+    logging.getLogger("uvicorn.error").addFilter(quiet)
     try:
         with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
             runner.run(_run(server, guard, SUMMARY_INTERVAL, lease, settings.lease_grace))
+    except BaseExceptionGroup as group:
+        reason = reason_in(group)
+        if reason is None:
+            raise
+        raise reason from None  # told as one line (docstring of httpd.startfail)
     finally:
+        logging.getLogger("uvicorn.error").removeFilter(quiet)
         logs.close()
     return server.lost
 
@@ -182,7 +191,11 @@ class _Server(uvicorn.Server):
         self.should_exit = True
 
     async def startup(self, sockets: Any = None) -> None:
-        await super().startup(sockets)
+        try:
+            await super().startup(sockets)
+        except SystemExit as exc:  # uvicorn's way to say it could not start
+            state, config = self._coordinator.app.state, self.config
+            raise NotStarted(why_not_started(exc, state, config.host, config.port)) from None
         if self.started:
             if self._before_ready is not None:
                 await self._before_ready()
