@@ -25,6 +25,8 @@ from coordinator.feed.looplag import LoopLag
 from coordinator.feed.metrics import Metrics
 from coordinator.feed.panels import Panels
 from coordinator.feed.webhooks import WebhookPolicy, Webhooks
+from coordinator.link.holders import Holders
+from coordinator.link.peerclient import PeerClient
 from coordinator.link.registry import DryadLink
 from coordinator.link.server import LinkConfig, LinkServer
 from coordinator.service.interfaces import Dryads, Tunnels
@@ -84,6 +86,9 @@ class Parts:
     tunnels: Tunnels | None = None
     clock: Clock = field(default_factory=SystemClock)
     keys: KeyPool | None = None  # None: a pool as the settings say
+    # With followers (PostgreSQL): the leader's calls to the other coordinators, through
+    # which dryads linked to them are reached (docs/failover.md §scale-out).
+    peers: PeerClient | None = None
 
 
 @dataclass
@@ -99,6 +104,7 @@ class Coordinator:
     events: Broadcaster
     webhooks: Webhooks
     metrics: Metrics
+    holders: Holders | None = None
     app: Starlette = field(init=False)
     lag: LoopLag = field(init=False)
 
@@ -115,6 +121,8 @@ class Coordinator:
                 await tg.start(self.events.run)
                 await tg.start(self.webhooks.run)
                 tg.start_soon(self.lag.run)
+                if self.holders is not None:
+                    await tg.start(self.holders.run)
                 # The link stops first, so that its sessions end while the service still runs.
                 async with anyio.create_task_group() as link_tg:
                     if self.link is not None:
@@ -126,12 +134,19 @@ class Coordinator:
         finally:
             if isinstance(tunnels, LinkTunnels):
                 await tunnels.aclose()
+            if self.holders is not None:
+                await self.holders.aclose()
 
 
 def assemble(settings: Settings, parts: Parts) -> Coordinator:
     """Build every part of a coordinator from ``settings``; nothing runs until ``running``."""
     link = DryadLink(parts.store, parts.clock) if parts.dryads is None and settings.link else None
-    dryads: Dryads = parts.dryads if parts.dryads is not None else link or NoDryadLink()
+    holders = Holders(link, parts.peers) if parts.peers is not None else None
+    dryads: Dryads
+    if parts.dryads is not None:
+        dryads = parts.dryads
+    else:
+        dryads = holders or link or NoDryadLink()
     tunnels = parts.tunnels if parts.tunnels is not None else _tunnels(settings, parts.store, link)
     keys = parts.keys if parts.keys is not None else KeyPool(settings.key_stock)
     service = Service(
@@ -148,8 +163,10 @@ def assemble(settings: Settings, parts: Parts) -> Coordinator:
         finished_in_memory=settings.finished_in_memory,
     )
     panels = Panels(parts.clock)
+    if holders is not None:
+        holders.service = service  # the links' ups and downs, local and announced
     if link is not None:
-        link.service = service
+        link.service = holders or service
         link.panels = panels
     events = Broadcaster(parts.store)
     service.publish = events.publish  # each commit's transitions, from memory
@@ -160,7 +177,7 @@ def assemble(settings: Settings, parts: Parts) -> Coordinator:
     events.add_listener(metrics.observe)
     service.health_listeners.append(metrics.health_reported)
     coordinator = Coordinator(
-        settings, parts.store, service, link, tunnels, panels, events, webhooks, metrics
+        settings, parts.store, service, link, tunnels, panels, events, webhooks, metrics, holders
     )
     http = HttpParts(
         settings=settings,
@@ -172,6 +189,7 @@ def assemble(settings: Settings, parts: Parts) -> Coordinator:
         events=events,
         webhooks=webhooks,
         metrics=metrics,
+        holders=holders,
     )
     coordinator.lag = LoopLag(settings.loop_lag_probe)
     metrics.registry.register(coordinator.lag)
