@@ -86,7 +86,11 @@ def create_app(
             *feed.routes(),
             *WhoAmI(auth).routes(),
             *QuotaEndpoints(QuotaAdmin(parts.service, parts.store, parts.clock), auth).routes(),
-            *(PeerRoutes(parts.holders, parts.panels).routes() if parts.holders is not None else []),
+            *(
+                PeerRoutes(parts.holders, parts.panels).routes()
+                if parts.holders is not None
+                else []
+            ),
         ],
         middleware=[
             Middleware(HttpMetrics, metrics=parts.metrics),

@@ -83,9 +83,10 @@ class Holders:
         self._held[holder] = now
         if not now:
             del self._held[holder]
-        for uuid in now - before:
-            self._claim(uuid, holder)
-        for uuid in before - now:
+        for uuid in dict.fromkeys(links):  # in the announced order: logs read as sent
+            if uuid not in before:
+                self._claim(uuid, holder)
+        for uuid in sorted(before - now):
             self._unclaim(uuid, holder)
 
     def expire(self) -> None:
@@ -100,7 +101,7 @@ class Holders:
                         "%s silent for %.0f s: its %d dryad links count as dropped",
                         holder, self._ttl, len(gone),
                     )  # fmt: skip
-                for uuid in gone:
+                for uuid in sorted(gone):
                     self._unclaim(uuid, holder)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -187,9 +188,7 @@ class Holders:
             return await self._local.ask(worker, method, params)
         return await self.through(holder, worker, method, params)
 
-    async def through(
-        self, holder: str, worker: WorkerUUID, method: Method[P, R], params: P
-    ) -> R:
+    async def through(self, holder: str, worker: WorkerUUID, method: Method[P, R], params: P) -> R:
         """``method`` on ``worker``'s dryad through the coordinator at ``holder``.
 
         :raises ConnectionError: when ``holder`` cannot be reached, the dryad is not
@@ -201,9 +200,9 @@ class Holders:
             "POST", holder, f"{peerwire.DRYADS}{worker}/{method}", params.to_wire(), timeout
         )
         where = f"{holder} (holding dryad {worker}'s link)"
+        if status != 200:  # refused the call itself (the secret, the route, the params)
+            raise ConnectionError(f"{where} answered {status}: {str(body)[:200]}")
         peerwire.raise_failure(body, where)
-        if status != 200:
-            raise ConnectionError(f"{where} answered {status}")
         result: Any = body["result"]
         try:
             return method.result.from_wire(result)
