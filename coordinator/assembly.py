@@ -126,7 +126,7 @@ class Coordinator:
                 # The link stops first, so that its sessions end while the service still runs.
                 async with anyio.create_task_group() as link_tg:
                     if self.link is not None:
-                        server = _link_server(self.settings, self.store, self.link)
+                        server = link_server(self.settings, self.store, self.link)
                         await link_tg.start(server.run)
                     yield
                     link_tg.cancel_scope.cancel()
@@ -235,7 +235,8 @@ def _webhook_policy(settings: Settings) -> WebhookPolicy:
     )
 
 
-def _link_server(settings: Settings, store: Store, link: DryadLink) -> LinkServer:
+def link_server(settings: Settings, store: Store, link: DryadLink) -> LinkServer:
+    """The link's SSH server on ``settings.link`` (a leader's, or a follower's)."""
     host, _, port = settings.link.rpartition(":")
     config = LinkConfig(
         host.strip("[]"),  # "" listens on every interface

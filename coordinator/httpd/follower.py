@@ -22,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from coordinator.api.auth import Authenticator
 from coordinator.api.errors import error_response
+from coordinator.assembly import link_server
 from coordinator.errors import (
     ERROR_CODE_HEADER,
     LeaderUnreachable,
@@ -31,9 +32,14 @@ from coordinator.errors import (
 )
 from coordinator.httpd.forward import Forwarder, Leader, Pool
 from coordinator.httpd.guard import ConnectionGuard, ConnectionLimits
+from coordinator.httpd.holding import DryadCalls
 from coordinator.httpd.limits import raise_open_files
 from coordinator.httpd.logwriter import LogWriter
 from coordinator.httpd.server import guarded_config
+from coordinator.link import peerwire
+from coordinator.link.announcer import LeaderLinks
+from coordinator.link.peerclient import PeerClient
+from coordinator.link.registry import DryadLink
 from coordinator.settings import Settings
 from coordinator.store.sql import SqlStore
 
@@ -86,7 +92,7 @@ class Follower:
     """
 
     def __init__(self, store: SqlStore, standby: Standby, settings: Settings) -> None:
-        self._store = store
+        self.store = store
         self._standby = standby
         self._metrics_public = settings.metrics_public
         self._auth = Authenticator(store)
@@ -101,12 +107,33 @@ class Follower:
         )
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(_Figures(self))
+        # The dryads linked to this follower (docs/failover.md §scale-out, "step 2"): their
+        # calls go to the leader, and the leader's calls to them come in on /peer/.
+        self.peers = PeerClient()
+        self.link: DryadLink | None = None
+        self.links: LeaderLinks | None = None
+        if settings.link and settings.peer_address:
+            self.link = DryadLink(store)
+            self.links = LeaderLinks(self.peers, settings.peer_address, self._leader_url)
+            self.link.service = self.links
+            self.link.panels = self.links
+        elif settings.link:
+            logger.warning(
+                "no dryad link on this follower: the leader could not reach it (the HTTP "
+                "port is chosen at start; set peer_url or a port)"
+            )
+        self._peer_calls = DryadCalls(self.link, lambda: self._secret)
+
+    def _leader_url(self) -> str | None:
+        return self.leader.url if self.leader is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/healthz":
             await self._healthz(scope, receive, send)
         elif scope["type"] == "http" and scope["path"] == "/metrics":
             await self._metrics(scope, receive, send)
+        elif scope["type"] == "http" and scope["path"].startswith(peerwire.PREFIX):
+            await self._peer_calls(scope, receive, send)  # never forwarded
         else:
             await self.forwarder(scope, receive, send)
 
@@ -115,7 +142,7 @@ class Follower:
         call ``stop`` and return True)."""
         while True:
             if await anyio.to_thread.run_sync(self._standby.attempt):
-                logger.warning("now serving %s", self._store.url)
+                logger.warning("now serving %s", self.store.url)
                 await self.forwarder.stop()
                 stop()
                 return True
@@ -129,9 +156,10 @@ class Follower:
             self.problem = f"cannot reach the database: {self._standby.database}"
             return
         try:
-            now = await anyio.to_thread.run_sync(self._store.who_serves)
+            now = await anyio.to_thread.run_sync(self.store.who_serves)
             if not self._secret:
-                self._secret = await anyio.to_thread.run_sync(self._store.peer_secret)
+                self._secret = await anyio.to_thread.run_sync(self.store.peer_secret)
+                self.peers.secret = self._secret
         except StoreUnavailable as exc:
             self.problem = f"cannot reach the database: {exc.message}"
             return
@@ -227,24 +255,32 @@ def follow(store: SqlStore, standby: Standby, settings: Settings) -> bool:
     quiet = _Unfinished()
     logging.getLogger("uvicorn.error").addFilter(quiet)
     try:
-        return asyncio.run(_follow(server, follower))
+        return asyncio.run(_follow(server, follower, settings))
     finally:
         logs.close()
         logging.getLogger("uvicorn.error").removeFilter(quiet)
 
 
-async def _follow(server: _FollowerServer, follower: Follower) -> bool:
+async def _follow(server: _FollowerServer, follower: Follower, settings: Settings) -> bool:
     took = False
-    async with anyio.create_task_group() as tasks:
+    try:
+        async with anyio.create_task_group() as tasks:
 
-        async def poll() -> None:
-            nonlocal took
-            took = await follower.run(server.leave)
+            async def poll() -> None:
+                nonlocal took
+                took = await follower.run(server.leave)
 
-        tasks.start_soon(poll)
-        await server.serve()
-        tasks.cancel_scope.cancel()
-    await follower.forwarder.stop()
+            tasks.start_soon(poll)
+            if follower.link is not None and follower.links is not None:
+                # The link's sessions end when this follower stops or takes over: its
+                # dryads dial again (this coordinator's link port, once it leads).
+                await tasks.start(link_server(settings, follower.store, follower.link).run)
+                await tasks.start(follower.links.run)
+            await server.serve()
+            tasks.cancel_scope.cancel()
+    finally:
+        await follower.forwarder.stop()
+        await follower.peers.aclose()
     return took
 
 
