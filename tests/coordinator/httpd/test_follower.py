@@ -114,3 +114,41 @@ async def test_not_ready_while_the_leader_does_not_answer_and_requests_get_503()
     await f.forwarder.stop()
     assert forwarded.status_code == 503 and forwarded.headers["Retry-After"] == "1"
     assert metrics.status_code == 401  # a token, as on the leader (none is valid here)
+
+
+async def test_peer_paths_are_never_forwarded_and_need_the_secret() -> None:
+    reached: list[str] = []
+
+    async def leader(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(scope["path"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b'{"status":"ok"}'})
+
+    async with serving(leader) as url:
+        f = follower(Database(Serving(True, "coordinator a", 4, url)))
+        await _learn(f)
+        reached.clear()
+        transport = httpx.ASGITransport(app=f)
+        async with httpx.AsyncClient(transport=transport, base_url="http://b") as client:
+            # A client's announcement would carry the follower's trust if forwarded.
+            body = {"holder": "http://evil:1", "links": []}
+            refused = await client.put("/peer/v1/holders", json=body)
+            wrong = await client.put(
+                "/peer/v1/holders", json=body, headers={"Boruta-Peer": "00" * 32}
+            )
+            unknown = await client.put(
+                "/peer/v1/holders", json=body, headers={"Boruta-Peer": SECRET}
+            )
+            call = await client.post(
+                "/peer/v1/dryads/00000000-0000-4000-8000-000000000001/release",
+                json={},
+                headers={"Boruta-Peer": SECRET},
+            )
+        await f.forwarder.stop()
+        await f.peers.aclose()
+    assert (refused.status_code, wrong.status_code, unknown.status_code) == (403, 403, 404)
+    assert reached == []
+    # The worker's dryad is not linked here: the leader learns it, as from its own link.
+    assert call.status_code == 200
+    assert call.json()["error"]["kind"] == "unreachable"
+    assert "not connected" in call.json()["error"]["message"]
