@@ -112,12 +112,14 @@ class Follower:
         self.peers = PeerClient()
         self.link: DryadLink | None = None
         self.links: LeaderLinks | None = None
-        if settings.link and settings.peer_address:
+        if not (settings.link and settings.follower_link):
+            pass  # the dryads dial the leader only
+        elif settings.peer_address:
             self.link = DryadLink(store)
             self.links = LeaderLinks(self.peers, settings.peer_address, self._leader_url)
             self.link.service = self.links
             self.link.panels = self.links
-        elif settings.link:
+        else:
             logger.warning(
                 "no dryad link on this follower: the leader could not reach it (the HTTP "
                 "port is chosen at start; set peer_url or a port)"

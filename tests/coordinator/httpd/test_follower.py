@@ -48,9 +48,9 @@ class Database:
         return None
 
 
-def follower(db: Database) -> Follower:
+def follower(db: Database, settings: Settings | None = None) -> Follower:
     store = cast("SqlStore", db)
-    return Follower(store, Standby(store, "coordinator b", "http://b:1"), Settings())
+    return Follower(store, Standby(store, "coordinator b", "http://b:1"), settings or Settings())
 
 
 async def health(f: Follower) -> httpx.Response:
@@ -125,7 +125,8 @@ async def test_peer_paths_are_never_forwarded_and_need_the_secret() -> None:
         await send({"type": "http.response.body", "body": b'{"status":"ok"}'})
 
     async with serving(leader) as url:
-        f = follower(Database(Serving(True, "coordinator a", 4, url)))
+        f = follower(Database(Serving(True, "coordinator a", 4, url)), Settings(follower_link=True))
+        assert f.link is not None
         await _learn(f)
         reached.clear()
         transport = httpx.ASGITransport(app=f)
@@ -152,3 +153,13 @@ async def test_peer_paths_are_never_forwarded_and_need_the_secret() -> None:
     assert call.status_code == 200
     assert call.json()["error"]["kind"] == "unreachable"
     assert "not connected" in call.json()["error"]["message"]
+
+
+def test_a_follower_holds_no_link_unless_told_or_when_it_cannot_be_reached(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    db = Database(Serving(True, "coordinator a", 4, "http://a:1"))
+    assert follower(db).link is None  # the default until tunnels follow the link
+    assert follower(db, Settings(follower_link=True, link="")).link is None
+    assert follower(db, Settings(follower_link=True, http="127.0.0.1:0")).link is None
+    assert "the leader could not reach it" in caplog.text
