@@ -40,6 +40,7 @@ from coordinator.tunnels.link import ThroughLink
 from coordinator.tunnels.listeners import Connector, LinkTunnels
 from coordinator.tunnels.none import DirectAccess
 from coordinator.tunnels.relayed import Relayed
+from coordinator.tunnels.routed import RoutedTunnels
 from coordinator.wire import Display, HealthReport
 
 logger = logging.getLogger(__name__)
@@ -147,12 +148,17 @@ def assemble(settings: Settings, parts: Parts) -> Coordinator:
         dryads = parts.dryads
     else:
         dryads = holders or link or NoDryadLink()
-    tunnels = parts.tunnels if parts.tunnels is not None else _tunnels(settings, parts.store, link)
+    tunnels = (
+        parts.tunnels if parts.tunnels is not None else tunnels_for(settings, parts.store, link)
+    )
+    routed: Tunnels = tunnels
+    if holders is not None and parts.peers is not None:
+        routed = RoutedTunnels(tunnels, holders.holder, parts.peers)  # tunnels follow links
     keys = parts.keys if parts.keys is not None else KeyPool(settings.key_stock)
     service = Service(
         parts.store,
         dryads,
-        tunnels,
+        routed,
         parts.clock,
         settings.policy,
         settings.job_username,
@@ -165,6 +171,7 @@ def assemble(settings: Settings, parts: Parts) -> Coordinator:
     panels = Panels(parts.clock)
     if holders is not None:
         holders.service = service  # the links' ups and downs, local and announced
+        holders.moved = service.relinked
     if link is not None:
         link.service = holders or service
         link.panels = panels
@@ -206,7 +213,8 @@ def binds_tunnel_ports(settings: Settings) -> bool:
     return mode == "direct" or (mode in ("link", "dialback") and bool(settings.link))
 
 
-def _tunnels(settings: Settings, store: Store, link: DryadLink | None) -> Tunnels:
+def tunnels_for(settings: Settings, store: Store, link: DryadLink | None) -> Tunnels:
+    """This coordinator's own tunnels for ``settings.tunnel_mode`` (a leader's or a follower's)."""
     connector: Connector
     if settings.tunnel_mode == "direct":
         connector = Direct()

@@ -9,6 +9,7 @@ import asyncio
 import gc
 import logging
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Final
 
 import anyio
@@ -22,7 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from coordinator.api.auth import Authenticator
 from coordinator.api.errors import error_response
-from coordinator.assembly import link_server
+from coordinator.assembly import binds_tunnel_ports, link_server, tunnels_for
 from coordinator.errors import (
     ERROR_CODE_HEADER,
     LeaderUnreachable,
@@ -40,8 +41,10 @@ from coordinator.link import peerwire
 from coordinator.link.announcer import LeaderLinks
 from coordinator.link.peerclient import PeerClient
 from coordinator.link.registry import DryadLink
+from coordinator.service.interfaces import Tunnels
 from coordinator.settings import Settings
 from coordinator.store.sql import SqlStore
+from coordinator.tunnels.listeners import LinkTunnels
 
 logger = logging.getLogger("coordinator")
 
@@ -112,6 +115,7 @@ class Follower:
         self.peers = PeerClient()
         self.link: DryadLink | None = None
         self.links: LeaderLinks | None = None
+        self.tunnels: Tunnels | None = None  # the tunnels of the jobs on our links
         if not (settings.link and settings.follower_link):
             pass  # the dryads dial the leader only
         elif settings.peer_address:
@@ -119,12 +123,13 @@ class Follower:
             self.links = LeaderLinks(self.peers, settings.peer_address, self._leader_url)
             self.link.service = self.links
             self.link.panels = self.links
+            self.tunnels = tunnels_for(settings, store, self.link)
         else:
             logger.warning(
                 "no dryad link on this follower: the leader could not reach it (the HTTP "
                 "port is chosen at start; set peer_url or a port)"
             )
-        self._peer_calls = DryadCalls(self.link, lambda: self._secret)
+        self._peer_calls = DryadCalls(self.link, lambda: self._secret, self.tunnels)
 
     def _leader_url(self) -> str | None:
         return self.leader.url if self.leader is not None else None
@@ -257,10 +262,24 @@ def follow(store: SqlStore, standby: Standby, settings: Settings) -> bool:
     quiet = _Unfinished()
     logging.getLogger("uvicorn.error").addFilter(quiet)
     try:
-        return asyncio.run(_follow(server, follower, settings))
+        with _tunnel_range(settings, follower):
+            return asyncio.run(_follow(server, follower, settings))
     finally:
         logs.close()
         logging.getLogger("uvicorn.error").removeFilter(quiet)
+
+
+def _tunnel_range(settings: Settings, follower: Follower) -> AbstractContextManager[Any]:
+    """A follower holding links claims its tunnel range as a leader does
+    (docs/failover.md §tunnel range claim); released when it stops following.
+
+    :raises TunnelUnavailable: when another coordinator here has an overlapping range.
+    """
+    from coordinator.tunnels.claim import claim
+
+    if follower.link is None or not binds_tunnel_ports(settings):
+        return nullcontext()
+    return claim(settings.tunnel_port_range, settings.tunnel_bind_host)
 
 
 async def _follow(server: _FollowerServer, follower: Follower, settings: Settings) -> bool:
@@ -273,6 +292,8 @@ async def _follow(server: _FollowerServer, follower: Follower, settings: Setting
                 took = await follower.run(server.leave)
 
             tasks.start_soon(poll)
+            if isinstance(follower.tunnels, LinkTunnels):
+                await follower.tunnels.start()
             if follower.link is not None and follower.links is not None:
                 # The link's sessions end when this follower stops or takes over: its
                 # dryads dial again (this coordinator's link port, once it leads).
@@ -283,6 +304,8 @@ async def _follow(server: _FollowerServer, follower: Follower, settings: Setting
     finally:
         await follower.forwarder.stop()
         await follower.peers.aclose()
+        if isinstance(follower.tunnels, LinkTunnels):
+            await follower.tunnels.aclose()
     return took
 
 

@@ -1,7 +1,9 @@
 """A follower's peer routes: the leader's calls to the dryads whose links this follower
 holds, performed on them (docs/failover.md §scale-out, "step 2").
 
-Only ``POST /peer/v1/dryads/{uuid}/{method}`` with the farm's secret is served; any
+Only ``POST /peer/v1/dryads/{uuid}/{method}`` and ``PUT``/``DELETE
+/peer/v1/tunnels/{rid}`` (a job's tunnel on this follower) with the farm's secret are
+served; any
 other ``/peer/`` path, and any request without the right secret, is refused here and
 never forwarded (a follower adds the secret to what it forwards, so passing a client's
 ``/peer/`` request on would lend the client the follower's trust).
@@ -13,16 +15,27 @@ import hmac
 import json
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from starlette.types import Receive, Scope, Send
 
 from coordinator import wire
 from coordinator.api.errors import error_response
-from coordinator.domain.ids import WorkerUUID
-from coordinator.errors import BodyTooLarge, BorutaError, Forbidden, InvalidRequest, RouteNotFound
+from coordinator.domain.ids import RequestID, WorkerUUID
+from coordinator.domain.model import Worker
+from coordinator.domain.states import WorkerState
+from coordinator.errors import (
+    BodyTooLarge,
+    BorutaError,
+    Forbidden,
+    InvalidRequest,
+    RouteNotFound,
+    TunnelUnavailable,
+)
 from coordinator.link import peerwire
 from coordinator.link.server import worker_uuid
+from coordinator.service.interfaces import Tunnels
 from coordinator.wire import Method, RpcError, WireError, strict_json
 
 logger = logging.getLogger("coordinator")
@@ -40,9 +53,12 @@ class DryadCalls:
     """The ASGI app of ``/peer/`` paths on a follower; ``secret`` gives the farm's secret
     as far as it is known ("" before)."""
 
-    def __init__(self, link: Asker | None, secret: Callable[[], str]) -> None:
+    def __init__(
+        self, link: Asker | None, secret: Callable[[], str], tunnels: Tunnels | None = None
+    ) -> None:
         self._link = link
         self._secret = secret
+        self._tunnels = tunnels
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -69,6 +85,8 @@ class DryadCalls:
             )  # fmt: skip
             raise Forbidden("peer routes are for the farm's coordinators")
         path: str = scope["path"]
+        if path.startswith(peerwire.TUNNELS):
+            return await self._tunnel(scope, receive, path.removeprefix(peerwire.TUNNELS))
         uuid_text, _, name = path.removeprefix(peerwire.DRYADS).partition("/")
         row = peerwire.TO_DRYAD.get(name)
         uuid = worker_uuid(uuid_text)
@@ -87,6 +105,31 @@ class DryadCalls:
         except (ConnectionError, TimeoutError, RpcError, WireError) as exc:
             return peerwire.failure(exc)
         return {"result": wire.encode(result)}
+
+    async def _tunnel(self, scope: Scope, receive: Receive, rid_text: str) -> Any:
+        """Open (PUT) or close (DELETE) a job's tunnel here; the answer is where users
+        dial it."""
+        if not (rid_text.isascii() and rid_text.isdigit() and 0 < len(rid_text) < 19):
+            raise InvalidRequest(f"{rid_text[:32]!r} is not a request ID")
+        rid = RequestID(int(rid_text))
+        if self._tunnels is None:
+            raise TunnelUnavailable("this coordinator serves no tunnels")
+        if scope["method"] == "DELETE":
+            await self._tunnels.close(rid)
+            return {"result": None}
+        if scope["method"] != "PUT":
+            raise RouteNotFound(f"peer route {scope['method']} {scope['path']}")
+        try:
+            uuid, address = peerwire.read_tunnel_order(strict_json.loads(await _body(receive)))
+        except (ValueError, peerwire.PeerWireError) as exc:
+            raise InvalidRequest(f"tunnel order: {exc}") from None
+        if worker_uuid(uuid) is None:
+            raise InvalidRequest(f"{uuid[:64]!r} is not a worker UUID")
+        now = datetime.now(UTC)
+        # What a tunnel needs of the worker: who it is, and its sshd for "direct".
+        worker = Worker(uuid, WorkerState.RUN, {"UUID": uuid}, (), now, now, address)
+        host, port = await self._tunnels.open(rid, worker)
+        return {"host": host, "port": port}
 
     def _admitted(self, scope: Scope) -> bool:
         secret = self._secret().encode("ascii")

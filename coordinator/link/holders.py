@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Final, TypeVar
 
 import anyio
-from anyio.abc import TaskStatus
+from anyio.abc import TaskGroup, TaskStatus
 
 from coordinator import wire
 from coordinator.domain.ids import WorkerUUID
@@ -48,6 +48,10 @@ class Holders:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.service: LinkService | None = None  # set before any link comes up
+        # Called when a connected worker's link moves to another holder (its running
+        # job's tunnel follows it); run in ``run``'s task group.
+        self.moved: Callable[[WorkerUUID], Coroutine[Any, Any, None]] | None = None
+        self._tg: TaskGroup | None = None
         self._local = local
         self._peers = peers
         self._ttl = ttl
@@ -106,30 +110,45 @@ class Holders:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Expire silent holders until cancelled."""
-        task_status.started()
-        while True:
-            await anyio.sleep(self._ttl / 4)
-            self.expire()
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            task_status.started()
+            try:
+                while True:
+                    await anyio.sleep(self._ttl / 4)
+                    self.expire()
+            finally:
+                self._tg = None
 
     def _claim(self, uuid: WorkerUUID, holder: str) -> None:
         claims = self._claims.setdefault(uuid, [])
-        was = bool(claims)
+        before = claims[-1] if claims else None
         if holder in claims:
             claims.remove(holder)
         claims.append(holder)
-        if not was:
+        if before is None:
             self._require_service().link_up(uuid)
-        elif holder != LOCAL:
-            logger.info("worker %s: its link is held by %s now", uuid, holder)
+            if holder != LOCAL:  # a running job's tunnel opened here (a new leader's start)
+                self._moved(uuid)
+        elif before != holder:
+            self._moved(uuid)
 
     def _unclaim(self, uuid: WorkerUUID, holder: str) -> None:
         claims = self._claims.get(uuid)
         if not claims or holder not in claims:
             return
+        newest = claims[-1] == holder
         claims.remove(holder)
         if not claims:
             del self._claims[uuid]
             self._require_service().link_down(uuid)
+        elif newest:
+            self._moved(uuid)
+
+    def _moved(self, uuid: WorkerUUID) -> None:
+        logger.info("worker %s: its link is held by %s now", uuid, self.holder(uuid) or "us")
+        if self.moved is not None and self._tg is not None:
+            self._tg.start_soon(self.moved, uuid)
 
     def _require_service(self) -> LinkService:
         if self.service is None:

@@ -21,6 +21,7 @@ PREFIX: Final = "/peer/v1/"
 HOLDERS: Final = PREFIX + "holders"  # PUT: a holder's whole set of links, re-announced
 LINKS: Final = PREFIX + "links/"  # POST links/{uuid}/{method}: a dryad's call to the leader
 DRYADS: Final = PREFIX + "dryads/"  # POST dryads/{uuid}/{method}: the leader's call to a dryad
+TUNNELS: Final = PREFIX + "tunnels/"  # PUT/DELETE tunnels/{rid}: a job's tunnel on the holder
 
 # The leader's calls a holder performs on its link (dial_back belongs to tunnels, step 4).
 TO_DRYAD: Final[Mapping[str, Method[Any, Any]]] = {
@@ -112,3 +113,33 @@ def read_link_call(body: Any) -> tuple[str, dict[str, Any]]:
     if not isinstance(params, dict):
         raise PeerWireError("params must be an object")
     return holder, params
+
+
+def tunnel_order(worker: str, ssh_address: str) -> dict[str, Any]:
+    return {"worker": worker, "ssh_address": ssh_address}
+
+
+def read_tunnel_order(body: Any) -> tuple[WorkerUUID, str]:
+    """The worker and its sshd's address from a ``PUT tunnels/…`` body.
+
+    :raises PeerWireError: for anything else.
+    """
+    if not isinstance(body, dict):
+        raise PeerWireError("the body must be an object")
+    worker, address = body.get("worker"), body.get("ssh_address", "")
+    if not isinstance(worker, str) or not isinstance(address, str):
+        raise PeerWireError("worker and ssh_address must be strings")
+    return WorkerUUID(worker), address
+
+
+def read_tunnel_address(body: Any) -> tuple[str, int]:
+    """The host and port a holder opened a tunnel on.
+
+    :raises PeerWireError: for anything else.
+    """
+    if not isinstance(body, dict):
+        raise PeerWireError("the answer must be an object")
+    host, port = body.get("host"), body.get("port")
+    if not isinstance(host, str) or not host or type(port) is not int or not 0 < port < 65536:
+        raise PeerWireError("host must be a string and port one of 1-65535")
+    return host, port

@@ -125,7 +125,10 @@ async def test_peer_paths_are_never_forwarded_and_need_the_secret() -> None:
         await send({"type": "http.response.body", "body": b'{"status":"ok"}'})
 
     async with serving(leader) as url:
-        f = follower(Database(Serving(True, "coordinator a", 4, url)), Settings(follower_link=True))
+        f = follower(
+            Database(Serving(True, "coordinator a", 4, url)),
+            Settings(follower_link=True, tunnel_mode="link"),  # no dial-back relay to stop
+        )
         assert f.link is not None
         await _learn(f)
         reached.clear()
@@ -155,7 +158,7 @@ async def test_peer_paths_are_never_forwarded_and_need_the_secret() -> None:
     assert "not connected" in call.json()["error"]["message"]
 
 
-def test_a_follower_holds_no_link_unless_told_or_when_it_cannot_be_reached(
+async def test_a_follower_holds_no_link_unless_told_or_when_it_cannot_be_reached(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     db = Database(Serving(True, "coordinator a", 4, "http://a:1"))
