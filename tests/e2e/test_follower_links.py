@@ -1,6 +1,7 @@
 """A dryad given only a follower's link address (``follower_link = true``): it enrols and
 registers through the follower, the leader sees it connected, matches a job to it and
-prepares its job user through the follower, and the close has the board make that user
+prepares its job user through the follower, the job's tunnel is the follower's (ssh
+through it works), and the close has the board make that user
 anew (the old one and its key removed); when its link drops, the leader learns it
 (docs/failover.md §scale-out, step 2)."""
 
@@ -15,7 +16,7 @@ import httpx
 import pytest
 
 from tests.e2e.several import Group, Member
-from tests.e2e.test_job_access import Sshd
+from tests.e2e.test_job_access import Access, Sshd, ssh
 from tests.pg_cluster import private_cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.timeout(300)]
@@ -57,7 +58,7 @@ def worker(group: Group, via: Member) -> dict[str, Any]:
 
 
 def test_a_dryad_linked_to_a_follower_is_served_through_it(
-    group: Group, sshd: Sshd, user: str
+    group: Group, sshd: Sshd, user: str, tmp_path: Path
 ) -> None:
     leader = group.start_first()
     follower = group.members[1]
@@ -87,6 +88,18 @@ def test_a_dryad_linked_to_a_follower_is_served_through_it(
             60,
         )
         assert exists(user)
+        # The job's tunnel is the follower's, which holds the link: ssh through it works.
+        answer = http.post(f"/api/v1/reqs/{rid}/acquire_worker", params={"wait": 30})
+        assert answer.status_code == 200, answer.text
+        addr = answer.json()["Addr"]
+        assert addr["IP"] == follower.host
+        assert follower.tunnels[0] <= addr["Port"] <= follower.tunnels[1]
+        key = tmp_path / "job-key"
+        key.write_text(answer.json()["Key"])
+        key.chmod(0o600)
+        login = Access(rid, answer.json()["Username"], addr["IP"], addr["Port"], key)
+        who = ssh(login, "id -un")
+        assert (who.returncode, who.stdout.strip()) == (0, user), who.stderr
         log = group.dryad_homes[0] / "dryad.log"
         assert log.read_text().count(PREPARED) == 1
         closed = http.post(f"/api/v1/reqs/{rid}/close")
