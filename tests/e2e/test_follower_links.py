@@ -111,3 +111,40 @@ def test_a_dryad_linked_to_a_follower_is_served_through_it(
     group.dryads[0].terminate()
     group.dryads[0].wait(20)
     group.wait(lambda: not worker(group, leader)["Connected"], "the leader told of the drop", 30)
+
+
+def test_when_the_follower_dies_its_dryad_and_tunnel_move_to_the_leader(
+    group: Group, sshd: Sshd, user: str, tmp_path: Path
+) -> None:
+    leader = group.start_first()
+    follower = group.members[1]
+    group.start(follower)
+    group.wait(lambda: following(follower), "the follower ready", 60)
+    group.dryad(0, DEVICE, sshd.port, user, to=[follower, leader])
+    group.wait(lambda: worker(group, leader).get("Connected"), "registered via the follower", 90)
+    uuid = worker(group, leader)["WorkerUUID"]
+    with group.http(leader) as http:
+        answer = http.post(f"/api/v1/workers/{uuid}/setstate", json={"WorkerState": "IDLE"})
+        assert answer.status_code == 202, answer.text
+        group.wait(lambda: worker(group, leader)["State"] == "IDLE", "the board IDLE", 60)
+        rid = http.post("/api/v1/reqs/", json={"Caps": {"device_type": DEVICE}}).json()["ReqID"]
+        first = http.post(f"/api/v1/reqs/{rid}/acquire_worker", params={"wait": 30}).json()
+        assert first["Addr"]["IP"] == follower.host
+        follower.kill()
+        # The dryad dials the leader next; the job keeps its worker, its tunnel re-opens
+        # on the leader, and acquire_worker says so.
+        group.wait(
+            lambda: (
+                http.post(f"/api/v1/reqs/{rid}/acquire_worker").json()["Addr"]["IP"] == leader.host
+            ),
+            "the tunnel on the leader",
+            60,
+        )
+        answer = http.post(f"/api/v1/reqs/{rid}/acquire_worker").json()
+        assert http.get(f"/api/v1/reqs/{rid}").json()["State"] == "IN PROGRESS"
+        key = tmp_path / "job-key"
+        key.write_text(answer["Key"])
+        key.chmod(0o600)
+        login = Access(rid, answer["Username"], answer["Addr"]["IP"], answer["Addr"]["Port"], key)
+        who = ssh(login, "id -un")
+        assert (who.returncode, who.stdout.strip()) == (0, user), who.stderr
