@@ -128,7 +128,12 @@ class DryadCalls:
         now = datetime.now(UTC)
         # What a tunnel needs of the worker: who it is, and its sshd for "direct".
         worker = Worker(uuid, WorkerState.RUN, {"UUID": uuid}, (), now, now, address)
-        host, port = await self._tunnels.open(rid, worker)
+        try:
+            host, port = await self._tunnels.open(rid, worker)
+        except OSError as exc:  # TunnelUnavailable is one; a failed listen another
+            if isinstance(exc, BorutaError):
+                raise
+            raise TunnelUnavailable(f"tunnel not opened: {exc}") from exc
         return {"host": host, "port": port}
 
     def _admitted(self, scope: Scope) -> bool:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -200,3 +201,29 @@ async def test_the_holder_refuses_a_leader_without_the_secret_and_nothing_is_cal
     with pytest.raises(ConnectionError, match="answered 403"):
         await holders.release(W1)
     assert link.asked == []
+
+
+async def test_a_link_that_moves_has_its_jobs_tunnel_follow() -> None:
+    holders, _ = router()
+    moved: list[WorkerUUID] = []
+    done = anyio.Event()
+
+    async def follow(uuid: WorkerUUID) -> None:
+        moved.append(uuid)  # the tunnel re-opens where the link is when this runs
+        if len(moved) == 4:
+            done.set()
+
+    holders.moved = follow
+    async with anyio.create_task_group() as tg:
+        await tg.start(holders.run)
+        holders.link_up(W1)  # here first: its tunnel is here already, nothing moves
+        holders.announce(A, [W1])  # to A
+        holders.announce(A, [W1])  # the same again: no move
+        holders.announce(B, [W2])  # a new remote link: a new leader's job may be on it
+        holders.announce(A, [])  # back to the older claim, here
+        holders.link_down(W1)
+        holders.announce(B, [W2, W1])  # from nobody to B: comes up there
+        with anyio.fail_after(5):
+            await done.wait()
+        tg.cancel_scope.cancel()
+    assert moved == [W1, W2, W1, W1]  # to A, B's new link, back here, from nobody to B
