@@ -77,10 +77,9 @@ class Settings:
     # http://HOST:PORT. "" = http://<public_host, else the host of `http` unless a
     # wildcard, else this machine's name>:<the port of `http`>.
     peer_url: str = ""
-    # On PostgreSQL: whether this coordinator also holds dryad links (and announces them
-    # to the leader) while it follows; off until job tunnels follow the link too
-    # (docs/failover.md §scale-out, "step 2"), as a dryad linked to a follower cannot be
-    # given a tunnel yet.
+    # On PostgreSQL: whether this coordinator also holds dryad links while it follows
+    # (announced to the leader, their calls and jobs' tunnels served here); off by default
+    # while step 2 of docs/failover.md §scale-out is being finished.
     follower_link: bool = False
     # Slow and idle HTTP clients (docs/architecture.md §connections): seconds to send a
     # request's headers, to send the next request on a kept-alive connection, and for a
