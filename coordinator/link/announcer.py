@@ -66,15 +66,20 @@ class LeaderLinks:
         self._own = own_url
         self._leader = leader
         self._every = every
-        self._links: dict[WorkerUUID, None] = {}  # ordered: announced as they came up
+        # Each link's session number: a dryad's new session here is a new claim for the
+        # leader, even if the old one has not ended yet (ordered: as they came up).
+        self._links: dict[WorkerUUID, int] = {}
+        self._sessions = 0
         self._changed = anyio.Event()
-        self.announced: tuple[str, list[WorkerUUID]] | None = None  # last one the leader took
+        self.announced: tuple[str, dict[WorkerUUID, int]] | None = None  # last one taken
         self._said = ""
 
     # ---- the links, announced -------------------------------------------------------
 
     def link_up(self, uuid: WorkerUUID) -> None:
-        self._links[uuid] = None
+        self._sessions += 1
+        self._links.pop(uuid, None)
+        self._links[uuid] = self._sessions
         self._changed.set()
 
     def link_down(self, uuid: WorkerUUID) -> None:
@@ -95,7 +100,7 @@ class LeaderLinks:
         leader = self._leader()
         if leader is None:
             return False
-        links = list(self._links)
+        links = dict(self._links)
         try:
             status, body = await self._peers.send(
                 "PUT", leader, peerwire.HOLDERS, peerwire.announcement(self._own, links), 10.0

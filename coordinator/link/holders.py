@@ -58,7 +58,8 @@ class Holders:
         self._clock = clock
         # Per worker, who claims its link, the newest claim last.
         self._claims: dict[WorkerUUID, list[str]] = {}
-        self._held: dict[str, set[WorkerUUID]] = {}  # per remote holder, its links
+        # Per remote holder, its links and the number of each one's session there.
+        self._held: dict[str, dict[WorkerUUID, int]] = {}
         self._heard: dict[str, float] = {}  # per remote holder, when it last announced
 
     async def aclose(self) -> None:
@@ -73,24 +74,24 @@ class Holders:
         claims = self._claims.get(uuid)
         return claims[-1] if claims else None
 
-    def remote(self) -> Mapping[str, set[WorkerUUID]]:
+    def remote(self) -> Mapping[str, Mapping[WorkerUUID, int]]:
         """The links of each other coordinator, as announced."""
         return self._held
 
-    def announce(self, holder: str, links: list[WorkerUUID]) -> None:
-        """``holder`` holds exactly ``links`` now (a follower's announcement)."""
+    def announce(self, holder: str, links: Mapping[WorkerUUID, int]) -> None:
+        """``holder`` holds exactly ``links`` now (a follower's announcement), each with
+        its session's number there: a new number is a new session, so the newest claim."""
         if holder == LOCAL:
             raise ValueError("a holder is named by its peer URL")
-        now = set(links)
-        before = self._held.get(holder, set())
+        before = self._held.get(holder, {})
         self._heard[holder] = self._clock()
-        self._held[holder] = now
-        if not now:
+        self._held[holder] = dict(links)
+        if not links:
             del self._held[holder]
-        for uuid in dict.fromkeys(links):  # in the announced order: logs read as sent
-            if uuid not in before:
+        for uuid, seq in links.items():  # in the announced order: logs read as sent
+            if before.get(uuid) != seq:
                 self._claim(uuid, holder)
-        for uuid in sorted(before - now):
+        for uuid in sorted(before.keys() - links.keys()):
             self._unclaim(uuid, holder)
 
     def expire(self) -> None:
@@ -99,7 +100,7 @@ class Holders:
         for holder, heard in list(self._heard.items()):
             if heard < limit:
                 del self._heard[holder]
-                gone = self._held.pop(holder, set())
+                gone = self._held.pop(holder, {})
                 if gone:
                     logger.warning(
                         "%s silent for %.0f s: its %d dryad links count as dropped",

@@ -75,12 +75,13 @@ def raise_failure(body: Any, where: str) -> None:
     raise ConnectionError(message)
 
 
-def announcement(holder: str, links: list[WorkerUUID]) -> dict[str, Any]:
-    return {"holder": holder, "links": links}
+def announcement(holder: str, links: Mapping[WorkerUUID, int]) -> dict[str, Any]:
+    return {"holder": holder, "links": dict(links)}
 
 
-def read_announcement(body: Any) -> tuple[str, list[WorkerUUID]]:
-    """The holder's URL and its links from a ``PUT holders`` body.
+def read_announcement(body: Any) -> tuple[str, dict[WorkerUUID, int]]:
+    """The holder's URL and its links, each with the number of its session there (a new
+    session of the same dryad has a higher one), from a ``PUT holders`` body.
 
     :raises PeerWireError: for anything else.
     """
@@ -89,11 +90,13 @@ def read_announcement(body: Any) -> tuple[str, list[WorkerUUID]]:
     holder, links = body.get("holder"), body.get("links")
     if not isinstance(holder, str) or not holder:
         raise PeerWireError("holder must be a non-empty string (the holder's peer URL)")
-    if not isinstance(links, list) or not all(isinstance(uuid, str) for uuid in links):
-        raise PeerWireError("links must be a list of worker UUIDs")
+    if not isinstance(links, dict) or not all(
+        type(seq) is int and seq >= 0 for seq in links.values()
+    ):
+        raise PeerWireError("links must map worker UUIDs to session numbers")
     if len(links) > MAX_LINKS:
         raise PeerWireError(f"more than {MAX_LINKS} links")
-    return holder, [WorkerUUID(uuid) for uuid in links]
+    return holder, {WorkerUUID(uuid): seq for uuid, seq in links.items()}
 
 
 def link_call(holder: str, params: Any) -> dict[str, Any]:

@@ -50,7 +50,7 @@ async def put(
 
 async def test_an_announcement_with_the_secret_is_taken() -> None:
     app, holders, presence = leader()
-    answer = await put(app, {"holder": HOLDER, "links": [W1]})
+    answer = await put(app, {"holder": HOLDER, "links": {W1: 3}})
     assert answer.status_code == 204
     assert holders.holder(W1) == HOLDER and presence.events == [("up", W1)]
 
@@ -58,7 +58,7 @@ async def test_an_announcement_with_the_secret_is_taken() -> None:
 @pytest.mark.parametrize(("secret", "gate"), [(None, True), ("00" * 32, True), (SECRET, False)])
 async def test_without_the_secret_nothing_is_announced(secret: str | None, gate: bool) -> None:
     app, holders, presence = leader()
-    answer = await put(app, {"holder": HOLDER, "links": [W1]}, secret, gate)
+    answer = await put(app, {"holder": HOLDER, "links": {W1: 1}}, secret, gate)
     assert answer.status_code == 403
     assert holders.holder(W1) is None and presence.events == []
 
@@ -67,12 +67,15 @@ async def test_without_the_secret_nothing_is_announced(secret: str | None, gate:
     "body",
     [
         [],
-        {"holder": "", "links": []},
+        {"holder": "", "links": {}},
         {"holder": HOLDER},
         {"holder": HOLDER, "links": "x"},
-        {"holder": HOLDER, "links": [1]},
-        {"holder": HOLDER, "links": ["not-a-uuid"]},
-        {"holder": HOLDER, "links": ["AAAAAAAA-AAAA-4AAA-8AAA-AAAAAAAAAAAA"]},
+        {"holder": HOLDER, "links": [W1]},
+        {"holder": HOLDER, "links": {W1: "1"}},
+        {"holder": HOLDER, "links": {W1: True}},
+        {"holder": HOLDER, "links": {W1: -1}},
+        {"holder": HOLDER, "links": {"not-a-uuid": 1}},
+        {"holder": HOLDER, "links": {"AAAAAAAA-AAAA-4AAA-8AAA-AAAAAAAAAAAA": 1}},
     ],
 )
 async def test_a_bad_announcement_is_refused_and_changes_nothing(body: Any) -> None:
@@ -103,7 +106,7 @@ def test_any_json_is_read_as_an_announcement_or_refused(body: Any) -> None:
         holder, links = peerwire.read_announcement(body)
     except peerwire.PeerWireError:
         return
-    assert holder and all(isinstance(uuid, str) for uuid in links)
+    assert holder and all(isinstance(uuid, str) and type(n) is int for uuid, n in links.items())
 
 
 @given(st.dictionaries(st.sampled_from(["kind", "message", "code", "x"]),

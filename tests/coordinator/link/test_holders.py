@@ -77,6 +77,11 @@ class FakeLink:
         return self.answer
 
 
+def links(*uuids: WorkerUUID, seq: int = 1) -> dict[WorkerUUID, int]:
+    """An announcement's links, each in its first session on the holder."""
+    return dict.fromkeys(uuids, seq)
+
+
 def router(
     holder_app: Any = None, clock: Clock | None = None, secret: str = SECRET
 ) -> tuple[Holders, Presence]:
@@ -89,32 +94,36 @@ def router(
 
 def test_a_worker_is_up_while_anyone_holds_it_and_the_newest_claim_serves() -> None:
     holders, presence = router()
-    holders.announce(A, [W1])
+    holders.announce(A, links(W1))
     holders.link_up(W1)  # the dryad dialled the leader too, before A noticed it gone
     assert holders.holder(W1) == LOCAL
-    holders.announce(B, [W1, W2])
+    holders.announce(B, links(W1, W2))
     assert holders.holder(W1) == B
-    holders.announce(B, [W2])  # B lost it: the previous claim serves again
+    holders.announce(B, links(W2))  # B lost it: the previous claim serves again
     assert holders.holder(W1) == LOCAL
     holders.link_down(W1)
     assert holders.holder(W1) == A
-    holders.announce(A, [])
+    holders.announce(A, links())
     assert holders.holder(W1) is None
     assert presence.events == [("up", W1), ("up", W2), ("down", W1)]
 
 
-def test_a_repeated_announcement_does_not_steal_a_link_back() -> None:
+def test_a_repeated_announcement_does_not_steal_a_link_back_a_new_session_does() -> None:
     holders, _ = router()
-    holders.announce(A, [W1])
-    holders.announce(B, [W1])
-    holders.announce(A, [W1])  # A's periodic re-announcement of a stale session
+    holders.announce(A, links(W1))
+    holders.announce(B, links(W1))
+    holders.announce(A, links(W1))  # A's periodic re-announcement of a stale session
     assert holders.holder(W1) == B
+    holders.announce(A, links(W1, seq=2))  # the dryad came back to A, replacing it
+    assert holders.holder(W1) == A
+    holders.announce(B, links())  # B's stale session ended
+    assert holders.holder(W1) == A
 
 
 def test_a_silent_holder_is_dropped_with_its_links_after_the_ttl() -> None:
     clock = Clock()
     holders, presence = router(clock=clock)
-    holders.announce(A, [W1, W2])
+    holders.announce(A, links(W1, W2))
     holders.link_up(W2)
     clock.now += 9.9
     holders.expire()
@@ -130,7 +139,7 @@ def test_a_silent_holder_is_dropped_with_its_links_after_the_ttl() -> None:
 def test_a_holder_must_be_named() -> None:
     holders, _ = router()
     with pytest.raises(ValueError, match="peer URL"):
-        holders.announce(LOCAL, [W1])
+        holders.announce(LOCAL, links(W1))
 
 
 async def test_nobody_holding_the_link_is_a_connection_error() -> None:
@@ -146,7 +155,7 @@ async def test_a_call_to_a_remote_dryad_is_performed_by_its_holder() -> None:
     report = HealthReport(checks=())
     link = FakeLink(answer=report)
     holders, _ = router(DryadCalls(link, lambda: SECRET))
-    holders.announce(A, [W1])
+    holders.announce(A, links(W1))
     assert await holders.healthcheck(W1) == report
     link.answer = None
     await holders.prepare(W1, "ssh-ed25519 AAAA")
@@ -168,7 +177,7 @@ async def test_the_holders_failure_comes_back_as_it_was(
     fails: BaseException, raised: type[BaseException], text: str
 ) -> None:
     holders, _ = router(DryadCalls(FakeLink(fails=fails), lambda: SECRET))
-    holders.announce(A, [W1])
+    holders.announce(A, links(W1))
     with pytest.raises(raised, match=text) as caught:
         await holders.release(W1)
     if isinstance(caught.value, RpcError):
@@ -180,7 +189,7 @@ async def test_a_holder_that_cannot_be_reached_is_a_connection_error() -> None:
         raise httpx.ConnectError("connection refused")
 
     holders, _ = router(broken)
-    holders.announce(A, [W1])
+    holders.announce(A, links(W1))
     with pytest.raises(ConnectionError, match="follower-a:8487 cannot be reached"):
         await holders.release(W1)
 
@@ -189,7 +198,7 @@ async def test_a_wrong_result_from_the_holder_is_a_connection_error() -> None:
     holders, _ = router(
         DryadCalls(FakeLink(answer=wire.Registered(wire.WorkerState.IDLE)), lambda: SECRET)
     )
-    holders.announce(A, [W1])
+    holders.announce(A, links(W1))
     with pytest.raises(ConnectionError, match="wrong healthcheck result"):
         await holders.healthcheck(W1)
 
@@ -197,7 +206,7 @@ async def test_a_wrong_result_from_the_holder_is_a_connection_error() -> None:
 async def test_the_holder_refuses_a_leader_without_the_secret_and_nothing_is_called() -> None:
     link = FakeLink()
     holders, _ = router(DryadCalls(link, lambda: SECRET), secret="ef" * 32)
-    holders.announce(A, [W1])
+    holders.announce(A, links(W1))
     with pytest.raises(ConnectionError, match="answered 403"):
         await holders.release(W1)
     assert link.asked == []
@@ -217,12 +226,12 @@ async def test_a_link_that_moves_has_its_jobs_tunnel_follow() -> None:
     async with anyio.create_task_group() as tg:
         await tg.start(holders.run)
         holders.link_up(W1)  # here first: its tunnel is here already, nothing moves
-        holders.announce(A, [W1])  # to A
-        holders.announce(A, [W1])  # the same again: no move
-        holders.announce(B, [W2])  # a new remote link: a new leader's job may be on it
-        holders.announce(A, [])  # back to the older claim, here
+        holders.announce(A, links(W1))  # to A
+        holders.announce(A, links(W1))  # the same again: no move
+        holders.announce(B, links(W2))  # a new remote link: a new leader's job may be on it
+        holders.announce(A, links())  # back to the older claim, here
         holders.link_down(W1)
-        holders.announce(B, [W2, W1])  # from nobody to B: comes up there
+        holders.announce(B, links(W2, W1))  # from nobody to B: comes up there
         with anyio.fail_after(5):
             await done.wait()
         tg.cancel_scope.cancel()
