@@ -79,7 +79,7 @@ class Settings:
     peer_url: str = ""
     # On PostgreSQL: whether this coordinator also holds dryad links while it follows
     # (announced to the leader, their calls and jobs' tunnels served here); off by default
-    # while step 2 of docs/failover.md §scale-out is being finished.
+    # while its step 2 is being finished (docs/failover.md §scale-out).
     follower_link: bool = False
     # Slow and idle HTTP clients (docs/architecture.md §connections): seconds to send a
     # request's headers, to send the next request on a kept-alive connection, and for a
