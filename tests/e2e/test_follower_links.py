@@ -148,3 +148,58 @@ def test_when_the_follower_dies_its_dryad_and_tunnel_move_to_the_leader(
         login = Access(rid, answer["Username"], answer["Addr"]["IP"], answer["Addr"]["Port"], key)
         who = ssh(login, "id -un")
         assert (who.returncode, who.stdout.strip()) == (0, user), who.stderr
+
+
+@pytest.fixture
+def three(tmp_path: Path, user: str) -> Iterator[Group]:
+    with private_cluster() as pg:
+        config = f'job_username = "{user}"\nfollower_link = true\n'
+        g = Group(tmp_path, pg.url(pg.create_database()), count=3, config=config)
+        try:
+            yield g
+        finally:
+            g.stop()
+
+
+def test_a_new_leader_learns_the_followers_links_and_the_tunnel_stays_with_the_link(
+    three: Group, sshd: Sshd, user: str, tmp_path: Path
+) -> None:
+    group = three
+    leader = group.start_first()
+    for m in group.members[1:]:
+        group.start(m)
+    for m in group.members[1:]:
+        group.wait(lambda m=m: following(m), f"{m.name} ready", 60)
+    holder = group.members[2]
+    group.dryad(0, DEVICE, sshd.port, user, to=[holder])
+    group.wait(lambda: worker(group, leader).get("Connected"), "registered via a follower", 90)
+    uuid = worker(group, leader)["WorkerUUID"]
+    with group.http(holder) as http:
+        answer = http.post(f"/api/v1/workers/{uuid}/setstate", json={"WorkerState": "IDLE"})
+        assert answer.status_code == 202, answer.text
+        group.wait(lambda: worker(group, holder)["State"] == "IDLE", "the board IDLE", 60)
+        rid = http.post("/api/v1/reqs/", json={"Caps": {"device_type": DEVICE}}).json()["ReqID"]
+        first = http.post(f"/api/v1/reqs/{rid}/acquire_worker", params={"wait": 30}).json()
+        assert first["Addr"]["IP"] == holder.host
+    leader.kill()
+    new = group.takeover(seconds=60)
+    # Whoever leads now (the holder itself, or the other follower, which learns the link
+    # from the holder's announcement), the job keeps its worker and its tunnel is where
+    # the dryad's link is: on the holder's address.
+    with group.http(new) as http:
+
+        def tunnel_answers() -> bool:
+            got = http.post(f"/api/v1/reqs/{rid}/acquire_worker")
+            if got.status_code != 200 or got.json()["Addr"]["IP"] != holder.host:
+                return False
+            key = tmp_path / "job-key"
+            key.write_text(got.json()["Key"])
+            key.chmod(0o600)
+            addr = got.json()["Addr"]
+            login = Access(rid, got.json()["Username"], addr["IP"], addr["Port"], key)
+            who = ssh(login, "id -un")
+            return who.returncode == 0 and who.stdout.strip() == user
+
+        group.wait(tunnel_answers, "the job's tunnel answering on the holder", 90)
+        assert http.get(f"/api/v1/reqs/{rid}").json()["State"] == "IN PROGRESS"
+        assert worker(group, new)["Connected"]

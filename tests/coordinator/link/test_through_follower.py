@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -19,6 +20,7 @@ from starlette.applications import Starlette
 from coordinator.api.errors import boruta_error
 from coordinator.api.peer import PeerRoutes
 from coordinator.domain.clock import FakeClock
+from coordinator.domain.ids import WorkerUUID
 from coordinator.domain.states import RequestState, WorkerState
 from coordinator.errors import BorutaError
 from coordinator.feed.panels import Panels
@@ -34,6 +36,7 @@ from coordinator.service.operations import Service
 from coordinator.store.sql import SqlStore
 from coordinator.wire import ENROL, PREPARE, REFUSED, REGISTER, RpcError
 from tests.coordinator.doubles import ADMIN, ALICE, RecordingTunnels, until
+from tests.coordinator.link.test_holders import Presence
 
 from .dryads import TestDryad, dial
 from .link_farm import GRACE, LinkFarm
@@ -138,3 +141,56 @@ async def test_a_dryad_is_refused_while_no_leader_can_be_reached(
                 await dialled.peer.call(REGISTER, dryad.registration())
             assert not await links.announce()
         tg.cancel_scope.cancel()
+
+
+class Told(Presence):
+    """Records the ups and downs, and says when the first up came."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = anyio.Event()
+
+    def link_up(self, uuid: WorkerUUID) -> None:
+        super().link_up(uuid)
+        self.up.set()
+
+
+async def test_a_new_leader_learns_the_links_from_the_next_announcement(
+    store: SqlStore, clock: FakeClock, tmp_path: Path
+) -> None:
+    """The follower's loop sends its whole set to whoever leads now, within its period."""
+    leaders = {name: Holders(None, PeerClient(SECRET)) for name in (b"old:1", b"new:1")}
+    told = {name: Told() for name in leaders}
+    apps = {}
+    for name, holders in leaders.items():
+        holders.service = told[name]
+        routes = PeerRoutes(holders, Panels(clock)).routes()
+        app = Starlette(routes=routes, exception_handlers={BorutaError: boruta_error})
+        apps[name] = PeerGate(app, lambda: SECRET)
+
+    async def by_host(scope: Any, receive: Any, send: Any) -> None:
+        await apps[dict(scope["headers"])[b"host"]](scope, receive, send)
+
+    now = ["http://old:1"]
+    links = LeaderLinks(
+        PeerClient(SECRET, httpx.ASGITransport(app=by_host)), FOLLOWER, lambda: now[0], 0.05
+    )
+    link = DryadLink(store, clock)
+    link.service = links
+    config = LinkConfig("127.0.0.1", 0, tmp_path / "link_host_key", keepalive=5)
+    async with anyio.create_task_group() as tg:
+        _, port = await tg.start(LinkServer(config, store, link).run)
+        await tg.start(links.run)
+        farm = LinkFarm(port, None, link, store, clock, config.host_key)  # type: ignore[arg-type]
+        dryad = TestDryad()
+        async with dial(port, dryad) as dialled:
+            await dialled.peer.call(ENROL, {"token": farm.token()})
+            with anyio.fail_after(10):
+                await told[b"old:1"].up.wait()
+            now[0] = "http://new:1"  # the follower read a new leader in the serving row
+            with anyio.fail_after(10):
+                await told[b"new:1"].up.wait()
+            assert leaders[b"new:1"].holder(dryad.uuid) == FOLLOWER
+        tg.cancel_scope.cancel()
+    for holders in leaders.values():
+        await holders.aclose()
