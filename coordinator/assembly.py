@@ -25,6 +25,7 @@ from coordinator.feed.looplag import LoopLag
 from coordinator.feed.metrics import Metrics
 from coordinator.feed.panels import Panels
 from coordinator.feed.webhooks import WebhookPolicy, Webhooks
+from coordinator.link.figures import HolderFigures
 from coordinator.link.holders import Holders
 from coordinator.link.peerclient import PeerClient
 from coordinator.link.registry import DryadLink
@@ -200,6 +201,8 @@ def assemble(settings: Settings, parts: Parts) -> Coordinator:
     )
     coordinator.lag = LoopLag(settings.loop_lag_probe)
     metrics.registry.register(coordinator.lag)
+    if holders is not None:
+        metrics.registry.register(HolderFigures(holders))
     coordinator.app = create_app(http, coordinator.running)
     coordinator.app.state.coordinator = coordinator  # for tests and benches that hold the app
     return coordinator

@@ -108,8 +108,6 @@ class Follower:
             # The leader admits this many connections from one address: all of ours.
             Pool(settings.http_max_per_client, settings.http_keepalive_timeout / 2),
         )
-        self.registry = CollectorRegistry(auto_describe=True)
-        self.registry.register(_Figures(self))
         # The dryads linked to this follower (docs/failover.md §scale-out, "step 2"): their
         # calls go to the leader, and the leader's calls to them come in on /peer/.
         self.peers = PeerClient()
@@ -130,6 +128,8 @@ class Follower:
                 "port is chosen at start; set peer_url or a port)"
             )
         self._peer_calls = DryadCalls(self.link, lambda: self._secret, self.tunnels)
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(_Figures(self))
 
     def _leader_url(self) -> str | None:
         return self.leader.url if self.leader is not None else None
@@ -224,6 +224,12 @@ class _Figures(Collector):
             "boruta_follower_ready",
             "Whether /healthz says ready: the database and the leader answer",
             value=int(self._follower.problem is None),
+        )
+        link = self._follower.link
+        yield GaugeMetricFamily(
+            "boruta_follower_links",
+            "Dryad links this follower holds now (follower_link)",
+            value=len(link.links()) if link is not None else 0,
         )
         yield GaugeMetricFamily(
             "boruta_follower_in_flight",

@@ -78,6 +78,13 @@ class Holders:
         """The links of each other coordinator, as announced."""
         return self._held
 
+    def counts(self) -> dict[str, int]:
+        """How many links each holder serves now (the newest claims), ``LOCAL`` included."""
+        counts: dict[str, int] = {}
+        for claims in self._claims.values():
+            counts[claims[-1]] = counts.get(claims[-1], 0) + 1
+        return counts
+
     def announce(self, holder: str, links: Mapping[WorkerUUID, int]) -> None:
         """``holder`` holds exactly ``links`` now (a follower's announcement), each with
         its session's number there: a new number is a new session, so the newest claim."""

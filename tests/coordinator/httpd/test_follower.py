@@ -8,6 +8,7 @@ from typing import Any, cast
 
 import httpx
 import pytest
+from prometheus_client import generate_latest
 
 from coordinator.errors import ServingTaken, StoreUnavailable
 from coordinator.httpd.follower import Follower, Standby
@@ -151,6 +152,7 @@ async def test_peer_paths_are_never_forwarded_and_need_the_secret() -> None:
         await f.forwarder.stop()
         await f.peers.aclose()
     assert (refused.status_code, wrong.status_code, unknown.status_code) == (403, 403, 404)
+    assert b"boruta_follower_links 0.0" in generate_latest(f.registry)
     assert reached == []
     # The worker's dryad is not linked here: the leader learns it, as from its own link.
     assert call.status_code == 200

@@ -11,10 +11,12 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from coordinator import wire
 from coordinator.domain.ids import WorkerUUID
 from coordinator.httpd.holding import DryadCalls
+from coordinator.link.figures import HolderFigures
 from coordinator.link.holders import LOCAL, Holders
 from coordinator.link.peerclient import PeerClient
 from coordinator.wire import HealthReport, Method, RpcError
@@ -236,3 +238,16 @@ async def test_a_link_that_moves_has_its_jobs_tunnel_follow() -> None:
             await done.wait()
         tg.cancel_scope.cancel()
     assert moved == [W1, W2, W1, W1]  # to A, B's new link, back here, from nobody to B
+
+
+def test_the_links_per_holder_are_a_farm_wide_figure() -> None:
+    holders, _ = router()
+    holders.link_up(W1)
+    holders.announce(A, links(W1, W2))
+    registry = CollectorRegistry()
+    registry.register(HolderFigures(holders))
+    text = generate_latest(registry).decode()
+    assert f'boruta_link_holder_links{{holder="{A}"}} 2.0' in text
+    holders.announce(A, links())
+    text = generate_latest(registry).decode()
+    assert 'boruta_link_holder_links{holder="self"} 1.0' in text and A not in text
