@@ -279,7 +279,8 @@ def _serve(settings: Settings) -> int:
             with _tunnel_range(settings, wait):
                 parts = Parts(store=store, clock=DatabaseClock(store.clock_offset))
                 if store.sqlite_path is None:  # followers may hold dryad links
-                    parts.peers = PeerClient(store.peer_secret())
+                    # The secret is read when first needed: the migration makes it.
+                    parts.peers = PeerClient(read_secret=store.peer_secret)
                 coordinator = assemble(settings, parts)
                 lost = serve(coordinator, settings, store.lease, peer_secret=store.peer_secret)
             if not lost:

@@ -4,10 +4,13 @@ farm's secret (docs/failover.md §scale-out)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Final
 
+import anyio
 import httpx
 
+from coordinator.errors import StoreUnavailable
 from coordinator.link.peerwire import PEER_HEADER
 
 logger = logging.getLogger(__name__)
@@ -21,10 +24,18 @@ class PeerUnreachable(ConnectionError):
 
 
 class PeerClient:
-    """Posts JSON to other coordinators; ``secret`` may be set once it is known."""
+    """Posts JSON to other coordinators; ``secret`` may be set once it is known, or read
+    by ``read_secret`` (blocking: the store's, after the migration made it) when first
+    needed."""
 
-    def __init__(self, secret: str = "", transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(
+        self,
+        secret: str = "",
+        transport: httpx.AsyncBaseTransport | None = None,
+        read_secret: Callable[[], str] | None = None,
+    ):
         self.secret = secret
+        self._read_secret = read_secret
         self._http = httpx.AsyncClient(
             transport=transport,
             timeout=httpx.Timeout(30.0, connect=CONNECT_TIMEOUT),
@@ -39,6 +50,11 @@ class PeerClient:
         :raises PeerUnreachable: when ``base`` cannot be reached, or its answer was lost
             or is not JSON.
         """
+        if not self.secret and self._read_secret is not None:
+            try:
+                self.secret = await anyio.to_thread.run_sync(self._read_secret)
+            except StoreUnavailable as exc:
+                raise PeerUnreachable(f"the farm's peer secret: {exc.message}") from exc
         if not self.secret:
             raise PeerUnreachable("the farm's peer secret is not known yet")
         url = base.rstrip("/") + path

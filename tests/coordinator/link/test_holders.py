@@ -15,10 +15,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from coordinator import wire
 from coordinator.domain.ids import WorkerUUID
+from coordinator.errors import StoreUnavailable
 from coordinator.httpd.holding import DryadCalls
 from coordinator.link.figures import HolderFigures
 from coordinator.link.holders import LOCAL, Holders
-from coordinator.link.peerclient import PeerClient
+from coordinator.link.peerclient import PeerClient, PeerUnreachable
 from coordinator.wire import HealthReport, Method, RpcError
 
 pytestmark = pytest.mark.anyio
@@ -251,3 +252,25 @@ def test_the_links_per_holder_are_a_farm_wide_figure() -> None:
     holders.announce(A, links())
     text = generate_latest(registry).decode()
     assert 'boruta_link_holder_links{holder="self"} 1.0' in text and A not in text
+
+
+async def test_the_secret_is_read_when_first_needed_and_its_failure_is_unreachable() -> None:
+    reads: list[int] = []
+
+    def away() -> str:
+        reads.append(1)
+        raise StoreUnavailable("relation serving does not exist yet")
+
+    peers = PeerClient(read_secret=away)
+    with pytest.raises(PeerUnreachable, match="does not exist yet"):
+        await peers.send("PUT", A, "/peer/v1/holders", {}, 1.0)
+    link = FakeLink()
+    holders = Holders(None, PeerClient(transport=httpx.ASGITransport(
+        app=DryadCalls(link, lambda: SECRET)), read_secret=lambda: SECRET))  # fmt: skip
+    holders.service = Presence()
+    holders.announce(A, links(W1))
+    await holders.release(W1)
+    await holders.release(W1)
+    assert len(link.asked) == 2 and reads == [1]
+    await peers.aclose()
+    await holders.aclose()
