@@ -317,6 +317,9 @@ class Service:
         worker = self._committed.workers.get(uuid)
         if req is not None and worker is not None:
             await self._access.open(req.id, worker)
+            now = self._committed.running_on(uuid)
+            if now is None or now.id != req.id:
+                await self._access.close(req.id)  # the job ended meanwhile: no stray tunnel
 
     @property
     def link_grace(self) -> float:
