@@ -188,7 +188,7 @@ async def test_a_job_that_ends_while_its_tunnel_moves_keeps_no_tunnel(
         await go_on.wait()
         return await plain_open(rid_, worker)
 
-    tunnels.open = slow_open  # type: ignore[method-assign]
+    tunnels.open = slow_open  # type: ignore[method-assign,assignment]
     async with anyio.create_task_group() as tg:
         tg.start_soon(service.relinked, uuid)
         await opening.wait()
