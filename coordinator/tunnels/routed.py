@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+import anyio
+
 from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.model import Worker
 from coordinator.errors import TunnelUnavailable
@@ -32,12 +34,19 @@ class RoutedTunnels:
         self._where = where
         self._peers = peers
         self._remote: dict[RequestID, str] = {}  # each remote tunnel's holder
+        # One open or close of a job's tunnel at a time: a link that moves twice quickly
+        # must not leave the first move's tunnel open on a holder.
+        self._busy: dict[RequestID, anyio.Lock] = {}
 
     def holder_of(self, rid: RequestID) -> str:
         """The holder serving ``rid``'s tunnel, ``LOCAL`` for this coordinator."""
         return self._remote.get(rid, LOCAL)
 
     async def open(self, rid: RequestID, worker: Worker) -> tuple[str, int]:
+        async with self._busy.setdefault(rid, anyio.Lock()):
+            return await self._open(rid, worker)
+
+    async def _open(self, rid: RequestID, worker: Worker) -> tuple[str, int]:
         holder = self._where(worker.uuid)
         if holder is None or holder == LOCAL:
             # Nobody holds the link now: here, as a lone coordinator does, for the dryad
@@ -61,10 +70,12 @@ class RoutedTunnels:
         return address
 
     async def close(self, rid: RequestID) -> None:
-        if rid in self._remote:
-            await self._close_remote(rid)
-        else:
-            await self._local.close(rid)
+        async with self._busy.setdefault(rid, anyio.Lock()):
+            if rid in self._remote:
+                await self._close_remote(rid)
+            else:
+                await self._local.close(rid)
+        self._busy.pop(rid, None)
 
     async def _close_remote(self, rid: RequestID) -> None:
         holder = self._remote.pop(rid, None)
