@@ -25,6 +25,9 @@ from coordinator.feed.looplag import LoopLag
 from coordinator.feed.metrics import Metrics
 from coordinator.feed.panels import Panels
 from coordinator.feed.webhooks import WebhookPolicy, Webhooks
+from coordinator.link.figures import HolderFigures
+from coordinator.link.holders import Holders
+from coordinator.link.peerclient import PeerClient
 from coordinator.link.registry import DryadLink
 from coordinator.link.server import LinkConfig, LinkServer
 from coordinator.service.interfaces import Dryads, Tunnels
@@ -38,6 +41,7 @@ from coordinator.tunnels.link import ThroughLink
 from coordinator.tunnels.listeners import Connector, LinkTunnels
 from coordinator.tunnels.none import DirectAccess
 from coordinator.tunnels.relayed import Relayed
+from coordinator.tunnels.routed import RoutedTunnels
 from coordinator.wire import Display, HealthReport
 
 logger = logging.getLogger(__name__)
@@ -84,6 +88,9 @@ class Parts:
     tunnels: Tunnels | None = None
     clock: Clock = field(default_factory=SystemClock)
     keys: KeyPool | None = None  # None: a pool as the settings say
+    # With followers (PostgreSQL): the leader's calls to the other coordinators, through
+    # which dryads linked to them are reached (docs/failover.md §scale-out).
+    peers: PeerClient | None = None
 
 
 @dataclass
@@ -99,6 +106,7 @@ class Coordinator:
     events: Broadcaster
     webhooks: Webhooks
     metrics: Metrics
+    holders: Holders | None = None
     app: Starlette = field(init=False)
     lag: LoopLag = field(init=False)
 
@@ -115,10 +123,12 @@ class Coordinator:
                 await tg.start(self.events.run)
                 await tg.start(self.webhooks.run)
                 tg.start_soon(self.lag.run)
+                if self.holders is not None:
+                    await tg.start(self.holders.run)
                 # The link stops first, so that its sessions end while the service still runs.
                 async with anyio.create_task_group() as link_tg:
                     if self.link is not None:
-                        server = _link_server(self.settings, self.store, self.link)
+                        server = link_server(self.settings, self.store, self.link)
                         await link_tg.start(server.run)
                     yield
                     link_tg.cancel_scope.cancel()
@@ -126,18 +136,30 @@ class Coordinator:
         finally:
             if isinstance(tunnels, LinkTunnels):
                 await tunnels.aclose()
+            if self.holders is not None:
+                await self.holders.aclose()
 
 
 def assemble(settings: Settings, parts: Parts) -> Coordinator:
     """Build every part of a coordinator from ``settings``; nothing runs until ``running``."""
     link = DryadLink(parts.store, parts.clock) if parts.dryads is None and settings.link else None
-    dryads: Dryads = parts.dryads if parts.dryads is not None else link or NoDryadLink()
-    tunnels = parts.tunnels if parts.tunnels is not None else _tunnels(settings, parts.store, link)
+    holders = Holders(link, parts.peers) if parts.peers is not None else None
+    dryads: Dryads
+    if parts.dryads is not None:
+        dryads = parts.dryads
+    else:
+        dryads = holders or link or NoDryadLink()
+    tunnels = (
+        parts.tunnels if parts.tunnels is not None else tunnels_for(settings, parts.store, link)
+    )
+    routed: Tunnels = tunnels
+    if holders is not None and parts.peers is not None:
+        routed = RoutedTunnels(tunnels, holders.holder, parts.peers)  # tunnels follow links
     keys = parts.keys if parts.keys is not None else KeyPool(settings.key_stock)
     service = Service(
         parts.store,
         dryads,
-        tunnels,
+        routed,
         parts.clock,
         settings.policy,
         settings.job_username,
@@ -148,8 +170,11 @@ def assemble(settings: Settings, parts: Parts) -> Coordinator:
         finished_in_memory=settings.finished_in_memory,
     )
     panels = Panels(parts.clock)
+    if holders is not None:
+        holders.service = service  # the links' ups and downs, local and announced
+        holders.moved = service.relinked
     if link is not None:
-        link.service = service
+        link.service = holders or service
         link.panels = panels
     events = Broadcaster(parts.store)
     service.publish = events.publish  # each commit's transitions, from memory
@@ -160,7 +185,7 @@ def assemble(settings: Settings, parts: Parts) -> Coordinator:
     events.add_listener(metrics.observe)
     service.health_listeners.append(metrics.health_reported)
     coordinator = Coordinator(
-        settings, parts.store, service, link, tunnels, panels, events, webhooks, metrics
+        settings, parts.store, service, link, tunnels, panels, events, webhooks, metrics, holders
     )
     http = HttpParts(
         settings=settings,
@@ -172,9 +197,12 @@ def assemble(settings: Settings, parts: Parts) -> Coordinator:
         events=events,
         webhooks=webhooks,
         metrics=metrics,
+        holders=holders,
     )
     coordinator.lag = LoopLag(settings.loop_lag_probe)
     metrics.registry.register(coordinator.lag)
+    if holders is not None:
+        metrics.registry.register(HolderFigures(holders))
     coordinator.app = create_app(http, coordinator.running)
     coordinator.app.state.coordinator = coordinator  # for tests and benches that hold the app
     return coordinator
@@ -188,7 +216,8 @@ def binds_tunnel_ports(settings: Settings) -> bool:
     return mode == "direct" or (mode in ("link", "dialback") and bool(settings.link))
 
 
-def _tunnels(settings: Settings, store: Store, link: DryadLink | None) -> Tunnels:
+def tunnels_for(settings: Settings, store: Store, link: DryadLink | None) -> Tunnels:
+    """This coordinator's own tunnels for ``settings.tunnel_mode`` (a leader's or a follower's)."""
     connector: Connector
     if settings.tunnel_mode == "direct":
         connector = Direct()
@@ -217,7 +246,8 @@ def _webhook_policy(settings: Settings) -> WebhookPolicy:
     )
 
 
-def _link_server(settings: Settings, store: Store, link: DryadLink) -> LinkServer:
+def link_server(settings: Settings, store: Store, link: DryadLink) -> LinkServer:
+    """The link's SSH server on ``settings.link`` (a leader's, or a follower's)."""
     host, _, port = settings.link.rpartition(":")
     config = LinkConfig(
         host.strip("[]"),  # "" listens on every interface

@@ -264,6 +264,7 @@ def _serve(settings: Settings) -> int:
     stand by again if this one loses the database to another (docs/failover.md §standby)."""
     from coordinator.assembly import Parts, assemble
     from coordinator.httpd.server import serve
+    from coordinator.link.peerclient import PeerClient
     from coordinator.store.serving import DatabaseClock
 
     store = SqlStore.open(settings.db, sqlite_sync=settings.sqlite_sync)  # type: ignore[arg-type]
@@ -277,6 +278,9 @@ def _serve(settings: Settings) -> int:
             wait = settings.lease_grace + STEP_DOWN if took_over else 0.0
             with _tunnel_range(settings, wait):
                 parts = Parts(store=store, clock=DatabaseClock(store.clock_offset))
+                if store.sqlite_path is None:  # followers may hold dryad links
+                    # The secret is read when first needed: the migration makes it.
+                    parts.peers = PeerClient(read_secret=store.peer_secret)
                 coordinator = assemble(settings, parts)
                 # Followers exist only on PostgreSQL: a lone SQLite coordinator's requests
                 # skip the peer gate's look at every request's headers.

@@ -18,6 +18,7 @@ from coordinator.api.events import EventsEndpoint
 from coordinator.api.feed import FeedEndpoints
 from coordinator.api.health import Health
 from coordinator.api.hot import Handler, HotRoutes
+from coordinator.api.peer import PeerRoutes
 from coordinator.api.quotas import QuotaEndpoints
 from coordinator.api.redact import redact_logs
 from coordinator.api.routing import fallback
@@ -29,6 +30,7 @@ from coordinator.feed.events import Broadcaster
 from coordinator.feed.metrics import HttpMetrics, Metrics
 from coordinator.feed.panels import Panels
 from coordinator.feed.webhooks import Webhooks
+from coordinator.link.holders import Holders
 from coordinator.service.operations import Service
 from coordinator.service.quotas import QuotaAdmin
 from coordinator.settings import Settings
@@ -53,6 +55,7 @@ class HttpParts:
     events: Broadcaster
     webhooks: Webhooks
     metrics: Metrics
+    holders: Holders | None = None  # with followers (PostgreSQL): the peer routes
 
 
 def create_app(
@@ -90,6 +93,11 @@ def create_app(
             *feed.routes(),
             *WhoAmI(auth).routes(),
             *QuotaEndpoints(QuotaAdmin(parts.service, parts.store, parts.clock), auth).routes(),
+            *(
+                PeerRoutes(parts.holders, parts.panels).routes()
+                if parts.holders is not None
+                else []
+            ),
         ],
         middleware=[
             Middleware(HttpMetrics, metrics=parts.metrics),

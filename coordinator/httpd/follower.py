@@ -9,6 +9,7 @@ import asyncio
 import gc
 import logging
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Final
 
 import anyio
@@ -22,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from coordinator.api.auth import Authenticator
 from coordinator.api.errors import error_response
+from coordinator.assembly import binds_tunnel_ports, link_server, tunnels_for
 from coordinator.errors import (
     ERROR_CODE_HEADER,
     LeaderUnreachable,
@@ -31,11 +33,18 @@ from coordinator.errors import (
 )
 from coordinator.httpd.forward import Forwarder, Leader, Pool
 from coordinator.httpd.guard import ConnectionGuard, ConnectionLimits
+from coordinator.httpd.holding import DryadCalls
 from coordinator.httpd.limits import raise_open_files
 from coordinator.httpd.logwriter import LogWriter
 from coordinator.httpd.server import guarded_config, loop_factory
+from coordinator.link import peerwire
+from coordinator.link.announcer import LeaderLinks
+from coordinator.link.peerclient import PeerClient
+from coordinator.link.registry import DryadLink
+from coordinator.service.interfaces import Tunnels
 from coordinator.settings import Settings
 from coordinator.store.sql import SqlStore
+from coordinator.tunnels.listeners import LinkTunnels
 
 logger = logging.getLogger("coordinator")
 
@@ -86,7 +95,7 @@ class Follower:
     """
 
     def __init__(self, store: SqlStore, standby: Standby, settings: Settings) -> None:
-        self._store = store
+        self.store = store
         self._standby = standby
         self._metrics_public = settings.metrics_public
         self._auth = Authenticator(store)
@@ -99,14 +108,39 @@ class Follower:
             # The leader admits this many connections from one address: all of ours.
             Pool(settings.http_max_per_client, settings.http_keepalive_timeout / 2),
         )
+        # The dryads linked to this follower (docs/failover.md §scale-out, "step 2"): their
+        # calls go to the leader, and the leader's calls to them come in on /peer/.
+        self.peers = PeerClient()
+        self.link: DryadLink | None = None
+        self.links: LeaderLinks | None = None
+        self.tunnels: Tunnels | None = None  # the tunnels of the jobs on our links
+        if not (settings.link and settings.follower_link):
+            pass  # the dryads dial the leader only
+        elif settings.peer_address:
+            self.link = DryadLink(store)
+            self.links = LeaderLinks(self.peers, settings.peer_address, self._leader_url)
+            self.link.service = self.links
+            self.link.panels = self.links
+            self.tunnels = tunnels_for(settings, store, self.link)
+        else:
+            logger.warning(
+                "no dryad link on this follower: the leader could not reach it (the HTTP "
+                "port is chosen at start; set peer_url or a port)"
+            )
+        self._peer_calls = DryadCalls(self.link, lambda: self._secret, self.tunnels)
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(_Figures(self))
+
+    def _leader_url(self) -> str | None:
+        return self.leader.url if self.leader is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/healthz":
             await self._healthz(scope, receive, send)
         elif scope["type"] == "http" and scope["path"] == "/metrics":
             await self._metrics(scope, receive, send)
+        elif scope["type"] == "http" and scope["path"].startswith(peerwire.PREFIX):
+            await self._peer_calls(scope, receive, send)  # never forwarded
         else:
             await self.forwarder(scope, receive, send)
 
@@ -115,7 +149,7 @@ class Follower:
         call ``stop`` and return True)."""
         while True:
             if await anyio.to_thread.run_sync(self._standby.attempt):
-                logger.warning("now serving %s", self._store.url)
+                logger.warning("now serving %s", self.store.url)
                 await self.forwarder.stop()
                 stop()
                 return True
@@ -129,9 +163,10 @@ class Follower:
             self.problem = f"cannot reach the database: {self._standby.database}"
             return
         try:
-            now = await anyio.to_thread.run_sync(self._store.who_serves)
+            now = await anyio.to_thread.run_sync(self.store.who_serves)
             if not self._secret:
-                self._secret = await anyio.to_thread.run_sync(self._store.peer_secret)
+                self._secret = await anyio.to_thread.run_sync(self.store.peer_secret)
+                self.peers.secret = self._secret
         except StoreUnavailable as exc:
             self.problem = f"cannot reach the database: {exc.message}"
             return
@@ -190,6 +225,12 @@ class _Figures(Collector):
             "Whether /healthz says ready: the database and the leader answer",
             value=int(self._follower.problem is None),
         )
+        link = self._follower.link
+        yield GaugeMetricFamily(
+            "boruta_follower_links",
+            "Dryad links this follower holds now (follower_link)",
+            value=len(link.links()) if link is not None else 0,
+        )
         yield GaugeMetricFamily(
             "boruta_follower_in_flight",
             "Requests being forwarded to the leader now (event streams included)",
@@ -227,25 +268,53 @@ def follow(store: SqlStore, standby: Standby, settings: Settings) -> bool:
     quiet = _Unfinished()
     logging.getLogger("uvicorn.error").addFilter(quiet)
     try:
-        with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
-            return runner.run(_follow(server, follower))
+        with (
+            _tunnel_range(settings, follower),
+            asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner,
+        ):
+            return runner.run(_follow(server, follower, settings))
     finally:
         logs.close()
         logging.getLogger("uvicorn.error").removeFilter(quiet)
 
 
-async def _follow(server: _FollowerServer, follower: Follower) -> bool:
+def _tunnel_range(settings: Settings, follower: Follower) -> AbstractContextManager[Any]:
+    """A follower holding links claims its tunnel range as a leader does
+    (docs/failover.md §tunnel range claim); released when it stops following.
+
+    :raises TunnelUnavailable: when another coordinator here has an overlapping range.
+    """
+    from coordinator.tunnels.claim import claim
+
+    if follower.link is None or not binds_tunnel_ports(settings):
+        return nullcontext()
+    return claim(settings.tunnel_port_range, settings.tunnel_bind_host)
+
+
+async def _follow(server: _FollowerServer, follower: Follower, settings: Settings) -> bool:
     took = False
-    async with anyio.create_task_group() as tasks:
+    try:
+        async with anyio.create_task_group() as tasks:
 
-        async def poll() -> None:
-            nonlocal took
-            took = await follower.run(server.leave)
+            async def poll() -> None:
+                nonlocal took
+                took = await follower.run(server.leave)
 
-        tasks.start_soon(poll)
-        await server.serve()
-        tasks.cancel_scope.cancel()
-    await follower.forwarder.stop()
+            tasks.start_soon(poll)
+            if isinstance(follower.tunnels, LinkTunnels):
+                await follower.tunnels.start()
+            if follower.link is not None and follower.links is not None:
+                # The link's sessions end when this follower stops or takes over: its
+                # dryads dial again (this coordinator's link port, once it leads).
+                await tasks.start(link_server(settings, follower.store, follower.link).run)
+                await tasks.start(follower.links.run)
+            await server.serve()
+            tasks.cancel_scope.cancel()
+    finally:
+        await follower.forwarder.stop()
+        await follower.peers.aclose()
+        if isinstance(follower.tunnels, LinkTunnels):
+            await follower.tunnels.aclose()
     return took
 
 

@@ -18,6 +18,7 @@ import anyio
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from coordinator.api.errors import error_response
+from coordinator.api.peer import PEER_SCOPE
 from coordinator.errors import Forbidden, StoreUnavailable
 
 logger = logging.getLogger("coordinator")
@@ -75,6 +76,7 @@ class PeerGate:
                 peer[0],
             )
             return None
+        scope[PEER_SCOPE] = True  # the peer routes serve only such requests (api.peer)
         try:
             address = str(ipaddress.ip_address(client.decode("ascii")))
         except (UnicodeDecodeError, ValueError):

@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import anyio
 import asyncssh
@@ -20,8 +20,8 @@ import asyncssh
 from coordinator import wire
 from coordinator.domain.clock import Clock, SystemClock
 from coordinator.domain.ids import WorkerUUID
+from coordinator.domain.states import WorkerState
 from coordinator.errors import BorutaError
-from coordinator.feed.panels import Panels
 from coordinator.link.attempts import FailedAttempts
 from coordinator.link.session import BoundedLines, DryadSession, LineTooLong
 from coordinator.service.steps import wire_state
@@ -42,9 +42,6 @@ from coordinator.wire import (
     error,
 )
 
-if TYPE_CHECKING:
-    from coordinator.service.operations import Service
-
 logger = logging.getLogger(__name__)
 
 BAD_TOKEN: Final = "enrolment token invalid or expired"
@@ -56,6 +53,39 @@ def _paused(seconds: float) -> str:
 
 P = TypeVar("P", bound=wire.Message)
 R = TypeVar("R", bound="wire.Message | None")
+
+
+class HasState(Protocol):
+    """What a registration answers with: the worker's state now (a ``Worker`` is one)."""
+
+    @property
+    def state(self) -> WorkerState: ...
+
+
+class LinkService(Protocol):
+    """Where the dryads' calls and their links' ups and downs go: the service itself, the
+    leader's router of local and remote links (``holders``), or, on a follower, the
+    leader over the peer routes (``announcer``; docs/failover.md §scale-out)."""
+
+    async def register(
+        self, caps: Mapping[str, str], ssh_address: str, host_keys: tuple[str, ...] = ()
+    ) -> HasState: ...
+
+    async def set_fail(self, uuid: WorkerUUID, reason: str) -> None: ...
+
+    async def report_health(self, uuid: WorkerUUID, report: HealthReport) -> None: ...
+
+    async def button(self, uuid: WorkerUUID, number: int) -> None: ...
+
+    def link_up(self, uuid: WorkerUUID) -> None: ...
+
+    def link_down(self, uuid: WorkerUUID) -> None: ...
+
+
+class PanelSink(Protocol):
+    """Where the boards' panels go (``feed.panels.Panels`` on the leader)."""
+
+    async def update(self, worker: WorkerUUID, panel: wire.Panel, /) -> object: ...
 
 
 class DryadLink:
@@ -71,8 +101,8 @@ class DryadLink:
         self._clock: Clock = clock or SystemClock()
         # Failed logins and enrolments per address; the link server shares it.
         self.attempts = attempts or FailedAttempts()
-        self.service: Service | None = None
-        self.panels: Panels | None = None  # where the boards' panels go; None drops them
+        self.service: LinkService | None = None
+        self.panels: PanelSink | None = None  # where the boards' panels go; None drops them
         self._sessions: dict[WorkerUUID, DryadSession] = {}
         self._serving = 0  # sessions whose serve() has not returned
         self._changed = anyio.Event()
@@ -103,6 +133,17 @@ class DryadLink:
 
     async def display(self, worker: WorkerUUID, panel: Display) -> None:
         await self._call(worker, wire.DISPLAY, panel)
+
+    async def ask(self, worker: WorkerUUID, method: Method[P, R], params: P) -> R:
+        """Call any row ``method`` on ``worker``'s dryad (a peer's call, relayed).
+
+        :raises ConnectionError, TimeoutError, wire.RpcError, wire.WireError: as the calls.
+        """
+        return await self._call(worker, method, params)
+
+    def links(self) -> list[WorkerUUID]:
+        """The workers whose enrolled sessions are up here."""
+        return list(self._sessions)
 
     async def _call(self, worker: WorkerUUID, method: Method[P, R], params: P) -> R:
         """Call ``method`` on ``worker``'s dryad, waiting as long as its row says."""
@@ -213,7 +254,7 @@ class DryadLink:
         self._changed.set()
         self._changed = anyio.Event()
 
-    def _require_service(self) -> Service:
+    def _require_service(self) -> LinkService:
         if self.service is None:
             raise RuntimeError("DryadLink.service must be set before dryads connect")
         return self.service

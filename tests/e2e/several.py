@@ -184,13 +184,20 @@ class Group:
     def http(self, member: Member) -> httpx.Client:
         return client(member.url, self.token)
 
-    def dryad(self, n: int, device_type: str, sshd_port: int, job_user: str = "") -> Path:
-        """Start simulated dryad ``n`` with every member's link address, forwarding its
-        tunnels to the sshd on ``sshd_port``; with ``job_user`` it manages that real user
-        (the coordinators' ``job_username``), else none."""
+    def dryad(
+        self,
+        n: int,
+        device_type: str,
+        sshd_port: int,
+        job_user: str = "",
+        to: list[Member] | None = None,
+    ) -> Path:
+        """Start simulated dryad ``n`` with every member's link address (or those of
+        ``to``), forwarding its tunnels to the sshd on ``sshd_port``; with ``job_user`` it
+        manages that real user (the coordinators' ``job_username``), else none."""
         home = self.tmp / f"dryad-{n}"
         home.mkdir()
-        links = [m.link for m in self.members]
+        links = [m.link for m in (self.members if to is None else to)]
         options = DryadOptions(job_user=job_user)
         self.dryads.append(start_dryad(home, links, self.enrol, device_type, sshd_port, options))
         self.dryad_homes.append(home)

@@ -8,6 +8,7 @@ from typing import Any, cast
 
 import httpx
 import pytest
+from prometheus_client import generate_latest
 
 from coordinator.errors import ServingTaken, StoreUnavailable
 from coordinator.httpd.follower import Follower, Standby
@@ -48,9 +49,9 @@ class Database:
         return None
 
 
-def follower(db: Database) -> Follower:
+def follower(db: Database, settings: Settings | None = None) -> Follower:
     store = cast("SqlStore", db)
-    return Follower(store, Standby(store, "coordinator b", "http://b:1"), Settings())
+    return Follower(store, Standby(store, "coordinator b", "http://b:1"), settings or Settings())
 
 
 async def health(f: Follower) -> httpx.Response:
@@ -114,3 +115,56 @@ async def test_not_ready_while_the_leader_does_not_answer_and_requests_get_503()
     await f.forwarder.stop()
     assert forwarded.status_code == 503 and forwarded.headers["Retry-After"] == "1"
     assert metrics.status_code == 401  # a token, as on the leader (none is valid here)
+
+
+async def test_peer_paths_are_never_forwarded_and_need_the_secret() -> None:
+    reached: list[str] = []
+
+    async def leader(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(scope["path"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b'{"status":"ok"}'})
+
+    async with serving(leader) as url:
+        f = follower(
+            Database(Serving(True, "coordinator a", 4, url)),
+            Settings(follower_link=True, tunnel_mode="link"),  # no dial-back relay to stop
+        )
+        assert f.link is not None
+        await _learn(f)
+        reached.clear()
+        transport = httpx.ASGITransport(app=f)
+        async with httpx.AsyncClient(transport=transport, base_url="http://b") as client:
+            # A client's announcement would carry the follower's trust if forwarded.
+            body = {"holder": "http://evil:1", "links": []}
+            refused = await client.put("/peer/v1/holders", json=body)
+            wrong = await client.put(
+                "/peer/v1/holders", json=body, headers={"Boruta-Peer": "00" * 32}
+            )
+            unknown = await client.put(
+                "/peer/v1/holders", json=body, headers={"Boruta-Peer": SECRET}
+            )
+            call = await client.post(
+                "/peer/v1/dryads/00000000-0000-4000-8000-000000000001/release",
+                json={},
+                headers={"Boruta-Peer": SECRET},
+            )
+        await f.forwarder.stop()
+        await f.peers.aclose()
+    assert (refused.status_code, wrong.status_code, unknown.status_code) == (403, 403, 404)
+    assert b"boruta_follower_links 0.0" in generate_latest(f.registry)
+    assert reached == []
+    # The worker's dryad is not linked here: the leader learns it, as from its own link.
+    assert call.status_code == 200
+    assert call.json()["error"]["kind"] == "unreachable"
+    assert "not connected" in call.json()["error"]["message"]
+
+
+async def test_a_follower_holds_no_link_unless_told_or_when_it_cannot_be_reached(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    db = Database(Serving(True, "coordinator a", 4, "http://a:1"))
+    assert follower(db).link is None  # the default until tunnels follow the link
+    assert follower(db, Settings(follower_link=True, link="")).link is None
+    assert follower(db, Settings(follower_link=True, http="127.0.0.1:0")).link is None
+    assert "the leader could not reach it" in caplog.text

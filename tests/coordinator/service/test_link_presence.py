@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import pytest
 from anyio import wait_all_tasks_blocked
@@ -10,7 +12,15 @@ from coordinator.domain.states import RequestState, WorkerState
 from coordinator.errors import DryadUnreachable, Forbidden
 from coordinator.service.operations import Service
 from coordinator.wire import CheckResult, HealthReport
-from tests.coordinator.doubles import ADMIN, ALICE, RecordingDryads, idle_worker, until, uuid_of
+from tests.coordinator.doubles import (
+    ADMIN,
+    ALICE,
+    RecordingDryads,
+    RecordingTunnels,
+    idle_worker,
+    until,
+    uuid_of,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -146,3 +156,43 @@ async def test_a_board_that_registers_again_is_told_what_to_show(
     await wait_all_tasks_blocked()
     worker, panel = dryads.shown[-1]
     assert (worker, panel.state, panel.owner) == (uuid, "RUNNING", "alice")
+
+
+async def test_a_relinked_worker_has_its_running_jobs_tunnel_opened_again(
+    service: Service, tunnels: RecordingTunnels
+) -> None:
+    uuid = await idle_worker(service, 1)
+    service.link_up(uuid)
+    rid = await service.new_request(ALICE, 8, {})
+    await until(service, lambda: rid in tunnels.open_now)
+    tunnels.open_now.clear()
+    await service.relinked(uuid)  # its link moved: the tunnel opens where it is now
+    assert tunnels.open_now == {rid: uuid}
+    await service.relinked(uuid_of(2))  # no such worker, no job: nothing
+    assert tunnels.open_now == {rid: uuid}
+
+
+async def test_a_job_that_ends_while_its_tunnel_moves_keeps_no_tunnel(
+    service: Service, tunnels: RecordingTunnels
+) -> None:
+    uuid = await idle_worker(service, 1)
+    service.link_up(uuid)
+    rid = await service.new_request(ALICE, 8, {})
+    await until(service, lambda: rid in tunnels.open_now)
+    opening = anyio.Event()
+    go_on = anyio.Event()
+    plain_open = tunnels.open
+
+    async def slow_open(rid_: Any, worker: Any) -> tuple[str, int]:
+        opening.set()
+        await go_on.wait()
+        return await plain_open(rid_, worker)
+
+    tunnels.open = slow_open  # type: ignore[method-assign,assignment]
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(service.relinked, uuid)
+        await opening.wait()
+        await service.close_request(ALICE, rid)
+        await until(service, lambda: rid not in tunnels.open_now)
+        go_on.set()
+    assert tunnels.open_now == {}
