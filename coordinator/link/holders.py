@@ -23,9 +23,10 @@ from anyio.abc import TaskGroup, TaskStatus
 from coordinator import wire
 from coordinator.domain.ids import WorkerUUID
 from coordinator.link import peerwire
+from coordinator.link.calls import WireCalls
 from coordinator.link.peerclient import PeerClient
 from coordinator.link.registry import DryadLink, HasState, LinkService
-from coordinator.wire import Display, HealthReport, Method, WireError
+from coordinator.wire import HealthReport, Method, WireError
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ P = TypeVar("P", bound=wire.Message)
 R = TypeVar("R", bound="wire.Message | None")
 
 
-class Holders:
+class Holders(WireCalls):
     """Implements ``Dryads`` for the service and ``LinkService`` for the local link."""
 
     def __init__(
@@ -185,25 +186,7 @@ class Holders:
     async def button(self, uuid: WorkerUUID, number: int) -> None:
         await self._require_service().button(uuid, number)
 
-    # ---- Dryads: through the holder ----------------------------------------------------
-
-    async def prepare(self, worker: WorkerUUID, public_key: str) -> None:
-        await self._call(worker, wire.PREPARE, wire.Prepare(public_key))
-
-    async def maintenance(self, worker: WorkerUUID, message: str) -> None:
-        await self._call(worker, wire.MAINTENANCE, wire.MaintenanceMessage(message))
-
-    async def release(self, worker: WorkerUUID) -> None:
-        await self._call(worker, wire.RELEASE, wire.Empty())
-
-    async def healthcheck(self, worker: WorkerUUID) -> HealthReport:
-        return await self._call(worker, wire.HEALTHCHECK, wire.Empty())
-
-    async def identify(self, worker: WorkerUUID, seconds: float) -> None:
-        await self._call(worker, wire.IDENTIFY, wire.Identify(seconds))
-
-    async def display(self, worker: WorkerUUID, panel: Display) -> None:
-        await self._call(worker, wire.DISPLAY, panel)
+    # ---- Dryads (the calls: calls.WireCalls), through the holder -----------------------
 
     async def _call(self, worker: WorkerUUID, method: Method[P, R], params: P) -> R:
         holder = self.holder(worker)

@@ -23,6 +23,7 @@ from coordinator.domain.ids import WorkerUUID
 from coordinator.domain.states import WorkerState
 from coordinator.errors import BorutaError
 from coordinator.link.attempts import FailedAttempts
+from coordinator.link.calls import WireCalls
 from coordinator.link.session import BoundedLines, DryadSession, LineTooLong
 from coordinator.service.steps import wire_state
 from coordinator.store import Store
@@ -33,7 +34,6 @@ from coordinator.wire import (
     MAX_LINE,
     NOT_ENROLLED,
     REFUSED,
-    Display,
     HealthReport,
     Method,
     Peer,
@@ -88,7 +88,7 @@ class PanelSink(Protocol):
     async def update(self, worker: WorkerUUID, panel: wire.Panel, /) -> object: ...
 
 
-class DryadLink:
+class DryadLink(WireCalls):
     """Implements ``ports.Dryads`` over the connected sessions, one per worker UUID.
 
     Set ``service`` before the link server accepts dryads: their calls go to it.
@@ -114,25 +114,7 @@ class DryadLink:
         self._calls.on(wire.BUTTON, self._button)
         self._calls.on(wire.PANEL, self._panel)
 
-    # ---- ports.Dryads ----------------------------------------------------------------
-
-    async def prepare(self, worker: WorkerUUID, public_key: str) -> None:
-        await self._call(worker, wire.PREPARE, wire.Prepare(public_key))
-
-    async def maintenance(self, worker: WorkerUUID, message: str) -> None:
-        await self._call(worker, wire.MAINTENANCE, wire.MaintenanceMessage(message))
-
-    async def release(self, worker: WorkerUUID) -> None:
-        await self._call(worker, wire.RELEASE, wire.Empty())
-
-    async def healthcheck(self, worker: WorkerUUID) -> HealthReport:
-        return await self._call(worker, wire.HEALTHCHECK, wire.Empty())
-
-    async def identify(self, worker: WorkerUUID, seconds: float) -> None:
-        await self._call(worker, wire.IDENTIFY, wire.Identify(seconds))
-
-    async def display(self, worker: WorkerUUID, panel: Display) -> None:
-        await self._call(worker, wire.DISPLAY, panel)
+    # ---- ports.Dryads (the calls: calls.WireCalls) ----------------------------------
 
     async def ask(self, worker: WorkerUUID, method: Method[P, R], params: P) -> R:
         """Call any row ``method`` on ``worker``'s dryad (a peer's call, relayed).

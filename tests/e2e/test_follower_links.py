@@ -57,6 +57,19 @@ def worker(group: Group, via: Member) -> dict[str, Any]:
     return workers[0] if workers else {}
 
 
+def make_idle(group: Group, http: httpx.Client, uuid: str, seen_on: Member) -> None:
+    """Put the board in service and wait until ``seen_on`` says it is IDLE."""
+    answer = http.post(f"/api/v1/workers/{uuid}/setstate", json={"WorkerState": "IDLE"})
+    assert answer.status_code == 202, answer.text
+    group.wait(lambda: worker(group, seen_on)["State"] == "IDLE", "the board IDLE", 60)
+
+
+def job(http: httpx.Client) -> tuple[int, dict[str, Any]]:
+    """A request for the board, and its AccessInfo once matched."""
+    rid = http.post("/api/v1/reqs/", json={"Caps": {"device_type": DEVICE}}).json()["ReqID"]
+    return rid, http.post(f"/api/v1/reqs/{rid}/acquire_worker", params={"wait": 30}).json()
+
+
 def test_a_dryad_linked_to_a_follower_is_served_through_it(
     group: Group, sshd: Sshd, user: str, tmp_path: Path
 ) -> None:
@@ -70,9 +83,7 @@ def test_a_dryad_linked_to_a_follower_is_served_through_it(
     assert b"registered (" not in leader.since_start()
     uuid = worker(group, leader)["WorkerUUID"]
     with group.http(follower) as http:
-        answer = http.post(f"/api/v1/workers/{uuid}/setstate", json={"WorkerState": "IDLE"})
-        assert answer.status_code == 202, answer.text
-        group.wait(lambda: worker(group, leader)["State"] == "IDLE", "the board IDLE", 60)
+        make_idle(group, http, uuid, leader)
         # An admin's call to the dryad, made on the leader, answered through the follower
         # (a healthcheck would FAIL the board: its sshd check looks for port 22).
         identify = http.post(f"/api/v1/workers/{uuid}/identify", params={"seconds": 1})
@@ -124,11 +135,8 @@ def test_when_the_follower_dies_its_dryad_and_tunnel_move_to_the_leader(
     group.wait(lambda: worker(group, leader).get("Connected"), "registered via the follower", 90)
     uuid = worker(group, leader)["WorkerUUID"]
     with group.http(leader) as http:
-        answer = http.post(f"/api/v1/workers/{uuid}/setstate", json={"WorkerState": "IDLE"})
-        assert answer.status_code == 202, answer.text
-        group.wait(lambda: worker(group, leader)["State"] == "IDLE", "the board IDLE", 60)
-        rid = http.post("/api/v1/reqs/", json={"Caps": {"device_type": DEVICE}}).json()["ReqID"]
-        first = http.post(f"/api/v1/reqs/{rid}/acquire_worker", params={"wait": 30}).json()
+        make_idle(group, http, uuid, leader)
+        rid, first = job(http)
         assert first["Addr"]["IP"] == follower.host
         follower.kill()
         # The dryad dials the leader next; the job keeps its worker, its tunnel re-opens
@@ -175,11 +183,8 @@ def test_a_new_leader_learns_the_followers_links_and_the_tunnel_stays_with_the_l
     group.wait(lambda: worker(group, leader).get("Connected"), "registered via a follower", 90)
     uuid = worker(group, leader)["WorkerUUID"]
     with group.http(holder) as http:
-        answer = http.post(f"/api/v1/workers/{uuid}/setstate", json={"WorkerState": "IDLE"})
-        assert answer.status_code == 202, answer.text
-        group.wait(lambda: worker(group, holder)["State"] == "IDLE", "the board IDLE", 60)
-        rid = http.post("/api/v1/reqs/", json={"Caps": {"device_type": DEVICE}}).json()["ReqID"]
-        first = http.post(f"/api/v1/reqs/{rid}/acquire_worker", params={"wait": 30}).json()
+        make_idle(group, http, uuid, holder)
+        rid, first = job(http)
         assert first["Addr"]["IP"] == holder.host
     leader.kill()
     new = group.takeover(seconds=60)
