@@ -4,11 +4,12 @@ got no tunnel; and the callers of ``acquire_worker?wait=`` waiting for a match."
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import anyio
 
 from coordinator.domain.ids import RequestID
-from coordinator.domain.model import Worker
+from coordinator.domain.model import Request, Worker
 from coordinator.errors import TunnelUnavailable, WorkerNotAssigned
 from coordinator.service.interfaces import Tunnels
 
@@ -62,6 +63,16 @@ class Access:
             return False
         self._refused.pop(rid, None)
         return True
+
+    async def reopen(
+        self, req: Request, worker: Worker, running: Callable[[], Request | None]
+    ) -> None:
+        """Open ``req``'s tunnel to ``worker`` again (its link moved); closed again when
+        ``running`` says the worker's job changed while it opened: no stray tunnel."""
+        await self.open(req.id, worker)
+        now = running()
+        if now is None or now.id != req.id:
+            await self.close(req.id)
 
     async def close(self, rid: RequestID) -> None:
         if self._open.pop(rid, None) is not None:

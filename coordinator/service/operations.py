@@ -314,13 +314,9 @@ class Service:
     async def relinked(self, uuid: WorkerUUID) -> None:
         """The worker's dryad link moved to another coordinator: its running job's tunnel
         re-opens on the new one (docs/failover.md §scale-out)."""
-        req = self._committed.running_on(uuid)
-        worker = self._committed.workers.get(uuid)
+        req, worker = self._committed.running_on(uuid), self._committed.workers.get(uuid)
         if req is not None and worker is not None:
-            await self._access.open(req.id, worker)
-            now = self._committed.running_on(uuid)
-            if now is None or now.id != req.id:
-                await self._access.close(req.id)  # the job ended meanwhile: no stray tunnel
+            await self._access.reopen(req, worker, lambda: self._committed.running_on(uuid))
 
     @property
     def link_grace(self) -> float:
