@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.e2e.several import Group, Member
-from tests.e2e.test_job_access import Access, Sshd, ssh
+from tests.e2e.test_job_access import Sshd, access_of, ssh
 from tests.pg_cluster import private_cluster
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.timeout(300)]
@@ -25,15 +25,20 @@ DEVICE = "follower-board"
 PREPARED = "job user prepared for the next job"  # the dryad's log, at each prepare
 
 
-@pytest.fixture
-def group(tmp_path: Path, user: str) -> Iterator[Group]:
+def coordinators(tmp_path: Path, user: str, count: int) -> Iterator[Group]:
+    """``count`` coordinators holding links as followers, on a private PostgreSQL."""
     with private_cluster() as pg:
         config = f'job_username = "{user}"\nfollower_link = true\n'
-        g = Group(tmp_path, pg.url(pg.create_database()), count=2, config=config)
+        g = Group(tmp_path, pg.url(pg.create_database()), count=count, config=config)
         try:
             yield g
         finally:
             g.stop()
+
+
+@pytest.fixture
+def group(tmp_path: Path, user: str) -> Iterator[Group]:
+    yield from coordinators(tmp_path, user, 2)
 
 
 def following(member: Member) -> bool:
@@ -105,10 +110,7 @@ def test_a_dryad_linked_to_a_follower_is_served_through_it(
         addr = answer.json()["Addr"]
         assert addr["IP"] == follower.host
         assert follower.tunnels[0] <= addr["Port"] <= follower.tunnels[1]
-        key = tmp_path / "job-key"
-        key.write_text(answer.json()["Key"])
-        key.chmod(0o600)
-        login = Access(rid, answer.json()["Username"], addr["IP"], addr["Port"], key)
+        login = access_of(rid, answer.json(), tmp_path)
         who = ssh(login, "id -un")
         assert (who.returncode, who.stdout.strip()) == (0, user), who.stderr
         log = group.dryad_homes[0] / "dryad.log"
@@ -150,23 +152,14 @@ def test_when_the_follower_dies_its_dryad_and_tunnel_move_to_the_leader(
         )
         answer = http.post(f"/api/v1/reqs/{rid}/acquire_worker").json()
         assert http.get(f"/api/v1/reqs/{rid}").json()["State"] == "IN PROGRESS"
-        key = tmp_path / "job-key"
-        key.write_text(answer["Key"])
-        key.chmod(0o600)
-        login = Access(rid, answer["Username"], answer["Addr"]["IP"], answer["Addr"]["Port"], key)
+        login = access_of(rid, answer, tmp_path)
         who = ssh(login, "id -un")
         assert (who.returncode, who.stdout.strip()) == (0, user), who.stderr
 
 
 @pytest.fixture
 def three(tmp_path: Path, user: str) -> Iterator[Group]:
-    with private_cluster() as pg:
-        config = f'job_username = "{user}"\nfollower_link = true\n'
-        g = Group(tmp_path, pg.url(pg.create_database()), count=3, config=config)
-        try:
-            yield g
-        finally:
-            g.stop()
+    yield from coordinators(tmp_path, user, 3)
 
 
 def test_a_new_leader_learns_the_followers_links_and_the_tunnel_stays_with_the_link(
@@ -197,11 +190,7 @@ def test_a_new_leader_learns_the_followers_links_and_the_tunnel_stays_with_the_l
             got = http.post(f"/api/v1/reqs/{rid}/acquire_worker")
             if got.status_code != 200 or got.json()["Addr"]["IP"] != holder.host:
                 return False
-            key = tmp_path / "job-key"
-            key.write_text(got.json()["Key"])
-            key.chmod(0o600)
-            addr = got.json()["Addr"]
-            login = Access(rid, got.json()["Username"], addr["IP"], addr["Port"], key)
+            login = access_of(rid, got.json(), tmp_path)
             who = ssh(login, "id -un")
             return who.returncode == 0 and who.stdout.strip() == user
 

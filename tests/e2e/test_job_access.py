@@ -89,7 +89,11 @@ def acquire(farm: ProcessFarm, rid: int, tmp: Path, token: str = "") -> Access:
     with client(farm.coordinator.url, token or farm.token) as http:
         answer = http.post(f"/api/v1/reqs/{rid}/acquire_worker", params={"wait": 30})
     assert answer.status_code == 200, answer.text
-    body: dict[str, Any] = answer.json()
+    return access_of(rid, answer.json(), tmp)
+
+
+def access_of(rid: int, body: dict[str, Any], tmp: Path) -> Access:
+    """The login an ``acquire_worker`` answer gives, its key written under ``tmp``."""
     key = tmp / f"key-{rid}"
     key.write_text(body["Key"])
     key.chmod(0o600)

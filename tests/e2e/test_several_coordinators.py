@@ -19,7 +19,7 @@ from tests.e2e.haproxy import EXAMPLE, Haproxy, haproxy, render, start_haproxy
 from tests.e2e.load import DEVICE, SSH_BANNER, EventReader, Load, Record, banner
 from tests.e2e.process_farm import eventually
 from tests.e2e.several import Group, Member
-from tests.e2e.test_job_access import Access, Sshd, ssh
+from tests.e2e.test_job_access import Access, Sshd, access_of, ssh
 from tests.pg_cluster import PgCluster, private_cluster
 
 DRYADS = 6
@@ -133,10 +133,7 @@ def test_sigkill_of_the_active_coordinator_under_load_loses_nothing(
             assert banner(addr["IP"], addr["Port"]).startswith(SSH_BANNER)
             workers_of[rid] = http.get(f"/api/v1/reqs/{rid}").json()["Job"]["WorkerUUID"]
             if rid == long_jobs[0]:
-                key = tmp_path / "job-key"
-                key.write_text(answer.json()["Key"])
-                key.chmod(0o600)
-                login = Access(rid, answer.json()["Username"], addr["IP"], addr["Port"], key)
+                login = access_of(rid, answer.json(), tmp_path)
         who = ssh(login, "id -un")
         assert (who.returncode, who.stdout.strip()) == (0, user), who.stderr
 

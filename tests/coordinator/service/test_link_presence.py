@@ -8,6 +8,7 @@ import anyio
 import pytest
 from anyio import wait_all_tasks_blocked
 
+from coordinator.domain.ids import RequestID, WorkerUUID
 from coordinator.domain.states import RequestState, WorkerState
 from coordinator.errors import DryadUnreachable, Forbidden
 from coordinator.service.operations import Service
@@ -158,13 +159,21 @@ async def test_a_board_that_registers_again_is_told_what_to_show(
     assert (worker, panel.state, panel.owner) == (uuid, "RUNNING", "alice")
 
 
-async def test_a_relinked_worker_has_its_running_jobs_tunnel_opened_again(
+async def _tunnelled_job(
     service: Service, tunnels: RecordingTunnels
-) -> None:
+) -> tuple[WorkerUUID, RequestID]:
+    """A linked worker running a job whose tunnel is open: (its UUID, the request ID)."""
     uuid = await idle_worker(service, 1)
     service.link_up(uuid)
     rid = await service.new_request(ALICE, 8, {})
     await until(service, lambda: rid in tunnels.open_now)
+    return uuid, rid
+
+
+async def test_a_relinked_worker_has_its_running_jobs_tunnel_opened_again(
+    service: Service, tunnels: RecordingTunnels
+) -> None:
+    uuid, rid = await _tunnelled_job(service, tunnels)
     tunnels.open_now.clear()
     await service.relinked(uuid)  # its link moved: the tunnel opens where it is now
     assert tunnels.open_now == {rid: uuid}
@@ -175,10 +184,7 @@ async def test_a_relinked_worker_has_its_running_jobs_tunnel_opened_again(
 async def test_a_job_that_ends_while_its_tunnel_moves_keeps_no_tunnel(
     service: Service, tunnels: RecordingTunnels
 ) -> None:
-    uuid = await idle_worker(service, 1)
-    service.link_up(uuid)
-    rid = await service.new_request(ALICE, 8, {})
-    await until(service, lambda: rid in tunnels.open_now)
+    uuid, rid = await _tunnelled_job(service, tunnels)
     opening = anyio.Event()
     go_on = anyio.Event()
     plain_open = tunnels.open
