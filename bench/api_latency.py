@@ -144,6 +144,26 @@ class Probed:
         raise RuntimeError("the step probe did not answer SIGUSR1")
 
 
+def follower(db: str, tmp: Path, config: Path, stack: ExitStack) -> str:
+    """Start a coordinator on ``db`` that follows the one serving; its URL once it is ready
+    (its /healthz answers 200 as a follower: it reaches the database and the leader)."""
+    tmp.mkdir()
+    url = f"http://127.0.0.1:{free_port()}"
+    argv = [sys.executable, "-m", "coordinator", "--db", db, "--config", str(config)]
+    process = Process([*argv, "serve", "--http", url.removeprefix("http://")], tmp / "log")
+    stack.callback(process.stop)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            answer = httpx.get(f"{url}/healthz", timeout=2)
+            if answer.status_code == 200 and answer.json().get("role") == "follower":
+                return url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"the follower at {url} did not become ready; see {tmp / 'log'}")
+
+
 def step_cpu(report: dict[str, Any]) -> float:
     """The most CPU time (ms) any timed step of the phase took (0 without ``--steps``)."""
     return max((float(step["cpu_ms"]) for step in report["steps"]), default=0.0)
@@ -253,7 +273,16 @@ def main() -> None:
         action="store_true",
         help="wrk through HAProxy configured from docs/examples/haproxy.cfg",
     )
+    parser.add_argument(
+        "--followers",
+        type=int,
+        default=0,
+        help="with --postgres --haproxy: this many more coordinators on the database, which"
+        " follow (forward every request to the measured one), in HAProxy's servers too",
+    )
     args = parser.parse_args()
+    if args.followers and not (args.postgres and args.haproxy):
+        parser.error("--followers needs --postgres and --haproxy")
     if shutil.which("wrk") is None:
         print("wrk is not installed (Debian package 'wrk'); cannot run this bench")
         raise SystemExit(1)
@@ -285,7 +314,10 @@ def main() -> None:
         if args.haproxy:
             from _haproxy import Haproxy
 
-            proxy = Haproxy(tmp, [url.removeprefix("http://")])
+            servers = [url] + [
+                follower(db, tmp / f"follower{n}", config, stack) for n in range(args.followers)
+            ]
+            proxy = Haproxy(tmp, [server.removeprefix("http://") for server in servers])
             stack.callback(proxy.stop)
             through = proxy.url
         gc_worst = cpu_worst = 0.0
@@ -299,6 +331,7 @@ def main() -> None:
                     f"API latency: {waiting} WAITING requests, {workers} workers (MAINTENANCE);"
                     f" wrk -t{args.threads} -c{args.connections} -d{args.seconds}s on {through}"
                     f" ({'HAProxy, ' if args.haproxy else ''}"
+                    f"{f'{args.followers} followers forwarding, ' if args.followers else ''}"
                     f"{'PostgreSQL' if args.postgres else f'SQLite {args.sqlite_sync}'})"
                 )
                 # The whole unpaginated list, once (and a few more times for a median).
@@ -347,8 +380,12 @@ def main() -> None:
         f" {'on' if args.gc_policy else 'off'}); at the end {thawed['frozen']} objects frozen,"
         f" of which {thawed['freed']} cyclic garbage (what freezing kept from the collector)"
     )
-    verdict = "MET" if worst <= 10 else "NOT MET"
-    print(f"worst p99 {worst:.2f} ms (goal without tunnel traffic p99 <= 10 ms: {verdict})")
+    # Issue 16's goal through the load balancer on PostgreSQL is 20 ms; a lone coordinator's
+    # without tunnel traffic is 10 ms.
+    pg_lb = args.haproxy and args.postgres
+    goal, what = (20, "through HAProxy on PostgreSQL") if pg_lb else (10, "without tunnels")
+    verdict = "MET" if worst <= goal else "NOT MET"
+    print(f"worst p99 {worst:.2f} ms (goal {what} p99 <= {goal} ms: {verdict})")
     verdict = "MET" if longest <= 10 else "NOT MET"
     print(f"longest event loop step {longest:.1f} ms (goal <= 10 ms: {verdict})")
     if args.steps:
