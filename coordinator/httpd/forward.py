@@ -12,6 +12,7 @@ bounded pool (``upstream``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -87,7 +88,7 @@ class Forwarder:
         self._max_body = max_body
         self._pool = pool
         self._upstream: tuple[str, Upstream] | None = None  # the leader's URL, its pool
-        self._streams: set[anyio.CancelScope] = set()
+        self._streams: set[asyncio.Timeout] = set()
         self._stopped = False
         # What /metrics shows of this process: answers by status class, and failures.
         self.answered: Counter[str] = Counter()
@@ -127,8 +128,9 @@ class Forwarder:
         """Cut every answer being streamed and close the connections to the leader: this
         coordinator leads now, or stops."""
         self._stopped = True
-        for scope in list(self._streams):
-            scope.cancel()
+        now = asyncio.get_running_loop().time()
+        for stream in list(self._streams):
+            stream.reschedule(now)
         if self._upstream is not None:
             self._upstream[1].close()
 
@@ -166,13 +168,17 @@ class Forwarder:
             await _answer(exc, scope, receive, send)
             return
         exchange = _Exchange()
-        with anyio.CancelScope() as stopping:
-            self._streams.add(stopping)
-            try:
-                outcome = await self._exchange(leader, scope, body, exchange, receive, send)
-            finally:
-                self._streams.discard(stopping)
-        if stopping.cancelled_caught:
+        # asyncio's own timeouts, not anyio's scopes and task groups, end a forwarded
+        # request early (the coordinator stops following, the client leaves): anyio's cost
+        # a quarter of a follower's CPU per request (docs/failover.md §scale-out).
+        try:
+            async with asyncio.timeout(None) as stopping:
+                self._streams.add(stopping)
+                try:
+                    outcome = await self._exchange(leader, scope, body, exchange, receive, send)
+                finally:
+                    self._streams.discard(stopping)
+        except TimeoutError:
             outcome = "stopped"
             if not exchange.started:
                 await _answer(LeaderUnreachable(CHANGING), scope, receive, send)
@@ -202,22 +208,23 @@ class Forwarder:
 
         The client's going away is watched from the start: ``acquire_worker?wait=`` has no
         head for minutes, and its upstream request must close with the client's."""
-        gone = False
-        outcome = "gone"
-        async with anyio.create_task_group() as tasks:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(None) as leaving:
 
-            async def watch() -> None:
-                nonlocal gone
-                message: Message = await receive()
-                while message["type"] != "http.disconnect":
-                    message = await receive()
-                gone = True
-                tasks.cancel_scope.cancel()  # closes the upstream request and its answer
+                async def watch() -> None:
+                    message: Message = await receive()
+                    while message["type"] != "http.disconnect":
+                        message = await receive()
+                    leaving.reschedule(loop.time())  # closes the upstream request and answer
 
-            tasks.start_soon(watch)
-            outcome = await self._ask(leader, scope, body, exchange, receive, send)
-            tasks.cancel_scope.cancel()
-        return "gone" if gone else outcome
+                watcher = loop.create_task(watch())
+                try:
+                    return await self._ask(leader, scope, body, exchange, receive, send)
+                finally:
+                    watcher.cancel()
+        except TimeoutError:
+            return "gone"
 
     async def _ask(
         self,
