@@ -154,7 +154,8 @@ def assemble(settings: Settings, parts: Parts) -> Coordinator:
     )
     routed: Tunnels = tunnels
     if holders is not None and parts.peers is not None:
-        routed = RoutedTunnels(tunnels, holders.holder, parts.peers)  # tunnels follow links
+        # Tunnels follow links; a holder found gone loses its claims at once.
+        routed = RoutedTunnels(tunnels, holders.holder, parts.peers, holders.lost)
     keys = parts.keys if parts.keys is not None else KeyPool(settings.key_stock)
     service = Service(
         parts.store,
@@ -203,6 +204,8 @@ def assemble(settings: Settings, parts: Parts) -> Coordinator:
     metrics.registry.register(coordinator.lag)
     if holders is not None:
         metrics.registry.register(HolderFigures(holders))
+    if parts.peers is not None:
+        metrics.registry.register(parts.peers.figures)
     coordinator.app = create_app(http, coordinator.running)
     coordinator.app.state.coordinator = coordinator  # for tests and benches that hold the app
     return coordinator

@@ -130,6 +130,7 @@ class Follower:
         self._peer_calls = DryadCalls(self.link, lambda: self._secret, self.tunnels)
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(_Figures(self))
+        self.registry.register(self.peers.figures)
 
     def _leader_url(self) -> str | None:
         return self.leader.url if self.leader is not None else None
