@@ -120,6 +120,7 @@ class Follower:
             self.link = DryadLink(store)
             self.links = LeaderLinks(self.peers, settings.peer_address, self._leader_url)
             self.link.service = self.links
+            self.link.enrolment = self.links  # the farm's writes are the leader's
             self.link.panels = self.links
             self.tunnels = tunnels_for(settings, store, self.link)
         else:
