@@ -219,8 +219,9 @@ def binds_tunnel_ports(settings: Settings) -> bool:
     return mode == "direct" or (mode in ("link", "dialback") and bool(settings.link))
 
 
-def tunnels_for(settings: Settings, store: Store, link: DryadLink | None) -> Tunnels:
-    """This coordinator's own tunnels for ``settings.tunnel_mode`` (a leader's or a follower's)."""
+def tunnels_for(settings: Settings, store: Store | None, link: DryadLink | None) -> Tunnels:
+    """This coordinator's own tunnels for ``settings.tunnel_mode`` (a leader's, or without a
+    store a follower's, whose ports are not stored: docs/failover.md §scale-out)."""
     connector: Connector
     if settings.tunnel_mode == "direct":
         connector = Direct()

@@ -122,7 +122,9 @@ class Follower:
             self.link.service = self.links
             self.link.enrolment = self.links  # the farm's writes are the leader's
             self.link.panels = self.links
-            self.tunnels = tunnels_for(settings, store, self.link)
+            # Its tunnels' ports in memory only: the table is the leader's (one range
+            # per host, rows by port number), and a follower writes nothing of the farm's.
+            self.tunnels = tunnels_for(settings, None, self.link)
         else:
             logger.warning(
                 "no dryad link on this follower: the leader could not reach it (the HTTP "
