@@ -1,8 +1,8 @@
 """A dryad given only a follower's link address (``follower_link = true``): it enrols and
-registers through the follower (the leader binding its key), the leader sees it connected, matches a job to it and
-prepares its job user through the follower, the job's tunnel is the follower's (ssh
-through it works), and the close has the board make that user
-anew (the old one and its key removed); when its link drops, the leader learns it
+registers through the follower (the leader binding its key), the leader sees it
+connected, matches a job to it and prepares its job user through the follower, the job's
+tunnel is the follower's (ssh through it works), and the close has the board make that
+user anew (the old one and its key removed); when its link drops, the leader learns it
 (docs/failover.md §scale-out, step 2)."""
 
 from __future__ import annotations
