@@ -115,3 +115,5 @@ class RoutedTunnels:
         except PeerUnreachable as exc:
             # Its tunnels went with it, or go when its links do.
             logger.warning("tunnel of request %s on %s not closed: %s", rid, holder, exc)
+            if isinstance(exc, PeerDown) and self._lost is not None:
+                self._lost(holder, str(exc))  # gone: its links go now, not in 10 s

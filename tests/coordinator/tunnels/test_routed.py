@@ -145,3 +145,23 @@ async def test_a_holder_that_times_out_is_kept_and_the_tunnel_unavailable() -> N
     with pytest.raises(TunnelUnavailable, match="follower:8487 cannot be reached"):
         await tunnels.open(RID, WORKER)
     assert lost == [] and mine.open_now == {}
+
+
+async def test_a_holder_found_gone_when_its_tunnel_closes_is_dropped() -> None:
+    theirs = RecordingTunnels()
+    holder = DryadCalls(None, lambda: SECRET, theirs)
+    app: list[Any] = [holder]
+
+    async def now(scope: Any, receive: Any, send: Any) -> None:
+        await app[0](scope, receive, send)
+
+    async def away(scope: Any, receive: Any, send: Any) -> None:
+        raise httpx.ConnectError("connection refused")
+
+    lost: list[str] = []
+    tunnels, _, _, where = routed(now, lambda holder, why: lost.append(holder))
+    where.holder = HOLDER
+    await tunnels.open(RID, WORKER)
+    app[0] = away  # the holder died with the job's tunnel
+    await tunnels.close(RID)
+    assert lost == [HOLDER] and tunnels.holder_of(RID) == LOCAL
