@@ -116,7 +116,8 @@ class Holders(WireCalls):
         without waiting for its silence to last ``ttl`` (docs/failover.md §scale-out). An
         announcement from it later claims its links again."""
         if holder != LOCAL:
-            self._forget(holder, f"cannot be reached ({why})")
+            detail = why.removeprefix(f"{holder} cannot be reached: ")  # PeerClient's words
+            self._forget(holder, f"cannot be reached ({detail})")
 
     def _forget(self, holder: str, why: str) -> None:
         self._heard.pop(holder, None)
