@@ -154,7 +154,8 @@ def assemble(settings: Settings, parts: Parts) -> Coordinator:
     )
     routed: Tunnels = tunnels
     if holders is not None and parts.peers is not None:
-        routed = RoutedTunnels(tunnels, holders.holder, parts.peers)  # tunnels follow links
+        # Tunnels follow links; a holder found gone loses its claims at once.
+        routed = RoutedTunnels(tunnels, holders.holder, parts.peers, holders.lost)
     keys = parts.keys if parts.keys is not None else KeyPool(settings.key_stock)
     service = Service(
         parts.store,
@@ -203,6 +204,8 @@ def assemble(settings: Settings, parts: Parts) -> Coordinator:
     metrics.registry.register(coordinator.lag)
     if holders is not None:
         metrics.registry.register(HolderFigures(holders))
+    if parts.peers is not None:
+        metrics.registry.register(parts.peers.figures)
     coordinator.app = create_app(http, coordinator.running)
     coordinator.app.state.coordinator = coordinator  # for tests and benches that hold the app
     return coordinator
@@ -216,8 +219,9 @@ def binds_tunnel_ports(settings: Settings) -> bool:
     return mode == "direct" or (mode in ("link", "dialback") and bool(settings.link))
 
 
-def tunnels_for(settings: Settings, store: Store, link: DryadLink | None) -> Tunnels:
-    """This coordinator's own tunnels for ``settings.tunnel_mode`` (a leader's or a follower's)."""
+def tunnels_for(settings: Settings, store: Store | None, link: DryadLink | None) -> Tunnels:
+    """This coordinator's own tunnels for ``settings.tunnel_mode`` (a leader's, or without a
+    store a follower's, whose ports are not stored: docs/failover.md §scale-out)."""
     connector: Connector
     if settings.tunnel_mode == "direct":
         connector = Direct()

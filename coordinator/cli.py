@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
-from coordinator import __version__
+from coordinator import __version__, logs
 from coordinator.domain.model import User
 from coordinator.errors import BorutaError, ServingTaken
 from coordinator.settings import Settings, SettingsError, load
@@ -143,13 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"boruta-coordinator: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration step
-    # asyncssh logs every connection and channel at INFO; the link logs what matters itself.
-    logging.getLogger("asyncssh").setLevel(logging.WARNING)
+    logs.configure(settings.log_level)
     try:
         if args.command == "serve":
             return _serve(settings)

@@ -30,6 +30,7 @@ from coordinator.feed.events import Broadcaster
 from coordinator.feed.metrics import HttpMetrics, Metrics
 from coordinator.feed.panels import Panels
 from coordinator.feed.webhooks import Webhooks
+from coordinator.link.enrolment import StoreEnrolment
 from coordinator.link.holders import Holders
 from coordinator.service.operations import Service
 from coordinator.service.quotas import QuotaAdmin
@@ -94,7 +95,9 @@ def create_app(
             *WhoAmI(auth).routes(),
             *QuotaEndpoints(QuotaAdmin(parts.service, parts.store, parts.clock), auth).routes(),
             *(
-                PeerRoutes(parts.holders, parts.panels).routes()
+                PeerRoutes(
+                    parts.holders, parts.panels, StoreEnrolment(parts.store, parts.clock)
+                ).routes()
                 if parts.holders is not None
                 else []
             ),

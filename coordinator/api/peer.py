@@ -7,6 +7,7 @@ scope) is served; anyone else gets 403, whatever the path under ``/peer/``.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Final
 
 from starlette.requests import Request as HttpRequest
@@ -16,29 +17,35 @@ from starlette.routing import Route
 from coordinator import wire
 from coordinator.api.bodies import read_json
 from coordinator.api.v1 import json_response
-from coordinator.errors import BorutaError, Forbidden, InvalidRequest, RouteNotFound
+from coordinator.errors import BorutaError, Conflict, Forbidden, InvalidRequest, RouteNotFound
 from coordinator.link import peerwire
+from coordinator.link.enrolment import Enrolment
 from coordinator.link.holders import Holders
 from coordinator.link.registry import PanelSink
 from coordinator.link.server import worker_uuid
 from coordinator.service.steps import wire_state
 from coordinator.wire import RpcError, WireError
 
+logger = logging.getLogger("coordinator")
+
 PEER_SCOPE: Final = "boruta.peer"  # set by httpd.peergate for a request with the secret
 MAX_BODY: Final = 4 << 20  # bytes: an announcement of many thousand links
 
 
 class PeerRoutes:
-    """``PUT /peer/v1/holders`` and ``POST /peer/v1/links/{uuid}/{method}``."""
+    """``PUT /peer/v1/holders``, ``POST /peer/v1/links/{uuid}/{method}`` and ``POST
+    /peer/v1/enrol/{uuid}``."""
 
-    def __init__(self, holders: Holders, panels: PanelSink) -> None:
+    def __init__(self, holders: Holders, panels: PanelSink, enrolment: Enrolment) -> None:
         self._holders = holders
         self._panels = panels
+        self._enrolment = enrolment
 
     def routes(self) -> list[Route]:
         return [
             Route(peerwire.HOLDERS, self.announce, methods=["PUT"]),
             Route(peerwire.LINKS + "{uuid}/{method}", self.link_call, methods=["POST"]),
+            Route(peerwire.ENROL + "{uuid}", self.enrol, methods=["POST"]),
             Route(peerwire.PREFIX + "{rest:path}", self.unknown, methods=["GET", "PUT", "POST"]),
         ]
 
@@ -73,6 +80,26 @@ class PeerRoutes:
         except RpcError as exc:
             return json_response(peerwire.failure(exc))
         return json_response({"result": wire.encode(result)})
+
+    async def enrol(self, http: HttpRequest) -> Response:
+        """A dryad's enrolment its holder passes on: the token checked, the key bound here
+        (under this leader's fence); a refusal as the link answers it, a failure to decide
+        (the database) as the HTTP error it is, so the holder says "try again"."""
+        _admitted(http)
+        uuid = worker_uuid(http.path_params["uuid"])
+        if uuid is None:
+            raise InvalidRequest(f"{http.path_params['uuid'][:64]!r} is not a worker UUID")
+        try:
+            holder, token_hash, key = peerwire.read_enrolment(await read_json(http, MAX_BODY))
+        except peerwire.PeerWireError as exc:
+            raise InvalidRequest(f"enrolment from a holder: {exc}") from None
+        try:
+            bound = await self._enrolment.enrol(uuid, token_hash, key)
+        except Conflict as exc:  # another key is bound to this UUID
+            return json_response(peerwire.failure(RpcError(wire.REFUSED, exc.message)))
+        if bound:
+            logger.info("worker %s: enrolled through %s", uuid, holder)
+        return json_response(peerwire.enrolled(bound))
 
     async def unknown(self, http: HttpRequest) -> Response:
         _admitted(http)

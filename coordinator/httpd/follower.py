@@ -120,8 +120,11 @@ class Follower:
             self.link = DryadLink(store)
             self.links = LeaderLinks(self.peers, settings.peer_address, self._leader_url)
             self.link.service = self.links
+            self.link.enrolment = self.links  # the farm's writes are the leader's
             self.link.panels = self.links
-            self.tunnels = tunnels_for(settings, store, self.link)
+            # Its tunnels' ports in memory only: the table is the leader's (one range
+            # per host, rows by port number), and a follower writes nothing of the farm's.
+            self.tunnels = tunnels_for(settings, None, self.link)
         else:
             logger.warning(
                 "no dryad link on this follower: the leader could not reach it (the HTTP "
@@ -130,6 +133,7 @@ class Follower:
         self._peer_calls = DryadCalls(self.link, lambda: self._secret, self.tunnels)
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(_Figures(self))
+        self.registry.register(self.peers.figures)
 
     def _leader_url(self) -> str | None:
         return self.leader.url if self.leader is not None else None

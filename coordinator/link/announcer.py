@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import anyio
 from anyio.abc import TaskStatus
@@ -27,6 +27,10 @@ from coordinator.link.peerclient import PeerClient, PeerUnreachable
 from coordinator.wire import HealthReport, Method, RpcError, WireError
 
 logger = logging.getLogger(__name__)
+
+# Seconds the leader has for an enrolment: with the peer call's margin, its answer (or
+# the failure's) still reaches the dryad within its own 30 s for ``enrol``.
+ENROL_TIMEOUT: Final = 20.0
 
 P = TypeVar("P", bound=wire.Message)
 R = TypeVar("R", bound="wire.Message | None")
@@ -146,6 +150,33 @@ class LeaderLinks:
     async def update(self, worker: WorkerUUID, panel: wire.Panel, /) -> None:
         """A board's panel, for the leader's dashboards."""
         await self._pass(worker, wire.PANEL, panel)
+
+    async def enrol(self, uuid: WorkerUUID, token_hash: str, public_key: str) -> bool:
+        """``link.enrolment.Enrolment`` by the leader: a follower writes nothing of the
+        farm's itself, so a follower cut off from the database while a new leader starts
+        binds no key behind its fence.
+
+        :raises wire.RpcError: UNAVAILABLE when the leader cannot be reached or take it
+            (the dryad tries again with its usual back-off); REFUSED as the leader refused
+            it (the UUID is bound to another key).
+        """
+        leader = self._leader()
+        if leader is None:
+            raise RpcError(wire.UNAVAILABLE, "no coordinator serves the farm now: try again")
+        body = peerwire.enrolment(self._own, token_hash, public_key)
+        try:
+            status, answer = await self._peers.send(
+                "POST", leader, f"{peerwire.ENROL}{uuid}", body, ENROL_TIMEOUT
+            )
+            if status != 200:
+                raise ConnectionError(f"the leader answered {status}: {str(answer)[:200]}")
+            return peerwire.read_enrolled(answer, "the leader")
+        except RpcError:
+            raise
+        except ConnectionError as exc:
+            raise RpcError(
+                wire.UNAVAILABLE, f"the farm's leader cannot take the enrolment: {exc}"
+            ) from None
 
     async def _pass(self, uuid: WorkerUUID, method: Method[P, R], params: P) -> R:
         """``method`` performed by the leader; a failure is the link's refusal (the dryad

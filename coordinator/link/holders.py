@@ -5,7 +5,9 @@ Soft state, kept in memory only: the leader's own sessions, and each follower's 
 links as it announced it last (again on every change and every ``REANNOUNCE`` seconds,
 so a new leader learns them all within that time). A holder not heard from for ``ttl``
 seconds is dropped with its links: a dead follower's dryads go through the link's grace
-as a dropped local link does. A worker is connected while anyone holds it; the newest
+as a dropped local link does. A holder that refuses a connection (its process is gone) is
+dropped at once, and the call goes to the newest claim left, if any; one that only times
+out is kept (it may be loaded, not gone). A worker is connected while anyone holds it; the newest
 claim serves its calls, so a dryad that re-linked elsewhere before its old connection
 timed out is reached where it is now.
 """
@@ -24,7 +26,7 @@ from coordinator import wire
 from coordinator.domain.ids import WorkerUUID
 from coordinator.link import peerwire
 from coordinator.link.calls import WireCalls
-from coordinator.link.peerclient import PeerClient
+from coordinator.link.peerclient import PeerClient, PeerDown
 from coordinator.link.registry import DryadLink, HasState, LinkService
 from coordinator.wire import HealthReport, Method, WireError
 
@@ -107,15 +109,23 @@ class Holders(WireCalls):
         limit = self._clock() - self._ttl
         for holder, heard in list(self._heard.items()):
             if heard < limit:
-                del self._heard[holder]
-                gone = self._held.pop(holder, {})
-                if gone:
-                    logger.warning(
-                        "%s silent for %.0f s: its %d dryad links count as dropped",
-                        holder, self._ttl, len(gone),
-                    )  # fmt: skip
-                for uuid in sorted(gone):
-                    self._unclaim(uuid, holder)
+                self._forget(holder, f"silent for {self._ttl:.0f} s")
+
+    def lost(self, holder: str, why: str) -> None:
+        """``holder`` refused a connection (``PeerDown``): drop it with its links now,
+        without waiting for its silence to last ``ttl`` (docs/failover.md §scale-out). An
+        announcement from it later claims its links again."""
+        if holder != LOCAL:
+            detail = why.removeprefix(f"{holder} cannot be reached: ")  # PeerClient's words
+            self._forget(holder, f"cannot be reached ({detail})")
+
+    def _forget(self, holder: str, why: str) -> None:
+        self._heard.pop(holder, None)
+        gone = self._held.pop(holder, {})
+        if gone:
+            logger.warning("%s %s: its %d dryad links count as dropped", holder, why, len(gone))
+        for uuid in sorted(gone):
+            self._unclaim(uuid, holder)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Expire silent holders until cancelled."""
@@ -189,19 +199,31 @@ class Holders(WireCalls):
     # ---- Dryads (the calls: calls.WireCalls), through the holder -----------------------
 
     async def _call(self, worker: WorkerUUID, method: Method[P, R], params: P) -> R:
-        holder = self.holder(worker)
-        if holder is None:
-            raise ConnectionError(f"dryad {worker} is not connected")
-        if holder == LOCAL:
-            if self._local is None:
-                raise ConnectionError("dryad link is not running")
-            return await self._local.ask(worker, method, params)
-        return await self.through(holder, worker, method, params)
+        tried: set[str] = set()
+        while True:
+            holder = self.holder(worker)
+            if holder is None:
+                raise ConnectionError(f"dryad {worker} is not connected")
+            if holder == LOCAL:
+                if self._local is None:
+                    raise ConnectionError("dryad link is not running")
+                return await self._local.ask(worker, method, params)
+            try:
+                return await self.through(holder, worker, method, params)
+            except PeerDown as exc:
+                # Not connected, so not performed: the next claim (the dryad re-linked
+                # there) may serve it. A timeout may have been performed: never repeated.
+                tried.add(holder)
+                self.lost(holder, str(exc))
+                after = self.holder(worker)
+                if after is None or after in tried:
+                    raise
 
     async def through(self, holder: str, worker: WorkerUUID, method: Method[P, R], params: P) -> R:
         """``method`` on ``worker``'s dryad through the coordinator at ``holder``.
 
-        :raises ConnectionError: when ``holder`` cannot be reached, the dryad is not
+        :raises PeerDown: when no connection to ``holder`` could be made.
+        :raises ConnectionError: when ``holder``'s answer was lost, the dryad is not
             connected there, or the answer is not the row's result.
         :raises TimeoutError, wire.RpcError: as the dryad answered the holder.
         """

@@ -4,6 +4,7 @@ farm's secret (docs/failover.md §scale-out)."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -11,6 +12,8 @@ import anyio
 import httpx
 
 from coordinator.errors import StoreUnavailable
+from coordinator.link import peerfigures
+from coordinator.link.peerfigures import PeerFigures
 from coordinator.link.peerwire import PEER_HEADER
 
 logger = logging.getLogger(__name__)
@@ -21,6 +24,15 @@ MARGIN: Final = 5.0  # seconds a peer call waits beyond the dryad's own time for
 
 class PeerUnreachable(ConnectionError):
     """The other coordinator could not be reached, or its answer was lost."""
+
+
+class PeerDown(PeerUnreachable):
+    """No connection to the other coordinator could be made (refused, no route, a name
+    that does not resolve): it is not running there, so the call was not performed."""
+
+
+class PeerTimedOut(PeerUnreachable):
+    """The other coordinator did not answer in time: it may be loaded, not gone."""
 
 
 class PeerClient:
@@ -35,6 +47,7 @@ class PeerClient:
         read_secret: Callable[[], str] | None = None,
     ):
         self.secret = secret
+        self.figures = PeerFigures()  # this process's peer calls, for /metrics
         self._read_secret = read_secret
         self._http = httpx.AsyncClient(
             transport=transport,
@@ -47,8 +60,10 @@ class PeerClient:
     ) -> tuple[int, Any]:
         """The status and JSON body (None when there is none) of ``method base+path``.
 
-        :raises PeerUnreachable: when ``base`` cannot be reached, or its answer was lost
-            or is not JSON.
+        :raises PeerDown: when no connection to ``base`` could be made.
+        :raises PeerTimedOut: when ``base`` did not answer in time.
+        :raises PeerUnreachable: when its answer was lost or is not JSON (or the secret is
+            not known).
         """
         if not self.secret and self._read_secret is not None:
             try:
@@ -58,6 +73,8 @@ class PeerClient:
         if not self.secret:
             raise PeerUnreachable("the farm's peer secret is not known yet")
         url = base.rstrip("/") + path
+        start = time.monotonic()
+        result: str | None = None  # None: cancelled, not counted
         try:
             answer = await self._http.request(
                 method,
@@ -66,14 +83,32 @@ class PeerClient:
                 headers={PEER_HEADER: self.secret},
                 timeout=httpx.Timeout(seconds + MARGIN, connect=CONNECT_TIMEOUT),
             )
+            result = peerfigures.OK if answer.is_success else peerfigures.REFUSED
+            if answer.status_code == 204 or not answer.content:
+                return answer.status_code, None
+            try:
+                return answer.status_code, answer.json()
+            except ValueError:
+                result = peerfigures.LOST
+                raise PeerUnreachable(
+                    f"{base} answered {answer.status_code} without JSON"
+                ) from None
         except httpx.HTTPError as exc:
-            raise PeerUnreachable(f"{base} cannot be reached: {exc or type(exc).__name__}") from exc
-        if answer.status_code == 204 or not answer.content:
-            return answer.status_code, None
-        try:
-            return answer.status_code, answer.json()
-        except ValueError:
-            raise PeerUnreachable(f"{base} answered {answer.status_code} without JSON") from None
+            result, error = _failure(exc)
+            why = str(exc) or type(exc).__name__
+            raise error(f"{base} cannot be reached: {why}") from exc
+        finally:
+            if result is not None:
+                self.figures.observe(path, result, time.monotonic() - start)
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+def _failure(exc: httpx.HTTPError) -> tuple[str, type[PeerUnreachable]]:
+    """The figures' result and the exception of a failed call."""
+    if isinstance(exc, httpx.TimeoutException):  # a connect timeout too: maybe loaded
+        return peerfigures.TIMEOUT, PeerTimedOut
+    if isinstance(exc, httpx.ConnectError):  # refused, no route, unknown name
+        return peerfigures.UNREACHABLE, PeerDown
+    return peerfigures.LOST, PeerUnreachable

@@ -9,6 +9,7 @@ types and nothing is defined twice. A failure comes back as an ``error`` object 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -22,13 +23,14 @@ HOLDERS: Final = PREFIX + "holders"  # PUT: a holder's whole set of links, re-an
 LINKS: Final = PREFIX + "links/"  # POST links/{uuid}/{method}: a dryad's call to the leader
 DRYADS: Final = PREFIX + "dryads/"  # POST dryads/{uuid}/{method}: the leader's call to a dryad
 TUNNELS: Final = PREFIX + "tunnels/"  # PUT/DELETE tunnels/{rid}: a job's tunnel on the holder
+ENROL: Final = PREFIX + "enrol/"  # POST enrol/{uuid}: a dryad's enrolment, decided by the leader
 
 # The leader's calls a holder performs on its link (dial_back belongs to tunnels, step 4).
 TO_DRYAD: Final[Mapping[str, Method[Any, Any]]] = {
     row: row for row in (wire.PREPARE, wire.RELEASE, wire.MAINTENANCE, wire.HEALTHCHECK,
                          wire.IDENTIFY, wire.DISPLAY)
 }  # fmt: skip
-# A dryad's calls a holder passes to the leader (enrol is the holder's own: the store).
+# A dryad's calls a holder passes to the leader (enrol has its route: ``ENROL``).
 TO_LEADER: Final[Mapping[str, Method[Any, Any]]] = {
     row: row for row in (wire.REGISTER, wire.SET_FAIL, wire.HEALTH, wire.BUTTON, wire.PANEL)
 }
@@ -38,6 +40,9 @@ UNREACHABLE: Final = "unreachable"  # ConnectionError: no link, or it broke duri
 TIMEOUT: Final = "timeout"  # TimeoutError: the dryad did not answer in the row's time
 REFUSED: Final = "refused"  # wire.RpcError with ``code``: the other end said no
 MAX_LINKS: Final = 100_000  # links one announcement may name
+MAX_KEY: Final = 16 << 10  # characters of a public key (an RSA key of 16384 bits is ~2,800)
+_HEX64: Final = re.compile(r"[0-9a-f]{64}")
+_KEY: Final = re.compile(r"[a-z0-9@.-]{1,64} [A-Za-z0-9+/]+={0,2}")
 
 
 class PeerWireError(ValueError):
@@ -116,6 +121,46 @@ def read_link_call(body: Any) -> tuple[str, dict[str, Any]]:
     if not isinstance(params, dict):
         raise PeerWireError("params must be an object")
     return holder, params
+
+
+def enrolment(holder: str, token_hash: str, public_key: str) -> dict[str, Any]:
+    """A ``POST enrol/…`` body: the token travels as its hash, as it is stored."""
+    return {"holder": holder, "token_hash": token_hash, "public_key": public_key}
+
+
+def read_enrolment(body: Any) -> tuple[str, str, str]:
+    """The holder's URL, the token's hash and the dryad's key (OpenSSH ``type base64``)
+    from a ``POST enrol/…`` body.
+
+    :raises PeerWireError: for anything else.
+    """
+    if not isinstance(body, dict):
+        raise PeerWireError("the body must be an object")
+    holder, token_hash, key = body.get("holder"), body.get("token_hash"), body.get("public_key")
+    if not isinstance(holder, str) or not holder:
+        raise PeerWireError("holder must be a non-empty string (the holder's peer URL)")
+    if not isinstance(token_hash, str) or not _HEX64.fullmatch(token_hash):
+        raise PeerWireError("token_hash must be the token's SHA-256 in lower-case hex")
+    if not isinstance(key, str) or len(key) > MAX_KEY or not _KEY.fullmatch(key):
+        raise PeerWireError("public_key must be an OpenSSH public key: 'type base64'")
+    return holder, token_hash, key
+
+
+def enrolled(bound: bool) -> dict[str, Any]:
+    return {"result": {"bound": bound}}
+
+
+def read_enrolled(body: Any, where: str) -> bool:
+    """Whether the leader bound the key (False: the token is not valid).
+
+    :raises wire.RpcError: REFUSED as the leader refused it (another key is bound).
+    :raises ConnectionError: for a body that is not an enrolment's answer.
+    """
+    raise_failure(body, where)
+    result = body["result"]
+    if not isinstance(result, dict) or type(result.get("bound")) is not bool:
+        raise ConnectionError(f"{where} answered a malformed enrolment result")
+    return bool(result["bound"])
 
 
 def tunnel_order(worker: str, ssh_address: str) -> dict[str, Any]:

@@ -21,9 +21,10 @@ from coordinator import wire
 from coordinator.domain.clock import Clock, SystemClock
 from coordinator.domain.ids import WorkerUUID
 from coordinator.domain.states import WorkerState
-from coordinator.errors import BorutaError
+from coordinator.errors import BorutaError, StoreUnavailable
 from coordinator.link.attempts import FailedAttempts
 from coordinator.link.calls import WireCalls
+from coordinator.link.enrolment import Enrolment, StoreEnrolment
 from coordinator.link.session import BoundedLines, DryadSession, LineTooLong
 from coordinator.service.steps import wire_state
 from coordinator.store import Store
@@ -34,6 +35,7 @@ from coordinator.wire import (
     MAX_LINE,
     NOT_ENROLLED,
     REFUSED,
+    UNAVAILABLE,
     HealthReport,
     Method,
     Peer,
@@ -91,17 +93,19 @@ class PanelSink(Protocol):
 class DryadLink(WireCalls):
     """Implements ``ports.Dryads`` over the connected sessions, one per worker UUID.
 
-    Set ``service`` before the link server accepts dryads: their calls go to it.
+    Set ``service`` before the link server accepts dryads: their calls go to it. Their
+    enrolments go to ``enrolment``: this coordinator's store unless set (a follower's go
+    to the leader).
     """
 
     def __init__(
         self, store: Store, clock: Clock | None = None, attempts: FailedAttempts | None = None
     ) -> None:
-        self._store = store
         self._clock: Clock = clock or SystemClock()
         # Failed logins and enrolments per address; the link server shares it.
         self.attempts = attempts or FailedAttempts()
         self.service: LinkService | None = None
+        self.enrolment: Enrolment = StoreEnrolment(store, self._clock)
         self.panels: PanelSink | None = None  # where the boards' panels go; None drops them
         self._sessions: dict[WorkerUUID, DryadSession] = {}
         self._serving = 0  # sessions whose serve() has not returned
@@ -265,17 +269,21 @@ class DryadLink(WireCalls):
             self._close_after_answer(session)
             raise RpcError(REFUSED, _paused(self.attempts.retry_after(session.peer_host)))
         try:
-            valid = await anyio.to_thread.run_sync(
-                self._store.enrol_token_valid, hash_token(params.token), self._clock.now()
+            valid = await self.enrolment.enrol(
+                session.uuid, hash_token(params.token), session.public_key
             )
-            if valid:
-                await anyio.to_thread.run_sync(
-                    self._store.bind_dryad, session.uuid, session.public_key
-                )
+        except StoreUnavailable as exc:  # not a refusal: the dryad tries again soon
+            session.log.warning("enrolment of key %s not done: %s", session.fingerprint, exc)
+            self._close_after_answer(session)
+            raise RpcError(UNAVAILABLE, exc.message) from exc
         except BorutaError as exc:  # Conflict: another key won a race for this UUID
             session.log.warning("enrolment of key %s refused: %s", session.fingerprint, exc)
             self._close_after_answer(session)
             raise RpcError(REFUSED, exc.message) from exc
+        except RpcError as exc:  # UNAVAILABLE: the leader cannot be reached; try again
+            session.log.warning("enrolment of key %s not done: %s", session.fingerprint, exc)
+            self._close_after_answer(session)
+            raise
         if not valid:
             if self.attempts.failed(session.peer_host, "bad enrolment tokens"):
                 session.log.warning(

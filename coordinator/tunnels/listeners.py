@@ -128,13 +128,14 @@ class LinkTunnels:
     """``Tunnels`` with a TCP listener per job on a port from ``ports``.
 
     A job keeps its port across a coordinator restart: the port is stored when the
-    tunnel opens, and the re-opening after a restart binds it again.
+    tunnel opens, and the re-opening after a restart binds it again. Without a ``store``
+    (a follower's tunnels: docs/failover.md §scale-out) the ports are kept in memory only.
     """
 
     def __init__(
         self,
         connector: Connector,
-        store: Store,
+        store: Store | None,
         ports: range,
         bind: str,
         public_host: str = "",

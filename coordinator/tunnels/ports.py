@@ -24,9 +24,10 @@ class Ports:
 
     Ports are handed out round-robin, and ports of ended jobs are used last, so a user
     who still dials an old job's port reaches nothing rather than someone else's board.
+    Without a ``store`` they are remembered in memory only (a follower's).
     """
 
-    def __init__(self, ports: range, bind: str, store: Store) -> None:
+    def __init__(self, ports: range, bind: str, store: Store | None) -> None:
         self.range = ports
         self.bind = bind
         self._store = store
@@ -35,7 +36,8 @@ class Ports:
 
     async def load(self) -> None:
         """Read the stored ports (before the service re-opens running jobs' tunnels)."""
-        self._stored = await anyio.to_thread.run_sync(self._store.tunnel_ports)
+        if self._store is not None:
+            self._stored = await anyio.to_thread.run_sync(self._store.tunnel_ports)
 
     def listen(self, rid: RequestID, taken: set[int], worker: str) -> tuple[socket.socket, int]:
         """A listening socket for ``rid``'s tunnel and its port.
@@ -83,10 +85,11 @@ class Ports:
         """
         if self._stored.get(rid) == port:
             return
-        try:
-            await anyio.to_thread.run_sync(self._store.put_tunnel_port, rid, port)
-        except StoreUnavailable as exc:
-            raise TunnelUnavailable(f"tunnel port not recorded: {exc.message}") from exc
+        if self._store is not None:
+            try:
+                await anyio.to_thread.run_sync(self._store.put_tunnel_port, rid, port)
+            except StoreUnavailable as exc:
+                raise TunnelUnavailable(f"tunnel port not recorded: {exc.message}") from exc
         self._stored = {r: p for r, p in self._stored.items() if p != port}
         self._stored[rid] = port
 

@@ -14,7 +14,7 @@ from coordinator.domain.model import Worker
 from coordinator.errors import TunnelUnavailable
 from coordinator.link import peerwire
 from coordinator.link.holders import LOCAL
-from coordinator.link.peerclient import PeerClient, PeerUnreachable
+from coordinator.link.peerclient import PeerClient, PeerDown, PeerUnreachable
 from coordinator.service.interfaces import Tunnels
 
 logger = logging.getLogger(__name__)
@@ -25,14 +25,20 @@ OPEN_TIMEOUT = 10.0  # seconds a holder has to open a tunnel
 class RoutedTunnels:
     """Implements ``Tunnels``: this coordinator's own for a local link (or none), the
     holder's for a link another coordinator holds. ``where`` names a worker's holder
-    (``Holders.holder``)."""
+    (``Holders.holder``); ``lost`` is told of a holder that refused the connection
+    (``Holders.lost``: its claims go at once)."""
 
     def __init__(
-        self, local: Tunnels, where: Callable[[WorkerUUID], str | None], peers: PeerClient
+        self,
+        local: Tunnels,
+        where: Callable[[WorkerUUID], str | None],
+        peers: PeerClient,
+        lost: Callable[[str, str], None] | None = None,
     ) -> None:
         self._local = local
         self._where = where
         self._peers = peers
+        self._lost = lost
         self._remote: dict[RequestID, str] = {}  # each remote tunnel's holder
         # One open or close of a job's tunnel at a time: a link that moves twice quickly
         # must not leave the first move's tunnel open on a holder.
@@ -47,7 +53,28 @@ class RoutedTunnels:
             return await self._open(rid, worker)
 
     async def _open(self, rid: RequestID, worker: Worker) -> tuple[str, int]:
-        holder = self._where(worker.uuid)
+        tried: set[str] = set()
+        while True:
+            holder = self._where(worker.uuid)
+            try:
+                return await self._open_on(holder, rid, worker)
+            except PeerDown as exc:
+                # A holder whose process is gone: its claims go, and the tunnel opens
+                # where the dryad's link is now (another holder, or here).
+                failed = TunnelUnavailable(f"the tunnel's coordinator {holder}: {exc}")
+                if holder is None or self._lost is None:
+                    raise failed from exc
+                tried.add(holder)
+                self._lost(holder, str(exc))
+                if self._where(worker.uuid) in tried:
+                    raise failed from exc
+
+    async def _open_on(self, holder: str | None, rid: RequestID, worker: Worker) -> tuple[str, int]:
+        """Open ``rid``'s tunnel on ``holder`` (here for None or ``LOCAL``).
+
+        :raises PeerDown: when ``holder`` refused the connection.
+        :raises TunnelUnavailable: when it could not be opened otherwise.
+        """
         if holder is None or holder == LOCAL:
             # Nobody holds the link now: here, as a lone coordinator does, for the dryad
             # may come back to this one; it moves when the link shows up elsewhere.
@@ -63,6 +90,8 @@ class RoutedTunnels:
             if status != 200:
                 raise TunnelUnavailable(f"{holder} did not open it: {status} {str(body)[:200]}")
             address = peerwire.read_tunnel_address(body)
+        except PeerDown:
+            raise
         except (PeerUnreachable, peerwire.PeerWireError) as exc:
             raise TunnelUnavailable(f"the tunnel's coordinator {holder}: {exc}") from exc
         self._remote[rid] = holder
@@ -86,3 +115,5 @@ class RoutedTunnels:
         except PeerUnreachable as exc:
             # Its tunnels went with it, or go when its links do.
             logger.warning("tunnel of request %s on %s not closed: %s", rid, holder, exc)
+            if isinstance(exc, PeerDown) and self._lost is not None:
+                self._lost(holder, str(exc))  # gone: its links go now, not in 10 s

@@ -26,6 +26,7 @@ from coordinator.wire.errors import (
     NOT_ENROLLED,
     PARSE_ERROR,
     REFUSED,
+    UNAVAILABLE,
     RpcError,
     WireError,
 )
@@ -107,6 +108,7 @@ __all__ = [
     "MAX_PANEL_PNG",
     "METHOD_NOT_FOUND",
     "NOT_ENROLLED",
+    "UNAVAILABLE",
     "NULL",
     "ORIGINAL_MAINTENANCE",
     "PANEL",

@@ -94,6 +94,11 @@ ERROR_CODES: Final = (
     ("INTERNAL_ERROR", "the handler failed unexpectedly"),
     ("REFUSED", "understood and refused; the message says why"),
     ("NOT_ENROLLED", "an unknown key called something else than `enrol`"),
+    (
+        "UNAVAILABLE",
+        "understood, but it cannot be decided now (the database, or the farm's leader, "
+        "cannot be reached): try again later; a dryad redials with its usual back-off",
+    ),
 )
 
 

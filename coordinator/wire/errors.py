@@ -13,6 +13,7 @@ INVALID_PARAMS: Final = -32602
 INTERNAL_ERROR: Final = -32603
 REFUSED: Final = -32000  # the peer understood the call and refuses it (message says why)
 NOT_ENROLLED: Final = -32001  # an unknown key may only call ``enrol``
+UNAVAILABLE: Final = -32002  # understood, but cannot be decided now: try again later
 
 
 class WireError(ValueError):

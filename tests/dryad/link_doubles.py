@@ -55,6 +55,7 @@ class FakeCoordinator:
     enrolled: set[bytes] = field(default_factory=set)  # public key blobs bound by a token
     sessions: list[Session] = field(default_factory=list)
     refuse_keys: bool = False  # as for a UUID bound to another key
+    unavailable: int = 0  # enrolments answered UNAVAILABLE first (a follower without leader)
     registered_state: wire.WorkerState = wire.WorkerState.MAINTENANCE  # register's answer
     send: MemoryObjectSendStream[Received] = field(init=False)
     received: MemoryObjectReceiveStream[Received] = field(init=False)
@@ -79,6 +80,9 @@ class FakeCoordinator:
         known = session.key.public_data in self.enrolled
         if method == wire.ENROL:
             self.send.send_nowait(Received(method, params, session))
+            if self.unavailable > 0:
+                self.unavailable -= 1
+                raise wire.RpcError(wire.UNAVAILABLE, "the farm's leader cannot be reached")
             if params.get("token") != TOKEN:
                 raise wire.RpcError(wire.REFUSED, "enrolment token invalid or expired")
             self.enrolled.add(session.key.public_data)

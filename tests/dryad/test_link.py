@@ -148,6 +148,23 @@ async def test_a_refused_enrolment_is_retried_slowly_and_never_registers(
     assert "wrong-token-xyz" not in caplog.text
 
 
+async def test_an_enrolment_that_cannot_be_decided_now_is_retried_at_once(
+    coordinator: FakeCoordinator, tmp_path: Path
+) -> None:
+    """UNAVAILABLE (a follower whose leader cannot be reached) is not a refusal only a
+    person can fix: the dryad redials with its usual back-off and enrols."""
+    coordinator.unavailable = 2
+    identity = Identity.load(tmp_path / "state")
+    async with running(settings_for(coordinator, tmp_path / "state"), identity) as (_, log):
+        for _ in range(3):
+            assert (await coordinator.next()).method == wire.ENROL
+        assert (await coordinator.next()).method == wire.REGISTER
+        await log.wait_for(LinkState.CONNECTED)
+    assert identity.enrolled
+    assert LinkState.ENROLMENT_REFUSED not in [state for state, _ in log.states]
+    assert log.states[0][0] is LinkState.DISCONNECTED
+
+
 async def test_without_a_token_an_unknown_dryad_says_so(
     coordinator: FakeCoordinator, tmp_path: Path
 ) -> None:

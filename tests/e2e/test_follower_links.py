@@ -1,8 +1,8 @@
 """A dryad given only a follower's link address (``follower_link = true``): it enrols and
-registers through the follower, the leader sees it connected, matches a job to it and
-prepares its job user through the follower, the job's tunnel is the follower's (ssh
-through it works), and the close has the board make that user
-anew (the old one and its key removed); when its link drops, the leader learns it
+registers through the follower (the leader binding its key), the leader sees it
+connected, matches a job to it and prepares its job user through the follower, the job's
+tunnel is the follower's (ssh through it works), and the close has the board make that
+user anew (the old one and its key removed); when its link drops, the leader learns it
 (docs/failover.md §scale-out, step 2)."""
 
 from __future__ import annotations
@@ -69,6 +69,17 @@ def make_idle(group: Group, http: httpx.Client, uuid: str, seen_on: Member) -> N
     group.wait(lambda: worker(group, seen_on)["State"] == "IDLE", "the board IDLE", 60)
 
 
+def peer_calls(http: httpx.Client, route: str, to: str, result: str = "ok") -> float:
+    """A coordinator's count of its peer calls of ``route`` to ``to`` with ``result``."""
+    metrics = http.get("/metrics")
+    assert metrics.status_code == 200, metrics.text
+    series = f'boruta_peer_calls_total{{result="{result}",route="{route}",to="{to}"}} '
+    for line in metrics.text.splitlines():
+        if line.startswith(series):
+            return float(line.removeprefix(series))
+    return 0.0
+
+
 def job(http: httpx.Client) -> tuple[int, dict[str, Any]]:
     """A request for the board, and its AccessInfo once matched."""
     rid = http.post("/api/v1/reqs/", json={"Caps": {"device_type": DEVICE}}).json()["ReqID"]
@@ -87,13 +98,18 @@ def test_a_dryad_linked_to_a_follower_is_served_through_it(
     assert b"registered (" in follower.since_start()  # the follower's link took it
     assert b"registered (" not in leader.since_start()
     uuid = worker(group, leader)["WorkerUUID"]
+    # Its enrolment was the leader's to decide and write, passed on by the follower.
+    assert f"worker {uuid}: enrolled through".encode() in leader.since_start()
     with group.http(follower) as http:
+        assert peer_calls(http, "enrol", "leader") == 1  # the follower's own /metrics
         make_idle(group, http, uuid, leader)
         # An admin's call to the dryad, made on the leader, answered through the follower
         # (a healthcheck would FAIL the board: its sshd check looks for port 22).
         identify = http.post(f"/api/v1/workers/{uuid}/identify", params={"seconds": 1})
         assert identify.status_code == 204, identify.text
-        group.wait(lambda: b"/identify" in leader.since_start(), "identify through the follower")
+        with group.http(leader) as on_leader:
+            # The leader counts its calls through holders (httpx logs none of them).
+            assert peer_calls(on_leader, "dryads", "holder") >= 1
         made = http.post("/api/v1/reqs/", json={"Caps": {"device_type": DEVICE}})
         assert made.status_code == 201, made.text
         rid = made.json()["ReqID"]

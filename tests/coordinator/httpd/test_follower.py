@@ -152,7 +152,9 @@ async def test_peer_paths_are_never_forwarded_and_need_the_secret() -> None:
         await f.forwarder.stop()
         await f.peers.aclose()
     assert (refused.status_code, wrong.status_code, unknown.status_code) == (403, 403, 404)
-    assert b"boruta_follower_links 0.0" in generate_latest(f.registry)
+    figures = generate_latest(f.registry)
+    assert b"boruta_follower_links 0.0" in figures
+    assert b"# HELP boruta_peer_calls_total" in figures  # its own calls (none to a holder)
     assert reached == []
     # The worker's dryad is not linked here: the leader learns it, as from its own link.
     assert call.status_code == 200
@@ -168,3 +170,32 @@ async def test_a_follower_holds_no_link_unless_told_or_when_it_cannot_be_reached
     assert follower(db, Settings(follower_link=True, link="")).link is None
     assert follower(db, Settings(follower_link=True, http="127.0.0.1:0")).link is None
     assert "the leader could not reach it" in caplog.text
+
+
+async def test_a_followers_tunnel_ports_are_not_stored() -> None:
+    """The tunnel_ports table is the leader's (rows by port number, one range per host):
+    a follower keeps its tunnels' ports in memory (this store fake has no tunnel calls)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = Settings(
+        follower_link=True,
+        tunnel_mode="direct",
+        http="127.0.0.1:8487",
+        tunnel_ports=f"{port}-{port}",
+        public_host="127.0.0.1",
+    )
+    f = follower(Database(Serving(True, "coordinator a", 4, "http://a:1")), settings)
+    await _learn(f)
+    transport = httpx.ASGITransport(app=f)
+    order = {"worker": "00000000-0000-4000-8000-000000000001", "ssh_address": "127.0.0.1:22"}
+    headers = {"Boruta-Peer": SECRET}
+    async with httpx.AsyncClient(transport=transport, base_url="http://b") as client:
+        opened = await client.put("/peer/v1/tunnels/5", json=order, headers=headers)
+        again = await client.put("/peer/v1/tunnels/5", json=order, headers=headers)
+        closed = await client.delete("/peer/v1/tunnels/5", headers=headers)
+    await f.forwarder.stop()
+    await f.peers.aclose()
+    assert opened.status_code == 200, opened.text
+    assert opened.json() == again.json() == {"host": "127.0.0.1", "port": port}
+    assert closed.status_code == 200

@@ -274,3 +274,70 @@ async def test_the_secret_is_read_when_first_needed_and_its_failure_is_unreachab
     assert len(link.asked) == 2 and reads == [1]
     await peers.aclose()
     await holders.aclose()
+
+
+def by_host(apps: Mapping[str, Any]) -> Any:
+    """An ASGI app that passes each request to the app of its Host (a fake holder each)."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        host = dict(scope["headers"])[b"host"].decode()
+        await apps[host](scope, receive, send)
+
+    return app
+
+
+def refusing(exc: Exception) -> Any:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise exc
+
+    return app
+
+
+async def test_a_holder_that_refuses_the_connection_loses_its_claims_at_once() -> None:
+    link = FakeLink(answer=None)
+    apps = {
+        "follower-a:8487": refusing(httpx.ConnectError("connection refused")),
+        "follower-b:8487": DryadCalls(link, lambda: SECRET),
+    }
+    holders, presence = router(by_host(apps))
+    holders.announce(B, links(W1))
+    holders.announce(A, links(W1, W2))  # W1 re-linked to A, which then died
+    await holders.release(W1)  # A's refusal drops it; B, the older claim, serves
+    assert link.asked == [(W1, "release", wire.Empty())]
+    assert holders.holder(W1) == B and holders.holder(W2) is None
+    assert A not in holders.remote()
+    assert presence.events == [("up", W1), ("up", W2), ("down", W2)]  # W2's grace starts
+    holders.announce(A, links(W2))  # A was back after all: its announcement claims again
+    assert holders.holder(W2) == A
+
+
+async def test_a_holder_refusing_with_no_other_claim_is_the_callers_connection_error() -> None:
+    holders, presence = router(refusing(httpx.ConnectError("connection refused")))
+    holders.announce(A, links(W1))
+    with pytest.raises(ConnectionError, match="follower-a:8487 cannot be reached"):
+        await holders.release(W1)
+    assert holders.holder(W1) is None and presence.events == [("up", W1), ("down", W1)]
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        httpx.ReadTimeout("timed out"),
+        httpx.ConnectTimeout("timed out"),
+        httpx.RemoteProtocolError("server disconnected without a response"),
+    ],
+)
+async def test_a_holder_that_times_out_or_loses_an_answer_keeps_its_claims(
+    exc: Exception,
+) -> None:
+    """A loaded holder may be slow, and a lost answer may have been performed: neither is
+    repeated elsewhere, and the holder keeps its links until its silence says otherwise."""
+    link = FakeLink(answer=None)
+    apps = {"follower-a:8487": refusing(exc), "follower-b:8487": DryadCalls(link, lambda: SECRET)}
+    holders, presence = router(by_host(apps))
+    holders.announce(B, links(W1))
+    holders.announce(A, links(W1))
+    with pytest.raises(ConnectionError, match="follower-a:8487"):
+        await holders.release(W1)
+    assert holders.holder(W1) == A and link.asked == []
+    assert presence.events == [("up", W1)]

@@ -1,6 +1,7 @@
 """A dryad linked to a follower, in one process: it enrols and registers through the
-follower's link, the leader sees it connected and sends it a job's prepare through the
-follower, and the leader learns when the link drops (the grace then FAILS the worker).
+follower's link (the enrolment decided and written by the leader: the follower's store
+refuses writes here), the leader sees it connected and sends it a job's prepare through
+the follower, and the leader learns when the link drops (the grace then FAILS the worker).
 
 The two coordinators talk over their real peer routes (the leader's behind its peer
 gate), each reaching the other's app in-process."""
@@ -10,11 +11,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 
 from coordinator.api.errors import boruta_error
@@ -27,14 +29,16 @@ from coordinator.feed.panels import Panels
 from coordinator.httpd.holding import DryadCalls
 from coordinator.httpd.peergate import PeerGate
 from coordinator.link.announcer import LeaderLinks
+from coordinator.link.enrolment import StoreEnrolment
 from coordinator.link.holders import Holders
 from coordinator.link.peerclient import PeerClient
-from coordinator.link.registry import DryadLink
-from coordinator.link.server import LinkConfig, LinkServer
+from coordinator.link.registry import BAD_TOKEN, DryadLink
+from coordinator.link.server import LinkConfig, LinkServer, openssh
 from coordinator.service.keys import KeyPool
 from coordinator.service.operations import Service
+from coordinator.store import Store
 from coordinator.store.sql import SqlStore
-from coordinator.wire import ENROL, PREPARE, REFUSED, REGISTER, RpcError
+from coordinator.wire import ENROL, PREPARE, REFUSED, REGISTER, UNAVAILABLE, RpcError
 from tests.coordinator.doubles import ADMIN, ALICE, RecordingTunnels, until
 from tests.coordinator.link.test_holders import Presence
 
@@ -53,33 +57,54 @@ class Pair:
     farm: LinkFarm  # the follower's link port, the leader's service
     holders: Holders
     links: LeaderLinks
+    leader_peers: PeerClient  # the leader's calls to the follower
+    follower_peers: PeerClient  # the follower's calls to the leader
+
+
+class ReadOnly:
+    """A follower's view of the store: it reads, and writes nothing of the farm's."""
+
+    WRITES = frozenset({"bind_dryad", "put_tunnel_port", "add_enrol_token", "commit"})
+
+    def __init__(self, store: SqlStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self.WRITES:
+            raise AssertionError(f"a follower wrote to the store: {name}")
+        return getattr(self._store, name)
 
 
 @pytest.fixture
 async def pair(store: SqlStore, clock: FakeClock, tmp_path: Path) -> AsyncIterator[Pair]:
-    follower_link = DryadLink(store, clock)
+    reads = cast("Store", ReadOnly(store))
+    follower_link = DryadLink(reads, clock)
     to_follower = httpx.ASGITransport(app=DryadCalls(follower_link, lambda: SECRET))
-    holders = Holders(None, PeerClient(SECRET, to_follower))
+    leader_peers = PeerClient(SECRET, to_follower)
+    holders = Holders(None, leader_peers)
     service = Service(
         store, holders, RecordingTunnels(), clock, keys=KeyPool(2, processes=False),
         link_grace=GRACE,
     )  # fmt: skip
     holders.service = service
     leader_app = Starlette(
-        routes=PeerRoutes(holders, Panels(clock)).routes(),
+        routes=PeerRoutes(holders, Panels(clock), StoreEnrolment(store, clock)).routes(),
         exception_handlers={BorutaError: boruta_error},
     )
     to_leader = httpx.ASGITransport(app=PeerGate(leader_app, lambda: SECRET))
-    links = LeaderLinks(PeerClient(SECRET, to_leader), FOLLOWER, lambda: LEADER, every=0.2)
+    follower_peers = PeerClient(SECRET, to_leader)
+    links = LeaderLinks(follower_peers, FOLLOWER, lambda: LEADER, every=0.2)
     follower_link.service = links
     follower_link.panels = links
+    follower_link.enrolment = links  # as httpd.follower sets it
     config = LinkConfig("127.0.0.1", 0, tmp_path / "link_host_key", keepalive=5)
     async with anyio.create_task_group() as tg:
         await tg.start(service.run)
         await tg.start(links.run)
-        _, port = await tg.start(LinkServer(config, store, follower_link).run)
+        _, port = await tg.start(LinkServer(config, reads, follower_link).run)
         yield Pair(LinkFarm(port, service, follower_link, store, clock, config.host_key),
-                   holders, links)  # fmt: skip
+                   holders, links, leader_peers, follower_peers)  # fmt: skip
+        await follower_peers.aclose()
         tg.cancel_scope.cancel()
     await holders.aclose()
 
@@ -164,7 +189,7 @@ async def test_a_new_leader_learns_the_links_from_the_next_announcement(
     apps = {}
     for name, holders in leaders.items():
         holders.service = told[name]
-        routes = PeerRoutes(holders, Panels(clock)).routes()
+        routes = PeerRoutes(holders, Panels(clock), StoreEnrolment(store, clock)).routes()
         app = Starlette(routes=routes, exception_handlers={BorutaError: boruta_error})
         apps[name] = PeerGate(app, lambda: SECRET)
 
@@ -194,3 +219,68 @@ async def test_a_new_leader_learns_the_links_from_the_next_announcement(
         tg.cancel_scope.cancel()
     for holders in leaders.values():
         await holders.aclose()
+
+
+async def test_a_new_dryad_enrols_through_a_follower_and_the_leader_knows_its_key(
+    pair: Pair, tmp_path: Path
+) -> None:
+    """The leader checks the token and binds the key (the follower's store refuses any
+    write here); the leader keeps no copy of bound keys, so its own link admits the dryad
+    at once with that key, without enrolling again."""
+    farm, store = pair.farm, pair.farm.store
+    dryad = TestDryad()
+    async with dial(farm.port, dryad) as link:
+        assert await link.peer.call(ENROL, {"token": farm.token()}) == {"uuid": dryad.uuid}
+    assert store.dryad_key(dryad.uuid) == openssh(dryad.key)
+    figures = CollectorRegistry()
+    figures.register(pair.follower_peers.figures)
+    labels = {"to": "leader", "route": "enrol", "result": "ok"}
+    assert figures.get_sample_value("boruta_peer_calls_total", labels) == 1
+    leader_link = DryadLink(store, farm.clock)
+    leader_link.service = pair.holders
+    config = LinkConfig("127.0.0.1", 0, tmp_path / "leader_host_key", keepalive=5)
+    async with anyio.create_task_group() as tg:
+        _, port = await tg.start(LinkServer(config, store, leader_link).run)
+        async with dial(port, dryad) as link:  # the same key, on the leader's link
+            assert await link.peer.call(REGISTER, dryad.registration()) == {"state": "MAINTENANCE"}
+        tg.cancel_scope.cancel()
+
+
+async def test_a_bad_token_through_a_follower_is_the_leaders_refusal(pair: Pair) -> None:
+    farm = pair.farm
+    dryad = TestDryad()
+    async with dial(farm.port, dryad) as link:
+        with pytest.raises(RpcError, match=BAD_TOKEN) as refused:
+            await link.peer.call(ENROL, {"token": "brt_not-a-token"})
+    assert refused.value.code == REFUSED
+    assert farm.store.dryad_key(dryad.uuid) is None
+
+
+async def test_an_enrolment_while_no_leader_can_be_reached_is_unavailable_not_refused(
+    store: SqlStore, clock: FakeClock, tmp_path: Path
+) -> None:
+    """Not a refusal only a person can fix: the dryad redials with its usual back-off."""
+
+    async def away(scope: object, receive: object, send: object) -> None:
+        raise httpx.ConnectError("connection refused")
+
+    reads = cast("Store", ReadOnly(store))
+    link = DryadLink(reads, clock)
+    leader: list[str | None] = [None]
+    links = LeaderLinks(
+        PeerClient(SECRET, httpx.ASGITransport(app=away)), FOLLOWER, lambda: leader[0]
+    )
+    link.service = link.enrolment = links
+    config = LinkConfig("127.0.0.1", 0, tmp_path / "link_host_key", keepalive=5)
+    async with anyio.create_task_group() as tg:
+        _, port = await tg.start(LinkServer(config, reads, link).run)
+        farm = LinkFarm(port, None, link, store, clock, config.host_key)  # type: ignore[arg-type]
+        dryad = TestDryad()
+        for now, reason in [(None, "no coordinator serves"), (LEADER, "cannot be reached")]:
+            leader[0] = now
+            async with dial(port, dryad) as dialled:
+                with pytest.raises(RpcError, match=reason) as failed:
+                    await dialled.peer.call(ENROL, {"token": farm.token()})
+            assert failed.value.code == UNAVAILABLE
+        tg.cancel_scope.cancel()
+    assert store.dryad_key(dryad.uuid) is None

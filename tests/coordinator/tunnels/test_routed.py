@@ -4,6 +4,7 @@ link, and a holder that cannot open it or be reached is a clear TunnelUnavailabl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,12 +39,14 @@ class Where:
         return self.holder
 
 
-def routed(holder_app: Any) -> tuple[RoutedTunnels, RecordingTunnels, RecordingTunnels, Where]:
+def routed(
+    holder_app: Any, lost: Callable[[str, str], None] | None = None
+) -> tuple[RoutedTunnels, RecordingTunnels, RecordingTunnels, Where]:
     """The leader's routed tunnels, its own, the holder's, and where the link is."""
     mine, theirs, where = RecordingTunnels(), RecordingTunnels(), Where()
     app = holder_app if holder_app is not None else DryadCalls(None, lambda: SECRET, theirs)
     peers = PeerClient(SECRET, httpx.ASGITransport(app=app))
-    return RoutedTunnels(mine, where, peers), mine, theirs, where
+    return RoutedTunnels(mine, where, peers, lost), mine, theirs, where
 
 
 async def test_a_tunnel_opens_where_the_link_is_and_follows_it() -> None:
@@ -111,3 +114,54 @@ async def test_a_bad_tunnel_order_is_refused_and_opens_nothing(
     assert answer.status_code == status
     assert no_secret.status_code == 403
     assert theirs.open_now == {}
+
+
+async def test_a_holder_that_refuses_the_connection_is_dropped_and_the_tunnel_opens_here() -> None:
+    """The link's claims of a holder found gone go at once (``lost``); the tunnel opens
+    where the link is next: here, when the dryad's older claim is this coordinator's."""
+
+    async def away(scope: Any, receive: Any, send: Any) -> None:
+        raise httpx.ConnectError("connection refused")
+
+    lost: list[str] = []
+
+    def drop(holder: str, why: str) -> None:
+        lost.append(holder)
+        where.holder = LOCAL  # what Holders.lost leaves: the older, local claim
+
+    tunnels, mine, _, where = routed(away, drop)
+    where.holder = HOLDER
+    assert await tunnels.open(RID, WORKER) == ("10.0.0.9", 20007)
+    assert lost == [HOLDER] and mine.open_now == {RID: W}
+
+
+async def test_a_holder_that_times_out_is_kept_and_the_tunnel_unavailable() -> None:
+    async def slow(scope: Any, receive: Any, send: Any) -> None:
+        raise httpx.ReadTimeout("timed out")
+
+    lost: list[str] = []
+    tunnels, mine, _, where = routed(slow, lambda holder, why: lost.append(holder))
+    where.holder = HOLDER
+    with pytest.raises(TunnelUnavailable, match="follower:8487 cannot be reached"):
+        await tunnels.open(RID, WORKER)
+    assert lost == [] and mine.open_now == {}
+
+
+async def test_a_holder_found_gone_when_its_tunnel_closes_is_dropped() -> None:
+    theirs = RecordingTunnels()
+    holder = DryadCalls(None, lambda: SECRET, theirs)
+    app: list[Any] = [holder]
+
+    async def now(scope: Any, receive: Any, send: Any) -> None:
+        await app[0](scope, receive, send)
+
+    async def away(scope: Any, receive: Any, send: Any) -> None:
+        raise httpx.ConnectError("connection refused")
+
+    lost: list[str] = []
+    tunnels, _, _, where = routed(now, lambda holder, why: lost.append(holder))
+    where.holder = HOLDER
+    await tunnels.open(RID, WORKER)
+    app[0] = away  # the holder died with the job's tunnel
+    await tunnels.close(RID)
+    assert lost == [HOLDER] and tunnels.holder_of(RID) == LOCAL
