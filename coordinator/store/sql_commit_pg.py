@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from functools import cache
 from typing import Any, Final
 
+from coordinator.errors import StoreUnavailable
 from coordinator.store import Changes
 from coordinator.store.records import Numbered
 from coordinator.store.sql_commit import (
@@ -43,32 +44,12 @@ def write_postgresql(dbapi: Any, changes: Changes, fence: Fence | None) -> list[
     items = by_owner(changes.charges)
     # Owners whose row this holder wrote last need no read (docs/failover.md §round trips).
     known = fence.usage if fence is not None and fence.epoch is not None else {}
-    script = ["BEGIN"]
-    if fence is not None and fence.epoch is not None:
-        # First, so a new holder's fence waits for this transaction; a wrong epoch aborts
-        # it, and the server skips the rest of the text (docs/failover.md §round trips).
-        script.append(_fence(fence.epoch))
-    script.extend(_upserts("requests", REQUEST_COLUMNS, [request_row(r) for r in changes.requests]))
-    script.extend(_upserts("workers", WORKER_COLUMNS, [worker_row(w) for w in changes.workers]))
-    if changes.removed_workers:
-        gone = ", ".join(literal(uuid) for uuid in changes.removed_workers)
-        script.append(f"DELETE FROM workers WHERE uuid IN ({gone})")
-    first = len(script)
-    script.extend(_inserts([transition_row(t) for t in changes.transitions]))
-    numbering = range(first, len(script))
     rewritten = [charged(o, *known[o], items[o]) for o in sorted(items.keys() & known.keys())]
-    script.extend(_write_usage(row) for row in rewritten)
     unread = sorted(items.keys() - known.keys())
-    if unread:
-        owners = ", ".join(literal(owner) for owner in unread)
-        rows = ", ".join(f"({literal(owner)}, 0.0, 0)" for owner in unread)
-        script.append(f"INSERT INTO usage (owner, value, at) VALUES {rows} ON CONFLICT DO NOTHING")
-        script.append(
-            f"SELECT owner, value, at FROM usage WHERE owner IN ({owners}) "
-            "ORDER BY owner FOR UPDATE"
-        )
-    else:
-        script.append("COMMIT")
+    try:
+        script, numbering = _script(changes, fence, rewritten, unread)
+    except ValueError as exc:  # a value no literal can carry: nothing was sent
+        raise StoreUnavailable(f"cannot store the change: {exc}") from exc
     try:
         with _explicit_transaction(dbapi) as cur:
             found = _run(cur, script, [*numbering, len(script) - 1] if unread else numbering)
@@ -89,6 +70,41 @@ def write_postgresql(dbapi: Any, changes: Changes, fence: Fence | None) -> list[
     # its ids in ascending order are its rows' in order (docs/events.md §fed from memory).
     ids = [i for n in numbering for i in sorted(row[0] for row in found[n])]
     return numbered(ids, changes.transitions)
+
+
+def _script(
+    changes: Changes,
+    fence: Fence | None,
+    rewritten: list[tuple[float, int, str]],
+    unread: list[str],
+) -> tuple[list[str], range]:
+    """The transaction's statements, and which of them number the transitions; with
+    ``unread`` owners it ends with their usage rows' read instead of ``COMMIT``."""
+    script = ["BEGIN"]
+    if fence is not None and fence.epoch is not None:
+        # First, so a new holder's fence waits for this transaction; a wrong epoch aborts
+        # it, and the server skips the rest of the text (docs/failover.md §round trips).
+        script.append(_fence(fence.epoch))
+    script.extend(_upserts("requests", REQUEST_COLUMNS, [request_row(r) for r in changes.requests]))
+    script.extend(_upserts("workers", WORKER_COLUMNS, [worker_row(w) for w in changes.workers]))
+    if changes.removed_workers:
+        gone = ", ".join(literal(uuid) for uuid in changes.removed_workers)
+        script.append(f"DELETE FROM workers WHERE uuid IN ({gone})")
+    first = len(script)
+    script.extend(_inserts([transition_row(t) for t in changes.transitions]))
+    numbering = range(first, len(script))
+    script.extend(_write_usage(row) for row in rewritten)
+    if unread:
+        owners = ", ".join(literal(owner) for owner in unread)
+        rows = ", ".join(f"({literal(owner)}, 0.0, 0)" for owner in unread)
+        script.append(f"INSERT INTO usage (owner, value, at) VALUES {rows} ON CONFLICT DO NOTHING")
+        script.append(
+            f"SELECT owner, value, at FROM usage WHERE owner IN ({owners}) "
+            "ORDER BY owner FOR UPDATE"
+        )
+    else:
+        script.append("COMMIT")
+    return script, numbering
 
 
 @contextmanager
