@@ -173,8 +173,8 @@ _LOGGED = re.compile(r"^(\d+) LOG:  (?:statement|execute [^:]+): (.*(?:\n\t.*)*)
 @dataclass
 class Statements:
     """The write transactions found in a statement log: how many, the messages each took
-    (the coordinator sends a transaction's statements as one text: docs/failover.md §round
-    trips) and their statements, counted by kind."""
+    (a transaction's statements leave as one text: docs/failover.md §round trips) and
+    their statements, counted by kind."""
 
     transactions: int = 0
     sizes: list[int] = field(default_factory=list)  # statements per transaction

@@ -102,9 +102,9 @@ def _serve_argv(db: str, config: Path, workers: int, diagnostic: tuple[str, ...]
 
 def _config(tmp: Path, system: System, n: int) -> Path:
     """A settings file with a tunnel range of the coordinator's own: the systems serve side
-    by side on this host, and a range claimed twice is refused (docs/failover.md §tunnel
-    range claim). The followers hold no dryad links: the bench's workers are simulated
-    inside the leader (bench/_coordinators_serve.py)."""
+    by side on this host, and a range claimed twice is refused
+    (docs/failover.md §tunnel range claim). The followers hold no dryad links: the bench's
+    workers are simulated inside the leader (bench/_coordinators_serve.py)."""
     first = 30000 + 100 * [s.key for s in SYSTEMS].index(system.key) + 30 * n
     config = tmp / f"{system.key}-{n + 1}.toml"
     config.write_text(f'tunnel_ports = "{first}-{first + 29}"\nfollower_link = false\n')
