@@ -113,8 +113,8 @@ def _explicit_transaction(dbapi: Any) -> Iterator[Any]:
     transaction: in its default mode psycopg would first send a ``BEGIN`` of its own and
     wait for its answer. Whatever happens, the transaction is closed and the connection
     goes back to the pool as it came; one that cannot is closed, so the pool drops it."""
-    if dbapi.pgconn.transaction_status != IDLE:  # nothing may ride on this transaction
-        raise RuntimeError("the commit needs a connection outside any transaction")
+    # psycopg refuses (a psycopg error: StoreUnavailable) on a connection inside a
+    # transaction, or lost.
     dbapi.autocommit = True
     try:
         with dbapi.cursor() as cur:

@@ -135,3 +135,18 @@ def test_a_commit_failing_half_way_keeps_nothing_and_the_connection_stays_transa
     numbered = store.commit(Changes(requests=[make_request(1)], transitions=done))
     assert [n.transition for n in numbered] == done
     assert store.load().requests == [make_request(1)]
+
+
+def test_a_commit_on_a_connection_the_server_ended_fails_and_the_next_one_stores(
+    store: SqlStore, pg_cluster: PgCluster
+) -> None:
+    store.commit(Changes(requests=[make_request(1)]))  # a pooled connection, used just now
+    with pg_cluster.admin() as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'boruta-coordinator'"
+        )
+    with pytest.raises(StoreUnavailable):
+        store.commit(Changes(requests=[make_request(2)]))
+    store.commit(Changes(requests=[make_request(3)]))
+    assert [r.id for r in store.load().requests] == [1, 3]
