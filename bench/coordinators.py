@@ -48,7 +48,8 @@ STANDBY = re.compile(rb"standby: coordinator ")
 FOLLOWING = re.compile(rb"follower ready on http://([\d.]+):(\d+)")
 COMMITS = re.compile(rb"^COMMITS (\d+) ([\d.]+) ([\d.]+) (\d+)$", re.MULTILINE)
 
-NO_FENCING, NO_PING = ("--no-fencing",), ("--no-pre-ping",)  # _coordinators_serve.py's
+# _coordinators_serve.py's diagnostics
+NO_FENCING, NO_PING, PIPELINE = ("--no-fencing",), ("--no-pre-ping",), ("--pipeline-commit",)
 SYSTEMS = (
     System("sqlite", "1 coordinator, SQLite", postgres=False),
     System("pg", "1 coordinator, PostgreSQL", postgres=True),
@@ -62,6 +63,13 @@ SYSTEMS = (
     ),
     System("nofence", "[diag] 1 coordinator, PostgreSQL, no fencing check", True, 1, NO_FENCING),
     System("noping", "[diag] 1 coordinator, PostgreSQL, no pre-ping", True, 1, NO_PING),
+    System(
+        "pipeline",
+        "[diag] 1 coordinator, PostgreSQL, stop 24's pipelined commit",
+        True,
+        1,
+        PIPELINE,
+    ),
 )
 
 
@@ -228,10 +236,10 @@ async def measure(ups: list[Up], cluster: Cluster, args: argparse.Namespace) -> 
                 shown = "  ".join(f"{u.system.key} {u.results.chunks[-1].rate:.0f}" for u in ups)
                 print(f"  chunk {n + 1}/{args.chunks}, cycles/s: {shown}", flush=True)
         logged: list[Statements] = []
-        if not args.skip_diagnostic:
+        pg = [u for u in ups if u.system.key == "pg"]
+        if not args.skip_diagnostic and pg:
             # Apart from the measured chunks: logging every statement slows the server.
-            pg = next(u for u in ups if u.system.key == "pg")
-            await chunk(pg, min(size, 200), cluster, sampler, logged)
+            await chunk(pg[0], min(size, 200), cluster, sampler, logged)
         return logged
     finally:
         sampler.close()
@@ -249,7 +257,13 @@ def main() -> None:
     parser.add_argument(
         "--skip-diagnostic",
         action="store_true",
-        help="no diagnostic systems (no fencing check, no pre-ping), no statement log",
+        help="no diagnostic systems (no fencing check, no pre-ping, stop 24's commit), "
+        "no statement log",
+    )
+    parser.add_argument(
+        "--systems",
+        default=",".join(s.key for s in SYSTEMS),
+        help="the systems to run, by key (default: all of them)",
     )
     args = parser.parse_args()
     if args.concurrency > args.workers:
@@ -258,7 +272,10 @@ def main() -> None:
         parser.error("--cycles, --chunks, --concurrency and --sample-hz must be positive")
     if args.cycles < args.chunks:
         parser.error("--cycles must be at least --chunks")
-    systems = [s for s in SYSTEMS if not (s.diagnostic and args.skip_diagnostic)]
+    keys = args.systems.split(",")
+    if unknown := set(keys) - {s.key for s in SYSTEMS}:
+        parser.error(f"no system {', '.join(sorted(unknown))}: {', '.join(s.key for s in SYSTEMS)}")
+    systems = [s for s in SYSTEMS if s.key in keys and not (s.diagnostic and args.skip_diagnostic)]
     size = -(-args.cycles // args.chunks)
     print(
         f"job cycles (Ed25519 keys): {size * args.chunks} per system in {args.chunks} chunks "
@@ -292,14 +309,18 @@ def main() -> None:
         "every 0.5 s. 3x, spread: lane n goes through coordinator n mod 3, so two thirds of "
         "the requests reach the leader forwarded by a follower, all on the same cores."
     )
-    print(ratio_line("1x PostgreSQL / 1x SQLite", results["pg"], results["sqlite"], 0.7))
-    print(ratio_line("3x, leader / 1x PostgreSQL", results["pg3"], results["pg"], 0.8))
-    print(ratio_line("3x, spread / 1x PostgreSQL", results["pg3s"], results["pg"], 0.8))
-    if "nofence" in results:
-        label = "1x PostgreSQL / same without fencing [diag]"
-        print(ratio_line(label, results["pg"], results["nofence"], None))
-        label = "1x PostgreSQL / same without pre-ping [diag]"
-        print(ratio_line(label, results["pg"], results["noping"], None))
+    ratios = (
+        ("1x PostgreSQL / 1x SQLite", "pg", "sqlite", 0.7),
+        ("3x, leader / 1x PostgreSQL", "pg3", "pg", 0.8),
+        ("3x, spread / 1x PostgreSQL", "pg3s", "pg", 0.8),
+        ("1x PostgreSQL / same without fencing [diag]", "pg", "nofence", None),
+        ("1x PostgreSQL / same without pre-ping [diag]", "pg", "noping", None),
+        ("1x PostgreSQL / same, stop 24's commit [diag]", "pg", "pipeline", None),
+        ("stop 24's commit on PostgreSQL / 1x SQLite [diag]", "pipeline", "sqlite", None),
+    )
+    for label, top, bottom, goal in ratios:
+        if top in results and bottom in results:
+            print(ratio_line(label, results[top], results[bottom], goal))
     for found in logged:
         print(statements_report(found))
 
