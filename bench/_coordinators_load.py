@@ -52,10 +52,14 @@ class Cycles:
 
 
 class Lanes:
-    """``concurrency`` lanes, each a keep-alive connection that runs one cycle at a time."""
+    """``concurrency`` lanes, each a keep-alive connection that runs one cycle at a time;
+    lane n goes to ``addresses[n % len(addresses)]``."""
 
-    def __init__(self, host: str, port: int, token: str, concurrency: int) -> None:
-        self._lanes = [LightConnection(host, port, token) for _ in range(concurrency)]
+    def __init__(self, addresses: list[tuple[str, int]], token: str, concurrency: int) -> None:
+        self._lanes = [
+            LightConnection(*addresses[n % len(addresses)], token) for n in range(concurrency)
+        ]
+        self._spread = min(len(addresses), concurrency)
         body = {"Priority": 8, "Caps": BOARD_CAPS, "KeyType": "ed25519"}
         self._create = self._lanes[0].request("/api/v1/reqs/", json.dumps(body).encode())
 
@@ -75,8 +79,9 @@ class Lanes:
         return time.perf_counter() - start
 
     async def warm_up(self, count: int) -> None:
-        for _ in range(count):
-            await self._cycle(self._lanes[0])
+        """``count`` cycles one at a time, through each address in turn."""
+        for n in range(count):
+            await self._cycle(self._lanes[n % self._spread])
 
     async def cycles(self, count: int) -> Cycles:
         """``count`` cycles over all lanes, each lane taking the next as it finishes one."""

@@ -166,16 +166,19 @@ class WaitSampler:
 
 # ---- what a write transaction sends ------------------------------------------------------------
 
-_LOGGED = re.compile(r"^(\d+) LOG:  (?:statement|execute [^:]+): (.*)$", re.MULTILINE)
+# One logged message: its first line, and the lines PostgreSQL continues it on (a tab first).
+_LOGGED = re.compile(r"^(\d+) LOG:  (?:statement|execute [^:]+): (.*(?:\n\t.*)*)$", re.MULTILINE)
 
 
 @dataclass
 class Statements:
-    """The write transactions found in a statement log: how many, and the statements they
-    sent, counted by kind (the log does not show which went together in a pipeline)."""
+    """The write transactions found in a statement log: how many, the messages each took
+    (a transaction's statements leave as one text: docs/failover.md §round trips) and
+    their statements, counted by kind."""
 
     transactions: int = 0
     sizes: list[int] = field(default_factory=list)  # statements per transaction
+    messages: list[int] = field(default_factory=list)  # messages (round trips) per transaction
     kinds: Counter[str] = field(default_factory=Counter)
 
 
@@ -189,16 +192,20 @@ def write_transactions(log: str) -> Statements:
     """Statements per write transaction (one with an INSERT, UPDATE or DELETE), counting
     what a session sent since its previous transaction ended (the pool's pre-ping)."""
     found = Statements()
-    pending: dict[str, list[str]] = {}
-    for pid, text in _LOGGED.findall(log):
+    pending: dict[str, list[list[str]]] = {}
+    for pid, message in _LOGGED.findall(log):
+        # The commit joins its statements with ";\n", which the log continues with a tab.
+        parts = [p.strip() for p in message.split(";\n\t")]
         sent = pending.setdefault(pid, [])
-        sent.append(text.strip())
-        if text.strip() not in ("COMMIT", "ROLLBACK"):
+        sent.append(parts)
+        if parts[-1].rstrip(";") not in ("COMMIT", "ROLLBACK"):
             continue
         del pending[pid]
-        if any(t.split()[0] in ("INSERT", "UPDATE", "DELETE") for t in sent if t.split()):
+        texts = [t for parts in sent for t in parts]
+        if any(t.split()[0] in ("INSERT", "UPDATE", "DELETE") for t in texts if t.split()):
             found.transactions += 1
-            kinds = [_statement_kind(t) for t in sent]
+            kinds = [_statement_kind(t) for t in texts]
             found.sizes.append(len(kinds))
+            found.messages.append(len(sent))
             found.kinds.update(kinds)
     return found

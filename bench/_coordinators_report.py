@@ -18,6 +18,7 @@ class System:
     postgres: bool
     coordinators: int = 1
     diagnostic: tuple[str, ...] = ()  # bench/_coordinators_serve.py's diagnostic flags
+    spread: bool = False  # the lanes go through every coordinator, not the serving one only
 
 
 @dataclass
@@ -90,6 +91,7 @@ def report(results: Results) -> str:
     standbys = [
         sum(c.coordinator_cpu[i] for c in chunks) / n for i in range(1, results.system.coordinators)
     ]
+    other = "follower (forwarding)" if results.system.spread else "standby"
     server = results.total("server_cpu") / n
     everything = serving + sum(standbys) + server
     latencies = [t for c in chunks for t in c.cycles.latencies]
@@ -102,7 +104,7 @@ def report(results: Results) -> str:
         f"    per cycle       p50 {_ms(percentile(latencies, 50))} ms, "
         f"p99 {_ms(percentile(latencies, 99))} ms",
         f"    CPU ms/cycle    serving coordinator {_ms(serving)}"
-        + "".join(f", standby {i + 1} {_ms(s)}" for i, s in enumerate(standbys))
+        + "".join(f", {other} {i + 1} {_ms(s)}" for i, s in enumerate(standbys))
         + (f", PostgreSQL server {_ms(server)}" if results.system.postgres else "")
         + f"; all {_ms(everything)}",
         f"    load generator  {_ms(sum(c.cycles.client_cpu for c in chunks) / n)} ms "
@@ -143,14 +145,14 @@ def ratio_line(label: str, top: Results, bottom: Results, goal: float | None) ->
 
 def statements_report(found: Statements) -> str:
     """What a write transaction of one coordinator on PostgreSQL sends, statement by
-    statement (they leave in one pipeline, so the log cannot show round trips)."""
+    statement, and in how many messages (round trips)."""
     if not found.transactions:
         return "[diag] no write transaction found in the statement log"
     lines = [
         f"[diag] {found.transactions} write transactions of 1 coordinator on PostgreSQL "
         f"(log_statement = all, a chunk of its own): {statistics.mean(found.sizes):.1f} "
-        "statements each (they leave in one pipeline: docs/failover.md §round trips); "
-        "statements per transaction:"
+        f"statements in {statistics.mean(found.messages):.2f} messages each (a message is "
+        "a round trip: docs/failover.md §round trips); statements per transaction:"
     ]
     lines += [f"    {n / found.transactions:5.2f}  {kind}" for kind, n in found.kinds.most_common()]
     return "\n".join(lines)

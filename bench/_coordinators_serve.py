@@ -15,7 +15,9 @@ Two things differ from ``boruta-coordinator``, both here and nowhere in the prod
 Diagnostics, to show what a part costs (the product has no such settings):
 ``--no-fencing`` leaves the epoch check out of every write; ``--no-pre-ping`` never pings a
 pooled connection at checkout (the engine pings one that idled a second);
-``--switch-interval`` sets the GIL's switch interval (``sys.setswitchinterval``).
+``--switch-interval`` sets the GIL's switch interval (``sys.setswitchinterval``);
+``--pipeline-commit`` commits on PostgreSQL as until stop 24, in a psycopg pipeline
+(bench/_pipeline_commit.py), to compare with the product's one-message commit.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any, cast
 
 import psycopg  # noqa: TID251 - a diagnostic: it counts the driver's round trips
 from _cycle_server import InstantDryads, register_workers, stock_filled
+from _pipeline_commit import write_pipelined
 
 import coordinator.assembly as assembly
 import coordinator.store.sql as sql_module
@@ -131,6 +134,9 @@ def main() -> int:
         "--no-pre-ping", action="store_true", help="diagnostic: no ping at each checkout"
     )
     parser.add_argument("--switch-interval", type=float, help="diagnostic: the GIL's, seconds")
+    parser.add_argument(
+        "--pipeline-commit", action="store_true", help="diagnostic: stop 24's commit"
+    )
     parser.add_argument("argv", nargs=argparse.REMAINDER, help="-- then boruta-coordinator's")
     args = parser.parse_args()
     argv: list[str] = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
@@ -148,6 +154,8 @@ def main() -> int:
 
         ServingLock.check_write = unchecked  # type: ignore[method-assign]
         setattr(sql_module, "write_postgresql", written)  # noqa: B010 - not exported
+    if args.pipeline_commit:
+        setattr(sql_module, "write_postgresql", write_pipelined)  # noqa: B010 - not exported
     if args.no_pre_ping:
         # The engine pings a pooled connection only after it idled: never, here.
         setattr(engine, "PING_AFTER_IDLE", float("inf"))  # noqa: B010 - not exported

@@ -1,9 +1,10 @@
 """Job cycles per second, side by side in one run: one coordinator on a SQLite file, one on
-PostgreSQL, three on one PostgreSQL database (one serves, two stand by), and two diagnostic
-ones on PostgreSQL: without the per-write fencing check, and without the connection pool's
-ping at each checkout (each is one round trip of every write transaction). Every system is
-up for the whole run and the cycles run in short chunks, system after system in a rotating
-order, so that load from elsewhere on a shared machine falls on all of them alike.
+PostgreSQL, three on one PostgreSQL database with all the load sent to the leader, the
+same three with the load spread over all three (the followers forward their share to the
+leader), and two diagnostic ones on PostgreSQL: without the per-write fencing check, and
+without the connection pool's ping at each checkout. Every system is up for the whole run
+and the cycles run in short chunks, system after system in a rotating order, so that load
+from elsewhere on a shared machine falls on all of them alike.
 
 Prints cycles/s, CPU seconds per cycle of every coordinator process and of the PostgreSQL
 server, the commit path's busy share, what the coordinators' database sessions did
@@ -24,6 +25,7 @@ import signal
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,15 +45,31 @@ from coordinator.settings import Settings
 from coordinator.store.sql import SqlStore
 
 STANDBY = re.compile(rb"standby: coordinator ")
+FOLLOWING = re.compile(rb"follower ready on http://([\d.]+):(\d+)")
 COMMITS = re.compile(rb"^COMMITS (\d+) ([\d.]+) ([\d.]+) (\d+)$", re.MULTILINE)
 
-NO_FENCING, NO_PING = ("--no-fencing",), ("--no-pre-ping",)  # _coordinators_serve.py's
+# _coordinators_serve.py's diagnostics
+NO_FENCING, NO_PING, PIPELINE = ("--no-fencing",), ("--no-pre-ping",), ("--pipeline-commit",)
 SYSTEMS = (
     System("sqlite", "1 coordinator, SQLite", postgres=False),
     System("pg", "1 coordinator, PostgreSQL", postgres=True),
-    System("pg3", "3 coordinators, one PostgreSQL (1 serves, 2 stand by)", True, 3),
+    System("pg3", "3 coordinators, one PostgreSQL (the leader gets all the load)", True, 3),
+    System(
+        "pg3s",
+        "3 coordinators, one PostgreSQL, the load spread (lanes through each in turn)",
+        True,
+        3,
+        spread=True,
+    ),
     System("nofence", "[diag] 1 coordinator, PostgreSQL, no fencing check", True, 1, NO_FENCING),
     System("noping", "[diag] 1 coordinator, PostgreSQL, no pre-ping", True, 1, NO_PING),
+    System(
+        "pipeline",
+        "[diag] 1 coordinator, PostgreSQL, stop 24's pipelined commit",
+        True,
+        1,
+        PIPELINE,
+    ),
 )
 
 
@@ -90,14 +108,30 @@ def _serve_argv(db: str, config: Path, workers: int, diagnostic: tuple[str, ...]
     return [*ours, *diagnostic, "--", "--db", db, "--config", str(config), *serve]
 
 
-def _tunnel_config(tmp: Path, system: System) -> Path:
-    """A settings file with a tunnel range of the system's own: the systems serve side by
-    side on this host, and a range claimed twice is refused. The standbys of one database
-    share their serving one's, as a farm's may (docs/failover.md §tunnel range claim)."""
-    first = 30000 + 100 * [s.key for s in SYSTEMS].index(system.key)
-    config = tmp / f"{system.key}.toml"
-    config.write_text(f'tunnel_ports = "{first}-{first + 99}"\n')
+def _config(tmp: Path, system: System, n: int) -> Path:
+    """A settings file with a tunnel range of the coordinator's own: the systems serve side
+    by side on this host, and a range claimed twice is refused
+    (docs/failover.md §tunnel range claim). The followers hold no dryad links: the bench's
+    workers are simulated inside the leader (bench/_coordinators_serve.py)."""
+    first = 30000 + 100 * [s.key for s in SYSTEMS].index(system.key) + 30 * n
+    config = tmp / f"{system.key}-{n + 1}.toml"
+    config.write_text(f'tunnel_ports = "{first}-{first + 29}"\nfollower_link = false\n')
     return config
+
+
+def _forwarding(host: str, port: int, timeout: float = 60) -> None:
+    """Wait until a follower's ``/healthz`` says it can forward (it knows the leader)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=5) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the follower on {host}:{port} is not ready")
+        time.sleep(0.05)
 
 
 def start(system: System, tmp: Path, cluster: Cluster, args: argparse.Namespace) -> Up:
@@ -113,18 +147,24 @@ def start(system: System, tmp: Path, cluster: Cluster, args: argparse.Namespace)
     token = add_user(store, "bench")
     store.close()
     procs: list[Process] = []
+    addresses: list[tuple[str, int]] = []
     try:
         for n in range(system.coordinators):
-            argv = _serve_argv(db, _tunnel_config(tmp, system), args.workers, system.diagnostic)
+            argv = _serve_argv(db, _config(tmp, system, n), args.workers, system.diagnostic)
             procs.append(Process(argv, tmp / f"{system.key}-{n + 1}.log"))
             if n == 0:
                 found = procs[0].wait_for(READY, timeout=300)
+                addresses.append((found[1].decode(), int(found[2])))
+            elif system.spread:
+                found = procs[-1].wait_for(FOLLOWING, timeout=120)
+                addresses.append((found[1].decode(), int(found[2])))
+                _forwarding(*addresses[-1])
             else:
                 procs[-1].wait_for(STANDBY, timeout=120)
     except BaseException:
         stop(procs)
         raise
-    lanes = Lanes(found[1].decode(), int(found[2]), token, args.concurrency)
+    lanes = Lanes(addresses, token, args.concurrency)
     return Up(system, system.key if system.postgres else db, procs, lanes)
 
 
@@ -196,10 +236,10 @@ async def measure(ups: list[Up], cluster: Cluster, args: argparse.Namespace) -> 
                 shown = "  ".join(f"{u.system.key} {u.results.chunks[-1].rate:.0f}" for u in ups)
                 print(f"  chunk {n + 1}/{args.chunks}, cycles/s: {shown}", flush=True)
         logged: list[Statements] = []
-        if not args.skip_diagnostic:
+        pg = [u for u in ups if u.system.key == "pg"]
+        if not args.skip_diagnostic and pg:
             # Apart from the measured chunks: logging every statement slows the server.
-            pg = next(u for u in ups if u.system.key == "pg")
-            await chunk(pg, min(size, 200), cluster, sampler, logged)
+            await chunk(pg[0], min(size, 200), cluster, sampler, logged)
         return logged
     finally:
         sampler.close()
@@ -217,7 +257,13 @@ def main() -> None:
     parser.add_argument(
         "--skip-diagnostic",
         action="store_true",
-        help="no diagnostic systems (no fencing check, no pre-ping), no statement log",
+        help="no diagnostic systems (no fencing check, no pre-ping, stop 24's commit), "
+        "no statement log",
+    )
+    parser.add_argument(
+        "--systems",
+        default=",".join(s.key for s in SYSTEMS),
+        help="the systems to run, by key (default: all of them)",
     )
     args = parser.parse_args()
     if args.concurrency > args.workers:
@@ -226,7 +272,10 @@ def main() -> None:
         parser.error("--cycles, --chunks, --concurrency and --sample-hz must be positive")
     if args.cycles < args.chunks:
         parser.error("--cycles must be at least --chunks")
-    systems = [s for s in SYSTEMS if not (s.diagnostic and args.skip_diagnostic)]
+    keys = args.systems.split(",")
+    if unknown := set(keys) - {s.key for s in SYSTEMS}:
+        parser.error(f"no system {', '.join(sorted(unknown))}: {', '.join(s.key for s in SYSTEMS)}")
+    systems = [s for s in SYSTEMS if s.key in keys and not (s.diagnostic and args.skip_diagnostic)]
     size = -(-args.cycles // args.chunks)
     print(
         f"job cycles (Ed25519 keys): {size * args.chunks} per system in {args.chunks} chunks "
@@ -256,17 +305,22 @@ def main() -> None:
     for done in results.values():
         print(report(done))
     print(
-        "\nThe three coordinators' load goes to the serving one: the others follow (their "
-        "HTTP ports, which would forward to it, get none of it here) and poll the serving "
-        "lock every 0.5 s."
+        "\n3x, leader: all the load goes to the leader; the followers poll the serving lock "
+        "every 0.5 s. 3x, spread: lane n goes through coordinator n mod 3, so two thirds of "
+        "the requests reach the leader forwarded by a follower, all on the same cores."
     )
-    print(ratio_line("1x PostgreSQL / 1x SQLite", results["pg"], results["sqlite"], 0.7))
-    print(ratio_line("3x PostgreSQL / 1x PostgreSQL", results["pg3"], results["pg"], 0.8))
-    if "nofence" in results:
-        label = "1x PostgreSQL / same without fencing [diag]"
-        print(ratio_line(label, results["pg"], results["nofence"], None))
-        label = "1x PostgreSQL / same without pre-ping [diag]"
-        print(ratio_line(label, results["pg"], results["noping"], None))
+    ratios = (
+        ("1x PostgreSQL / 1x SQLite", "pg", "sqlite", 0.7),
+        ("3x, leader / 1x PostgreSQL", "pg3", "pg", 0.8),
+        ("3x, spread / 1x PostgreSQL", "pg3s", "pg", 0.8),
+        ("1x PostgreSQL / same without fencing [diag]", "pg", "nofence", None),
+        ("1x PostgreSQL / same without pre-ping [diag]", "pg", "noping", None),
+        ("1x PostgreSQL / same, stop 24's commit [diag]", "pg", "pipeline", None),
+        ("stop 24's commit on PostgreSQL / 1x SQLite [diag]", "pipeline", "sqlite", None),
+    )
+    for label, top, bottom, goal in ratios:
+        if top in results and bottom in results:
+            print(ratio_line(label, results[top], results[bottom], goal))
     for found in logged:
         print(statements_report(found))
 

@@ -59,6 +59,8 @@ def create(
         connect_args={
             "connect_timeout": max(1, round(connect_timeout)),
             "application_name": "boruta-coordinator",
+            # The commit writes its values as literals, safe in UTF-8 (sql_commit_pg.py).
+            "client_encoding": "utf8",
             # A server that went silent (a cut cable) fails the waiting query within
             # seconds instead of the system's TCP default of hours
             # (docs/failover.md §standby).

@@ -414,7 +414,7 @@ class SqlStore(SqlFeed, SqlShares, SqlRequests):
     @contextmanager
     def _writing(self, *, check: bool = True, fenced: bool = True) -> Iterator[Connection]:
         """A write transaction; ``fenced`` checks the serving epoch first (``commit`` does
-        that itself, in its pipeline)."""
+        that itself, in the text it sends)."""
         self._usable(check)
         with self._noting_failures(), database_errors(self._sqlite_path):
             with self._writer.begin() as conn:
