@@ -50,6 +50,10 @@ def write_postgresql(dbapi: Any, changes: Changes, fence: Fence | None) -> list[
         script, numbering = _script(changes, fence, rewritten, unread)
     except ValueError as exc:  # a value no literal can carry: nothing was sent
         raise StoreUnavailable(f"cannot store the change: {exc}") from exc
+    # The literals are safe only in UTF-8 (see ``literal``): a session that was switched to
+    # another encoding since it connected gets nothing of ours.
+    if dbapi.pgconn.parameter_status(b"client_encoding") != b"UTF8":
+        raise StoreUnavailable("cannot store the change: the session's encoding is not UTF-8")
     try:
         with _explicit_transaction(dbapi) as cur:
             found = _run(cur, script, [*numbering, len(script) - 1] if unread else numbering)

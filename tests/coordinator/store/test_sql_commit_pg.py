@@ -16,7 +16,7 @@ from sqlalchemy import text
 from coordinator.errors import StoreUnavailable
 from coordinator.store import Changes
 from coordinator.store.sql import SqlStore
-from coordinator.store.sql_commit_pg import literal
+from coordinator.store.sql_commit_pg import literal, write_postgresql
 from tests.pg_cluster import PgCluster
 
 from .builders import make_request, make_transition, make_worker
@@ -150,3 +150,20 @@ def test_a_commit_on_a_connection_the_server_ended_fails_and_the_next_one_stores
         store.commit(Changes(requests=[make_request(2)]))
     store.commit(Changes(requests=[make_request(3)]))
     assert [r.id for r in store.load().requests] == [1, 3]
+
+
+def test_a_session_switched_to_another_encoding_gets_no_commit(store: SqlStore) -> None:
+    # Quotes doubled are safe only in UTF-8: in a client encoding such as SJIS a quote byte
+    # can end a multi-byte character, so nothing is sent on such a session.
+    with store.engine.connect() as conn:
+        conn.exec_driver_sql("SET client_encoding = 'SJIS'")
+        conn.commit()
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        with pytest.raises(StoreUnavailable, match="UTF-8"):
+            write_postgresql(driver, Changes(requests=[make_request(1)]), None)
+        conn.exec_driver_sql("SET client_encoding = 'UTF8'")
+        conn.commit()
+    assert store.load().requests == []
+    store.commit(Changes(requests=[make_request(1)]))
+    assert store.load().requests == [make_request(1)]
