@@ -48,7 +48,7 @@ def write_postgresql(dbapi: Any, changes: Changes, fence: Fence | None) -> list[
     unread = sorted(items.keys() - known.keys())
     try:
         script, numbering = _script(changes, fence, rewritten, unread)
-    except ValueError as exc:  # a value no literal can carry: nothing was sent
+    except NoLiteral as exc:  # a value no literal can carry: nothing was sent
         raise StoreUnavailable(f"cannot store the change: {exc}") from exc
     # The literals are safe only in UTF-8 (see ``literal``): a session that was switched to
     # another encoding since it connected gets nothing of ours.
@@ -160,6 +160,11 @@ def _fence(epoch: int) -> str:
     )
 
 
+class NoLiteral(ValueError):
+    """A value no SQL literal can carry; other ValueErrors (a naive datetime) are bugs
+    and stay what they are."""
+
+
 def literal(value: object) -> str:
     """``value`` as an SQL literal that means it whatever the session's settings.
 
@@ -168,14 +173,14 @@ def literal(value: object) -> str:
     encoding is UTF-8 (coordinator/store/engine.py), in which no quote or backslash byte
     occurs inside another character.
 
-    :raises ValueError: for text with a NUL character (PostgreSQL's text cannot hold one,
+    :raises NoLiteral: for text with a NUL character (PostgreSQL's text cannot hold one,
         and the protocol would end the message there), or a value of another type.
     """
     if value is None:
         return "NULL"
     if isinstance(value, str):
         if "\x00" in value:
-            raise ValueError("PostgreSQL cannot store text with a NUL character")
+            raise NoLiteral("PostgreSQL cannot store text with a NUL character")
         return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -189,7 +194,7 @@ def literal(value: object) -> str:
         )
     if isinstance(value, bytes):
         return f"decode('{value.hex()}', 'hex')"
-    raise ValueError(f"no SQL literal for a value of type {type(value).__name__}")
+    raise NoLiteral(f"no SQL literal for a value of type {type(value).__name__}")
 
 
 def _row(row: tuple[object, ...]) -> str:
