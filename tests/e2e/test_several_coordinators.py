@@ -147,8 +147,8 @@ class Farm:
         kill; ``links``: how many links each had made then."""
         group = self.group
         new = group.takeover(seconds=90)
-        dropped = {dead} if new is leader else {dead, new}
-        moved = [n for n, h in enumerate(before) if h in dropped]
+        dropped = [dead] if new is leader else [dead, new]
+        moved = [n for n, h in enumerate(before) if any(h is d for d in dropped)]
 
         def relinked() -> bool:
             return all(
