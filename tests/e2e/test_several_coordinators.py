@@ -181,7 +181,9 @@ def start_farm(group: Group, http: httpx.Client, sshd: Sshd, user: str, tmp: Pat
         "six dryads registered",
         120,
     )
-    # Each dryad dialled the place its UUID picks first: the links are spread.
+    # Each dryad dialled the place its UUID picks first: the links are spread. (A dryad
+    # logs its link once registered: its worker may show connected a moment earlier.)
+    group.wait(lambda: None not in map(group.holder, range(len(HOMES))), "links logged", 30)
     assert [group.holder(n) for n in range(len(HOMES))] == [group.members[h] for h in HOMES]
     assert len({group.holder(n).name for n in range(len(HOMES))}) >= 2  # type: ignore[union-attr]
     for w in farm.workers():
