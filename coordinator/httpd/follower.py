@@ -306,13 +306,7 @@ async def _follow(server: _FollowerServer, follower: Follower, settings: Setting
 
             tasks.start_soon(poll)
             if isinstance(follower.tunnels, LinkTunnels):
-                try:
-                    await follower.tunnels.start()
-                except StoreUnavailable as exc:
-                    # A coordinator that stood by after losing the database follows on
-                    # (its links' dryads are refused until it answers); the tunnels
-                    # start with the first one the leader asks for.
-                    logger.warning("tunnels not started yet: %s", exc.message)
+                await follower.tunnels.start()
             if follower.link is not None and follower.links is not None:
                 # The link's sessions end when this follower stops or takes over: its
                 # dryads dial again (this coordinator's link port, once it leads).
