@@ -294,8 +294,9 @@ def test_sigkill_of_a_follower_then_of_the_leader_under_load_loses_nothing(
     took = ", ".join(f"{end - start:.1f}" for start, end in windows)
     print(
         f"several coordinators: {record.cycles} job cycles, {len(record.created)} creates "
-        f"acknowledged, {len(record.adopted)} unanswered but stored, {len(record.unknown)} lost "
-        f"before storing, {len(record.errors)} errors around the kills, "
+        f"acknowledged, {len(record.adopted)} unanswered but found stored, "
+        f"{len(record.unknown)} unanswered and not found, {len(record.errors)} errors around "
+        "the kills, "
         f"{len(events.ids)} events read with {events.reconnects} reconnections; "
         f"failovers (follower, leader) took {took} s; "
         f"errors: {dict(Counter(kind(e.what) for e in record.errors))}"
@@ -327,8 +328,9 @@ def check_stored(db: Db, record: Record) -> None:
     assert len(deadlines) == len(set(deadlines)), "a create was applied twice"
     for rid, marker in {**record.created, **record.adopted}.items():
         assert by_id[rid][2] == micros(marker), f"request {rid} is not the one created"
-    stored_markers = set(deadlines)
-    assert not stored_markers & {micros(m) for m in record.unknown}
+    # A create whose answer was lost and that the load did not find (``unknown``) may be
+    # stored still, once at most (above): a follower that died while forwarding it may
+    # have handed it to the leader, which applied it after the load's last look.
     for rid in record.closed:
         # DONE, or CANCELLED when the load stopped before the request got a board.
         state = by_id[rid][1]
