@@ -88,7 +88,8 @@ def test_a_dryad_linked_to_a_follower_is_served_through_it(
     group.wait(lambda: following(follower), "the follower ready", 60)
     group.dryad(0, DEVICE, sshd.port, user, to=[follower])
     group.wait(lambda: worker(group, leader).get("Connected"), "registered via the follower", 90)
-    assert b"registered (" in follower.since_start()  # the follower's link took it
+    # The follower's link took it (it logs that once the leader answered the register).
+    group.wait(lambda: b"registered (" in follower.since_start(), "the follower's log", 30)
     assert b"registered (" not in leader.since_start()
     uuid = worker(group, leader)["WorkerUUID"]
     # Its enrolment was the leader's to decide and write, passed on by the follower.
