@@ -129,8 +129,8 @@ def board(home: Path) -> dict[str, Any]:
 class DryadOptions:
     """What a test dryad's config may add: the real job user it manages (in ``job_groups``
     only), the glob of the sshd host keys it reports, more TOML after every other table,
-    and its UUID (which picks the coordinator it dials first: docs/failover.md §the redial
-    order; "": one made at its first start)."""
+    and its UUID, which picks the coordinator it dials first
+    (docs/failover.md §the redial order; "": one made at its first start)."""
 
     job_user: str = ""
     job_groups: tuple[str, ...] = ()
