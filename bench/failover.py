@@ -127,7 +127,7 @@ def one_round(
         followers = [m for m in group.members if m is not leader]
         dead = max(followers, key=holders.count)
         if not holders.count(dead):
-            raise SystemExit("failover: no follower holds a link")
+            raise SystemExit("failover: no follower holds a link (run rebalance first)")
     else:
         dead = leader
     logs = log_sizes(group)
@@ -154,6 +154,30 @@ def one_round(
         group.start(dead)  # back, as a follower
         until(lambda: following(dead), 60, f"{dead.name} following")
     return [m - killed for m in marks], len(moved), missed_rounds(group, logs)
+
+
+def rebalance(group: Group, jobs: Jobs) -> None:
+    """When every link is on the leader (each killed follower's dryads went on to the next
+    coordinator, and after two rounds that is the leader), restart the dryads that are away
+    from their home (a board's crash, within the link grace: their jobs go on), so they
+    spread again; untimed, before a follower's round."""
+    leader = group.active()
+    count = len(group.members)
+    if any(group.holder(n) is not leader for n in range(len(group.dryad_homes))):
+        return
+    away = [n for n in range(len(group.dryad_homes)) if group.members[n % count] is not leader]
+    links = [group.links_made(n) for n in range(len(group.dryad_homes))]
+    for n in away:
+        group.restart_dryad(n)
+    until(
+        lambda: all(
+            group.links_made(n) > links[n] and group.holder(n) is group.members[n % count]
+            for n in away
+        ),
+        120,
+        "the restarted dryads linked at home",
+    )
+    until(jobs.all_answer, 120, "the tunnels answering after the restarts")
 
 
 def setup(group: Group, dryads: int, sshd_port: int, cold: bool) -> Member:
@@ -218,6 +242,8 @@ def main() -> None:
                 print("round  " + "  ".join(f"{p:>16}" for p in phases) + "  moved  missed rounds")
                 results = []
                 for n in range(args.rounds):
+                    if args.follower:
+                        rebalance(group, jobs)
                     times, moved, missed = one_round(
                         group, proxy.url, jobs, args.follower, args.cold
                     )

@@ -121,6 +121,7 @@ class Group:
         self.dryads: list[subprocess.Popen[bytes]] = []
         self.dryad_homes: list[Path] = []
         self._uuids = 1  # the next dryad UUID tried, as a number
+        self._dryad_starts: list[tuple[list[str], str, int, DryadOptions]] = []
 
     def cli(self, *args: str) -> str:
         done = subprocess.run(
@@ -205,11 +206,20 @@ class Group:
         home_dir.mkdir()
         links = [m.link for m in (self.members if to is None else to)]
         options = DryadOptions(job_user=job_user, uuid=self._uuid_at(home, len(links)))
-        self.dryads.append(
-            start_dryad(home_dir, links, self.enrol, device_type, sshd_port, options)
-        )
+        started = (links, device_type, sshd_port, options)
+        self.dryads.append(start_dryad(home_dir, links, self.enrol, *started[1:]))
         self.dryad_homes.append(home_dir)
+        self._dryad_starts.append(started)
         return home_dir
+
+    def restart_dryad(self, n: int) -> None:
+        """SIGKILL dryad ``n`` (a board's crash) and start it again as it was: its first
+        dial goes to its home again."""
+        self.dryads[n].kill()
+        self.dryads[n].wait(20)
+        links, device_type, sshd_port, options = self._dryad_starts[n]
+        home = self.dryad_homes[n]
+        self.dryads[n] = start_dryad(home, links, self.enrol, device_type, sshd_port, options)
 
     def _uuid_at(self, home: int, count: int) -> str:
         """A new dryad UUID, above every one given before (matching prefers the lowest),
