@@ -81,9 +81,9 @@ class Settings:
     # wildcard, else this machine's name>:<the port of `http`>.
     peer_url: str = ""
     # On PostgreSQL: whether this coordinator also holds dryad links while it follows
-    # (announced to the leader, their calls and jobs' tunnels served here); off by default
-    # while its step 2 is being finished (docs/failover.md §scale-out).
-    follower_link: bool = False
+    # (announced to the leader, their calls and jobs' tunnels served here), so links and
+    # tunnel traffic spread over the coordinators (docs/failover.md §scale-out).
+    follower_link: bool = True
     # Slow and idle HTTP clients (docs/architecture.md §connections): seconds to send a
     # request's headers, to send the next request on a kept-alive connection, and for a
     # response to make progress towards a client that does not read; and the connections

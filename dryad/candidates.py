@@ -3,6 +3,7 @@ round-robin from the one that last worked (docs/failover.md §the redial order).
 
 from __future__ import annotations
 
+import hashlib
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -37,18 +38,33 @@ async def resolve(host: str, port: int) -> list[str]:
     return found
 
 
+def home_position(seed: str, count: int) -> int:
+    """Where the rounds of a dryad identified by ``seed`` start until a link served: the
+    same for this dryad on every start, and spread evenly over ``count`` targets by
+    dryads with different seeds (docs/failover.md §the redial order)."""
+    if count <= 0:
+        return 0
+    # Not hash(): Python randomises it for each process, and the place must survive a restart.
+    digest = hashlib.sha256(seed.encode(errors="surrogateescape")).digest()
+    return int.from_bytes(digest[:8], "big") % count
+
+
 class Rotation:
     """Hands out rounds of targets: each round tries every target once.
 
-    A round starts at the target that last served a link (at the first configured one
-    until one did); after that target's link ended, the next round starts just after it,
-    so a dropped link is followed by the next coordinator, and the one that dropped is
-    tried last. Names are resolved afresh for every round, as their records may change.
+    A round starts at the target that last served a link (until one did, at the target
+    ``seed`` picks, so that dryads given the same list spread over the coordinators);
+    after that target's link ended, the next round starts just after it, so a dropped
+    link is followed by the next coordinator, and the one that dropped is tried last.
+    Names are resolved afresh for every round, as their records may change.
     """
 
-    def __init__(self, configured: Sequence[Address], resolver: Resolver = resolve) -> None:
+    def __init__(
+        self, configured: Sequence[Address], resolver: Resolver = resolve, seed: str = ""
+    ) -> None:
         self._configured = tuple(configured)
         self._resolve = resolver
+        self._seed = seed
         self._last: Target | None = None
         self._skip_last = False
 
@@ -80,7 +96,7 @@ class Rotation:
     def _start(self, targets: list[Target]) -> int:
         last = self._last
         if last is None:
-            return 0
+            return home_position(self._seed, len(targets))
         if last in targets:
             return targets.index(last)
         # Its name no longer lists that address: start at the name's first one.

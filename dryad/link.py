@@ -107,7 +107,8 @@ class Link:
         self._peer: wire.Peer | None = None
         self._state: LinkState | None = None
         self._running = False
-        self._rotation = Rotation(settings.coordinators, resolver)
+        # Its own UUID picks where its first round starts: dryads spread over the coordinators.
+        self._rotation = Rotation(settings.coordinators, resolver, identity.uuid)
         self._target: Target | None = None  # the coordinator linked, or last dialled
 
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -14,13 +15,31 @@ import asyncssh
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from coordinator import wire
-from dryad.identity import Identity
+from dryad.candidates import home_position
+from dryad.identity import UUID_FILE, Identity
 from dryad.link import Backoff
 from dryad.settings import Settings, parse
 from dryad.states import LinkState
 
 TOKEN = "s3cret-enrol-token-0123456789"
 FAST = Backoff(base=0.01, cap=0.05, refused=0.05)
+
+
+def uuid_at(position: int, count: int) -> str:
+    """A dryad UUID whose first round starts at target ``position`` of ``count``."""
+    for n in range(1000):
+        seed = str(uuid.UUID(int=n))
+        if home_position(seed, count) == position:
+            return seed
+    raise AssertionError(f"no UUID starts at {position} of {count}")
+
+
+def identity_at(state_dir: Path, position: int, count: int) -> Identity:
+    """A dryad identity in ``state_dir`` whose first round starts at ``position`` of
+    ``count`` targets (so a test knows which coordinator it dials first)."""
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (state_dir / UUID_FILE).write_text(uuid_at(position, count) + "\n")
+    return Identity.load(state_dir)
 
 
 @dataclass

@@ -16,7 +16,6 @@ import pytest
 
 from coordinator import wire
 from dryad.candidates import Target
-from dryad.identity import Identity
 from dryad.link import Backoff, Link, StateHook
 from dryad.settings import parse
 from dryad.states import LinkState
@@ -24,6 +23,7 @@ from tests.dryad.link_doubles import (
     FAST,
     FakeCoordinator,
     StateLog,
+    identity_at,
     serve_coordinator,
     settings_for,
 )
@@ -79,13 +79,13 @@ async def echo(method: str, params: dict[str, Any]) -> Any:
 
 @asynccontextmanager
 async def scripted(
-    tmp_path: Path, coordinators: list[str], up: set[str], **kwargs: Any
+    tmp_path: Path, coordinators: list[str], up: set[str], home: int = 0, **kwargs: Any
 ) -> AsyncIterator[tuple[ScriptedLink, RecordingBackoff]]:
     settings = parse({"coordinators": coordinators, "state_dir": str(tmp_path / "state")})
     backoff = RecordingBackoff()
-    link = ScriptedLink(
-        settings, Identity.load(tmp_path / "state"), backoff=backoff, up=up, **kwargs
-    )
+    # Its UUID starts its first round at entry ``home`` (the spread is test_candidates').
+    identity = identity_at(tmp_path / "state", home, len(coordinators))
+    link = ScriptedLink(settings, identity, backoff=backoff, up=up, **kwargs)
     async with anyio.create_task_group() as tg:
         await tg.start(link.run, echo, StateLog())
         yield link, backoff
@@ -117,6 +117,19 @@ async def test_a_dropped_link_goes_on_to_the_next_coordinator(tmp_path: Path) ->
         assert link.coordinator == f"{C}:1"
         # Each served link restarts the back-off: only the short jitter, never a growth.
         assert backoff.asked == [0, 0]
+
+
+async def test_the_first_round_starts_at_the_dryads_own_place_on_every_start(
+    tmp_path: Path,
+) -> None:
+    coordinators = [f"{A}:1", f"{B}:1", f"{C}:1"]
+    async with scripted(tmp_path, coordinators, up={A, B, C}, home=1) as (link, _):
+        await until(lambda: link.dialled == [B])
+    # Restarted (the same state directory, so the same UUID): the same coordinator.
+    async with scripted(tmp_path, coordinators, up={A, B, C}, home=1) as (link, _):
+        await until(lambda: link.dialled == [B])
+    async with scripted(tmp_path, coordinators, up={C}, home=1) as (link, _):
+        await until(lambda: link.dialled == [B, C])  # its place is down: on round-robin
 
 
 async def test_the_back_off_grows_only_after_a_whole_round_failed(
@@ -172,7 +185,7 @@ async def test_coordinators_sharing_the_host_key_are_all_trusted_and_another_is_
     first = FakeCoordinator()
     same_key = FakeCoordinator(host_key=first.host_key)
     stranger = FakeCoordinator()
-    identity = Identity.load(tmp_path / "state")
+    identity = identity_at(tmp_path / "state", 0, 2)  # it dials `first` first
     log = StateLog()
     async with serve_coordinator(first), serve_coordinator(same_key):
         settings = settings_for(

@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 
 DEVICE = "sim"
+# How many times the load lists the requests, 0.2 s apart, for a create it got no answer to.
+LOOKS = 5
 SSH_BANNER = b"SSH-2.0-"
 
 
@@ -45,7 +47,7 @@ class Record:
 
     created: dict[int, datetime] = field(default_factory=dict)  # acknowledged: ReqID → marker
     adopted: dict[int, datetime] = field(default_factory=dict)  # create unanswered, but stored
-    unknown: list[datetime] = field(default_factory=list)  # create unanswered, not found
+    unknown: list[datetime] = field(default_factory=list)  # create unanswered, not found (yet)
     closed: list[int] = field(default_factory=list)
     prolonged: list[tuple[int, datetime]] = field(default_factory=list)  # ReqID, sent at
     quota: list[int] = field(default_factory=list)  # MaxWaiting values acknowledged
@@ -124,7 +126,10 @@ class Load:
             rid: int = answer.json()["ReqID"]
             self.record.created[rid] = marker
             return rid
-        # No answer: the coordinator may have stored it before dying. Look for the marker.
+        # No answer: the coordinator may have stored it before dying, and a follower that
+        # died while forwarding it may have handed it to the leader, which applies it a
+        # moment later. Look for the marker a few times.
+        looks = 0
         while not self.stop.is_set():
             listed = self._call(http, "POST", "/api/v1/reqs/list")
             if listed is not None and listed.status_code == 200:
@@ -132,8 +137,10 @@ class Load:
                     if datetime.fromisoformat(r["Deadline"]) == marker:
                         self.record.adopted[r["ID"]] = marker
                         return int(r["ID"])
-                self.record.unknown.append(marker)
-                return None
+                looks += 1
+                if looks == LOOKS:
+                    self.record.unknown.append(marker)
+                    return None
             self.stop.wait(0.2)
         return None
 

@@ -128,12 +128,15 @@ def board(home: Path) -> dict[str, Any]:
 @dataclass(frozen=True)
 class DryadOptions:
     """What a test dryad's config may add: the real job user it manages (in ``job_groups``
-    only), the glob of the sshd host keys it reports, more TOML after every other table."""
+    only), the glob of the sshd host keys it reports, more TOML after every other table,
+    and its UUID, which picks the coordinator it dials first
+    (docs/failover.md §the redial order; "": one made at its first start)."""
 
     job_user: str = ""
     job_groups: tuple[str, ...] = ()
     host_keys: str = ""
     extra: str = ""
+    uuid: str = ""
 
 
 def start_dryad(
@@ -165,6 +168,9 @@ def start_dryad(
         f'[health]\ninterval = 3600\n[sim]\nstate_file = "board.json"\npng_file = "oled.png"\n'
         + options.extra
     )
+    if options.uuid:
+        (home / "state").mkdir(mode=0o700, exist_ok=True)
+        (home / "state" / "uuid").write_text(options.uuid + "\n")
     with (home / "dryad.log").open("ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "dryad", "--config", str(home / "dryad.toml")],

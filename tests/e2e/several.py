@@ -1,5 +1,6 @@
 """Several coordinator processes on one PostgreSQL database, each on its own loopback address
-with its own ports and tunnel range, and simulated dryads given every link address."""
+with its own ports and tunnel range, and simulated dryads given every link address, each
+with a UUID that picks the coordinator it dials first."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from dryad.candidates import home_position
 from tests.e2e.coordinators import READY, client, free_range
 from tests.e2e.process_farm import DryadOptions, eventually, start_dryad
 
@@ -117,6 +120,8 @@ class Group:
         self.enrol = self.cli("enrol-token", "create").splitlines()[-1]
         self.dryads: list[subprocess.Popen[bytes]] = []
         self.dryad_homes: list[Path] = []
+        self._uuids = 1  # the next dryad UUID tried, as a number
+        self._dryad_starts: list[tuple[list[str], str, int, DryadOptions]] = []
 
     def cli(self, *args: str) -> str:
         done = subprocess.run(
@@ -191,26 +196,65 @@ class Group:
         sshd_port: int,
         job_user: str = "",
         to: list[Member] | None = None,
+        home: int = 0,
     ) -> Path:
         """Start simulated dryad ``n`` with every member's link address (or those of
         ``to``), forwarding its tunnels to the sshd on ``sshd_port``; with ``job_user`` it
-        manages that real user (the coordinators' ``job_username``), else none."""
-        home = self.tmp / f"dryad-{n}"
-        home.mkdir()
+        manages that real user (the coordinators' ``job_username``), else none. Its UUID
+        has it dial the ``home``-th of those addresses first (the first by default)."""
+        home_dir = self.tmp / f"dryad-{n}"
+        home_dir.mkdir()
         links = [m.link for m in (self.members if to is None else to)]
-        options = DryadOptions(job_user=job_user)
-        self.dryads.append(start_dryad(home, links, self.enrol, device_type, sshd_port, options))
-        self.dryad_homes.append(home)
-        return home
+        options = DryadOptions(job_user=job_user, uuid=self._uuid_at(home, len(links)))
+        started = (links, device_type, sshd_port, options)
+        self.dryads.append(start_dryad(home_dir, links, self.enrol, *started[1:]))
+        self.dryad_homes.append(home_dir)
+        self._dryad_starts.append(started)
+        return home_dir
+
+    def restart_dryad(self, n: int) -> None:
+        """SIGKILL dryad ``n`` (a board's crash) and start it again as it was: its first
+        dial goes to its home again."""
+        self.dryads[n].kill()
+        self.dryads[n].wait(20)
+        links, device_type, sshd_port, options = self._dryad_starts[n]
+        home = self.dryad_homes[n]
+        self.dryads[n] = start_dryad(home, links, self.enrol, device_type, sshd_port, options)
+
+    def _uuid_at(self, home: int, count: int) -> str:
+        """A new dryad UUID, above every one given before (matching prefers the lowest),
+        whose first dial goes to the ``home``-th of ``count`` link addresses
+        (docs/failover.md §the redial order)."""
+        while home_position(str(uuid.UUID(int=self._uuids)), count) != home:
+            self._uuids += 1
+        self._uuids += 1
+        return str(uuid.UUID(int=self._uuids - 1))
+
+    @staticmethod
+    def uuid_of(directory: Path) -> str:
+        """The UUID of the dryad started in ``directory``."""
+        return (directory / "state" / "uuid").read_text().strip()
+
+    def _links(self, n: int) -> list[str]:
+        """Dryad ``n``'s log lines of each link it made, oldest first."""
+        text = (self.dryad_homes[n] / "dryad.log").read_text(errors="replace")
+        return [ln for ln in text.splitlines() if "dryad connected to coordinator" in ln]
+
+    def links_made(self, n: int) -> int:
+        """How many links dryad ``n`` has made so far."""
+        return len(self._links(n))
+
+    def holder(self, n: int) -> Member | None:
+        """The member dryad ``n``'s latest link went to (None before it linked)."""
+        lines = self._links(n)
+        for m in self.members:
+            if lines and f"coordinator {m.link}" in lines[-1]:
+                return m
+        return None
 
     def linked_to(self, member: Member) -> list[bool]:
         """For each dryad, whether its latest link is to ``member``."""
-        found = []
-        for home in self.dryad_homes:
-            text = (home / "dryad.log").read_text(errors="replace")
-            lines = [ln for ln in text.splitlines() if "dryad connected to coordinator" in ln]
-            found.append(bool(lines) and f"coordinator {member.link}" in lines[-1])
-        return found
+        return [self.holder(n) is member for n in range(len(self.dryad_homes))]
 
     def workers(self, member: Member) -> list[dict[str, Any]]:
         with self.http(member) as http:
@@ -237,6 +281,16 @@ class Group:
                     m.process.wait(20)
                 except subprocess.TimeoutExpired:
                     m.process.kill()
+
+
+def following(member: Member) -> bool:
+    """Whether ``member`` stands by as a follower whose ``/healthz`` says it is ready (its
+    database and leader answer), as the load balancer's check sees it."""
+    try:
+        answer = httpx.get(f"{member.url}/healthz", timeout=5)
+    except httpx.HTTPError:
+        return False
+    return member.standby() and answer.status_code == 200
 
 
 def wait_until(check: Any, seconds: float, what: str) -> float:

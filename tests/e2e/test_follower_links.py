@@ -1,5 +1,5 @@
-"""A dryad given only a follower's link address (``follower_link = true``): it enrols and
-registers through the follower (the leader binding its key), the leader sees it
+"""A dryad given only a follower's link address (``follower_link``, the default): it enrols
+and registers through the follower (the leader binding its key), the leader sees it
 connected, matches a job to it and prepares its job user through the follower, the job's
 tunnel is the follower's (ssh through it works), and the close has the board make that
 user anew (the old one and its key removed); when its link drops, the leader learns it
@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.several import Group, Member
+from tests.e2e.several import Group, Member, following
 from tests.e2e.test_job_access import Sshd, access_of, ssh
 from tests.pg_cluster import private_cluster
 
@@ -26,9 +26,10 @@ PREPARED = "job user prepared for the next job"  # the dryad's log, at each prep
 
 
 def coordinators(tmp_path: Path, user: str, count: int) -> Iterator[Group]:
-    """``count`` coordinators holding links as followers, on a private PostgreSQL."""
+    """``count`` coordinators holding links as followers (the default), on a private
+    PostgreSQL."""
     with private_cluster() as pg:
-        config = f'job_username = "{user}"\nfollower_link = true\n'
+        config = f'job_username = "{user}"\n'
         g = Group(tmp_path, pg.url(pg.create_database()), count=count, config=config)
         try:
             yield g
@@ -39,14 +40,6 @@ def coordinators(tmp_path: Path, user: str, count: int) -> Iterator[Group]:
 @pytest.fixture
 def group(tmp_path: Path, user: str) -> Iterator[Group]:
     yield from coordinators(tmp_path, user, 2)
-
-
-def following(member: Member) -> bool:
-    try:
-        answer = httpx.get(f"{member.url}/healthz", timeout=5)
-    except httpx.HTTPError:
-        return False
-    return member.standby() and answer.status_code == 200
 
 
 def exists(user: str) -> bool:
@@ -95,7 +88,8 @@ def test_a_dryad_linked_to_a_follower_is_served_through_it(
     group.wait(lambda: following(follower), "the follower ready", 60)
     group.dryad(0, DEVICE, sshd.port, user, to=[follower])
     group.wait(lambda: worker(group, leader).get("Connected"), "registered via the follower", 90)
-    assert b"registered (" in follower.since_start()  # the follower's link took it
+    # The follower's link took it (it logs that once the leader answered the register).
+    group.wait(lambda: b"registered (" in follower.since_start(), "the follower's log", 30)
     assert b"registered (" not in leader.since_start()
     uuid = worker(group, leader)["WorkerUUID"]
     # Its enrolment was the leader's to decide and write, passed on by the follower.
@@ -149,7 +143,7 @@ def test_when_the_follower_dies_its_dryad_and_tunnel_move_to_the_leader(
     follower = group.members[1]
     group.start(follower)
     group.wait(lambda: following(follower), "the follower ready", 60)
-    group.dryad(0, DEVICE, sshd.port, user, to=[follower, leader])
+    group.dryad(0, DEVICE, sshd.port, user, to=[follower, leader], home=0)  # follower first
     group.wait(lambda: worker(group, leader).get("Connected"), "registered via the follower", 90)
     uuid = worker(group, leader)["WorkerUUID"]
     with group.http(leader) as http:

@@ -50,8 +50,11 @@ class Database:
 
 
 def follower(db: Database, settings: Settings | None = None) -> Follower:
+    """A follower; without ``settings``, one holding no links (most tests are about the
+    API it forwards, and a link's dial-back relay would be left to close)."""
     store = cast("SqlStore", db)
-    return Follower(store, Standby(store, "coordinator b", "http://b:1"), settings or Settings())
+    settings = settings or Settings(follower_link=False)
+    return Follower(store, Standby(store, "coordinator b", "http://b:1"), settings)
 
 
 async def health(f: Follower) -> httpx.Response:
@@ -128,7 +131,7 @@ async def test_peer_paths_are_never_forwarded_and_need_the_secret() -> None:
     async with serving(leader) as url:
         f = follower(
             Database(Serving(True, "coordinator a", 4, url)),
-            Settings(follower_link=True, tunnel_mode="link"),  # no dial-back relay to stop
+            Settings(tunnel_mode="link"),  # links by default; no dial-back relay to stop
         )
         assert f.link is not None
         await _learn(f)
@@ -166,9 +169,10 @@ async def test_a_follower_holds_no_link_unless_told_or_when_it_cannot_be_reached
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     db = Database(Serving(True, "coordinator a", 4, "http://a:1"))
-    assert follower(db).link is None  # the default until tunnels follow the link
-    assert follower(db, Settings(follower_link=True, link="")).link is None
-    assert follower(db, Settings(follower_link=True, http="127.0.0.1:0")).link is None
+    assert Settings().follower_link  # the default: links spread over the coordinators
+    assert follower(db, Settings(follower_link=False)).link is None
+    assert follower(db, Settings(link="")).link is None
+    assert follower(db, Settings(http="127.0.0.1:0")).link is None
     assert "the leader could not reach it" in caplog.text
 
 
