@@ -61,6 +61,9 @@ class Holders(WireCalls):
         self._clock = clock
         # Per worker, who claims its link, the newest claim last.
         self._claims: dict[WorkerUUID, list[str]] = {}
+        # Workers whose last link was another coordinator's: their job's tunnel is still
+        # recorded there, so their next link, even this coordinator's own, is a move.
+        self._orphans: set[WorkerUUID] = set()
         # Per remote holder, its links and the number of each one's session there.
         self._held: dict[str, dict[WorkerUUID, int]] = {}
         self._heard: dict[str, float] = {}  # per remote holder, when it last announced
@@ -146,8 +149,12 @@ class Holders(WireCalls):
             claims.remove(holder)
         claims.append(holder)
         if before is None:
+            orphan = uuid in self._orphans
+            self._orphans.discard(uuid)
             self._require_service().link_up(uuid)
-            if holder != LOCAL:  # a running job's tunnel opened here (a new leader's start)
+            # A remote first claim: a running job's tunnel opened here (a new leader's
+            # start); an orphan's: its tunnel is on the holder that lost it.
+            if holder != LOCAL or orphan:
                 self._moved(uuid)
         elif before != holder:
             self._moved(uuid)
@@ -160,6 +167,8 @@ class Holders(WireCalls):
         claims.remove(holder)
         if not claims:
             del self._claims[uuid]
+            if holder != LOCAL:
+                self._orphans.add(uuid)
             self._require_service().link_down(uuid)
         elif newest:
             self._moved(uuid)

@@ -241,6 +241,39 @@ async def test_a_link_that_moves_has_its_jobs_tunnel_follow() -> None:
     assert moved == [W1, W2, W1, W1]  # to A, B's new link, back here, from nobody to B
 
 
+async def test_a_link_lost_by_another_holder_and_made_here_moves_the_jobs_tunnel_here() -> None:
+    # A follower dies (dropped, or announces its links gone) and its dryad re-links to this
+    # coordinator: the job's tunnel is still on the follower, so this first claim is a move.
+    holders, presence = router()
+    moved: list[WorkerUUID] = []
+    done = anyio.Event()
+
+    async def follow(uuid: WorkerUUID) -> None:
+        moved.append(uuid)
+        if len(moved) == 4:
+            done.set()
+
+    holders.moved = follow
+    async with anyio.create_task_group() as tg:
+        await tg.start(holders.run)
+        holders.announce(A, links(W1))  # W1 up on A (a move: its tunnel opens there)
+        holders.lost(A, f"{A} cannot be reached: refused")  # A found gone: W1 down
+        holders.link_up(W1)  # W1 re-linked here: its tunnel must leave A
+        holders.announce(B, links(W2))  # W2 up on B
+        holders.announce(B, links())  # B says W2 is gone
+        holders.link_up(W2)  # here now
+        holders.link_down(W2)  # a local link lost and made again here: no move
+        holders.link_up(W2)
+        with anyio.fail_after(5):
+            await done.wait()
+        tg.cancel_scope.cancel()
+    assert moved == [W1, W1, W2, W2]
+    assert presence.events == [
+        ("up", W1), ("down", W1), ("up", W1), ("up", W2), ("down", W2), ("up", W2),
+        ("down", W2), ("up", W2),
+    ]  # fmt: skip
+
+
 def test_the_links_per_holder_are_a_farm_wide_figure() -> None:
     holders, _ = router()
     holders.link_up(W1)
