@@ -30,6 +30,8 @@ from playwright.sync_api import (
 from tests.e2e.coordinators import run_cli
 from tests.e2e.process_farm import ProcessFarm, board, eventually
 from tests.e2e.proxy import CuttableProxy
+from tests.e2e.several import Group, following
+from tests.pg_cluster import private_cluster
 
 pytestmark = pytest.mark.e2e
 
@@ -437,3 +439,36 @@ def test_an_old_failure_is_muted_once_the_board_is_back_in_service(
     page.set_viewport_size(DESKTOP)  # type: ignore[arg-type]
     shoot_page(page, shots, "health-1280")
     assert not errors, errors
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(300)
+def test_the_dashboard_works_through_a_follower(tmp_path: Path, browser: Browser) -> None:
+    # Two coordinators on one PostgreSQL database; the board links to the follower, and
+    # the page is served by the follower: its API calls and event stream are forwarded to
+    # the leader, the leader's prepare reaches the board through the follower's link.
+    with private_cluster() as pg:
+        group = Group(tmp_path, pg.url(pg.create_database()), count=2)
+        try:
+            group.start_first()
+            follower = group.members[1]
+            group.start(follower)
+            group.wait(lambda: following(follower), "the follower ready", 60)
+            home = group.dryad(0, "rpi4", 22, home=1)
+            group.wait(lambda: group.holder(0) is follower, "the board linked to the follower")
+            uuid = Group.uuid_of(home)
+            page, errors = open_dashboard(browser, follower.url, group.token)
+            rpi_card = card(page, uuid)
+            expect(rpi_card.locator(".state")).to_have_text("MAINTENANCE", timeout=SLOW)
+            expect(rpi_card.locator(".link")).to_have_text("connected")
+            expect(page.locator("#live")).to_have_text("live")
+            record_states(page, uuid)
+            rpi_card.get_by_role("button", name="Idle").click()
+            expect(rpi_card.locator(".state")).to_have_text("IDLE", timeout=SLOW)
+            seen: list[str] = page.evaluate("window.seenStates")
+            assert seen == ["MAINTENANCE", "PREPARE", "IDLE"], seen
+            expect(page.locator("#history li").first).to_contain_text("PREPARE → IDLE")
+            eventually(lambda: same_screen(page, uuid, home), 15)
+            assert not errors, errors
+        finally:
+            group.stop()
