@@ -268,21 +268,30 @@ def peer_secret(engine: Engine) -> str:
 
 
 def _locked(engine: Engine) -> Connection | None:
-    """A new session holding the serving lock, or None when another session holds it."""
+    """A session holding the serving lock, or None when another session holds it.
+
+    The try is made on a pooled session, which goes back to the pool when it did not get
+    the lock (it holds nothing): a standby tries every 0.5 s, and a new session each time
+    cost a connection, and a server process forked, per try."""
+    taken = False
     with database_errors():
         conn = engine.connect()
         try:
-            for setting in _LOCK_SESSION:
-                conn.execute(text(setting))
             taken = conn.execute(
                 text("SELECT pg_try_advisory_lock(:key)"), {"key": SERVING_LOCK_KEY}
             ).scalar_one()
+            if taken:  # this session is the lock now: out of the pool for good
+                for setting in _LOCK_SESSION:
+                    conn.execute(text(setting))
             conn.commit()
         except BaseException:
-            conn.close()
+            if taken:
+                _drop(conn)
+            else:
+                conn.close()
             raise
     if not taken:
-        _drop(conn)
+        conn.close()
         return None
     return conn
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
 
 import pytest
+from sqlalchemy import event
 
 from coordinator.domain.fairshare import Charge
 from coordinator.errors import FarmLost, ServingTaken, StoreUnavailable
@@ -43,6 +44,32 @@ def test_a_standby_is_told_who_serves(pg_database: str) -> None:
     try:
         with pytest.raises(ServingTaken, match=r"coordinator a \(HTTP port 8487, pid 1\) serves"):
             second.claim_serving("coordinator b")
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_standbys_tries_reuse_its_sessions_and_the_lock_session_has_keepalives(
+    pg_database: str,
+) -> None:
+    first = _serving(pg_database, "coordinator a")
+    second = SqlStore.open(pg_database)
+    opened: list[object] = []
+    event.listen(second.engine, "connect", lambda dbapi, record: opened.append(dbapi))
+    try:
+        for _ in range(10):  # five seconds of a standby's polling
+            with pytest.raises(ServingTaken):
+                second.claim_serving("coordinator b")
+        assert len(opened) <= 2  # the try's session and the serving row's read, pooled
+        first.close()
+        second.claim_serving("coordinator b")
+        # The lock's session dies within seconds of a cut cable (docs/failover.md §standby):
+        # its keepalive settings are set once it holds the lock (the session itself is read).
+        lock = second._serving
+        assert lock is not None and lock._conn is not None
+        shown = lock._conn.exec_driver_sql("SHOW tcp_keepalives_idle").scalar_one()
+        assert shown == "2"
+        assert second.lease() is Lease.HELD
     finally:
         first.close()
         second.close()
