@@ -83,16 +83,18 @@ class ProcessFarm:
         extra: str = "",
         host_keys: str = "",
         coordinators: tuple[str, ...] = (),
+        uuid: str = "",
     ) -> Path:
         """Start simulated dryad ``n``; returns its directory. With ``job_user``, it
         manages that real user (in ``job_groups`` only) for the sshd on ``sshd_port``;
         ``extra`` is more TOML for its config, after every other table; ``host_keys`` is
         the glob of the sshd host keys it reports (default: the system's); with
-        ``coordinators``, it is given that list of link addresses instead of the farm's."""
+        ``coordinators``, it is given that list of link addresses instead of the farm's;
+        ``uuid`` is its UUID (one made at its first start by default)."""
         home = self.tmp / f"dryad-{n}"
         home.mkdir(exist_ok=True)
         links: str | tuple[str, ...] = coordinators or self.link
-        options = DryadOptions(job_user, job_groups, host_keys, extra)
+        options = DryadOptions(job_user, job_groups, host_keys, extra, uuid)
         self.dryads.append(start_dryad(home, links, self.enrol, device_type, sshd_port, options))
         return home
 
