@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))  # the e2e helpers start the real parts the same w
 
 from _proc_cpu import own_cpu  # noqa: E402
 
-from tests.e2e.several import Group, Member  # noqa: E402
+from tests.e2e.several import Group  # noqa: E402
 from tests.pg_cluster import private_cluster  # noqa: E402
 
 BODY = {"Caps": {"board": "none"}}  # matches no board: each stays WAITING
@@ -46,14 +46,6 @@ def figures(name: str, took: list[float]) -> str:
     return f"{name:<34} p50 {statistics.median(took) * 1e3:6.2f} ms   p99 {p99 * 1e3:6.2f} ms"
 
 
-def following(member: Member) -> bool:
-    try:
-        answer = httpx.get(f"{member.url}/healthz", timeout=5)
-    except httpx.HTTPError:
-        return False
-    return answer.status_code == 200 and answer.json().get("role") == "follower"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=1000, help="requests per figure")
@@ -61,10 +53,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, private_cluster() as pg:
         group = Group(Path(tmp), pg.url(pg.create_database()), count=2)
         try:
-            leader = group.start_first()
+            leader = group.start_all()
             follower = group.members[1]
-            group.start(follower)
-            group.wait(lambda: following(follower), "the follower ready", 60)
             with group.http(leader) as direct, group.http(follower) as forwarded:
                 made = direct.post("/api/v1/reqs/", json=BODY)
                 rid = made.json()["ReqID"]

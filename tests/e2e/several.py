@@ -157,6 +157,16 @@ class Group:
             shutil.copy2(first.home / "link_host_key", other.home / "link_host_key")
         return first
 
+    def start_all(self) -> Member:
+        """Start every member: the first serves, then the others follow it (each ready as
+        the load balancer's check sees it); the first."""
+        first = self.start_first()
+        for m in self.members[1:]:
+            self.start(m)
+        for m in self.members[1:]:
+            self.wait(lambda m=m: following(m), f"{m.name} following", 60)
+        return first
+
     def wait(self, condition: Any, what: str, seconds: float = 60) -> None:
         """Wait for ``condition()``; a member that died meanwhile is shown with its log."""
 

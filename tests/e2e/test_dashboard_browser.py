@@ -30,7 +30,7 @@ from playwright.sync_api import (
 from tests.e2e.coordinators import run_cli
 from tests.e2e.process_farm import ProcessFarm, board, eventually
 from tests.e2e.proxy import CuttableProxy
-from tests.e2e.several import Group, following
+from tests.e2e.several import Group
 from tests.pg_cluster import private_cluster
 
 pytestmark = pytest.mark.e2e
@@ -450,10 +450,8 @@ def test_the_dashboard_works_through_a_follower(tmp_path: Path, browser: Browser
     with private_cluster() as pg:
         group = Group(tmp_path, pg.url(pg.create_database()), count=2)
         try:
-            group.start_first()
+            group.start_all()
             follower = group.members[1]
-            group.start(follower)
-            group.wait(lambda: following(follower), "the follower ready", 60)
             home = group.dryad(0, "rpi4", 22, home=1)
             group.wait(lambda: group.holder(0) is follower, "the board linked to the follower")
             uuid = Group.uuid_of(home)

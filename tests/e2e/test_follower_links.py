@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.several import Group, Member, following
+from tests.e2e.several import Group, Member
 from tests.e2e.test_job_access import Sshd, access_of, ssh
 from tests.pg_cluster import private_cluster
 
@@ -82,10 +82,8 @@ def job(http: httpx.Client) -> tuple[int, dict[str, Any]]:
 def test_a_dryad_linked_to_a_follower_is_served_through_it(
     group: Group, sshd: Sshd, user: str, tmp_path: Path
 ) -> None:
-    leader = group.start_first()
+    leader = group.start_all()
     follower = group.members[1]
-    group.start(follower)
-    group.wait(lambda: following(follower), "the follower ready", 60)
     group.dryad(0, DEVICE, sshd.port, user, to=[follower])
     group.wait(lambda: worker(group, leader).get("Connected"), "registered via the follower", 90)
     # The follower's link took it (it logs that once the leader answered the register).
@@ -139,10 +137,8 @@ def test_a_dryad_linked_to_a_follower_is_served_through_it(
 def test_when_the_follower_dies_its_dryad_and_tunnel_move_to_the_leader(
     group: Group, sshd: Sshd, user: str, tmp_path: Path
 ) -> None:
-    leader = group.start_first()
+    leader = group.start_all()
     follower = group.members[1]
-    group.start(follower)
-    group.wait(lambda: following(follower), "the follower ready", 60)
     group.dryad(0, DEVICE, sshd.port, user, to=[follower, leader], home=0)  # follower first
     group.wait(lambda: worker(group, leader).get("Connected"), "registered via the follower", 90)
     uuid = worker(group, leader)["WorkerUUID"]
@@ -176,11 +172,7 @@ def test_a_new_leader_learns_the_followers_links_and_the_tunnel_stays_with_the_l
     three: Group, sshd: Sshd, user: str, tmp_path: Path
 ) -> None:
     group = three
-    leader = group.start_first()
-    for m in group.members[1:]:
-        group.start(m)
-    for m in group.members[1:]:
-        group.wait(lambda m=m: following(m), f"{m.name} ready", 60)
+    leader = group.start_all()
     holder = group.members[2]
     group.dryad(0, DEVICE, sshd.port, user, to=[holder])
     group.wait(lambda: worker(group, leader).get("Connected"), "registered via a follower", 90)

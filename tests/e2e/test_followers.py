@@ -44,9 +44,9 @@ def following(member: Member) -> bool:
 
 
 def start_all(group: Group) -> tuple[Member, list[Member]]:
-    leader = group.start_first()
-    for m in group.members[1:]:
-        group.start(m)
+    """Every member started; the leader and the followers, each one's /healthz naming its
+    role as a follower."""
+    leader = group.start_all()
     for m in group.members[1:]:
         group.wait(lambda m=m: following(m), f"{m.name} following", 60)
     return leader, group.members[1:]

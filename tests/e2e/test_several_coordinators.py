@@ -84,11 +84,7 @@ def group(tmp_path: Path, pg: PgCluster, user: str) -> Iterator[Group]:
 def lb(tmp_path: Path, group: Group) -> Iterator[Haproxy]:
     """HAProxy over the three, once the first leads and the others follow it (holding
     links, the default)."""
-    group.start_first()
-    for m in group.members[1:]:
-        group.start(m)
-    for m in group.members[1:]:
-        group.wait(lambda m=m: following(m), f"{m.name} following", 60)
+    group.start_all()
     servers = [m.url.removeprefix("http://") for m in group.members]
     proxy = start_haproxy(tmp_path, f"127.0.0.1:{free_port()}", servers)
     yield proxy
